@@ -28,8 +28,8 @@ from typing import Any
 __all__ = [
     "ModelSpec",
     "ModelSpecError",
-    "Parameter",
     "PKSpec",
+    "Parameter",
     "TTESpec",
     "available_models",
     "load_model",
@@ -193,8 +193,9 @@ def load_model(
         raw = tomllib.loads(raw_bytes.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ModelSpecError(f"model file '{path}' is not valid TOML: {exc}") from exc
-    return parse_model(raw, path=str(path), sha256=hashlib.sha256(raw_bytes).hexdigest(),
-                       variants=tuple(variants))
+    return parse_model(
+        raw, path=str(path), sha256=hashlib.sha256(raw_bytes).hexdigest(), variants=tuple(variants)
+    )
 
 
 def parse_model(
@@ -270,16 +271,23 @@ def parse_model(
     risk_at_threshold = None
     x_ref_raw = tte_t.get("x_ref")
     if x_ref_raw == "calibrate":
-        risk_at_threshold = reader.number(tte_t, "tte", "risk_at_threshold", low=1e-6, high=1 - 1e-6)
+        risk_at_threshold = reader.number(
+            tte_t, "tte", "risk_at_threshold", low=1e-6, high=1 - 1e-6
+        )
         x_ref = calibrate_x_ref(
-            form, 10.0**log10_lambda.estimate, gamma.estimate, beta.estimate, horizon, threshold,
+            form,
+            10.0**log10_lambda.estimate,
+            gamma.estimate,
+            beta.estimate,
+            horizon,
+            threshold,
             risk_at_threshold,
         )
     elif isinstance(x_ref_raw, int | float) and not isinstance(x_ref_raw, bool):
         x_ref = float(x_ref_raw)
     else:
         raise ModelSpecError(
-            f"{path}: tte.x_ref must be a number or \"calibrate\" (with tte.risk_at_threshold), "
+            f'{path}: tte.x_ref must be a number or "calibrate" (with tte.risk_at_threshold), '
             f"got {x_ref_raw!r}"
         )
     tte = TTESpec(
@@ -362,9 +370,7 @@ class _Reader:
             node = node[key]
         return node
 
-    def number(
-        self, table: dict[str, Any], where: str, key: str, low: float, high: float
-    ) -> float:
+    def number(self, table: dict[str, Any], where: str, key: str, low: float, high: float) -> float:
         value = table.get(key)
         if value is None:
             raise ModelSpecError(f"{self.path}: missing {where}.{key} (a number)")

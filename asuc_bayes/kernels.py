@@ -76,8 +76,9 @@ def concentration(
     return per_dose.sum(axis=-1)
 
 
-def _cumulative_auc(time_day, dose_time_day, dose_amount_mg, dose_duration_day, clearance, volume,
-                    xp):
+def _cumulative_auc(
+    time_day, dose_time_day, dose_amount_mg, dose_duration_day, clearance, volume, xp
+):
     """∫_0^t C(s) ds for every time, closed form (see :func:`auc_interval`)."""
     cl = clearance[..., None, None]
     k = cl / volume[..., None, None]
@@ -90,7 +91,13 @@ def _cumulative_auc(time_day, dose_time_day, dose_amount_mg, dose_duration_day, 
 
 
 def auc_interval(
-    start_day, end_day, dose_time_day, dose_amount_mg, dose_duration_day, clearance, volume,
+    start_day,
+    end_day,
+    dose_time_day,
+    dose_amount_mg,
+    dose_duration_day,
+    clearance,
+    volume,
     xp: Any = np,
 ):
     """AUC (mg·day/L) of :func:`concentration` between ``start_day`` and ``end_day``.
@@ -119,8 +126,17 @@ def _crp_factor(crp_mg_l, reference_crp_mg_l, crp_exponent, crp_form, xp):
 
 
 def individual_clearance(
-    theta_cl, weight_kg, crp_mg_l, eta_cl, *, weight_exponent, crp_exponent, reference_weight_kg,
-    reference_crp_mg_l, crp_form="power", xp: Any = np,
+    theta_cl,
+    weight_kg,
+    crp_mg_l,
+    eta_cl,
+    *,
+    weight_exponent,
+    crp_exponent,
+    reference_weight_kg,
+    reference_crp_mg_l,
+    crp_form="power",
+    xp: Any = np,
 ):
     """CL_i = θ_CL · (WT/WT_ref)^0.75 · f(CRP) · exp(η_CL) in L/day."""
     return (
@@ -148,19 +164,29 @@ def weibull_baseline_cumulative_hazard(time_day, baseline_lambda, gamma, form, x
 
 
 def weibull_cumulative_hazard(
-    time_day, covariate, *, baseline_lambda, gamma, beta, x_ref, form="lambda_t_gamma",
+    time_day,
+    covariate,
+    *,
+    baseline_lambda,
+    gamma,
+    beta,
+    x_ref,
+    form="lambda_t_gamma",
     xp: Any = np,
 ):
     """H(t) = H0(t) · exp(β (x − x_ref)); the definition every other TTE quantity derives from."""
-    return weibull_baseline_cumulative_hazard(
-        time_day, baseline_lambda, gamma, form, xp
-    ) * xp.exp(beta * (covariate - x_ref))
+    return weibull_baseline_cumulative_hazard(time_day, baseline_lambda, gamma, form, xp) * xp.exp(
+        beta * (covariate - x_ref)
+    )
 
 
 def weibull_hazard(time_day, covariate, *, gamma, xp: Any = np, **params):
     """h(t) = dH/dt = γ H(t) / t for both Weibull forms."""
-    return gamma * weibull_cumulative_hazard(time_day, covariate, gamma=gamma, xp=xp,
-                                             **params) / time_day
+    return (
+        gamma
+        * weibull_cumulative_hazard(time_day, covariate, gamma=gamma, xp=xp, **params)
+        / time_day
+    )
 
 
 def weibull_risk(time_day, covariate, xp: Any = np, **params):

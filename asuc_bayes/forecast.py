@@ -1,0 +1,546 @@
+"""Individual forecasting: MAP + Laplace, full posterior by NUTS, derived quantities, results.
+
+One :class:`Forecaster` per model specification: the PyMC model is declared once, the
+log density (for MAP) and the nutpie sampler are compiled once, and each patient is bound
+with ``pm.set_data`` / ``with_data``.
+
+Examples
+--------
+>>> from asuc_bayes import Forecaster, load_model, read_patients, example_path
+>>> forecaster = Forecaster(load_model())                                 # doctest: +SKIP
+>>> patient = read_patients(example_path()).patients[0]                   # doctest: +SKIP
+>>> result = forecaster.forecast(patient, random_seed=1)                  # doctest: +SKIP
+>>> result.summary()["posterior"]["risk_90d"]["mean"]                     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import arviz as az
+import numpy as np
+import pymc as pm
+import pytensor
+import pytensor.tensor as pt
+import scipy.optimize
+import xarray as xr
+
+from asuc_bayes import __version__
+from asuc_bayes.config import ModelSpec
+from asuc_bayes.dataset import Dose, Observation, Patient
+from asuc_bayes.kernels import (
+    auc_interval,
+    concentration,
+    individual_clearance,
+    individual_volume,
+    weibull_risk,
+)
+from asuc_bayes.model import (
+    RANDOM_EFFECTS,
+    PatientData,
+    build_patient_model,
+    eta_log_density,
+    log_relative_to_sampler,
+    omega_vector,
+)
+
+__all__ = [
+    "DERIVED",
+    "Forecaster",
+    "PatientForecast",
+    "SamplerSettings",
+    "derived_quantities",
+]
+
+#: Quantities reported for every patient (posterior, MAP, a priori), with units.
+DERIVED = {
+    "cl": "L/day",
+    "v": "L",
+    "auc_w2_4": "mg*day/L",
+    "ln_auc_cl": "ln((mg*day/L)/(L/day))",
+    "risk_90d": "probability",
+}
+RHAT_MAX = 1.01
+ESS_BULK_MIN = 400.0
+CURVE_END_DAY = 90.0
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    """NUTS settings; ``escalate_target_accept`` is used for a second attempt when the first
+    has divergences or fails the R-hat/ESS gates."""
+
+    draws: int = 1000
+    tune: int = 1000
+    chains: int = 4
+    target_accept: float = 0.95
+    escalate_target_accept: float | None = 0.99
+    sampler: Literal["nutpie", "pymc"] = "nutpie"
+    cores: int | None = None
+
+    def __post_init__(self):
+        for name in ("draws", "tune", "chains"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < (1 if name != "tune" else 0):
+                raise ValueError(
+                    f"sampler setting '{name}' must be a positive integer, got {value!r}"
+                )
+        if self.chains < 2:
+            raise ValueError("sampler setting 'chains' must be at least 2 (R-hat needs them)")
+        if not 0.5 <= self.target_accept < 1:
+            raise ValueError(f"target_accept must be in [0.5, 1), got {self.target_accept}")
+        if self.sampler not in ("nutpie", "pymc"):
+            raise ValueError(f"sampler must be 'nutpie' or 'pymc', got {self.sampler!r}")
+
+
+def derived_quantities(spec: ModelSpec, patient: Patient, eta: np.ndarray) -> dict[str, np.ndarray]:
+    """CL, V, AUC_w2-4, ln(AUC_w2-4/CL) and 90-day risk for random effects ``eta[..., 2]``."""
+    pk, tte = spec.pk, spec.tte
+    eta = np.asarray(eta, dtype=float)
+    cl = individual_clearance(
+        pk.theta_cl.estimate,
+        patient.weight_kg,
+        patient.crp_mg_l,
+        eta[..., 0],
+        weight_exponent=pk.weight_exponent_cl.estimate,
+        crp_exponent=pk.crp_exponent_cl.estimate,
+        reference_weight_kg=pk.reference_weight_kg,
+        reference_crp_mg_l=pk.reference_crp_mg_l,
+        crp_form=pk.crp_form,
+    )
+    v = individual_volume(
+        pk.theta_v.estimate,
+        patient.weight_kg,
+        eta[..., 1],
+        weight_exponent=pk.weight_exponent_v.estimate,
+        reference_weight_kg=pk.reference_weight_kg,
+    )
+    auc = auc_interval(
+        tte.auc_window_day[0],
+        tte.auc_window_day[1],
+        patient.dose_time_day,
+        patient.dose_amount_mg,
+        patient.dose_duration_day,
+        cl,
+        v,
+    )
+    ln_ratio = np.log(auc / cl)
+    risk = weibull_risk(
+        tte.horizon_day,
+        ln_ratio,
+        baseline_lambda=tte.baseline_lambda,
+        gamma=tte.gamma.estimate,
+        beta=tte.beta.estimate,
+        x_ref=tte.x_ref,
+        form=tte.form,
+    )
+    return {"cl": cl, "v": v, "auc_w2_4": auc, "ln_auc_cl": ln_ratio, "risk_90d": risk}
+
+
+@dataclass
+class PatientForecast:
+    """The forecast of one patient: a DataTree plus the summary of the output contract."""
+
+    patient: Patient
+    tree: xr.DataTree
+    status: Literal["ok", "unconverged"]
+    diagnostics: dict[str, Any]
+    spec: ModelSpec = field(repr=False)
+
+    def summary(self) -> dict[str, Any]:
+        """The patient's entry of the JSON output contract."""
+        return summarize_tree(self.tree, self.spec, self.patient.id, self.status, self.diagnostics)
+
+
+def _stats(values: np.ndarray) -> dict[str, float]:
+    flat = np.asarray(values, dtype=float).ravel()
+    q = np.quantile(flat, [0.025, 0.5, 0.975])
+    return {
+        "mean": float(flat.mean()),
+        "sd": float(flat.std(ddof=1)),
+        "q2.5": float(q[0]),
+        "q50": float(q[1]),
+        "q97.5": float(q[2]),
+    }
+
+
+def summarize_tree(tree, spec, patient_id, status, diagnostics) -> dict[str, Any]:
+    posterior = tree["posterior"]
+    points = tree["point_estimates"]
+    threshold = spec.tte.high_risk_threshold
+    ln_ratio = posterior["ln_auc_cl"].values
+    return {
+        "id": patient_id,
+        "status": status,
+        "posterior": {name: _stats(posterior[name].values) for name in DERIVED},
+        "p_high_risk": float(np.mean(ln_ratio < threshold)),
+        "risk_class": "high" if float(np.median(ln_ratio)) < threshold else "low",
+        "map": {name: float(points[name].sel(estimate="map")) for name in DERIVED},
+        "a_priori": {name: float(points[name].sel(estimate="a_priori")) for name in DERIVED},
+        "diagnostics": diagnostics,
+    }
+
+
+class Forecaster:
+    """Compiled-once individual forecasting for one model specification.
+
+    Parameters
+    ----------
+    spec
+        The model (see :func:`asuc_bayes.config.load_model`).
+    settings
+        Default sampler settings (overridable per call).
+    """
+
+    def __init__(self, spec: ModelSpec, settings: SamplerSettings | None = None):
+        self.spec = spec
+        self.settings = settings or SamplerSettings()
+        template = Patient(
+            id="template",
+            weight_kg=70.0,
+            crp_mg_l=30.0,
+            doses=(Dose(0.0, 700.0, spec.pk.default_infusion_duration_day),),
+            observations=(Observation(7.0, 20.0),),
+        )
+        self.model = build_patient_model(spec, PatientData.from_patient(template))
+        self._omega = omega_vector(spec)
+        self._compile_eta_density()
+        self._compile_sampler_density()
+        self._nutpie_model = None
+
+    # -- compiled functions -------------------------------------------------------------
+    def _compile_eta_density(self) -> None:
+        """log p(η | data) up to a constant, with gradient and Hessian, as a function of η."""
+        eta_input = pt.vector("eta_input")
+        total = eta_log_density(self.model, self.spec, eta_input)
+        gradient = pt.grad(total, eta_input)
+        hessian = pytensor.gradient.hessian(total, eta_input)
+        self._eta_logp_grad = pytensor.function([eta_input], [total, gradient])
+        self._eta_hessian = pytensor.function([eta_input], hessian)
+
+    def _compile_sampler_density(self) -> None:
+        """The sampled log density in the sampler's coordinates (whitening set to identity)."""
+        model = self.model
+        value = model.rvs_to_values[model["eta_whitened"]]
+        total = model.logp()
+        self._coord_logp_grad = pytensor.function([value], [total, pt.grad(total, value)])
+        self._coord_hessian = pytensor.function([value], pytensor.gradient.hessian(total, value))
+
+    def _nutpie(self):
+        if self._nutpie_model is None:
+            import nutpie
+
+            self._nutpie_model = nutpie.compile_pymc_model(
+                self.model, freeze_model=False, var_names=["eta"]
+            )
+        return self._nutpie_model
+
+    # -- data binding -------------------------------------------------------------------
+    def _bind(self, data: dict[str, np.ndarray], whitening: dict[str, np.ndarray]) -> None:
+        coords = {
+            "obs": range(len(data["obs_time_day"])),
+            "dose": range(len(data["dose_time_day"])),
+        }
+        with self.model:
+            pm.set_data({**data, **whitening}, coords=coords)
+
+    # -- MAP ----------------------------------------------------------------------------
+    def _maximize(self, fun, starts) -> scipy.optimize.OptimizeResult:
+        def negative(x):
+            value, gradient = fun(x)
+            if not np.isfinite(value):
+                return np.inf, np.zeros_like(x)
+            return -float(value), -np.asarray(gradient, dtype=float)
+
+        best = None
+        for start in starts:
+            result = scipy.optimize.minimize(
+                negative,
+                np.asarray(start, dtype=float),
+                jac=True,
+                method="BFGS",
+                options={"gtol": 1e-8, "maxiter": 500},
+            )
+            if best is None or result.fun < best.fun:
+                best = result
+        return best
+
+    def map_estimate(self, patient: Patient) -> dict[str, Any]:
+        """Posterior mode of η (multi-start BFGS) and its Laplace covariance.
+
+        Binds ``patient`` to the model as a side effect.
+        """
+        data = PatientData.from_patient(patient).as_data()
+        self._bind(data, {"eta_shift": np.zeros(2), "eta_chol": np.eye(2)})
+        omega = self._omega
+        starts = [np.zeros(2)] + [
+            np.array([sign_cl * omega[0], sign_v * 1.5 * omega[1]])
+            for sign_cl in (-1.0, 1.0)
+            for sign_v in (-1.0, 1.0)
+        ]
+        result = self._maximize(self._eta_logp_grad, starts)
+        hessian = np.asarray(self._eta_hessian(result.x), dtype=float)
+        try:
+            covariance = np.linalg.inv(-hessian)
+            np.linalg.cholesky(covariance)
+            laplace_ok = True
+        except np.linalg.LinAlgError:
+            covariance = np.full((2, 2), np.nan)
+            laplace_ok = False
+        return {
+            "eta": result.x,
+            "log_density": -float(result.fun),
+            "covariance": covariance,
+            "laplace_ok": laplace_ok,
+            "optimizer_success": bool(result.success),
+        }
+
+    def _whitening(self, eta_map: np.ndarray) -> dict[str, np.ndarray]:
+        """Mode and Laplace Cholesky factor of the posterior in the sampler's coordinates."""
+        log_relative = np.array([eta_map[0] - eta_map[1], eta_map[1]])
+        start = log_relative_to_sampler(log_relative)
+        result = self._maximize(self._coord_logp_grad, [start])
+        hessian = np.asarray(self._coord_hessian(result.x), dtype=float)
+        try:
+            chol = np.linalg.cholesky(np.linalg.inv(-hessian))
+        except np.linalg.LinAlgError:
+            chol = np.diag(self._omega)
+        return {"eta_shift": result.x, "eta_chol": chol}
+
+    # -- sampling -----------------------------------------------------------------------
+    def _sample_once(self, data, whitening, settings: SamplerSettings, target_accept, seed):
+        if settings.sampler == "nutpie":
+            import nutpie
+
+            compiled = self._nutpie().with_data(**data, **whitening)
+            trace = nutpie.sample(
+                compiled,
+                draws=settings.draws,
+                tune=settings.tune,
+                chains=settings.chains,
+                cores=settings.cores,
+                seed=seed,
+                progress_bar=False,
+                target_accept=target_accept,
+            )
+        else:
+            self._bind(data, whitening)
+            trace = pm.sample(
+                draws=settings.draws,
+                tune=settings.tune,
+                chains=settings.chains,
+                cores=settings.cores or 1,
+                random_seed=seed,
+                nuts_sampler="pymc",
+                target_accept=target_accept,
+                progressbar=False,
+                quiet=True,
+                compute_convergence_checks=False,
+                var_names=["eta"],
+                model=self.model,
+            )
+        eta = np.asarray(trace["posterior"]["eta"].values, dtype=float)
+        diverging = int(np.asarray(trace["sample_stats"]["diverging"].values).sum())
+        return eta, diverging, trace
+
+    def forecast(
+        self,
+        patient: Patient,
+        *,
+        random_seed: int = 0,
+        settings: SamplerSettings | None = None,
+    ) -> PatientForecast:
+        """Full posterior, MAP, a-priori prediction and diagnostics for one patient."""
+        settings = settings or self.settings
+        started = time.perf_counter()
+        map_result = self.map_estimate(patient)
+        data = PatientData.from_patient(patient).as_data()
+        whitening = self._whitening(map_result["eta"])
+        attempts = []
+        target_accept = settings.target_accept
+        seed = random_seed
+        while True:
+            eta, diverging, trace = self._sample_once(
+                data, whitening, settings, target_accept, seed
+            )
+            checks = _convergence(eta, diverging)
+            attempts.append({"target_accept": target_accept, "seed": seed, **checks})
+            escalate = settings.escalate_target_accept
+            if checks["passed"] or escalate is None or target_accept >= escalate:
+                break
+            target_accept, seed = escalate, seed + 1
+        elapsed = time.perf_counter() - started
+        checks = attempts[-1]
+        diagnostics = {
+            "rhat_max": checks["rhat_max"],
+            "ess_bulk_min": checks["ess_bulk_min"],
+            "divergences": checks["divergences"],
+            "chains": settings.chains,
+            "draws": settings.draws,
+            "tune": settings.tune,
+            "target_accept": target_accept,
+            "sampler": settings.sampler,
+            "attempts": len(attempts),
+            "seconds": round(elapsed, 4),
+        }
+        status = "ok" if checks["passed"] else "unconverged"
+        tree = self._build_tree(
+            patient, eta, trace, map_result, diagnostics, status, settings, random_seed
+        )
+        return PatientForecast(
+            patient=patient, tree=tree, status=status, diagnostics=diagnostics, spec=self.spec
+        )
+
+    # -- results ------------------------------------------------------------------------
+    def _build_tree(self, patient, eta, trace, map_result, diagnostics, status, settings, seed):
+        spec = self.spec
+        chains, draws = eta.shape[:2]
+        coords = {"chain": np.arange(chains), "draw": np.arange(draws)}
+        derived = derived_quantities(spec, patient, eta)
+        posterior = xr.Dataset(
+            {
+                "eta": (("chain", "draw", "random_effect"), eta),
+                **{name: (("chain", "draw"), derived[name]) for name in DERIVED},
+            },
+            coords={**coords, "random_effect": list(RANDOM_EFFECTS)},
+        )
+        for name, unit in DERIVED.items():
+            posterior[name].attrs["units"] = unit
+        sample_stats = xr.Dataset(
+            {
+                name: (("chain", "draw"), np.asarray(trace["sample_stats"][name].values))
+                for name in ("diverging", "step_size", "tree_depth", "n_steps", "depth")
+                if name in trace["sample_stats"]
+            },
+            coords=coords,
+        )
+        time_day = curve_times(spec, patient)
+        curve = concentration(
+            time_day,
+            patient.dose_time_day,
+            patient.dose_amount_mg,
+            patient.dose_duration_day,
+            derived["cl"],
+            derived["v"],
+        )
+        point_eta = np.stack([map_result["eta"], np.zeros(2)])
+        point = derived_quantities(spec, patient, point_eta)
+        point_curve = concentration(
+            time_day,
+            patient.dose_time_day,
+            patient.dose_amount_mg,
+            patient.dose_duration_day,
+            point["cl"],
+            point["v"],
+        )
+        predictions = xr.Dataset(
+            {
+                "concentration": (("chain", "draw", "time"), curve),
+                "concentration_map": (("time",), point_curve[0]),
+                "concentration_a_priori": (("time",), point_curve[1]),
+            },
+            coords={**coords, "time": time_day},
+        )
+        predictions["time"].attrs["units"] = "day"
+        predictions["concentration"].attrs["units"] = "mg/L"
+        point_estimates = xr.Dataset(
+            {
+                "eta": (("estimate", "random_effect"), point_eta),
+                **{name: (("estimate",), point[name]) for name in DERIVED},
+                "laplace_covariance": (
+                    ("random_effect", "random_effect_bis"),
+                    map_result["covariance"],
+                ),
+            },
+            coords={
+                "estimate": ["map", "a_priori"],
+                "random_effect": list(RANDOM_EFFECTS),
+                "random_effect_bis": list(RANDOM_EFFECTS),
+            },
+            attrs={
+                "map_log_density": map_result["log_density"],
+                "laplace_ok": int(map_result["laplace_ok"]),
+            },
+        )
+        observed = xr.Dataset(
+            {"concentration": (("obs",), patient.obs_value_mg_l)},
+            coords={"obs": np.arange(len(patient.observations))},
+        )
+        constant = xr.Dataset(
+            {
+                "obs_time_day": (("obs",), patient.obs_time_day),
+                "obs_censoring": (("obs",), patient.obs_censoring),
+                "dose_time_day": (("dose",), patient.dose_time_day),
+                "dose_amount_mg": (("dose",), patient.dose_amount_mg),
+                "dose_duration_day": (("dose",), patient.dose_duration_day),
+                "weight_kg": ((), patient.weight_kg),
+                "crp_mg_l": ((), patient.crp_mg_l),
+            },
+            coords={
+                "obs": np.arange(len(patient.observations)),
+                "dose": np.arange(len(patient.doses)),
+            },
+        )
+        attrs = {
+            "patient_id": patient.id,
+            "status": status,
+            **provenance(spec, settings, seed),
+            **{f"diagnostics_{k}": v for k, v in diagnostics.items()},
+        }
+        return xr.DataTree.from_dict(
+            {
+                "/": xr.Dataset(attrs=attrs),
+                "posterior": posterior,
+                "sample_stats": sample_stats,
+                "predictions": predictions,
+                "point_estimates": point_estimates,
+                "observed_data": observed,
+                "constant_data": constant,
+            }
+        )
+
+
+def curve_times(spec: ModelSpec, patient: Patient) -> np.ndarray:
+    """Plot grid: every half day to day 90 plus each infusion's end (the peaks)."""
+    end = max(CURVE_END_DAY, spec.tte.auc_window_day[1], float(patient.dose_time_day.max()) + 14)
+    grid = np.linspace(0.0, end, round(end * 2) + 1)
+    peaks = patient.dose_time_day + patient.dose_duration_day
+    return np.unique(np.concatenate([grid, peaks[peaks <= end]]))
+
+
+def provenance(spec: ModelSpec, settings: SamplerSettings, seed: int) -> dict[str, Any]:
+    """Attributes that say which model, code and settings produced a result."""
+    import nutpie
+
+    return {
+        "model_name": spec.name,
+        "model_label": spec.label,
+        "model_sha256": spec.sha256,
+        "model_variants": ",".join(spec.variants),
+        "asuc_bayes_version": __version__,
+        "pymc_version": pm.__version__,
+        "nutpie_version": nutpie.__version__,
+        "arviz_version": az.__version__,
+        "sampler": settings.sampler,
+        "draws": settings.draws,
+        "tune": settings.tune,
+        "chains": settings.chains,
+        "target_accept": settings.target_accept,
+        "random_seed": seed,
+    }
+
+
+def _convergence(eta: np.ndarray, diverging: int) -> dict[str, Any]:
+    """R-hat (rank-normalised, split) and bulk ESS of each random effect; divergences."""
+    dataset = xr.Dataset({"eta": (("chain", "draw", "random_effect"), eta)})
+    rhat = float(np.max(az.rhat(dataset)["eta"].values))
+    ess = float(np.min(az.ess(dataset, method="bulk")["eta"].values))
+    passed = diverging == 0 and rhat <= RHAT_MAX and ess >= ESS_BULK_MIN
+    return {"rhat_max": rhat, "ess_bulk_min": ess, "divergences": diverging, "passed": passed}
+
+
+def with_settings(settings: SamplerSettings, **changes) -> SamplerSettings:
+    """A copy of ``settings`` with ``changes`` applied (None values ignored)."""
+    return replace(settings, **{k: v for k, v in changes.items() if v is not None})
