@@ -31,6 +31,7 @@ __all__ = [
     "auc_interval",
     "concentration",
     "individual_clearance",
+    "individual_pk_parameters",
     "individual_volume",
     "weibull_baseline_cumulative_hazard",
     "weibull_cumulative_hazard",
@@ -152,6 +153,35 @@ def individual_volume(
 ):
     """V_i = θ_V · (WT/WT_ref)^1 · exp(η_V) in L."""
     return theta_v * (weight_kg / reference_weight_kg) ** weight_exponent * xp.exp(eta_v)
+
+
+def individual_pk_parameters(pk, weight_kg, crp_mg_l, eta_cl, eta_v, xp: Any = np):
+    """(CL, V) of a patient under the PK part of a model specification.
+
+    ``pk`` is a :class:`asuc_bayes.config.PKSpec` (typical values, covariate forms,
+    reference covariates); ``eta_cl``/``eta_v`` broadcast (e.g. one per posterior draw).
+    """
+    clearance = individual_clearance(
+        pk.theta_cl.estimate,
+        weight_kg,
+        crp_mg_l,
+        eta_cl,
+        weight_exponent=pk.weight_exponent_cl.estimate,
+        crp_exponent=pk.crp_exponent_cl.estimate,
+        reference_weight_kg=pk.reference_weight_kg,
+        reference_crp_mg_l=pk.reference_crp_mg_l,
+        crp_form=pk.crp_form,
+        xp=xp,
+    )
+    volume = individual_volume(
+        pk.theta_v.estimate,
+        weight_kg,
+        eta_v,
+        weight_exponent=pk.weight_exponent_v.estimate,
+        reference_weight_kg=pk.reference_weight_kg,
+        xp=xp,
+    )
+    return clearance, volume
 
 
 def weibull_baseline_cumulative_hazard(time_day, baseline_lambda, gamma, form, xp: Any = np):

@@ -24,7 +24,7 @@ import pytensor.tensor as pt
 
 from asuc_bayes.config import ModelSpec
 from asuc_bayes.dataset import ABOVE_ULOQ, BELOW_LLOQ, Patient
-from asuc_bayes.kernels import concentration, individual_clearance, individual_volume
+from asuc_bayes.kernels import concentration, individual_pk_parameters
 
 __all__ = ["RANDOM_EFFECTS", "PatientData", "build_patient_model"]
 
@@ -171,28 +171,9 @@ def build_patient_model(spec: ModelSpec, data: PatientData) -> pm.Model:
 
 def individual_parameters(spec: ModelSpec, bound, eta):
     """(CL, V) graphs from the bound covariates and η = (η_CL, η_V)."""
-    pk = spec.pk
-    cl = individual_clearance(
-        pk.theta_cl.estimate,
-        bound["weight_kg"],
-        bound["crp_mg_l"],
-        eta[0],
-        weight_exponent=pk.weight_exponent_cl.estimate,
-        crp_exponent=pk.crp_exponent_cl.estimate,
-        reference_weight_kg=pk.reference_weight_kg,
-        reference_crp_mg_l=pk.reference_crp_mg_l,
-        crp_form=pk.crp_form,
-        xp=pt,
+    return individual_pk_parameters(
+        spec.pk, bound["weight_kg"], bound["crp_mg_l"], eta[0], eta[1], xp=pt
     )
-    v = individual_volume(
-        pk.theta_v.estimate,
-        bound["weight_kg"],
-        eta[1],
-        weight_exponent=pk.weight_exponent_v.estimate,
-        reference_weight_kg=pk.reference_weight_kg,
-        xp=pt,
-    )
-    return cl, v
 
 
 def observation_distribution(spec: ModelSpec, bound, cl, v):

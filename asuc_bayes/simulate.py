@@ -21,7 +21,7 @@ import pandas as pd
 
 from asuc_bayes.config import ModelSpec
 from asuc_bayes.dataset import ABOVE_ULOQ, BELOW_LLOQ, MEASURED, Dose, Observation, Patient
-from asuc_bayes.kernels import concentration, individual_clearance, individual_volume
+from asuc_bayes.kernels import concentration, individual_pk_parameters
 
 __all__ = ["SimulatedCohort", "simulate_patients", "true_parameters"]
 
@@ -40,25 +40,7 @@ class SimulatedCohort:
 
 def true_parameters(spec: ModelSpec, patient: Patient, eta_cl: float, eta_v: float):
     """Individual (CL, V) of ``patient`` for given random effects, under ``spec``."""
-    pk = spec.pk
-    cl = individual_clearance(
-        pk.theta_cl.estimate,
-        patient.weight_kg,
-        patient.crp_mg_l,
-        eta_cl,
-        weight_exponent=pk.weight_exponent_cl.estimate,
-        crp_exponent=pk.crp_exponent_cl.estimate,
-        reference_weight_kg=pk.reference_weight_kg,
-        reference_crp_mg_l=pk.reference_crp_mg_l,
-        crp_form=pk.crp_form,
-    )
-    v = individual_volume(
-        pk.theta_v.estimate,
-        patient.weight_kg,
-        eta_v,
-        weight_exponent=pk.weight_exponent_v.estimate,
-        reference_weight_kg=pk.reference_weight_kg,
-    )
+    cl, v = individual_pk_parameters(spec.pk, patient.weight_kg, patient.crp_mg_l, eta_cl, eta_v)
     return float(cl), float(v)
 
 

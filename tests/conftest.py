@@ -1,0 +1,51 @@
+"""Shared fixtures: one compiled Forecaster per test session (compilation is the slow part)."""
+
+from __future__ import annotations
+
+import pytest
+
+from asuc_bayes.config import load_model
+from asuc_bayes.dataset import ABOVE_ULOQ, BELOW_LLOQ, Dose, Observation, Patient
+from asuc_bayes.forecast import Forecaster
+
+INFUSION_DAY = 1.0 / 12.0
+
+
+@pytest.fixture(scope="session")
+def spec():
+    return load_model()
+
+
+@pytest.fixture(scope="session")
+def forecaster(spec):
+    return Forecaster(spec)
+
+
+def _doses(times, mg):
+    return tuple(Dose(float(t), float(mg), INFUSION_DAY) for t in times)
+
+
+#: Six patients covering the validation cases of the forecasting issue.
+REFERENCE_PATIENTS = {
+    "one_sample": Patient(
+        "one_sample", 63.0, 30.0, _doses([0, 14, 42], 600), (Observation(7.0, 14.5),)
+    ),
+    "several_samples": Patient(
+        "several_samples", 75.0, 82.0, _doses([0, 14, 42], 800),
+        (Observation(2.0, 62.0), Observation(13.9, 6.1), Observation(20.0, 21.0),
+         Observation(41.8, 2.2)),
+    ),
+    "blq_sample": Patient(
+        "blq_sample", 58.0, 150.0, _doses([0, 14], 600),
+        (Observation(5.0, 9.0), Observation(13.8, 0.5, BELOW_LLOQ)),
+    ),
+    "alq_sample": Patient(
+        "alq_sample", 80.0, 12.0, _doses([0, 14, 42], 800),
+        (Observation(1.0, 45.0, ABOVE_ULOQ), Observation(9.0, 18.0)),
+    ),
+    "no_sample": Patient("no_sample", 70.0, 30.0, _doses([0, 14, 42], 700)),
+    "accelerated": Patient(
+        "accelerated", 52.0, 95.0, _doses([0, 4, 14], 500),
+        (Observation(3.9, 8.0), Observation(13.9, 3.5)),
+    ),
+}
