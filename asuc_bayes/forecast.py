@@ -31,6 +31,7 @@ from pymc.logprob.utils import ParameterValueError
 from asuc_bayes._version import __version__
 from asuc_bayes.config import ModelSpec
 from asuc_bayes.dataset import Dose, Observation, Patient
+from asuc_bayes.grid import find_modes, grid_posterior
 from asuc_bayes.kernels import (
     auc_interval,
     concentration,
@@ -69,6 +70,8 @@ DERIVED = {
     "ln_auc_cl": "ln((mg*day/L)/(L/day))",
     "risk_90d": "probability",
 }
+#: Summary statistics of every posterior quantity (the output contract's S).
+STATISTICS = ("mean", "sd", "q2.5", "q50", "q97.5")
 RHAT_MAX = 1.01
 #: The MAP is searched within this many prior SDs of η = 0 (prior density e^-50 there).
 ETA_BOUND_SD = 10.0
@@ -88,6 +91,8 @@ class SamplerSettings:
     escalate_target_accept: float | None = 0.99
     sampler: Literal["nutpie", "pymc"] = "nutpie"
     cores: int | None = None
+    method: Literal["auto", "nuts", "exact_grid"] = "auto"
+    grid_points: int = 401
 
     def __post_init__(self):
         for name in ("draws", "tune", "chains"):
@@ -102,6 +107,8 @@ class SamplerSettings:
             raise ValueError(f"target_accept must be in [0.5, 1), got {self.target_accept}")
         if self.sampler not in ("nutpie", "pymc"):
             raise ValueError(f"sampler must be 'nutpie' or 'pymc', got {self.sampler!r}")
+        if self.method not in ("auto", "nuts", "exact_grid"):
+            raise ValueError(f"method must be 'auto', 'nuts' or 'exact_grid', got {self.method!r}")
 
 
 def derived_quantities(spec: ModelSpec, patient: Patient, eta: np.ndarray) -> dict[str, np.ndarray]:
@@ -165,12 +172,22 @@ def summarize_tree(tree, spec, patient_id, status, diagnostics) -> dict[str, Any
     points = tree["point_estimates"]
     threshold = spec.tte.high_risk_threshold
     ln_ratio = posterior["ln_auc_cl"].values
+    if "exact_summary" in tree.children:  # quadrature posterior: exact, no Monte Carlo error
+        exact = tree["exact_summary"]
+        stats = {
+            name: {k: float(exact[name].sel(statistic=k)) for k in STATISTICS} for name in DERIVED
+        }
+        p_high_risk = float(exact["p_high_risk"])
+    else:
+        stats = {name: _stats(posterior[name].values) for name in DERIVED}
+        p_high_risk = float(np.mean(ln_ratio < threshold))
+    median = stats["ln_auc_cl"]["q50"]
     return {
         "id": patient_id,
         "status": status,
-        "posterior": {name: _stats(posterior[name].values) for name in DERIVED},
-        "p_high_risk": float(np.mean(ln_ratio < threshold)),
-        "risk_class": "high" if float(np.median(ln_ratio)) < threshold else "low",
+        "posterior": stats,
+        "p_high_risk": p_high_risk,
+        "risk_class": "high" if median < threshold else "low",
         "map": {name: float(points[name].sel(estimate="map")) for name in DERIVED},
         "a_priori": {name: float(points[name].sel(estimate="a_priori")) for name in DERIVED},
         "diagnostics": diagnostics,
@@ -351,6 +368,42 @@ class Forecaster:
         """Full posterior, MAP, a-priori prediction and diagnostics for one patient."""
         settings = settings or self.settings
         map_result = self.map_estimate(patient)
+        modes = find_modes(self.spec, patient) if settings.method == "auto" else []
+        if settings.method == "exact_grid" or len(modes) > 1:
+            method = "exact_grid"
+            eta, exact = self._grid_draws(patient, settings, random_seed)
+            trace = None
+            checks = _convergence(eta, 0)
+            attempts = []
+        else:
+            method, exact = "nuts", None
+            eta, trace, attempts = self._sample_nuts(patient, map_result, settings, random_seed)
+            checks = attempts[-1]
+        diagnostics = {
+            "rhat_max": checks["rhat_max"],
+            "ess_bulk_min": checks["ess_bulk_min"],
+            "divergences": checks["divergences"],
+            "chains": settings.chains,
+            "draws": settings.draws,
+            "tune": settings.tune if method == "nuts" else 0,
+            "method": method,
+            "modes": len(modes) if modes else None,
+            "target_accept": attempts[-1]["target_accept"] if attempts else None,
+            "sampler": settings.sampler if method == "nuts" else "exact_grid",
+            "attempts": len(attempts),
+        }
+        status = "ok" if checks["passed"] else "unconverged"
+        tree = self._build_tree(
+            patient, eta, trace, map_result, diagnostics, status, settings, random_seed
+        )
+        if exact is not None:
+            tree["exact_summary"] = exact
+        return PatientForecast(
+            patient=patient, tree=tree, status=status, diagnostics=diagnostics, spec=self.spec
+        )
+
+    def _sample_nuts(self, patient, map_result, settings, random_seed):
+        """NUTS in whitened coordinates; one escalated retry if a gate fails."""
         data = PatientData.from_patient(patient).as_data()
         whitening = self._whitening(map_result["eta"])
         attempts = []
@@ -364,27 +417,23 @@ class Forecaster:
             attempts.append({"target_accept": target_accept, "seed": seed, **checks})
             escalate = settings.escalate_target_accept
             if checks["passed"] or escalate is None or target_accept >= escalate:
-                break
+                return eta, trace, attempts
             target_accept, seed = escalate, seed + 1
-        checks = attempts[-1]
-        diagnostics = {
-            "rhat_max": checks["rhat_max"],
-            "ess_bulk_min": checks["ess_bulk_min"],
-            "divergences": checks["divergences"],
-            "chains": settings.chains,
-            "draws": settings.draws,
-            "tune": settings.tune,
-            "target_accept": target_accept,
-            "sampler": settings.sampler,
-            "attempts": len(attempts),
-        }
-        status = "ok" if checks["passed"] else "unconverged"
-        tree = self._build_tree(
-            patient, eta, trace, map_result, diagnostics, status, settings, random_seed
+
+    def _grid_draws(self, patient, settings, random_seed) -> tuple[np.ndarray, xr.Dataset]:
+        """Independent draws (chain, draw, 2) from the exact quadrature posterior, and its
+        exact summary statistics (quantiles by quadrature, not from the draws)."""
+        grid = grid_posterior(self.spec, patient, n_points=settings.grid_points)
+        draws = grid.sample(settings.chains * settings.draws, random_seed=random_seed)
+        summary = grid.summary()
+        exact = xr.Dataset(
+            {name: (("statistic",), [summary[name][k] for k in STATISTICS]) for name in DERIVED},
+            coords={"statistic": list(STATISTICS)},
         )
-        return PatientForecast(
-            patient=patient, tree=tree, status=status, diagnostics=diagnostics, spec=self.spec
-        )
+        exact["p_high_risk"] = summary["p_high_risk"]
+        exact.attrs["grid_points"] = settings.grid_points
+        shape = (settings.chains, settings.draws, len(RANDOM_EFFECTS))
+        return draws.reshape(shape), exact
 
     # -- results ------------------------------------------------------------------------
     def _build_tree(self, patient, eta, trace, map_result, diagnostics, status, settings, seed):
@@ -405,8 +454,9 @@ class Forecaster:
             {
                 name: (("chain", "draw"), np.asarray(trace["sample_stats"][name].values))
                 for name in ("diverging", "step_size", "tree_depth", "n_steps", "depth")
-                if name in trace["sample_stats"]
-            },
+                if trace is not None and name in trace["sample_stats"]
+            }
+            or {"diverging": (("chain", "draw"), np.zeros((chains, draws), dtype=bool))},
             coords=coords,
         )
         time_day = curve_times(spec, patient)

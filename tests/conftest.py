@@ -28,24 +28,63 @@ def _doses(times, mg):
 #: Six patients covering the validation cases of the forecasting issue.
 REFERENCE_PATIENTS = {
     "one_sample": Patient(
-        "one_sample", 63.0, 30.0, _doses([0, 14, 42], 600), (Observation(7.0, 14.5),)
+        "one_sample", 63.0, 30.0, _doses([0, 14, 42], 600), (Observation(7.0, 25.0),)
     ),
     "several_samples": Patient(
-        "several_samples", 75.0, 82.0, _doses([0, 14, 42], 800),
-        (Observation(2.0, 62.0), Observation(13.9, 6.1), Observation(20.0, 21.0),
-         Observation(41.8, 2.2)),
+        "several_samples",
+        75.0,
+        82.0,
+        _doses([0, 14, 42], 800),
+        (
+            Observation(2.0, 62.0),
+            Observation(13.9, 6.1),
+            Observation(20.0, 21.0),
+            Observation(41.8, 2.2),
+        ),
     ),
     "blq_sample": Patient(
-        "blq_sample", 58.0, 150.0, _doses([0, 14], 600),
-        (Observation(5.0, 9.0), Observation(13.8, 0.5, BELOW_LLOQ)),
+        "blq_sample",
+        58.0,
+        150.0,
+        _doses([0, 14], 600),
+        (Observation(5.0, 20.0), Observation(13.8, 0.5, BELOW_LLOQ)),
     ),
     "alq_sample": Patient(
-        "alq_sample", 80.0, 12.0, _doses([0, 14, 42], 800),
+        "alq_sample",
+        80.0,
+        12.0,
+        _doses([0, 14, 42], 800),
         (Observation(1.0, 45.0, ABOVE_ULOQ), Observation(9.0, 18.0)),
     ),
     "no_sample": Patient("no_sample", 70.0, 30.0, _doses([0, 14, 42], 700)),
     "accelerated": Patient(
-        "accelerated", 52.0, 95.0, _doses([0, 4, 14], 500),
+        "accelerated",
+        52.0,
+        95.0,
+        _doses([0, 4, 14], 500),
+        (Observation(2.0, 25.0), Observation(13.9, 3.5)),
+    ),
+}
+
+
+#: Posteriors with two separated modes (a single NUTS run cannot weigh them): the engine
+#: must detect them and use the exact quadrature posterior.
+MULTIMODAL_PATIENTS = {
+    "one_low_sample": Patient(
+        "one_low_sample", 70.0, 30.0, _doses([0], 700), (Observation(7.0, 3.0),)
+    ),
+    "blq_after_measured": Patient(
+        "blq_after_measured",
+        58.0,
+        150.0,
+        _doses([0, 14], 600),
+        (Observation(5.0, 9.0), Observation(13.8, 0.5, BELOW_LLOQ)),
+    ),
+    "accelerated_two_samples": Patient(
+        "accelerated_two_samples",
+        52.0,
+        95.0,
+        _doses([0, 4, 14], 500),
         (Observation(3.9, 8.0), Observation(13.9, 3.5)),
     ),
 }

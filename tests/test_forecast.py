@@ -19,7 +19,7 @@ from asuc_bayes.forecast import (
     save_results,
 )
 from asuc_bayes.grid import grid_posterior, log_posterior
-from conftest import REFERENCE_PATIENTS
+from conftest import MULTIMODAL_PATIENTS, REFERENCE_PATIENTS
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +34,7 @@ def reference_forecasts(forecaster):
 def test_nuts_posterior_matches_exact_grid(name, spec, reference_forecasts):
     result = reference_forecasts[name]
     assert result.status == "ok", result.diagnostics
+    assert result.diagnostics["method"] == "nuts"
     assert result.diagnostics["divergences"] == 0
     summary = result.summary()
     exact = grid_posterior(spec, REFERENCE_PATIENTS[name], n_points=300).summary()
@@ -56,9 +57,15 @@ def test_map_matches_scipy_on_independent_density(name, spec, forecaster):
         return -float(log_posterior(spec, patient, np.array(x[0]), np.array(x[1])))
 
     starts = [(0.0, 0.0), (0.5, 1.0), (-0.5, -1.0), (1.0, -1.0), (-1.0, 1.0)]
-    fits = [scipy.optimize.minimize(negative, s, method="Nelder-Mead",
-                                    options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 5000})
-            for s in starts]
+    fits = [
+        scipy.optimize.minimize(
+            negative,
+            s,
+            method="Nelder-Mead",
+            options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 5000},
+        )
+        for s in starts
+    ]
     best = min(fits, key=lambda r: r.fun)
     ours_q = derived_quantities(spec, patient, ours)
     ref_q = derived_quantities(spec, patient, best.x)
@@ -166,3 +173,25 @@ def test_zero_divergences_on_simulated_patients(spec, forecaster):
     ok = sum(r.status == "ok" for r in results)
     assert clean >= 198, clean
     assert ok >= 198, ok
+
+
+@pytest.mark.parametrize("name", sorted(MULTIMODAL_PATIENTS))
+def test_multimodal_posteriors_use_the_exact_grid(name, spec, forecaster):
+    patient = MULTIMODAL_PATIENTS[name]
+    result = forecaster.forecast(patient, random_seed=11)
+    assert result.status == "ok"
+    assert result.diagnostics["method"] == "exact_grid"
+    assert result.diagnostics["modes"] >= 2
+    summary = result.summary()
+    finer = grid_posterior(spec, patient, n_points=801).summary()
+    for quantity in DERIVED:
+        for statistic in ("mean", "sd", "q2.5", "q50", "q97.5"):
+            assert summary["posterior"][quantity][statistic] == pytest.approx(
+                finer[quantity][statistic], abs=0.01 * finer[quantity]["sd"]
+            ), (quantity, statistic)
+    assert summary["p_high_risk"] == pytest.approx(finer["p_high_risk"], abs=0.003)
+    # The draws in the tree are independent draws from that posterior.
+    eta = result.tree["posterior"]["eta"].values.reshape(-1, 2)
+    assert np.allclose(
+        eta.mean(axis=0), finer["eta_mean"], atol=0.1 * np.sqrt(np.diag(finer["eta_cov"])).max()
+    )
