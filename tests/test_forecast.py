@@ -19,13 +19,18 @@ from asuc_bayes.forecast import (
     save_results,
 )
 from asuc_bayes.grid import grid_posterior, log_posterior
+
 from conftest import MULTIMODAL_PATIENTS, REFERENCE_PATIENTS
 
 
 @pytest.fixture(scope="module")
 def reference_forecasts(forecaster):
+    # 4 chains x 2500 draws: the Monte Carlo error of a tail quantile at the default 1000
+    # draws (bulk ESS ~800-2000 here) is itself ~0.1 posterior SD, so the 0.2 SD
+    # tolerance would test the dice as much as the sampler.
+    settings = SamplerSettings(draws=2500)
     return {
-        name: forecaster.forecast(patient, random_seed=patient_seed(2026, name))
+        name: forecaster.forecast(patient, random_seed=patient_seed(2026, name), settings=settings)
         for name, patient in REFERENCE_PATIENTS.items()
     }
 
