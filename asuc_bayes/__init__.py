@@ -1,3 +1,42 @@
-"""asuc_bayes: full-Bayesian forecasting of infliximab exposure and colectomy risk in ASUC."""
+"""asuc_bayes: full-Bayesian forecasting of infliximab exposure and colectomy risk in ASUC.
 
-__version__ = "0.1.0"
+Public API
+----------
+- :func:`load_model` — a validated model file (``models/*.toml``) with its variants.
+- :func:`read_patients`, :func:`example_path` — validated patients from CSV/TOML/YAML.
+- :class:`Forecaster` — compiled-once forecasting; :meth:`Forecaster.forecast` returns a
+  :class:`PatientForecast` holding an ArviZ-convention :class:`xarray.DataTree`.
+- :func:`forecast_patients`, :func:`results_json`, :func:`save_results`, :func:`load_results`.
+"""
+
+from asuc_bayes._version import __version__
+from asuc_bayes.config import ModelSpec, ModelSpecError, available_models, load_model
+from asuc_bayes.dataset import InputError, Patient, example_path, read_patients
+from asuc_bayes.forecast import (
+    Forecaster,
+    PatientForecast,
+    SamplerSettings,
+    forecast_patients,
+    load_results,
+    results_json,
+    save_results,
+)
+
+__all__ = [
+    "Forecaster",
+    "InputError",
+    "ModelSpec",
+    "ModelSpecError",
+    "Patient",
+    "PatientForecast",
+    "SamplerSettings",
+    "__version__",
+    "available_models",
+    "example_path",
+    "forecast_patients",
+    "load_model",
+    "load_results",
+    "read_patients",
+    "results_json",
+    "save_results",
+]

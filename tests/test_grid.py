@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.optimize
-from conftest import INFUSION_DAY, REFERENCE_PATIENTS
 from scipy.special import logsumexp
 from scipy.stats import norm
 
@@ -19,6 +18,8 @@ from asuc_bayes.grid import (
     log_posterior,
 )
 from asuc_bayes.kernels import concentration
+
+from conftest import INFUSION_DAY, REFERENCE_PATIENTS
 
 STATS = ("mean", "sd", "q2.5", "q50", "q97.5")
 
