@@ -530,7 +530,7 @@ class Forecaster:
             "patient_id": patient.id,
             "status": status,
             **provenance(spec, settings, seed),
-            **{f"diagnostics_{k}": v for k, v in diagnostics.items()},
+            **{f"diagnostics_{k}": v for k, v in diagnostics.items() if v is not None},
         }
         return xr.DataTree.from_dict(
             {
