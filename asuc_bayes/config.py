@@ -21,7 +21,7 @@ import copy
 import hashlib
 import math
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -221,6 +221,7 @@ def parse_model(
             if dotted == "description":
                 continue
             _set_dotted(raw, dotted, value, where=f"{path}: variants.{vname}")
+    _reject_unknown_keys(raw, MODEL_FILE_SCHEMA, "", path)
     reader = _Reader(raw, path)
     model_t = reader.table("model")
     pk_t = reader.table("pk")
@@ -255,7 +256,10 @@ def parse_model(
     if (
         not isinstance(window, list)
         or len(window) != 2
-        or not all(isinstance(w, int | float) for w in window)
+        or not all(
+            isinstance(w, int | float) and not isinstance(w, bool) and math.isfinite(w)
+            for w in window
+        )
         or not 0 <= window[0] < window[1]
     ):
         raise ModelSpecError(
@@ -263,6 +267,7 @@ def parse_model(
             f"got {window!r}"
         )
     form = reader.choice(tte_t, "tte", "form", TTE_FORMS)
+    reader.choice(tte_t, "tte", "covariate", TTE_COVARIATES)
     log10_lambda = reader.parameter(tparams, "tte.parameters", "log10_lambda", -10, 2)
     gamma = reader.parameter(tparams, "tte.parameters", "gamma", 0.05, 20)
     beta = reader.parameter(tparams, "tte.parameters", "beta", -20, 20)
@@ -283,7 +288,11 @@ def parse_model(
             threshold,
             risk_at_threshold,
         )
-    elif isinstance(x_ref_raw, int | float) and not isinstance(x_ref_raw, bool):
+    elif (
+        isinstance(x_ref_raw, int | float)
+        and not isinstance(x_ref_raw, bool)
+        and math.isfinite(x_ref_raw)
+    ):
         x_ref = float(x_ref_raw)
     else:
         raise ModelSpecError(
@@ -333,14 +342,79 @@ def calibrate_x_ref(
     from asuc_bayes.kernels import weibull_baseline_cumulative_hazard
 
     if beta == 0:
-        raise ModelSpecError("tte: x_ref cannot be calibrated when beta = 0; give x_ref explicitly")
+        raise ModelSpecError(
+            "tte.parameters.beta = 0: x_ref cannot be calibrated; give tte.x_ref explicitly"
+        )
     base = weibull_baseline_cumulative_hazard(horizon_day, baseline_lambda, gamma, form)
     target = -math.log1p(-risk_at_threshold)
     return threshold - math.log(target / base) / beta
 
 
 def _residual_parameter(reader: _Reader, table: dict[str, Any]) -> Parameter:
-    return reader.parameter({"sd": table}, "pk.residual", "sd", 1e-3, 5, key="sd")
+    parameter = reader.parameter({"residual": table}, "pk", "residual", 1e-3, 5, key="sd")
+    return replace(parameter, name="residual_sd")
+
+
+def _leaves(*names: str) -> dict[str, None]:
+    return dict.fromkeys(names)
+
+
+_PARAMETER_KEYS = _leaves(
+    "unit", "estimate", "fixed", "rse_percent", "bootstrap", "shrinkage_percent"
+)
+_IIV_KEYS = _leaves("unit", "cv_percent", "rse_percent", "shrinkage_percent", "bootstrap")
+#: Every key a model file may hold: None marks a value, a dict a sub-table.
+MODEL_FILE_SCHEMA: dict[str, Any] = {
+    "model": _leaves("name", "title", "source"),
+    "pk": {
+        **_leaves(
+            "structure",
+            "default_infusion_duration_day",
+            "reference_weight_kg",
+            "reference_crp_mg_l",
+            "crp_form",
+        ),
+        "parameters": {
+            name: _PARAMETER_KEYS
+            for name in (
+                "theta_cl",
+                "theta_v",
+                "weight_exponent_cl",
+                "weight_exponent_v",
+                "crp_exponent_cl",
+            )
+        },
+        "iiv": {"cl": _IIV_KEYS, "v": _IIV_KEYS},
+        "residual": _leaves("form", "sd", "rse_percent", "bootstrap", "unit"),
+        "censoring": _leaves("method"),
+    },
+    "tte": {
+        **_leaves(
+            "form",
+            "covariate",
+            "auc_window_day",
+            "horizon_day",
+            "high_risk_threshold",
+            "x_ref",
+            "risk_at_threshold",
+        ),
+        "parameters": {name: _PARAMETER_KEYS for name in ("log10_lambda", "gamma", "beta")},
+    },
+}
+#: The covariate of the time-to-colectomy model (the only one the engine computes).
+TTE_COVARIATES = ("ln_auc_w2_4_over_cl",)
+
+
+def _reject_unknown_keys(raw: dict[str, Any], schema: dict[str, Any], where: str, path: str):
+    """A misspelt key must not be silently ignored: name it and list what is accepted."""
+    for key, value in raw.items():
+        dotted = f"{where}.{key}" if where else key
+        if key not in schema:
+            raise ModelSpecError(
+                f"{path}: unknown key '{dotted}' (accepted here: {', '.join(schema)})"
+            )
+        if isinstance(schema[key], dict) and isinstance(value, dict):
+            _reject_unknown_keys(value, schema[key], dotted, path)
 
 
 def _set_dotted(raw: dict[str, Any], dotted: str, value: Any, where: str) -> None:

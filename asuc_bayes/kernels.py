@@ -13,7 +13,7 @@ Examples
 >>> c = concentration(np.array([1.0]), np.array([0.0]), np.array([700.0]), np.array([1 / 12]),
 ...                   np.float64(0.49), np.float64(13.2))
 >>> round(float(c[0]), 2)
-51.6
+51.18
 >>> # The AUC of one dose over all time is dose / CL
 >>> auc = auc_interval(0.0, 1e6, np.array([0.0]), np.array([700.0]), np.array([1 / 12]),
 ...                    np.float64(0.49), np.float64(13.2))

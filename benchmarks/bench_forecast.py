@@ -137,26 +137,40 @@ def main() -> None:
         t_grid = min(timed(grid_posterior, spec, patient, 401)[0] for _ in range(2))
         t_plain, plain_divergences = timed(plain_pm_sample, spec, patient, index)
         rows.append(
-            (patient.id, t_post, result.diagnostics["divergences"], t_map, t_grid, t_plain,
-             plain_divergences)
+            (
+                patient.id,
+                t_post,
+                result.diagnostics["divergences"],
+                t_map,
+                t_grid,
+                t_plain,
+                plain_divergences,
+            )
         )
 
     print(f"Per patient ({CHAINS} chains x {DRAWS} draws + {TUNE} tune), seconds:")
-    print(f"{'patient':>10} {'asuc_bayes':>10} {'div':>4} {'MAP':>8} {'grid':>8} "
-          f"{'pm.sample':>10} {'div':>4}")
+    print(
+        f"{'patient':>10} {'asuc_bayes':>10} {'div':>4} {'MAP':>8} {'grid':>8} "
+        f"{'pm.sample':>10} {'div':>4}"
+    )
     for pid, t_post, div, t_map, t_grid, t_plain, plain_div in rows:
-        print(f"{pid:>10} {t_post:10.3f} {div:4d} {t_map:8.4f} {t_grid:8.3f} {t_plain:10.3f} "
-              f"{plain_div:4d}")
+        print(
+            f"{pid:>10} {t_post:10.3f} {div:4d} {t_map:8.4f} {t_grid:8.3f} {t_plain:10.3f} "
+            f"{plain_div:4d}"
+        )
     med = {
         key: statistics.median(row[i] for row in rows)
         for i, key in ((1, "posterior"), (3, "map"), (4, "grid"), (5, "plain"))
     }
     print()
     print(f"median warm posterior  {med['posterior']:.3f} s   (target <= 0.25 s)")
-    print(f"  / plain pm.sample    {med['posterior'] / med['plain']:.3f}x "
-          f"(pm.sample {med['plain']:.2f} s)")
-    print(f"  / exact grid         {med['posterior'] / med['grid']:.2f}x "
-          f"(grid {med['grid']:.3f} s)")
+    print(
+        f"  / plain pm.sample    {med['posterior'] / med['plain']:.3f}x "
+        f"(pm.sample {med['plain']:.2f} s)"
+    )
+    print(
+        f"  / exact grid         {med['posterior'] / med['grid']:.2f}x (grid {med['grid']:.3f} s)"
+    )
     print(f"median warm MAP        {1000 * med['map']:.1f} ms  (target <= 20 ms)")
     print(f"  / plain pm.sample    {med['map'] / med['plain']:.5f}x")
     print(f"  / exact grid         {med['map'] / med['grid']:.3f}x")
@@ -170,12 +184,18 @@ def main() -> None:
         plain_first = process_seconds("plain pm.sample", plain)
         plain_later = process_seconds("plain pm.sample", plain)
     print("Whole process: import, compile, one forecast (first: empty compile cache), seconds:")
-    print(f"  first process  {first:6.1f} s  (target <= 20 s)   / plain pm.sample process "
-          f"{first / plain_first:.2f}x ({plain_first:.1f} s)")
-    print(f"  later process  {later:6.1f} s  (target <= 5 s)    / plain pm.sample process "
-          f"{later / plain_later:.2f}x ({plain_later:.1f} s)")
-    print(f"  grid per patient for scale: {med['grid']:.3f} s "
-          f"(later process / grid = {later / med['grid']:.0f}x)")
+    print(
+        f"  first process  {first:6.1f} s  (target <= 20 s)   / plain pm.sample process "
+        f"{first / plain_first:.2f}x ({plain_first:.1f} s)"
+    )
+    print(
+        f"  later process  {later:6.1f} s  (target <= 5 s)    / plain pm.sample process "
+        f"{later / plain_later:.2f}x ({plain_later:.1f} s)"
+    )
+    print(
+        f"  grid per patient for scale: {med['grid']:.3f} s "
+        f"(later process / grid = {later / med['grid']:.0f}x)"
+    )
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import pytest
 
 from asuc_bayes.config import load_model
 from asuc_bayes.dataset import ABOVE_ULOQ, BELOW_LLOQ, Dose, Observation, Patient
-from asuc_bayes.forecast import Forecaster
+from asuc_bayes.forecast import forecaster_for
 
 INFUSION_DAY = 1.0 / 12.0
 
@@ -18,7 +18,7 @@ def spec():
 
 @pytest.fixture(scope="session")
 def forecaster(spec):
-    return Forecaster(spec)
+    return forecaster_for(spec)  # the instance the CLI uses too: compiled once per session
 
 
 def _doses(times, mg):

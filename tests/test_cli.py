@@ -13,12 +13,12 @@ from asuc_bayes.cli import EXIT_INPUT, EXIT_OK, EXIT_UNCONVERGED, main
 
 PATIENT_CSV = """ID,TIME,EVID,AMT,DV,CENS,WT,CRP
 A1,0,1,700,.,0,68,45
-A1,7,0,0,18.5,0,68,45
+A1,2,0,.,40,0,68,45
 A1,14,1,700,.,0,68,45
-A1,13.9,0,0,0.5,1,68,45
+A1,13.9,0,.,8,0,68,45
 """
 
-FAST = ["--draws", "300", "--tune", "400"]
+FAST = ["--tune", "500"]  # default 4 x 1000 draws; the gates need a bulk ESS of 400
 
 
 @pytest.fixture
@@ -42,8 +42,9 @@ def test_json_is_one_object_and_reproducible(capsys, patient_csv, spec):
     (entry,) = document["patients"]
     assert entry["id"] == "A1"
     assert entry["status"] == "ok"
+    assert entry["diagnostics"]["method"] == "nuts"
     assert entry["diagnostics"]["divergences"] == 0
-    assert entry["diagnostics"]["draws"] == 300
+    assert entry["diagnostics"]["draws"] == 1000
     again = run(capsys, patient_csv, "--format", "json", "--seed", 4, *FAST)
     assert again[1] == out
     other_seed = run(capsys, patient_csv, "--format", "json", "--seed", 5, *FAST)
@@ -108,7 +109,7 @@ def test_bad_data_exits_2_naming_patient_row_and_field(capsys, tmp_path):
     assert out == ""
     assert "A1" in err
     assert "AMT" in err
-    assert "4" in err  # the CSV line of the bad dose (header is line 1)
+    assert "row 4" in err  # the CSV line of the bad dose (header is line 1)
 
 
 def test_broken_model_file_exits_2(capsys, tmp_path, patient_csv):

@@ -441,9 +441,23 @@ THETA_CL = '[pk.parameters.theta_cl]\nunit = "L/day"\nestimate = 0.49\n'
             '"pk.crp_forms" = "log_power"',
             r"variants\.log_crp: 'pk\.crp_forms' does not name a key",
         ),
-        ("[pk.iiv.v]", "[pk.iiv.vv]", r"missing table \[pk\.iiv\.v\]"),
+        ("[pk.iiv.v]", "[pk.iiv.vv]", r"unknown key 'pk\.iiv\.vv' \(accepted here: cl, v\)"),
+        (
+            "rse_percent = 13\n",
+            "rse_precent = 13\n",
+            r"unknown key 'pk\.parameters\.theta_cl\.rse_precent'",
+        ),
+        (
+            'covariate = "ln_auc_w2_4_over_cl"',
+            'covariate = "auc"',
+            r"tte\.covariate must be one of",
+        ),
+        ('x_ref = "calibrate"', "x_ref = nan", r"tte\.x_ref must be a number"),
+        ("auc_window_day = [14.0, 28.0]", "auc_window_day = [14.0, inf]", r"tte\.auc_window_day"),
+        ("auc_window_day = [14.0, 28.0]", "auc_window_day = [true, 28.0]", r"tte\.auc_window_day"),
         ("estimate = -2.95", "estimate = 5", r"tte\.parameters\.log10_lambda\.estimate = 5"),
-        ("[model]\n", "[model]\nname = 3\n[unused]\n", r"model\.name must be a non-empty"),
+        ("[model]\n", "[model]\nname = 3\n[unused]\n", r"unknown key 'unused'"),
+        ('name = "niyigena2025-asuc-infliximab"', "name = 3", r"model\.name must be a non-empty"),
     ],
 )
 def test_broken_model_files_name_the_key(tmp_path, old, new, match):
@@ -454,9 +468,13 @@ def test_broken_model_files_name_the_key(tmp_path, old, new, match):
 
 
 def test_missing_parameter_table_is_named(tmp_path):
-    path = _broken(tmp_path, THETA_CL, "[pk.parameters.theta_clearance]\nestimate = 0.49\n")
+    whole_table = THETA_CL + "rse_percent = 13\nbootstrap = [0.33, 0.49, 0.63]\n"
+    path = _broken(tmp_path, whole_table, "")
     with pytest.raises(ModelSpecError, match=r"missing table \[pk\.parameters\.theta_cl\]"):
         load_model(path)
+    misspelt = _broken(tmp_path, THETA_CL, "[pk.parameters.theta_clearance]\nestimate = 0.49\n")
+    with pytest.raises(ModelSpecError, match=r"unknown key 'pk\.parameters\.theta_clearance'"):
+        load_model(misspelt)
 
 
 def test_unknown_variant_is_named():
