@@ -64,24 +64,8 @@ _CHUNK = 65_536
 def _individual_parameters(
     spec: ModelSpec, patient: Patient, eta_cl: np.ndarray, eta_v: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    pk = spec.pk
-    cl = kernels.individual_clearance(
-        pk.theta_cl.estimate,
-        patient.weight_kg,
-        patient.crp_mg_l,
-        eta_cl,
-        weight_exponent=pk.weight_exponent_cl.estimate,
-        crp_exponent=pk.crp_exponent_cl.estimate,
-        reference_weight_kg=pk.reference_weight_kg,
-        reference_crp_mg_l=pk.reference_crp_mg_l,
-        crp_form=pk.crp_form,
-    )
-    v = kernels.individual_volume(
-        pk.theta_v.estimate,
-        patient.weight_kg,
-        eta_v,
-        weight_exponent=pk.weight_exponent_v.estimate,
-        reference_weight_kg=pk.reference_weight_kg,
+    cl, v = kernels.individual_pk_parameters(
+        spec.pk, patient.weight_kg, patient.crp_mg_l, eta_cl, eta_v
     )
     return np.asarray(cl, dtype=float), np.asarray(v, dtype=float)
 

@@ -139,7 +139,8 @@ def build_patient_model(spec: ModelSpec, data: PatientData) -> pm.Model:
     coords = {"random_effect": list(RANDOM_EFFECTS), **data.coords}
     with pm.Model(coords=coords) as model:
         bound = {
-            name: pm.Data(name, value, dims=_dims(name)) for name, value in data.as_data().items()
+            name: pm.Data(name, value, dims=data_dims(name))
+            for name, value in data.as_data().items()
         }
         shift = pm.Data("eta_shift", np.zeros(2), dims="random_effect")
         chol = pm.Data("eta_chol", np.diag(omega))
@@ -158,15 +159,20 @@ def build_patient_model(spec: ModelSpec, data: PatientData) -> pm.Model:
         cl, v = individual_parameters(spec, bound, eta)
         pm.Deterministic("cl", cl)
         pm.Deterministic("v", v)
-        pm.Censored(
-            "concentration",
-            observation_distribution(spec, bound, cl, v),
-            lower=bound["obs_lower_mg_l"],
-            upper=bound["obs_upper_mg_l"],
-            observed=bound["obs_value_mg_l"],
-            dims="obs",
-        )
+        censored_concentrations(spec, bound, cl, v)
     return model
+
+
+def censored_concentrations(spec: ModelSpec, bound, cl, v):
+    """The observed ``concentration`` (dims ``obs``): M3-censored at the bound limits."""
+    return pm.Censored(
+        "concentration",
+        observation_distribution(spec, bound, cl, v),
+        lower=bound["obs_lower_mg_l"],
+        upper=bound["obs_upper_mg_l"],
+        observed=bound["obs_value_mg_l"],
+        dims="obs",
+    )
 
 
 def individual_parameters(spec: ModelSpec, bound, eta):
@@ -218,7 +224,7 @@ def residual_distribution(spec: ModelSpec, predicted):
     return pm.LogNormal.dist(mu=pt.log(predicted), sigma=sd)
 
 
-def _dims(name: str) -> str | None:
+def data_dims(name: str) -> str | None:
     if name.startswith("dose_"):
         return "dose"
     if name.startswith("obs_"):

@@ -19,11 +19,19 @@ def format_table(results, spec: ModelSpec) -> str:
     for result in results:
         s = result.summary()
         d = s["diagnostics"]
+        if d.get("method") == "exact_grid":
+            how = (
+                f"bimodal posterior ({d['modes']} modes): exact quadrature, "
+                f"{d['chains'] * d['draws']} independent draws"
+            )
+        else:
+            how = (
+                f"NUTS {d['chains']} chains x {d['draws']} draws, {d['divergences']} divergences, "
+                f"R-hat max {d['rhat_max']:.3f}, bulk ESS min {d['ess_bulk_min']:.0f}"
+            )
         lines = [
             "",
-            f"patient {s['id']}: {s['status'].upper()}  "
-            f"({d['chains']} chains x {d['draws']} draws, {d['divergences']} divergences, "
-            f"R-hat max {d['rhat_max']:.3f}, bulk ESS min {d['ess_bulk_min']:.0f})",
+            f"patient {s['id']}: {s['status'].upper()}  ({how})",
             f"  {'quantity':<22}{'unit':<10}{'mean':>9}{'sd':>9}  {'95% CrI':<19}"
             f"{'MAP':>9}{'a priori':>10}",
         ]

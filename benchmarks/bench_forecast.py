@@ -35,8 +35,9 @@ from asuc_bayes import Forecaster, example_path, load_model, read_patients
 from asuc_bayes.grid import grid_posterior
 from asuc_bayes.model import (
     PatientData,
+    censored_concentrations,
+    data_dims,
     individual_parameters,
-    observation_distribution,
     omega_vector,
 )
 
@@ -47,17 +48,14 @@ def plain_pymc_model(spec, patient) -> pm.Model:
     """The textbook non-centred individual model: η ~ N(0, ω²), censored observations."""
     data = PatientData.from_patient(patient)
     with pm.Model(coords={"random_effect": ["cl", "v"], **data.coords}) as model:
-        bound = {name: pm.Data(name, value) for name, value in data.as_data().items()}
+        bound = {
+            name: pm.Data(name, value, dims=data_dims(name))
+            for name, value in data.as_data().items()
+        }
         z = pm.Normal("z", 0.0, 1.0, dims="random_effect")
         eta = pm.Deterministic("eta", z * omega_vector(spec), dims="random_effect")
         cl, v = individual_parameters(spec, bound, eta)
-        pm.Censored(
-            "concentration",
-            observation_distribution(spec, bound, cl, v),
-            lower=bound["obs_lower_mg_l"],
-            upper=bound["obs_upper_mg_l"],
-            observed=bound["obs_value_mg_l"],
-        )
+        censored_concentrations(spec, bound, cl, v)
     return model
 
 
