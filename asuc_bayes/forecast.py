@@ -77,6 +77,9 @@ RHAT_MAX = 1.01
 ETA_BOUND_SD = 10.0
 ESS_BULK_MIN = 400.0
 CURVE_END_DAY = 90.0
+#: Concentration curves are kept for every CURVE_THIN-th draw (1000 curves by default): the
+#: curves dominate the cost of a result and bands for plots need no more.
+CURVE_THIN = 4
 
 
 @dataclass(frozen=True)
@@ -337,7 +340,9 @@ class Forecaster:
                 progress_bar=False,
                 target_accept=target_accept,
                 save_warmup=False,
+                return_raw_trace=True,  # arrow batches: ~60 ms faster than nutpie's DataTree
             )
+            eta, stats = _nutpie_draws(trace, settings.chains, settings.draws)
         else:
             self._bind(data, whitening)
             trace = pm.sample(
@@ -354,9 +359,13 @@ class Forecaster:
                 var_names=["eta"],
                 model=self.model,
             )
-        eta = np.asarray(trace["posterior"]["eta"].values, dtype=float)
-        diverging = int(np.asarray(trace["sample_stats"]["diverging"].values).sum())
-        return eta, diverging, trace
+            eta = np.asarray(trace["posterior"]["eta"].values, dtype=float)
+            stats = {
+                name: np.asarray(trace["sample_stats"][name].values)
+                for name in SAMPLE_STATS
+                if name in trace["sample_stats"]
+            }
+        return eta, int(stats["diverging"].sum()), stats
 
     def forecast(
         self,
@@ -450,23 +459,21 @@ class Forecaster:
         )
         for name, unit in DERIVED.items():
             posterior[name].attrs["units"] = unit
+        if trace is None:  # independent draws from the exact posterior
+            trace = {"diverging": np.zeros((chains, draws), dtype=bool)}
         sample_stats = xr.Dataset(
-            {
-                name: (("chain", "draw"), np.asarray(trace["sample_stats"][name].values))
-                for name in ("diverging", "step_size", "tree_depth", "n_steps", "depth")
-                if trace is not None and name in trace["sample_stats"]
-            }
-            or {"diverging": (("chain", "draw"), np.zeros((chains, draws), dtype=bool))},
+            {name: (("chain", "draw"), values) for name, values in trace.items()},
             coords=coords,
         )
         time_day = curve_times(spec, patient)
+        curve_draws = np.arange(0, draws, CURVE_THIN)
         curve = concentration(
             time_day,
             patient.dose_time_day,
             patient.dose_amount_mg,
             patient.dose_duration_day,
-            derived["cl"],
-            derived["v"],
+            derived["cl"][:, curve_draws],
+            derived["v"][:, curve_draws],
         )
         point_eta = np.stack([map_result["eta"], np.zeros(2)])
         point = derived_quantities(spec, patient, point_eta)
@@ -484,7 +491,8 @@ class Forecaster:
                 "concentration_map": (("time",), point_curve[0]),
                 "concentration_a_priori": (("time",), point_curve[1]),
             },
-            coords={**coords, "time": time_day},
+            coords={"chain": coords["chain"], "draw": curve_draws, "time": time_day},
+            attrs={"thinning": f"every {CURVE_THIN}th posterior draw (draw labels match)"},
         )
         predictions["time"].attrs["units"] = "day"
         predictions["concentration"].attrs["units"] = "mg/L"
@@ -567,6 +575,30 @@ def _value_gradient_hessian(total, inputs):
         return 0.5 * (matrix + matrix.T)
 
     return value_and_gradient, hessian
+
+
+#: Sampler statistics kept in the ``sample_stats`` group (those the backend reports).
+SAMPLE_STATS = ("diverging", "step_size", "tree_depth", "depth", "n_steps", "energy")
+
+
+def _nutpie_draws(raw_trace, chains: int, draws: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """η draws (chain, draw, 2) and per-draw statistics from nutpie's raw arrow trace."""
+    import pyarrow
+
+    draw_batches, stat_batches = raw_trace.get_arrow_trace()
+    eta = np.empty((chains, draws, len(RANDOM_EFFECTS)))
+    stats: dict[str, np.ndarray] = {}
+    for chain, (draw_batch, stat_batch) in enumerate(zip(draw_batches, stat_batches, strict=True)):
+        tuning = pyarrow.array(stat_batch.column("tuning")).to_numpy(zero_copy_only=False)
+        keep = ~tuning.astype(bool)
+        values = pyarrow.array(draw_batch.column("eta")).flatten().to_numpy(zero_copy_only=False)
+        eta[chain] = values.reshape(-1, len(RANDOM_EFFECTS))[keep]
+        for name in SAMPLE_STATS:
+            if name in stat_batch.column_names:
+                column = pyarrow.array(stat_batch.column(name)).to_numpy(zero_copy_only=False)
+                stats.setdefault(name, np.empty((chains, draws), dtype=column.dtype))
+                stats[name][chain] = column[keep]
+    return eta, stats
 
 
 def curve_times(spec: ModelSpec, patient: Patient) -> np.ndarray:

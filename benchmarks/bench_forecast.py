@@ -20,6 +20,7 @@ Options: ``--patients N`` (first N example patients), ``--skip-processes``.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import statistics
 import subprocess
@@ -122,6 +123,7 @@ def main() -> None:
     parser.add_argument("--patients", type=int, default=None)
     parser.add_argument("--skip-processes", action="store_true")
     args = parser.parse_args()
+    logging.getLogger("pymc").setLevel(logging.ERROR)  # pm.sample's per-call banner
 
     spec = load_model()
     patients = list(read_patients(example_path()).patients)[: args.patients]
