@@ -1,0 +1,314 @@
+"""The patient model's sampled density as a disk-cached numba C callback for nutpie.
+
+``nutpie.compile_pymc_model`` wraps the PyTensor log density in numba C callbacks that
+close over per-process objects, so numba cannot cache them and every new process spends
+~12–15 s compiling them. Here the same PyTensor graph (``model.logp()`` of
+:func:`asuc_bayes.model.build_patient_model` and its gradient, nothing rewritten by hand) is
+compiled by PyTensor's numba backend with every ``pm.Data`` container turned into an explicit
+input, and called from a C callback whose source is generated here and registered with
+PyTensor's numba cache under a key derived from the graph's own cache key. A later process
+loads the compiled callback from disk in well under a second.
+
+Patient data reach the callback as one flat float64 buffer (nutpie's ``user_data``): the
+dose and observation counts, then the scalar, 2-vector, 2×2 and per-dose / per-observation
+inputs in :data:`INPUT_LAYOUT` order. The sampler draws the whitened coordinates ``z``;
+η follows in NumPy (:func:`eta_from_whitened`), so no expansion callback is compiled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import numba
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytensor
+import pytensor.tensor as pt
+from pytensor.compile.sharedvalue import SharedVariable
+from pytensor.graph.replace import graph_replace
+from pytensor.graph.traversal import ancestors
+
+from asuc_bayes.model import RANDOM_EFFECTS, PatientData, sampler_to_log_relative
+
+__all__ = ["INPUT_LAYOUT", "CachedDensity", "eta_from_whitened"]
+
+#: (data name, kind): the order of the flat data buffer after its two-entry header
+#: (number of doses, number of observations). Kinds: ``scalar``, ``vec2``, ``mat2``,
+#: ``dose`` (one value per dose) and ``obs`` (one value per observation).
+INPUT_LAYOUT: tuple[tuple[str, str], ...] = (
+    ("weight_kg", "scalar"),
+    ("crp_mg_l", "scalar"),
+    ("eta_shift", "vec2"),
+    ("eta_chol", "mat2"),
+    ("dose_time_day", "dose"),
+    ("dose_amount_mg", "dose"),
+    ("dose_duration_day", "dose"),
+    ("obs_time_day", "obs"),
+    ("obs_value_mg_l", "obs"),
+    ("obs_lower_mg_l", "obs"),
+    ("obs_upper_mg_l", "obs"),
+)
+_FIXED_SIZE = {"scalar": 1, "vec2": 2, "mat2": 4}
+_SHAPE_SUFFIX = {"scalar": ".reshape(())", "vec2": "", "mat2": ".reshape((2, 2))"}
+HEADER = 2
+#: Bump when the generated callback's source or the buffer layout changes meaning.
+CALLBACK_VERSION = 1
+
+
+def _callback_source() -> str:
+    """Source of the C callback ``asuc_logp(dim, x, grad_out, logp_out, user_data)``."""
+    lines = [
+        "def asuc_logp(dim, x_, out_, logp_, user_data_):",
+        "    if dim != 2:",
+        "        return -1",
+        "    try:",
+        "        header = numba.carray(user_data_, (2,), np.float64)",
+        "        n_dose = int(header[0])",
+        "        n_obs = int(header[1])",
+    ]
+    fixed = sum(_FIXED_SIZE.get(kind, 0) for _, kind in INPUT_LAYOUT)
+    per_dose = sum(kind == "dose" for _, kind in INPUT_LAYOUT)
+    per_obs = sum(kind == "obs" for _, kind in INPUT_LAYOUT)
+    total = f"{HEADER + fixed} + {per_dose} * n_dose + {per_obs} * n_obs"
+    lines.append(f"        buf = numba.carray(user_data_, ({total},), np.float64)")
+    lines.append(f"        i0 = {HEADER}")
+    arguments = []
+    for index, (_, kind) in enumerate(INPUT_LAYOUT):
+        size = {"dose": "n_dose", "obs": "n_obs"}.get(kind, str(_FIXED_SIZE.get(kind)))
+        lines.append(f"        i{index + 1} = i{index} + {size}")
+        arguments.append(f"buf[i{index}:i{index + 1}]{_SHAPE_SUFFIX.get(kind, '')}")
+    lines += [
+        "        x = numba.carray(x_, (2,))",
+        "        out = numba.carray(out_, (2,))",
+        "        logp = numba.carray(logp_, ())",
+        f"        value, gradient = inner(x, {', '.join(arguments)})",
+        "        logp[()] = value[()]",
+        "        out[...] = gradient",
+        "        if not np.all(np.isfinite(out)):",
+        "            return 3",
+        "        if not np.isfinite(value[()]):",
+        "            return 4",
+        "    except Exception:  # noqa: BLE001",
+        "        return 1",
+        "    return 0",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def pack_data(data: dict[str, Any]) -> np.ndarray:
+    """The flat buffer the callback reads: header, then :data:`INPUT_LAYOUT` order."""
+    n_dose = len(np.atleast_1d(data["dose_time_day"]))
+    n_obs = len(np.atleast_1d(data["obs_time_day"]))
+    parts = [np.array([n_dose, n_obs], dtype=float)]
+    for name, kind in INPUT_LAYOUT:
+        values = np.asarray(data[name], dtype=float).ravel()
+        expected = {"dose": n_dose, "obs": n_obs}.get(kind, _FIXED_SIZE.get(kind))
+        if values.size != expected:
+            raise ValueError(f"{name}: expected {expected} values, got {values.size}")
+        parts.append(values)
+    return np.ascontiguousarray(np.concatenate(parts))
+
+
+def eta_from_whitened(whitened: np.ndarray, shift: np.ndarray, chol: np.ndarray) -> np.ndarray:
+    """η = (ln k/k_typ + ln V/V_typ, ln V/V_typ) from whitened draws (..., 2), as the model."""
+    coordinates = shift + np.asarray(whitened) @ np.asarray(chol).T
+    log_relative, _ = sampler_to_log_relative(coordinates)
+    return np.stack([log_relative[..., 0] + log_relative[..., 1], log_relative[..., 1]], axis=-1)
+
+
+def _explicit_input_graph(model: pm.Model):
+    """``model.logp()`` and its gradient w.r.t. the whitened coordinates, with every
+    ``pm.Data`` container and dimension length replaced by an explicit input."""
+    value = model.rvs_to_values[model["eta_whitened"]]
+    logp = model.logp()
+    gradient = pt.grad(logp, value)
+    inputs = {
+        name: pt.tensor(name=name, dtype="float64", shape=(None,) * model[name].ndim)
+        for name, _ in INPUT_LAYOUT
+    }
+    replacements = {model[name]: variable for name, variable in inputs.items()}
+    replacements[model.dim_lengths["dose"]] = inputs["dose_time_day"].shape[0]
+    replacements[model.dim_lengths["obs"]] = inputs["obs_time_day"].shape[0]
+    replacements[model.dim_lengths["random_effect"]] = pt.constant(2, dtype="int64")
+    left = [
+        v.name
+        for v in ancestors([logp, gradient])
+        if isinstance(v, SharedVariable) and v not in replacements
+    ]
+    if left:
+        raise RuntimeError(f"model data not bound to the callback's inputs: {left}")
+    missing = set(PatientData.data_names()) - set(inputs)
+    if missing:
+        raise RuntimeError(f"INPUT_LAYOUT lacks model data {sorted(missing)}")
+    logp, gradient = graph_replace([logp, gradient], replacements, strict=False)
+    return value, [inputs[name] for name, _ in INPUT_LAYOUT], logp, gradient
+
+
+class CachedDensity:
+    """The compiled (or cache-loaded) C callback of one patient model's sampled density.
+
+    Parameters
+    ----------
+    model
+        A model from :func:`asuc_bayes.model.build_patient_model`.
+
+    Raises
+    ------
+    RuntimeError
+        If PyTensor cannot give the graph a cache key (then caching is impossible and the
+        caller should fall back to ``nutpie.compile_pymc_model``).
+    """
+
+    def __init__(self, model: pm.Model):
+        from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS, compile_numba_function_src
+
+        value, inputs, logp, gradient = _explicit_input_graph(model)
+        function = pytensor.function(
+            [value, *inputs], [logp, gradient], mode="NUMBA", on_unused_input="ignore"
+        )
+        self.python_function = function
+        inner = function.vm.jit_fn
+        graph_key = CACHED_SRC_FUNCTIONS.get(inner.py_func)
+        if graph_key is None:
+            raise RuntimeError("PyTensor gave the log density no numba cache key")
+        source = _callback_source()
+        key = hashlib.sha256(
+            f"{graph_key}|{source}|{CALLBACK_VERSION}|{numba.__version__}".encode()
+        ).hexdigest()
+        callback = compile_numba_function_src(
+            source,
+            "asuc_logp",
+            {"inner": inner, "np": np, "numba": numba, "__name__": __name__},
+            cache_key=key,
+        )
+        signature = numba.types.int64(
+            numba.types.uint64,
+            numba.types.CPointer(numba.types.double),
+            numba.types.CPointer(numba.types.double),
+            numba.types.CPointer(numba.types.double),
+            numba.types.voidptr,
+        )
+        self.cache_key = key
+        self.cfunc = numba.cfunc(signature, cache=True)(callback)
+        self.loaded_from_cache = bool(self.cfunc.cache_hits)
+
+    def log_density(self, whitened: np.ndarray, data: dict[str, Any]) -> tuple[float, np.ndarray]:
+        """Value and gradient through the C callback (for tests and diagnostics)."""
+        buffer = pack_data(data)
+        x = np.ascontiguousarray(whitened, dtype=float)
+        gradient = np.zeros(2)
+        value = np.zeros(())
+        status = self.cfunc.ctypes(
+            2,
+            x.ctypes.data_as(self.cfunc.ctypes.argtypes[1]),
+            gradient.ctypes.data_as(self.cfunc.ctypes.argtypes[2]),
+            value.ctypes.data_as(self.cfunc.ctypes.argtypes[3]),
+            buffer.ctypes.data,
+        )
+        if status != 0:
+            raise FloatingPointError(f"log density callback returned status {status}")
+        return float(value), gradient
+
+    def compiled_model(self, data: dict[str, Any]) -> CallbackModel:
+        """A nutpie compiled model of this density with ``data`` (incl. whitening) bound."""
+        return CallbackModel(dims={}, density=self, user_data=pack_data(data))
+
+
+def _initial_point(seed) -> np.ndarray:
+    """Start of a chain in whitened coordinates: uniform(-1, 1), as PyMC's jitter."""
+    return np.random.default_rng(int(seed)).uniform(-1.0, 1.0, 2)
+
+
+_IDENTITY_EXPAND = None
+
+
+def _identity_expand():
+    """C callback copying the whitened point to the stored draw (η is derived afterwards)."""
+    global _IDENTITY_EXPAND
+    if _IDENTITY_EXPAND is None:
+        signature = numba.types.int64(
+            numba.types.uint64,
+            numba.types.uint64,
+            numba.types.CPointer(numba.types.double),
+            numba.types.CPointer(numba.types.double),
+            numba.types.voidptr,
+        )
+
+        @numba.cfunc(signature, cache=True)
+        def expand(dim, expanded, x_, out_, user_data_):  # pragma: no cover - compiled
+            if dim != 2 or expanded != 2:
+                return -1
+            x = numba.carray(x_, (2,))
+            out = numba.carray(out_, (2,))
+            out[...] = x
+            return 0
+
+        _IDENTITY_EXPAND = expand
+    return _IDENTITY_EXPAND
+
+
+@dataclass(frozen=True)
+class CallbackModel:
+    """A nutpie ``CompiledModel`` over :class:`CachedDensity` with one patient's buffer.
+
+    Draws are stored as ``eta_whitened`` (dims ``random_effect``).
+    """
+
+    dims: dict
+    density: CachedDensity
+    user_data: np.ndarray
+    reparameterized_names: list | None = None
+
+    @property
+    def n_dim(self) -> int:
+        return 2
+
+    @property
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"eta_whitened": (2,)}
+
+    @property
+    def coords(self) -> dict:
+        return {}
+
+    def with_data(self, **data) -> CallbackModel:
+        return dataclasses.replace(self, user_data=pack_data(data))
+
+    def _make_sampler(
+        self, settings, init_mean, cores, progress_type, extra_callback, extra_callback_rate, store
+    ):
+        from nutpie import _lib
+
+        return _lib.PySampler.from_pymc(
+            settings,
+            cores,
+            self._make_model(init_mean),
+            progress_type,
+            extra_callback,
+            extra_callback_rate,
+            store,
+        )
+
+    def _make_model(self, init_mean):
+        from nutpie import _lib
+
+        expand = _lib.ExpandFunc(2, 2, _identity_expand().address, self.user_data.ctypes.data, self)
+        logp = _lib.LogpFunc(self.density.cfunc.address, self.user_data.ctypes.data, self)
+        sizes = {"random_effect": 2}
+        coords = {"random_effect": pd.Index(RANDOM_EFFECTS)}
+        variables = _lib.PyVariable.new_variables(
+            ["eta_whitened"], ["float64"], [(2,)], sizes, {"eta_whitened": ("random_effect",)}
+        )
+
+        def make_adapter(*args, **kwargs):
+            from nutpie.transform_adapter import make_transform_adapter
+
+            return make_transform_adapter()(*args, **kwargs, logp_fn=None)
+
+        return _lib.PyMcModel(
+            logp, expand, variables, 2, sizes, coords, _initial_point, make_adapter
+        )

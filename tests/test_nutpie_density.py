@@ -1,0 +1,85 @@
+"""The cached C callback against PyMC's own compiled log density of the same model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytensor
+import pytest
+
+from asuc_bayes.model import PatientData
+from asuc_bayes.nutpie_density import CachedDensity, eta_from_whitened, pack_data
+
+from conftest import REFERENCE_PATIENTS
+
+
+@pytest.fixture(scope="module")
+def density(forecaster):
+    return forecaster._nutpie()
+
+
+@pytest.mark.parametrize("name", ["blq_sample", "alq_sample", "accelerated", "no_sample"])
+def test_callback_equals_pymc_log_density_and_eta(name, forecaster, density):
+    assert isinstance(density, CachedDensity)
+    patient = REFERENCE_PATIENTS[name]
+    map_result = forecaster.map_estimate(patient)
+    whitening = forecaster._whitening(map_result["eta"])
+    data = {**PatientData.from_patient(patient).as_data(), **whitening}
+    forecaster._bind(PatientData.from_patient(patient).as_data(), whitening)
+    model = forecaster.model
+    logp = model.compile_logp()
+    dlogp = model.compile_dlogp()
+    value = model.rvs_to_values[model["eta_whitened"]]
+    (eta_graph,) = model.replace_rvs_by_values([model["eta"]])
+    eta_of = pytensor.function([value], eta_graph)
+    rng = np.random.default_rng(7)
+    for z in rng.normal(0.0, 1.5, size=(5, 2)):
+        value, gradient = density.log_density(z, data)
+        point = {"eta_whitened": z}
+        np.testing.assert_allclose(value, logp(point), rtol=1e-10)
+        np.testing.assert_allclose(gradient, dlogp(point), rtol=1e-7, atol=1e-9)
+        np.testing.assert_allclose(
+            eta_from_whitened(z, whitening["eta_shift"], whitening["eta_chol"]),
+            eta_of(z),
+            rtol=1e-12,
+        )
+
+
+def test_callback_follows_the_bound_patient(forecaster, density):
+    """Different data in the buffer give the density of that patient, not the template's."""
+    values = []
+    for name in ("one_sample", "several_samples"):
+        data = {
+            **PatientData.from_patient(REFERENCE_PATIENTS[name]).as_data(),
+            "eta_shift": np.zeros(2),
+            "eta_chol": np.eye(2),
+        }
+        values.append(density.log_density(np.array([0.2, -0.1]), data)[0])
+    assert values[0] != values[1]
+
+
+def test_pack_data_rejects_mismatched_lengths():
+    data = {
+        **PatientData.from_patient(REFERENCE_PATIENTS["one_sample"]).as_data(),
+        "eta_shift": np.zeros(2),
+        "eta_chol": np.eye(3),
+    }
+    with pytest.raises(ValueError, match="eta_chol: expected 4 values, got 9"):
+        pack_data(data)
+
+
+def test_nutpie_run_on_the_callback_is_seeded(density):
+    import nutpie
+
+    data = {
+        **PatientData.from_patient(REFERENCE_PATIENTS["one_sample"]).as_data(),
+        "eta_shift": np.zeros(2),
+        "eta_chol": np.eye(2),
+    }
+    runs = [
+        nutpie.sample(
+            density.compiled_model(data), draws=50, tune=50, chains=2, seed=3, progress_bar=False
+        )
+        for _ in range(2)
+    ]
+    first, second = (run.posterior["eta_whitened"].values for run in runs)
+    np.testing.assert_array_equal(first, second)
