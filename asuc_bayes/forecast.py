@@ -22,11 +22,8 @@ from typing import Any, Literal
 import arviz as az
 import numpy as np
 import pymc as pm
-import pytensor
-import pytensor.tensor as pt
 import scipy.optimize
 import xarray as xr
-from pymc.logprob.utils import ParameterValueError
 
 from asuc_bayes._version import __version__
 from asuc_bayes.config import ModelSpec
@@ -42,11 +39,16 @@ from asuc_bayes.model import (
     RANDOM_EFFECTS,
     PatientData,
     build_patient_model,
-    eta_log_density,
     log_relative_to_sampler,
     omega_vector,
 )
-from asuc_bayes.nutpie_density import CachedDensity, eta_from_whitened
+from asuc_bayes.nutpie_density import (
+    CachedDensity,
+    eta_density,
+    eta_from_whitened,
+    pack_data,
+    sampler_density,
+)
 
 __all__ = [
     "DERIVED",
@@ -81,6 +83,8 @@ CURVE_END_DAY = 90.0
 #: Concentration curves are kept for every CURVE_THIN-th draw (1000 curves by default): the
 #: curves dominate the cost of a result and bands for plots need no more.
 CURVE_THIN = 4
+#: Whitening data of the un-whitened sampler coordinates (shift 0, identity Cholesky factor).
+IDENTITY_WHITENING = {"eta_shift": np.zeros(2), "eta_chol": np.eye(2)}
 
 
 @dataclass(frozen=True)
@@ -221,37 +225,19 @@ class Forecaster:
         )
         self.model = build_patient_model(spec, PatientData.from_patient(template))
         self._omega = omega_vector(spec)
-        self._compile_eta_density()
-        self._compile_sampler_density()
-        self._nutpie_model = None
+        self._densities: dict[str, CachedDensity] = {}
 
-    # -- compiled functions -------------------------------------------------------------
-    def _compile_eta_density(self) -> None:
-        """log p(η | data) up to a constant, with gradient and Hessian, as a function of η."""
-        eta_input = pt.vector("eta_input")
-        self._eta_density, self._eta_hessian = _value_gradient_hessian(
-            eta_log_density(self.model, self.spec, eta_input), eta_input
-        )
-
-    def _compile_sampler_density(self) -> None:
-        """The sampled log density in the sampler's coordinates (whitening set to identity)."""
-        value = self.model.rvs_to_values[self.model["eta_whitened"]]
-        self._coord_density, self._coord_hessian = _value_gradient_hessian(self.model.logp(), value)
-
-    def _nutpie(self):
-        """The sampled density as a nutpie model: the disk-cached C callback of
-        :mod:`asuc_bayes.nutpie_density`, or nutpie's own (uncacheable) compilation if
-        PyTensor cannot key the graph for caching."""
-        if self._nutpie_model is None:
-            try:
-                self._nutpie_model = CachedDensity(self.model)
-            except RuntimeError:
-                import nutpie
-
-                self._nutpie_model = nutpie.compile_pymc_model(
-                    self.model, freeze_model=False, var_names=["eta"]
-                )
-        return self._nutpie_model
+    # -- compiled densities ---------------------------------------------------------------
+    def _density(self, name: Literal["eta", "sampler"]) -> CachedDensity:
+        """The disk-cached C callback of the η density (MAP) or the sampled density (NUTS),
+        loaded or compiled on first use (see :mod:`asuc_bayes.nutpie_density`)."""
+        if name not in self._densities:
+            key = repr(self.spec)
+            if name == "eta":
+                self._densities[name] = eta_density(self.model, self.spec, key)
+            else:
+                self._densities[name] = sampler_density(self.model, key)
+        return self._densities[name]
 
     # -- data binding -------------------------------------------------------------------
     def _bind(self, data: dict[str, np.ndarray], whitening: dict[str, np.ndarray]) -> None:
@@ -267,10 +253,7 @@ class Forecaster:
         """Maximise ``fun`` (value, gradient) from several starts within ±``bound``."""
 
         def negative(x):
-            try:
-                value, gradient = fun(x)
-            except ParameterValueError:  # NaN prediction far outside the bounds of interest
-                return np.inf, np.zeros_like(x)
+            value, gradient = fun(x)  # -inf where the density cannot be evaluated
             if not np.isfinite(value) or not np.all(np.isfinite(gradient)):
                 return np.inf, np.zeros_like(x)
             return -float(value), -np.asarray(gradient, dtype=float)
@@ -295,15 +278,21 @@ class Forecaster:
         Binds ``patient`` to the model as a side effect.
         """
         data = PatientData.from_patient(patient).as_data()
-        self._bind(data, {"eta_shift": np.zeros(2), "eta_chol": np.eye(2)})
+        self._bind(data, IDENTITY_WHITENING)
+        density = self._density("eta")
+        buffer = pack_data({**data, **IDENTITY_WHITENING})
+
+        def value_and_gradient(eta):
+            return density.evaluate(eta, buffer)
+
         omega = self._omega
         starts = [np.zeros(2)] + [
             np.array([sign_cl * omega[0], sign_v * 1.5 * omega[1]])
             for sign_cl in (-1.0, 1.0)
             for sign_v in (-1.0, 1.0)
         ]
-        result = self._maximize(self._eta_density, starts, bound=ETA_BOUND_SD * omega.max())
-        hessian = self._eta_hessian(result.x)
+        result = self._maximize(value_and_gradient, starts, bound=ETA_BOUND_SD * omega.max())
+        hessian = finite_difference_hessian(value_and_gradient, result.x)
         try:
             covariance = np.linalg.inv(-hessian)
             np.linalg.cholesky(covariance)
@@ -319,12 +308,19 @@ class Forecaster:
             "optimizer_success": bool(result.success),
         }
 
-    def _whitening(self, eta_map: np.ndarray) -> dict[str, np.ndarray]:
+    def _whitening(self, patient: Patient, eta_map: np.ndarray) -> dict[str, np.ndarray]:
         """Mode and Laplace Cholesky factor of the posterior in the sampler's coordinates."""
+        density = self._density("sampler")
+        data = PatientData.from_patient(patient).as_data()
+        buffer = pack_data({**data, **IDENTITY_WHITENING})
+
+        def value_and_gradient(coordinates):
+            return density.evaluate(coordinates, buffer)
+
         log_relative = np.array([eta_map[0] - eta_map[1], eta_map[1]])
         start = log_relative_to_sampler(log_relative)
-        result = self._maximize(self._coord_density, [start], bound=50.0)
-        hessian = self._coord_hessian(result.x)
+        result = self._maximize(value_and_gradient, [start], bound=50.0)
+        hessian = finite_difference_hessian(value_and_gradient, result.x)
         try:
             chol = np.linalg.cholesky(np.linalg.inv(-hessian))
         except np.linalg.LinAlgError:
@@ -336,11 +332,7 @@ class Forecaster:
         if settings.sampler == "nutpie":
             import nutpie
 
-            density = self._nutpie()
-            if isinstance(density, CachedDensity):
-                compiled = density.compiled_model({**data, **whitening})
-            else:
-                compiled = density.with_data(**data, **whitening)
+            compiled = self._density("sampler").compiled_model({**data, **whitening})
             trace = nutpie.sample(
                 compiled,
                 draws=settings.draws,
@@ -353,11 +345,8 @@ class Forecaster:
                 save_warmup=False,
                 return_raw_trace=True,  # arrow batches: ~60 ms faster than nutpie's DataTree
             )
-            if isinstance(density, CachedDensity):
-                whitened, stats = _nutpie_draws(trace, "eta_whitened", settings)
-                eta = eta_from_whitened(whitened, whitening["eta_shift"], whitening["eta_chol"])
-            else:
-                eta, stats = _nutpie_draws(trace, "eta", settings)
+            whitened, stats = _nutpie_draws(trace, "eta_whitened", settings)
+            eta = eta_from_whitened(whitened, whitening["eta_shift"], whitening["eta_chol"])
         else:
             self._bind(data, whitening)
             trace = pm.sample(
@@ -429,7 +418,7 @@ class Forecaster:
     def _sample_nuts(self, patient, map_result, settings, random_seed):
         """NUTS in whitened coordinates; one escalated retry if a gate fails."""
         data = PatientData.from_patient(patient).as_data()
-        whitening = self._whitening(map_result["eta"])
+        whitening = self._whitening(patient, map_result["eta"])
         attempts = []
         target_accept = settings.target_accept
         seed = random_seed
@@ -568,28 +557,20 @@ class Forecaster:
         )
 
 
-def _value_gradient_hessian(total, inputs):
-    """Compile ``total`` and its gradient w.r.t. the vector ``inputs``; and a Hessian function.
-
-    The Hessian is the central difference of the exact gradient (relative error ~1e-8 for
-    these smooth 2-D densities): compiling a symbolic Hessian costs ~10 s of graph rewriting.
-    """
-    value_and_gradient = pytensor.function([inputs], [total, pt.grad(total, inputs)])
-
-    def hessian(x):
-        x = np.asarray(x, dtype=float)
-        steps = 1e-5 * (1.0 + np.abs(x))
-        columns = []
-        for i, step in enumerate(steps):
-            offset = np.zeros_like(x)
-            offset[i] = step
-            columns.append(
-                (value_and_gradient(x + offset)[1] - value_and_gradient(x - offset)[1]) / (2 * step)
-            )
-        matrix = np.column_stack(columns)
-        return 0.5 * (matrix + matrix.T)
-
-    return value_and_gradient, hessian
+def finite_difference_hessian(value_and_gradient, x) -> np.ndarray:
+    """Hessian at ``x`` as the central difference of the exact gradient (relative error
+    ~1e-8 for these smooth 2-D densities), symmetrised."""
+    x = np.asarray(x, dtype=float)
+    steps = 1e-5 * (1.0 + np.abs(x))
+    columns = []
+    for i, step in enumerate(steps):
+        offset = np.zeros_like(x)
+        offset[i] = step
+        forward = value_and_gradient(x + offset)[1]
+        backward = value_and_gradient(x - offset)[1]
+        columns.append((forward - backward) / (2 * step))
+    matrix = np.column_stack(columns)
+    return 0.5 * (matrix + matrix.T)
 
 
 #: Sampler statistics kept in the ``sample_stats`` group (those the backend reports).

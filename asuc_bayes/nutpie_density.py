@@ -1,24 +1,32 @@
-"""The patient model's sampled density as a disk-cached numba C callback for nutpie.
+"""The patient model's log densities as disk-cached numba C callbacks (NUTS and MAP).
 
 ``nutpie.compile_pymc_model`` wraps the PyTensor log density in numba C callbacks that
 close over per-process objects, so numba cannot cache them and every new process spends
-~12–15 s compiling them. Here the same PyTensor graph (``model.logp()`` of
-:func:`asuc_bayes.model.build_patient_model` and its gradient, nothing rewritten by hand) is
-compiled by PyTensor's numba backend with every ``pm.Data`` container turned into an explicit
-input, and called from a C callback whose source is generated here and registered with
-PyTensor's numba cache under a key derived from the graph's own cache key. A later process
-loads the compiled callback from disk in well under a second.
+~12–15 s compiling them. Here the same PyTensor graphs (``model.logp()`` of
+:func:`asuc_bayes.model.build_patient_model` in the sampler's whitened coordinates, and
+:func:`asuc_bayes.model.eta_log_density` for the MAP; nothing rewritten by hand) are compiled
+by PyTensor's numba backend with every ``pm.Data`` container turned into an explicit input,
+and called from C callbacks whose source is generated here and registered with PyTensor's
+numba cache. The cache key covers the model specification, the source of the modules that
+define the graphs and the library versions, so a later process loads both callbacks from
+disk (~0.4 s) without building or compiling any graph.
 
-Patient data reach the callback as one flat float64 buffer (nutpie's ``user_data``): the
+Patient data reach a callback as one flat float64 buffer (nutpie's ``user_data``): the
 dose and observation counts, then the scalar, 2-vector, 2×2 and per-dose / per-observation
 inputs in :data:`INPUT_LAYOUT` order. The sampler draws the whitened coordinates ``z``;
-η follows in NumPy (:func:`eta_from_whitened`), so no expansion callback is compiled.
+η follows in NumPy (:func:`eta_from_whitened`); the expansion callback is a plain copy.
+The MAP optimiser calls the η callback through ``ctypes`` (~µs per call).
 """
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import hashlib
+import inspect
+import sys
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +42,14 @@ from pytensor.graph.traversal import ancestors
 
 from asuc_bayes.model import RANDOM_EFFECTS, PatientData, sampler_to_log_relative
 
-__all__ = ["INPUT_LAYOUT", "CachedDensity", "eta_from_whitened"]
+__all__ = [
+    "INPUT_LAYOUT",
+    "CachedDensity",
+    "eta_density",
+    "eta_from_whitened",
+    "pack_data",
+    "sampler_density",
+]
 
 #: (data name, kind): the order of the flat data buffer after its two-entry header
 #: (number of doses, number of observations). Kinds: ``scalar``, ``vec2``, ``mat2``,
@@ -59,10 +74,10 @@ HEADER = 2
 CALLBACK_VERSION = 1
 
 
-def _callback_source() -> str:
-    """Source of the C callback ``asuc_logp(dim, x, grad_out, logp_out, user_data)``."""
+def _callback_source(function_name: str) -> str:
+    """Source of a C callback ``function_name(dim, x, grad_out, logp_out, user_data)``."""
     lines = [
-        "def asuc_logp(dim, x_, out_, logp_, user_data_):",
+        f"def {function_name}(dim, x_, out_, logp_, user_data_):",
         "    if dim != 2:",
         "        return -1",
         "    try:",
@@ -120,11 +135,9 @@ def eta_from_whitened(whitened: np.ndarray, shift: np.ndarray, chol: np.ndarray)
     return np.stack([log_relative[..., 0] + log_relative[..., 1], log_relative[..., 1]], axis=-1)
 
 
-def _explicit_input_graph(model: pm.Model):
-    """``model.logp()`` and its gradient w.r.t. the whitened coordinates, with every
-    ``pm.Data`` container and dimension length replaced by an explicit input."""
-    value = model.rvs_to_values[model["eta_whitened"]]
-    logp = model.logp()
+def _explicit_input_graph(model: pm.Model, value, logp):
+    """``logp`` and its gradient w.r.t. ``value``, with every ``pm.Data`` container of
+    ``model`` and every dimension length replaced by an explicit input."""
     gradient = pt.grad(logp, value)
     inputs = {
         name: pt.tensor(name=name, dtype="float64", shape=(None,) * model[name].ndim)
@@ -145,77 +158,127 @@ def _explicit_input_graph(model: pm.Model):
     if missing:
         raise RuntimeError(f"INPUT_LAYOUT lacks model data {sorted(missing)}")
     logp, gradient = graph_replace([logp, gradient], replacements, strict=False)
-    return value, [inputs[name] for name, _ in INPUT_LAYOUT], logp, gradient
+    return [inputs[name] for name, _ in INPUT_LAYOUT], logp, gradient
+
+
+def _graph_sources_digest() -> str:
+    """Digest of the code that defines the density graphs and the callback."""
+    from asuc_bayes import kernels, model
+
+    digest = hashlib.sha256()
+    for module in (kernels, model, sys.modules[__name__]):
+        digest.update(inspect.getsource(module).encode())
+    for package in (pytensor, pm, numba, np):
+        digest.update(package.__version__.encode())
+    return digest.hexdigest()
+
+
+_LOGP_SIGNATURE = numba.types.int64(
+    numba.types.uint64,
+    numba.types.CPointer(numba.types.double),
+    numba.types.CPointer(numba.types.double),
+    numba.types.CPointer(numba.types.double),
+    numba.types.voidptr,
+)
 
 
 class CachedDensity:
-    """The compiled (or cache-loaded) C callback of one patient model's sampled density.
+    """A 2-D log density of one patient model as a disk-cached numba C callback.
+
+    The callback's cache key is derived from ``key`` (which must identify the model, e.g.
+    the full ``repr`` of its specification), ``name``, the source of the modules that define
+    the graph and the library versions. On a cache hit nothing is compiled and the PyTensor
+    graph is not even built; on a miss ``build()`` gives the graph, PyTensor's numba
+    backend compiles it and the callback is compiled and written to the cache.
 
     Parameters
     ----------
     model
-        A model from :func:`asuc_bayes.model.build_patient_model`.
-
-    Raises
-    ------
-    RuntimeError
-        If PyTensor cannot give the graph a cache key (then caching is impossible and the
-        caller should fall back to ``nutpie.compile_pymc_model``).
+        A model from :func:`asuc_bayes.model.build_patient_model` (its ``pm.Data``
+        containers become the callback's data buffer).
+    name
+        Identifier of the density (``"sampler"``, ``"eta"``), part of the cache key.
+    key
+        Text identifying everything else the graph depends on.
+    build
+        Returns ``(value, logp)``: the 2-vector input and the log density graph.
     """
 
-    def __init__(self, model: pm.Model):
-        from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS, compile_numba_function_src
+    def __init__(self, model: pm.Model, name: str, key: str, build: Callable[[], tuple]):
+        from numba.core.errors import TypingError
+        from pytensor.link.numba.cache import compile_numba_function_src
 
-        value, inputs, logp, gradient = _explicit_input_graph(model)
-        function = pytensor.function(
-            [value, *inputs], [logp, gradient], mode="NUMBA", on_unused_input="ignore"
-        )
-        self.python_function = function
-        inner = function.vm.jit_fn
-        graph_key = CACHED_SRC_FUNCTIONS.get(inner.py_func)
-        if graph_key is None:
-            raise RuntimeError("PyTensor gave the log density no numba cache key")
-        source = _callback_source()
-        key = hashlib.sha256(
-            f"{graph_key}|{source}|{CALLBACK_VERSION}|{numba.__version__}".encode()
+        function_name = f"asuc_{name}_logp"
+        source = _callback_source(function_name)
+        self.cache_key = hashlib.sha256(
+            "|".join([name, key, source, str(CALLBACK_VERSION), _graph_sources_digest()]).encode()
         ).hexdigest()
+        environment = {"inner": None, "np": np, "numba": numba, "__name__": __name__}
         callback = compile_numba_function_src(
-            source,
-            "asuc_logp",
-            {"inner": inner, "np": np, "numba": numba, "__name__": __name__},
-            cache_key=key,
+            source, function_name, environment, cache_key=self.cache_key
         )
-        signature = numba.types.int64(
-            numba.types.uint64,
-            numba.types.CPointer(numba.types.double),
-            numba.types.CPointer(numba.types.double),
-            numba.types.CPointer(numba.types.double),
-            numba.types.voidptr,
-        )
-        self.cache_key = key
-        self.cfunc = numba.cfunc(signature, cache=True)(callback)
+        try:  # a cache hit never looks at ``inner``
+            self.cfunc = numba.cfunc(_LOGP_SIGNATURE, cache=True)(callback)
+        except TypingError:  # cache miss: compile the graph, then the callback
+            value, logp = build()
+            inputs, logp, gradient = _explicit_input_graph(model, value, logp)
+            function = pytensor.function(
+                [value, *inputs], [logp, gradient], mode="NUMBA", on_unused_input="ignore"
+            )
+            environment["inner"] = function.vm.jit_fn
+            with warnings.catch_warnings():
+                # Uncacheable graph (dynamic globals): it still works, compiled per process.
+                warnings.filterwarnings("ignore", message="Cannot cache compiled function")
+                self.cfunc = numba.cfunc(_LOGP_SIGNATURE, cache=True)(callback)
         self.loaded_from_cache = bool(self.cfunc.cache_hits)
+        pointer = ctypes.c_void_p
+        self._call = ctypes.CFUNCTYPE(
+            ctypes.c_int64, ctypes.c_uint64, pointer, pointer, pointer, pointer
+        )(self.cfunc.address)
 
-    def log_density(self, whitened: np.ndarray, data: dict[str, Any]) -> tuple[float, np.ndarray]:
-        """Value and gradient through the C callback (for tests and diagnostics)."""
-        buffer = pack_data(data)
-        x = np.ascontiguousarray(whitened, dtype=float)
+    def evaluate(self, x: np.ndarray, buffer: np.ndarray) -> tuple[float, np.ndarray]:
+        """Value and gradient at ``x`` for the packed data ``buffer`` (:func:`pack_data`);
+        ``(-inf, 0)`` where the density cannot be evaluated."""
+        x = np.ascontiguousarray(x, dtype=float)
         gradient = np.zeros(2)
         value = np.zeros(())
-        status = self.cfunc.ctypes(
-            2,
-            x.ctypes.data_as(self.cfunc.ctypes.argtypes[1]),
-            gradient.ctypes.data_as(self.cfunc.ctypes.argtypes[2]),
-            value.ctypes.data_as(self.cfunc.ctypes.argtypes[3]),
-            buffer.ctypes.data,
+        status = self._call(
+            2, x.ctypes.data, gradient.ctypes.data, value.ctypes.data, buffer.ctypes.data
         )
         if status != 0:
-            raise FloatingPointError(f"log density callback returned status {status}")
+            return -np.inf, np.zeros(2)
         return float(value), gradient
+
+    def log_density(self, x: np.ndarray, data: dict[str, Any]) -> tuple[float, np.ndarray]:
+        """Value and gradient for unpacked ``data`` (raises if not finite; for tests)."""
+        value, gradient = self.evaluate(x, pack_data(data))
+        if not np.isfinite(value):
+            raise FloatingPointError(f"log density not finite at {x}")
+        return value, gradient
 
     def compiled_model(self, data: dict[str, Any]) -> CallbackModel:
         """A nutpie compiled model of this density with ``data`` (incl. whitening) bound."""
         return CallbackModel(dims={}, density=self, user_data=pack_data(data))
+
+
+def sampler_density(model: pm.Model, key: str) -> CachedDensity:
+    """The density NUTS samples: ``model.logp()`` in the whitened coordinates."""
+
+    def build():
+        return model.rvs_to_values[model["eta_whitened"]], model.logp()
+
+    return CachedDensity(model, "sampler", key, build)
+
+
+def eta_density(model: pm.Model, spec, key: str) -> CachedDensity:
+    """log p(η | data) up to a constant (prior + censored likelihood): the MAP's density."""
+    from asuc_bayes.model import eta_log_density
+
+    def build():
+        eta = pt.vector("eta_input")
+        return eta, eta_log_density(model, spec, eta)
+
+    return CachedDensity(model, "eta", key, build)
 
 
 def _initial_point(seed) -> np.ndarray:

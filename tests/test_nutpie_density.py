@@ -14,7 +14,7 @@ from conftest import REFERENCE_PATIENTS
 
 @pytest.fixture(scope="module")
 def density(forecaster):
-    return forecaster._nutpie()
+    return forecaster._density("sampler")
 
 
 @pytest.mark.parametrize("name", ["blq_sample", "alq_sample", "accelerated", "no_sample"])
@@ -22,7 +22,7 @@ def test_callback_equals_pymc_log_density_and_eta(name, forecaster, density):
     assert isinstance(density, CachedDensity)
     patient = REFERENCE_PATIENTS[name]
     map_result = forecaster.map_estimate(patient)
-    whitening = forecaster._whitening(map_result["eta"])
+    whitening = forecaster._whitening(patient, map_result["eta"])
     data = {**PatientData.from_patient(patient).as_data(), **whitening}
     forecaster._bind(PatientData.from_patient(patient).as_data(), whitening)
     model = forecaster.model
