@@ -83,3 +83,36 @@ def test_nutpie_run_on_the_callback_is_seeded(density):
     ]
     first, second = (run.posterior["eta_whitened"].values for run in runs)
     np.testing.assert_array_equal(first, second)
+
+
+def test_a_model_variant_gets_its_own_callback(spec, density):
+    """The cache key follows the specification: a variant compiles (or loads) another
+    callback, whose density differs where the variant changes the model."""
+    from asuc_bayes.config import load_model
+    from asuc_bayes.forecast import Forecaster
+
+    variant = Forecaster(load_model(variants=["log_crp"]))._density("sampler")
+    assert variant.cache_key != density.cache_key
+    data = {
+        **PatientData.from_patient(REFERENCE_PATIENTS["accelerated"]).as_data(),
+        "eta_shift": np.zeros(2),
+        "eta_chol": np.eye(2),
+    }
+    z = np.array([0.1, 0.2])
+    assert variant.log_density(z, data)[0] != density.log_density(z, data)[0]
+
+
+def test_a_new_process_loads_both_callbacks_from_the_disk_cache(density):
+    """After this session compiled them, another process compiles nothing."""
+    import subprocess
+    import sys
+
+    script = (
+        "from asuc_bayes import Forecaster, load_model\n"
+        "f = Forecaster(load_model())\n"
+        "print(f._density('sampler').loaded_from_cache, f._density('eta').loaded_from_cache)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=300
+    )
+    assert out.stdout.split() == ["True", "True"], out.stderr
