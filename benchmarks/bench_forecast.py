@@ -106,7 +106,7 @@ def process_seconds(name: str, compiledir: str) -> float:
     script = textwrap.dedent(PROCESS_SCRIPTS[name]).format(
         bench_dir=os.path.dirname(os.path.abspath(__file__))
     )
-    env = {**os.environ, "PYTENSORFLAGS": f"base_compiledir={compiledir}"}
+    env = {**os.environ, "PYTENSOR_FLAGS": f"base_compiledir={compiledir}"}
     env["NUMBA_CACHE_DIR"] = os.path.join(compiledir, "numba")
     out = subprocess.run(
         [sys.executable, "-W", "ignore", "-c", script],
