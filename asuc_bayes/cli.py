@@ -14,7 +14,8 @@ import json
 import sys
 from pathlib import Path
 
-from asuc_bayes.config import DEFAULT_MODEL, ModelSpecError, load_model
+from asuc_bayes.comparison import SCENARIOS, compare_patient, run_study, write_study
+from asuc_bayes.config import DEFAULT_MODEL, ModelSpec, ModelSpecError, load_model
 from asuc_bayes.dataset import InputError, example_path, read_patients
 from asuc_bayes.forecast import (
     SamplerSettings,
@@ -22,7 +23,7 @@ from asuc_bayes.forecast import (
     results_json,
     save_results,
 )
-from asuc_bayes.report import format_table
+from asuc_bayes.report import format_comparison, format_study, format_table
 
 EXIT_OK, EXIT_UNCONVERGED, EXIT_INPUT = 0, 1, 2
 
@@ -33,6 +34,25 @@ FORECAST_EXAMPLES = """examples:
   asuc-bayes forecast patients.csv --variant log_crp --variant reference_weight_63kg
 
 exit codes: 0 ok; 1 an unconverged posterior (unless --allow-unconverged); 2 bad input
+"""
+
+
+COMPARE_PATIENT_EXAMPLES = """examples:
+  asuc-bayes compare-patient --example
+  asuc-bayes compare-patient patients.csv --id P03 --format json
+
+Flags: different_class (MAP class differs from the posterior's P(high risk) >= 0.5 decision),
+uncertain_class (0.2 <= P(high risk) <= 0.8 while MAP reports a class), surprising_observation
+(leave-one-out predictive tail probability < 0.01: antibodies? a sampling error?).
+exit codes: 0 ok; 1 an unconverged posterior (unless --allow-unconverged); 2 bad input
+"""
+
+COMPARE_EXAMPLES = """examples:
+  asuc-bayes compare --n 500 --seed 1 --out study/        all scenarios, figures and tables
+  asuc-bayes compare --n 200 --scenario trough_week2 --format json
+
+scenarios: day7, trough_week2, blq, two_samples, no_sample
+exit codes: 0 ok; 2 bad options
 """
 
 
@@ -48,40 +68,129 @@ def _parser() -> argparse.ArgumentParser:
         epilog=FORECAST_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    forecast.add_argument("data", nargs="?", help="NONMEM-style .csv or patient .toml/.yaml")
-    forecast.add_argument("--example", action="store_true", help="use the bundled examples")
-    forecast.add_argument(
+    _add_data_options(forecast)
+    forecast.add_argument("--format", choices=("table", "json"), default="table")
+    _add_sampling_options(forecast)
+    forecast.add_argument("--out", type=Path, help="write the results DataTree (netCDF)")
+    _add_unconverged_option(forecast)
+
+    compare_patient = sub.add_parser(
+        "compare-patient",
+        help="MAP (the published tool) against the full posterior for each patient",
+        epilog=COMPARE_PATIENT_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_data_options(compare_patient)
+    compare_patient.add_argument("--format", choices=("table", "json"), default="table")
+    _add_sampling_options(compare_patient)
+    _add_unconverged_option(compare_patient)
+
+    compare = sub.add_parser(
+        "compare",
+        help="simulation study: MAP + Laplace against the full posterior under sampling scenarios",
+        epilog=COMPARE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    compare.add_argument("--n", type=int, default=500, help="virtual patients per scenario")
+    compare.add_argument(
+        "--scenario",
+        action="append",
+        choices=sorted(SCENARIOS),
+        help="scenario to run (repeatable; all when none is given)",
+    )
+    compare.add_argument("--format", choices=("table", "json"), default="table")
+    compare.add_argument("--out", type=Path, help="directory for figures (PNG) and tables (CSV)")
+    compare.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    _add_sampling_options(compare)
+    return parser
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data", nargs="?", help="NONMEM-style .csv or patient .toml/.yaml")
+    parser.add_argument("--example", action="store_true", help="use the bundled examples")
+    parser.add_argument(
         "--id", action="append", dest="ids", metavar="ID", help="only this patient (repeatable)"
     )
-    forecast.add_argument("--format", choices=("table", "json"), default="table")
-    forecast.add_argument("--draws", type=int, default=1000, help="draws per chain (1000)")
-    forecast.add_argument("--tune", type=int, default=1000, help="tuning steps per chain (1000)")
-    forecast.add_argument("--chains", type=int, default=4, help="chains (4)")
-    forecast.add_argument("--seed", type=int, default=0, help="random seed (0)")
-    forecast.add_argument(
+
+
+def _add_sampling_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--draws", type=int, default=1000, help="draws per chain (1000)")
+    parser.add_argument("--tune", type=int, default=1000, help="tuning steps per chain (1000)")
+    parser.add_argument("--chains", type=int, default=4, help="chains (4)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    parser.add_argument(
         "--target-accept",
         type=float,
         default=0.95,
         help="NUTS target acceptance (0.95; escalated to 0.99 on failure)",
     )
-    forecast.add_argument("--sampler", choices=("nutpie", "pymc"), default="nutpie")
-    forecast.add_argument(
+    parser.add_argument("--sampler", choices=("nutpie", "pymc"), default="nutpie")
+    parser.add_argument(
         "--model", default=DEFAULT_MODEL, help=f"model name or .toml file ({DEFAULT_MODEL})"
     )
-    forecast.add_argument(
+    parser.add_argument(
         "--variant",
         action="append",
         default=[],
         metavar="NAME",
         help="model-file variant to apply (repeatable)",
     )
-    forecast.add_argument("--out", type=Path, help="write the results DataTree (netCDF)")
-    forecast.add_argument(
+
+
+def _add_unconverged_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "--allow-unconverged",
         action="store_true",
         help="exit 0 even when a posterior fails the convergence gates",
     )
-    return parser
+
+
+def _spec_and_settings(args: argparse.Namespace) -> tuple[ModelSpec, SamplerSettings]:
+    """The model and sampler settings of the sampling options (raises on bad values)."""
+    spec = load_model(args.model, variants=args.variant)
+    settings = SamplerSettings(
+        draws=args.draws,
+        tune=args.tune,
+        chains=args.chains,
+        target_accept=args.target_accept,
+        sampler=args.sampler,
+    )
+    return spec, settings
+
+
+def _load_patients(args: argparse.Namespace, spec: ModelSpec) -> list:
+    """The selected patients of the data options; notes about ignored records on stderr.
+
+    Raises ``InputError``/``OSError`` for bad data and ``ValueError`` for unknown IDs.
+    """
+    if args.example == bool(args.data):
+        raise ValueError("give either a data file or --example")
+    path = example_path() if args.example else Path(args.data)
+    dataset = read_patients(
+        path, default_infusion_duration_day=spec.pk.default_infusion_duration_day
+    )
+    patients = list(dataset.patients)
+    if args.ids:
+        known = {p.id for p in patients}
+        missing = [i for i in args.ids if i not in known]
+        if missing:
+            raise ValueError(f"--id {', '.join(missing)}: not in {path} (IDs: {sorted(known)})")
+        patients = [p for p in patients if p.id in args.ids]
+    for note in dataset.notes:
+        print(f"asuc-bayes: note: {note}", file=sys.stderr)
+    return patients
+
+
+def _unconverged_exit(results, args: argparse.Namespace) -> int:
+    unconverged = [r.patient.id for r in results if r.status != "ok"]
+    if unconverged and not args.allow_unconverged:
+        print(
+            f"asuc-bayes: unconverged posterior for {', '.join(unconverged)}: do not use these "
+            "results as they are (rerun with more --tune/--draws, or pass --allow-unconverged)",
+            file=sys.stderr,
+        )
+        return EXIT_UNCONVERGED
+    return EXIT_OK
 
 
 def _error(message: str) -> int:
@@ -91,38 +200,20 @@ def _error(message: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "forecast":
-        return _forecast(args)
-    return _error(f"unknown command {args.command!r}")  # pragma: no cover
+    commands = {
+        "forecast": _forecast,
+        "compare-patient": _compare_patient,
+        "compare": _compare,
+    }
+    return commands[args.command](args)
 
 
 def _forecast(args: argparse.Namespace) -> int:
-    if args.example == bool(args.data):
-        return _error("give either a data file or --example")
     try:
-        spec = load_model(args.model, variants=args.variant)
-        settings = SamplerSettings(
-            draws=args.draws,
-            tune=args.tune,
-            chains=args.chains,
-            target_accept=args.target_accept,
-            sampler=args.sampler,
-        )
-        path = example_path() if args.example else Path(args.data)
-        dataset = read_patients(
-            path, default_infusion_duration_day=spec.pk.default_infusion_duration_day
-        )
+        spec, settings = _spec_and_settings(args)
+        patients = _load_patients(args, spec)
     except (InputError, ModelSpecError, ValueError, OSError) as exc:
         return _error(str(exc))
-    patients = list(dataset.patients)
-    if args.ids:
-        known = {p.id for p in patients}
-        missing = [i for i in args.ids if i not in known]
-        if missing:
-            return _error(f"--id {', '.join(missing)}: not in {path} (IDs: {sorted(known)})")
-        patients = [p for p in patients if p.id in args.ids]
-    for note in dataset.notes:
-        print(f"asuc-bayes: note: {note}", file=sys.stderr)
     results = forecast_patients(patients, spec, settings=settings, random_seed=args.seed)
     if args.format == "json":
         print(json.dumps(results_json(results, spec), indent=2))
@@ -131,14 +222,53 @@ def _forecast(args: argparse.Namespace) -> int:
     if args.out:
         save_results(results, args.out)
         print(f"asuc-bayes: results written to {args.out}", file=sys.stderr)
-    unconverged = [r.patient.id for r in results if r.status != "ok"]
-    if unconverged and not args.allow_unconverged:
-        print(
-            f"asuc-bayes: unconverged posterior for {', '.join(unconverged)}: do not use these "
-            "results as they are (rerun with more --tune/--draws, or pass --allow-unconverged)",
-            file=sys.stderr,
+    return _unconverged_exit(results, args)
+
+
+def _compare_patient(args: argparse.Namespace) -> int:
+    try:
+        spec, settings = _spec_and_settings(args)
+        patients = _load_patients(args, spec)
+    except (InputError, ModelSpecError, ValueError, OSError) as exc:
+        return _error(str(exc))
+    results = forecast_patients(patients, spec, settings=settings, random_seed=args.seed)
+    comparisons = [compare_patient(spec, r, random_seed=args.seed) for r in results]
+    if args.format == "json":
+        payload = {"model": {"name": spec.name, "sha256": spec.sha256}, "patients": comparisons}
+        print(json.dumps(payload, indent=2))
+    else:
+        print(format_comparison(comparisons, spec))
+    return _unconverged_exit(results, args)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    try:
+        spec, settings = _spec_and_settings(args)
+        if args.n < 1:
+            raise ValueError(f"--n must be a positive number of patients, got {args.n}")
+    except (ModelSpecError, ValueError) as exc:
+        return _error(str(exc))
+    names = args.scenario or sorted(SCENARIOS)
+    show_progress = not args.quiet and sys.stderr.isatty()
+    studies = []
+    for name in names:
+
+        def progress(done: int, total: int, name: str = name) -> None:
+            if show_progress:
+                print(f"\r{name}: {done}/{total} patients", end="", file=sys.stderr)
+
+        studies.append(
+            run_study(spec, name, args.n, args.seed, settings=settings, progress=progress)
         )
-        return EXIT_UNCONVERGED
+        if show_progress:
+            print(file=sys.stderr)
+    if args.out:
+        written = write_study(studies, args.out)
+        print(f"asuc-bayes: {len(written)} files written to {args.out}", file=sys.stderr)
+    if args.format == "json":
+        print(json.dumps([s.to_json() for s in studies], indent=2))
+    else:
+        print(format_study(studies))
     return EXIT_OK
 
 

@@ -30,6 +30,7 @@ from asuc_bayes.config import ModelSpec
 from asuc_bayes.dataset import Dose, Observation, Patient
 from asuc_bayes.grid import find_modes, grid_posterior
 from asuc_bayes.kernels import (
+    AUC_FLOOR_MG_DAY_L,
     auc_interval,
     concentration,
     individual_pk_parameters,
@@ -135,7 +136,7 @@ def derived_quantities(spec: ModelSpec, patient: Patient, eta: np.ndarray) -> di
         cl,
         v,
     )
-    ln_ratio = np.log(auc / cl)
+    ln_ratio = np.log(np.maximum(auc, AUC_FLOOR_MG_DAY_L)) - np.log(cl)
     risk = weibull_risk(
         tte.horizon_day,
         ln_ratio,

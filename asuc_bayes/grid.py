@@ -223,7 +223,7 @@ def derived_on_grid(
             cl[lo:hi],
             v[lo:hi],
         )
-    ln_auc_cl = np.log(np.maximum(auc, 1e-300)) - np.log(cl)
+    ln_auc_cl = np.log(np.maximum(auc, kernels.AUC_FLOOR_MG_DAY_L)) - np.log(cl)
     tte = spec.tte
     risk = kernels.weibull_risk(
         tte.horizon_day,

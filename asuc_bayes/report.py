@@ -54,3 +54,77 @@ def format_table(results, spec: ModelSpec) -> str:
             )
         blocks.append("\n".join(lines))
     return "\n".join(blocks)
+
+
+def format_comparison(comparisons: list[dict], spec: ModelSpec) -> str:
+    """MAP against the posterior, one block per patient (from ``compare_patient``)."""
+    blocks = [f"model: {spec.label}  (sha256 {spec.sha256[:12]})"]
+    for c in comparisons:
+        risk = c["risk_90d"]
+        lines = [
+            "",
+            f"patient {c['id']}: {c['status'].upper()}  (posterior by {c['method']})",
+            f"  90-day risk   MAP plug-in {risk['map_plug_in']:.1%}   posterior mean "
+            f"{risk['posterior_mean']:.1%} [95% CrI {risk['posterior_95'][0]:.1%}, "
+            f"{risk['posterior_95'][1]:.1%}]",
+        ]
+        for key, label, fmt in (
+            ("cl", "CL (L/day)", "{:.3g}"),
+            ("ln_auc_cl", "ln(AUC/CL)", "{:.2f}"),
+        ):
+            i = c["intervals"][key]
+            lines.append(
+                f"  {label:<13} MAP {fmt.format(i['map'])} Laplace 95% "
+                f"[{fmt.format(i['laplace_95'][0])}, {fmt.format(i['laplace_95'][1])}]   "
+                f"posterior mean {fmt.format(i['posterior_mean'])} 95% "
+                f"[{fmt.format(i['posterior_95'][0])}, {fmt.format(i['posterior_95'][1])}]"
+            )
+        lines.append(
+            f"  P(high risk) {c['p_high_risk']:.2f} (posterior class {c['posterior_class']})   "
+            f"MAP class {c['map_class']}"
+        )
+        for check in c["predictive_check"]:
+            kind = {0: "", 1: " (below LLOQ)", -1: " (above ULOQ)"}[check["censoring"]]
+            mark = "  <-- SURPRISING" if check["surprising"] else ""
+            lines.append(
+                f"  sample day {check['time_day']:g}: {check['value_mg_l']:.3g} mg/L{kind}, "
+                f"LOO predicted median {check['loo_predicted_median_mg_l']:.3g}, "
+                f"tail p {check['tail_probability']:.3f}{mark}"
+            )
+        lines.append(
+            "  FLAGS: " + ", ".join(c["flags"]) if c["flags"] else "  no decision-relevant flags"
+        )
+        blocks.append("\n".join(lines))
+    return "\n".join(blocks)
+
+
+def format_study(studies) -> str:
+    """Scenario metrics, posterior beside MAP + Laplace (from ``run_study``)."""
+    header = (
+        f"{'scenario':<14}{'n':>5} {'method':<10}{'cov50':>7}{'cov80':>7}{'cov90':>7}{'cov95':>7}"
+        f"{'cov90 CL':>9}{'RMSE ln':>9}{'bias ln':>9}{'Brier':>8}{'sens':>7}{'spec':>7}"
+    )
+    lines = [
+        "Coverage of the true ln(AUC/CL) by central intervals (posterior vs Laplace at the MAP),",
+        "error of the point estimate (posterior mean vs MAP), Brier score of the 90-day risk",
+        "against simulated colectomies, and classification against the true ln ratio.",
+        "",
+        header,
+    ]
+    for study in studies:
+        m = study.metrics
+        for method in ("posterior", "map"):
+            b = m[method]
+            lines.append(
+                f"{study.scenario.name:<14}{len(study.table):>5} {method:<10}"
+                + "".join(f"{b[f'coverage_{lv}_ln_auc_cl']:>7.2f}" for lv in (50, 80, 90, 95))
+                + f"{b['coverage_90_cl']:>9.2f}{b['rmse_ln_auc_cl']:>9.3f}"
+                f"{b['bias_ln_auc_cl']:>9.3f}{b['brier']:>8.3f}"
+                f"{b['classification']['sensitivity']:>7.2f}"
+                f"{b['classification']['specificity']:>7.2f}"
+            )
+        lines.append(
+            f"{'':<20}Monte Carlo SE of a 90 % coverage: {m['coverage_mc_se_90']:.3f}; "
+            f"exact-grid posteriors {m['exact_grid']}, unconverged {m['unconverged']}"
+        )
+    return "\n".join(lines)

@@ -122,6 +122,23 @@ def test_auc_interval_matches_quadrature(start, end, schedule, cl, v):
     assert float(ours) == pytest.approx(quad, rel=1e-9)
 
 
+@pytest.mark.parametrize("k_per_day", [3.0, 10.0, 40.0])
+def test_auc_interval_keeps_relative_precision_for_fast_clearance(k_per_day):
+    """One dose at day 0, window days 14-28: the AUC is ~e^(-14k) of the total. A difference
+    of cumulative AUCs loses every digit here (it returned 0 or negative values); the
+    piecewise form must agree with the analytic integral to 1e-10 relative."""
+    v, duration, dose = 10.0, 2 * H, 700.0
+    cl = k_per_day * v
+    rate = dose / duration
+    plateau = rate / cl * -np.expm1(-k_per_day * duration)
+    analytic = (
+        plateau * np.exp(-k_per_day * (14.0 - duration)) * -np.expm1(-k_per_day * 14.0) / k_per_day
+    )
+    ours = float(kernels.auc_interval(14.0, 28.0, [0.0], [dose], [duration], cl, v))
+    assert ours > 0.0
+    assert ours == pytest.approx(analytic, rel=1e-10)
+
+
 @pytest.mark.parametrize(("cl", "v"), PARAMETERS)
 def test_auc_to_infinity_is_dose_over_clearance(cl, v):
     assert float(kernels.auc_interval(0.0, 1e5, [0.0], [700.0], [2 * H], cl, v)) == pytest.approx(
