@@ -38,6 +38,7 @@ __all__ = [
     "PatientSet",
     "PlausibilityLimits",
     "example_path",
+    "parse_patients",
     "patients_from_records",
     "read_nonmem_csv",
     "read_patient_file",
@@ -54,7 +55,25 @@ DEFAULT_INFUSION_DURATION_DAY = 1.0 / 12.0
 
 
 class InputError(ValueError):
-    """Bad input data. The message names the patient, the row and the field, and the fix."""
+    """Bad input data. The message names the patient, the row and the field, and the fix.
+
+    The same facts are attributes, for interfaces that show the message next to the field:
+    ``patient_id``, ``location`` (a CSV row number or an entry path such as ``"doses[1]"``)
+    and ``field`` (the column or key); each is ``None`` when the message names none.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        patient_id: str | None = None,
+        location: int | str | None = None,
+        field: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.patient_id = patient_id
+        self.location = location
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -248,7 +267,12 @@ def _error(
     problem: str,
     fix: str | None = None,
 ) -> InputError:
-    return InputError(_message(patient_id, location, field_name, problem, fix))
+    return InputError(
+        _message(patient_id, location, field_name, problem, fix),
+        patient_id=patient_id,
+        location=location,
+        field=field_name,
+    )
 
 
 def _fmt(value: float) -> str:
@@ -693,13 +717,109 @@ def _read_text(path: Path) -> str:
         raise InputError(f"{path}: no such file")
     if not path.is_file():
         raise InputError(f"{path}: not a file")
+    return _decode(path.read_bytes(), str(path))
+
+
+def _decode(content: bytes, source: str) -> str:
     try:
-        return path.read_text(encoding="utf-8-sig")
+        return content.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InputError(
-            f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}) (fix: save the file as "
-            "UTF-8 CSV/TOML/YAML)"
+            f"{source}: not UTF-8 text ({exc.reason} at byte {exc.start}) (fix: save the file "
+            "as UTF-8 CSV/TOML/YAML)"
         ) from None
+
+
+def _parse_text(
+    text: str,
+    kind: str,
+    source: str,
+    default_infusion_duration_day: float,
+    limits: PlausibilityLimits | None,
+) -> PatientSet:
+    """Patients from the text of a ``csv``/``toml``/``yaml`` source; errors start with
+    ``source`` and keep their patient, location and field."""
+    limits = limits or PlausibilityLimits()
+    try:
+        if kind == "csv":
+            _check_default_duration(default_infusion_duration_day, limits)
+            patients, notes = _parse_nonmem_csv(text, default_infusion_duration_day, limits)
+            return PatientSet(tuple(patients), tuple(notes), source)
+        return patients_from_records(
+            _patient_records(text, kind),  # type: ignore[arg-type]  # checked there
+            source=source,
+            default_infusion_duration_day=default_infusion_duration_day,
+            limits=limits,
+        )
+    except InputError as exc:
+        if str(exc).startswith(f"{source}:"):
+            raise
+        raise InputError(
+            f"{source}: {exc}", patient_id=exc.patient_id, location=exc.location, field=exc.field
+        ) from None
+
+
+#: Largest upload :func:`parse_patients` accepts by default (bytes).
+MAX_UPLOAD_BYTES = 1_000_000
+
+
+def parse_patients(
+    content: str | bytes,
+    filename: str,
+    *,
+    default_infusion_duration_day: float = DEFAULT_INFUSION_DURATION_DAY,
+    limits: PlausibilityLimits | None = None,
+    max_bytes: int | None = MAX_UPLOAD_BYTES,
+) -> PatientSet:
+    """Read and validate patients from a file's content held in memory (an upload).
+
+    The same readers as :func:`read_patients`, without touching the disk: the content is
+    parsed as data only (CSV cells, TOML, or YAML with the safe loader, which builds no
+    Python objects).
+
+    Parameters
+    ----------
+    content
+        The file's bytes (UTF-8, a BOM is allowed) or text.
+    filename
+        Its name: the suffix (``.csv``, ``.toml``, ``.yaml``/``.yml``) chooses the reader,
+        and messages start with it.
+    default_infusion_duration_day, limits
+        As for :func:`read_patients`.
+    max_bytes
+        Reject larger content (``None``: no limit).
+
+    Returns
+    -------
+    PatientSet
+
+    Raises
+    ------
+    InputError
+        Unknown suffix, too large, not UTF-8, or bad data (as :func:`read_patients`).
+
+    Examples
+    --------
+    >>> text = "ID,TIME,EVID,AMT,DV,WT,CRP\\nP1,0,1,600,.,63,30\\nP1,7,0,.,12,63,30\\n"
+    >>> parse_patients(text, "upload.csv").patients[0].obs_value_mg_l
+    array([12.])
+    """
+    name = Path(filename).name or "upload"
+    kind = _READERS_BY_SUFFIX.get(Path(name).suffix.lower())
+    if kind is None:
+        accepted = ", ".join(sorted(_READERS_BY_SUFFIX))
+        raise InputError(
+            f"{name}: unknown file type {Path(name).suffix or '(no suffix)'!r} "
+            f"(accepted: {accepted})"
+        )
+    size = len(content.encode("utf-8") if isinstance(content, str) else content)
+    if max_bytes is not None and size > max_bytes:
+        raise InputError(
+            f"{name}: the file is {size:,} bytes, more than the {max_bytes:,} accepted (fix: "
+            "upload only the patients you need)"
+        )
+    text = _decode(content, name) if isinstance(content, bytes) else content
+    return _parse_text(text.lstrip("\ufeff"), kind, name, default_infusion_duration_day, limits)
 
 
 # --------------------------------------------------------------------------------------
@@ -853,16 +973,7 @@ def read_nonmem_csv(
         With the file name, the patient, the row and the field, and the fix.
     """
     path = Path(path)
-    limits = limits or PlausibilityLimits()
-    try:
-        _check_default_duration(default_infusion_duration_day, limits)
-        text = _read_text(path)
-        patients, notes = _parse_nonmem_csv(text, default_infusion_duration_day, limits)
-    except InputError as exc:
-        if str(exc).startswith(f"{path}:"):
-            raise
-        raise InputError(f"{path}: {exc}") from None
-    return PatientSet(tuple(patients), tuple(notes), str(path))
+    return _parse_text(_read_text(path), "csv", str(path), default_infusion_duration_day, limits)
 
 
 def _parse_nonmem_csv(
@@ -1308,51 +1419,41 @@ def read_patient_file(
         With the file name, the patient, the entry and the field, and the fix.
     """
     path = Path(path)
-    try:
-        text = _read_text(path)
-        if path.suffix.lower() == ".toml":
-            try:
-                document: object = tomllib.loads(text)
-            except tomllib.TOMLDecodeError as exc:
-                raise InputError(f"not valid TOML: {exc}") from None
-        else:
-            try:
-                document = yaml.safe_load(text)
-            except yaml.YAMLError as exc:
-                raise InputError(f"not valid YAML: {exc}") from None
-        if document is None:
-            raise InputError("the file is empty (fix: give a list 'patient' of patients)")
-        if not isinstance(document, Mapping):
-            raise InputError(
-                "the file must hold a table/mapping with a list 'patient' (fix: see the "
-                "README example)"
-            )
-        unknown = [key for key in document if key != "patient"]
-        if unknown:
-            raise InputError(
-                f"unknown top-level key{'s' if len(unknown) > 1 else ''} "
-                f"{', '.join(map(repr, unknown))} (accepted: 'patient'; fix: write "
-                "[[patient]] tables in TOML, a 'patient:' list in YAML)"
-            )
-        if "patient" not in document:
-            raise InputError(
-                "no 'patient' list (fix: write [[patient]] tables in TOML, a 'patient:' list "
-                "in YAML)"
-            )
-        records = document["patient"]
-        if isinstance(records, Mapping):
-            records = [records]
-        result = patients_from_records(
-            records,
-            source=str(path),
-            default_infusion_duration_day=default_infusion_duration_day,
-            limits=limits,
+    kind = "toml" if path.suffix.lower() == ".toml" else "yaml"
+    return _parse_text(_read_text(path), kind, str(path), default_infusion_duration_day, limits)
+
+
+def _patient_records(text: str, kind: str) -> object:
+    """The ``patient`` list of a TOML or YAML patient file (parsed as data only)."""
+    if kind == "toml":
+        try:
+            document: object = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise InputError(f"not valid TOML: {exc}") from None
+    else:
+        try:
+            document = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise InputError(f"not valid YAML: {exc}") from None
+    if document is None:
+        raise InputError("the file is empty (fix: give a list 'patient' of patients)")
+    if not isinstance(document, Mapping):
+        raise InputError(
+            "the file must hold a table/mapping with a list 'patient' (fix: see the README example)"
         )
-    except InputError as exc:
-        if str(exc).startswith(f"{path}:"):
-            raise
-        raise InputError(f"{path}: {exc}") from None
-    return result
+    unknown = [key for key in document if key != "patient"]
+    if unknown:
+        raise InputError(
+            f"unknown top-level key{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(map(repr, unknown))} (accepted: 'patient'; fix: write "
+            "[[patient]] tables in TOML, a 'patient:' list in YAML)"
+        )
+    if "patient" not in document:
+        raise InputError(
+            "no 'patient' list (fix: write [[patient]] tables in TOML, a 'patient:' list in YAML)"
+        )
+    records = document["patient"]
+    return [records] if isinstance(records, Mapping) else records
 
 
 def patients_from_records(

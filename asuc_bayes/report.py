@@ -1,8 +1,15 @@
-"""Readable text tables of forecasts."""
+"""Readable text tables of forecasts, and the self-contained HTML patient report."""
 
 from __future__ import annotations
 
+import base64
+import re
+from pathlib import Path
+
+import jinja2
+
 from asuc_bayes.config import ModelSpec
+from asuc_bayes.dataset import ABOVE_ULOQ, BELOW_LLOQ, MEASURED
 
 ROWS = (
     ("cl", "CL", "L/day", "{:.3g}"),
@@ -128,3 +135,186 @@ def format_study(studies) -> str:
             f"exact-grid posteriors {m['exact_grid']}, unconverged {m['unconverged']}"
         )
     return "\n".join(lines)
+
+
+# -- patient report (HTML) ---------------------------------------------------------------
+DOSE_ROWS_MG_KG_DIGITS = 1
+
+
+def _sig(value: float, digits: int = 3) -> str:
+    return f"{value:.{digits}g}"
+
+
+def interpretation(summary: dict, spec: ModelSpec) -> list[str]:
+    """Plain-language sentences about one patient's forecast (no advice beyond the numbers)."""
+    threshold = spec.tte.high_risk_threshold
+    risk = summary["posterior"]["risk_90d"]
+    p_high = summary["p_high_risk"]
+    sentences = [
+        f"Given the doses, samples and covariates entered, the model puts this patient's chance "
+        f"of a colectomy within 90 days at {risk['mean']:.0%} on average; values between "
+        f"{risk['q2.5']:.0%} and {risk['q97.5']:.0%} are credible (95 % credible interval).",
+        f"The patient is classed as {summary['risk_class'].upper()} risk: the exposure marker "
+        f"ln(AUC day 14–28 / CL) is most likely {summary['posterior']['ln_auc_cl']['q50']:.2f} "
+        f"(high risk below {threshold:g}); the probability that it is below {threshold:g} is "
+        f"{p_high:.0%}.",
+        "The published tool reports a single most likely value (MAP): a "
+        f"{summary['map']['risk_90d']:.0%} risk. The posterior above shows how far the truth "
+        "may be from that value.",
+    ]
+    if 0.2 <= p_high <= 0.8:
+        sentences.append(
+            "The risk class is uncertain (P(high risk) between 0.2 and 0.8): the data entered do "
+            "not determine on which side of the threshold this patient lies; a further "
+            "concentration sample would narrow the interval."
+        )
+    if summary["status"] != "ok":
+        sentences.append(
+            "The posterior did not pass the convergence checks: the numbers above are not reliable."
+        )
+    return sentences
+
+
+def _method_text(diagnostics: dict) -> str:
+    if diagnostics.get("method") == "exact_grid":
+        return (
+            f"exact 2-D quadrature (bimodal posterior, {diagnostics.get('modes')} modes); the "
+            "draws are independent, so R-hat and ESS below are for information"
+        )
+    return f"NUTS ({diagnostics.get('sampler')}), whitened coordinates; MAP by multi-start L-BFGS"
+
+
+def _input_rows(patient) -> tuple[list[dict], list[dict]]:
+    doses = [
+        {
+            "day": f"{d.time_day:g}",
+            "mg": f"{d.amount_mg:g}",
+            "mg_kg": f"{d.amount_mg / patient.weight_kg:.{DOSE_ROWS_MG_KG_DIGITS}f}",
+            "hours": f"{d.duration_day * 24:.3g}",
+        }
+        for d in patient.doses
+    ]
+    status = {
+        MEASURED: "measured",
+        BELOW_LLOQ: "below LLOQ (value = LLOQ)",
+        ABOVE_ULOQ: "above ULOQ (value = ULOQ)",
+    }
+    samples = [
+        {"day": f"{o.time_day:g}", "value": f"{o.value_mg_l:g}", "status": status[o.censoring]}
+        for o in patient.observations
+    ]
+    return doses, samples
+
+
+def patient_report_html(
+    forecast,
+    *,
+    dosing: dict | None = None,
+    generated_at: str | None = None,
+) -> str:
+    """One self-contained HTML page about one patient's forecast.
+
+    Inputs, the concentration and ln(AUC/CL) figures (embedded PNG), the risk summary with
+    intervals and the MAP beside it, the dose recommendation when ``dosing`` (the JSON form
+    of a dose recommendation) is given, diagnostics with a visible warning when the posterior
+    is unconverged, provenance, and a plain-language interpretation with the paper's caveats.
+    Every string from the input (the patient ID above all) is HTML-escaped.
+
+    Parameters
+    ----------
+    forecast
+        A :class:`asuc_bayes.forecast.PatientForecast`.
+    dosing
+        Optional ``DoseRecommendation.to_json()`` of the same patient.
+    generated_at
+        Optional time stamp printed in the header (none by default, so that the same
+        forecast gives the same bytes).
+    """
+    from asuc_bayes.forecast import ESS_BULK_MIN, RHAT_MAX
+    from asuc_bayes.plots import concentration_figure, dose_risk_figure, figure_png, ln_ratio_figure
+
+    spec = forecast.spec
+    summary = forecast.summary()
+
+    def encoded(figure) -> str:
+        return base64.b64encode(figure_png(figure)).decode("ascii")
+
+    images = {
+        "concentration": encoded(concentration_figure(forecast)),
+        "ln_ratio": encoded(ln_ratio_figure(forecast)),
+        "dose_risk": encoded(dose_risk_figure(dosing)) if dosing and dosing.get("curve") else None,
+    }
+    rows = []
+    for key, label, unit, fmt in ROWS:
+        post = summary["posterior"][key]
+        rows.append(
+            {
+                "label": label,
+                "unit": unit,
+                "mean": fmt.format(post["mean"]),
+                "sd": fmt.format(post["sd"]),
+                "median": fmt.format(post["q50"]),
+                "interval": f"{fmt.format(post['q2.5'])} – {fmt.format(post['q97.5'])}",
+                "map": fmt.format(summary["map"][key]),
+                "a_priori": fmt.format(summary["a_priori"][key]),
+            }
+        )
+    doses, samples = _input_rows(forecast.patient)
+    threshold = spec.tte.high_risk_threshold
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("asuc_bayes", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    environment.filters["pct"] = lambda value: f"{100 * value:.1f} %"
+    template = environment.get_template("patient_report.html")
+    return template.render(
+        s=summary,
+        d=summary["diagnostics"],
+        p=dict(forecast.tree.attrs),
+        patient=forecast.patient,
+        rows=rows,
+        doses=doses,
+        samples=samples,
+        images=images,
+        dosing=dosing,
+        threshold=f"{threshold:g}",
+        map_class="high" if summary["map"]["ln_auc_cl"] < threshold else "low",
+        gates={"rhat": RHAT_MAX, "ess": ESS_BULK_MIN},
+        method_text=_method_text(summary["diagnostics"]),
+        interpretation=interpretation(summary, spec),
+        generated_at=generated_at,
+    )
+
+
+def report_paths(path: str | Path, patient_ids) -> list[Path]:
+    """Where :func:`write_patient_reports` writes: ``path`` itself for one patient; for several,
+    ``<stem>-<ID><suffix>`` beside it (characters other than letters, digits, ``.``, ``_`` and
+    ``-`` in the ID become ``_``; clashes get ``-2``, ``-3``...)."""
+    path = Path(path)
+    ids = list(patient_ids)
+    if len(ids) == 1:
+        return [path]
+    suffix = path.suffix or ".html"
+    paths, taken = [], set()
+    for patient_id in ids:
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", patient_id).strip(".") or "patient"
+        candidate, n = f"{path.stem}-{safe}", 2
+        while candidate.lower() in taken:
+            candidate, n = f"{path.stem}-{safe}-{n}", n + 1
+        taken.add(candidate.lower())
+        paths.append(path.with_name(candidate + suffix))
+    return paths
+
+
+def write_patient_reports(results, path: str | Path, *, dosing: dict | None = None) -> list[Path]:
+    """Write one HTML report per patient (see :func:`report_paths`); return the paths.
+
+    ``dosing`` maps patient IDs to dose recommendations (JSON form), if any.
+    """
+    paths = report_paths(path, [r.patient.id for r in results])
+    for result, target in zip(results, paths, strict=True):
+        html = patient_report_html(result, dosing=(dosing or {}).get(result.patient.id))
+        target.write_text(html, encoding="utf-8")
+    return paths

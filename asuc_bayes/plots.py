@@ -1,0 +1,312 @@
+"""Figures of one patient's forecast (matplotlib, no pyplot state): written once, used by the
+web app and the HTML report.
+
+- :func:`concentration_figure` — concentration–time course: a-priori (dashed) and a-posteriori
+  (solid, posterior median) curves, the 90 % credible band, the MAP curve, observations with
+  censored ones marked, doses, and the day 14–28 AUC window shaded.
+- :func:`ln_ratio_figure` — posterior density of ln(AUC_w2-4/CL) with the high-risk threshold,
+  the MAP and the a-priori values.
+- :func:`dose_risk_figure` — 90-day risk against the week-2 dose (from a dose recommendation).
+- :func:`figure_png` — PNG bytes of a figure (for embedding as base64).
+
+Every figure is a :class:`matplotlib.figure.Figure` built without pyplot, so that concurrent
+app sessions share no global state.
+
+Examples
+--------
+>>> from asuc_bayes.plots import concentration_figure, figure_png
+>>> figure = concentration_figure(forecast)                                  # doctest: +SKIP
+>>> png = figure_png(figure)                                                 # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import scipy.stats
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+from asuc_bayes.dataset import ABOVE_ULOQ, BELOW_LLOQ, MEASURED
+
+__all__ = [
+    "CREDIBLE_BAND",
+    "concentration_figure",
+    "dose_risk_figure",
+    "figure_png",
+    "ln_ratio_figure",
+]
+
+#: Central credible band of the concentration curves.
+CREDIBLE_BAND = 0.90
+#: Colours (colour-blind safe: Okabe–Ito).
+POSTERIOR_COLOUR = "#0072B2"
+PRIOR_COLOUR = "#555555"
+MAP_COLOUR = "#D55E00"
+HIGH_RISK_COLOUR = "#CC3311"
+LOW_RISK_COLOUR = "#009E73"
+WINDOW_COLOUR = "#F0E442"
+#: Lowest concentration shown on the log axis (mg/L).
+LOG_FLOOR_MG_L = 0.05
+
+
+def _figure(width: float, height: float) -> tuple[Figure, Any]:
+    figure = Figure(figsize=(width, height), layout="tight")
+    return figure, figure.add_subplot()
+
+
+def concentration_figure(
+    forecast, *, log_scale: bool = True, width: float = 8.0, height: float = 4.8
+) -> Figure:
+    """The concentration–time course of one patient's forecast.
+
+    Parameters
+    ----------
+    forecast
+        A :class:`asuc_bayes.forecast.PatientForecast`.
+    log_scale
+        Logarithmic concentration axis (troughs and censored samples stay visible).
+    width, height
+        Figure size in inches.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    tree = forecast.tree
+    predictions = tree["predictions"]
+    constant = tree["constant_data"]
+    time_day = predictions["time"].values
+    curves = predictions["concentration"].values.reshape(-1, time_day.size)
+    tail = (1.0 - CREDIBLE_BAND) / 2
+    low, median, high = np.quantile(curves, [tail, 0.5, 1.0 - tail], axis=0)
+    window = forecast.spec.tte.auc_window_day
+
+    figure, ax = _figure(width, height)
+    ax.axvspan(*window, color=WINDOW_COLOUR, alpha=0.25, lw=0, zorder=0)
+    ax.fill_between(time_day, low, high, color=POSTERIOR_COLOUR, alpha=0.22, lw=0, zorder=1)
+    ax.plot(time_day, median, color=POSTERIOR_COLOUR, lw=2.0, zorder=3)
+    ax.plot(
+        time_day,
+        predictions["concentration_a_priori"].values,
+        color=PRIOR_COLOUR,
+        lw=1.4,
+        ls="--",
+        zorder=2,
+    )
+    ax.plot(
+        time_day,
+        predictions["concentration_map"].values,
+        color=MAP_COLOUR,
+        lw=1.2,
+        ls=":",
+        zorder=4,
+    )
+
+    observed = tree["observed_data"]["concentration"].values
+    obs_time = constant["obs_time_day"].values
+    censoring = constant["obs_censoring"].values
+    markers = {
+        MEASURED: dict(marker="o", s=36, facecolor="black", edgecolor="black"),
+        BELOW_LLOQ: dict(marker="v", s=60, facecolor="white", edgecolor="black", linewidth=1.4),
+        ABOVE_ULOQ: dict(marker="^", s=60, facecolor="white", edgecolor="black", linewidth=1.4),
+    }
+    for code, style in markers.items():
+        chosen = censoring == code
+        if chosen.any():
+            ax.scatter(obs_time[chosen], observed[chosen], zorder=6, **style)
+
+    peak = max(float(np.max(high)), float(np.max(observed, initial=0.0)))
+    if log_scale:
+        ax.set_yscale("log")
+        floor = max(LOG_FLOOR_MG_L, 0.5 * float(np.min(observed, initial=np.inf)))
+        floor = min(floor, 1.0)
+        ax.set_ylim(floor, peak * 2.0)
+    else:
+        ax.set_ylim(0, peak * 1.12)
+    ax.set_xlim(time_day[0], time_day[-1])
+    dose_time = constant["dose_time_day"].values
+    ax.plot(
+        dose_time,
+        np.full(dose_time.shape, 1.0),
+        ls="none",
+        marker="v",
+        ms=7,
+        color="#6A3D9A",
+        transform=ax.get_xaxis_transform(),
+        clip_on=False,
+        zorder=7,
+    )
+    ax.set_xlabel("days since the first infliximab dose")
+    ax.set_ylabel("infliximab concentration (mg/L)")
+    ax.grid(alpha=0.25, which="major")
+    percent = round(100 * CREDIBLE_BAND)
+    handles = [
+        Line2D([], [], color=POSTERIOR_COLOUR, lw=2.0, label="a posteriori (posterior median)"),
+        Patch(color=POSTERIOR_COLOUR, alpha=0.22, label=f"{percent} % credible band"),
+        Line2D([], [], color=PRIOR_COLOUR, lw=1.4, ls="--", label="a priori (typical patient)"),
+        Line2D([], [], color=MAP_COLOUR, lw=1.2, ls=":", label="MAP (published tool)"),
+        Patch(
+            color=WINDOW_COLOUR, alpha=0.35, label=f"AUC window (day {window[0]:g}–{window[1]:g})"
+        ),
+        Line2D([], [], ls="none", marker="v", color="#6A3D9A", label="infusion"),
+    ]
+    labels = {MEASURED: "measured", BELOW_LLOQ: "below LLOQ (at LLOQ)", ABOVE_ULOQ: "above ULOQ"}
+    for code, label in labels.items():
+        if np.any(censoring == code):
+            style = markers[code]
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    ls="none",
+                    marker=style["marker"],
+                    markerfacecolor=style["facecolor"],
+                    markeredgecolor="black",
+                    ms=7,
+                    label=label,
+                )
+            )
+    ax.legend(
+        handles=handles,
+        fontsize=7.5,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.15),
+        ncol=4,
+        frameon=False,
+    )
+    return figure
+
+
+def _density(values: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Kernel density of ``values`` on ``grid`` (a spike-free histogram for degenerate draws)."""
+    if np.ptp(values) < 1e-9:
+        return np.where(np.abs(grid - values[0]) <= np.diff(grid).mean(), 1.0, 0.0)
+    return scipy.stats.gaussian_kde(values)(grid)
+
+
+def ln_ratio_figure(forecast, *, width: float = 8.0, height: float = 3.4) -> Figure:
+    """Posterior density of ln(AUC_w2-4/CL) with the high-risk threshold, MAP and a priori.
+
+    The area left of the threshold (high risk) is shaded; its probability is printed.
+    """
+    summary = forecast.summary()
+    threshold = forecast.spec.tte.high_risk_threshold
+    values = forecast.tree["posterior"]["ln_auc_cl"].values.ravel()
+    map_value = summary["map"]["ln_auc_cl"]
+    prior_value = summary["a_priori"]["ln_auc_cl"]
+    low = min(np.quantile(values, 0.001), threshold, map_value, prior_value) - 0.4
+    high = max(np.quantile(values, 0.999), threshold, map_value, prior_value) + 0.4
+    grid = np.linspace(low, high, 400)
+    density = _density(values, grid)
+
+    figure, ax = _figure(width, height)
+    below = grid <= threshold
+    ax.fill_between(grid[below], density[below], color=HIGH_RISK_COLOUR, alpha=0.35, lw=0)
+    ax.fill_between(grid[~below], density[~below], color=LOW_RISK_COLOUR, alpha=0.25, lw=0)
+    ax.plot(grid, density, color=POSTERIOR_COLOUR, lw=1.8)
+    top = float(density.max()) * 1.18
+    ax.axvline(threshold, color="black", lw=1.3)
+    ax.text(
+        threshold,
+        top * 0.97,
+        f"threshold {threshold:g}",
+        ha="center",
+        va="top",
+        fontsize=8.5,
+        bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1.5},
+    )
+    ax.axvline(map_value, color=MAP_COLOUR, lw=1.4, ls=":")
+    ax.axvline(prior_value, color=PRIOR_COLOUR, lw=1.2, ls="--")
+    ax.set_ylim(0, top)
+    ax.set_xlim(low, high)
+    ax.set_yticks([])
+    ax.set_xlabel("ln(AUC day 14–28 / CL)")
+    ax.set_ylabel("posterior density")
+    p_high = summary["p_high_risk"]
+    handles = [
+        Line2D([], [], color=POSTERIOR_COLOUR, lw=1.8, label="posterior"),
+        Patch(color=HIGH_RISK_COLOUR, alpha=0.35, label=f"high risk: P = {p_high:.2f}"),
+        Patch(color=LOW_RISK_COLOUR, alpha=0.25, label=f"low risk: P = {1 - p_high:.2f}"),
+        Line2D([], [], color=MAP_COLOUR, lw=1.4, ls=":", label=f"MAP {map_value:.2f}"),
+        Line2D([], [], color=PRIOR_COLOUR, lw=1.2, ls="--", label=f"a priori {prior_value:.2f}"),
+    ]
+    ax.legend(handles=handles, fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return figure
+
+
+def dose_risk_figure(
+    recommendation: Mapping[str, Any], *, width: float = 8.0, height: float = 3.6
+) -> Figure:
+    """90-day risk against the week-2 dose: posterior mean and 95 % CrI, P(high risk).
+
+    Parameters
+    ----------
+    recommendation
+        The JSON form of a dose recommendation (``DoseRecommendation.to_json()`` of
+        :mod:`asuc_bayes.dosing`): ``curve`` rows with ``dose_mg``, ``risk_mean``,
+        ``risk_q2.5``, ``risk_q97.5`` and ``p_high_risk``; ``target_risk``; ``recommended``
+        and ``map_recommended`` with ``dose_mg`` (either may be ``None``).
+    """
+    curve = recommendation["curve"]
+    dose = np.array([row["dose_mg"] for row in curve], dtype=float)
+    mean = np.array([row["risk_mean"] for row in curve], dtype=float)
+    low = np.array([row["risk_q2.5"] for row in curve], dtype=float)
+    high = np.array([row["risk_q97.5"] for row in curve], dtype=float)
+    p_high = np.array([row["p_high_risk"] for row in curve], dtype=float)
+
+    figure, ax = _figure(width, height)
+    ax.fill_between(dose, 100 * low, 100 * high, color=POSTERIOR_COLOUR, alpha=0.2, lw=0)
+    ax.plot(dose, 100 * mean, color=POSTERIOR_COLOUR, lw=2.0)
+    ax.plot(dose, 100 * p_high, color=HIGH_RISK_COLOUR, lw=1.4, ls="-.")
+    target = 100 * float(recommendation["target_risk"])
+    ax.axhline(target, color="black", lw=1.0, ls="--")
+    handles = [
+        Line2D([], [], color=POSTERIOR_COLOUR, lw=2.0, label="posterior mean 90-day risk"),
+        Patch(color=POSTERIOR_COLOUR, alpha=0.2, label="95 % credible interval"),
+        Line2D([], [], color=HIGH_RISK_COLOUR, lw=1.4, ls="-.", label="P(high risk)"),
+        Line2D([], [], color="black", lw=1.0, ls="--", label=f"target {target:g} %"),
+    ]
+    recommended = recommendation.get("recommended") or {}
+    if recommended.get("dose_mg") is not None:
+        ax.axvline(recommended["dose_mg"], color=POSTERIOR_COLOUR, lw=1.2)
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color=POSTERIOR_COLOUR,
+                lw=1.2,
+                label=f"recommended {recommended['dose_mg']:g} mg",
+            )
+        )
+    map_recommended = recommendation.get("map_recommended") or {}
+    if map_recommended.get("dose_mg") is not None:
+        ax.axvline(map_recommended["dose_mg"], color=MAP_COLOUR, lw=1.2, ls=":")
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color=MAP_COLOUR,
+                lw=1.2,
+                ls=":",
+                label=f"MAP recommendation {map_recommended['dose_mg']:g} mg",
+            )
+        )
+    ax.set_xlim(dose.min(), dose.max())
+    ax.set_ylim(0, 100)
+    ax.set_xlabel("week-2 dose (mg)")
+    ax.set_ylabel("percent")
+    ax.grid(alpha=0.25)
+    ax.legend(handles=handles, fontsize=8, loc="upper right", framealpha=0.9)
+    return figure
+
+
+def figure_png(figure: Figure, *, dpi: int = 110) -> bytes:
+    """The figure as PNG bytes (no timestamp metadata: the same figure gives the same bytes)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
+    return buffer.getvalue()
