@@ -1,4 +1,4 @@
-"""Command-line interface: ``asuc-bayes forecast DATA``.
+"""Command-line interface: ``asuc-bayes forecast|compare-patient|compare|app``.
 
 The CLI only parses arguments, calls the public API and formats its results.
 
@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import sys
+import time
 from pathlib import Path
 
 from asuc_bayes.comparison import SCENARIOS, compare_patient, run_study, write_study
@@ -23,7 +25,12 @@ from asuc_bayes.forecast import (
     results_json,
     save_results,
 )
-from asuc_bayes.report import format_comparison, format_study, format_table
+from asuc_bayes.report import (
+    format_comparison,
+    format_study,
+    format_table,
+    write_patient_reports,
+)
 
 EXIT_OK, EXIT_UNCONVERGED, EXIT_INPUT = 0, 1, 2
 
@@ -32,6 +39,7 @@ FORECAST_EXAMPLES = """examples:
   asuc-bayes forecast patients.csv --format json   NONMEM-style CSV, JSON on stdout
   asuc-bayes forecast patient.toml --id P01 --out p01.nc --seed 7
   asuc-bayes forecast patients.csv --variant log_crp --variant reference_weight_63kg
+  asuc-bayes forecast patients.csv --report report.html   one HTML report per patient
 
 exit codes: 0 ok; 1 an unconverged posterior (unless --allow-unconverged); 2 bad input
 """
@@ -47,6 +55,27 @@ uncertain_class (0.2 <= P(high risk) <= 0.8 while MAP reports a class), surprisi
 exit codes: 0 ok; 1 an unconverged posterior (unless --allow-unconverged); 2 bad input
 """
 
+APP_EXAMPLES = """examples:
+  asuc-bayes app                          http://127.0.0.1:8000, the default model
+  asuc-bayes app --port 8050 --variant log_crp
+
+The model is compiled (first run on a machine, ~1 min) or loaded before the server starts.
+The app has no log-in: keep --host on this machine (127.0.0.1) unless a proxy protects it.
+exit codes: 0 stopped normally; 2 bad options, model file, or the port is taken
+"""
+
+MAIN_EXAMPLES = """examples:
+  asuc-bayes forecast --example                 forecast the bundled example patients
+  asuc-bayes forecast patients.csv --report r.html --out results.nc
+  asuc-bayes compare-patient patients.csv       MAP (published tool) against the posterior
+  asuc-bayes compare --n 200 --out study/       simulation study
+  asuc-bayes app                                the web app on http://127.0.0.1:8000
+
+Run 'asuc-bayes COMMAND --help' for each command's options.
+exit codes: 0 success; 1 an unconverged posterior (forecast, compare-patient; unless
+--allow-unconverged); 2 bad input data, options or model file
+"""
+
 COMPARE_EXAMPLES = """examples:
   asuc-bayes compare --n 500 --seed 1 --out study/        all scenarios, figures and tables
   asuc-bayes compare --n 200 --scenario trough_week2 --format json
@@ -60,6 +89,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="asuc-bayes",
         description="Full-Bayesian infliximab forecasting and 90-day colectomy risk in ASUC.",
+        epilog=MAIN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
     forecast = sub.add_parser(
@@ -72,6 +103,13 @@ def _parser() -> argparse.ArgumentParser:
     forecast.add_argument("--format", choices=("table", "json"), default="table")
     _add_sampling_options(forecast)
     forecast.add_argument("--out", type=Path, help="write the results DataTree (netCDF)")
+    forecast.add_argument(
+        "--report",
+        type=Path,
+        metavar="FILE.html",
+        help="write a self-contained HTML report (several patients: FILE-<ID>.html each)",
+    )
+    _add_quiet_option(forecast)
     _add_unconverged_option(forecast)
 
     compare_patient = sub.add_parser(
@@ -83,6 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_data_options(compare_patient)
     compare_patient.add_argument("--format", choices=("table", "json"), default="table")
     _add_sampling_options(compare_patient)
+    _add_quiet_option(compare_patient)
     _add_unconverged_option(compare_patient)
 
     compare = sub.add_parser(
@@ -100,9 +139,72 @@ def _parser() -> argparse.ArgumentParser:
     )
     compare.add_argument("--format", choices=("table", "json"), default="table")
     compare.add_argument("--out", type=Path, help="directory for figures (PNG) and tables (CSV)")
-    compare.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    _add_quiet_option(compare)
     _add_sampling_options(compare)
+
+    app = sub.add_parser(
+        "app",
+        help="the web app (Shiny): enter a patient, see the forecast, download the report",
+        epilog=APP_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    app.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    app.add_argument("--port", type=int, default=8000, help="port (8000)")
+    app.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"model name or .toml file ({DEFAULT_MODEL})"
+    )
+    app.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="model-file variant to apply (repeatable)",
+    )
+    app.add_argument("--quiet", action="store_true", help="no start-up messages on stderr")
+    app.add_argument(
+        "--debug",
+        action="store_true",
+        help="print tracebacks of unexpected errors (they may show patient values)",
+    )
     return parser
+
+
+def _add_quiet_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bar on stderr (there is none either when stderr is not a terminal)",
+    )
+
+
+class _Progress:
+    """A progress bar on stderr, only when stderr is a terminal and not ``--quiet``."""
+
+    WIDTH = 28
+
+    def __init__(self, label: str, total: int, quiet: bool) -> None:
+        self.label, self.total = label, total
+        self.enabled = not quiet and total > 1 and sys.stderr.isatty()
+        self.start = time.monotonic()
+
+    def __call__(self, done: int, total: int | None = None) -> None:
+        if not self.enabled:
+            return
+        total = total or self.total
+        filled = round(self.WIDTH * done / max(total, 1))
+        elapsed = time.monotonic() - self.start
+        eta = f", ~{elapsed / done * (total - done):.0f} s left" if 0 < done < total else ""
+        bar = "#" * filled + "-" * (self.WIDTH - filled)
+        print(
+            f"\r{self.label} [{bar}] {done}/{total} ({elapsed:.0f} s{eta})  ",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def close(self) -> None:
+        if self.enabled:
+            print(file=sys.stderr, flush=True)
 
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -204,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         "forecast": _forecast,
         "compare-patient": _compare_patient,
         "compare": _compare,
+        "app": _app,
     }
     return commands[args.command](args)
 
@@ -214,7 +317,7 @@ def _forecast(args: argparse.Namespace) -> int:
         patients = _load_patients(args, spec)
     except (InputError, ModelSpecError, ValueError, OSError) as exc:
         return _error(str(exc))
-    results = forecast_patients(patients, spec, settings=settings, random_seed=args.seed)
+    results = _forecast_with_progress(patients, spec, settings, args)
     if args.format == "json":
         print(json.dumps(results_json(results, spec), indent=2))
     else:
@@ -222,7 +325,23 @@ def _forecast(args: argparse.Namespace) -> int:
     if args.out:
         save_results(results, args.out)
         print(f"asuc-bayes: results written to {args.out}", file=sys.stderr)
+    if args.report:
+        try:
+            written = write_patient_reports(results, args.report)
+        except OSError as exc:
+            return _error(f"--report {args.report}: {exc.strerror or exc}")
+        where = written[0] if len(written) == 1 else f"{len(written)} files ({written[0]} ...)"
+        print(f"asuc-bayes: report written to {where}", file=sys.stderr)
     return _unconverged_exit(results, args)
+
+
+def _forecast_with_progress(patients, spec, settings, args) -> list:
+    progress = _Progress("forecast", len(patients), args.quiet)
+    results = forecast_patients(
+        patients, spec, settings=settings, random_seed=args.seed, progress=progress
+    )
+    progress.close()
+    return results
 
 
 def _compare_patient(args: argparse.Namespace) -> int:
@@ -231,7 +350,7 @@ def _compare_patient(args: argparse.Namespace) -> int:
         patients = _load_patients(args, spec)
     except (InputError, ModelSpecError, ValueError, OSError) as exc:
         return _error(str(exc))
-    results = forecast_patients(patients, spec, settings=settings, random_seed=args.seed)
+    results = _forecast_with_progress(patients, spec, settings, args)
     comparisons = [compare_patient(spec, r, random_seed=args.seed) for r in results]
     if args.format == "json":
         payload = {"model": {"name": spec.name, "sha256": spec.sha256}, "patients": comparisons}
@@ -249,19 +368,13 @@ def _compare(args: argparse.Namespace) -> int:
     except (ModelSpecError, ValueError) as exc:
         return _error(str(exc))
     names = args.scenario or sorted(SCENARIOS)
-    show_progress = not args.quiet and sys.stderr.isatty()
     studies = []
     for name in names:
-
-        def progress(done: int, total: int, name: str = name) -> None:
-            if show_progress:
-                print(f"\r{name}: {done}/{total} patients", end="", file=sys.stderr)
-
+        progress = _Progress(f"{name:<12}", args.n, args.quiet)
         studies.append(
             run_study(spec, name, args.n, args.seed, settings=settings, progress=progress)
         )
-        if show_progress:
-            print(file=sys.stderr)
+        progress.close()
     if args.out:
         written = write_study(studies, args.out)
         print(f"asuc-bayes: {len(written)} files written to {args.out}", file=sys.stderr)
@@ -269,6 +382,32 @@ def _compare(args: argparse.Namespace) -> int:
         print(json.dumps([s.to_json() for s in studies], indent=2))
     else:
         print(format_study(studies))
+    return EXIT_OK
+
+
+def _app(args: argparse.Namespace) -> int:
+    try:
+        spec = load_model(args.model, variants=args.variant)
+        if not 0 < args.port < 65536:
+            raise ValueError(f"--port must be between 1 and 65535, got {args.port}")
+        with socket.create_server((args.host, args.port)):
+            pass  # the port is free (uvicorn would exit without a clear message otherwise)
+    except (ModelSpecError, ValueError) as exc:
+        return _error(str(exc))
+    except OSError as exc:
+        return _error(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
+    from asuc_bayes.app import run_app  # imports Shiny only for this command
+
+    if not args.quiet and args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(
+            f"asuc-bayes: warning: listening on {args.host}: the app has no log-in; anyone who "
+            "can reach this address can use it",
+            file=sys.stderr,
+        )
+    try:
+        run_app(args.host, args.port, spec=spec, quiet=args.quiet, debug=args.debug)
+    except KeyboardInterrupt:
+        pass
     return EXIT_OK
 
 

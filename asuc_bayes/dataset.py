@@ -59,7 +59,8 @@ class InputError(ValueError):
 
     The same facts are attributes, for interfaces that show the message next to the field:
     ``patient_id``, ``location`` (a CSV row number or an entry path such as ``"doses[1]"``)
-    and ``field`` (the column or key); each is ``None`` when the message names none.
+    and ``field`` (the column or key), each ``None`` when the message names none, and
+    ``detail``, the message without the patient, location and field that start it.
     """
 
     def __init__(
@@ -69,11 +70,13 @@ class InputError(ValueError):
         patient_id: str | None = None,
         location: int | str | None = None,
         field: str | None = None,
+        detail: str | None = None,
     ) -> None:
         super().__init__(message)
         self.patient_id = patient_id
         self.location = location
         self.field = field
+        self.detail = detail if detail is not None else message
 
 
 @dataclass(frozen=True)
@@ -272,6 +275,7 @@ def _error(
         patient_id=patient_id,
         location=location,
         field=field_name,
+        detail=_message(None, None, None, problem, fix),
     )
 
 
@@ -755,7 +759,11 @@ def _parse_text(
         if str(exc).startswith(f"{source}:"):
             raise
         raise InputError(
-            f"{source}: {exc}", patient_id=exc.patient_id, location=exc.location, field=exc.field
+            f"{source}: {exc}",
+            patient_id=exc.patient_id,
+            location=exc.location,
+            field=exc.field,
+            detail=exc.detail,
         ) from None
 
 

@@ -669,16 +669,22 @@ def forecast_patients(
     settings: SamplerSettings | None = None,
     random_seed: int = 0,
     forecaster: Forecaster | None = None,
+    progress=None,
 ) -> list[PatientForecast]:
     """Forecast several patients with one compiled model.
 
     Each patient's seed derives from ``random_seed`` and its ID (:func:`patient_seed`).
+    ``progress(done, total)``, if given, is called after each patient.
     """
     forecaster = forecaster or forecaster_for(spec)
-    return [
-        forecaster.forecast(p, random_seed=patient_seed(random_seed, p.id), settings=settings)
-        for p in patients
-    ]
+    patients = list(patients)
+    results = []
+    for patient in patients:
+        seed = patient_seed(random_seed, patient.id)
+        results.append(forecaster.forecast(patient, random_seed=seed, settings=settings))
+        if progress is not None:
+            progress(len(results), len(patients))
+    return results
 
 
 def results_json(results: list[PatientForecast], spec: ModelSpec) -> dict[str, Any]:

@@ -30,6 +30,7 @@ import scipy.stats
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter
 
 from asuc_bayes.dataset import ABOVE_ULOQ, BELOW_LLOQ, MEASURED
 
@@ -123,6 +124,7 @@ def concentration_figure(
     peak = max(float(np.max(high)), float(np.max(observed, initial=0.0)))
     if log_scale:
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         floor = max(LOG_FLOOR_MG_L, 0.5 * float(np.min(observed, initial=np.inf)))
         floor = min(floor, 1.0)
         ax.set_ylim(floor, peak * 2.0)

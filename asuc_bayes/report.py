@@ -175,7 +175,27 @@ def interpretation(summary: dict, spec: ModelSpec) -> list[str]:
     return sentences
 
 
-def _method_text(diagnostics: dict) -> str:
+def summary_rows(summary: dict) -> list[dict[str, str]]:
+    """Formatted rows (posterior mean, SD, median, 95 % CrI, MAP, a priori) of a summary."""
+    rows = []
+    for key, label, unit, fmt in ROWS:
+        post = summary["posterior"][key]
+        rows.append(
+            {
+                "label": label,
+                "unit": unit,
+                "mean": fmt.format(post["mean"]),
+                "sd": fmt.format(post["sd"]),
+                "median": fmt.format(post["q50"]),
+                "interval": f"{fmt.format(post['q2.5'])} – {fmt.format(post['q97.5'])}",
+                "map": fmt.format(summary["map"][key]),
+                "a_priori": fmt.format(summary["a_priori"][key]),
+            }
+        )
+    return rows
+
+
+def method_text(diagnostics: dict) -> str:
     if diagnostics.get("method") == "exact_grid":
         return (
             f"exact 2-D quadrature (bimodal posterior, {diagnostics.get('modes')} modes); the "
@@ -244,21 +264,7 @@ def patient_report_html(
         "ln_ratio": encoded(ln_ratio_figure(forecast)),
         "dose_risk": encoded(dose_risk_figure(dosing)) if dosing and dosing.get("curve") else None,
     }
-    rows = []
-    for key, label, unit, fmt in ROWS:
-        post = summary["posterior"][key]
-        rows.append(
-            {
-                "label": label,
-                "unit": unit,
-                "mean": fmt.format(post["mean"]),
-                "sd": fmt.format(post["sd"]),
-                "median": fmt.format(post["q50"]),
-                "interval": f"{fmt.format(post['q2.5'])} – {fmt.format(post['q97.5'])}",
-                "map": fmt.format(summary["map"][key]),
-                "a_priori": fmt.format(summary["a_priori"][key]),
-            }
-        )
+    rows = summary_rows(summary)
     doses, samples = _input_rows(forecast.patient)
     threshold = spec.tte.high_risk_threshold
     environment = jinja2.Environment(
@@ -282,7 +288,7 @@ def patient_report_html(
         threshold=f"{threshold:g}",
         map_class="high" if summary["map"]["ln_auc_cl"] < threshold else "low",
         gates={"rhat": RHAT_MAX, "ess": ESS_BULK_MIN},
-        method_text=_method_text(summary["diagnostics"]),
+        method_text=method_text(summary["diagnostics"]),
         interpretation=interpretation(summary, spec),
         generated_at=generated_at,
     )
