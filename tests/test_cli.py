@@ -132,3 +132,44 @@ def test_console_script_reports_errors_without_traceback(tmp_path):
     assert completed.returncode == EXIT_INPUT
     assert "CRP" in completed.stderr
     assert "Traceback" not in completed.stderr
+
+
+@pytest.mark.parametrize("command", [[], ["forecast"], ["compare-patient"], ["compare"], ["app"]])
+def test_help_shows_examples_and_exit_codes(capsys, command):
+    with pytest.raises(SystemExit) as exited:
+        main([*command, "--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert "examples:" in out
+    assert "exit codes:" in out
+
+
+def test_progress_bar_only_on_an_interactive_terminal(monkeypatch):
+    import io
+
+    from asuc_bayes.cli import _Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    for terminal, quiet, shown in ((True, False, True), (True, True, False), (False, False, False)):
+        stream = Terminal() if terminal else io.StringIO()
+        monkeypatch.setattr(sys, "stderr", stream)
+        progress = _Progress("forecast", 4, quiet=quiet)
+        for done in range(1, 5):
+            progress(done, 4)
+        progress.close()
+        assert ("forecast [" in stream.getvalue()) == shown
+        if shown:
+            assert "4/4" in stream.getvalue()
+
+
+def test_app_refuses_a_port_in_use(capsys):
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        code = main(["app", "--port", str(port)])
+    assert code == EXIT_INPUT
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err

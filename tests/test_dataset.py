@@ -20,6 +20,7 @@ from asuc_bayes.dataset import (
     PatientSet,
     PlausibilityLimits,
     example_path,
+    parse_patients,
     patients_from_records,
     read_patients,
     validate_patient,
@@ -631,3 +632,52 @@ def test_patients_from_records():
     )
     assert patient_set.source == "api"
     assert patient_set.patients == (Patient("A", 70.0, 30.0, (Dose(0.0, 700.0, TWO_HOURS),)),)
+
+
+# -- uploads parsed in memory -------------------------------------------------------------
+@pytest.mark.parametrize("name", ["patients.csv", "patient.toml", "patient.yaml"])
+def test_parse_patients_from_memory_equals_the_file_reader(name):
+    path = EXAMPLES / name
+    from_file = read_patients(path)
+    for content in (path.read_bytes(), path.read_text(encoding="utf-8")):
+        parsed = parse_patients(content, name)
+        assert parsed.patients == from_file.patients
+        assert len(parsed.notes) == len(from_file.notes)
+        assert parsed.source == name
+
+
+def test_parse_patients_rejects_size_type_and_encoding_with_the_file_name():
+    text = (EXAMPLES / "patients.csv").read_bytes()
+    with pytest.raises(InputError, match=r"^big\.csv: the file is .* more than the 100 accepted"):
+        parse_patients(text, "big.csv", max_bytes=100)
+    with pytest.raises(InputError, match=r"^notes\.txt: unknown file type '\.txt'"):
+        parse_patients(text, "notes.txt")
+    with pytest.raises(InputError, match=r"^latin\.csv: not UTF-8 text"):
+        parse_patients("ID,TIME\nP\xe9,0\n".encode("latin-1"), "latin.csv")
+    with pytest.raises(InputError, match=r"^bad\.toml: not valid TOML"):
+        parse_patients(b"[[patient]\nid = 1", "bad.toml")
+    # YAML is loaded as data only: a Python-object tag is refused, never constructed
+    with pytest.raises(InputError, match=r"^evil\.yaml: not valid YAML"):
+        parse_patients(b"patient: !!python/object/apply:os.system ['true']", "evil.yaml")
+
+
+def test_input_errors_keep_patient_location_field_and_detail():
+    csv_text = "\n".join([HEADER, VALID_ROWS[0], "P01,7,0,.,abc,0,0,1,63,45"])
+    with pytest.raises(InputError) as raised:
+        parse_patients(csv_text, "upload.csv")
+    error = raised.value
+    assert str(error).startswith("upload.csv: patient 'P01', row 3, field DV:")
+    assert (error.patient_id, error.location, error.field) == ("P01", 3, "DV")
+    assert error.detail.startswith("'abc' is not a number")
+    record = {
+        "id": "R1",
+        "weight_kg": 70,
+        "crp_mg_l": 20,
+        "doses": [{"day": 0, "mg": 700}, {"day": -2, "mg": 700}],
+    }
+    with pytest.raises(InputError) as raised:
+        patients_from_records([record])
+    error = raised.value
+    assert (error.patient_id, error.location, error.field) == ("R1", "doses[1]", "day")
+    assert error.detail.startswith("time must be ≥ 0 days, got -2")
+    assert str(error) == f"patient 'R1', doses[1], field day: {error.detail}"
