@@ -2,7 +2,7 @@
 VENV ?= .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: example test lint format bench
+.PHONY: example test lint format bench browser
 
 $(STAMP): pyproject.toml scripts/make-venv
 	bash scripts/make-venv $(VENV)
@@ -11,7 +11,12 @@ $(STAMP): pyproject.toml scripts/make-venv
 example: $(STAMP)
 	$(VENV)/bin/asuc-bayes forecast --example
 
-test: $(STAMP)
+# Debian's chromium for the browser tests (apt-get, only when /usr/bin/chromium is missing).
+# If it cannot be installed, the browser tests fail with a message saying so.
+browser:
+	bash scripts/install-browser || echo "warning: chromium could not be installed; tests/test_app_browser.py will fail" >&2
+
+test: $(STAMP) browser
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/python -m pytest
@@ -20,5 +25,6 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-bench: $(STAMP)
+bench: $(STAMP) browser
 	$(VENV)/bin/python benchmarks/bench_forecast.py
+	$(VENV)/bin/python benchmarks/bench_app.py
