@@ -162,48 +162,45 @@ def _error_slot(element_id: str) -> ui.Tag:
     return ui.div(id=f"{element_id}-error", class_="field-error", data_managed="1", role="alert")
 
 
-def _dose_row(uid: int, day: float | None, amount: float | None, unit: str, hours: float | None):
+def _entry_row(kind: str, uid: int, *inputs: ui.Tag) -> ui.Tag:
+    """One dose or sample row: its inputs, a remove button and the row's error slot."""
     return ui.div(
         ui.div(
-            ui.input_numeric(f"dose_day_{uid}", None, day, min=0, step=1),
-            ui.input_numeric(f"dose_amount_{uid}", None, amount, min=0, step=10),
-            ui.input_select(f"dose_unit_{uid}", None, DOSE_UNITS, selected=unit),
-            ui.input_numeric(f"dose_hours_{uid}", None, hours, min=0, step=0.5),
+            *inputs,
             ui.tags.button(
                 "✕",
                 type="button",
                 class_="btn btn-sm btn-outline-secondary remove-row",
-                title="remove this dose",
-                aria_label="remove this dose",
-                onclick=f"Shiny.setInputValue('remove_dose', {uid}, {{priority: 'event'}})",
+                title=f"remove this {kind}",
+                aria_label=f"remove this {kind}",
+                onclick=f"Shiny.setInputValue('remove_{kind}', {uid}, {{priority: 'event'}})",
             ),
-            class_="entry-grid dose-grid",
+            class_=f"entry-grid {kind}-grid",
         ),
-        _error_slot(f"dose-row-{uid}"),
-        id=f"dose-row-{uid}",
-        class_="entry-row dose-row",
+        _error_slot(f"{kind}-row-{uid}"),
+        id=f"{kind}-row-{uid}",
+        class_=f"entry-row {kind}-row",
+    )
+
+
+def _dose_row(uid: int, day: float | None, amount: float | None, unit: str, hours: float | None):
+    return _entry_row(
+        "dose",
+        uid,
+        ui.input_numeric(f"dose_day_{uid}", None, day, min=0, step=1),
+        ui.input_numeric(f"dose_amount_{uid}", None, amount, min=0, step=10),
+        ui.input_select(f"dose_unit_{uid}", None, DOSE_UNITS, selected=unit),
+        ui.input_numeric(f"dose_hours_{uid}", None, hours, min=0, step=0.5),
     )
 
 
 def _sample_row(uid: int, day: float | None, value: float | None, kind: str):
-    return ui.div(
-        ui.div(
-            ui.input_numeric(f"sample_day_{uid}", None, day, min=0, step=1),
-            ui.input_numeric(f"sample_value_{uid}", None, value, min=0, step=1),
-            ui.input_select(f"sample_kind_{uid}", None, SAMPLE_KINDS, selected=kind),
-            ui.tags.button(
-                "✕",
-                type="button",
-                class_="btn btn-sm btn-outline-secondary remove-row",
-                title="remove this sample",
-                aria_label="remove this sample",
-                onclick=f"Shiny.setInputValue('remove_sample', {uid}, {{priority: 'event'}})",
-            ),
-            class_="entry-grid sample-grid",
-        ),
-        _error_slot(f"sample-row-{uid}"),
-        id=f"sample-row-{uid}",
-        class_="entry-row sample-row",
+    return _entry_row(
+        "sample",
+        uid,
+        ui.input_numeric(f"sample_day_{uid}", None, day, min=0, step=1),
+        ui.input_numeric(f"sample_value_{uid}", None, value, min=0, step=1),
+        ui.input_select(f"sample_kind_{uid}", None, SAMPLE_KINDS, selected=kind),
     )
 
 

@@ -150,16 +150,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     app.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     app.add_argument("--port", type=int, default=8000, help="port (8000)")
-    app.add_argument(
-        "--model", default=DEFAULT_MODEL, help=f"model name or .toml file ({DEFAULT_MODEL})"
-    )
-    app.add_argument(
-        "--variant",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="model-file variant to apply (repeatable)",
-    )
+    _add_model_options(app)
     app.add_argument("--quiet", action="store_true", help="no start-up messages on stderr")
     app.add_argument(
         "--debug",
@@ -227,6 +218,10 @@ def _add_sampling_options(parser: argparse.ArgumentParser) -> None:
         help="NUTS target acceptance (0.95; escalated to 0.99 on failure)",
     )
     parser.add_argument("--sampler", choices=("nutpie", "pymc"), default="nutpie")
+    _add_model_options(parser)
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model", default=DEFAULT_MODEL, help=f"model name or .toml file ({DEFAULT_MODEL})"
     )

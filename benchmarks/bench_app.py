@@ -21,36 +21,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import socket
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-import urllib.request
-from pathlib import Path
 
 from asuc_bayes import example_path, load_model, read_patients
+from asuc_bayes.browser import CHROMIUM, IDLE_JS, chromium, served_app
 from asuc_bayes.dataset import patients_from_records
 from asuc_bayes.forecast import forecaster_for, patient_seed
 from asuc_bayes.plots import concentration_figure, figure_png, ln_ratio_figure
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 TARGET_S = 2.0
-IDLE = (
-    "() => !document.documentElement.classList.contains('shiny-busy') && "
-    "document.querySelectorAll('.recalculating').length === 0"
-)
 
 
 def weights(n: int) -> list[float]:
@@ -96,47 +76,17 @@ def server_recompute(spec, patient, n: int) -> list[float]:
     return times
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def browser_round_trip(n: int) -> tuple[list[float], float]:
     """Seconds from typing a weight to the rendered results; and the app's start-up time."""
-    from playwright.sync_api import sync_playwright
-
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    start = time.perf_counter()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "asuc_bayes.cli", "app", "--port", str(port), "--quiet"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     times = []
-    try:
-        while True:
-            if server.poll() is not None:
-                raise SystemExit(f"the app exited with code {server.returncode}")
-            try:
-                with urllib.request.urlopen(url, timeout=2):
-                    break
-            except OSError:
-                time.sleep(0.2)
+    start = time.perf_counter()
+    with served_app() as url:
         startup = time.perf_counter() - start
-        with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
-            context = playwright.chromium.launch_persistent_context(
-                profile,
-                executable_path=str(CHROMIUM),
-                args=CHROMIUM_ARGS,
-                headless=True,
-                viewport={"width": 1400, "height": 1400},
-            )
+        with chromium(viewport={"width": 1400, "height": 1400}) as context:
             page = context.new_page()
             page.goto(url)
             page.wait_for_selector("#risk-mean", timeout=60_000)
-            page.wait_for_function(IDLE, timeout=60_000)
+            page.wait_for_function(IDLE_JS, timeout=60_000)
             page.get_by_role("tab", name="Covariates").click()
             for weight in weights(n):
                 old_plot = page.get_attribute("#concentration_plot img", "src")
@@ -152,12 +102,8 @@ def browser_round_trip(n: int) -> tuple[list[float], float]:
                     arg=[old_plot, old_density],
                     timeout=60_000,
                 )
-                page.wait_for_function(IDLE, timeout=60_000)
+                page.wait_for_function(IDLE_JS, timeout=60_000)
                 times.append(time.perf_counter() - begin)
-            context.close()
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
     return times, startup
 
 

@@ -13,107 +13,31 @@ own browser downloads are not used. Without ``/usr/bin/chromium`` these tests FA
 from __future__ import annotations
 
 import json
-import os
 import re
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
 from asuc_bayes import example_path, read_patients
+from asuc_bayes.browser import IDLE_JS, chromium, served_app
 from asuc_bayes.forecast import patient_seed
 
-CHROMIUM = Path(os.environ.get("ASUC_BAYES_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-#: The server compiles the model when the disk cache is empty (~1 min on 2 cores).
-SERVER_START_TIMEOUT_S = 300
 RESULT_TIMEOUT_MS = 30_000
-IDLE = (
-    "() => !document.documentElement.classList.contains('shiny-busy') && "
-    "document.querySelectorAll('.recalculating').length === 0"
-)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def server_url():
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "asuc_bayes.cli", "app", "--port", str(port), "--quiet"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    try:
-        while True:
-            if process.poll() is not None:
-                output = process.stdout.read().decode(errors="replace")
-                pytest.fail(f"the app exited with code {process.returncode}:\n{output}")
-            try:
-                with urllib.request.urlopen(url, timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the app did not answer on {url} within {SERVER_START_TIMEOUT_S} s")
-            time.sleep(0.5)
+    with served_app() as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        process.stdout.close()
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"{CHROMIUM} is missing: the browser tests need Debian's chromium "
-            "(run scripts/install-browser as root, or `apt-get install chromium`)"
-        )
-    from playwright.sync_api import sync_playwright
-
+def browser():
     expect.set_options(timeout=RESULT_TIMEOUT_MS)
-    profile = tmp_path_factory.mktemp("chromium-profile")
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(profile),
-            executable_path=str(CHROMIUM),
-            args=CHROMIUM_ARGS,
-            headless=True,
-            viewport={"width": 1400, "height": 2000},
-            accept_downloads=True,
-        )
-        try:
-            yield context
-        finally:
-            context.close()
+    with chromium(viewport={"width": 1400, "height": 2000}, accept_downloads=True) as context:
+        yield context
 
 
 @pytest.fixture
@@ -121,7 +45,7 @@ def page(browser, server_url):
     page = browser.new_page()
     page.goto(server_url)
     page.wait_for_selector("#risk-mean", timeout=RESULT_TIMEOUT_MS)
-    page.wait_for_function(IDLE, timeout=RESULT_TIMEOUT_MS)
+    page.wait_for_function(IDLE_JS, timeout=RESULT_TIMEOUT_MS)
     yield page
     page.close()
 
@@ -138,7 +62,7 @@ def _wait_changed(page, selector: str, old: str) -> str:
         arg=[selector, old],
         timeout=RESULT_TIMEOUT_MS,
     )
-    page.wait_for_function(IDLE, timeout=RESULT_TIMEOUT_MS)
+    page.wait_for_function(IDLE_JS, timeout=RESULT_TIMEOUT_MS)
     return page.inner_text(selector)
 
 
@@ -176,7 +100,7 @@ def test_changed_input_updates_the_results(page):
     page.locator(".sample-row input[id^=sample_value_]").last.fill("0.4")
     page.locator(".sample-row select[id^=sample_kind_]").last.select_option("below_lloq")
     page.wait_for_selector("#risk-mean", timeout=RESULT_TIMEOUT_MS)
-    page.wait_for_function(IDLE, timeout=RESULT_TIMEOUT_MS)
+    page.wait_for_function(IDLE_JS, timeout=RESULT_TIMEOUT_MS)
     _screenshot(page, "app-changed-inputs")
 
 
