@@ -99,6 +99,7 @@ table.summary th:first-child, table.summary td:first-child { text-align: left; }
 .value-box-detail { font-size: 0.82rem; }
 .risk-high { color: #b3261e; } .risk-low { color: #00785a; }
 .compute-time { font-size: 0.78rem; color: #6c757d; }
+.download-choice.no-forecast { pointer-events: none; opacity: 0.45; }
 .bslib-value-box .value-box-title { font-size: 0.9rem; }
 .bslib-value-box .value-box-value { font-size: 1.7rem; margin-bottom: 0.1rem; }
 .bslib-value-box .value-box-area { padding: 0.7rem 0.9rem !important; }
@@ -151,6 +152,12 @@ _JS = """
       (errors.fields || []).forEach(function (id) {
         const input = document.getElementById(id);
         if (input) input.classList.add("is-invalid");
+      });
+    });
+    Shiny.addCustomMessageHandler("downloads", function (state) {
+      document.querySelectorAll(".download-choice").forEach(function (link) {
+        link.classList.toggle("no-forecast", !state.enabled);
+        link.setAttribute("aria-disabled", state.enabled ? "false" : "true");
       });
     });
   });
@@ -347,9 +354,11 @@ def _main_panel(spec: ModelSpec) -> list:
         ui.card(
             ui.card_header("Downloads"),
             ui.div(
-                ui.download_button("download_report", "Patient report (HTML)"),
-                ui.download_button("download_json", "Results (JSON)"),
-                ui.download_button("download_netcdf", "Results (netCDF)"),
+                ui.download_button(
+                    "download_report", "Patient report (HTML)", class_="download-choice"
+                ),
+                ui.download_button("download_json", "Results (JSON)", class_="download-choice"),
+                ui.download_button("download_netcdf", "Results (netCDF)", class_="download-choice"),
                 class_="d-flex gap-2 flex-wrap",
             ),
         ),
@@ -479,6 +488,24 @@ def _rows_of(patient: Patient) -> tuple[list[dict], list[dict]]:
 def _download_name(patient_id: str, suffix: str) -> str:
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", patient_id).strip(".") or "patient"
     return f"asuc-bayes-{safe}{suffix}"
+
+
+def _unexpected(what: str, exc: Exception, debug: bool) -> None:
+    """Log an unexpected error by type only (its text may hold patient values)."""
+    _log(f"{what} failed ({type(exc).__name__})")
+    if debug:
+        import traceback
+
+        traceback.print_exception(exc)
+
+
+def _drawn(draw, debug: bool):
+    """A figure, or no figure (and a log line without patient data) if drawing fails."""
+    try:
+        return draw()
+    except Exception as exc:
+        _unexpected("a figure", exc, debug)
+        return None
 
 
 def _fmt_pct(value: float) -> str:
@@ -711,16 +738,17 @@ def create_app(
             try:
                 result = forecast_cached(state.patient, seed)
             except Exception as exc:  # never a traceback in the browser or patient data in logs
-                _log(f"forecast failed ({type(exc).__name__})")
-                if debug:
-                    import traceback
-
-                    traceback.print_exc()
+                _unexpected("a forecast", exc, debug)
                 return _Outcome(None, message="The forecast failed for these inputs.")
             return _Outcome(result, time.perf_counter() - start, cached=cached)
 
         def forecast_or_none() -> PatientForecast | None:
             return outcome().forecast
+
+        @reactive.effect
+        async def _enable_downloads():
+            enabled = outcome().forecast is not None
+            await session.send_custom_message("downloads", {"enabled": enabled})
 
         @render.ui
         def upload_notes():
@@ -819,12 +847,13 @@ def create_app(
             result = forecast_or_none()
             if result is None:
                 return None
-            return concentration_figure(result, log_scale=bool(input.log_scale()))
+            log_scale = bool(input.log_scale())
+            return _drawn(lambda: concentration_figure(result, log_scale=log_scale), debug)
 
         @render.plot(alt="Posterior density of ln(AUC/CL) with the high-risk threshold")
         def ln_ratio_plot():
             result = forecast_or_none()
-            return None if result is None else ln_ratio_figure(result)
+            return None if result is None else _drawn(lambda: ln_ratio_figure(result), debug)
 
         @render.ui
         def summary_table():
@@ -925,7 +954,7 @@ def create_app(
             except (InputError, ValueError) as exc:
                 return {"error": str(exc)}
             except Exception as exc:
-                _log(f"dose recommendation failed ({type(exc).__name__})")
+                _unexpected("a dose recommendation", exc, debug)
                 return {"error": "The dose recommendation failed for these inputs."}
             return recommendation.to_json()
 
@@ -957,7 +986,7 @@ def create_app(
                 rec = dosing_json()
                 if rec is None or "error" in rec or not rec.get("curve"):
                     return None
-                return dose_risk_figure(rec)
+                return _drawn(lambda: dose_risk_figure(rec), debug)
 
     app = App(_app_ui(spec, examples), server, debug=False)
     app.sanitize_errors = True  # a generic message, never an exception text, in the browser

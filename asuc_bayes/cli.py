@@ -27,6 +27,7 @@ from asuc_bayes.forecast import (
 )
 from asuc_bayes.report import (
     format_comparison,
+    format_overview,
     format_study,
     format_table,
     write_patient_reports,
@@ -316,6 +317,8 @@ def _forecast(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(results_json(results, spec), indent=2))
     else:
+        if len(results) > 1:
+            print(format_overview(results, spec) + "\n")
         print(format_table(results, spec))
     if args.out:
         save_results(results, args.out)

@@ -324,3 +324,22 @@ def write_patient_reports(results, path: str | Path, *, dosing: dict | None = No
         html = patient_report_html(result, dosing=(dosing or {}).get(result.patient.id))
         target.write_text(html, encoding="utf-8")
     return paths
+
+
+def format_overview(results, spec: ModelSpec) -> str:
+    """One line per patient: status, 90-day risk with its 95 % CrI, P(high risk), class, MAP."""
+    header = (
+        f"{'patient':<14}{'status':<13}{'90-day risk (95% CrI)':<27}{'P(high)':>8}  "
+        f"{'class':<6}{'MAP risk':>9}  method"
+    )
+    lines = [header, "-" * len(header)]
+    for result in results:
+        s = result.summary()
+        risk = s["posterior"]["risk_90d"]
+        interval = f"{risk['mean']:.1%} ({risk['q2.5']:.1%}–{risk['q97.5']:.1%})"
+        method = "exact grid" if s["diagnostics"].get("method") == "exact_grid" else "NUTS"
+        lines.append(
+            f"{s['id'][:13]:<14}{s['status']:<13}{interval:<27}{s['p_high_risk']:>8.2f}  "
+            f"{s['risk_class']:<6}{s['map']['risk_90d']:>9.1%}  {method}"
+        )
+    return "\n".join(lines)

@@ -113,6 +113,7 @@ def test_implausible_input_shows_an_error_next_to_the_field(page):
     )
     expect(page.locator("#weight_kg")).to_have_class(re.compile("is-invalid"))
     assert page.is_visible("#no-forecast")  # no stale result beside the wrong input
+    expect(page.locator("#download_report")).to_have_class(re.compile("no-forecast"))
     _screenshot(page, "app-input-error")
     page.fill("#weight_kg", "70")
     page.wait_for_selector("#risk-mean", timeout=RESULT_TIMEOUT_MS)
