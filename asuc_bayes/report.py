@@ -168,6 +168,12 @@ def interpretation(summary: dict, spec: ModelSpec) -> list[str]:
             "not determine on which side of the threshold this patient lies; a further "
             "concentration sample would narrow the interval."
         )
+    if summary["diagnostics"].get("method") == "exact_grid":
+        sentences.append(
+            "The data fit two distinct combinations of clearance and volume (a bimodal "
+            "posterior, computed exactly); both remain possible, which widens the intervals. A "
+            "further sample at another time would tell them apart."
+        )
     if summary["status"] != "ok":
         sentences.append(
             "The posterior did not pass the convergence checks: the numbers above are not reliable."
