@@ -64,6 +64,7 @@ __all__ = [
     "results_json",
     "results_tree",
     "save_results",
+    "summary_statistics",
 ]
 
 #: Quantities reported for every patient (posterior, MAP, a priori), with units.
@@ -164,7 +165,8 @@ class PatientForecast:
         return summarize_tree(self.tree, self.spec, self.patient.id, self.status, self.diagnostics)
 
 
-def _stats(values: np.ndarray) -> dict[str, float]:
+def summary_statistics(values: np.ndarray) -> dict[str, float]:
+    """Mean, SD and 2.5/50/97.5 % quantiles of draws (the output contract's S)."""
     flat = np.asarray(values, dtype=float).ravel()
     q = np.quantile(flat, [0.025, 0.5, 0.975])
     return {
@@ -188,7 +190,7 @@ def summarize_tree(tree, spec, patient_id, status, diagnostics) -> dict[str, Any
         }
         p_high_risk = float(exact["p_high_risk"])
     else:
-        stats = {name: _stats(posterior[name].values) for name in DERIVED}
+        stats = {name: summary_statistics(posterior[name].values) for name in DERIVED}
         p_high_risk = float(np.mean(ln_ratio < threshold))
     median = stats["ln_auc_cl"]["q50"]
     return {

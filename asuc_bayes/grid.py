@@ -50,6 +50,7 @@ __all__ = [
     "locate_box",
     "log_likelihood",
     "log_posterior",
+    "observation_log_likelihood",
 ]
 
 #: Derived quantities summarised by :meth:`GridPosterior.summary`.
@@ -74,26 +75,51 @@ def _observation_log_likelihood(
     spec: ModelSpec, values: np.ndarray, censoring: np.ndarray, prediction: np.ndarray
 ) -> np.ndarray:
     """Per-observation log-likelihood, shape of ``prediction`` (..., n_obs)."""
-    sigma = spec.pk.residual_sd.estimate
-    f = np.maximum(prediction, _PREDICTION_FLOOR)
+    return observation_log_likelihood(
+        values, censoring, prediction, spec.pk.residual_sd.estimate, spec.pk.residual_form
+    )
+
+
+def observation_log_likelihood(
+    values: Any, censoring: Any, prediction: Any, sigma: Any, residual_form: str
+) -> np.ndarray:
+    """Log-likelihood of concentration records given predictions (model card, section 1).
+
+    Measured values contribute the residual density, censored ones (M3) the probability of
+    lying below the LLOQ (``censoring`` 1, ``values`` = LLOQ) or above the ULOQ (−1).
+    Arguments broadcast; ``sigma`` is the proportional (or log-scale) residual SD.
+
+    Examples
+    --------
+    >>> from scipy.stats import norm
+    >>> float(observation_log_likelihood(10.0, 0, 8.0, 0.44, "proportional")) == float(
+    ...     norm.logpdf(10.0, 8.0, 0.44 * 8.0))
+    True
+    >>> float(observation_log_likelihood(0.5, 1, 8.0, 0.44, "proportional")) == float(
+    ...     norm.logcdf(0.5, 8.0, 0.44 * 8.0))
+    True
+    """
+    values = np.asarray(values, dtype=float)
+    censoring = np.asarray(censoring)
+    f = np.maximum(np.asarray(prediction, dtype=float), _PREDICTION_FLOOR)
     measured = censoring == MEASURED
     below = censoring == BELOW_LLOQ
     above = censoring == ABOVE_ULOQ
     if not np.all(measured | below | above):
-        raise ValueError(f"unknown censoring codes {sorted(set(censoring.tolist()))}")
-    if spec.pk.residual_form == "proportional":
+        raise ValueError(f"unknown censoring codes {np.unique(censoring).tolist()}")
+    if residual_form == "proportional":
         scale = sigma * f
         z = (values - f) / scale
         log_measured = -0.5 * z * z - np.log(scale) - 0.5 * _LOG_2PI
         log_below = log_ndtr(z)  # P(y < LLOQ) = Φ((LLOQ − f)/(σ f))
         log_above = log_ndtr(-z)  # P(y > ULOQ) = Φ((f − ULOQ)/(σ f))
-    elif spec.pk.residual_form == "log_normal":
+    elif residual_form == "log_normal":
         z = (np.log(values) - np.log(f)) / sigma
         log_measured = -0.5 * z * z - np.log(sigma) - 0.5 * _LOG_2PI
         log_below = log_ndtr(z)
         log_above = log_ndtr(-z)
     else:
-        raise ValueError(f"unknown residual form {spec.pk.residual_form!r}")
+        raise ValueError(f"unknown residual form {residual_form!r}")
     return np.where(measured, log_measured, np.where(below, log_below, log_above))
 
 
