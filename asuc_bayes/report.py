@@ -233,3 +233,65 @@ def format_dosing(plans, spec: ModelSpec) -> str:
             )
         blocks.append("\n".join(lines))
     return "\n".join(blocks)
+
+
+def format_sensitivity(results, spec: ModelSpec) -> str:
+    """One table per patient: each alternative's risk, P(high risk), dose and change."""
+    blocks = [f"model: {spec.label}  (sha256 {spec.sha256[:12]})"]
+    for result in results:
+        request = result.request
+        lines = [
+            "",
+            f"patient {result.patient_id}: exact quadrature posteriors; dose at day "
+            f"{request.dose_time_day:g} to a {request.target_risk:.0%} target "
+            f"({request.criterion})",
+            f"  {'group':<12}{'alternative':<28}{'mean risk':>10}  {'95% CrI':<16}{'P(high)':>8}"
+            f"{'dose mg':>9}{'Δ risk':>9}{'Δ P(high)':>10}{'Δ dose':>8}  changes",
+        ]
+        for row in result.table.to_dict(orient="records"):
+            interval = f"[{row['risk_q2.5']:.1%}, {row['risk_q97.5']:.1%}]"
+            dose = row["recommended_dose_mg"]
+            changes = (
+                "density+derived"
+                if row["changes_log_density"] and row["changes_derived"]
+                else "density"
+                if row["changes_log_density"]
+                else "derived"
+                if row["changes_derived"]
+                else "-"
+            )
+            lines.append(
+                f"  {row['group']:<12}{row['name']:<28}{row['risk_mean']:>10.1%}  {interval:<16}"
+                f"{row['p_high_risk']:>8.2f}{'' if dose != dose else f'{dose:g}':>9}"
+                f"{row['delta_risk_mean'] * 100:>8.2f}p{row['delta_p_high_risk']:>10.3f}"
+                f"{'' if dose != dose else f'{row["delta_dose_mg"]:+g}':>8}  {changes}"
+            )
+        thresholds = ", ".join(
+            f"{t:g}: {p:.2f}"
+            for t, p in zip(
+                result.thresholds["threshold"], result.thresholds["p_high_risk"], strict=True
+            )
+        )
+        lines.append(f"  P(high risk) by threshold: {thresholds}")
+        if len(result.targets):
+            targets = ", ".join(
+                f"{t:.0%}: {d:g} mg" + ("" if f else " (cap)")
+                for t, d, f in zip(
+                    result.targets["target_risk"],
+                    result.targets["recommended_dose_mg"],
+                    result.targets["feasible"],
+                    strict=True,
+                )
+            )
+            lines.append(f"  recommended dose by target: {targets}")
+        if result.power_scaling is not None:
+            lines.append("  power-scaling sensitivity (ArviZ psense; > 0.05 is sensitive):")
+            for name, row in result.power_scaling.iterrows():
+                lines.append(
+                    f"    {name:<11} prior {row['prior']:.3f}  likelihood "
+                    f"{row['likelihood']:.3f}  {row['diagnosis']}"
+                )
+        for note in result.notes:
+            lines.append(f"  note: {note}")
+        blocks.append("\n".join(lines))
+    return "\n".join(blocks)
