@@ -7,11 +7,14 @@ Public API
 - :class:`Forecaster` — compiled-once forecasting; :meth:`Forecaster.forecast` returns a
   :class:`PatientForecast` holding an ArviZ-convention :class:`xarray.DataTree`.
 - :func:`forecast_patients`, :func:`results_json`, :func:`save_results`, :func:`load_results`.
+- :func:`recommend_dose`, :func:`plan_dosing` with :class:`DosingRequest` — dosing to a target
+  risk from an existing posterior (see :mod:`asuc_bayes.dosing`).
 """
 
 from asuc_bayes._version import __version__
 from asuc_bayes.config import ModelSpec, ModelSpecError, available_models, load_model
 from asuc_bayes.dataset import InputError, Patient, example_path, read_patients
+from asuc_bayes.dosing import DosingError, DosingRequest, plan_dosing, recommend_dose
 from asuc_bayes.forecast import (
     Forecaster,
     PatientForecast,
@@ -23,6 +26,8 @@ from asuc_bayes.forecast import (
 )
 
 __all__ = [
+    "DosingError",
+    "DosingRequest",
     "Forecaster",
     "InputError",
     "ModelSpec",
@@ -36,7 +41,9 @@ __all__ = [
     "forecast_patients",
     "load_model",
     "load_results",
+    "plan_dosing",
     "read_patients",
+    "recommend_dose",
     "results_json",
     "save_results",
 ]

@@ -1,4 +1,4 @@
-"""Command-line interface: ``asuc-bayes forecast|compare-patient|compare|app``.
+"""Command-line interface: ``asuc-bayes COMMAND`` (see ``asuc-bayes --help``).
 
 The CLI only parses arguments, calls the public API and formats its results.
 
@@ -19,19 +19,30 @@ from pathlib import Path
 from asuc_bayes.comparison import SCENARIOS, compare_patient, run_study, write_study
 from asuc_bayes.config import DEFAULT_MODEL, ModelSpec, ModelSpecError, load_model
 from asuc_bayes.dataset import InputError, example_path, read_patients
+from asuc_bayes.dosing import (
+    DosingError,
+    DosingRequest,
+    PlanOptions,
+    check_request,
+    plan_dosing,
+)
 from asuc_bayes.forecast import (
     SamplerSettings,
     forecast_patients,
+    patient_seed,
     results_json,
     save_results,
 )
 from asuc_bayes.report import (
     format_comparison,
+    format_dosing,
     format_overview,
+    format_sensitivity,
     format_study,
     format_table,
     write_patient_reports,
 )
+from asuc_bayes.sensitivity import run_sensitivity, write_sensitivity
 
 EXIT_OK, EXIT_UNCONVERGED, EXIT_INPUT = 0, 1, 2
 
@@ -68,13 +79,39 @@ exit codes: 0 stopped normally; 2 bad options, model file, or the port is taken
 MAIN_EXAMPLES = """examples:
   asuc-bayes forecast --example                 forecast the bundled example patients
   asuc-bayes forecast patients.csv --report r.html --out results.nc
+  asuc-bayes optimize --example --id P01        week-2 dose to a 20 % risk
+  asuc-bayes sensitivity --example --id P01     how the answer moves under other assumptions
   asuc-bayes compare-patient patients.csv       MAP (published tool) against the posterior
   asuc-bayes compare --n 200 --out study/       simulation study
   asuc-bayes app                                the web app on http://127.0.0.1:8000
 
 Run 'asuc-bayes COMMAND --help' for each command's options.
-exit codes: 0 success; 1 an unconverged posterior (forecast, compare-patient; unless
---allow-unconverged); 2 bad input data, options or model file
+exit codes: 0 success; 1 an unconverged posterior (forecast, optimize, compare-patient;
+unless --allow-unconverged); 2 bad input data, options or model file
+"""
+
+OPTIMIZE_EXAMPLES = """examples:
+  asuc-bayes optimize --example --id P01                        week-2 dose to a 20 % risk
+  asuc-bayes optimize patients.csv --criterion probability --probability 0.9 --format json
+  asuc-bayes optimize patient.toml --target-risk 0.15 --dose-time 14 --timing-days 7:14
+  asuc-bayes optimize patient.toml --next-sample --sample-days 8,10,12,13.9
+  asuc-bayes optimize patient.toml --dose-time 42 --trough-target 5 --interval-days 56
+
+The dose at --dose-time (added if the regimen has none there) is chosen in whole vials from the
+patient's existing posterior; the other doses stay as given. mean: smallest dose with posterior
+mean 90-day risk <= target; probability: smallest dose with P(risk <= target) >= --probability.
+exit codes: 0 ok; 1 an unconverged posterior (unless --allow-unconverged); 2 bad input or request
+"""
+
+SENSITIVITY_EXAMPLES = """examples:
+  asuc-bayes sensitivity --example --id P01 --out sens/        tornado figure, table, JSON
+  asuc-bayes sensitivity patient.toml --format json --criterion probability
+
+Alternatives: every model-file variant; IIV and residual error x0.5 and x2; censored samples by
+M3, discarded or imputed; prior and likelihood power-scaled by 0.5 and 2 (with ArviZ's psense);
+threshold 5.5 and 6.1 (x_ref recalibrated); target risk 15 % and 25 %. Each is computed by exact
+quadrature, so differences are not sampling noise.
+exit codes: 0 ok; 2 bad input or options
 """
 
 COMPARE_EXAMPLES = """examples:
@@ -124,6 +161,39 @@ def _parser() -> argparse.ArgumentParser:
     _add_sampling_options(compare_patient)
     _add_quiet_option(compare_patient)
     _add_unconverged_option(compare_patient)
+
+    optimize = sub.add_parser(
+        "optimize",
+        help="dose (and timing) to a target 90-day colectomy risk under uncertainty",
+        epilog=OPTIMIZE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_data_options(optimize)
+    optimize.add_argument("--format", choices=("table", "json"), default="table")
+    _add_dosing_options(optimize)
+    _add_sampling_options(optimize)
+    _add_unconverged_option(optimize)
+
+    sensitivity = sub.add_parser(
+        "sensitivity",
+        help="how risk, P(high risk) and the recommended dose move under alternative assumptions",
+        epilog=SENSITIVITY_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_data_options(sensitivity)
+    sensitivity.add_argument("--format", choices=("table", "json"), default="table")
+    sensitivity.add_argument("--out", type=Path, help="directory for figures (PNG) and tables")
+    sensitivity.add_argument(
+        "--grid-points", type=int, default=201, help="quadrature points per axis (201)"
+    )
+    sensitivity.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    sensitivity.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"model name or .toml file ({DEFAULT_MODEL})"
+    )
+    sensitivity.add_argument(
+        "--variant", action="append", default=[], metavar="NAME", help="variant (repeatable)"
+    )
+    _add_decision_options(sensitivity)
 
     compare = sub.add_parser(
         "compare",
@@ -235,6 +305,80 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _day_list(text: str) -> list[float]:
+    """``START:END[:STEP]`` (inclusive, step 1 by default) or ``D1,D2,...`` (days)."""
+    try:
+        if ":" in text:
+            parts = [float(p) for p in text.split(":")]
+            if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] <= 0):
+                raise ValueError
+            start, end = parts[0], parts[1]
+            step = parts[2] if len(parts) == 3 else 1.0
+            return [start + i * step for i in range(int((end - start) / step + 1e-9) + 1)]
+        return [float(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected days as START:END[:STEP] or D1,D2,..., got {text!r}"
+        ) from None
+
+
+def _add_decision_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    group = parser.add_argument_group("dose decision")
+    group.add_argument("--target-risk", type=float, default=0.20, help="target risk (0.20)")
+    group.add_argument("--criterion", choices=("mean", "probability"), default="mean")
+    group.add_argument(
+        "--probability", type=float, default=0.8, help="P(risk <= target) required (0.8)"
+    )
+    group.add_argument("--dose-time", type=float, default=14.0, help="day of the dose (14)")
+    group.add_argument("--vial-mg", type=float, default=100.0, help="vial size, mg (100)")
+    group.add_argument("--max-mg-kg", type=float, default=20.0, help="dose cap, mg/kg (20)")
+    return group
+
+
+def _decision_request(args: argparse.Namespace) -> DosingRequest:
+    return DosingRequest(
+        target_risk=args.target_risk,
+        criterion=args.criterion,
+        probability=args.probability,
+        dose_time_day=args.dose_time,
+        vial_mg=args.vial_mg,
+        max_mg_per_kg=args.max_mg_kg,
+    )
+
+
+def _add_dosing_options(parser: argparse.ArgumentParser) -> None:
+    group = _add_decision_options(parser)
+    group.add_argument(
+        "--timing-days",
+        type=_day_list,
+        help="candidate days for that infusion (default 7:14, not before the last sample)",
+    )
+    group.add_argument(
+        "--timing-dose-mg", type=float, help="dose for the timing search (the recommended)"
+    )
+    group.add_argument(
+        "--next-sample",
+        action="store_true",
+        help="pre-posterior analysis: value of one more sample on candidate days",
+    )
+    group.add_argument(
+        "--sample-days", type=_day_list, help="candidate sampling days (implies --next-sample)"
+    )
+    group.add_argument(
+        "--n-simulations", type=int, default=400, help="simulated samples per day (400)"
+    )
+    group.add_argument("--lloq", type=float, default=0.3, help="assay LLOQ, mg/L (0.3)")
+    group.add_argument("--uloq", type=float, default=float("inf"), help="assay ULOQ, mg/L")
+    group.add_argument("--trough-target", type=float, help="trough target (mg/L): maintenance")
+    group.add_argument(
+        "--interval-days", type=float, default=56.0, help="maintenance interval (56)"
+    )
+    group.add_argument("--trough-dose-mg", type=float, help="dose for the interval search")
+    group.add_argument(
+        "--maintenance-doses", type=int, default=1, help="infusions before the trough (1)"
+    )
+
+
 def _add_unconverged_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--allow-unconverged",
@@ -301,6 +445,8 @@ def main(argv: list[str] | None = None) -> int:
     commands = {
         "forecast": _forecast,
         "compare-patient": _compare_patient,
+        "optimize": _optimize,
+        "sensitivity": _sensitivity,
         "compare": _compare,
         "app": _app,
     }
@@ -356,6 +502,96 @@ def _compare_patient(args: argparse.Namespace) -> int:
     else:
         print(format_comparison(comparisons, spec))
     return _unconverged_exit(results, args)
+
+
+def _optimize(args: argparse.Namespace) -> int:
+    try:
+        spec, settings = _spec_and_settings(args)
+        patients = _load_patients(args, spec)
+        request = _decision_request(args)
+        options = PlanOptions(
+            timing_dose_mg=args.timing_dose_mg,
+            timing_days=None if args.timing_days is None else tuple(args.timing_days),
+            trough_target_mg_l=args.trough_target,
+            trough_interval_day=args.interval_days,
+            trough_dose_mg=args.trough_dose_mg,
+            maintenance_doses=args.maintenance_doses,
+            sample_days=None if args.sample_days is None else tuple(args.sample_days),
+            next_sample=args.next_sample,
+            n_simulations=args.n_simulations,
+            lloq_mg_l=args.lloq,
+            uloq_mg_l=args.uloq,
+        )
+    except (InputError, ModelSpecError, ValueError, OSError) as exc:
+        return _error(str(exc))
+    errors = []
+    for patient in patients:  # before any sampling: a request this patient cannot take
+        try:
+            check_request(patient, spec, request)
+        except DosingError as exc:
+            errors.append({"id": patient.id, "error": str(exc)})
+    rejected = {e["id"] for e in errors}
+    patients = [p for p in patients if p.id not in rejected]
+    results = forecast_patients(patients, spec, settings=settings, random_seed=args.seed)
+    plans = []
+    for result in results:
+        try:
+            plans.append(
+                plan_dosing(
+                    result,
+                    request,
+                    options,
+                    random_seed=patient_seed(args.seed, result.patient.id),
+                )
+            )
+        except DosingError as exc:
+            errors.append({"id": result.patient.id, "error": str(exc)})
+    if args.format == "json":
+        payload = {
+            "model": {"name": spec.name, "sha256": spec.sha256, "variants": list(spec.variants)},
+            "patients": [plan.to_json() for plan in plans] + errors,
+        }
+        print(json.dumps(payload, indent=2))
+    else:
+        print(format_dosing(plans, spec))
+    for error in errors:
+        print(f"asuc-bayes: error: {error['error']}", file=sys.stderr)
+    if errors:
+        return EXIT_INPUT
+    return _unconverged_exit(results, args)
+
+
+def _sensitivity(args: argparse.Namespace) -> int:
+    try:
+        spec = load_model(args.model, variants=args.variant)
+        patients = _load_patients(args, spec)
+        request = _decision_request(args)
+        if not 41 <= args.grid_points <= 1001:
+            raise ValueError(f"--grid-points must be from 41 to 1001, got {args.grid_points}")
+    except (InputError, ModelSpecError, ValueError, OSError) as exc:
+        return _error(str(exc))
+    results = [
+        run_sensitivity(
+            spec,
+            patient,
+            request,
+            random_seed=patient_seed(args.seed, patient.id),
+            grid_points=args.grid_points,
+        )
+        for patient in patients
+    ]
+    if args.out:
+        written = write_sensitivity(results, args.out)
+        print(f"asuc-bayes: {len(written)} files written to {args.out}", file=sys.stderr)
+    if args.format == "json":
+        payload = {
+            "model": {"name": spec.name, "sha256": spec.sha256, "variants": list(spec.variants)},
+            "patients": [r.to_json() for r in results],
+        }
+        print(json.dumps(payload, indent=2))
+    else:
+        print(format_sensitivity(results, spec))
+    return EXIT_OK
 
 
 def _compare(args: argparse.Namespace) -> int:

@@ -42,7 +42,7 @@ from asuc_bayes.forecast import (
 )
 from asuc_bayes.grid import grid_posterior
 from asuc_bayes.kernels import concentration
-from asuc_bayes.simulate import simulate_patients
+from asuc_bayes.simulate import add_residual_error, simulate_patients
 
 __all__ = [
     "INTERVAL_LEVELS",
@@ -106,11 +106,7 @@ def _observe(spec: ModelSpec, patient: Patient, eta: np.ndarray, days, rng) -> n
         np.float64(truth["cl"][0]),
         np.float64(truth["v"][0]),
     )
-    sd = spec.pk.residual_sd.estimate
-    noise = rng.standard_normal(days.size)
-    if spec.pk.residual_form == "proportional":
-        return prediction * (1.0 + sd * noise)
-    return prediction * np.exp(sd * noise)
+    return add_residual_error(prediction, spec.pk.residual_sd.estimate, spec.pk.residual_form, rng)
 
 
 def simulate_scenario(

@@ -50,6 +50,7 @@ __all__ = [
     "locate_box",
     "log_likelihood",
     "log_posterior",
+    "observation_log_likelihood",
 ]
 
 #: Derived quantities summarised by :meth:`GridPosterior.summary`.
@@ -74,26 +75,51 @@ def _observation_log_likelihood(
     spec: ModelSpec, values: np.ndarray, censoring: np.ndarray, prediction: np.ndarray
 ) -> np.ndarray:
     """Per-observation log-likelihood, shape of ``prediction`` (..., n_obs)."""
-    sigma = spec.pk.residual_sd.estimate
-    f = np.maximum(prediction, _PREDICTION_FLOOR)
+    return observation_log_likelihood(
+        values, censoring, prediction, spec.pk.residual_sd.estimate, spec.pk.residual_form
+    )
+
+
+def observation_log_likelihood(
+    values: Any, censoring: Any, prediction: Any, sigma: Any, residual_form: str
+) -> np.ndarray:
+    """Log-likelihood of concentration records given predictions (model card, section 1).
+
+    Measured values contribute the residual density, censored ones (M3) the probability of
+    lying below the LLOQ (``censoring`` 1, ``values`` = LLOQ) or above the ULOQ (−1).
+    Arguments broadcast; ``sigma`` is the proportional (or log-scale) residual SD.
+
+    Examples
+    --------
+    >>> from scipy.stats import norm
+    >>> float(observation_log_likelihood(10.0, 0, 8.0, 0.44, "proportional")) == float(
+    ...     norm.logpdf(10.0, 8.0, 0.44 * 8.0))
+    True
+    >>> float(observation_log_likelihood(0.5, 1, 8.0, 0.44, "proportional")) == float(
+    ...     norm.logcdf(0.5, 8.0, 0.44 * 8.0))
+    True
+    """
+    values = np.asarray(values, dtype=float)
+    censoring = np.asarray(censoring)
+    f = np.maximum(np.asarray(prediction, dtype=float), _PREDICTION_FLOOR)
     measured = censoring == MEASURED
     below = censoring == BELOW_LLOQ
     above = censoring == ABOVE_ULOQ
     if not np.all(measured | below | above):
-        raise ValueError(f"unknown censoring codes {sorted(set(censoring.tolist()))}")
-    if spec.pk.residual_form == "proportional":
+        raise ValueError(f"unknown censoring codes {np.unique(censoring).tolist()}")
+    if residual_form == "proportional":
         scale = sigma * f
         z = (values - f) / scale
         log_measured = -0.5 * z * z - np.log(scale) - 0.5 * _LOG_2PI
         log_below = log_ndtr(z)  # P(y < LLOQ) = Φ((LLOQ − f)/(σ f))
         log_above = log_ndtr(-z)  # P(y > ULOQ) = Φ((f − ULOQ)/(σ f))
-    elif spec.pk.residual_form == "log_normal":
+    elif residual_form == "log_normal":
         z = (np.log(values) - np.log(f)) / sigma
         log_measured = -0.5 * z * z - np.log(sigma) - 0.5 * _LOG_2PI
         log_below = log_ndtr(z)
         log_above = log_ndtr(-z)
     else:
-        raise ValueError(f"unknown residual form {spec.pk.residual_form!r}")
+        raise ValueError(f"unknown residual form {residual_form!r}")
     return np.where(measured, log_measured, np.where(below, log_below, log_above))
 
 
@@ -156,8 +182,19 @@ def log_prior(spec: ModelSpec, eta_cl: Any, eta_v: Any) -> np.ndarray:
     return -0.5 * ((eta_cl / spec.pk.omega_cl) ** 2 + (eta_v / spec.pk.omega_v) ** 2)
 
 
-def log_posterior(spec: ModelSpec, patient: Patient, eta_cl: Any, eta_v: Any) -> np.ndarray:
+def log_posterior(
+    spec: ModelSpec,
+    patient: Patient,
+    eta_cl: Any,
+    eta_v: Any,
+    *,
+    prior_power: float = 1.0,
+    likelihood_power: float = 1.0,
+) -> np.ndarray:
     """Unnormalised log posterior (log prior + log likelihood) of (η_CL, η_V).
+
+    ``prior_power`` and ``likelihood_power`` power-scale the two terms (prior sensitivity
+    analysis, Kallioinen et al. 2024): α · log prior + β · log likelihood.
 
     Parameters
     ----------
@@ -184,7 +221,9 @@ def log_posterior(spec: ModelSpec, patient: Patient, eta_cl: Any, eta_v: Any) ->
     >>> log_posterior(spec, p, np.zeros((3, 4)), 0.1).shape
     (3, 4)
     """
-    return log_prior(spec, eta_cl, eta_v) + log_likelihood(spec, patient, eta_cl, eta_v)
+    prior = log_prior(spec, eta_cl, eta_v)
+    likelihood = log_likelihood(spec, patient, eta_cl, eta_v)
+    return prior_power * prior + likelihood_power * likelihood
 
 
 def derived_on_grid(
@@ -419,6 +458,8 @@ class GridPosterior:
         Grid axes (1-D, equally spaced); cell (i, j) is centred on (eta_cl[i], eta_v[j]).
     log_density
         Unnormalised log posterior on the grid, shape (len(eta_cl), len(eta_v)).
+    prior_power, likelihood_power
+        Power-scaling of the prior and the likelihood (1 for the posterior itself).
     weights
         Normalised cell probabilities (sum to 1), same shape.
     derived
@@ -432,6 +473,19 @@ class GridPosterior:
     log_density: np.ndarray
     weights: np.ndarray
     derived: dict[str, np.ndarray] = field(default_factory=dict)
+    prior_power: float = 1.0
+    likelihood_power: float = 1.0
+
+    def log_density_at(self, eta_cl: Any, eta_v: Any) -> np.ndarray:
+        """The (power-scaled) unnormalised log posterior this grid tabulates, anywhere."""
+        return log_posterior(
+            self.spec,
+            self.patient,
+            eta_cl,
+            eta_v,
+            prior_power=self.prior_power,
+            likelihood_power=self.likelihood_power,
+        )
 
     @property
     def spacing(self) -> np.ndarray:
@@ -558,7 +612,7 @@ class GridPosterior:
         start = np.array([self.eta_cl[i], self.eta_v[j]])
 
         def negative(x: np.ndarray) -> float:
-            return -float(log_posterior(self.spec, self.patient, x[0], x[1]))
+            return -float(self.log_density_at(x[0], x[1]))
 
         fit = scipy.optimize.minimize(
             negative,
@@ -607,6 +661,8 @@ def grid_posterior(
     n_coarse: int = 161,
     drop: float = 30.0,
     edge_tolerance: float = 1e-6,
+    prior_power: float = 1.0,
+    likelihood_power: float = 1.0,
 ) -> GridPosterior:
     """Exact individual posterior of (η_CL, η_V) by quadrature on a located grid.
 
@@ -621,6 +677,8 @@ def grid_posterior(
         Model and patient.
     n_points
         Points per axis of the final grid.
+    prior_power, likelihood_power
+        Power-scaling of prior and likelihood (see :func:`log_posterior`).
 
     Returns
     -------
@@ -645,7 +703,14 @@ def grid_posterior(
         raise ValueError(f"n_points must be at least 11, got {n_points}")
 
     def density(eta_cl: np.ndarray, eta_v: np.ndarray) -> np.ndarray:
-        return log_posterior(spec, patient, eta_cl, eta_v)
+        return log_posterior(
+            spec,
+            patient,
+            eta_cl,
+            eta_v,
+            prior_power=prior_power,
+            likelihood_power=likelihood_power,
+        )
 
     omega = np.array([spec.pk.omega_cl, spec.pk.omega_v])
     lo, hi = locate_box(
@@ -679,4 +744,6 @@ def grid_posterior(
         log_density=log_density,
         weights=weights,
         derived=derived,
+        prior_power=prior_power,
+        likelihood_power=likelihood_power,
     )

@@ -23,7 +23,7 @@ from asuc_bayes.config import ModelSpec
 from asuc_bayes.dataset import ABOVE_ULOQ, BELOW_LLOQ, MEASURED, Dose, Observation, Patient
 from asuc_bayes.kernels import concentration, individual_pk_parameters
 
-__all__ = ["SimulatedCohort", "simulate_patients", "true_parameters"]
+__all__ = ["SimulatedCohort", "add_residual_error", "simulate_patients", "true_parameters"]
 
 #: Assay limits (LLOQ, ULOQ) in mg/L of plausible centres.
 ASSAY_LIMITS_MG_L = ((0.3, 24.0), (0.4, 45.0), (1.0, 30.0), (0.5, 60.0))
@@ -99,11 +99,7 @@ def simulate_patients(
             np.float64(cl),
             np.float64(v),
         )
-        sd = pk.residual_sd.estimate
-        if pk.residual_form == "proportional":
-            y = f * (1.0 + sd * rng.standard_normal(n_samples))
-        else:
-            y = f * np.exp(sd * rng.standard_normal(n_samples))
+        y = add_residual_error(f, pk.residual_sd.estimate, pk.residual_form, rng)
         observations = []
         for t, value in zip(sample_times, y, strict=True):
             if value < lloq:
@@ -123,3 +119,26 @@ def simulate_patients(
         )
         rows.append({"id": draft.id, "eta_cl": eta_cl, "eta_v": eta_v, "cl": cl, "v": v})
     return SimulatedCohort(patients=tuple(patients), truth=pd.DataFrame(rows).set_index("id"))
+
+
+def add_residual_error(prediction, sigma, residual_form: str, rng: np.random.Generator):
+    """Measurements around ``prediction`` with the model's residual error (model card, §1).
+
+    ``proportional``: y = f (1 + σ ε); ``log_normal``: y = f e^(σ ε), with ε ~ N(0, 1) of
+    the broadcast shape of ``prediction`` and ``sigma``. A proportional draw can be ≤ 0: it
+    is below any LLOQ, and callers censor it there.
+
+    Examples
+    --------
+    >>> y = add_residual_error(np.full(20000, 10.0), 0.44, "proportional",
+    ...                        np.random.default_rng(0))
+    >>> round(float(y.mean()), 1), round(float(y.std() / 10.0), 2)
+    (10.0, 0.44)
+    """
+    prediction = np.asarray(prediction, dtype=float)
+    noise = rng.standard_normal(np.broadcast_shapes(prediction.shape, np.shape(sigma)))
+    if residual_form == "proportional":
+        return prediction * (1.0 + sigma * noise)
+    if residual_form == "log_normal":
+        return prediction * np.exp(sigma * noise)
+    raise ValueError(f"unknown residual form {residual_form!r}")

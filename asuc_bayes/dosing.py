@@ -1,0 +1,1385 @@
+"""Personalised dosing under uncertainty: dose to a target risk, timing, regimens, troughs,
+and the value of one more sample.
+
+Everything here works on a patient's existing posterior (a :class:`PatientForecast`): the
+posterior of CL and V depends only on the doses given before the last sample, so changing a
+dose at or after that time needs no new sampling. For each posterior draw, the AUC over the
+risk window (days 14-28) and the concentration at any time are linear in the amount of the
+dose being chosen (superposition of the one-compartment model), so a whole dose-risk curve is
+one matrix of draws × candidate doses evaluated with the kernels of :mod:`asuc_bayes.kernels`.
+When the forecast integrates population-parameter uncertainty, its ``posterior`` group holds
+per-draw ``tte_lambda``, ``tte_gamma``, ``tte_beta`` (and ``residual_sd``), and those are
+used draw by draw; otherwise the model file's values.
+
+- :func:`recommend_dose` — the smallest whole-vial dose at the decision time (default day 14,
+  week 2) whose posterior mean 90-day risk is at most the target (``criterion="mean"``), or
+  with P(risk ≤ target) ≥ ``probability`` (``"probability"``); the dose-risk curve; the same
+  recommendation from the MAP estimate (what the published tool does) beside it.
+- :func:`infusion_timing` — for a given dose, which candidate days for that infusion meet the
+  criterion (the latest and earliest such day).
+- :func:`compare_regimens` — standard, intensified and accelerated schedules, the patient's
+  own and the recommended regimen, with their risk summaries.
+- :func:`trough_targets` — maintenance (second seed paper): the smallest dose, and for a dose
+  the longest interval, giving P(trough ≥ target) ≥ probability.
+- :func:`sampling_value` — pre-posterior analysis of one more sample on candidate days: the
+  expected posterior SD of ln(AUC_w2-4/CL) and the probability that the risk class, or the
+  recommended dose, would change.
+- :func:`plan_dosing` — all of the above for one patient, as JSON and as a DataTree.
+
+Examples
+--------
+>>> from asuc_bayes import example_path, load_model, read_patients
+>>> from asuc_bayes.forecast import forecaster_for
+>>> patient = read_patients(example_path()).patients[0]  # P01: a day-7 sample
+>>> forecast = forecaster_for(load_model()).forecast(patient, random_seed=1)
+>>> recommendation = recommend_dose(forecast, target_risk=0.2, criterion="probability")
+>>> recommendation.feasible, recommendation.dose_mg % 100 == 0, recommendation.monotone
+(True, True, True)
+>>> sorted(recommendation.to_json())[:4]
+['criterion', 'curve', 'feasible', 'id']
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from asuc_bayes.config import ModelSpec
+from asuc_bayes.dataset import ABOVE_ULOQ, BELOW_LLOQ, MEASURED, Dose, Patient
+from asuc_bayes.forecast import PatientForecast, summary_statistics
+from asuc_bayes.grid import observation_log_likelihood
+from asuc_bayes.kernels import AUC_FLOOR_MG_DAY_L, auc_interval, concentration, weibull_risk
+from asuc_bayes.simulate import add_residual_error
+
+__all__ = [
+    "REGIMEN_TEMPLATES",
+    "DoseRecommendation",
+    "DosingError",
+    "DosingPlan",
+    "DosingRequest",
+    "DrawSet",
+    "PlanOptions",
+    "RegimenTemplate",
+    "SamplingAnalysis",
+    "TimingSearch",
+    "TroughPlan",
+    "check_request",
+    "compare_regimens",
+    "infusion_timing",
+    "plan_dosing",
+    "recommend_dose",
+    "sampling_value",
+    "trough_targets",
+]
+
+Criterion = Literal["mean", "probability"]
+CRITERIA = ("mean", "probability")
+#: Tolerance of the monotonicity check of a curve (risk is a probability).
+MONOTONE_TOLERANCE = 1e-9
+#: Posterior (or pre-posterior) weights with a Kish ESS below this are reported as coarse.
+MIN_PARTICLE_ESS = 200.0
+
+
+class DosingError(ValueError):
+    """A dosing request that cannot be answered; the message names the option and the fix."""
+
+
+# -- the request --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DosingRequest:
+    """What to optimise, validated once at construction.
+
+    Parameters
+    ----------
+    target_risk
+        Target 90-day colectomy risk, in (0, 1) (the paper's tool: 0.20, i.e.
+        ln(AUC_w2-4/CL) ≥ 5.79).
+    criterion
+        ``"mean"``: posterior mean risk ≤ target. ``"probability"``: P(risk ≤ target) ≥
+        ``probability``.
+    probability
+        Required posterior probability of meeting the target (criterion ``probability``, and
+        the trough mode), in (0, 1).
+    dose_time_day
+        Day of the infusion being chosen (default 14, week 2); it replaces the regimen's dose
+        at that day or is added. Must not precede the patient's last sample.
+    vial_mg
+        Vial size: doses are whole vials, rounded up.
+    max_mg_per_kg
+        Cap on the chosen dose (mg/kg); a target not met at the cap is reported infeasible.
+    duration_day
+        Infusion duration of the chosen dose; ``None``: that of the regimen's dose at
+        ``dose_time_day``, else the model file's default (2 h).
+
+    Examples
+    --------
+    >>> DosingRequest(target_risk=0.15).criterion
+    'mean'
+    >>> DosingRequest(target_risk=1.5)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    asuc_bayes.dosing.DosingError: target risk must be strictly between 0 and 1 ... (--target-risk)
+    """
+
+    target_risk: float = 0.20
+    criterion: Criterion = "mean"
+    probability: float = 0.8
+    dose_time_day: float = 14.0
+    vial_mg: float = 100.0
+    max_mg_per_kg: float = 20.0
+    duration_day: float | None = None
+
+    def __post_init__(self):
+        _probability_in_unit_interval(
+            self.target_risk, "target risk", "e.g. 0.20 for 20 %", option="--target-risk"
+        )
+        if self.criterion not in CRITERIA:
+            raise DosingError(
+                f"criterion must be 'mean' or 'probability', got {self.criterion!r} (--criterion)"
+            )
+        _probability_in_unit_interval(
+            self.probability, "probability", "e.g. 0.8", option="--probability"
+        )
+        _finite_in(self.dose_time_day, 0.0, 365.0, "dose time", "day", "--dose-time")
+        _finite_in(self.vial_mg, 1.0, 3000.0, "vial size", "mg", "--vial-mg")
+        _finite_in(self.max_mg_per_kg, 0.01, 100.0, "dose cap", "mg/kg", "--max-mg-kg")
+        if self.duration_day is not None:
+            _finite_in(self.duration_day, 5 / 1440, 1.0, "infusion duration", "day", "--duration")
+
+
+def _probability_in_unit_interval(value, name: str, example: str, option: str) -> None:
+    if not isinstance(value, int | float) or not 0.0 < float(value) < 1.0:
+        raise DosingError(
+            f"{name} must be strictly between 0 and 1 ({example}), got {value!r} ({option})"
+        )
+
+
+def _finite_in(value, low: float, high: float, name: str, unit: str, option: str) -> None:
+    if not isinstance(value, int | float) or not (math.isfinite(value) and low <= value <= high):
+        raise DosingError(
+            f"{name} must be between {low:g} and {high:g} {unit}, got {value!r} ({option})"
+        )
+
+
+# -- draws ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DrawSet:
+    """Per-draw individual and time-to-event parameters (flattened over chain and draw).
+
+    The TTE parameters and the residual SD are arrays of the draws' length: constant (the
+    model file's values) unless the forecast carries per-draw population parameters.
+    """
+
+    clearance: np.ndarray
+    volume: np.ndarray
+    baseline_lambda: np.ndarray
+    gamma: np.ndarray
+    beta: np.ndarray
+    residual_sd: np.ndarray
+
+    @property
+    def size(self) -> int:
+        return int(self.clearance.size)
+
+    @classmethod
+    def posterior(cls, forecast: PatientForecast) -> DrawSet:
+        """The posterior draws of a forecast."""
+        posterior = forecast.tree["posterior"]
+        tte = forecast.spec.tte
+        clearance = np.asarray(posterior["cl"].values, dtype=float).ravel()
+
+        def per_draw(name: str, default: float) -> np.ndarray:
+            if name in posterior:
+                return np.asarray(posterior[name].values, dtype=float).ravel()
+            return np.full(clearance.size, float(default))
+
+        return cls(
+            clearance=clearance,
+            volume=np.asarray(posterior["v"].values, dtype=float).ravel(),
+            baseline_lambda=per_draw("tte_lambda", tte.baseline_lambda),
+            gamma=per_draw("tte_gamma", tte.gamma.estimate),
+            beta=per_draw("tte_beta", tte.beta.estimate),
+            residual_sd=per_draw("residual_sd", forecast.spec.pk.residual_sd.estimate),
+        )
+
+    @classmethod
+    def map_estimate(cls, forecast: PatientForecast) -> DrawSet:
+        """The MAP estimate as a single draw, with the model file's TTE values."""
+        points = forecast.tree["point_estimates"]
+        tte = forecast.spec.tte
+        return cls(
+            clearance=np.atleast_1d(float(points["cl"].sel(estimate="map"))),
+            volume=np.atleast_1d(float(points["v"].sel(estimate="map"))),
+            baseline_lambda=np.atleast_1d(tte.baseline_lambda),
+            gamma=np.atleast_1d(tte.gamma.estimate),
+            beta=np.atleast_1d(tte.beta.estimate),
+            residual_sd=np.atleast_1d(forecast.spec.pk.residual_sd.estimate),
+        )
+
+    def risk(self, spec: ModelSpec, ln_ratio: np.ndarray) -> np.ndarray:
+        """90-day risk of ``ln_ratio`` (draws, ...) with each draw's TTE parameters."""
+        tte = spec.tte
+        extra = (1,) * (np.ndim(ln_ratio) - 1)
+        return weibull_risk(
+            tte.horizon_day,
+            ln_ratio,
+            baseline_lambda=self.baseline_lambda.reshape(-1, *extra),
+            gamma=self.gamma.reshape(-1, *extra),
+            beta=self.beta.reshape(-1, *extra),
+            x_ref=tte.x_ref,
+            form=tte.form,
+        )
+
+
+# -- regimen arithmetic -------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Regimen:
+    """Dose arrays of a regimen (times, amounts, durations)."""
+
+    time_day: np.ndarray
+    amount_mg: np.ndarray
+    duration_day: np.ndarray
+
+    @classmethod
+    def of(cls, doses) -> _Regimen:
+        return cls(
+            np.array([d.time_day for d in doses], dtype=float),
+            np.array([d.amount_mg for d in doses], dtype=float),
+            np.array([d.duration_day for d in doses], dtype=float),
+        )
+
+
+def _window_auc(spec: ModelSpec, regimen: _Regimen, draws: DrawSet) -> np.ndarray:
+    """AUC over the risk window of ``regimen`` for every draw: (draws,)."""
+    start, end = spec.tte.auc_window_day
+    if regimen.time_day.size == 0:
+        return np.zeros(draws.size)
+    return auc_interval(
+        start,
+        end,
+        regimen.time_day,
+        regimen.amount_mg,
+        regimen.duration_day,
+        draws.clearance,
+        draws.volume,
+    )
+
+
+def _unit_window_auc(
+    spec: ModelSpec, time_day: np.ndarray, duration_day: float, draws: DrawSet
+) -> np.ndarray:
+    """AUC over the risk window of 1 mg infused at each of ``time_day`` (k,): (draws, k)."""
+    start, end = spec.tte.auc_window_day
+    times = np.asarray(time_day, dtype=float).reshape(-1, 1)
+    return auc_interval(
+        start,
+        end,
+        times,
+        np.ones_like(times),
+        np.full_like(times, duration_day),
+        draws.clearance[:, None],
+        draws.volume[:, None],
+    )
+
+
+def _ln_ratio(auc: np.ndarray, draws: DrawSet) -> np.ndarray:
+    """ln(AUC/CL) for AUCs (draws, ...), floored as in :func:`forecast.derived_quantities`."""
+    extra = (1,) * (np.ndim(auc) - 1)
+    return np.log(np.maximum(auc, AUC_FLOOR_MG_DAY_L)) - np.log(draws.clearance).reshape(-1, *extra)
+
+
+def _first_meeting(meets: np.ndarray) -> int | None:
+    """Index of the first True, or None."""
+    hits = np.flatnonzero(meets)
+    return int(hits[0]) if hits.size else None
+
+
+def _is_monotone(values: np.ndarray, increasing: bool) -> bool:
+    steps = np.diff(np.asarray(values, dtype=float))
+    return bool(np.all(steps >= -MONOTONE_TOLERANCE if increasing else steps <= MONOTONE_TOLERANCE))
+
+
+@dataclass(frozen=True)
+class _Decision:
+    """The decision's patient-level parts: the fixed doses, the infusion's duration, the dose
+    grid and notes on what is decided."""
+
+    fixed: _Regimen
+    duration_day: float
+    dose_grid_mg: np.ndarray
+    notes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Context:
+    """A patient's posterior draws and the decision's fixed parts, computed once."""
+
+    forecast: PatientForecast
+    request: DosingRequest
+    draws: DrawSet
+    map_draw: DrawSet
+    decision: _Decision
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self.forecast.spec
+
+    @property
+    def patient(self) -> Patient:
+        return self.forecast.patient
+
+    @property
+    def weight_kg(self) -> float:
+        return float(self.patient.weight_kg)
+
+
+def last_sample_day(patient: Patient) -> float | None:
+    """Day of the patient's last concentration sample (None without samples)."""
+    return float(patient.obs_time_day.max()) if patient.observations else None
+
+
+def check_request(patient: Patient, spec: ModelSpec, request: DosingRequest) -> _Decision:
+    """Check ``request`` against ``patient`` (before any sampling) and set the decision up.
+
+    Raises
+    ------
+    DosingError
+        The dose time precedes the last sample, the chosen infusion would overlap another,
+        or the cap is below one vial.
+    """
+    time = float(request.dose_time_day)
+    last = last_sample_day(patient)
+    if last is not None and time < last:
+        raise DosingError(
+            f"patient {patient.id}: the dose time (day {time:g}) is before the last sample (day "
+            f"{last:g}): that dose has been given, and the posterior already depends on it; "
+            f"choose a later infusion with --dose-time ≥ {last:g}"
+        )
+    replaced = next((d for d in patient.doses if abs(d.time_day - time) < 1e-9), None)
+    duration = request.duration_day or (
+        replaced.duration_day if replaced else spec.pk.default_infusion_duration_day
+    )
+    fixed = [d for d in patient.doses if d is not replaced]
+    for dose in fixed:
+        if dose.time_day < time + duration and time < dose.time_day + dose.duration_day:
+            raise DosingError(
+                f"patient {patient.id}: an infusion at day {time:g} would overlap the infusion "
+                f"at day {dose.time_day:g}; choose another --dose-time"
+            )
+    cap_mg = request.max_mg_per_kg * patient.weight_kg
+    n_vials = math.floor(cap_mg / request.vial_mg + 1e-9)
+    if n_vials < 1:
+        raise DosingError(
+            f"patient {patient.id}: the dose cap ({request.max_mg_per_kg:g} mg/kg × "
+            f"{patient.weight_kg:g} kg = {cap_mg:g} mg) is below one vial ({request.vial_mg:g} "
+            "mg); raise --max-mg-kg or give a smaller --vial-mg"
+        )
+    notes = []
+    start, end = spec.tte.auc_window_day
+    if time >= end:
+        notes.append(
+            f"a dose at day {time:g} does not enter AUC over days {start:g}-{end:g}: it cannot "
+            "change this model's 90-day risk"
+        )
+    if replaced is not None:
+        notes.append(
+            f"the regimen's dose at day {time:g} ({replaced.amount_mg:g} mg) is the one chosen"
+        )
+    else:
+        notes.append(f"a dose at day {time:g} is added to the regimen")
+    return _Decision(
+        fixed=_Regimen.of(fixed),
+        duration_day=float(duration),
+        dose_grid_mg=request.vial_mg * np.arange(n_vials + 1, dtype=float),
+        notes=tuple(notes),
+    )
+
+
+def _context(forecast: PatientForecast, request: DosingRequest) -> _Context:
+    return _Context(
+        forecast=forecast,
+        request=request,
+        draws=DrawSet.posterior(forecast),
+        map_draw=DrawSet.map_estimate(forecast),
+        decision=check_request(forecast.patient, forecast.spec, request),
+    )
+
+
+def _risk_curve(context: _Context, draws: DrawSet, amounts_mg: np.ndarray, time_day: float):
+    """(ln ratio, risk), each (draws, amounts), for ``amounts_mg`` infused at ``time_day``."""
+    spec = context.spec
+    fixed = _window_auc(spec, context.decision.fixed, draws)
+    unit = _unit_window_auc(spec, np.array([time_day]), context.decision.duration_day, draws)
+    ln_ratio = _ln_ratio(fixed[:, None] + unit * np.asarray(amounts_mg)[None, :], draws)
+    return ln_ratio, draws.risk(spec, ln_ratio)
+
+
+def _meets(risk: np.ndarray, request: DosingRequest) -> tuple[np.ndarray, np.ndarray]:
+    """Per column: (criterion met, value of the criterion: mean risk or P(risk ≤ target))."""
+    if request.criterion == "mean":
+        value = risk.mean(axis=0)
+        return value <= request.target_risk, value
+    value = (risk <= request.target_risk).mean(axis=0)
+    return value >= request.probability, value
+
+
+# -- recommendation -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class DoseRecommendation:
+    """The recommended dose, its dose-risk curve and the MAP recommendation beside it.
+
+    ``curve`` has one row per whole-vial dose from 0 to the cap: ``dose_mg``,
+    ``dose_mg_kg``, ``risk_mean``, ``risk_q2.5``, ``risk_q97.5``, ``p_high_risk``,
+    ``p_meets_target`` (P(risk ≤ target)) and ``map_risk``.
+    """
+
+    patient_id: str
+    request: DosingRequest
+    weight_kg: float
+    feasible: bool
+    dose_mg: float
+    risk_90d: dict[str, float]
+    p_high_risk: float
+    p_meets_target: float
+    map_feasible: bool
+    map_dose_mg: float
+    map_risk_90d: float
+    curve: pd.DataFrame
+    monotone: bool
+    notes: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """The entry of the ``optimize`` JSON contract."""
+        request = self.request
+        out: dict[str, Any] = {
+            "id": self.patient_id,
+            "target_risk": request.target_risk,
+            "criterion": request.criterion,
+            "feasible": self.feasible,
+            "recommended": {
+                "dose_mg": self.dose_mg,
+                "dose_mg_kg": self.dose_mg / self.weight_kg,
+                "vials": round(self.dose_mg / request.vial_mg),
+                "time_day": request.dose_time_day,
+                "risk_90d": self.risk_90d,
+                "p_high_risk": self.p_high_risk,
+                "p_meets_target": self.p_meets_target,
+            },
+            "map_recommended": {
+                "dose_mg": self.map_dose_mg,
+                "dose_mg_kg": self.map_dose_mg / self.weight_kg,
+                "feasible": self.map_feasible,
+                "risk_90d": self.map_risk_90d,
+            },
+            "curve": _records(self.curve),
+            "monotone": self.monotone,
+            "notes": list(self.notes),
+        }
+        if request.criterion == "probability":
+            out["probability"] = request.probability
+        return out
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return [
+        {k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
+        for row in frame.to_dict(orient="records")
+    ]
+
+
+def _recommend(context: _Context) -> DoseRecommendation:
+    request, spec = context.request, context.spec
+    grid = context.decision.dose_grid_mg
+    time = request.dose_time_day
+    ln_ratio, risk = _risk_curve(context, context.draws, grid, time)
+    meets, _ = _meets(risk, request)
+    _, map_risk = _risk_curve(context, context.map_draw, grid, time)
+    p_meets = (risk <= request.target_risk).mean(axis=0)
+    threshold = spec.tte.high_risk_threshold
+    curve = pd.DataFrame(
+        {
+            "dose_mg": grid,
+            "dose_mg_kg": grid / context.weight_kg,
+            "risk_mean": risk.mean(axis=0),
+            "risk_q2.5": np.quantile(risk, 0.025, axis=0),
+            "risk_q97.5": np.quantile(risk, 0.975, axis=0),
+            "p_high_risk": (ln_ratio < threshold).mean(axis=0),
+            "p_meets_target": p_meets,
+            "map_risk": map_risk[0],
+        }
+    )
+    monotone = _is_monotone(curve["risk_mean"], increasing=False) and _is_monotone(
+        p_meets, increasing=True
+    )
+    notes = list(context.decision.notes)
+    if not monotone:
+        notes.append(
+            "the risk is not monotone in the dose over the grid (per-draw TTE parameters with "
+            "a positive exposure effect?): the smallest dose meeting the criterion is reported"
+        )
+    index = _first_meeting(meets)
+    feasible = index is not None
+    if not feasible:
+        index = len(grid) - 1
+        notes.append(
+            f"the target is not met at the cap of {request.max_mg_per_kg:g} mg/kg "
+            f"({grid[-1]:g} mg): the risk reached at the cap is reported"
+        )
+    elif index == 0:
+        notes.append("the target is met without this infusion (0 mg)")
+    map_index = _first_meeting(map_risk[0] <= request.target_risk)
+    return DoseRecommendation(
+        patient_id=context.patient.id,
+        request=request,
+        weight_kg=context.weight_kg,
+        feasible=feasible,
+        dose_mg=float(grid[index]),
+        risk_90d=summary_statistics(risk[:, index]),
+        p_high_risk=float(curve["p_high_risk"][index]),
+        p_meets_target=float(p_meets[index]),
+        map_feasible=map_index is not None,
+        map_dose_mg=float(grid[len(grid) - 1 if map_index is None else map_index]),
+        map_risk_90d=float(map_risk[0][len(grid) - 1 if map_index is None else map_index]),
+        curve=curve,
+        monotone=monotone,
+        notes=tuple(notes),
+    )
+
+
+def recommend_dose(
+    forecast: PatientForecast, request: DosingRequest | None = None, **options
+) -> DoseRecommendation:
+    """The smallest whole-vial dose at the decision time meeting the criterion.
+
+    Parameters
+    ----------
+    forecast
+        The patient's forecast (its posterior draws are used as they are).
+    request
+        A :class:`DosingRequest`; or give its fields as keyword ``options``.
+
+    Returns
+    -------
+    DoseRecommendation
+        Feasible: the smallest dose on the whole-vial grid from 0 to the cap meeting the
+        criterion (the next smaller vial count does not). Infeasible: the cap, with its risk.
+        The MAP recommendation applies the mean criterion to the single MAP estimate (the
+        published tool's point forecast).
+
+    Raises
+    ------
+    DosingError
+        Bad request, a dose time before the last sample, or a cap below one vial.
+    """
+    request = request or DosingRequest(**options)
+    return _recommend(_context(forecast, request))
+
+
+# -- timing -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TimingSearch:
+    """Risk of a given dose infused on each candidate day (``table``), and the days meeting
+    the criterion."""
+
+    dose_mg: float
+    table: pd.DataFrame
+    latest_day: float | None
+    earliest_day: float | None
+    contiguous: bool
+    notes: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dose_mg": self.dose_mg,
+            "latest_day_meeting_target": self.latest_day,
+            "earliest_day_meeting_target": self.earliest_day,
+            "days_meeting_target_contiguous": self.contiguous,
+            "days": _records(self.table),
+            "notes": list(self.notes),
+        }
+
+
+def default_timing_days(patient: Patient, request: DosingRequest) -> np.ndarray:
+    """Days 7 to the decision day (at least 14), whole days not before the last sample."""
+    last = last_sample_day(patient) or 0.0
+    end = max(14.0, request.dose_time_day)
+    days = np.arange(7.0, end + 0.5, 1.0)
+    return days[days >= last]
+
+
+def _timing(context: _Context, dose_mg: float, days) -> TimingSearch:
+    request, spec = context.request, context.spec
+    days = np.asarray(sorted(set(np.round(np.asarray(days, dtype=float), 6))), dtype=float)
+    if days.size == 0:
+        raise DosingError("give at least one candidate day for the infusion (--timing-days)")
+    last = last_sample_day(context.patient)
+    if last is not None and days.min() < last:
+        raise DosingError(
+            f"patient {context.patient.id}: candidate infusion days must not precede the last "
+            f"sample (day {last:g}); got day {days.min():g} (--timing-days)"
+        )
+    overlaps = np.array(
+        [
+            bool(
+                np.any(
+                    (context.decision.fixed.time_day < day + context.decision.duration_day)
+                    & (day < context.decision.fixed.time_day + context.decision.fixed.duration_day)
+                )
+            )
+            for day in days
+        ]
+    )
+    draws = context.draws
+    fixed = _window_auc(spec, context.decision.fixed, draws)
+    unit = _unit_window_auc(spec, days, context.decision.duration_day, draws)
+    ln_ratio = _ln_ratio(fixed[:, None] + dose_mg * unit, draws)
+    risk = draws.risk(spec, ln_ratio)
+    meets, _ = _meets(risk, request)
+    meets = meets & ~overlaps
+    table = pd.DataFrame(
+        {
+            "time_day": days,
+            "risk_mean": risk.mean(axis=0),
+            "risk_q2.5": np.quantile(risk, 0.025, axis=0),
+            "risk_q97.5": np.quantile(risk, 0.975, axis=0),
+            "p_high_risk": (ln_ratio < spec.tte.high_risk_threshold).mean(axis=0),
+            "p_meets_target": (risk <= request.target_risk).mean(axis=0),
+            "overlaps_infusion": overlaps,
+            "meets_target": meets,
+        }
+    )
+    hits = np.flatnonzero(meets)
+    notes = []
+    if overlaps.any():
+        notes.append(
+            "days overlapping another infusion are excluded: "
+            + ", ".join(f"{d:g}" for d in days[overlaps])
+        )
+    contiguous = bool(hits.size == 0 or np.all(meets[hits[0] : hits[-1] + 1]))
+    if not contiguous:
+        notes.append("the days meeting the target are not contiguous; see the table")
+    return TimingSearch(
+        dose_mg=float(dose_mg),
+        table=table,
+        latest_day=float(days[hits[-1]]) if hits.size else None,
+        earliest_day=float(days[hits[0]]) if hits.size else None,
+        contiguous=contiguous,
+        notes=tuple(notes),
+    )
+
+
+def infusion_timing(
+    forecast: PatientForecast,
+    dose_mg: float,
+    days=None,
+    request: DosingRequest | None = None,
+    **options,
+) -> TimingSearch:
+    """Risk of ``dose_mg`` infused on each candidate day instead of at the decision time.
+
+    The infusion at ``request.dose_time_day`` (or a new one) moves over ``days`` (default
+    :func:`default_timing_days`); the other doses stay. Under this model AUC_w2-4 is largest
+    for an infusion at day 14 exactly (an earlier one has decayed by the window, a later one
+    misses part of it), so the days meeting the target usually form a range ending at 14:
+    its earliest day tells how early the infusion may be given.
+    """
+    request = request or DosingRequest(**options)
+    _finite_in(dose_mg, 0.0, 3000.0, "timing dose", "mg", "--timing-dose-mg")
+    context = _context(forecast, request)
+    if days is None:
+        days = default_timing_days(forecast.patient, request)
+    return _timing(context, float(dose_mg), days)
+
+
+# -- regimens -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RegimenTemplate:
+    """A named induction schedule: infusion days and mg/kg (rounded up to whole vials)."""
+
+    name: str
+    description: str
+    days: tuple[float, ...]
+    mg_per_kg: float
+
+
+#: Schedules a clinician compares (standard and intensified 0-2-6 weeks, accelerated 0-1-3
+#: weeks as in PREDICT-UC-style protocols, and accelerated day 0-7-14).
+REGIMEN_TEMPLATES: tuple[RegimenTemplate, ...] = (
+    RegimenTemplate("standard_5", "5 mg/kg at weeks 0, 2, 6", (0.0, 14.0, 42.0), 5.0),
+    RegimenTemplate("intensified_10", "10 mg/kg at weeks 0, 2, 6", (0.0, 14.0, 42.0), 10.0),
+    RegimenTemplate("accelerated_5", "5 mg/kg at weeks 0, 1, 3", (0.0, 7.0, 21.0), 5.0),
+    RegimenTemplate("accelerated_10", "10 mg/kg at weeks 0, 1, 3", (0.0, 7.0, 21.0), 10.0),
+    RegimenTemplate("accelerated_d0_7_14", "10 mg/kg at days 0, 7, 14", (0.0, 7.0, 14.0), 10.0),
+)
+
+
+def _template_doses(context: _Context, template: RegimenTemplate) -> list[Dose]:
+    """The patient's given doses (up to the last sample, and the first infusion) plus the
+    template's later doses in whole vials."""
+    patient, request = context.patient, context.request
+    given_until = max(last_sample_day(patient) or 0.0, 0.0)
+    given = [d for d in patient.doses if d.time_day <= given_until]
+    amount = math.ceil(template.mg_per_kg * patient.weight_kg / request.vial_mg - 1e-9)
+    planned = [
+        Dose(day, amount * request.vial_mg, context.spec.pk.default_infusion_duration_day)
+        for day in template.days
+        if day > given_until
+    ]
+    return given + planned
+
+
+@dataclass(frozen=True)
+class RegimenComparison:
+    """Risk summaries of candidate regimens (``table``: one row per regimen)."""
+
+    table: pd.DataFrame
+    doses: dict[str, list[dict[str, float]]]
+
+    def to_json(self) -> list[dict[str, Any]]:
+        rows = _records(self.table)
+        for row in rows:
+            row["doses"] = self.doses[row["name"]]
+        return rows
+
+
+def _regimens(context: _Context, recommendation: DoseRecommendation) -> RegimenComparison:
+    spec, request = context.spec, context.request
+    recommended = [
+        *(
+            Dose(t, a, d)
+            for t, a, d in zip(
+                context.decision.fixed.time_day,
+                context.decision.fixed.amount_mg,
+                context.decision.fixed.duration_day,
+                strict=True,
+            )
+        ),
+        Dose(request.dose_time_day, recommendation.dose_mg, context.decision.duration_day),
+    ]
+    candidates = [
+        ("as_given", "the patient's regimen as entered", list(context.patient.doses)),
+        *((t.name, t.description, _template_doses(context, t)) for t in REGIMEN_TEMPLATES),
+        (
+            "recommended",
+            f"as given, with {recommendation.dose_mg:g} mg at day {request.dose_time_day:g}",
+            sorted((d for d in recommended if d.amount_mg > 0), key=lambda d: d.time_day),
+        ),
+    ]
+    rows, doses = [], {}
+    for name, description, regimen_doses in candidates:
+        ln_ratio = _ln_ratio(
+            _window_auc(spec, _Regimen.of(regimen_doses), context.draws), context.draws
+        )
+        risk = context.draws.risk(spec, ln_ratio)
+        meets, _ = _meets(risk[:, None], request)
+        stats = summary_statistics(risk)
+        rows.append(
+            {
+                "name": name,
+                "description": description,
+                "risk_mean": stats["mean"],
+                "risk_q2.5": stats["q2.5"],
+                "risk_q50": stats["q50"],
+                "risk_q97.5": stats["q97.5"],
+                "p_high_risk": float((ln_ratio < spec.tte.high_risk_threshold).mean()),
+                "p_meets_target": float((risk <= request.target_risk).mean()),
+                "meets_target": bool(meets[0]),
+                "total_mg": float(sum(d.amount_mg for d in regimen_doses)),
+            }
+        )
+        doses[name] = [{"day": d.time_day, "mg": d.amount_mg} for d in regimen_doses]
+    return RegimenComparison(pd.DataFrame(rows), doses)
+
+
+def compare_regimens(
+    forecast: PatientForecast, request: DosingRequest | None = None, **options
+) -> RegimenComparison:
+    """Risk of the patient's own regimen, the :data:`REGIMEN_TEMPLATES` (doses up to the last
+    sample kept as given) and the recommended one, from the same posterior draws."""
+    request = request or DosingRequest(**options)
+    context = _context(forecast, request)
+    return _regimens(context, _recommend(context))
+
+
+# -- trough targets (maintenance) -----------------------------------------------------------
+@dataclass(frozen=True)
+class TroughPlan:
+    """Trough-target dosing: the smallest dose for an interval, the longest interval for a
+    dose (both with P(trough ≥ target) ≥ probability)."""
+
+    target_mg_l: float
+    probability: float
+    interval_day: float
+    maintenance_doses: int
+    dose_feasible: bool
+    dose_mg: float
+    dose_table: pd.DataFrame
+    interval_dose_mg: float
+    longest_interval_day: float | None
+    interval_table: pd.DataFrame
+    notes: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "target_mg_l": self.target_mg_l,
+            "probability": self.probability,
+            "maintenance_doses": self.maintenance_doses,
+            "for_interval": {
+                "interval_day": self.interval_day,
+                "feasible": self.dose_feasible,
+                "dose_mg": self.dose_mg,
+                "curve": _records(self.dose_table),
+            },
+            "for_dose": {
+                "dose_mg": self.interval_dose_mg,
+                "longest_interval_day": self.longest_interval_day,
+                "intervals": _records(self.interval_table),
+            },
+            "notes": list(self.notes),
+        }
+
+
+def _unit_trough(
+    context: _Context, interval_day: np.ndarray, maintenance_doses: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(fixed, per mg) trough concentration (draws, intervals): ``maintenance_doses``
+    infusions every interval from the decision day, trough just before the next one."""
+    start = context.request.dose_time_day
+    intervals = np.asarray(interval_day, dtype=float)
+    trough_day = start + maintenance_doses * intervals  # (k,)
+    before = context.decision.fixed.time_day < start
+    draws = context.draws
+    fixed = concentration(
+        trough_day,
+        context.decision.fixed.time_day[before],
+        context.decision.fixed.amount_mg[before],
+        context.decision.fixed.duration_day[before],
+        draws.clearance,
+        draws.volume,
+    )
+    times = start + np.arange(maintenance_doses)[None, :] * intervals[:, None]  # (k, m)
+    per_mg = concentration(
+        trough_day[:, None],  # (k, 1): one trough time per interval
+        times,
+        np.ones_like(times),
+        np.full_like(times, context.decision.duration_day),
+        draws.clearance[:, None],
+        draws.volume[:, None],
+    )[..., 0]
+    return fixed, per_mg
+
+
+def _check_trough_options(target_mg_l, interval_day, maintenance_doses) -> None:
+    _finite_in(target_mg_l, 1e-3, 500.0, "trough target", "mg/L", "--trough-target")
+    _finite_in(interval_day, 1.0, 365.0, "maintenance interval", "day", "--interval-days")
+    if (
+        isinstance(maintenance_doses, bool)
+        or not isinstance(maintenance_doses, int)
+        or not 1 <= maintenance_doses <= 50
+    ):
+        raise DosingError(
+            f"maintenance doses must be a whole number from 1 to 50, got {maintenance_doses!r} "
+            "(--maintenance-doses)"
+        )
+
+
+def trough_targets(
+    forecast: PatientForecast,
+    target_mg_l: float,
+    *,
+    interval_day: float = 56.0,
+    dose_mg: float | None = None,
+    intervals_day=None,
+    maintenance_doses: int = 1,
+    request: DosingRequest | None = None,
+    **options,
+) -> TroughPlan:
+    """Trough-target dosing for maintenance (TDM-guided interval shortening).
+
+    ``maintenance_doses`` infusions are given every interval from the decision day (earlier
+    doses as given, later planned ones replaced by this schedule); the trough is the
+    concentration just before the next infusion (the model's concentration, without assay
+    error). For ``interval_day`` the smallest whole-vial dose with P(trough ≥
+    ``target_mg_l``) ≥ ``request.probability`` is found; for ``dose_mg`` (default: that dose,
+    or the cap when infeasible) the longest interval in ``intervals_day`` (default 7-84 days)
+    meeting it. Both searches check monotonicity rather than assume it.
+    """
+    request = request or DosingRequest(**options)
+    _check_trough_options(target_mg_l, interval_day, maintenance_doses)
+    context = _context(forecast, request)
+    notes = []
+    later = context.decision.fixed.time_day > request.dose_time_day
+    if later.any():
+        notes.append(
+            "planned doses after day "
+            f"{request.dose_time_day:g} are replaced by the maintenance schedule: "
+            + ", ".join(f"{t:g}" for t in context.decision.fixed.time_day[later])
+        )
+    grid = context.decision.dose_grid_mg
+    fixed, per_mg = _unit_trough(context, np.array([interval_day]), maintenance_doses)
+    troughs = fixed[:, :1] + per_mg[:, :1] * grid[None, :]
+    p_dose = (troughs >= target_mg_l).mean(axis=0)
+    dose_table = pd.DataFrame(
+        {
+            "dose_mg": grid,
+            "trough_q2.5": np.quantile(troughs, 0.025, axis=0),
+            "trough_q50": np.quantile(troughs, 0.5, axis=0),
+            "trough_q97.5": np.quantile(troughs, 0.975, axis=0),
+            "p_trough_above_target": p_dose,
+        }
+    )
+    index = _first_meeting(p_dose >= request.probability)
+    dose_feasible = index is not None
+    chosen = float(grid[index if dose_feasible else -1])
+    if not _is_monotone(p_dose, increasing=True):
+        notes.append("P(trough ≥ target) is not monotone in the dose: check the table")
+    interval_dose = chosen if dose_mg is None else float(dose_mg)
+    _finite_in(interval_dose, 0.0, 3000.0, "trough dose", "mg", "--trough-dose-mg")
+    if intervals_day is None:
+        intervals_day = np.arange(7.0, 85.0, 1.0)
+    intervals = np.asarray(sorted(set(np.asarray(intervals_day, dtype=float))), dtype=float)
+    if intervals.size == 0 or intervals.min() <= 0:
+        raise DosingError("candidate intervals must be positive numbers of days")
+    fixed, per_mg = _unit_trough(context, intervals, maintenance_doses)
+    troughs = fixed + per_mg * interval_dose
+    p_interval = (troughs >= target_mg_l).mean(axis=0)
+    meets = p_interval >= request.probability
+    interval_table = pd.DataFrame(
+        {
+            "interval_day": intervals,
+            "trough_q2.5": np.quantile(troughs, 0.025, axis=0),
+            "trough_q50": np.quantile(troughs, 0.5, axis=0),
+            "trough_q97.5": np.quantile(troughs, 0.975, axis=0),
+            "p_trough_above_target": p_interval,
+            "meets_target": meets,
+        }
+    )
+    if not _is_monotone(p_interval, increasing=False):
+        notes.append("P(trough ≥ target) is not monotone in the interval: check the table")
+    hits = np.flatnonzero(meets)
+    return TroughPlan(
+        target_mg_l=float(target_mg_l),
+        probability=request.probability,
+        interval_day=float(interval_day),
+        maintenance_doses=maintenance_doses,
+        dose_feasible=dose_feasible,
+        dose_mg=chosen,
+        dose_table=dose_table,
+        interval_dose_mg=interval_dose,
+        longest_interval_day=float(intervals[hits[-1]]) if hits.size else None,
+        interval_table=interval_table,
+        notes=tuple(notes),
+    )
+
+
+# -- value of one more sample ------------------------------------------------------------
+@dataclass(frozen=True)
+class SamplingAnalysis:
+    """Pre-posterior analysis of one more sample (``table``: one row per candidate day)."""
+
+    table: pd.DataFrame
+    recommended_day: float | None
+    current_sd_ln_auc_cl: float
+    n_simulations: int
+    notes: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "recommended_day": self.recommended_day,
+            "current_sd_ln_auc_cl": self.current_sd_ln_auc_cl,
+            "n_simulations": self.n_simulations,
+            "days": _records(self.table),
+            "notes": list(self.notes),
+        }
+
+
+def default_sampling_days(patient: Patient, request: DosingRequest, n: int = 8) -> np.ndarray:
+    """``n`` days between the last sample (or day 1) and just before the decision day."""
+    start = max((last_sample_day(patient) or 0.0) + 1.0, 1.0)
+    end = request.dose_time_day - 0.1
+    if end <= start:
+        return np.array([])
+    return np.unique(np.round(np.linspace(start, end, n), 1))
+
+
+def _weights(log_weights: np.ndarray) -> np.ndarray:
+    shifted = log_weights - log_weights.max(axis=-1, keepdims=True)
+    weights = np.exp(shifted)
+    return weights / weights.sum(axis=-1, keepdims=True)
+
+
+def _preposterior_day(
+    context: _Context,
+    day: float,
+    n_simulations: int,
+    rng: np.random.Generator,
+    lloq_mg_l: float,
+    uloq_mg_l: float,
+    ln_ratio: np.ndarray,
+    decision: tuple[np.ndarray, int | None],
+) -> dict[str, Any]:
+    """Simulate a sample at ``day`` from the posterior predictive and reweight the draws."""
+    spec, draws, request = context.spec, context.draws, context.request
+    patient = context.patient
+    prediction = concentration(
+        np.array([day]),
+        patient.dose_time_day,
+        patient.dose_amount_mg,
+        patient.dose_duration_day,
+        draws.clearance,
+        draws.volume,
+    )[:, 0]
+    truth = rng.integers(draws.size, size=n_simulations)
+    values = add_residual_error(
+        prediction[truth], draws.residual_sd[truth], spec.pk.residual_form, rng
+    )
+    censoring = np.where(
+        values < lloq_mg_l, BELOW_LLOQ, np.where(values > uloq_mg_l, ABOVE_ULOQ, MEASURED)
+    )
+    recorded = np.where(
+        censoring == BELOW_LLOQ, lloq_mg_l, np.where(censoring == ABOVE_ULOQ, uloq_mg_l, values)
+    )
+    log_likelihood = observation_log_likelihood(
+        recorded[:, None],
+        censoring[:, None],
+        prediction[None, :],
+        draws.residual_sd[None, :],
+        spec.pk.residual_form,
+    )  # (simulations, draws)
+    weights = _weights(log_likelihood)
+    mean = weights @ ln_ratio
+    sd = np.sqrt(np.maximum(weights @ ln_ratio**2 - mean**2, 0.0))
+    threshold = spec.tte.high_risk_threshold
+    p_high_now = float(np.mean(ln_ratio < threshold))
+    p_high = weights @ (ln_ratio < threshold).astype(float)
+    class_change = (p_high >= 0.5) != (p_high_now >= 0.5)
+    risk, current_index = decision
+    new_meets = _meets_weighted(weights, risk, request)
+    # An infeasible target recommends the cap, the last grid dose.
+    last = context.decision.dose_grid_mg.size - 1
+    first = np.where(new_meets.any(axis=1), new_meets.argmax(axis=1), last)
+    current = last if current_index is None else current_index
+    grid = context.decision.dose_grid_mg
+    dose_change_mg = np.abs(grid[first] - grid[current])
+    ess = 1.0 / np.sum(weights**2, axis=1)
+    return {
+        "time_day": float(day),
+        "expected_sd_ln_auc_cl": float(sd.mean()),
+        "p_class_change": float(class_change.mean()),
+        "p_dose_change": float(np.mean(first != current)),
+        "expected_abs_dose_change_mg": float(dose_change_mg.mean()),
+        "p_below_lloq": float(np.mean(censoring == BELOW_LLOQ)),
+        "predicted_median_mg_l": float(np.median(values)),
+        "particle_ess_median": float(np.median(ess)),
+    }
+
+
+def _meets_weighted(weights: np.ndarray, risk: np.ndarray, request: DosingRequest) -> np.ndarray:
+    """Criterion met per (simulation, dose) under reweighted draws; ``risk`` (draws, doses)."""
+    if request.criterion == "mean":
+        return weights @ risk <= request.target_risk
+    return weights @ (risk <= request.target_risk).astype(float) >= request.probability
+
+
+def _check_sampling_options(n_simulations, lloq_mg_l, uloq_mg_l) -> None:
+    if (
+        isinstance(n_simulations, bool)
+        or not isinstance(n_simulations, int)
+        or not 10 <= n_simulations <= 100_000
+    ):
+        raise DosingError(
+            f"simulations per day must be a whole number from 10 to 100000, got "
+            f"{n_simulations!r} (--n-simulations)"
+        )
+    _finite_in(lloq_mg_l, 0.0, 100.0, "assay LLOQ", "mg/L", "--lloq")
+    if not isinstance(uloq_mg_l, int | float) or math.isnan(uloq_mg_l) or uloq_mg_l <= lloq_mg_l:
+        raise DosingError(
+            f"the assay ULOQ must exceed the LLOQ ({lloq_mg_l:g} mg/L), got {uloq_mg_l!r} (--uloq)"
+        )
+
+
+def sampling_value(
+    forecast: PatientForecast,
+    days=None,
+    *,
+    n_simulations: int = 400,
+    random_seed: int = 0,
+    lloq_mg_l: float = 0.3,
+    uloq_mg_l: float = math.inf,
+    request: DosingRequest | None = None,
+    **options,
+) -> SamplingAnalysis:
+    """Expected effect of one more concentration sample on each candidate day.
+
+    For each day, ``n_simulations`` measurements are simulated from the posterior predictive
+    (a draw, its concentration under the regimen as given, the model's residual error, M3
+    censoring at the assay limits); the posterior draws are reweighted by each measurement's
+    likelihood (exact Bayes updating of the draws as particles) and the table reports the
+    expected posterior SD of ln(AUC_w2-4/CL), the probability that the risk class
+    (P(high risk) ≥ 0.5) would change, the probability that the recommended dose would
+    change and the expected size of that change (on the vial grid a recommendation sits just
+    past the criterion's boundary, so any new information moves it by a vial with high
+    probability: the expected change in mg says more), and the median particle ESS
+    (reweighting quality). The recommended day maximises the expected reduction in SD
+    (earliest on ties).
+    """
+    request = request or DosingRequest(**options)
+    _check_sampling_options(n_simulations, lloq_mg_l, uloq_mg_l)
+    context = _context(forecast, request)
+    patient = forecast.patient
+    if days is None:
+        days = default_sampling_days(patient, request)
+    days = np.asarray(sorted(set(np.asarray(days, dtype=float))), dtype=float)
+    last = last_sample_day(patient) or 0.0
+    notes = []
+    if days.size == 0:
+        notes.append(
+            "no candidate sampling day between the last sample and the decision day: give "
+            "--sample-days"
+        )
+    elif days.min() <= last:
+        raise DosingError(
+            f"patient {patient.id}: candidate sampling days must be after the last sample (day "
+            f"{last:g}); got day {days.min():g} (--sample-days)"
+        )
+    if days.size and days.max() > request.dose_time_day:
+        notes.append(
+            f"samples after day {request.dose_time_day:g} are simulated under the regimen as "
+            "given and come after the decision they would inform"
+        )
+    draws = context.draws
+    ln_ratio_now = _ln_ratio(_window_auc(context.spec, _Regimen.of(patient.doses), draws), draws)
+    _, risk = _risk_curve(context, draws, context.decision.dose_grid_mg, request.dose_time_day)
+    uniform = np.full((1, draws.size), 1.0 / draws.size)
+    current_index = _first_meeting(_meets_weighted(uniform, risk, request)[0])
+    rng = np.random.default_rng([random_seed, 4])
+    rows = [
+        _preposterior_day(
+            context,
+            day,
+            n_simulations,
+            rng,
+            lloq_mg_l,
+            uloq_mg_l,
+            ln_ratio_now,
+            (risk, current_index),
+        )
+        for day in days
+    ]
+    current_sd = float(np.std(ln_ratio_now))
+    table = pd.DataFrame(
+        rows,
+        columns=[
+            "time_day",
+            "expected_sd_ln_auc_cl",
+            "p_class_change",
+            "p_dose_change",
+            "expected_abs_dose_change_mg",
+            "p_below_lloq",
+            "predicted_median_mg_l",
+            "particle_ess_median",
+        ],
+    )
+    recommended = None
+    if rows:
+        table["expected_sd_reduction"] = 1.0 - table["expected_sd_ln_auc_cl"] / current_sd
+        recommended = float(table["time_day"][int(np.argmax(table["expected_sd_reduction"]))])
+        if table["particle_ess_median"].min() < MIN_PARTICLE_ESS:
+            notes.append(
+                "some simulated samples leave few effective posterior draws (median ESS "
+                f"< {MIN_PARTICLE_ESS:g}): take more --draws for a smoother analysis"
+            )
+    return SamplingAnalysis(
+        table=table,
+        recommended_day=recommended,
+        current_sd_ln_auc_cl=current_sd,
+        n_simulations=n_simulations,
+        notes=tuple(notes),
+    )
+
+
+# -- everything for one patient -----------------------------------------------------------
+@dataclass(frozen=True)
+class DosingPlan:
+    """Recommendation, timing, regimens and optionally troughs and sampling for one patient."""
+
+    forecast: PatientForecast
+    recommendation: DoseRecommendation
+    timing: TimingSearch | None
+    regimens: RegimenComparison
+    trough: TroughPlan | None = None
+    sampling: SamplingAnalysis | None = None
+    notes: tuple[str, ...] = field(default=())
+
+    def to_json(self) -> dict[str, Any]:
+        """The patient's entry of the ``optimize`` JSON output."""
+        out = {
+            **self.recommendation.to_json(),
+            "status": self.forecast.status,
+            "timing": self.timing.to_json() if self.timing else None,
+            "regimens": self.regimens.to_json(),
+            "diagnostics": self.forecast.diagnostics,
+        }
+        out["notes"] = [*out["notes"], *self.notes]
+        if self.trough is not None:
+            out["trough"] = self.trough.to_json()
+        if self.sampling is not None:
+            out["next_sample"] = self.sampling.to_json()
+        return out
+
+    def to_tree(self) -> xr.DataTree:
+        """The plan as DataTree groups (``dosing/curve``, ``dosing/timing``, ...), each a
+        table with a named dimension; scalar results in the ``dosing`` attrs."""
+        rec = self.recommendation
+        groups = {
+            "curve": (rec.curve, "candidate_dose"),
+            "regimens": (self.regimens.table, "regimen"),
+        }
+        if self.timing is not None:
+            groups["timing"] = (self.timing.table, "candidate_day")
+        if self.trough is not None:
+            groups["trough_dose"] = (self.trough.dose_table, "candidate_dose")
+            groups["trough_interval"] = (self.trough.interval_table, "candidate_interval")
+        if self.sampling is not None:
+            groups["sampling"] = (self.sampling.table, "candidate_sample_day")
+        attrs = {
+            "patient_id": rec.patient_id,
+            "target_risk": rec.request.target_risk,
+            "criterion": rec.request.criterion,
+            "probability": rec.request.probability,
+            "dose_time_day": rec.request.dose_time_day,
+            "vial_mg": rec.request.vial_mg,
+            "max_mg_per_kg": rec.request.max_mg_per_kg,
+            "feasible": int(rec.feasible),
+            "recommended_dose_mg": rec.dose_mg,
+            "map_recommended_dose_mg": rec.map_dose_mg,
+            "monotone": int(rec.monotone),
+        }
+        nodes = {"dosing": xr.Dataset(attrs=attrs)}
+        for name, (frame, dim) in groups.items():
+            dataset = xr.Dataset(
+                {column: ((dim,), _netcdf_values(frame[column])) for column in frame.columns}
+            )
+            nodes[f"dosing/{name}"] = dataset
+        return xr.DataTree.from_dict(nodes)
+
+
+def _netcdf_values(series: pd.Series) -> np.ndarray:
+    values = series.to_numpy()
+    if values.dtype == bool:
+        return values.astype(np.int8)
+    if values.dtype == object:
+        return values.astype(str)
+    return values
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """What :func:`plan_dosing` computes beyond the recommendation, validated once.
+
+    ``timing_dose_mg`` (default: the recommended dose) and ``timing_days`` (default
+    :func:`default_timing_days`) drive the timing search; ``trough_target_mg_l`` switches on
+    the trough mode (:func:`trough_targets`); ``next_sample`` or ``sample_days`` the
+    pre-posterior analysis (:func:`sampling_value`).
+    """
+
+    timing_dose_mg: float | None = None
+    timing_days: tuple[float, ...] | None = None
+    trough_target_mg_l: float | None = None
+    trough_interval_day: float = 56.0
+    trough_dose_mg: float | None = None
+    maintenance_doses: int = 1
+    sample_days: tuple[float, ...] | None = None
+    next_sample: bool = False
+    n_simulations: int = 400
+    lloq_mg_l: float = 0.3
+    uloq_mg_l: float = math.inf
+
+    def __post_init__(self):
+        if self.timing_dose_mg is not None:
+            _finite_in(self.timing_dose_mg, 0.0, 3000.0, "timing dose", "mg", "--timing-dose-mg")
+        if self.timing_days is not None and len(self.timing_days) == 0:
+            raise DosingError("give at least one candidate infusion day (--timing-days)")
+        if self.trough_target_mg_l is not None:
+            _check_trough_options(
+                self.trough_target_mg_l, self.trough_interval_day, self.maintenance_doses
+            )
+        if self.trough_dose_mg is not None:
+            _finite_in(self.trough_dose_mg, 0.0, 3000.0, "trough dose", "mg", "--trough-dose-mg")
+        _check_sampling_options(self.n_simulations, self.lloq_mg_l, self.uloq_mg_l)
+
+
+def plan_dosing(
+    forecast: PatientForecast,
+    request: DosingRequest | None = None,
+    options: PlanOptions | None = None,
+    *,
+    random_seed: int = 0,
+) -> DosingPlan:
+    """Recommendation, timing search, regimen table and (optionally) trough targets and the
+    value of one more sample, for one patient's forecast.
+
+    The timing search uses ``options.timing_dose_mg`` or, by default, the recommended dose; it
+    is skipped (with a note) when no candidate day is left after the last sample.
+    """
+    request = request or DosingRequest()
+    options = options or PlanOptions()
+    context = _context(forecast, request)
+    recommendation = _recommend(context)
+    notes = []
+    days = options.timing_days
+    if days is None:
+        days = default_timing_days(forecast.patient, request)
+    timing = None
+    if len(days):
+        dose = options.timing_dose_mg
+        timing = _timing(context, recommendation.dose_mg if dose is None else float(dose), days)
+    else:
+        notes.append("timing search skipped: no candidate day after the last sample")
+    regimens = _regimens(context, recommendation)
+    trough = None
+    if options.trough_target_mg_l is not None:
+        trough = trough_targets(
+            forecast,
+            options.trough_target_mg_l,
+            interval_day=options.trough_interval_day,
+            dose_mg=options.trough_dose_mg,
+            maintenance_doses=options.maintenance_doses,
+            request=request,
+        )
+    sampling = None
+    if options.next_sample or options.sample_days is not None:
+        sampling = sampling_value(
+            forecast,
+            options.sample_days,
+            n_simulations=options.n_simulations,
+            random_seed=random_seed,
+            lloq_mg_l=options.lloq_mg_l,
+            uloq_mg_l=options.uloq_mg_l,
+            request=request,
+        )
+    return DosingPlan(
+        forecast=forecast,
+        recommendation=recommendation,
+        timing=timing,
+        regimens=regimens,
+        trough=trough,
+        sampling=sampling,
+        notes=tuple(notes),
+    )
+
+
+def with_dose(patient: Patient, time_day: float, amount_mg: float, duration_day: float) -> Patient:
+    """``patient`` with the dose at ``time_day`` replaced (or added); 0 mg removes it.
+
+    Used to check recommendations independently, through :func:`forecast.derived_quantities`
+    on the modified regimen.
+    """
+    others = tuple(d for d in patient.doses if abs(d.time_day - time_day) >= 1e-9)
+    added = (Dose(float(time_day), float(amount_mg), float(duration_day)),) if amount_mg > 0 else ()
+    return replace(patient, doses=tuple(sorted(others + added, key=lambda d: d.time_day)))
