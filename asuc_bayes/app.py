@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import importlib.util
 import io
 import itertools
 import json
@@ -46,6 +45,7 @@ from asuc_bayes.dataset import (
     patients_from_records,
     read_patients,
 )
+from asuc_bayes.dosing import DosingError, recommend_dose
 from asuc_bayes.forecast import (
     PatientForecast,
     SamplerSettings,
@@ -57,18 +57,13 @@ from asuc_bayes.forecast import (
 from asuc_bayes.plots import concentration_figure, dose_risk_figure, ln_ratio_figure
 from asuc_bayes.report import method_text, patient_report_html, summary_rows
 
-__all__ = ["create_app", "dosing_available", "run_app", "warm_up"]
+__all__ = ["create_app", "run_app", "warm_up"]
 
 #: Forecasts kept per app (the same patient and seed give the same forecast).
 CACHE_SIZE = 16
 DOSE_UNITS = {"mg": "mg", "mg_per_kg": "mg/kg"}
 SAMPLE_KINDS = {"mg_l": "measured", "below_lloq": "< LLOQ", "above_uloq": "> ULOQ"}
 _KIND_OF_CENSORING = {0: "mg_l", BELOW_LLOQ: "below_lloq", ABOVE_ULOQ: "above_uloq"}
-
-
-def dosing_available() -> bool:
-    """Whether :mod:`asuc_bayes.dosing` (issue 4) is installed."""
-    return importlib.util.find_spec("asuc_bayes.dosing") is not None
 
 
 def _log(message: str) -> None:
@@ -294,16 +289,6 @@ def _sidebar(examples: PatientSet) -> ui.Sidebar:
 
 
 def _dosing_card() -> ui.Tag:
-    if not dosing_available():
-        return ui.card(
-            ui.card_header("Week-2 dose to a target risk"),
-            ui.p(
-                "Dosing arrives with issue 4: the recommended week-2 dose to a target 90-day "
-                "risk and the dose–risk curve will appear here.",
-                class_="text-muted",
-                id="dosing-unavailable",
-            ),
-        )
     return ui.card(
         ui.card_header("Week-2 dose to a target risk"),
         ui.layout_columns(
@@ -311,23 +296,32 @@ def _dosing_card() -> ui.Tag:
             ui.input_radio_buttons(
                 "criterion",
                 "Criterion",
-                {"mean": "posterior mean risk", "probability": "probability"},
+                {"mean": "posterior mean risk ≤ target", "probability": "P(risk ≤ target) ≥"},
                 selected="mean",
             ),
-            ui.input_numeric(
-                "criterion_probability",
-                "P(risk ≤ target) at least",
-                0.8,
-                min=0.5,
-                max=0.99,
-                step=0.05,
+            ui.panel_conditional(
+                "input.criterion === 'probability'",
+                ui.input_numeric(
+                    "criterion_probability",
+                    "required probability",
+                    0.8,
+                    min=0.5,
+                    max=0.99,
+                    step=0.05,
+                ),
             ),
-            ui.input_numeric("dose_day", "Dose day", 14, min=0, step=1),
+            ui.input_numeric("dose_day", "Day of the dose", 14, min=0, step=1),
             col_widths=(3, 3, 3, 3),
         ),
         ui.output_ui("dosing_summary"),
         ui.output_plot("dose_risk_plot", height="330px"),
-        id="dosing-card",
+        ui.p(
+            "Whole 100 mg vials up to 20 mg/kg; the dose replaces the regimen's dose on that day "
+            "(or is added) and the other doses stay as entered. The recommendation uses this "
+            "patient's posterior; the MAP recommendation is what a point forecast would give.",
+            class_="upload-note",
+        ),
+        id="dosing_card",
     )
 
 
@@ -931,18 +925,14 @@ def create_app(
         # -- dosing (issue 4) -------------------------------------------------------------
         @reactive.calc
         def dosing_json() -> dict | None:
-            if not dosing_available():
-                return None
             result = forecast_or_none()
             if result is None:
                 return None
-            from asuc_bayes.dosing import recommend_dose
-
             target = input.target_risk()
             probability = input.criterion_probability()
             day = input.dose_day()
             if target is None or probability is None or day is None:
-                return None
+                return {"error": "give the target risk, the probability and the day of the dose"}
             try:
                 recommendation = recommend_dose(
                     result,
@@ -951,42 +941,50 @@ def create_app(
                     probability=float(probability),
                     dose_time_day=float(day),
                 )
-            except (InputError, ValueError) as exc:
-                return {"error": str(exc)}
+            except DosingError as exc:  # the message ends with the CLI option: drop it
+                return {"error": re.sub(r" \(--[a-z-]+\)$", "", str(exc))}
             except Exception as exc:
                 _unexpected("a dose recommendation", exc, debug)
                 return {"error": "The dose recommendation failed for these inputs."}
             return recommendation.to_json()
 
-        if dosing_available():
-
-            @render.ui
-            def dosing_summary():
-                rec = dosing_json()
-                if rec is None:
-                    return ui.TagList()
-                if "error" in rec:
-                    return ui.div(rec["error"], class_="field-error")
-                chosen = rec.get("recommended")
-                if not rec.get("feasible") or not chosen:
-                    return ui.p(ui.strong("No dose in the allowed range reaches the target."))
-                risk = chosen["risk_90d"]
-                map_dose = (rec.get("map_recommended") or {}).get("dose_mg")
-                return ui.p(
+        @render.ui
+        def dosing_summary():
+            rec = dosing_json()
+            if rec is None:
+                return ui.TagList()
+            if "error" in rec:
+                return ui.div(rec["error"], class_="field-error", id="dosing-error")
+            chosen, on_map = rec["recommended"], rec["map_recommended"]
+            risk = chosen["risk_90d"]
+            interval = (
+                f"90-day risk {_fmt_pct(risk['mean'])} (95 % CrI {_fmt_pct(risk['q2.5'])} – "
+                f"{_fmt_pct(risk['q97.5'])}), P(high risk) {chosen['p_high_risk']:.2f}"
+            )
+            dose = f"{chosen['dose_mg']:g} mg ({chosen['dose_mg_kg']:.1f} mg/kg)"
+            if rec["feasible"]:
+                head = ui.span(
                     "Recommended: ",
-                    ui.strong(f"{chosen['dose_mg']:g} mg", id="recommended-dose"),
-                    f" at day {chosen['time_day']:g}: 90-day risk {_fmt_pct(risk['mean'])} "
-                    f"(95 % CrI {_fmt_pct(risk['q2.5'])} – {_fmt_pct(risk['q97.5'])}), "
-                    f"P(high risk) {chosen['p_high_risk']:.2f}.",
-                    f" MAP recommendation: {map_dose:g} mg." if map_dose is not None else "",
+                    ui.strong(dose, id="recommended-dose"),
+                    f" on day {chosen['time_day']:g}: {interval}.",
                 )
+            else:
+                head = ui.span(
+                    ui.strong("No dose up to the cap reaches the target", id="recommended-dose"),
+                    f"; at the cap, {dose}: {interval}.",
+                )
+            if on_map.get("feasible"):
+                beside = f" MAP recommendation: {on_map['dose_mg']:g} mg."
+            else:
+                beside = " MAP: no dose up to the cap reaches the target."
+            return ui.p(head, beside, class_="mb-1")
 
-            @render.plot(alt="90-day risk against the week-2 dose")
-            def dose_risk_plot():
-                rec = dosing_json()
-                if rec is None or "error" in rec or not rec.get("curve"):
-                    return None
-                return _drawn(lambda: dose_risk_figure(rec), debug)
+        @render.plot(alt="90-day risk against the week-2 dose")
+        def dose_risk_plot():
+            rec = dosing_json()
+            if rec is None or "error" in rec or not rec.get("curve"):
+                return None
+            return _drawn(lambda: dose_risk_figure(rec), debug)
 
     app = App(_app_ui(spec, examples), server, debug=False)
     app.sanitize_errors = True  # a generic message, never an exception text, in the browser

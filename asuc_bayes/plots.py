@@ -252,7 +252,8 @@ def dose_risk_figure(
         The JSON form of a dose recommendation (``DoseRecommendation.to_json()`` of
         :mod:`asuc_bayes.dosing`): ``curve`` rows with ``dose_mg``, ``risk_mean``,
         ``risk_q2.5``, ``risk_q97.5`` and ``p_high_risk``; ``target_risk``; ``recommended``
-        and ``map_recommended`` with ``dose_mg`` (either may be ``None``).
+        and ``map_recommended`` with ``dose_mg`` (marked only when ``feasible``); the MAP
+        plug-in risk is drawn too when the rows have ``map_risk``.
     """
     curve = recommendation["curve"]
     dose = np.array([row["dose_mg"] for row in curve], dtype=float)
@@ -273,8 +274,12 @@ def dose_risk_figure(
         Line2D([], [], color=HIGH_RISK_COLOUR, lw=1.4, ls="-.", label="P(high risk)"),
         Line2D([], [], color="black", lw=1.0, ls="--", label=f"target {target:g} %"),
     ]
+    if all("map_risk" in row for row in curve):
+        map_risk = np.array([row["map_risk"] for row in curve], dtype=float)
+        ax.plot(dose, 100 * map_risk, color=MAP_COLOUR, lw=1.2, ls=":")
+        handles.append(Line2D([], [], color=MAP_COLOUR, lw=1.2, ls=":", label="MAP plug-in risk"))
     recommended = recommendation.get("recommended") or {}
-    if recommended.get("dose_mg") is not None:
+    if recommendation.get("feasible", True) and recommended.get("dose_mg") is not None:
         ax.axvline(recommended["dose_mg"], color=POSTERIOR_COLOUR, lw=1.2)
         handles.append(
             Line2D(
@@ -286,7 +291,7 @@ def dose_risk_figure(
             )
         )
     map_recommended = recommendation.get("map_recommended") or {}
-    if map_recommended.get("dose_mg") is not None:
+    if map_recommended.get("feasible", True) and map_recommended.get("dose_mg") is not None:
         ax.axvline(map_recommended["dose_mg"], color=MAP_COLOUR, lw=1.2, ls=":")
         handles.append(
             Line2D(

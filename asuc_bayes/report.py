@@ -251,7 +251,8 @@ def patient_report_html(
     forecast
         A :class:`asuc_bayes.forecast.PatientForecast`.
     dosing
-        Optional ``DoseRecommendation.to_json()`` of the same patient.
+        Optional ``DoseRecommendation.to_json()`` of the same patient, or ``{"error": text}``
+        when no recommendation could be made (the report says why).
     generated_at
         Optional time stamp printed in the header (none by default, so that the same
         forecast gives the same bytes).
@@ -323,7 +324,7 @@ def report_paths(path: str | Path, patient_ids) -> list[Path]:
 def write_patient_reports(results, path: str | Path, *, dosing: dict | None = None) -> list[Path]:
     """Write one HTML report per patient (see :func:`report_paths`); return the paths.
 
-    ``dosing`` maps patient IDs to dose recommendations (JSON form), if any.
+    ``dosing`` maps patient IDs to dose recommendations (JSON form, or ``{"error": text}``).
     """
     paths = report_paths(path, [r.patient.id for r in results])
     for result, target in zip(results, paths, strict=True):

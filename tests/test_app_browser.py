@@ -87,6 +87,36 @@ def test_example_patient_risk_matches_the_api_and_plots_render(page, forecaster)
     _screenshot(page, "app-example-patient")
 
 
+def test_dosing_panel_matches_the_api_for_both_criteria(page, forecaster):
+    from asuc_bayes.dosing import recommend_dose
+
+    patient = read_patients(example_path()).patients[0]
+    forecast = forecaster.forecast(patient, random_seed=patient_seed(0, patient.id))
+    summary = page.locator("#dosing_summary")
+    for criterion in ("mean", "probability"):
+        expected = recommend_dose(forecast, criterion=criterion, probability=0.8).to_json()
+        if criterion == "probability":
+            page.get_by_label("P(risk ≤ target) ≥").check()
+            expect(page.locator("#criterion_probability")).to_be_visible()
+        chosen = expected["recommended"]
+        if expected["feasible"]:
+            wanted = f"Recommended: {chosen['dose_mg']:g} mg ({chosen['dose_mg_kg']:.1f} mg/kg)"
+        else:
+            wanted = "No dose up to the cap reaches the target"
+        expect(summary).to_contain_text(wanted)
+        expect(summary).to_contain_text(f"{100 * chosen['risk_90d']['mean']:.1f} %")
+        expect(summary).to_contain_text(
+            f"MAP recommendation: {expected['map_recommended']['dose_mg']:g} mg"
+        )
+        page.wait_for_function(IDLE_JS, timeout=RESULT_TIMEOUT_MS)
+        width = page.eval_on_selector(
+            "#dose_risk_plot img", "img => img.complete ? img.naturalWidth : 0"
+        )
+        assert width > 300
+    page.locator("#dosing_card").scroll_into_view_if_needed()
+    _screenshot(page, "app-dosing")
+
+
 def test_changed_input_updates_the_results(page):
     before = page.inner_text("#risk-mean")
     page.get_by_role("tab", name="Covariates").click()
@@ -173,7 +203,8 @@ def test_downloads_report_json_and_netcdf(page, tmp_path):
     html = report.read_text(encoding="utf-8")
     assert report_download.value.suggested_filename == "asuc-bayes-P01.html"
     assert shown in html
-    assert len(re.findall(r'src="data:image/png;base64,', html)) == 2
+    assert len(re.findall(r'src="data:image/png;base64,', html)) == 3  # with the dose-risk curve
+    assert "Week-2 dose to a target risk" in html
     with page.expect_download() as json_download:
         page.click("#download_json")
     path = tmp_path / "results.json"

@@ -134,7 +134,10 @@ def test_console_script_reports_errors_without_traceback(tmp_path):
     assert "Traceback" not in completed.stderr
 
 
-@pytest.mark.parametrize("command", [[], ["forecast"], ["compare-patient"], ["compare"], ["app"]])
+@pytest.mark.parametrize(
+    "command",
+    [[], ["forecast"], ["optimize"], ["sensitivity"], ["compare-patient"], ["compare"], ["app"]],
+)
 def test_help_shows_examples_and_exit_codes(capsys, command):
     with pytest.raises(SystemExit) as exited:
         main([*command, "--help"])

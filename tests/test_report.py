@@ -70,6 +70,23 @@ def test_report_holds_the_patients_numbers_and_embedded_figures(blq_forecast, tm
     assert "http" not in document.replace("http-equiv", "")  # self-contained
 
 
+def test_report_dose_section_from_the_dosing_module(blq_forecast):
+    from asuc_bayes.dosing import recommend_dose
+
+    recommendation = recommend_dose(blq_forecast).to_json()
+    document = patient_report_html(blq_forecast, dosing=recommendation)
+    chosen = recommendation["recommended"]
+    if recommendation["feasible"]:
+        assert f"Recommended dose: <strong>{chosen['dose_mg']:g} mg</strong>" in document
+    else:
+        assert "No dose up to the cap reaches the target." in document
+    assert f"{100 * chosen['risk_90d']['q97.5']:.1f} %" in document
+    assert len(_images(document)) == 3
+    refused = patient_report_html(blq_forecast, dosing={"error": "dose day <before> sample"})
+    assert "No dose recommendation: dose day &lt;before&gt; sample" in refused
+    assert len(_images(refused)) == 2
+
+
 def test_report_escapes_the_patient_id_and_warns_when_unconverged(blq_forecast):
     patient = dataclasses.replace(blq_forecast.patient, id=HOSTILE_ID)
     hostile = dataclasses.replace(blq_forecast, patient=patient, status="unconverged")
