@@ -962,6 +962,8 @@ def create_app(
                 f"{_fmt_pct(risk['q97.5'])}), P(high risk) {chosen['p_high_risk']:.2f}"
             )
             dose = f"{chosen['dose_mg']:g} mg ({chosen['dose_mg_kg']:.1f} mg/kg)"
+            if chosen["dose_mg"] == 0:
+                dose = "0 mg (no dose needed that day)"
             if rec["feasible"]:
                 head = ui.span(
                     "Recommended: ",
@@ -974,7 +976,8 @@ def create_app(
                     f"; at the cap, {dose}: {interval}.",
                 )
             if on_map.get("feasible"):
-                beside = f" MAP recommendation: {on_map['dose_mg']:g} mg."
+                none = " (no dose needed that day)" if on_map["dose_mg"] == 0 else ""
+                beside = f" MAP recommendation: {on_map['dose_mg']:g} mg{none}."
             else:
                 beside = " MAP: no dose up to the cap reaches the target."
             return ui.p(head, beside, class_="mb-1")
