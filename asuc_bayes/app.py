@@ -54,7 +54,12 @@ from asuc_bayes.forecast import (
     results_json,
     save_results,
 )
-from asuc_bayes.plots import concentration_figure, dose_risk_figure, ln_ratio_figure
+from asuc_bayes.plots import (
+    PNG_OPTIONS,
+    concentration_figure,
+    dose_risk_figure,
+    ln_ratio_figure,
+)
 from asuc_bayes.report import method_text, patient_report_html, summary_rows
 
 __all__ = ["create_app", "run_app", "warm_up"]
@@ -288,9 +293,8 @@ def _sidebar(examples: PatientSet) -> ui.Sidebar:
     )
 
 
-def _dosing_card() -> ui.Tag:
-    return ui.card(
-        ui.card_header("Week-2 dose to a target risk"),
+def _dosing_panel() -> ui.Tag:
+    return ui.div(
         ui.layout_columns(
             ui.input_numeric("target_risk", "Target 90-day risk (%)", 20, min=1, max=90, step=1),
             ui.input_radio_buttons(
@@ -329,22 +333,25 @@ def _main_panel(spec: ModelSpec) -> list:
     return [
         ui.output_ui("status_banner"),
         ui.output_ui("risk_panel"),
-        ui.card(
-            ui.card_header("Concentration–time course"),
-            ui.output_plot("concentration_plot", height="430px"),
-            full_screen=True,
-        ),
-        ui.card(
-            ui.card_header("Exposure marker ln(AUC day 14–28 / CL)"),
-            ui.output_plot("ln_ratio_plot", height="290px"),
-            full_screen=True,
+        # one figure at a time: Shiny draws only the visible tab's plot, which keeps an
+        # input change fast (each figure costs ~0.2 s to draw)
+        ui.navset_card_underline(
+            ui.nav_panel(
+                "Concentration–time course",
+                ui.output_plot("concentration_plot", height="430px"),
+            ),
+            ui.nav_panel(
+                "Exposure marker ln(AUC/CL)",
+                ui.output_plot("ln_ratio_plot", height="300px"),
+            ),
+            ui.nav_panel("Week-2 dose to a target risk", _dosing_panel()),
+            id="result_tabs",
         ),
         ui.card(
             ui.card_header("Posterior beside the MAP, and diagnostics"),
             ui.output_ui("summary_table"),
             ui.output_ui("diagnostics"),
         ),
-        _dosing_card(),
         ui.card(
             ui.card_header("Downloads"),
             ui.div(
@@ -556,11 +563,11 @@ def create_app(
 
     def server(input, output, session):
         uids = itertools.count(1)
-        dose_uids: reactive.Value[list[int]] = reactive.value([])
-        sample_uids: reactive.Value[list[int]] = reactive.value([])
-        patient_set: reactive.Value[PatientSet] = reactive.value(examples)
-        upload_notes_value: reactive.Value[list[str]] = reactive.value([])
-        upload_error: reactive.Value[str] = reactive.value("")
+        dose_uids: reactive.Value[list[int]] = reactive.value([], name="dose_uids")
+        sample_uids: reactive.Value[list[int]] = reactive.value([], name="sample_uids")
+        patient_set: reactive.Value[PatientSet] = reactive.value(examples, name="patient_set")
+        upload_notes_value: reactive.Value[list[str]] = reactive.value([], name="notes")
+        upload_error: reactive.Value[str] = reactive.value("", name="upload_error")
 
         def fill_form(patient: Patient) -> None:
             doses, samples = _rows_of(patient)
@@ -739,6 +746,12 @@ def create_app(
         def forecast_or_none() -> PatientForecast | None:
             return outcome().forecast
 
+        @reactive.calc
+        def summary() -> dict | None:
+            """The forecast's summary, computed once for every output."""
+            result = forecast_or_none()
+            return None if result is None else result.summary()
+
         @reactive.effect
         async def _enable_downloads():
             enabled = outcome().forecast is not None
@@ -794,7 +807,7 @@ def create_app(
                 return ui.div(
                     "No forecast: complete the inputs.", class_="text-muted", id="no-forecast"
                 )
-            s = result.summary()
+            s = summary()
             risk = s["posterior"]["risk_90d"]
             threshold = spec.tte.high_risk_threshold
             map_class = "high" if s["map"]["ln_auc_cl"] < threshold else "low"
@@ -836,7 +849,9 @@ def create_app(
                 id="risk-boxes",
             )
 
-        @render.plot(alt="Concentration-time course: a priori, a posteriori and the 90 % band")
+        @render.plot(
+            alt="Concentration-time course: a priori, a posteriori and the 90 % band", **PNG_OPTIONS
+        )
         def concentration_plot():
             result = forecast_or_none()
             if result is None:
@@ -844,10 +859,14 @@ def create_app(
             log_scale = bool(input.log_scale())
             return _drawn(lambda: concentration_figure(result, log_scale=log_scale), debug)
 
-        @render.plot(alt="Posterior density of ln(AUC/CL) with the high-risk threshold")
+        @render.plot(
+            alt="Posterior density of ln(AUC/CL) with the high-risk threshold", **PNG_OPTIONS
+        )
         def ln_ratio_plot():
             result = forecast_or_none()
-            return None if result is None else _drawn(lambda: ln_ratio_figure(result), debug)
+            if result is None:
+                return None
+            return _drawn(lambda: ln_ratio_figure(result, summary=summary()), debug)
 
         @render.ui
         def summary_table():
@@ -869,7 +888,7 @@ def create_app(
                     ui.tags.td(r["map"]),
                     ui.tags.td(r["a_priori"]),
                 )
-                for r in summary_rows(result.summary())
+                for r in summary_rows(summary())
             ]
             return ui.tags.table(header, *body, class_="table table-sm summary")
 
@@ -898,7 +917,7 @@ def create_app(
                 ),
             )
 
-        @render.download(filename=lambda: _download_name(input.patient_id() or "", ".html"))
+        @render.download_button(filename=lambda: _download_name(input.patient_id() or "", ".html"))
         def download_report():
             result = forecast_or_none()
             if result is None:
@@ -906,14 +925,14 @@ def create_app(
             stamp = time.strftime("%Y-%m-%d %H:%M")
             yield patient_report_html(result, dosing=dosing_json(), generated_at=stamp)
 
-        @render.download(filename=lambda: _download_name(input.patient_id() or "", ".json"))
+        @render.download_button(filename=lambda: _download_name(input.patient_id() or "", ".json"))
         def download_json():
             result = forecast_or_none()
             if result is None:
                 raise _DownloadUnavailable()
             yield json.dumps(results_json([result], spec), indent=2)
 
-        @render.download(filename=lambda: _download_name(input.patient_id() or "", ".nc"))
+        @render.download_button(filename=lambda: _download_name(input.patient_id() or "", ".nc"))
         def download_netcdf():
             result = forecast_or_none()
             if result is None:
@@ -982,7 +1001,7 @@ def create_app(
                 beside = " MAP: no dose up to the cap reaches the target."
             return ui.p(head, beside, class_="mb-1")
 
-        @render.plot(alt="90-day risk against the week-2 dose")
+        @render.plot(alt="90-day risk against the week-2 dose", **PNG_OPTIONS)
         def dose_risk_plot():
             rec = dosing_json()
             if rec is None or "error" in rec or not rec.get("curve"):

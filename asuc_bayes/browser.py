@@ -34,10 +34,12 @@ CHROMIUM_ARGS = (
     "--disable-component-update",
     "--disable-sync",
 )
-#: True when Shiny is neither busy nor recalculating an output.
+#: True when Shiny is neither busy nor recalculating a visible output (outputs in hidden tabs
+#: are suspended and keep their "recalculating" mark until shown).
 IDLE_JS = (
     "() => !document.documentElement.classList.contains('shiny-busy') && "
-    "document.querySelectorAll('.recalculating').length === 0"
+    "Array.from(document.querySelectorAll('.recalculating'))"
+    ".every(e => e.offsetParent === null)"
 )
 
 

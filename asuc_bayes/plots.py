@@ -26,11 +26,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import scipy.stats
+import scipy.signal
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, NullLocator
 
 from asuc_bayes.dataset import ABOVE_ULOQ, BELOW_LLOQ, MEASURED
 
@@ -125,6 +125,7 @@ def concentration_figure(
     if log_scale:
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        ax.yaxis.set_minor_locator(NullLocator())  # dozens of unlabelled ticks cost ~15 %
         floor = max(LOG_FLOOR_MG_L, 0.5 * float(np.min(observed, initial=np.inf)))
         floor = min(floor, 1.0)
         ax.set_ylim(floor, peak * 2.0)
@@ -185,18 +186,33 @@ def concentration_figure(
 
 
 def _density(values: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """Kernel density of ``values`` on ``grid`` (a spike-free histogram for degenerate draws)."""
-    if np.ptp(values) < 1e-9:
-        return np.where(np.abs(grid - values[0]) <= np.diff(grid).mean(), 1.0, 0.0)
-    return scipy.stats.gaussian_kde(values)(grid)
+    """Gaussian kernel density of ``values`` on the evenly spaced ``grid``, Scott's bandwidth
+    (as :class:`scipy.stats.gaussian_kde`), by binning and an FFT convolution: ~1 ms instead
+    of ~50 ms for 4000 draws, which keeps the app responsive."""
+    step = float(grid[1] - grid[0])
+    counts, _ = np.histogram(
+        values, bins=grid.size, range=(grid[0] - step / 2, grid[-1] + step / 2)
+    )
+    bandwidth = float(np.std(values, ddof=1)) * values.size ** (-1 / 5)
+    if not bandwidth > step / 4:  # (nearly) all draws equal: a spike one bin wide
+        return counts / (values.size * step)
+    half = int(np.ceil(5 * bandwidth / step))
+    offsets = np.arange(-half, half + 1) * step
+    kernel = np.exp(-0.5 * (offsets / bandwidth) ** 2)
+    kernel /= kernel.sum()
+    smoothed = scipy.signal.fftconvolve(counts, kernel, mode="same")
+    return np.maximum(smoothed, 0.0) / (values.size * step)
 
 
-def ln_ratio_figure(forecast, *, width: float = 8.0, height: float = 3.4) -> Figure:
+def ln_ratio_figure(
+    forecast, *, summary: Mapping[str, Any] | None = None, width: float = 8.0, height: float = 3.4
+) -> Figure:
     """Posterior density of ln(AUC_w2-4/CL) with the high-risk threshold, MAP and a priori.
 
     The area left of the threshold (high risk) is shaded; its probability is printed.
+    ``summary`` is ``forecast.summary()`` if the caller has it already.
     """
-    summary = forecast.summary()
+    summary = summary or forecast.summary()
     threshold = forecast.spec.tte.high_risk_threshold
     values = forecast.tree["posterior"]["ln_auc_cl"].values.ravel()
     map_value = summary["map"]["ln_auc_cl"]
@@ -312,8 +328,12 @@ def dose_risk_figure(
     return figure
 
 
+#: Fast PNG compression: a few more bytes, ~20 ms less per figure.
+PNG_OPTIONS = {"pil_kwargs": {"compress_level": 1}}
+
+
 def figure_png(figure: Figure, *, dpi: int = 110) -> bytes:
     """The figure as PNG bytes (no timestamp metadata: the same figure gives the same bytes)."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
+    figure.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None}, **PNG_OPTIONS)
     return buffer.getvalue()

@@ -55,6 +55,16 @@ def _screenshot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
+def _expect_plot(page, output: str) -> None:
+    """The output shows a decoded image wider than 300 px."""
+    page.wait_for_function(
+        "(id) => { const img = document.querySelector(id + ' img');"
+        " return img !== null && img.complete && img.naturalWidth > 300; }",
+        arg=output,
+        timeout=RESULT_TIMEOUT_MS,
+    )
+
+
 def _wait_changed(page, selector: str, old: str) -> str:
     page.wait_for_function(
         "([selector, old]) => { const e = document.querySelector(selector);"
@@ -81,10 +91,11 @@ def test_example_patient_risk_matches_the_api_and_plots_render(page, forecaster)
     assert page.inner_text("#risk-class") == expected["risk_class"].upper()
     assert page.inner_text("#map-risk") == _percent(expected["map"]["risk_90d"])
     assert "converged" in page.inner_text("#diagnostics-text")
-    for plot in ("#concentration_plot img", "#ln_ratio_plot img"):
-        width = page.eval_on_selector(plot, "img => img.complete ? img.naturalWidth : 0")
-        assert width > 300, plot
+    _expect_plot(page, "#concentration_plot")
     _screenshot(page, "app-example-patient")
+    page.get_by_role("tab", name="Exposure marker ln(AUC/CL)").click()
+    _expect_plot(page, "#ln_ratio_plot")  # drawn when its tab is shown
+    _screenshot(page, "app-exposure-marker")
 
 
 def test_dosing_panel_matches_the_api_for_both_criteria(page, forecaster):
@@ -92,6 +103,7 @@ def test_dosing_panel_matches_the_api_for_both_criteria(page, forecaster):
 
     patient = read_patients(example_path()).patients[0]
     forecast = forecaster.forecast(patient, random_seed=patient_seed(0, patient.id))
+    page.get_by_role("tab", name="Week-2 dose to a target risk").click()
     summary = page.locator("#dosing_summary")
     for criterion in ("mean", "probability"):
         expected = recommend_dose(forecast, criterion=criterion, probability=0.8).to_json()
@@ -109,11 +121,7 @@ def test_dosing_panel_matches_the_api_for_both_criteria(page, forecaster):
             f"MAP recommendation: {expected['map_recommended']['dose_mg']:g} mg"
         )
         page.wait_for_function(IDLE_JS, timeout=RESULT_TIMEOUT_MS)
-        width = page.eval_on_selector(
-            "#dose_risk_plot img", "img => img.complete ? img.naturalWidth : 0"
-        )
-        assert width > 300
-    page.locator("#dosing_card").scroll_into_view_if_needed()
+        _expect_plot(page, "#dose_risk_plot")
     _screenshot(page, "app-dosing")
 
 

@@ -196,3 +196,18 @@ def test_dose_risk_figure_from_the_dosing_json_contract():
     np.testing.assert_allclose(mean.get_ydata(), 100 * risk)
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert "recommended 500 mg" in labels and "MAP recommendation 400 mg" in labels
+
+
+@pytest.mark.parametrize("bimodal", [False, True])
+def test_binned_density_matches_scipys_gaussian_kde(bimodal):
+    import scipy.stats
+
+    from asuc_bayes.plots import _density
+
+    rng = np.random.default_rng(5)
+    values = rng.normal(6.0, 0.8, 4000)
+    if bimodal:
+        values[:1500] = rng.normal(-3.0, 1.0, 1500)
+    grid = np.linspace(values.min() - 0.4, values.max() + 0.4, 400)
+    reference = scipy.stats.gaussian_kde(values)(grid)
+    np.testing.assert_allclose(_density(values, grid), reference, atol=0.005 * reference.max())
