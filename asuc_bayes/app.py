@@ -211,7 +211,7 @@ def _sample_row(uid: int, day: float | None, value: float | None, kind: str):
     )
 
 
-def _sidebar(examples: PatientSet) -> ui.Sidebar:
+def _sidebar(examples: PatientSet, seed: int) -> ui.Sidebar:
     dosing_tab = ui.nav_panel(
         "Dosing",
         ui.p(
@@ -283,7 +283,7 @@ def _sidebar(examples: PatientSet) -> ui.Sidebar:
         ui.accordion(
             ui.accordion_panel(
                 "Options",
-                ui.input_numeric("seed", "Random seed", 0, min=0, step=1),
+                ui.input_numeric("seed", "Random seed", seed, min=0, step=1),
                 ui.input_switch("log_scale", "Logarithmic concentration axis", True),
             ),
             open=False,
@@ -371,9 +371,9 @@ def _main_panel(spec: ModelSpec) -> list:
     ]
 
 
-def _app_ui(spec: ModelSpec, examples: PatientSet):
+def _app_ui(spec: ModelSpec, examples: PatientSet, seed: int):
     return ui.page_sidebar(
-        _sidebar(examples),
+        _sidebar(examples, seed),
         ui.head_content(
             ui.tags.style(_CSS),
             ui.tags.script(_JS % {"max_bytes": MAX_UPLOAD_BYTES}),
@@ -529,6 +529,7 @@ def create_app(
     spec: ModelSpec | None = None,
     *,
     settings: SamplerSettings | None = None,
+    seed: int = 0,
     debug: bool = False,
 ) -> App:
     """The Shiny app for ``spec`` (the default model when ``None``).
@@ -539,6 +540,8 @@ def create_app(
         The model; forecasts use the process-wide forecaster of this spec.
     settings
         Sampler settings (the defaults of :class:`SamplerSettings` when ``None``).
+    seed
+        The random seed the app starts with (users can change it under *Options*).
     debug
         Print tracebacks of unexpected errors on stderr (they may name input values).
     """
@@ -791,10 +794,10 @@ def create_app(
                 return ui.div(result.message, class_="alert alert-danger", role="alert")
             if result.forecast.status != "ok":
                 return ui.div(
-                    ui.strong("Not converged: "),
+                    ui.strong("⚠ Not converged: "),
                     "this posterior did not pass the convergence checks (R-hat, ESS, "
                     "divergences). Do not use these numbers as they are.",
-                    class_="alert alert-warning",
+                    class_="alert alert-danger",
                     role="alert",
                     id="unconverged-banner",
                 )
@@ -1008,7 +1011,7 @@ def create_app(
                 return None
             return _drawn(lambda: dose_risk_figure(rec), debug)
 
-    app = App(_app_ui(spec, examples), server, debug=False)
+    app = App(_app_ui(spec, examples, seed), server, debug=False)
     app.sanitize_errors = True  # a generic message, never an exception text, in the browser
     return app
 
@@ -1022,20 +1025,22 @@ def run_app(
     port: int = 8000,
     *,
     spec: ModelSpec | None = None,
+    settings: SamplerSettings | None = None,
+    seed: int = 0,
     quiet: bool = False,
     debug: bool = False,
 ) -> None:
-    """Warm the model, then serve the app until interrupted."""
+    """Warm the model, then serve the app until interrupted (arguments as :func:`create_app`)."""
     import uvicorn
 
     spec = spec or load_model()
     if not quiet:
         _log(f"loading the model {spec.label} (the first run on a machine compiles it, ~1 min)")
-    seconds = warm_up(spec)
+    seconds = warm_up(spec, settings)
     if not quiet:
         _log(f"model ready in {seconds:.1f} s; serving on http://{host}:{port}")
     uvicorn.run(
-        create_app(spec, debug=debug),
+        create_app(spec, settings=settings, seed=seed, debug=debug),
         host=host,
         port=port,
         log_level="warning",

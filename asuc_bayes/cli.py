@@ -72,6 +72,7 @@ exit codes: 0 ok; 1 an unconverged posterior (unless --allow-unconverged); 2 bad
 APP_EXAMPLES = """examples:
   asuc-bayes app                          http://127.0.0.1:8000, the default model
   asuc-bayes app --port 8050 --variant log_crp
+  asuc-bayes app --draws 2000 --seed 7      more draws per chain; the seed the app starts with
 
 The model is compiled (first run on a machine, ~1 min) or loaded before the server starts.
 The app has no log-in: keep --host on this machine (127.0.0.1) unless a proxy protects it.
@@ -223,7 +224,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     app.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     app.add_argument("--port", type=int, default=8000, help="port (8000)")
-    _add_model_options(app)
+    _add_sampling_options(app)
     app.add_argument("--quiet", action="store_true", help="no start-up messages on stderr")
     app.add_argument(
         "--debug",
@@ -632,7 +633,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _app(args: argparse.Namespace) -> int:
     try:
-        spec = load_model(args.model, variants=args.variant)
+        spec, settings = _spec_and_settings(args)
         if not 0 < args.port < 65536:
             raise ValueError(f"--port must be between 1 and 65535, got {args.port}")
         with socket.create_server((args.host, args.port)):
@@ -650,7 +651,15 @@ def _app(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     try:
-        run_app(args.host, args.port, spec=spec, quiet=args.quiet, debug=args.debug)
+        run_app(
+            args.host,
+            args.port,
+            spec=spec,
+            settings=settings,
+            seed=args.seed,
+            quiet=args.quiet,
+            debug=args.debug,
+        )
     except KeyboardInterrupt:
         pass
     return EXIT_OK

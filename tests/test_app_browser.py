@@ -173,6 +173,11 @@ def test_malformed_upload_shows_the_error_and_a_good_file_loads(page):
     assert "bad.csv" in message and "row 2" in message and "AMT" in message
     assert "not a number" in message
     _screenshot(page, "app-upload-error")
+    too_big = b"ID,TIME,EVID,AMT,DV,WT,CRP\n" + b"X1,0,1,600,.,70,30\n" * 60_000
+    page.set_input_files(
+        "#upload_file", files=[{"name": "big.csv", "mimeType": "text/csv", "buffer": too_big}]
+    )
+    expect(page.locator("#upload_file-error")).to_contain_text("more than the 1000000 accepted")
     hostile = '<img src=x onerror="document.title=1">'
     good = (
         "[[patient]]\n"
@@ -229,3 +234,18 @@ def test_downloads_report_json_and_netcdf(page, tmp_path):
     assert float(tree["P01/posterior"]["risk_90d"].mean()) == pytest.approx(
         entry["posterior"]["risk_90d"]["mean"]
     )
+
+
+def test_unconverged_posterior_shows_a_warning(browser):
+    # 4 chains x 50 draws cannot reach the bulk ESS gate of 400: always unconverged
+    with served_app(extra_args=("--draws", "50", "--tune", "50")) as url:
+        page = browser.new_page()
+        page.goto(url)
+        page.wait_for_selector("#unconverged-banner", timeout=RESULT_TIMEOUT_MS)
+        expect(page.locator("#unconverged-banner")).to_contain_text(
+            "did not pass the convergence checks"
+        )
+        expect(page.locator("#diagnostics-text")).to_contain_text("NOT CONVERGED")
+        expect(page.locator("#diagnostics-text")).to_contain_text("4 chains × 50 draws")
+        _screenshot(page, "app-unconverged")
+        page.close()
