@@ -211,42 +211,31 @@ def _sample_row(uid: int, day: float | None, value: float | None, kind: str):
     )
 
 
-def _sidebar(examples: PatientSet, seed: int) -> ui.Sidebar:
-    dosing_tab = ui.nav_panel(
-        "Dosing",
-        ui.p(
-            "Every infusion of the regimen to evaluate: given and planned doses.",
-            class_="upload-note",
-        ),
-        ui.div(
-            ui.span("day"),
-            ui.span("dose"),
-            ui.span("unit"),
-            ui.span("duration (h)"),
-            ui.span(""),
-            class_="entry-head dose-grid",
-        ),
-        ui.div(id="dose-rows"),
-        _error_slot("dose-rows"),
-        ui.input_action_button("add_dose", "+ add dose", class_="btn-sm btn-outline-primary"),
+def _entry_tab(title: str, kind: str, note: str, columns: tuple[str, ...]):
+    """The Dosing or Samples tab: a note, column heads, the rows and an add button."""
+    return ui.nav_panel(
+        title,
+        ui.p(note, class_="upload-note"),
+        ui.div(*(ui.span(c) for c in (*columns, "")), class_=f"entry-head {kind}-grid"),
+        ui.div(id=f"{kind}-rows"),
+        _error_slot(f"{kind}-rows"),
+        ui.input_action_button(f"add_{kind}", f"+ add {kind}", class_="btn-sm btn-outline-primary"),
     )
-    samples_tab = ui.nav_panel(
+
+
+def _sidebar(examples: PatientSet, seed: int) -> ui.Sidebar:
+    dosing_tab = _entry_tab(
+        "Dosing",
+        "dose",
+        "Every infusion of the regimen to evaluate: given and planned doses.",
+        ("day", "dose", "unit", "duration (h)"),
+    )
+    samples_tab = _entry_tab(
         "Samples",
-        ui.p(
-            "Serum infliximab concentrations (mg/L = µg/mL). A sample below the assay's lower "
-            "limit (< LLOQ) or above its upper limit (> ULOQ): give the limit as the value.",
-            class_="upload-note",
-        ),
-        ui.div(
-            ui.span("day"),
-            ui.span("mg/L"),
-            ui.span("status"),
-            ui.span(""),
-            class_="entry-head sample-grid",
-        ),
-        ui.div(id="sample-rows"),
-        _error_slot("sample-rows"),
-        ui.input_action_button("add_sample", "+ add sample", class_="btn-sm btn-outline-primary"),
+        "sample",
+        "Serum infliximab concentrations (mg/L = µg/mL). A sample below the assay's lower "
+        "limit (< LLOQ) or above its upper limit (> ULOQ): give the limit as the value.",
+        ("day", "mg/L", "status"),
     )
     covariates_tab = ui.nav_panel(
         "Covariates",
