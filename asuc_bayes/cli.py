@@ -102,6 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", type=Path, help="directory for figures (PNG) and tables (CSV)")
     compare.add_argument("--quiet", action="store_true", help="no progress on stderr")
     _add_sampling_options(compare)
+    _add_population_commands(sub)
     return parser
 
 
@@ -204,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         "forecast": _forecast,
         "compare-patient": _compare_patient,
         "compare": _compare,
+        **POPULATION_COMMANDS,
     }
     return commands[args.command](args)
 
@@ -270,6 +272,74 @@ def _compare(args: argparse.Namespace) -> int:
     else:
         print(format_study(studies))
     return EXIT_OK
+
+
+# -- population commands (issue 3): simulate, fit, evaluate ------------------------------
+
+SIMULATE_EXAMPLES = """examples:
+  asuc-bayes simulate --n 72 --seed 1 --out cohort.csv    also writes cohort.truth.csv
+  asuc-bayes simulate --n 200 --seed 2 --population-uncertainty --out big.csv
+
+exit codes: 0 ok; 2 bad options
+"""
+
+
+def _add_population_commands(sub) -> None:
+    simulate = sub.add_parser(
+        "simulate",
+        help="a Table-1-like virtual cohort (NONMEM-style CSV with colectomy records + truth)",
+        epilog=SIMULATE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    simulate.add_argument("--n", type=int, default=72, help="patients (72)")
+    simulate.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    simulate.add_argument(
+        "--out",
+        type=Path,
+        help="CSV to write (and NAME.truth.csv); the CSV goes to stdout without it",
+    )
+    simulate.add_argument(
+        "--population-uncertainty",
+        action="store_true",
+        help="draw the population parameters from their published uncertainty (RSE)",
+    )
+    simulate.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"model name or .toml file ({DEFAULT_MODEL})"
+    )
+    simulate.add_argument("--variant", action="append", default=[], metavar="NAME")
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from asuc_bayes.report import format_cohort_summary
+    from asuc_bayes.simulate import TABLE1, cohort_summary, simulate_cohort, write_cohort
+
+    try:
+        spec = load_model(args.model, variants=args.variant)
+        if args.n < 1:
+            raise ValueError(f"--n must be a positive number of patients, got {args.n}")
+    except (ModelSpecError, ValueError) as exc:
+        return _error(str(exc))
+    cohort = simulate_cohort(
+        spec, args.n, args.seed, population_uncertainty=args.population_uncertainty
+    )
+    summary = format_cohort_summary(cohort_summary(cohort.patients), TABLE1)
+    if args.out:
+        data_path, truth_path = write_cohort(cohort, args.out)
+        print(summary)
+        print(f"asuc-bayes: cohort written to {data_path}, truth to {truth_path}", file=sys.stderr)
+    else:
+        import tempfile
+
+        from asuc_bayes.dataset import write_nonmem_csv
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = write_nonmem_csv(cohort.patients, Path(folder) / "cohort.csv")
+            sys.stdout.write(path.read_text())
+        print(summary, file=sys.stderr)
+    return EXIT_OK
+
+
+POPULATION_COMMANDS = {"simulate": _simulate}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -128,3 +128,19 @@ def format_study(studies) -> str:
             f"exact-grid posteriors {m['exact_grid']}, unconverged {m['unconverged']}"
         )
     return "\n".join(lines)
+
+
+def format_cohort_summary(summary: dict, reference: dict) -> str:
+    """A simulated cohort's Table-1 statistics beside the paper's (``simulate.TABLE1``)."""
+
+    def show(value) -> str:
+        if isinstance(value, tuple):
+            return "[" + ", ".join(show(v) for v in value) + "]"
+        if isinstance(value, float):
+            return f"{value:.3g}"
+        return str(value)
+
+    lines = [f"{'statistic':<30}{'simulated':>26}{'paper (Table 1)':>26}"]
+    for key, paper in reference.items():
+        lines.append(f"{key:<30}{show(summary[key]):>26}{show(paper):>26}")
+    return "\n".join(lines)
