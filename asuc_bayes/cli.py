@@ -307,6 +307,7 @@ def _add_population_commands(sub) -> None:
         "--model", default=DEFAULT_MODEL, help=f"model name or .toml file ({DEFAULT_MODEL})"
     )
     simulate.add_argument("--variant", action="append", default=[], metavar="NAME")
+    _add_fit_command(sub)
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -339,7 +340,86 @@ def _simulate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-POPULATION_COMMANDS = {"simulate": _simulate}
+FIT_EXAMPLES = """examples:
+  asuc-bayes fit cohort.csv                                 weak priors, table
+  asuc-bayes fit cohort.csv --prior published --out fit.nc --seed 3
+  asuc-bayes fit cohort.csv --two-stage --format json
+
+exit codes: 0 ok; 1 unconverged posterior (unless --allow-unconverged); 2 bad input
+"""
+
+
+def _add_fit_command(sub) -> None:
+    fit = sub.add_parser(
+        "fit",
+        help="hierarchical popPK + Weibull time-to-colectomy fit of a cohort (NUTS)",
+        epilog=FIT_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    fit.add_argument("data", help="NONMEM-style .csv (or .toml/.yaml) with one DVID=2 record each")
+    fit.add_argument("--prior", default="weak", help="prior set of the model file: weak|published")
+    fit.add_argument(
+        "--two-stage",
+        action="store_true",
+        help="PK posterior first, then the Weibull model on it (default: joint fit)",
+    )
+    fit.add_argument("--format", choices=("table", "json"), default="table")
+    fit.add_argument("--out", type=Path, help="write the fit DataTree (netCDF)")
+    _add_sampling_options(fit)
+    fit.set_defaults(target_accept=None)
+    _add_unconverged_option(fit)
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from asuc_bayes.dataset import read_cohort
+    from asuc_bayes.population import PopulationSettings, fit_population, published_values
+    from asuc_bayes.report import format_fit
+
+    try:
+        spec = load_model(args.model, variants=args.variant)
+        spec.priors(args.prior)
+        settings = PopulationSettings(
+            draws=args.draws,
+            tune=args.tune,
+            chains=args.chains,
+            sampler=args.sampler,
+            **({"target_accept": args.target_accept} if args.target_accept else {}),
+        )
+        cohort = read_cohort(
+            args.data, default_infusion_duration_day=spec.pk.default_infusion_duration_day
+        )
+    except (InputError, ModelSpecError, ValueError, OSError) as exc:
+        return _error(str(exc))
+    for note in cohort.notes:
+        print(f"asuc-bayes: note: {note}", file=sys.stderr)
+    result = fit_population(
+        cohort.patients,
+        spec,
+        prior=args.prior,
+        method="two_stage" if args.two_stage else "joint",
+        settings=settings,
+        random_seed=args.seed,
+    )
+    summary = result.summary()
+    if args.format == "json":
+        print(json.dumps(summary, indent=2))
+    else:
+        print(format_fit(summary, published_values(spec)))
+    if args.out:
+        result.save(args.out)
+        print(f"asuc-bayes: fit written to {args.out}", file=sys.stderr)
+    if summary["status"] != "ok" and not args.allow_unconverged:
+        print(
+            "asuc-bayes: the population posterior failed the convergence gates: do not use it "
+            "as it is (rerun with more --tune/--draws or a higher --target-accept, or pass "
+            "--allow-unconverged)",
+            file=sys.stderr,
+        )
+        return EXIT_UNCONVERGED
+    return EXIT_OK
+
+
+POPULATION_COMMANDS = {"simulate": _simulate, "fit": _fit}
 
 
 if __name__ == "__main__":  # pragma: no cover
