@@ -308,6 +308,7 @@ def _add_population_commands(sub) -> None:
     )
     simulate.add_argument("--variant", action="append", default=[], metavar="NAME")
     _add_fit_command(sub)
+    _add_evaluate_command(sub)
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -419,7 +420,56 @@ def _fit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-POPULATION_COMMANDS = {"simulate": _simulate, "fit": _fit}
+EVALUATE_EXAMPLES = """examples:
+  asuc-bayes evaluate fit.nc --out evaluation/
+  asuc-bayes evaluate fit.nc --out evaluation/ --replicates 1000 --format json
+
+writes pcvpc.png, km_vpc.png, roc.png, metrics.json and CSV tables
+exit codes: 0 ok; 2 bad input
+"""
+
+
+def _add_evaluate_command(sub) -> None:
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="pcVPC, KM-VPC by risk group, ROC/AUROC, Youden threshold of a population fit",
+        epilog=EVALUATE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    evaluate.add_argument("fit", type=Path, help="a fit written by asuc-bayes fit --out")
+    evaluate.add_argument("--out", type=Path, required=True, help="folder for figures and tables")
+    evaluate.add_argument("--replicates", type=int, default=200, help="VPC replicates (200)")
+    evaluate.add_argument("--bootstrap", type=int, default=2000, help="bootstrap samples (2000)")
+    evaluate.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    evaluate.add_argument("--format", choices=("table", "json"), default="table")
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from asuc_bayes.evaluation import evaluate_fit, write_evaluation
+    from asuc_bayes.population import load_fit
+    from asuc_bayes.population_draws import spec_of_fit
+    from asuc_bayes.report import format_evaluation
+
+    try:
+        if args.replicates < 10 or args.bootstrap < 10:
+            raise ValueError("--replicates and --bootstrap must be at least 10")
+        tree = load_fit(args.fit)
+        spec = spec_of_fit(tree)
+    except (ModelSpecError, ValueError, OSError) as exc:
+        return _error(str(exc))
+    result = evaluate_fit(
+        tree, spec, replicates=args.replicates, bootstrap=args.bootstrap, random_seed=args.seed
+    )
+    written = write_evaluation(result, args.out)
+    if args.format == "json":
+        print(json.dumps(result["metrics"], indent=2))
+    else:
+        print(format_evaluation(result["metrics"]))
+    print(f"asuc-bayes: {len(written)} files written to {args.out}", file=sys.stderr)
+    return EXIT_OK
+
+
+POPULATION_COMMANDS = {"simulate": _simulate, "fit": _fit, "evaluate": _evaluate}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -194,3 +194,45 @@ def format_fit(summary: dict, published: dict) -> str:
             "1.01 or bulk ESS < 400): do not use these numbers as they are."
         )
     return "\n".join(lines)
+
+
+def format_evaluation(metrics: dict) -> str:
+    """The ROC / Youden / classification results of ``evaluate_fit`` as text (the paper
+    reports AUROC 0.79 [0.52-1.00], threshold 5.79, sensitivity 83 %, specificity 85 %,
+    accuracy 85 %, Fisher p = 0.001)."""
+    lines = [
+        f"ROC of ln(AUC_w2-4/CL) for colectomy after day 28: {metrics['n_roc']} subjects "
+        f"({metrics['excluded_early_colectomies']} early colectomies excluded), "
+        f"{metrics['n_colectomies_roc']} colectomies",
+        f"  AUROC {metrics['auroc']:.2f} (bootstrap 95 % CI {metrics['auroc_bootstrap_95'][0]:.2f}"
+        f"-{metrics['auroc_bootstrap_95'][1]:.2f}; posterior over ln ratio uncertainty "
+        f"{metrics['auroc_posterior_median']:.2f} [{metrics['auroc_posterior_95'][0]:.2f}-"
+        f"{metrics['auroc_posterior_95'][1]:.2f}])",
+        f"  Youden threshold {metrics['youden_threshold']:.2f} (bootstrap 95 % "
+        f"{metrics['youden_bootstrap_95'][0]:.2f}-{metrics['youden_bootstrap_95'][1]:.2f}; "
+        f"posterior {metrics['youden_posterior_median']:.2f} "
+        f"[{metrics['youden_posterior_95'][0]:.2f}-{metrics['youden_posterior_95'][1]:.2f}])",
+        "",
+        f"  {'threshold':<22}{'TP':>4}{'FN':>4}{'FP':>4}{'TN':>4}{'sens':>7}{'spec':>7}{'acc':>7}"
+        f"{'Fisher p':>10}",
+    ]
+    for key, label in (
+        ("classification_published_threshold", "published"),
+        ("classification_youden_threshold", "Youden"),
+    ):
+        c = metrics[key]
+        name = f"{label} {c['threshold']:.2f}"
+        lines.append(
+            f"  {name:<22}{c['true_positive']:>4}"
+            f"{c['false_negative']:>4}{c['false_positive']:>4}{c['true_negative']:>4}"
+            f"{c['sensitivity']:>7.2f}{c['specificity']:>7.2f}{c['accuracy']:>7.2f}"
+            f"{c['fisher_p']:>10.2g}"
+        )
+    groups = metrics["risk_groups"]
+    lines.append("")
+    lines.append(
+        f"  risk groups (posterior median ln ratio vs {groups['threshold']}): high "
+        f"{groups['high']} ({groups['colectomies_high']} colectomies), low {groups['low']} "
+        f"({groups['colectomies_low']} colectomies)"
+    )
+    return "\n".join(lines)
