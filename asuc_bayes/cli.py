@@ -32,6 +32,7 @@ FORECAST_EXAMPLES = """examples:
   asuc-bayes forecast patients.csv --format json   NONMEM-style CSV, JSON on stdout
   asuc-bayes forecast patient.toml --id P01 --out p01.nc --seed 7
   asuc-bayes forecast patients.csv --variant log_crp --variant reference_weight_63kg
+  asuc-bayes forecast patients.csv --model fit.nc   integrate over a population fit's posterior
 
 exit codes: 0 ok; 1 an unconverged posterior (unless --allow-unconverged); 2 bad input
 """
@@ -72,6 +73,13 @@ def _parser() -> argparse.ArgumentParser:
     forecast.add_argument("--format", choices=("table", "json"), default="table")
     _add_sampling_options(forecast)
     forecast.add_argument("--out", type=Path, help="write the results DataTree (netCDF)")
+    forecast.add_argument(
+        "--population-draws",
+        type=int,
+        default=200,
+        metavar="S",
+        help="with --model FIT.nc: population posterior draws integrated over (200)",
+    )
     _add_unconverged_option(forecast)
 
     compare_patient = sub.add_parser(
@@ -211,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _forecast(args: argparse.Namespace) -> int:
+    if str(args.model).endswith(".nc"):
+        return _forecast_population(args)
     try:
         spec, settings = _spec_and_settings(args)
         patients = _load_patients(args, spec)
@@ -467,6 +477,35 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(format_evaluation(result["metrics"]))
     print(f"asuc-bayes: {len(written)} files written to {args.out}", file=sys.stderr)
     return EXIT_OK
+
+
+def _forecast_population(args: argparse.Namespace) -> int:
+    """``forecast --model FIT.nc``: integrate over the fitted population posterior."""
+    from asuc_bayes.population_draws import PopulationDraws
+    from asuc_bayes.population_forecast import forecast_patients_with_population
+
+    try:
+        if args.variant:
+            raise ValueError("--variant cannot be combined with a population fit (--model *.nc)")
+        if args.population_draws < 2:
+            raise ValueError(f"--population-draws must be at least 2, got {args.population_draws}")
+        draws = PopulationDraws.from_fit(args.model, n=args.population_draws, random_seed=args.seed)
+        patients = _load_patients(args, draws.spec)
+    except (InputError, ModelSpecError, ValueError, OSError) as exc:
+        return _error(str(exc))
+    results = forecast_patients_with_population(
+        patients, draws, random_seed=args.seed, chains=args.chains, draws_per_chain=args.draws
+    )
+    if args.format == "json":
+        payload = results_json(results, draws.spec)
+        payload["model"]["population_fit"] = str(args.model)
+        print(json.dumps(payload, indent=2))
+    else:
+        print(format_table(results, draws.spec))
+    if args.out:
+        save_results(results, args.out)
+        print(f"asuc-bayes: results written to {args.out}", file=sys.stderr)
+    return _unconverged_exit(results, args)
 
 
 POPULATION_COMMANDS = {"simulate": _simulate, "fit": _fit, "evaluate": _evaluate}

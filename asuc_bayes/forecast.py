@@ -451,111 +451,122 @@ class Forecaster:
 
     # -- results ------------------------------------------------------------------------
     def _build_tree(self, patient, eta, trace, map_result, diagnostics, status, settings, seed):
-        spec = self.spec
-        chains, draws = eta.shape[:2]
-        coords = {"chain": np.arange(chains), "draw": np.arange(draws)}
+        return forecast_tree(
+            self.spec, patient, eta, trace, map_result, diagnostics, status, settings, seed
+        )
+
+
+def forecast_tree(
+    spec, patient, eta, trace, map_result, diagnostics, status, settings, seed, derived=None
+) -> xr.DataTree:
+    """The result DataTree of one patient from η draws (chain, draw, 2); ``derived`` (the
+    :data:`DERIVED` quantities per draw) defaults to :func:`derived_quantities` under ``spec``
+    (a population-mixture forecast passes its own, computed with each draw's parameters)."""
+    chains, draws = eta.shape[:2]
+    coords = {"chain": np.arange(chains), "draw": np.arange(draws)}
+    if derived is None:
         derived = derived_quantities(spec, patient, eta)
-        posterior = xr.Dataset(
-            {
-                "eta": (("chain", "draw", "random_effect"), eta),
-                **{name: (("chain", "draw"), derived[name]) for name in DERIVED},
-            },
-            coords={**coords, "random_effect": list(RANDOM_EFFECTS)},
-        )
-        for name, unit in DERIVED.items():
-            posterior[name].attrs["units"] = unit
-        if trace is None:  # independent draws from the exact posterior
-            trace = {"diverging": np.zeros((chains, draws), dtype=bool)}
-        sample_stats = xr.Dataset(
-            {name: (("chain", "draw"), values) for name, values in trace.items()},
-            coords=coords,
-        )
-        time_day = curve_times(spec, patient)
-        curve_draws = np.arange(0, draws, CURVE_THIN)
-        curve = concentration(
-            time_day,
-            patient.dose_time_day,
-            patient.dose_amount_mg,
-            patient.dose_duration_day,
-            derived["cl"][:, curve_draws],
-            derived["v"][:, curve_draws],
-        )
-        point_eta = np.stack([map_result["eta"], np.zeros(2)])
-        point = derived_quantities(spec, patient, point_eta)
-        point_curve = concentration(
-            time_day,
-            patient.dose_time_day,
-            patient.dose_amount_mg,
-            patient.dose_duration_day,
-            point["cl"],
-            point["v"],
-        )
-        predictions = xr.Dataset(
-            {
-                "concentration": (("chain", "draw", "time"), curve),
-                "concentration_map": (("time",), point_curve[0]),
-                "concentration_a_priori": (("time",), point_curve[1]),
-            },
-            coords={"chain": coords["chain"], "draw": curve_draws, "time": time_day},
-            attrs={"thinning": f"every {CURVE_THIN}th posterior draw (draw labels match)"},
-        )
-        predictions["time"].attrs["units"] = "day"
-        predictions["concentration"].attrs["units"] = "mg/L"
-        point_estimates = xr.Dataset(
-            {
-                "eta": (("estimate", "random_effect"), point_eta),
-                **{name: (("estimate",), point[name]) for name in DERIVED},
-                "laplace_covariance": (
-                    ("random_effect", "random_effect_bis"),
-                    map_result["covariance"],
-                ),
-            },
-            coords={
-                "estimate": ["map", "a_priori"],
-                "random_effect": list(RANDOM_EFFECTS),
-                "random_effect_bis": list(RANDOM_EFFECTS),
-            },
-            attrs={
-                "map_log_density": map_result["log_density"],
-                "laplace_ok": int(map_result["laplace_ok"]),
-            },
-        )
-        observed = xr.Dataset(
-            {"concentration": (("obs",), patient.obs_value_mg_l)},
-            coords={"obs": np.arange(len(patient.observations))},
-        )
-        constant = xr.Dataset(
-            {
-                "obs_time_day": (("obs",), patient.obs_time_day),
-                "obs_censoring": (("obs",), patient.obs_censoring),
-                "dose_time_day": (("dose",), patient.dose_time_day),
-                "dose_amount_mg": (("dose",), patient.dose_amount_mg),
-                "dose_duration_day": (("dose",), patient.dose_duration_day),
-                "weight_kg": ((), patient.weight_kg),
-                "crp_mg_l": ((), patient.crp_mg_l),
-            },
-            coords={
-                "obs": np.arange(len(patient.observations)),
-                "dose": np.arange(len(patient.doses)),
-            },
-        )
-        attrs = {
-            "patient_id": patient.id,
-            "status": status,
-            **provenance(spec, settings, seed),
-            **{f"diagnostics_{k}": v for k, v in diagnostics.items() if v is not None},
+    posterior = xr.Dataset(
+        {
+            "eta": (("chain", "draw", "random_effect"), eta),
+            **{name: (("chain", "draw"), derived[name]) for name in DERIVED},
+        },
+        coords={**coords, "random_effect": list(RANDOM_EFFECTS)},
+    )
+    for name, unit in DERIVED.items():
+        posterior[name].attrs["units"] = unit
+    if trace is None:  # independent draws from the exact posterior
+        trace = {"diverging": np.zeros((chains, draws), dtype=bool)}
+    sample_stats = xr.Dataset(
+        {name: (("chain", "draw"), values) for name, values in trace.items()},
+        coords=coords,
+    )
+    time_day = curve_times(spec, patient)
+    curve_draws = np.arange(0, draws, CURVE_THIN)
+    curve = concentration(
+        time_day,
+        patient.dose_time_day,
+        patient.dose_amount_mg,
+        patient.dose_duration_day,
+        derived["cl"][:, curve_draws],
+        derived["v"][:, curve_draws],
+    )
+    point_eta = np.stack([map_result["eta"], np.zeros(2)])
+    point = derived_quantities(spec, patient, point_eta)
+    point_curve = concentration(
+        time_day,
+        patient.dose_time_day,
+        patient.dose_amount_mg,
+        patient.dose_duration_day,
+        point["cl"],
+        point["v"],
+    )
+    predictions = xr.Dataset(
+        {
+            "concentration": (("chain", "draw", "time"), curve),
+            "concentration_map": (("time",), point_curve[0]),
+            "concentration_a_priori": (("time",), point_curve[1]),
+        },
+        coords={"chain": coords["chain"], "draw": curve_draws, "time": time_day},
+        attrs={"thinning": f"every {CURVE_THIN}th posterior draw (draw labels match)"},
+    )
+    predictions["time"].attrs["units"] = "day"
+    predictions["concentration"].attrs["units"] = "mg/L"
+    point_estimates = xr.Dataset(
+        {
+            "eta": (("estimate", "random_effect"), point_eta),
+            **{name: (("estimate",), point[name]) for name in DERIVED},
+            "laplace_covariance": (
+                ("random_effect", "random_effect_bis"),
+                map_result["covariance"],
+            ),
+        },
+        coords={
+            "estimate": ["map", "a_priori"],
+            "random_effect": list(RANDOM_EFFECTS),
+            "random_effect_bis": list(RANDOM_EFFECTS),
+        },
+        attrs={
+            "map_log_density": map_result["log_density"],
+            "laplace_ok": int(map_result["laplace_ok"]),
+        },
+    )
+    observed = xr.Dataset(
+        {"concentration": (("obs",), patient.obs_value_mg_l)},
+        coords={"obs": np.arange(len(patient.observations))},
+    )
+    constant = xr.Dataset(
+        {
+            "obs_time_day": (("obs",), patient.obs_time_day),
+            "obs_censoring": (("obs",), patient.obs_censoring),
+            "dose_time_day": (("dose",), patient.dose_time_day),
+            "dose_amount_mg": (("dose",), patient.dose_amount_mg),
+            "dose_duration_day": (("dose",), patient.dose_duration_day),
+            "weight_kg": ((), patient.weight_kg),
+            "crp_mg_l": ((), patient.crp_mg_l),
+        },
+        coords={
+            "obs": np.arange(len(patient.observations)),
+            "dose": np.arange(len(patient.doses)),
+        },
+    )
+    attrs = {
+        "patient_id": patient.id,
+        "status": status,
+        **provenance(spec, settings, seed),
+        **{f"diagnostics_{k}": v for k, v in diagnostics.items() if v is not None},
+    }
+    return xr.DataTree.from_dict(
+        {
+            "/": xr.Dataset(attrs=attrs),
+            "posterior": posterior,
+            "sample_stats": sample_stats,
+            "predictions": predictions,
+            "point_estimates": point_estimates,
+            "observed_data": observed,
+            "constant_data": constant,
         }
-        return xr.DataTree.from_dict(
-            {
-                "/": xr.Dataset(attrs=attrs),
-                "posterior": posterior,
-                "sample_stats": sample_stats,
-                "predictions": predictions,
-                "point_estimates": point_estimates,
-                "observed_data": observed,
-                "constant_data": constant,
-            }
-        )
+    )
 
 
 def finite_difference_hessian(value_and_gradient, x) -> np.ndarray:

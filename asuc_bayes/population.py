@@ -215,7 +215,8 @@ class CohortData:
         for i, patient in enumerate(self.patients()):
             if not patient.observations:
                 continue
-            covariance = grid_posterior(spec, patient, n_points=n_points).summary()["eta_cov"]
+            posterior = grid_posterior(spec, patient, n_points=n_points, n_coarse=61)
+            covariance = posterior.summary()["eta_cov"]
             weights[i] = np.clip(1.0 - np.diag(covariance) / omega2, 0.0, 1.0)
         return replace(self, centring_cl=weights[:, 0], centring_v=weights[:, 1])
 
@@ -706,8 +707,8 @@ def _fit_tree(
             "obs_time_day": (("obs",), data.obs_time_day),
             "obs_censoring": (("obs",), data.obs_censoring.astype(np.int64)),
             "event_time_day": (("subject",), data.event_time_day),
-            "centring_cl": (("subject",), data.centring_cl),
-            "centring_v": (("subject",), data.centring_v),
+            "centring_cl": (("subject",), _or_zeros(data.centring_cl, data.n_subjects)),
+            "centring_v": (("subject",), _or_zeros(data.centring_v, data.n_subjects)),
         },
         coords=subject,
     )

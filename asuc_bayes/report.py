@@ -19,7 +19,13 @@ def format_table(results, spec: ModelSpec) -> str:
     for result in results:
         s = result.summary()
         d = s["diagnostics"]
-        if d.get("method") == "exact_grid":
+        if d.get("method") == "population_mixture":
+            how = (
+                f"integrated over {d['population_draws']} population draws "
+                f"({d['population_source']}), Kish ESS {d['population_ess']:.0f}; exact "
+                "quadrature per draw"
+            )
+        elif d.get("method") == "exact_grid":
             how = (
                 f"bimodal posterior ({d['modes']} modes): exact quadrature, "
                 f"{d['chains'] * d['draws']} independent draws"

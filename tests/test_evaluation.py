@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pytest
 import scipy.stats
-import xarray as xr
 
 from asuc_bayes.cli import main
 from asuc_bayes.evaluation import (
@@ -19,9 +18,10 @@ from asuc_bayes.evaluation import (
     roc_curve,
     youden_threshold,
 )
-from asuc_bayes.population import CohortData, PopulationSettings, _fit_tree
-from asuc_bayes.population_draws import PARAMETER_NAMES, point_values
+from asuc_bayes.population_draws import PARAMETER_NAMES
 from asuc_bayes.simulate import simulate_cohort
+
+from conftest import truth_fit_tree
 
 
 def test_auroc_equals_the_mann_whitney_statistic():
@@ -64,37 +64,10 @@ def test_classification_and_youden_by_hand():
     assert youden_threshold(x, outcome) == pytest.approx(6.25)
 
 
-def _truth_tree(spec, cohort, noise_sd=0.05, draws=200, seed=0):
-    """A fit DataTree whose posterior is concentrated at the simulated truth."""
-    rng = np.random.default_rng(seed)
-    data = CohortData.from_patients(cohort.patients).with_centring(spec, n_points=21)
-    truth = cohort.truth.loc[list(data.ids)]
-    shape = (2, draws)
-    coords = {"chain": [0, 1], "draw": np.arange(draws), "subject": list(data.ids)}
-    values = {
-        name: (("chain", "draw"), value * np.exp(rng.normal(0, 0.01, shape)))
-        for name, value in point_values(spec).items()
-    }
-    values["tte_beta"] = (("chain", "draw"), spec.tte.beta.estimate + rng.normal(0, 0.01, shape))
-    subject_dims = ("chain", "draw", "subject")
-    for name in ("eta_cl", "eta_v", "ln_auc_cl", "cl", "v"):
-        base = truth[name].to_numpy()
-        values[name] = (subject_dims, base + rng.normal(0, noise_sd, (*shape, base.size)))
-    posterior = xr.Dataset(values, coords=coords)
-    stats = xr.Dataset(
-        {"diverging": (("chain", "draw"), np.zeros(shape, dtype=bool))}, coords=coords
-    )
-    checks = {"rhat_max": 1.0, "ess_bulk_min": 1000.0, "divergences": 0, "converged": True}
-    timing = {"compile_seconds": 0.0, "sampling_seconds": 0.0}
-    return _fit_tree(
-        spec, "weak", "joint", PopulationSettings(), 0, data, posterior, stats, checks, timing
-    )
-
-
 @pytest.fixture(scope="module")
 def evaluation_setup(spec):
     cohort = simulate_cohort(spec, 300, random_seed=21)
-    return cohort, _truth_tree(spec, cohort)
+    return cohort, truth_fit_tree(spec, cohort)
 
 
 def test_evaluation_at_the_truth_is_calibrated(spec, evaluation_setup):
