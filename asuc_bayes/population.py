@@ -566,13 +566,36 @@ def convergence(posterior: xr.Dataset, divergences: int, names) -> dict[str, Any
     subset = posterior[[n for n in names if n in posterior]]
     rhat = az.rhat(subset)
     ess = az.ess(subset, method="bulk")
-    rhat_max = max(float(np.nanmax(rhat[n].values)) for n in subset.data_vars)
-    ess_min = min(float(np.nanmin(ess[n].values)) for n in subset.data_vars)
+
+    def where(dataset, pick) -> tuple[float, str]:
+        """The extreme value over every variable and subject, and where it is."""
+        best = None
+        for name in dataset.data_vars:
+            values = dataset[name]
+            index = int(
+                pick(
+                    np.nan_to_num(
+                        values.values.ravel(), nan=np.inf if pick is np.nanargmin else -np.inf
+                    )
+                )
+            )
+            value = float(values.values.ravel()[index])
+            label = name
+            if values.dims:
+                label += f"[{values[values.dims[0]].values[index]}]"
+            if best is None or (value > best[0] if pick is np.nanargmax else value < best[0]):
+                best = (value, label)
+        return best
+
+    rhat_max, rhat_where = where(rhat, np.nanargmax)
+    ess_min, ess_where = where(ess, np.nanargmin)
     return {
         "rhat_max": rhat_max,
         "ess_bulk_min": ess_min,
         "divergences": int(divergences),
         "converged": bool(divergences == 0 and rhat_max <= RHAT_MAX and ess_min >= ESS_BULK_MIN),
+        "rhat_max_at": rhat_where,
+        "ess_bulk_min_at": ess_where,
     }
 
 
@@ -660,9 +683,13 @@ def fit_population(
             posterior[name] = tte_posterior[name]
         posterior["ln_auc_cl_stage2"] = tte_posterior["ln_auc_cl"]
         stats = stats.assign(diverging_stage2=tte_stats["diverging"])
+        worst_rhat = max(pk_checks, tte_checks, key=lambda c: c["rhat_max"])
+        worst_ess = min(pk_checks, tte_checks, key=lambda c: c["ess_bulk_min"])
         checks = {
-            "rhat_max": max(pk_checks["rhat_max"], tte_checks["rhat_max"]),
-            "ess_bulk_min": min(pk_checks["ess_bulk_min"], tte_checks["ess_bulk_min"]),
+            "rhat_max": worst_rhat["rhat_max"],
+            "rhat_max_at": worst_rhat["rhat_max_at"],
+            "ess_bulk_min": worst_ess["ess_bulk_min"],
+            "ess_bulk_min_at": worst_ess["ess_bulk_min_at"],
             "divergences": pk_checks["divergences"] + tte_checks["divergences"],
             "converged": pk_checks["converged"] and tte_checks["converged"],
         }
@@ -815,6 +842,8 @@ def fit_summary(tree: xr.DataTree) -> dict[str, Any]:
             "ess_bulk_min": float(diagnostics["ess_bulk_min"]),
             "divergences": int(diagnostics["divergences"]),
             "converged": bool(diagnostics["converged"]),
+            "rhat_max_at": str(diagnostics.get("rhat_max_at", "")),
+            "ess_bulk_min_at": str(diagnostics.get("ess_bulk_min_at", "")),
             "chains": int(attrs["chains"]),
             "draws": int(attrs["draws"]),
             "tune": int(attrs["tune"]),

@@ -173,8 +173,9 @@ def format_fit(summary: dict, published: dict) -> str:
         f"concentrations, {summary['n_events']} colectomies; prior '{summary['prior']}', "
         f"{summary['method']} fit",
         f"NUTS ({d['sampler']}) {d['chains']} chains x {d['draws']} draws: {d['divergences']} "
-        f"divergences, R-hat max {d['rhat_max']:.3f}, bulk ESS min {d['ess_bulk_min']:.0f} "
-        f"(population parameters and every eta); {d['sampling_seconds']:.0f} s sampling, "
+        f"divergences, R-hat max {d['rhat_max']:.3f} ({d['rhat_max_at']}), bulk ESS min "
+        f"{d['ess_bulk_min']:.0f} ({d['ess_bulk_min_at']}) over the population parameters and "
+        f"every eta; {d['sampling_seconds']:.0f} s sampling, "
         f"{d['compile_seconds']:.0f} s compiling",
         "",
         f"  {'parameter':<22}{'unit':<8}{'mean':>9}  {'95% CrI':<22}{'paper':>9}  "
