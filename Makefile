@@ -2,7 +2,7 @@
 VENV ?= .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: example test lint format bench
+.PHONY: example test lint format bench bench-population
 
 $(STAMP): pyproject.toml scripts/make-venv
 	bash scripts/make-venv $(VENV)
@@ -22,3 +22,6 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/bench_forecast.py
+
+bench-population: $(STAMP)
+	$(VENV)/bin/python benchmarks/bench_population.py

@@ -7,6 +7,9 @@ Public API
 - :class:`Forecaster` — compiled-once forecasting; :meth:`Forecaster.forecast` returns a
   :class:`PatientForecast` holding an ArviZ-convention :class:`xarray.DataTree`.
 - :func:`forecast_patients`, :func:`results_json`, :func:`save_results`, :func:`load_results`.
+- Population models (issue 3): :func:`simulate_cohort`, :func:`read_cohort`,
+  :func:`fit_population`, :class:`PopulationDraws`, :func:`forecast_with_population`,
+  :func:`evaluate_fit` (import them from their modules to keep ``import asuc_bayes`` light).
 """
 
 from asuc_bayes._version import __version__

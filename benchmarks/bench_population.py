@@ -54,7 +54,7 @@ def main() -> None:
         flush=True,
     )
     report["first_fit_seconds"] = first
-    fit2, warm = timed_fit(cohort, spec, random_seed=2)
+    _, warm = timed_fit(cohort, spec, random_seed=2)
     print(f"same cohort, compiled model reused: {warm:.0f} s", flush=True)
     report["warm_fit_seconds"] = warm
 
@@ -70,7 +70,8 @@ def main() -> None:
             "two_stage": [float(np.mean(staged)), *np.quantile(staged, [0.025, 0.975]).tolist()],
         }
         print(
-            f"  {name:<11} joint {comparison[name]['joint']}  two-stage {comparison[name]['two_stage']}"
+            f"  {name:<11} joint {comparison[name]['joint']}  "
+            f"two-stage {comparison[name]['two_stage']}"
         )
     report["joint_vs_two_stage"] = comparison
     report["two_stage_seconds"] = two_seconds
@@ -113,7 +114,8 @@ def main() -> None:
         se = float(np.sqrt(level * (1 - level) / len(all_hits)))
         coverage[str(level)] = {"rate": rate, "binomial_se": se, "n": len(all_hits)}
         print(
-            f"coverage of {level:.0%} CrIs over {len(all_hits)} parameter-cohorts: {rate:.3f} (SE {se:.3f})"
+            f"coverage of {level:.0%} CrIs over {len(all_hits)} parameter-cohorts: {rate:.3f} "
+            f"(SE {se:.3f})"
         )
     per_parameter = {name: float(np.mean(hits[0.9][name])) for name in PARAMETER_NAMES}
     print("90 % coverage per parameter:", per_parameter)
