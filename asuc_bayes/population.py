@@ -510,7 +510,10 @@ def _compiled_model(spec, priors, data: CohortData, method: str, extra: dict):
             return base + jitter
 
         _COMPILED[key] = dataclasses.replace(compiled, initial_point_func=initial_point)
-    return _COMPILED[key].with_data(**data.as_data(), **extra)
+    compiled = _COMPILED[key]
+    used = {variable.name for variable in compiled.shared_var_keys}  # e.g. no events in "pk"
+    values = {**data.as_data(), **extra}
+    return compiled.with_data(**{k: v for k, v in values.items() if k in used})
 
 
 def _sample(spec, priors, data, method, settings: PopulationSettings, seed: int, extra=None):
@@ -550,6 +553,11 @@ def _sample(spec, priors, data, method, settings: PopulationSettings, seed: int,
             quiet=True,
             compute_convergence_checks=False,
             model=model,
+            # no ±1 jitter: it starts chains on the likelihood wall (see INIT_JITTER)
+            init="adapt_diag",
+            initvals={"tte_log10_hazard_at_ref": INIT_LOG10_HAZARD_AT_REF}
+            if method != "pk"
+            else None,
         )
     finished = time.perf_counter()
     posterior = trace["posterior"].to_dataset()
