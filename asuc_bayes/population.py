@@ -69,9 +69,13 @@ __all__ = [
     "PopulationFit",
     "PopulationSettings",
     "build_population_model",
+    "cohort_of_fit",
+    "convergence",
     "fit_population",
+    "fit_summary",
     "load_fit",
     "observation_log_likelihood",
+    "published_values",
 ]
 
 #: JSON output names -> posterior variables (IIV as CV fractions, λ per day^γ).
