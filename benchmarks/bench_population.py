@@ -38,12 +38,22 @@ def main() -> None:
     parser.add_argument("--cohorts", type=int, default=8)
     parser.add_argument("--n", type=int, default=72)
     parser.add_argument("--skip-pymc", action="store_true")
+    parser.add_argument("--skip-speed", action="store_true", help="only the cohort study")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     spec = load_model()
     truth = point_values(spec)
     report: dict = {"n": args.n, "fits": []}
 
+    if not args.skip_speed:
+        speed(spec, args, report, truth)
+    cohort_study(spec, args, report, truth)
+    if args.out:
+        with open(args.out, "w") as handle:
+            json.dump(report, handle, indent=2, default=float)
+
+
+def speed(spec, args, report, truth) -> None:
     cohort = simulate_cohort(spec, args.n, random_seed=1)
     fit, first = timed_fit(cohort, spec, random_seed=1)
     d = fit.diagnostics
@@ -89,6 +99,8 @@ def main() -> None:
         )
         report["pymc_seconds"] = pymc_seconds
 
+
+def cohort_study(spec, args, report, truth) -> None:
     hits = {level: {name: [] for name in PARAMETER_NAMES} for level in LEVELS}
     for seed in range(1, args.cohorts + 1):
         cohort = simulate_cohort(spec, args.n, random_seed=100 + seed)
@@ -126,9 +138,6 @@ def main() -> None:
         f"divergences per fit: {divergences}; fits passing every gate: "
         f"{sum(bool(f['converged']) for f in report['fits'])}/{len(report['fits'])}"
     )
-    if args.out:
-        with open(args.out, "w") as handle:
-            json.dump(report, handle, indent=2, default=float)
 
 
 if __name__ == "__main__":
