@@ -2,7 +2,7 @@
 VENV ?= .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: example test lint format bench browser
+.PHONY: example test lint format bench browser bench-population
 
 $(STAMP): pyproject.toml scripts/make-venv
 	bash scripts/make-venv $(VENV)
@@ -28,3 +28,6 @@ format: $(STAMP)
 bench: $(STAMP) browser
 	$(VENV)/bin/python benchmarks/bench_forecast.py
 	$(VENV)/bin/python benchmarks/bench_app.py
+
+bench-population: $(STAMP)
+	$(VENV)/bin/python benchmarks/bench_population.py

@@ -9,6 +9,9 @@ Public API
 - :func:`forecast_patients`, :func:`results_json`, :func:`save_results`, :func:`load_results`.
 - :func:`recommend_dose`, :func:`plan_dosing` with :class:`DosingRequest` — dosing to a target
   risk from an existing posterior (see :mod:`asuc_bayes.dosing`).
+- Population models (issue 3): :func:`simulate_cohort`, :func:`read_cohort`,
+  :func:`fit_population`, :class:`PopulationDraws`, :func:`forecast_with_population`,
+  :func:`evaluate_fit` (import them from their modules to keep ``import asuc_bayes`` light).
 """
 
 from asuc_bayes._version import __version__

@@ -54,6 +54,7 @@ FORECAST_EXAMPLES = """examples:
   asuc-bayes forecast patients.csv --variant log_crp --variant reference_weight_63kg
   asuc-bayes forecast patients.csv --report report.html   one HTML report per patient
     (with the week-2 dose to a 20 % mean risk; 'asuc-bayes optimize' for other targets)
+  asuc-bayes forecast patients.csv --model fit.nc   integrate over a population fit's posterior
 
 exit codes: 0 ok; 1 an unconverged posterior (unless --allow-unconverged); 2 bad input
 """
@@ -151,6 +152,13 @@ def _parser() -> argparse.ArgumentParser:
         help="write a self-contained HTML report (several patients: FILE-<ID>.html each)",
     )
     _add_quiet_option(forecast)
+    forecast.add_argument(
+        "--population-draws",
+        type=int,
+        default=200,
+        metavar="S",
+        help="with --model FIT.nc: population posterior draws integrated over (200)",
+    )
     _add_unconverged_option(forecast)
 
     compare_patient = sub.add_parser(
@@ -231,6 +239,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print tracebacks of unexpected errors (they may show patient values)",
     )
+    _add_population_commands(sub)
     return parser
 
 
@@ -452,11 +461,14 @@ def main(argv: list[str] | None = None) -> int:
         "sensitivity": _sensitivity,
         "compare": _compare,
         "app": _app,
+        **POPULATION_COMMANDS,
     }
     return commands[args.command](args)
 
 
 def _forecast(args: argparse.Namespace) -> int:
+    if str(args.model).endswith(".nc"):
+        return _forecast_population(args)
     try:
         spec, settings = _spec_and_settings(args)
         patients = _load_patients(args, spec)
@@ -663,6 +675,233 @@ def _app(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     return EXIT_OK
+
+
+# -- population commands (issue 3): simulate, fit, evaluate ------------------------------
+
+SIMULATE_EXAMPLES = """examples:
+  asuc-bayes simulate --n 72 --seed 1 --out cohort.csv    also writes cohort.truth.csv
+  asuc-bayes simulate --n 200 --seed 2 --population-uncertainty --out big.csv
+
+exit codes: 0 ok; 2 bad options
+"""
+
+
+def _add_population_commands(sub) -> None:
+    simulate = sub.add_parser(
+        "simulate",
+        help="a Table-1-like virtual cohort (NONMEM-style CSV with colectomy records + truth)",
+        epilog=SIMULATE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    simulate.add_argument("--n", type=int, default=72, help="patients (72)")
+    simulate.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    simulate.add_argument(
+        "--out",
+        type=Path,
+        help="CSV to write (and NAME.truth.csv); the CSV goes to stdout without it",
+    )
+    simulate.add_argument(
+        "--population-uncertainty",
+        action="store_true",
+        help="draw the population parameters from their published uncertainty (RSE)",
+    )
+    simulate.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"model name or .toml file ({DEFAULT_MODEL})"
+    )
+    simulate.add_argument("--variant", action="append", default=[], metavar="NAME")
+    _add_fit_command(sub)
+    _add_evaluate_command(sub)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from asuc_bayes.report import format_cohort_summary
+    from asuc_bayes.simulate import TABLE1, cohort_summary, simulate_cohort, write_cohort
+
+    try:
+        spec = load_model(args.model, variants=args.variant)
+        if args.n < 1:
+            raise ValueError(f"--n must be a positive number of patients, got {args.n}")
+    except (ModelSpecError, ValueError) as exc:
+        return _error(str(exc))
+    cohort = simulate_cohort(
+        spec, args.n, args.seed, population_uncertainty=args.population_uncertainty
+    )
+    summary = format_cohort_summary(cohort_summary(cohort.patients), TABLE1)
+    if args.out:
+        data_path, truth_path = write_cohort(cohort, args.out)
+        print(summary)
+        print(f"asuc-bayes: cohort written to {data_path}, truth to {truth_path}", file=sys.stderr)
+    else:
+        import tempfile
+
+        from asuc_bayes.dataset import write_nonmem_csv
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = write_nonmem_csv(cohort.patients, Path(folder) / "cohort.csv")
+            sys.stdout.write(path.read_text())
+        print(summary, file=sys.stderr)
+    return EXIT_OK
+
+
+FIT_EXAMPLES = """examples:
+  asuc-bayes fit cohort.csv                                 weak priors, table
+  asuc-bayes fit cohort.csv --prior published --out fit.nc --seed 3
+  asuc-bayes fit cohort.csv --two-stage --format json
+
+exit codes: 0 ok; 1 unconverged posterior (unless --allow-unconverged); 2 bad input
+"""
+
+
+def _add_fit_command(sub) -> None:
+    fit = sub.add_parser(
+        "fit",
+        help="hierarchical popPK + Weibull time-to-colectomy fit of a cohort (NUTS)",
+        epilog=FIT_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    fit.add_argument("data", help="NONMEM-style .csv (or .toml/.yaml) with one DVID=2 record each")
+    fit.add_argument("--prior", default="weak", help="prior set of the model file: weak|published")
+    fit.add_argument(
+        "--two-stage",
+        action="store_true",
+        help="PK posterior first, then the Weibull model on it (default: joint fit)",
+    )
+    fit.add_argument("--format", choices=("table", "json"), default="table")
+    fit.add_argument("--out", type=Path, help="write the fit DataTree (netCDF)")
+    _add_sampling_options(fit)
+    fit.set_defaults(target_accept=None)
+    _add_unconverged_option(fit)
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from asuc_bayes.dataset import read_cohort
+    from asuc_bayes.population import PopulationSettings, fit_population, published_values
+    from asuc_bayes.report import format_fit
+
+    try:
+        spec = load_model(args.model, variants=args.variant)
+        spec.priors(args.prior)
+        settings = PopulationSettings(
+            draws=args.draws,
+            tune=args.tune,
+            chains=args.chains,
+            sampler=args.sampler,
+            **({"target_accept": args.target_accept} if args.target_accept else {}),
+        )
+        cohort = read_cohort(
+            args.data, default_infusion_duration_day=spec.pk.default_infusion_duration_day
+        )
+    except (InputError, ModelSpecError, ValueError, OSError) as exc:
+        return _error(str(exc))
+    for note in cohort.notes:
+        print(f"asuc-bayes: note: {note}", file=sys.stderr)
+    result = fit_population(
+        cohort.patients,
+        spec,
+        prior=args.prior,
+        method="two_stage" if args.two_stage else "joint",
+        settings=settings,
+        random_seed=args.seed,
+    )
+    summary = result.summary()
+    if args.format == "json":
+        print(json.dumps(summary, indent=2))
+    else:
+        print(format_fit(summary, published_values(spec)))
+    if args.out:
+        result.save(args.out)
+        print(f"asuc-bayes: fit written to {args.out}", file=sys.stderr)
+    if summary["status"] != "ok" and not args.allow_unconverged:
+        print(
+            "asuc-bayes: the population posterior failed the convergence gates: do not use it "
+            "as it is (rerun with more --tune/--draws or a higher --target-accept, or pass "
+            "--allow-unconverged)",
+            file=sys.stderr,
+        )
+        return EXIT_UNCONVERGED
+    return EXIT_OK
+
+
+EVALUATE_EXAMPLES = """examples:
+  asuc-bayes evaluate fit.nc --out evaluation/
+  asuc-bayes evaluate fit.nc --out evaluation/ --replicates 1000 --format json
+
+writes pcvpc.png, km_vpc.png, roc.png, metrics.json and CSV tables
+exit codes: 0 ok; 2 bad input
+"""
+
+
+def _add_evaluate_command(sub) -> None:
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="pcVPC, KM-VPC by risk group, ROC/AUROC, Youden threshold of a population fit",
+        epilog=EVALUATE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    evaluate.add_argument("fit", type=Path, help="a fit written by asuc-bayes fit --out")
+    evaluate.add_argument("--out", type=Path, required=True, help="folder for figures and tables")
+    evaluate.add_argument("--replicates", type=int, default=200, help="VPC replicates (200)")
+    evaluate.add_argument("--bootstrap", type=int, default=2000, help="bootstrap samples (2000)")
+    evaluate.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    evaluate.add_argument("--format", choices=("table", "json"), default="table")
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from asuc_bayes.evaluation import evaluate_fit, write_evaluation
+    from asuc_bayes.population import load_fit
+    from asuc_bayes.population_draws import spec_of_fit
+    from asuc_bayes.report import format_evaluation
+
+    try:
+        if args.replicates < 10 or args.bootstrap < 10:
+            raise ValueError("--replicates and --bootstrap must be at least 10")
+        tree = load_fit(args.fit)
+        spec = spec_of_fit(tree)
+    except (ModelSpecError, ValueError, OSError) as exc:
+        return _error(str(exc))
+    result = evaluate_fit(
+        tree, spec, replicates=args.replicates, bootstrap=args.bootstrap, random_seed=args.seed
+    )
+    written = write_evaluation(result, args.out)
+    if args.format == "json":
+        print(json.dumps(result["metrics"], indent=2))
+    else:
+        print(format_evaluation(result["metrics"]))
+    print(f"asuc-bayes: {len(written)} files written to {args.out}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _forecast_population(args: argparse.Namespace) -> int:
+    """``forecast --model FIT.nc``: integrate over the fitted population posterior."""
+    from asuc_bayes.population_draws import PopulationDraws
+    from asuc_bayes.population_forecast import forecast_patients_with_population
+
+    try:
+        if args.variant:
+            raise ValueError("--variant cannot be combined with a population fit (--model *.nc)")
+        if args.population_draws < 2:
+            raise ValueError(f"--population-draws must be at least 2, got {args.population_draws}")
+        draws = PopulationDraws.from_fit(args.model, n=args.population_draws, random_seed=args.seed)
+        patients = _load_patients(args, draws.spec)
+    except (InputError, ModelSpecError, ValueError, OSError) as exc:
+        return _error(str(exc))
+    results = forecast_patients_with_population(
+        patients, draws, random_seed=args.seed, chains=args.chains, draws_per_chain=args.draws
+    )
+    if args.format == "json":
+        payload = results_json(results, draws.spec)
+        payload["model"]["population_fit"] = str(args.model)
+        print(json.dumps(payload, indent=2))
+    else:
+        print(format_table(results, draws.spec))
+    if args.out:
+        save_results(results, args.out)
+        print(f"asuc-bayes: results written to {args.out}", file=sys.stderr)
+    return _unconverged_exit(results, args)
+
+
+POPULATION_COMMANDS = {"simulate": _simulate, "fit": _fit, "evaluate": _evaluate}
 
 
 if __name__ == "__main__":  # pragma: no cover

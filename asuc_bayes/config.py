@@ -25,11 +25,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 __all__ = [
+    "POPULATION_PARAMETERS",
     "ModelSpec",
     "ModelSpecError",
     "PKSpec",
     "Parameter",
+    "PopulationPriors",
+    "Prior",
     "TTESpec",
     "available_models",
     "load_model",
@@ -116,6 +121,88 @@ class TTESpec:
         return 10.0**self.log10_lambda.estimate
 
 
+#: Population parameters of the hierarchical model, in the order of the model file's prior
+#: tables. ``tte_log10_lambda`` is the prior's scale for λ (the posterior reports ``tte_lambda``).
+POPULATION_PARAMETERS = (
+    "theta_cl",
+    "theta_v",
+    "crp_exponent_cl",
+    "omega_cl",
+    "omega_v",
+    "residual_sd",
+    "tte_log10_lambda",
+    "tte_gamma",
+    "tte_beta",
+)
+#: Prior families and the keys each needs (model file ``[population.priors.SET.PARAM]``).
+PRIOR_FAMILIES = {
+    "lognormal": ("median", "log_sd"),
+    "normal": ("mean", "sd"),
+    "halfnormal": ("sd",),
+}
+#: Parameters that must be positive: only a positive prior family is accepted for them.
+_POSITIVE = frozenset({"theta_cl", "theta_v", "omega_cl", "omega_v", "residual_sd", "tte_gamma"})
+
+
+@dataclass(frozen=True)
+class Prior:
+    """A prior of one population parameter: ``lognormal(median, log_sd)``,
+    ``normal(mean, sd)`` or ``halfnormal(sd)``.
+
+    Examples
+    --------
+    >>> prior = Prior("theta_cl", "lognormal", (("median", 0.49), ("log_sd", 0.165)))
+    >>> round(prior.quantile(0.5), 2), prior.param("log_sd")
+    (0.49, 0.165)
+    >>> prior.rvs(np.random.default_rng(0), 3).shape
+    (3,)
+    """
+
+    name: str
+    distribution: str
+    parameters: tuple[tuple[str, float], ...]
+    note: str = ""
+
+    def param(self, key: str) -> float:
+        return dict(self.parameters)[key]
+
+    def frozen(self):
+        """The prior as a frozen :mod:`scipy.stats` distribution (the NumPy reference)."""
+        import scipy.stats
+
+        if self.distribution == "lognormal":
+            return scipy.stats.lognorm(s=self.param("log_sd"), scale=self.param("median"))
+        if self.distribution == "normal":
+            return scipy.stats.norm(self.param("mean"), self.param("sd"))
+        return scipy.stats.halfnorm(scale=self.param("sd"))
+
+    def rvs(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        """``size`` independent draws (prior predictive checks)."""
+        return np.asarray(self.frozen().rvs(size=size, random_state=rng), dtype=float)
+
+    def quantile(self, q: float) -> float:
+        return float(self.frozen().ppf(q))
+
+    def describe(self) -> str:
+        """``lognormal(median=0.49, log_sd=0.165)``."""
+        inner = ", ".join(f"{k}={v:g}" for k, v in self.parameters)
+        return f"{self.distribution}({inner})"
+
+
+@dataclass(frozen=True)
+class PopulationPriors:
+    """One named set of priors (``weak``, ``published``) for every population parameter."""
+
+    name: str
+    priors: tuple[Prior, ...]
+
+    def __getitem__(self, parameter: str) -> Prior:
+        for prior in self.priors:
+            if prior.name == parameter:
+                return prior
+        raise KeyError(parameter)
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """A validated, immutable model: PK, TTE, provenance and the variants applied."""
@@ -129,6 +216,25 @@ class ModelSpec:
     sha256: str
     variants: tuple[str, ...] = ()
     available_variants: dict[str, str] = field(default_factory=dict, compare=False)
+    #: Prior sets of the population model (``[population.priors.NAME]``), by name.
+    population_priors: tuple[PopulationPriors, ...] = field(default=(), repr=False)
+
+    def priors(self, name: str) -> PopulationPriors:
+        """The prior set ``name`` of the model file.
+
+        Raises
+        ------
+        ModelSpecError
+            If the model file declares no such set.
+        """
+        for prior_set in self.population_priors:
+            if prior_set.name == name:
+                return prior_set
+        raise ModelSpecError(
+            f"{self.path}: no prior set '{name}' (declared: "
+            f"{[p.name for p in self.population_priors] or 'none'}); add "
+            f"[population.priors.{name}.<parameter>] tables to the model file"
+        )
 
     @property
     def label(self) -> str:
@@ -313,6 +419,7 @@ def parse_model(
     name = model_t.get("name")
     if not isinstance(name, str) or not name:
         raise ModelSpecError(f"{path}: model.name must be a non-empty string")
+    population_priors = _population_priors(reader, raw.get("population", {}))
     return ModelSpec(
         name=name,
         title=str(model_t.get("title", name)),
@@ -323,7 +430,60 @@ def parse_model(
         sha256=sha256,
         variants=variants,
         available_variants=descriptions,
+        population_priors=population_priors,
     )
+
+
+def _population_priors(reader: _Reader, table: Any) -> tuple[PopulationPriors, ...]:
+    """The ``[population.priors.SET.PARAM]`` tables: every parameter, a known family, its
+    keys, positive families for positive parameters."""
+    if not isinstance(table, dict):
+        raise ModelSpecError(f"{reader.path}: [population] must be a table")
+    sets = table.get("priors", {})
+    if not isinstance(sets, dict):
+        raise ModelSpecError(f"{reader.path}: [population.priors] must be a table of tables")
+    result = []
+    for set_name, params in sets.items():
+        where = f"population.priors.{set_name}"
+        if not isinstance(params, dict):
+            raise ModelSpecError(f"{reader.path}: [{where}] must be a table")
+        unknown = [p for p in params if p not in POPULATION_PARAMETERS]
+        if unknown:
+            raise ModelSpecError(
+                f"{reader.path}: unknown parameter(s) {', '.join(unknown)} in [{where}] "
+                f"(accepted: {', '.join(POPULATION_PARAMETERS)})"
+            )
+        missing = [p for p in POPULATION_PARAMETERS if p not in params]
+        if missing:
+            raise ModelSpecError(
+                f"{reader.path}: [{where}] lacks a prior for {', '.join(missing)} (every "
+                f"population parameter needs one: {', '.join(POPULATION_PARAMETERS)})"
+            )
+        priors = []
+        for parameter in POPULATION_PARAMETERS:
+            entry = params[parameter]
+            label = f"{where}.{parameter}"
+            if not isinstance(entry, dict):
+                raise ModelSpecError(f"{reader.path}: [{label}] must be a table")
+            family = reader.choice(entry, label, "distribution", tuple(PRIOR_FAMILIES))
+            if parameter in _POSITIVE and family == "normal":
+                raise ModelSpecError(
+                    f"{reader.path}: {label}.distribution = 'normal' allows negative values of "
+                    f"a positive parameter; use 'lognormal' or 'halfnormal'"
+                )
+            extra = [k for k in entry if k not in ("distribution", "note", *PRIOR_FAMILIES[family])]
+            if extra:
+                raise ModelSpecError(
+                    f"{reader.path}: {label}: key(s) {', '.join(extra)} do not belong to a "
+                    f"{family} prior (it takes {', '.join(PRIOR_FAMILIES[family])})"
+                )
+            values = []
+            for key in PRIOR_FAMILIES[family]:
+                low, high = (-1e3, 1e3) if key == "mean" else (1e-9, 1e3)
+                values.append((key, reader.number(entry, label, key, low=low, high=high)))
+            priors.append(Prior(parameter, family, tuple(values), str(entry.get("note", ""))))
+        result.append(PopulationPriors(set_name, tuple(priors)))
+    return tuple(result)
 
 
 def calibrate_x_ref(
@@ -400,6 +560,7 @@ MODEL_FILE_SCHEMA: dict[str, Any] = {
         ),
         "parameters": {name: _PARAMETER_KEYS for name in ("log10_lambda", "gamma", "beta")},
     },
+    "population": {"priors": None},  # prior sets are checked by _population_priors
 }
 #: The covariate of the time-to-colectomy model (the only one the engine computes).
 TTE_COVARIATES = ("ln_auc_w2_4_over_cl",)

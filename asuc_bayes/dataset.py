@@ -40,10 +40,13 @@ __all__ = [
     "example_path",
     "parse_patients",
     "patients_from_records",
+    "read_cohort",
     "read_nonmem_csv",
     "read_patient_file",
     "read_patients",
+    "validate_cohort",
     "validate_patient",
+    "write_nonmem_csv",
 ]
 
 MEASURED = 0
@@ -481,6 +484,19 @@ def _validate_patient(
                 f"{_where(earlier.row) or 'another record'})",
                 "keep one record per time",
             )
+    if len(events) > 1:
+        # Ambiguous for any use: which one is the outcome? (A subject has one colectomy or
+        # one end of follow-up.)
+        raise _error(
+            pid,
+            events[1].row,
+            "DVID" if isinstance(events[1].row, int) else labels.of("event", events[1].row),
+            f"{len(events)} colectomy records (DVID=2) for one patient, at days "
+            f"{', '.join(_fmt(e.time_day) for e in events)} ({_where(events[0].row)} and "
+            f"{_where(events[1].row)})",
+            "keep one record per patient: DV=1 at the colectomy, or DV=0 at the end of "
+            "follow-up (the last day the patient was known to be colectomy-free)",
+        )
 
     notes = list(patient.notes)
     if first_dose_day != 0.0:
@@ -635,6 +651,16 @@ def _checked_event(
 ) -> EventRecord:
     row = event.row
     time = _checked_time(event.time_day, pid, row, labels.of("time", row), limits)
+    if time <= 0:
+        raise _error(
+            pid,
+            row,
+            labels.of("time", row),
+            f"colectomy record at time {_fmt(time)}: a colectomy or the end of follow-up must "
+            "be after the first dose (time 0)",
+            "give the day of the colectomy, or of the last colectomy-free follow-up, counted "
+            "from the first infliximab dose",
+        )
     if isinstance(event.event, bool) or event.event not in (0, 1):
         raise _error(
             pid,
@@ -740,14 +766,18 @@ def _parse_text(
     source: str,
     default_infusion_duration_day: float,
     limits: PlausibilityLimits | None,
+    strict_covariates: bool = False,
 ) -> PatientSet:
     """Patients from the text of a ``csv``/``toml``/``yaml`` source; errors start with
-    ``source`` and keep their patient, location and field."""
+    ``source`` and keep their patient, location and field. ``strict_covariates`` makes a
+    covariate varying within a patient an error (population fits) instead of a note."""
     limits = limits or PlausibilityLimits()
     try:
         if kind == "csv":
             _check_default_duration(default_infusion_duration_day, limits)
-            patients, notes = _parse_nonmem_csv(text, default_infusion_duration_day, limits)
+            patients, notes = _parse_nonmem_csv(
+                text, default_infusion_duration_day, limits, strict_covariates
+            )
             return PatientSet(tuple(patients), tuple(notes), source)
         return patients_from_records(
             _patient_records(text, kind),  # type: ignore[arg-type]  # checked there
@@ -885,6 +915,8 @@ class _CsvPatient:
     events: list[EventRecord] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     labels: dict[tuple[Location, str], str] = field(default_factory=dict)
+    #: Covariates must not vary within the patient (population fits): an error, not a note.
+    strict_covariates: bool = False
 
 
 class _CsvRow:
@@ -945,6 +977,7 @@ def read_nonmem_csv(
     *,
     default_infusion_duration_day: float = DEFAULT_INFUSION_DURATION_DAY,
     limits: PlausibilityLimits | None = None,
+    strict_covariates: bool = False,
 ) -> PatientSet:
     """Read and validate a NONMEM-style CSV dataset.
 
@@ -970,6 +1003,9 @@ def read_nonmem_csv(
         Duration of infusions without RATE/DUR (days).
     limits
         Plausible ranges; the defaults of :class:`PlausibilityLimits` when ``None``.
+    strict_covariates
+        A WT or CRP that differs from the patient's first value is an error (population
+        fits) instead of a note (forecasting uses the first value).
 
     Returns
     -------
@@ -981,11 +1017,16 @@ def read_nonmem_csv(
         With the file name, the patient, the row and the field, and the fix.
     """
     path = Path(path)
-    return _parse_text(_read_text(path), "csv", str(path), default_infusion_duration_day, limits)
+    return _parse_text(
+        _read_text(path), "csv", str(path), default_infusion_duration_day, limits, strict_covariates
+    )
 
 
 def _parse_nonmem_csv(
-    text: str, default_duration_day: float, limits: PlausibilityLimits
+    text: str,
+    default_duration_day: float,
+    limits: PlausibilityLimits,
+    strict_covariates: bool = False,
 ) -> tuple[list[Patient], list[str]]:
     lines = text.splitlines()
     header_line = next((line for line in lines if line.strip()), None)
@@ -1048,7 +1089,9 @@ def _parse_nonmem_csv(
             raise _error(None, row.row, "ID", "empty patient ID", "fill ID on every row")
         current = by_id.get(pid)
         if current is None:
-            current = by_id[pid] = _CsvPatient(pid, row.row, row.row)
+            current = by_id[pid] = _CsvPatient(
+                pid, row.row, row.row, strict_covariates=strict_covariates
+            )
             order.append(pid)
         elif previous_id != pid:
             raise _error(
@@ -1145,6 +1188,16 @@ def _read_csv_row(
         baseline = getattr(patient, attribute)
         if baseline is None:
             setattr(patient, attribute, (value, row.row))
+        elif value != baseline[0] and patient.strict_covariates:
+            raise _error(
+                patient.id,
+                row.row,
+                column,
+                f"{column} {_fmt(value)} differs from the patient's baseline {_fmt(baseline[0])} "
+                f"(row {baseline[1]}); the model takes one baseline value per patient",
+                f"write the baseline {column} (at the start of infliximab) on every row of the "
+                "patient, or leave the other rows empty",
+            )
         elif value != baseline[0]:
             patient.notes.append(
                 _message(
@@ -1715,3 +1768,192 @@ def _patient_from_record(
         notes=tuple(notes),
     )
     return _validate_patient(draft, limits, labels)
+
+
+# --------------------------------------------------------------------------------------
+# Cohorts for population fits
+# --------------------------------------------------------------------------------------
+
+
+def read_cohort(
+    path: str | Path,
+    *,
+    default_infusion_duration_day: float = DEFAULT_INFUSION_DURATION_DAY,
+    limits: PlausibilityLimits | None = None,
+) -> PatientSet:
+    """Read a cohort for a population fit: :func:`read_patients` plus the cohort rules.
+
+    On top of the forecasting checks, covariates (WT, CRP) must not vary within a patient
+    (an error, not a note) and :func:`validate_cohort` must pass: exactly one colectomy
+    record per patient, consistent with the doses and samples.
+
+    Raises
+    ------
+    InputError
+        Naming the file, the patient, the row and the field, and the fix.
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".csv":
+        limits = limits or PlausibilityLimits()
+        patient_set = read_nonmem_csv(
+            path,
+            default_infusion_duration_day=default_infusion_duration_day,
+            limits=limits,
+            strict_covariates=True,
+        )
+    else:
+        patient_set = read_patients(
+            path, default_infusion_duration_day=default_infusion_duration_day, limits=limits
+        )
+    try:
+        return validate_cohort(patient_set)
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
+
+
+def validate_cohort(patient_set: PatientSet) -> PatientSet:
+    """Check that validated patients form a cohort a population model can be fitted to.
+
+    Rules: every patient has exactly one colectomy record (DVID=2: DV=1 colectomy at TIME,
+    DV=0 colectomy-free until TIME); no infusion and no sample after it (infliximab stops at
+    colectomy, and a sample or dose after the end of follow-up contradicts it). Patients
+    without concentrations are allowed (they inform the model through the prior only) and
+    listed in the notes.
+
+    Returns
+    -------
+    PatientSet
+        The same patients, notes about colectomy records (ignored by forecasting) replaced
+        by one summary note.
+
+    Raises
+    ------
+    InputError
+        Naming the patient, the row and the field, and the fix.
+    """
+    if not patient_set.patients:
+        raise InputError("the cohort has no patients (fix: give at least one patient)")
+    no_samples = []
+    for patient in patient_set.patients:
+        pid = patient.id
+        if not patient.events:
+            raise _error(
+                pid,
+                patient.doses[0].row,
+                "DVID",
+                "no colectomy record (DVID=2): a population fit needs every patient's outcome",
+                "add one row EVID=0, DVID=2 with DV=1 at the day of colectomy, or DV=0 at the "
+                "last day the patient was known to be colectomy-free (90 for complete "
+                "follow-up); or remove the patient",
+            )
+        (event,) = patient.events  # _validate_patient rejects two records
+        what = "colectomy" if event.event == 1 else "end of follow-up"
+        for dose in patient.doses:
+            if dose.time_day > event.time_day:
+                raise _error(
+                    pid,
+                    dose.row,
+                    "TIME",
+                    f"infusion at day {_fmt(dose.time_day)} after the {what} at day "
+                    f"{_fmt(event.time_day)} ({_where(event.row)})",
+                    "infliximab stops at colectomy: remove planned infusions that were not "
+                    "given, or correct the colectomy record's TIME"
+                    if event.event == 1
+                    else "the colectomy-free record marks the end of follow-up: move it to the "
+                    "last day the patient was seen, or remove infusions not given",
+                )
+        for observation in patient.observations:
+            if observation.time_day > event.time_day:
+                raise _error(
+                    pid,
+                    observation.row,
+                    "TIME",
+                    f"sample at day {_fmt(observation.time_day)} after the {what} at day "
+                    f"{_fmt(event.time_day)} ({_where(event.row)})",
+                    "remove samples taken after the colectomy (the model describes the "
+                    "disease before it), or correct the colectomy record's TIME"
+                    if event.event == 1
+                    else "move the colectomy-free record (end of follow-up) to the last day "
+                    "the patient was seen",
+                )
+        if not patient.observations:
+            no_samples.append(pid)
+    notes = [n for n in patient_set.notes if "ignored by forecasting" not in n]
+    events = sum(p.events[0].event for p in patient_set.patients)
+    notes.append(
+        f"cohort: {len(patient_set.patients)} patients, {events} colectomies, "
+        f"{sum(len(p.observations) for p in patient_set.patients)} concentrations"
+    )
+    if no_samples:
+        notes.append(
+            f"{len(no_samples)} patient(s) without concentrations (prior-only PK): "
+            f"{', '.join(no_samples[:10])}{' ...' if len(no_samples) > 10 else ''}"
+        )
+    return PatientSet(patient_set.patients, tuple(notes), patient_set.source)
+
+
+def write_nonmem_csv(patients: Iterable[Patient], path: str | Path) -> Path:
+    """Write patients as a NONMEM-style CSV that :func:`read_patients` reads back unchanged.
+
+    Columns ``ID,TIME,EVID,AMT,DUR,DV,CENS,MDV,DVID,WT,CRP``: dose rows (EVID=1, MDV=1),
+    concentration rows (DVID=1, CENS) and colectomy rows (DVID=2), sorted by time within a
+    patient (doses before samples at the same time).
+    """
+    path = Path(path)
+    header = ["ID", "TIME", "EVID", "AMT", "DUR", "DV", "CENS", "MDV", "DVID", "WT", "CRP"]
+    lines = [",".join(header)]
+    for patient in patients:
+        rows: list[tuple[float, int, list[str]]] = []
+        covariates = [_exact(patient.weight_kg), _exact(patient.crp_mg_l)]
+        for dose in patient.doses:
+            rows.append(
+                (
+                    dose.time_day,
+                    0,
+                    [
+                        _exact(dose.time_day),
+                        "1",
+                        _exact(dose.amount_mg),
+                        _exact(dose.duration_day),
+                        ".",
+                        ".",
+                        "1",
+                        ".",
+                    ],
+                )
+            )
+        for obs in patient.observations:
+            rows.append(
+                (
+                    obs.time_day,
+                    1,
+                    [
+                        _exact(obs.time_day),
+                        "0",
+                        ".",
+                        ".",
+                        _exact(obs.value_mg_l),
+                        f"{obs.censoring}",
+                        "0",
+                        "1",
+                    ],
+                )
+            )
+        for event in patient.events:
+            rows.append(
+                (
+                    event.time_day,
+                    2,
+                    [_exact(event.time_day), "0", ".", ".", f"{event.event}", "0", "0", "2"],
+                )
+            )
+        rows.sort(key=lambda r: (r[0], r[1]))
+        lines.extend(",".join([patient.id, *cells, *covariates]) for _, _, cells in rows)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _exact(value: float) -> str:
+    """Shortest text that reads back as the same float (``300``, ``0.08333333333333333``)."""
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text

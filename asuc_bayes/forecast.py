@@ -56,10 +56,10 @@ __all__ = [
     "Forecaster",
     "PatientForecast",
     "SamplerSettings",
-    "build_tree",
     "derived_quantities",
     "exact_forecast",
     "forecast_patients",
+    "forecast_tree",
     "forecaster_for",
     "grid_draws",
     "load_results",
@@ -425,7 +425,7 @@ class Forecaster:
             "attempts": len(attempts),
         }
         status = "ok" if checks["passed"] else "unconverged"
-        tree = build_tree(
+        tree = forecast_tree(
             self.spec, patient, eta, trace, map_result, diagnostics, status, settings, random_seed
         )
         if exact is not None:
@@ -540,7 +540,7 @@ def _exact_forecast(spec, patient, settings, random_seed, grid) -> PatientForeca
         "attempts": 0,
     }
     status = "ok" if checks["passed"] else "unconverged"
-    tree = build_tree(
+    tree = forecast_tree(
         spec, patient, eta, None, map_result, diagnostics, status, settings, random_seed
     )
     tree["exact_summary"] = exact
@@ -549,11 +549,16 @@ def _exact_forecast(spec, patient, settings, random_seed, grid) -> PatientForeca
     )
 
 
-def build_tree(spec, patient, eta, trace, map_result, diagnostics, status, settings, seed):
-    """The results DataTree of one patient (groups of the README's Python API section)."""
+def forecast_tree(
+    spec, patient, eta, trace, map_result, diagnostics, status, settings, seed, derived=None
+) -> xr.DataTree:
+    """The result DataTree of one patient from η draws (chain, draw, 2); ``derived`` (the
+    :data:`DERIVED` quantities per draw) defaults to :func:`derived_quantities` under ``spec``
+    (a population-mixture forecast passes its own, computed with each draw's parameters)."""
     chains, draws = eta.shape[:2]
     coords = {"chain": np.arange(chains), "draw": np.arange(draws)}
-    derived = derived_quantities(spec, patient, eta)
+    if derived is None:
+        derived = derived_quantities(spec, patient, eta)
     posterior = xr.Dataset(
         {
             "eta": (("chain", "draw", "random_effect"), eta),

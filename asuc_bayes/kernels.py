@@ -36,6 +36,7 @@ __all__ = [
     "weibull_baseline_cumulative_hazard",
     "weibull_cumulative_hazard",
     "weibull_hazard",
+    "weibull_log_cumulative_hazard",
     "weibull_log_likelihood",
     "weibull_risk",
 ]
@@ -228,8 +229,32 @@ def weibull_risk(time_day, covariate, xp: Any = np, **params):
     return -xp.expm1(-weibull_cumulative_hazard(time_day, covariate, xp=xp, **params))
 
 
+def weibull_log_cumulative_hazard(
+    time_day,
+    covariate,
+    *,
+    baseline_lambda,
+    gamma,
+    beta,
+    x_ref,
+    form="lambda_t_gamma",
+    xp: Any = np,
+):
+    """ln H(t) of :func:`weibull_cumulative_hazard`, written on the log scale so that it
+    neither underflows nor overflows for extreme covariates (ln H0(t) + β (x − x_ref))."""
+    log_time = xp.log(time_day)
+    if form == "lambda_t_gamma":
+        log_baseline = xp.log(baseline_lambda) + gamma * log_time
+    elif form == "lambda_t_all_gamma":
+        log_baseline = gamma * (xp.log(baseline_lambda) + log_time)
+    else:
+        raise ValueError(f"unknown Weibull form {form!r}")
+    return log_baseline + beta * (covariate - x_ref)
+
+
 def weibull_log_likelihood(time_day, event, covariate, xp: Any = np, **params):
-    """Right-censored log-likelihood: event · ln h(t) − H(t)."""
-    cumulative = weibull_cumulative_hazard(time_day, covariate, xp=xp, **params)
-    log_hazard = xp.log(params["gamma"]) + xp.log(cumulative) - xp.log(time_day)
-    return event * log_hazard - cumulative
+    """Right-censored log-likelihood: event · ln h(t) − H(t), with ln h = ln γ + ln H − ln t
+    (h = dH/dt = γ H / t) and ln H from :func:`weibull_log_cumulative_hazard`."""
+    log_cumulative = weibull_log_cumulative_hazard(time_day, covariate, xp=xp, **params)
+    log_hazard = xp.log(params["gamma"]) + log_cumulative - xp.log(time_day)
+    return event * log_hazard - xp.exp(log_cumulative)

@@ -1,8 +1,11 @@
 """Virtual ASUC patients drawn from the model, with their true individual parameters.
 
-Patients resemble Table 1 of the paper (model card, section 3): weight median 63 kg
-[IQR 56-75], CRP median 30 mg/L [7-82], first dose 5-10 mg/kg, standard (0-2-6 weeks)
-or accelerated schedules, 1-5 samples, assay limits that censor some samples.
+:func:`simulate_patients` draws patients for forecasting studies (concentrations only).
+:func:`simulate_cohort` draws Table-1-like cohorts (model card, section 3) for population
+fits: weight median 63 kg [IQR 56-75], CRP median 30 mg/L [7-82], first dose median 9.9
+mg/kg (3.8-15) in whole 100 mg vials, standard and accelerated schedules with 1-7
+infusions, 1-5 samples per patient, per-centre assay limits, and a colectomy record per
+patient from the Weibull model, with infliximab stopped at colectomy.
 
 Examples
 --------
@@ -14,16 +17,42 @@ Examples
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from asuc_bayes.config import ModelSpec
-from asuc_bayes.dataset import ABOVE_ULOQ, BELOW_LLOQ, MEASURED, Dose, Observation, Patient
-from asuc_bayes.kernels import concentration, individual_pk_parameters
+from asuc_bayes.dataset import (
+    ABOVE_ULOQ,
+    BELOW_LLOQ,
+    MEASURED,
+    Dose,
+    EventRecord,
+    Observation,
+    Patient,
+)
+from asuc_bayes.kernels import (
+    AUC_FLOOR_MG_DAY_L,
+    auc_interval,
+    concentration,
+    individual_pk_parameters,
+    weibull_risk,
+)
 
-__all__ = ["SimulatedCohort", "add_residual_error", "simulate_patients", "true_parameters"]
+__all__ = [
+    "TABLE1",
+    "CohortDesign",
+    "SimulatedCohort",
+    "add_residual_error",
+    "cohort_summary",
+    "simulate_cohort",
+    "simulate_patients",
+    "true_parameters",
+    "weibull_event_time",
+    "write_cohort",
+]
 
 #: Assay limits (LLOQ, ULOQ) in mg/L of plausible centres.
 ASSAY_LIMITS_MG_L = ((0.3, 24.0), (0.4, 45.0), (1.0, 30.0), (0.5, 60.0))
@@ -32,16 +61,47 @@ SCHEDULES_DAY = ((0.0, 14.0, 42.0), (0.0, 7.0, 21.0), (0.0, 4.0, 14.0), (0.0,), 
 
 @dataclass(frozen=True)
 class SimulatedCohort:
-    """Simulated patients and a table of their true individual parameters (one row each)."""
+    """Simulated patients and a table of their true individual parameters (one row each).
+
+    ``population`` holds the population parameters the cohort was drawn with (the model
+    file's estimates, or one draw from their published uncertainty).
+    """
 
     patients: tuple[Patient, ...]
     truth: pd.DataFrame
+    population: dict = field(default_factory=dict)
 
 
 def true_parameters(spec: ModelSpec, patient: Patient, eta_cl: float, eta_v: float):
     """Individual (CL, V) of ``patient`` for given random effects, under ``spec``."""
     cl, v = individual_pk_parameters(spec.pk, patient.weight_kg, patient.crp_mg_l, eta_cl, eta_v)
     return float(cl), float(v)
+
+
+def noisy_observations(spec: ModelSpec, times, doses, cl, v, limits, rng) -> tuple:
+    """Concentrations at ``times`` with the model's residual error, censored at the assay
+    ``limits`` (LLOQ, ULOQ) as M3 records (the limit as value)."""
+    lloq, uloq = limits
+    prediction = concentration(
+        np.asarray(times, dtype=float),
+        np.array([d.time_day for d in doses]),
+        np.array([d.amount_mg for d in doses]),
+        np.array([d.duration_day for d in doses]),
+        np.float64(cl),
+        np.float64(v),
+    )
+    values = add_residual_error(
+        prediction, spec.pk.residual_sd.estimate, spec.pk.residual_form, rng
+    )
+    observations = []
+    for t, value in zip(times, values, strict=True):
+        if value < lloq:
+            observations.append(Observation(float(t), lloq, BELOW_LLOQ))
+        elif value > uloq:
+            observations.append(Observation(float(t), uloq, ABOVE_ULOQ))
+        else:
+            observations.append(Observation(float(t), float(np.round(value, 2)), MEASURED))
+    return tuple(observations)
 
 
 def simulate_patients(
@@ -91,23 +151,7 @@ def simulate_patients(
         )
         cl, v = true_parameters(spec, draft, eta_cl, eta_v)
         lloq, uloq = ASSAY_LIMITS_MG_L[rng.integers(len(ASSAY_LIMITS_MG_L))]
-        f = concentration(
-            sample_times,
-            draft.dose_time_day,
-            draft.dose_amount_mg,
-            draft.dose_duration_day,
-            np.float64(cl),
-            np.float64(v),
-        )
-        y = add_residual_error(f, pk.residual_sd.estimate, pk.residual_form, rng)
-        observations = []
-        for t, value in zip(sample_times, y, strict=True):
-            if value < lloq:
-                observations.append(Observation(float(t), lloq, BELOW_LLOQ))
-            elif value > uloq:
-                observations.append(Observation(float(t), uloq, ABOVE_ULOQ))
-            else:
-                observations.append(Observation(float(t), float(np.round(value, 2)), MEASURED))
+        observations = noisy_observations(spec, sample_times, doses, cl, v, (lloq, uloq), rng)
         patients.append(
             Patient(
                 id=draft.id,
@@ -119,6 +163,400 @@ def simulate_patients(
         )
         rows.append({"id": draft.id, "eta_cl": eta_cl, "eta_v": eta_v, "cl": cl, "v": v})
     return SimulatedCohort(patients=tuple(patients), truth=pd.DataFrame(rows).set_index("id"))
+
+
+# -- Table-1-like cohorts with colectomy records ----------------------------------------------
+
+#: Table 1 of the paper (and section 3.1) as (statistic, value) pairs the simulator aims at.
+TABLE1 = {
+    "n_patients": 72,
+    "weight_kg_median": 63.0,
+    "weight_kg_iqr": (56.0, 75.0),
+    "crp_mg_l_median": 30.0,
+    "crp_mg_l_iqr": (7.0, 82.0),
+    "first_dose_mg_kg_median": 9.9,
+    "first_dose_mg_kg_range": (3.8, 15.0),
+    "infusions_median": 3,
+    "infusions_range": (1, 7),
+    "samples_total": 152,
+    "samples_per_patient_counts": (33, 18, 7, 8, 6),
+    "days_since_infusion_median": 26.0,
+    "days_since_infusion_iqr": (11.0, 42.0),
+    "concentration_mg_l_median": 6.7,
+    "concentration_mg_l_iqr": (3.9, 10.9),
+    "below_lloq_fraction": 11 / 152,
+    "above_uloq_fraction": 56 / 152,
+    "colectomy_fraction_90d": 11 / 72,
+    "colectomy_day_median": 32.0,
+}
+
+
+@dataclass(frozen=True)
+class CohortDesign:
+    """How virtual cohorts are drawn (defaults tuned to Table 1; see :data:`TABLE1`).
+
+    Attributes
+    ----------
+    weight_kg_median, weight_log_sd, crp_mg_l_median, crp_log_sd
+        Log-normal baseline covariates (clipped to ``weight_kg_range``/``crp_mg_l_range``).
+    first_dose_mg_kg, first_dose_probabilities
+        Intended first dose (mg/kg), rounded to whole 100 mg vials.
+    schedules, schedule_probabilities
+        Planned infusion days (before jitter); later infusions are jittered by up to
+        ``schedule_jitter_day`` days (schedules were adapted by each centre).
+    samples_per_patient_probabilities
+        P(1..5 samples), Table 1's 33/18/7/8/6 of 72.
+    sample_time_beta
+        Sample days are Beta(a, b) over the sampling window (day 0 to the end of follow-up,
+        colectomy or ``sampling_window_day``), skewed late.
+    centres
+        (LLOQ, ULOQ) in mg/L of the assays of seven centres; several ELISAs have low ULOQs.
+    follow_up_day, loss_probability, loss_window_day
+        Follow-up ends at 90 days, or at a uniform time in ``loss_window_day`` for a fraction
+        ``loss_probability`` lost earlier (never before day 28, so that losses cannot change
+        the AUC_w2-4 of the doses given).
+    """
+
+    weight_kg_median: float = 64.0
+    weight_log_sd: float = 0.21
+    weight_kg_range: tuple[float, float] = (38.0, 140.0)
+    crp_mg_l_median: float = 27.0
+    crp_log_sd: float = 1.65
+    crp_mg_l_range: tuple[float, float] = (0.5, 400.0)
+    first_dose_mg_kg: tuple[float, ...] = (5.0, 10.0, 15.0)
+    first_dose_probabilities: tuple[float, ...] = (0.2, 0.75, 0.05)
+    schedules: tuple[tuple[float, ...], ...] = (
+        (0.0,),
+        (0.0, 14.0),
+        (0.0, 14.0, 42.0),
+        (0.0, 7.0, 21.0),
+        (0.0, 4.0, 14.0, 42.0),
+        (0.0, 7.0, 14.0, 28.0, 56.0),
+        (0.0, 3.0, 7.0, 14.0, 28.0, 42.0, 70.0),
+    )
+    schedule_probabilities: tuple[float, ...] = (0.16, 0.14, 0.32, 0.12, 0.12, 0.08, 0.06)
+    schedule_jitter_day: float = 2.0
+    samples_per_patient_probabilities: tuple[float, ...] = (
+        33 / 72,
+        18 / 72,
+        7 / 72,
+        8 / 72,
+        6 / 72,
+    )
+    sample_time_beta: tuple[float, float] = (1.6, 1.0)
+    sampling_window_day: float = 98.0
+    centres: tuple[tuple[float, float], ...] = (
+        (0.2, 12.0),
+        (0.2, 16.0),
+        (0.3, 24.0),
+        (0.3, 20.0),
+        (0.4, 30.0),
+        (0.2, 45.0),
+        (0.5, 10.0),
+    )
+    follow_up_day: float = 90.0
+    loss_probability: float = 0.05
+    loss_window_day: tuple[float, float] = (30.0, 90.0)
+
+
+def weibull_event_time(cumulative_hazard_target, covariate, *, spec: ModelSpec):
+    """Time T with H(T; x) = ``cumulative_hazard_target`` under ``spec``'s Weibull model.
+
+    With E ~ Exp(1), T = weibull_event_time(E, x) is a draw of the event time (inverse of
+    :func:`asuc_bayes.kernels.weibull_cumulative_hazard`).
+
+    >>> from asuc_bayes.config import load_model
+    >>> from asuc_bayes.kernels import weibull_cumulative_hazard
+    >>> spec = load_model()
+    >>> t = weibull_event_time(0.3, 5.5, spec=spec)
+    >>> tte = spec.tte
+    >>> h = weibull_cumulative_hazard(t, 5.5, baseline_lambda=tte.baseline_lambda,
+    ...     gamma=tte.gamma.estimate, beta=tte.beta.estimate, x_ref=tte.x_ref, form=tte.form)
+    >>> bool(np.isclose(h, 0.3))
+    True
+    """
+    tte = spec.tte
+    baseline = np.asarray(cumulative_hazard_target) / np.exp(
+        tte.beta.estimate * (np.asarray(covariate) - tte.x_ref)
+    )
+    gamma, lam = tte.gamma.estimate, tte.baseline_lambda
+    if tte.form == "lambda_t_gamma":
+        return (baseline / lam) ** (1.0 / gamma)
+    return baseline ** (1.0 / gamma) / lam
+
+
+def _ln_ratio(spec: ModelSpec, doses: list[Dose], cl: float, v: float) -> float:
+    start, end = spec.tte.auc_window_day
+    auc = auc_interval(
+        start,
+        end,
+        np.array([d.time_day for d in doses]),
+        np.array([d.amount_mg for d in doses]),
+        np.array([d.duration_day for d in doses]),
+        np.float64(cl),
+        np.float64(v),
+    )
+    return float(np.log(max(float(auc), AUC_FLOOR_MG_DAY_L)) - np.log(cl))
+
+
+def _sample_times(design: CohortDesign, end_day: float, n: int, rng) -> np.ndarray:
+    """``n`` distinct sample days in (0, end_day), skewed late (Beta(a, b) on the window):
+    TDM samples in the paper were taken a median 26 days after the most recent infusion."""
+    times: list[float] = []
+    a, b = design.sample_time_beta
+    for _ in range(200):
+        if len(times) == n:
+            break
+        t = round(0.25 + (end_day - 0.3) * float(rng.beta(a, b)), 2)
+        if 0.0 < t < end_day and all(abs(t - other) > 0.2 for other in times):
+            times.append(t)
+    return np.sort(np.array(times))
+
+
+def simulate_cohort(
+    spec: ModelSpec,
+    n: int,
+    random_seed: int,
+    *,
+    population_uncertainty: bool = False,
+    design: CohortDesign | None = None,
+    id_prefix: str = "C",
+) -> SimulatedCohort:
+    """A Table-1-like virtual cohort with concentrations, colectomy records and the truth.
+
+    Each patient gets covariates, a regimen, η from the model, a latent Weibull event time,
+    samples (with residual error and the centre's assay limits, M3-style records), and one
+    colectomy record: DV=1 at the colectomy, or DV=0 at the end of follow-up (day 90, or
+    earlier if lost). Infliximab stops at colectomy: later infusions and samples are not in
+    the data.
+
+    The covariate that generates the event time is ln(AUC_w2-4/CL) under the doses actually
+    given, exactly what a population fit computes from the data. When a colectomy before
+    day 28 removes planned infusions, that covariate depends on the event time itself; it
+    is resolved as a fixed point with one uniform draw U per patient: T = H⁻¹(−ln U; x(doses
+    before T)), iterating from the planned regimen (with β < 0 each iteration can only
+    remove infusions, so it converges in at most as many steps as there are infusions).
+    The truth keeps both ``ln_auc_cl`` (doses given) and ``ln_auc_cl_planned``.
+
+    Parameters
+    ----------
+    spec
+        The model; its point estimates are the population parameters unless
+        ``population_uncertainty``.
+    n
+        Number of patients.
+    random_seed
+        Seed; the same seed gives the same cohort.
+    population_uncertainty
+        Draw the population parameters once from their published uncertainty
+        (:meth:`~asuc_bayes.population_draws.PopulationDraws.from_published`, RSE method).
+    design
+        Covariate, regimen, sampling and assay design (:class:`CohortDesign`).
+
+    Returns
+    -------
+    SimulatedCohort
+        Patients (with ``events``), the truth table (index ``id``) and the population values.
+
+    Examples
+    --------
+    >>> from asuc_bayes.config import load_model
+    >>> cohort = simulate_cohort(load_model(), n=5, random_seed=3)
+    >>> [len(p.events) for p in cohort.patients]
+    [1, 1, 1, 1, 1]
+    >>> bool((cohort.truth["observed_time_day"] <= 90).all())
+    True
+    """
+    from asuc_bayes.population_draws import PopulationDraws, point_values
+
+    design = design or CohortDesign()
+    if n < 1:
+        raise ValueError(f"n must be a positive number of patients, got {n}")
+    rng = np.random.default_rng(random_seed)
+    if population_uncertainty:
+        draws = PopulationDraws.from_published(spec, 1, int(rng.integers(2**31)), method="rse")
+        spec = draws.spec_at(0)
+        population = {k: float(v[0]) for k, v in draws.as_dict().items()}
+    else:
+        population = point_values(spec)
+    pk = spec.pk
+    duration = pk.default_infusion_duration_day
+    patients, rows = [], []
+    for index in range(n):
+        pid = f"{id_prefix}{index + 1:03d}"
+        weight = float(
+            np.clip(
+                np.round(rng.lognormal(np.log(design.weight_kg_median), design.weight_log_sd), 1),
+                *design.weight_kg_range,
+            )
+        )
+        crp = float(
+            np.clip(
+                np.round(rng.lognormal(np.log(design.crp_mg_l_median), design.crp_log_sd), 1),
+                *design.crp_mg_l_range,
+            )
+        )
+        mg_per_kg = float(rng.choice(design.first_dose_mg_kg, p=design.first_dose_probabilities))
+        amount = max(100.0, float(np.round(mg_per_kg * weight / 100.0)) * 100.0)
+        schedule = np.array(
+            design.schedules[rng.choice(len(design.schedules), p=design.schedule_probabilities)]
+        )
+        jitter = np.round(rng.uniform(-1, 1, schedule.size) * design.schedule_jitter_day, 1)
+        jitter[0] = 0.0
+        planned_days = np.maximum.accumulate(schedule + jitter)
+        planned_days = np.unique(planned_days)
+        planned = [Dose(float(t), amount, duration) for t in planned_days]
+        eta_cl = float(rng.normal(0.0, pk.omega_cl))
+        eta_v = float(rng.normal(0.0, pk.omega_v))
+        cl, v = true_parameters(spec, Patient(pid, weight, crp, tuple(planned)), eta_cl, eta_v)
+        target = -np.log(rng.uniform())  # E ~ Exp(1): the event happens when H(T) = E
+        lost = rng.uniform() < design.loss_probability
+        end_of_follow_up = (
+            float(np.round(rng.uniform(*design.loss_window_day), 1))
+            if lost
+            else design.follow_up_day
+        )
+        given = planned
+        consistent = False
+        for _ in range(len(planned) + 1):
+            x = _ln_ratio(spec, given, cl, v)
+            event_time = float(weibull_event_time(target, x, spec=spec))
+            new_given = [d for d in planned if d.time_day < event_time or d.time_day == 0.0]
+            if len(new_given) == len(given):
+                consistent = True
+                break
+            given = new_given
+        event = event_time <= end_of_follow_up
+        observed_time = float(np.round(event_time, 2)) if event else end_of_follow_up
+        observed_time = max(observed_time, 0.05)
+        recorded = [d for d in planned if d.time_day < observed_time or d.time_day == 0.0]
+        n_samples = 1 + int(
+            rng.choice(
+                len(design.samples_per_patient_probabilities),
+                p=design.samples_per_patient_probabilities,
+            )
+        )
+        window_end = min(observed_time, design.sampling_window_day)
+        sample_days = _sample_times(design, window_end, n_samples, rng)
+        centre = int(rng.integers(len(design.centres)))
+        lloq, uloq = design.centres[centre]
+        observations = noisy_observations(
+            spec, sample_days, recorded, cl, v, design.centres[centre], rng
+        )
+        patients.append(
+            Patient(
+                id=pid,
+                weight_kg=weight,
+                crp_mg_l=crp,
+                doses=tuple(recorded),
+                observations=tuple(observations),
+                events=(EventRecord(observed_time, int(event)),),
+            )
+        )
+        x_given = _ln_ratio(spec, recorded, cl, v)
+        tte = spec.tte
+        rows.append(
+            {
+                "id": pid,
+                "centre": centre + 1,
+                "lloq_mg_l": lloq,
+                "uloq_mg_l": uloq,
+                "eta_cl": eta_cl,
+                "eta_v": eta_v,
+                "cl": cl,
+                "v": v,
+                "ln_auc_cl": x_given,
+                "ln_auc_cl_planned": _ln_ratio(spec, planned, cl, v),
+                "risk_90d": float(
+                    weibull_risk(
+                        tte.horizon_day,
+                        x_given,
+                        baseline_lambda=tte.baseline_lambda,
+                        gamma=tte.gamma.estimate,
+                        beta=tte.beta.estimate,
+                        x_ref=tte.x_ref,
+                        form=tte.form,
+                    )
+                ),
+                "latent_event_time_day": event_time,
+                "cumulative_hazard_at_event": float(target),
+                "observed_time_day": observed_time,
+                "event": int(event),
+                "lost_to_follow_up": bool(lost and not event),
+                "infusions_planned": len(planned),
+                "infusions_given": len(recorded),
+                "covariate_fixed_point": consistent,
+            }
+        )
+    return SimulatedCohort(
+        patients=tuple(patients), truth=pd.DataFrame(rows).set_index("id"), population=population
+    )
+
+
+def cohort_summary(patients) -> dict:
+    """Table-1 statistics of a cohort (keys of :data:`TABLE1`), e.g. to compare a simulated
+    cohort with the paper's."""
+    weights = np.array([p.weight_kg for p in patients])
+    crps = np.array([p.crp_mg_l for p in patients])
+    first = np.array([p.doses[0].amount_mg / p.weight_kg for p in patients])
+    infusions = np.array([len(p.doses) for p in patients])
+    counts = np.array([len(p.observations) for p in patients])
+    since, values, censoring = [], [], []
+    for p in patients:
+        days = p.dose_time_day
+        for o in p.observations:
+            since.append(o.time_day - days[days < o.time_day].max())
+            censoring.append(o.censoring)
+            if o.censoring == MEASURED:
+                values.append(o.value_mg_l)
+    censoring = np.array(censoring)
+    events = [e for p in patients for e in p.events]
+    colectomy_days = np.array([e.time_day for e in events if e.event == 1])
+
+    def iqr(x):
+        return tuple(float(q) for q in np.quantile(x, [0.25, 0.75]))
+
+    return {
+        "n_patients": len(patients),
+        "weight_kg_median": float(np.median(weights)),
+        "weight_kg_iqr": iqr(weights),
+        "crp_mg_l_median": float(np.median(crps)),
+        "crp_mg_l_iqr": iqr(crps),
+        "first_dose_mg_kg_median": float(np.median(first)),
+        "first_dose_mg_kg_range": (float(first.min()), float(first.max())),
+        "infusions_median": float(np.median(infusions)),
+        "infusions_range": (int(infusions.min()), int(infusions.max())),
+        "samples_total": int(counts.sum()),
+        "samples_per_patient_counts": tuple(int(np.sum(counts == k)) for k in range(1, 6)),
+        "days_since_infusion_median": float(np.median(since)),
+        "days_since_infusion_iqr": iqr(since),
+        "concentration_mg_l_median": float(np.median(values)) if values else float("nan"),
+        "concentration_mg_l_iqr": iqr(values) if values else (float("nan"),) * 2,
+        "below_lloq_fraction": float(np.mean(censoring == BELOW_LLOQ)),
+        "above_uloq_fraction": float(np.mean(censoring == ABOVE_ULOQ)),
+        "colectomy_fraction_90d": float(
+            np.mean([e.event == 1 and e.time_day <= 90 for e in events])
+        ),
+        "colectomy_day_median": float(np.median(colectomy_days))
+        if colectomy_days.size
+        else float("nan"),
+    }
+
+
+def write_cohort(cohort: SimulatedCohort, path) -> tuple[Path, Path]:
+    """Write the cohort as a NONMEM-style CSV and its truth beside it (``NAME.truth.csv``,
+    with the population values used in the leading comment-free columns ``pop_*``)."""
+    from asuc_bayes.dataset import write_nonmem_csv
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_nonmem_csv(cohort.patients, path)
+    truth_path = path.with_name(path.stem + ".truth.csv")
+    truth = cohort.truth.copy()
+    for name, value in cohort.population.items():
+        truth[f"pop_{name}"] = value
+    truth.to_csv(truth_path)
+    return path, truth_path
 
 
 def add_residual_error(prediction, sigma, residual_form: str, rng: np.random.Generator):

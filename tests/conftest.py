@@ -88,3 +88,37 @@ MULTIMODAL_PATIENTS = {
         (Observation(3.9, 8.0), Observation(13.9, 3.5)),
     ),
 }
+
+
+def truth_fit_tree(spec, cohort, noise_sd=0.05, draws=200, seed=0):
+    """A population-fit DataTree whose posterior is concentrated at a simulated cohort's
+    truth (evaluation and population-forecast tests need a fit without sampling one)."""
+    import numpy as np
+    import xarray as xr
+
+    from asuc_bayes.population import CohortData, PopulationSettings, _fit_tree
+    from asuc_bayes.population_draws import point_values
+
+    rng = np.random.default_rng(seed)
+    data = CohortData.from_patients(cohort.patients)
+    truth = cohort.truth.loc[list(data.ids)]
+    shape = (2, draws)
+    coords = {"chain": [0, 1], "draw": np.arange(draws), "subject": list(data.ids)}
+    values = {
+        name: (("chain", "draw"), value * np.exp(rng.normal(0, 0.01, shape)))
+        for name, value in point_values(spec).items()
+    }
+    values["tte_beta"] = (("chain", "draw"), spec.tte.beta.estimate + rng.normal(0, 0.01, shape))
+    subject_dims = ("chain", "draw", "subject")
+    for name in ("eta_cl", "eta_v", "ln_auc_cl", "cl", "v"):
+        base = truth[name].to_numpy()
+        values[name] = (subject_dims, base + rng.normal(0, noise_sd, (*shape, base.size)))
+    posterior = xr.Dataset(values, coords=coords)
+    stats = xr.Dataset(
+        {"diverging": (("chain", "draw"), np.zeros(shape, dtype=bool))}, coords=coords
+    )
+    checks = {"rhat_max": 1.0, "ess_bulk_min": 1000.0, "divergences": 0, "converged": True}
+    timing = {"compile_seconds": 0.0, "sampling_seconds": 0.0}
+    return _fit_tree(
+        spec, "weak", "joint", PopulationSettings(), 0, data, posterior, stats, checks, timing
+    )

@@ -1,0 +1,144 @@
+"""Population fits: speed (nutpie vs plain PyMC NUTS in the same run), diagnostics over several
+simulated cohorts, joint vs two-stage, and coverage of the population parameters.
+
+Target of the issue: a 72-patient joint fit (4 chains x 1000 draws) in <= 2 minutes on the
+2-core machine, beside the same model sampled by plain PyMC NUTS.
+
+Usage: ``python benchmarks/bench_population.py [--cohorts 8] [--n 72] [--skip-pymc]
+[--out results.json]``. Cohorts are simulated with ``simulate_cohort`` (seeds 1, 2, ...)
+from the model file's point estimates and fitted with the weak priors; the coverage of
+the 50/90/95 % central intervals of the nine population parameters is counted over all
+cohorts (the true value is known), with its binomial standard error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+from asuc_bayes import load_model
+from asuc_bayes.population import PopulationSettings, fit_population
+from asuc_bayes.population_draws import PARAMETER_NAMES, point_values
+from asuc_bayes.simulate import simulate_cohort
+
+LEVELS = (0.5, 0.9, 0.95)
+
+
+def timed_fit(cohort, spec, **options):
+    start = time.perf_counter()
+    fit = fit_population(cohort.patients, spec, **options)
+    return fit, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cohorts", type=int, default=8)
+    parser.add_argument("--n", type=int, default=72)
+    parser.add_argument("--skip-pymc", action="store_true")
+    parser.add_argument("--skip-speed", action="store_true", help="only the cohort study")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    spec = load_model()
+    truth = point_values(spec)
+    report: dict = {"n": args.n, "fits": []}
+
+    if not args.skip_speed:
+        speed(spec, args, report, truth)
+    cohort_study(spec, args, report, truth)
+    if args.out:
+        with open(args.out, "w") as handle:
+            json.dump(report, handle, indent=2, default=float)
+
+
+def speed(spec, args, report, truth) -> None:
+    cohort = simulate_cohort(spec, args.n, random_seed=1)
+    fit, first = timed_fit(cohort, spec, random_seed=1)
+    d = fit.diagnostics
+    print(
+        f"first joint fit (compiles): {first:.0f} s total = {d['compile_seconds']:.0f} s compile "
+        f"+ {d['sampling_seconds']:.0f} s sampling + rest; {d['divergences']} divergences, "
+        f"R-hat {d['rhat_max']:.3f}, ESS {d['ess_bulk_min']:.0f}",
+        flush=True,
+    )
+    report["first_fit_seconds"] = first
+    _, warm = timed_fit(cohort, spec, random_seed=2)
+    print(f"same cohort, compiled model reused: {warm:.0f} s", flush=True)
+    report["warm_fit_seconds"] = warm
+
+    two, two_seconds = timed_fit(cohort, spec, random_seed=1, method="two_stage")
+    print(f"two-stage fit (compiles two models): {two_seconds:.0f} s", flush=True)
+    comparison = {}
+    for name in ("tte_lambda", "tte_gamma", "tte_beta"):
+        joint = fit.tree["posterior"][name].values
+        staged = two.tree["posterior"][name].values
+        comparison[name] = {
+            "truth": truth[name],
+            "joint": [float(np.mean(joint)), *np.quantile(joint, [0.025, 0.975]).tolist()],
+            "two_stage": [float(np.mean(staged)), *np.quantile(staged, [0.025, 0.975]).tolist()],
+        }
+        print(
+            f"  {name:<11} joint {comparison[name]['joint']}  "
+            f"two-stage {comparison[name]['two_stage']}"
+        )
+    report["joint_vs_two_stage"] = comparison
+    report["two_stage_seconds"] = two_seconds
+    report["two_stage_diagnostics"] = two.diagnostics
+
+    if not args.skip_pymc:
+        _, pymc_seconds = timed_fit(
+            cohort, spec, random_seed=1, settings=PopulationSettings(sampler="pymc", cores=2)
+        )
+        print(
+            f"plain PyMC NUTS (pm.sample, numba backend, same model and settings): "
+            f"{pymc_seconds:.0f} s = x{pymc_seconds / first:.2f} of the nutpie fit with compile, "
+            f"x{pymc_seconds / warm:.2f} of the warm nutpie fit",
+            flush=True,
+        )
+        report["pymc_seconds"] = pymc_seconds
+
+
+def cohort_study(spec, args, report, truth) -> None:
+    hits = {level: {name: [] for name in PARAMETER_NAMES} for level in LEVELS}
+    for seed in range(1, args.cohorts + 1):
+        cohort = simulate_cohort(spec, args.n, random_seed=100 + seed)
+        fit, seconds = timed_fit(cohort, spec, random_seed=seed)
+        d = fit.diagnostics
+        posterior = fit.tree["posterior"]
+        for level in LEVELS:
+            for name in PARAMETER_NAMES:
+                low, high = np.quantile(posterior[name].values, [(1 - level) / 2, (1 + level) / 2])
+                hits[level][name].append(bool(low <= truth[name] <= high))
+        entry = {"seed": 100 + seed, "seconds": seconds, **d}
+        report["fits"].append(entry)
+        print(
+            f"cohort {100 + seed}: {seconds:.0f} s, {d['divergences']} divergences, R-hat max "
+            f"{d['rhat_max']:.3f} ({d['rhat_max_at']}), ESS min {d['ess_bulk_min']:.0f} "
+            f"({d['ess_bulk_min_at']}), events {int(fit.tree['observed_data']['colectomy'].sum())}",
+            flush=True,
+        )
+    coverage = {}
+    for level in LEVELS:
+        all_hits = [h for name in PARAMETER_NAMES for h in hits[level][name]]
+        rate = float(np.mean(all_hits))
+        se = float(np.sqrt(level * (1 - level) / len(all_hits)))
+        coverage[str(level)] = {"rate": rate, "binomial_se": se, "n": len(all_hits)}
+        print(
+            f"coverage of {level:.0%} CrIs over {len(all_hits)} parameter-cohorts: {rate:.3f} "
+            f"(SE {se:.3f})"
+        )
+    per_parameter = {name: float(np.mean(hits[0.9][name])) for name in PARAMETER_NAMES}
+    print("90 % coverage per parameter:", per_parameter)
+    report["coverage"] = coverage
+    report["coverage_90_per_parameter"] = per_parameter
+    divergences = [f["divergences"] for f in report["fits"]]
+    print(
+        f"divergences per fit: {divergences}; fits passing every gate: "
+        f"{sum(bool(f['converged']) for f in report['fits'])}/{len(report['fits'])}"
+    )
+
+
+if __name__ == "__main__":
+    main()
