@@ -473,7 +473,7 @@ def format_sensitivity(results, spec: ModelSpec) -> str:
             f"patient {result.patient_id}: exact quadrature posteriors; dose at day "
             f"{request.dose_time_day:g} to a {request.target_risk:.0%} target "
             f"({request.criterion})",
-            f"  {'group':<12}{'alternative':<28}{'mean risk':>10}  {'95% CrI':<16}{'P(high)':>8}"
+            f"  {'group':<12}{'alternative':<32}{'mean risk':>10}  {'95% CrI':<16}{'P(high)':>8}"
             f"{'dose mg':>9}{'Δ risk':>9}{'Δ P(high)':>10}{'Δ dose':>8}  changes",
         ]
         for row in result.table.to_dict(orient="records"):
@@ -489,7 +489,7 @@ def format_sensitivity(results, spec: ModelSpec) -> str:
                 else "-"
             )
             lines.append(
-                f"  {row['group']:<12}{row['name']:<28}{row['risk_mean']:>10.1%}  {interval:<16}"
+                f"  {row['group']:<12}{row['name']:<32}{row['risk_mean']:>10.1%}  {interval:<16}"
                 f"{row['p_high_risk']:>8.2f}{'' if dose != dose else f'{dose:g}':>9}"
                 f"{row['delta_risk_mean'] * 100:>8.2f}p{row['delta_p_high_risk']:>10.3f}"
                 f"{'' if dose != dose else f'{row["delta_dose_mg"]:+g}':>8}  {changes}"

@@ -18,9 +18,12 @@ noise, and no alternative model needs compiling. The alternatives (:func:`altern
 - ``threshold``: the high-risk threshold 5.79 moved to 5.5 and 6.1 with x_ref recalibrated so
   that the threshold keeps its 20 % risk (the model file's rule);
 - ``target``: the target risk of the dose recommendation at 15 % and 25 %;
-- ``population``: population-parameter uncertainty propagated (draws from the published
-  RSEs, or from a fitted population posterior) against the typical values — when the
-  population-draws service is available.
+- ``population``: population-parameter uncertainty propagated against the typical values:
+  draws from the published RSEs and from the bootstrap CIs (independent draws: the paper gives
+  no covariances, and λ and γ are strongly negatively correlated in any fit, so the spread of
+  the risk is overstated), and from a fitted population posterior when one is given. Each is
+  forecast exactly up to Monte Carlo over the population draws
+  (:func:`asuc_bayes.population_forecast.forecast_with_population`).
 
 Each row reports whether the alternative changes the posterior's log density and whether it
 changes the map from η to the derived quantities (regimen, covariates, risk function); an
@@ -53,6 +56,8 @@ from asuc_bayes.dosing import DosingError, DosingRequest, recommend_dose
 from asuc_bayes.forecast import PatientForecast, SamplerSettings, derived_quantities, exact_forecast
 from asuc_bayes.grid import grid_posterior, log_posterior, log_prior, observation_log_likelihood
 from asuc_bayes.kernels import concentration
+from asuc_bayes.population_draws import PopulationDraws, point_values
+from asuc_bayes.population_forecast import forecast_with_population
 
 __all__ = [
     "CENSORING_STRATEGIES",
@@ -88,6 +93,7 @@ class Alternative:
     prior_power: float = 1.0
     likelihood_power: float = 1.0
     target_risk: float | None = None  # only the dose recommendation's target changes
+    population: PopulationDraws | None = None  # population parameters integrated over
 
 
 # -- building alternatives -----------------------------------------------------------------
@@ -171,9 +177,21 @@ def _with_default_infusion(patient: Patient, old_day: float, new_day: float) -> 
     return replace(patient, doses=doses)
 
 
-def alternatives(spec: ModelSpec, patient: Patient) -> list[Alternative]:
+def alternatives(
+    spec: ModelSpec,
+    patient: Patient,
+    *,
+    population_draws: int = 0,
+    population_fit=None,
+    random_seed: int = 0,
+) -> list[Alternative]:
     """Every alternative of the module docstring for ``patient`` under ``spec`` (the baseline
-    itself excluded)."""
+    itself excluded).
+
+    ``population_draws`` > 0 adds the population-uncertainty alternatives with that many
+    draws from the published RSEs and bootstrap CIs, and from ``population_fit`` (a fit's
+    netCDF path or DataTree) when given.
+    """
     out = []
     for name, description in spec.available_variants.items():
         if name in spec.variants:
@@ -258,6 +276,28 @@ def alternatives(spec: ModelSpec, patient: Patient) -> list[Alternative]:
                 target_risk=target,
             )
         )
+    if population_draws > 0:
+        sources = [
+            (
+                "population_published_rse",
+                "population parameters from the published RSEs (independent)",
+                PopulationDraws.from_published(spec, population_draws, random_seed, method="rse"),
+            ),
+            (
+                "population_published_bootstrap",
+                "population parameters from the bootstrap 95 % CIs (independent)",
+                PopulationDraws.from_published(
+                    spec, population_draws, random_seed, method="bootstrap"
+                ),
+            ),
+        ]
+        if population_fit is not None:
+            fitted = PopulationDraws.from_fit(population_fit, population_draws, random_seed)
+            sources.append(("population_fit", f"population posterior of {fitted.source}", fitted))
+        for name, description, draws in sources:
+            out.append(
+                Alternative("population", name, description, spec, patient, population=draws)
+            )
     return out
 
 
@@ -304,7 +344,16 @@ def _probe_points(spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _changes(baseline: Alternative, alternative: Alternative) -> tuple[bool, bool]:
-    """(log density differs beyond a constant, derived quantities differ) on the probe lattice."""
+    """(log density differs beyond a constant, derived quantities differ) on the probe lattice.
+
+    Population draws change both unless every draw equals the baseline's point values."""
+    if alternative.population is not None:
+        point = point_values(baseline.spec)
+        varies = any(
+            not np.allclose(values, point[name], rtol=1e-12, atol=0.0)
+            for name, values in alternative.population.as_dict().items()
+        )
+        return varies, varies
     eta_cl, eta_v = _probe_points(baseline.spec)
 
     def density(a: Alternative) -> np.ndarray:
@@ -332,6 +381,10 @@ def _changes(baseline: Alternative, alternative: Alternative) -> tuple[bool, boo
 
 
 def _forecast(alternative: Alternative, grid_points: int, random_seed: int) -> PatientForecast:
+    if alternative.population is not None:
+        return forecast_with_population(
+            alternative.patient, alternative.population, random_seed=random_seed
+        )
     grid = grid_posterior(
         alternative.spec,
         alternative.patient,
@@ -370,6 +423,7 @@ def _row(
         "map_risk": summary["map"]["risk_90d"],
         "recommended_dose_mg": dose,
         "feasible": feasible,
+        "status": forecast.status,
         "changes_log_density": changes[0],
         "changes_derived": changes[1],
     }
@@ -431,6 +485,8 @@ def run_sensitivity(
     *,
     random_seed: int = 0,
     grid_points: int = 201,
+    population_draws: int = 200,
+    population_fit=None,
 ) -> SensitivityResult:
     """The baseline and every alternative of :func:`alternatives` for one patient.
 
@@ -441,6 +497,9 @@ def run_sensitivity(
         cannot take it (e.g. a sample after the dose time), the dose columns stay empty.
     grid_points
         Points per axis of each exact quadrature posterior.
+    population_draws, population_fit
+        Population draws per population-uncertainty alternative (0: none), and an optional
+        fitted population posterior (netCDF path or DataTree) as a further source.
     """
     request = request or DosingRequest()
     notes = []
@@ -455,7 +514,14 @@ def run_sensitivity(
     baseline = Alternative("baseline", "baseline", "the model as specified", spec, patient)
     base_forecast = _forecast(baseline, grid_points, random_seed)
     rows = [_row(baseline, base_forecast, dose_request, (False, False))]
-    for alternative in alternatives(spec, patient):
+    others = alternatives(
+        spec,
+        patient,
+        population_draws=population_draws,
+        population_fit=population_fit,
+        random_seed=random_seed,
+    )
+    for alternative in others:
         changes = _changes(baseline, alternative)
         if alternative.group == "target" and dose_request is None:
             continue
@@ -492,6 +558,13 @@ def run_sensitivity(
                 "feasible": rec.feasible,
                 "risk_mean": rec.risk_90d["mean"],
             }
+        )
+    if any(a.population is not None and a.name.startswith("population_published") for a in others):
+        notes.append(
+            "published population uncertainty is drawn independently per parameter (the paper "
+            "gives no covariances); λ and γ are strongly negatively correlated in any fit, so "
+            "the spread of the risk is overstated there — a fitted posterior (--population-fit) "
+            "keeps the correlations"
         )
     power = power_scaling_diagnostic(base_forecast)
     if power is None:

@@ -50,12 +50,16 @@ CHANGES_DENSITY = {
 
 @pytest.fixture(scope="module")
 def blq_result(spec):
-    return run_sensitivity(spec, REFERENCE_PATIENTS["blq_sample"], random_seed=1, grid_points=121)
+    return run_sensitivity(
+        spec, REFERENCE_PATIENTS["blq_sample"], random_seed=1, grid_points=121, population_draws=60
+    )
 
 
 @pytest.fixture(scope="module")
 def one_sample_result(spec):
-    return run_sensitivity(spec, REFERENCE_PATIENTS["one_sample"], random_seed=1, grid_points=121)
+    return run_sensitivity(
+        spec, REFERENCE_PATIENTS["one_sample"], random_seed=1, grid_points=121, population_draws=0
+    )
 
 
 def test_each_alternative_changes_what_it_claims(blq_result):
@@ -102,9 +106,10 @@ def test_weibull_form_variant_is_the_same_model_once_x_ref_is_calibrated(spec):
         )
     held = weibull_risk(90.0, x, **tte(variant, x_ref=spec.tte.x_ref))
     assert not np.allclose(held, weibull_risk(90.0, x, **tte(spec)))
-    table = run_sensitivity(spec, REFERENCE_PATIENTS["one_sample"], grid_points=81).table.set_index(
-        "name"
+    result = run_sensitivity(
+        spec, REFERENCE_PATIENTS["one_sample"], grid_points=81, population_draws=0
     )
+    table = result.table.set_index("name")
     row = table.loc["weibull_lambda_t_all_gamma"]
     assert not row["changes_log_density"] and not row["changes_derived"]
     assert row["risk_mean"] == table.loc["baseline", "risk_mean"]
@@ -262,7 +267,9 @@ def test_psense_against_exact_grid_power_scaling(spec, name):
 
 
 def test_prior_only_patient_has_no_likelihood_to_scale(spec):
-    result = run_sensitivity(spec, REFERENCE_PATIENTS["no_sample"], grid_points=81)
+    result = run_sensitivity(
+        spec, REFERENCE_PATIENTS["no_sample"], grid_points=81, population_draws=0
+    )
     assert result.power_scaling is None
     assert any("prior-only" in note for note in result.notes)
     table = result.table.set_index("name")
@@ -281,7 +288,9 @@ def test_targets_and_thresholds_tables(one_sample_result):
 
 
 def test_sensitivity_when_the_dose_request_does_not_apply(spec):
-    result = run_sensitivity(spec, REFERENCE_PATIENTS["several_samples"], grid_points=81)
+    result = run_sensitivity(
+        spec, REFERENCE_PATIENTS["several_samples"], grid_points=81, population_draws=0
+    )
     assert result.table["recommended_dose_mg"].isna().all()
     assert len(result.targets) == 0
     assert any("no dose recommendation" in note for note in result.notes)
@@ -298,6 +307,8 @@ def test_cli_sensitivity(tmp_path, capsys):
             "json",
             "--grid-points",
             "81",
+            "--population-draws",
+            "0",
             "--out",
             str(tmp_path),
         ]
@@ -314,3 +325,75 @@ def test_cli_sensitivity(tmp_path, capsys):
     assert (tmp_path / "sensitivity-P01.csv").exists()
     assert main(["sensitivity", "--example", "--grid-points", "5"]) == 2
     assert "--grid-points" in capsys.readouterr().err
+
+
+def test_population_uncertainty_alternatives(spec, blq_result):
+    table = blq_result.table.set_index("name")
+    for name in ("population_published_rse", "population_published_bootstrap"):
+        row = table.loc[name]
+        assert row["group"] == "population"
+        assert row["changes_log_density"] and row["changes_derived"]
+        # Uncertain λ, γ, β widen the risk interval far beyond the patient's own PK
+        # uncertainty (independent draws overstate it: the notes say so).
+        width = row["risk_q97.5"] - row["risk_q2.5"]
+        base = table.loc["baseline"]
+        assert width > 2 * (base["risk_q97.5"] - base["risk_q2.5"])
+    assert any("drawn independently" in note for note in blq_result.notes)
+
+
+def test_population_draws_at_the_point_values_are_neutral(spec):
+    """Population draws all equal to the model file's values: the alternative is flagged
+    neutral, and its mixture forecast reproduces the baseline's exact posterior."""
+    from asuc_bayes.population_draws import PopulationDraws
+    from asuc_bayes.sensitivity import Alternative, _changes, _forecast
+
+    patient = REFERENCE_PATIENTS["one_sample"]
+    baseline = Alternative("baseline", "baseline", "", spec, patient)
+    point = Alternative(
+        "population", "point", "", spec, patient, population=PopulationDraws.point(spec, 8)
+    )
+    assert _changes(baseline, point) == (False, False)
+    mixture = _forecast(point, 101, random_seed=1).summary()
+    exact = _forecast(baseline, 201, random_seed=1).summary()
+    for key in ("ln_auc_cl", "risk_90d"):
+        sd = exact["posterior"][key]["sd"]
+        assert abs(mixture["posterior"][key]["mean"] - exact["posterior"][key]["mean"]) < 0.1 * sd
+
+
+def test_population_fit_alternative_and_cli(spec, tmp_path, capsys):
+    from asuc_bayes.simulate import simulate_cohort
+
+    from conftest import truth_fit_tree
+
+    fit = truth_fit_tree(spec, simulate_cohort(spec, 12, random_seed=4))
+    path = tmp_path / "fit.nc"
+    fit.to_netcdf(path, engine="h5netcdf")
+    code = main(
+        [
+            "sensitivity",
+            "--example",
+            "--id",
+            "P05",
+            "--format",
+            "json",
+            "--grid-points",
+            "81",
+            "--population-draws",
+            "40",
+            "--population-fit",
+            str(path),
+        ]
+    )
+    assert code == 0
+    rows = {
+        r["name"]: r for r in json.loads(capsys.readouterr().out)["patients"][0]["alternatives"]
+    }
+    fitted = rows["population_fit"]
+    assert fitted["group"] == "population" and fitted["status"] in ("ok", "unconverged")
+    # A fit concentrated at the point values keeps the risk near the baseline's, unlike the
+    # independent published draws.
+    assert abs(fitted["risk_mean"] - rows["baseline"]["risk_mean"]) < abs(
+        rows["population_published_rse"]["risk_mean"] - rows["baseline"]["risk_mean"]
+    )
+    assert main(["sensitivity", "--example", "--population-fit", str(tmp_path / "nope.nc")]) == 2
+    assert "--population-fit" in capsys.readouterr().err
