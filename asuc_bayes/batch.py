@@ -31,11 +31,11 @@ from typing import Any, Literal
 import xarray as xr
 
 from asuc_bayes.config import ModelSpec
-from asuc_bayes.dataset import Patient
+from asuc_bayes.dataset import InputError, Patient
 from asuc_bayes.engine import Engine
 from asuc_bayes.forecast import SamplerSettings, forecaster_for, patient_seed
 
-__all__ = ["BatchResult", "BatchRow", "CheckpointError", "forecast_batch"]
+__all__ = ["BatchResult", "BatchRow", "CheckpointError", "forecast_batch", "with_input_errors"]
 
 Status = Literal["ok", "unconverged", "error"]
 
@@ -250,3 +250,10 @@ def forecast_batch(
         engine=engine.description,
         seconds=time.perf_counter() - start,
     )
+
+
+def with_input_errors(batch: BatchResult, errors: Sequence[InputError]) -> BatchResult:
+    """``batch`` with one ``error`` row for each patient whose data could not be read
+    (:attr:`asuc_bayes.dataset.PatientSet.errors`), after the forecast rows."""
+    rows = [BatchRow(str(e.patient_id), "error", error=str(e)) for e in errors]
+    return replace(batch, rows=[*batch.rows, *rows])

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from asuc_bayes.batch import CheckpointError, forecast_batch, with_input_errors
 from asuc_bayes.comparison import SCENARIOS, compare_patient, run_study, write_study
 from asuc_bayes.config import DEFAULT_MODEL, ModelSpec, ModelSpecError, load_model
 from asuc_bayes.dataset import InputError, example_path, read_patients
@@ -27,6 +28,7 @@ from asuc_bayes.dosing import (
     plan_dosing,
     recommend_dose,
 )
+from asuc_bayes.engine import Engine, EngineError
 from asuc_bayes.forecast import (
     SamplerSettings,
     forecast_patients,
@@ -35,6 +37,7 @@ from asuc_bayes.forecast import (
     save_results,
 )
 from asuc_bayes.report import (
+    format_batch,
     format_comparison,
     format_dosing,
     format_overview,
@@ -55,8 +58,11 @@ FORECAST_EXAMPLES = """examples:
   asuc-bayes forecast patients.csv --report report.html   one HTML report per patient
     (with the week-2 dose to a 20 % mean risk; 'asuc-bayes optimize' for other targets)
   asuc-bayes forecast patients.csv --model fit.nc   integrate over a population fit's posterior
+  asuc-bayes forecast cohort.csv --workers 2 --checkpoint runs/c1 --format json
+    batch: 2 worker processes, resumable; a bad patient is an error row, not the end
 
 exit codes: 0 ok; 1 an unconverged posterior (unless --allow-unconverged); 2 bad input
+(in a batch: after every other patient is done)
 """
 
 
@@ -161,6 +167,27 @@ def _parser() -> argparse.ArgumentParser:
         help="with --model FIT.nc: population posterior draws integrated over (200)",
     )
     _add_unconverged_option(forecast)
+    batch = forecast.add_argument_group(
+        "batch",
+        "many patients: a bad patient becomes an error row instead of stopping the run "
+        "(exit code 2 at the end); any of these options selects the batch path",
+    )
+    batch.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="worker processes of a local Dask cluster (1: this process)",
+    )
+    batch.add_argument(
+        "--scheduler", metavar="ADDRESS", help="run on an existing Dask cluster (tcp://host:8786)"
+    )
+    batch.add_argument(
+        "--checkpoint",
+        type=Path,
+        metavar="DIR",
+        help="record finished patients in DIR; a rerun with the same settings resumes there",
+    )
 
     compare_patient = sub.add_parser(
         "compare-patient",
@@ -314,7 +341,13 @@ def _add_sampling_options(parser: argparse.ArgumentParser) -> None:
         default=0.95,
         help="NUTS target acceptance (0.95; escalated to 0.99 on failure)",
     )
-    parser.add_argument("--sampler", choices=("nutpie", "pymc"), default="nutpie")
+    parser.add_argument(
+        "--sampler",
+        choices=("imh", "nutpie", "pymc"),
+        default="imh",
+        help="imh: independence Metropolis-Hastings from the Laplace approximation, NUTS if "
+        "it fails a gate (default); nutpie: NUTS; pymc: PyMC's own NUTS",
+    )
     _add_model_options(parser)
 
 
@@ -431,26 +464,39 @@ def _load_patients(args: argparse.Namespace, spec: ModelSpec) -> list:
 
     Raises ``InputError``/``OSError`` for bad data and ``ValueError`` for unknown IDs.
     """
+    return _read_selected(args, spec, collect_errors=False)[0]
+
+
+def _read_selected(
+    args: argparse.Namespace, spec: ModelSpec, collect_errors: bool
+) -> tuple[list, list[InputError]]:
+    """The selected patients and, with ``collect_errors``, the errors of bad patients."""
     if args.example == bool(args.data):
         raise ValueError("give either a data file or --example")
     path = example_path() if args.example else Path(args.data)
     dataset = read_patients(
-        path, default_infusion_duration_day=spec.pk.default_infusion_duration_day
+        path,
+        default_infusion_duration_day=spec.pk.default_infusion_duration_day,
+        collect_errors=collect_errors,
     )
-    patients = list(dataset.patients)
+    patients, errors = list(dataset.patients), list(dataset.errors)
     if args.ids:
-        known = {p.id for p in patients}
+        known = {p.id for p in patients} | {e.patient_id for e in errors}
         missing = [i for i in args.ids if i not in known]
         if missing:
             raise ValueError(f"--id {', '.join(missing)}: not in {path} (IDs: {sorted(known)})")
         patients = [p for p in patients if p.id in args.ids]
+        errors = [e for e in errors if e.patient_id in args.ids]
     for note in dataset.notes:
         print(f"asuc-bayes: note: {note}", file=sys.stderr)
-    return patients
+    return patients, errors
 
 
 def _unconverged_exit(results, args: argparse.Namespace) -> int:
-    unconverged = [r.patient.id for r in results if r.status != "ok"]
+    return _exit_for_unconverged([r.patient.id for r in results if r.status != "ok"], args)
+
+
+def _exit_for_unconverged(unconverged: list[str], args: argparse.Namespace) -> int:
     if unconverged and not args.allow_unconverged:
         print(
             f"asuc-bayes: unconverged posterior for {', '.join(unconverged)}: do not use these "
@@ -483,6 +529,8 @@ def main(argv: list[str] | None = None) -> int:
 def _forecast(args: argparse.Namespace) -> int:
     if str(args.model).endswith(".nc"):
         return _forecast_population(args)
+    if args.workers != 1 or args.scheduler or args.checkpoint:
+        return _forecast_batch(args)
     try:
         spec, settings = _spec_and_settings(args)
         patients = _load_patients(args, spec)
@@ -507,6 +555,58 @@ def _forecast(args: argparse.Namespace) -> int:
         where = written[0] if len(written) == 1 else f"{len(written)} files ({written[0]} ...)"
         print(f"asuc-bayes: report written to {where}", file=sys.stderr)
     return _unconverged_exit(results, args)
+
+
+def _forecast_batch(args: argparse.Namespace) -> int:
+    """``forecast`` on many patients through :func:`asuc_bayes.batch.forecast_batch`."""
+    if args.report:
+        return _error(
+            "--report is not available with --workers/--scheduler/--checkpoint (fix: write "
+            "reports for chosen patients without the batch options, or use --out)"
+        )
+    try:
+        spec, settings = _spec_and_settings(args)
+        patients, errors = _read_selected(args, spec, collect_errors=True)
+        engine = Engine(workers=args.workers, scheduler=args.scheduler)
+    except (InputError, ModelSpecError, ValueError, OSError, EngineError) as exc:
+        return _error(str(exc))
+    progress = _Progress("forecast", len(patients), args.quiet)
+    try:
+        batch = forecast_batch(
+            patients,
+            spec,
+            settings=settings,
+            random_seed=args.seed,
+            engine=engine,
+            checkpoint=args.checkpoint,
+            keep_trees=args.out is not None,
+            progress=progress,
+        )
+    except (CheckpointError, EngineError) as exc:
+        return _error(str(exc))
+    finally:
+        progress.close()
+    batch = with_input_errors(batch, errors)
+    if args.format == "json":
+        document = {
+            "model": {"name": spec.name, "sha256": spec.sha256, "variants": list(spec.variants)},
+            "patients": [row.to_json() for row in batch.rows],
+        }
+        print(json.dumps(document, indent=2))
+    else:
+        print(f"model: {spec.label}  (sha256 {spec.sha256[:12]})\n")
+        print(format_batch(batch))
+    if args.out:
+        save_results(batch.trees, args.out)
+        print(f"asuc-bayes: results written to {args.out}", file=sys.stderr)
+    failed = [row for row in batch.rows if row.status == "error"]
+    for row in failed:
+        print(f"asuc-bayes: error: {row.error}", file=sys.stderr)
+    if failed:
+        return EXIT_INPUT
+    return _exit_for_unconverged(
+        [row.id for row in batch.rows if row.status == "unconverged"], args
+    )
 
 
 def _default_recommendation(result) -> dict:

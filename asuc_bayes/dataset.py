@@ -20,7 +20,7 @@ import itertools
 import math
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -207,11 +207,15 @@ class PatientSet:
         records, extra columns, varying covariates...); report them to the user.
     source
         Where the patients came from (a file path, or a description).
+    errors
+        With ``collect_errors=True``: one :class:`InputError` per patient whose records were
+        bad (that patient is left out of ``patients``; batch runs report it in its row).
     """
 
     patients: tuple[Patient, ...]
     notes: tuple[str, ...] = ()
     source: str = ""
+    errors: tuple[InputError, ...] = ()
 
     @property
     def ids(self) -> tuple[str, ...]:
@@ -693,6 +697,7 @@ def read_patients(
     *,
     default_infusion_duration_day: float = DEFAULT_INFUSION_DURATION_DAY,
     limits: PlausibilityLimits | None = None,
+    collect_errors: bool = False,
 ) -> PatientSet:
     """Read and validate patients from a NONMEM-style CSV, or a TOML/YAML patient file.
 
@@ -705,6 +710,11 @@ def read_patients(
         Duration of infusions whose record gives none (days; 2 h by default).
     limits
         Plausible ranges; the defaults of :class:`PlausibilityLimits` when ``None``.
+    collect_errors
+        Keep reading past a patient with bad records: that patient's first error goes to
+        :attr:`PatientSet.errors` and the others are read (for batch runs, where one bad
+        patient must not stop the rest). Errors of the file itself (unreadable, bad header,
+        ragged rows, no patients at all) still raise.
 
     Returns
     -------
@@ -724,12 +734,13 @@ def read_patients(
         raise InputError(
             f"{path}: unknown file type {path.suffix or '(no suffix)'!r} (accepted: {accepted})"
         )
-    if kind == "csv":
-        return read_nonmem_csv(
-            path, default_infusion_duration_day=default_infusion_duration_day, limits=limits
-        )
-    return read_patient_file(
-        path, default_infusion_duration_day=default_infusion_duration_day, limits=limits
+    return _parse_text(
+        _read_text(path),
+        kind,
+        str(path),
+        default_infusion_duration_day,
+        limits,
+        collect_errors=collect_errors,
     )
 
 
@@ -767,34 +778,55 @@ def _parse_text(
     default_infusion_duration_day: float,
     limits: PlausibilityLimits | None,
     strict_covariates: bool = False,
+    collect_errors: bool = False,
 ) -> PatientSet:
     """Patients from the text of a ``csv``/``toml``/``yaml`` source; errors start with
     ``source`` and keep their patient, location and field. ``strict_covariates`` makes a
-    covariate varying within a patient an error (population fits) instead of a note."""
+    covariate varying within a patient an error (population fits) instead of a note;
+    ``collect_errors`` keeps per-patient errors in :attr:`PatientSet.errors`."""
     limits = limits or PlausibilityLimits()
     try:
         if kind == "csv":
             _check_default_duration(default_infusion_duration_day, limits)
-            patients, notes = _parse_nonmem_csv(
-                text, default_infusion_duration_day, limits, strict_covariates
+            patients, notes, errors = _parse_nonmem_csv(
+                text, default_infusion_duration_day, limits, strict_covariates, collect_errors
             )
-            return PatientSet(tuple(patients), tuple(notes), source)
-        return patients_from_records(
-            _patient_records(text, kind),  # type: ignore[arg-type]  # checked there
-            source=source,
-            default_infusion_duration_day=default_infusion_duration_day,
-            limits=limits,
-        )
+            result = PatientSet(tuple(patients), tuple(notes), source, tuple(errors))
+        else:
+            result = patients_from_records(
+                _patient_records(text, kind),  # type: ignore[arg-type]  # checked there
+                source=source,
+                default_infusion_duration_day=default_infusion_duration_day,
+                limits=limits,
+                collect_errors=collect_errors,
+            )
     except InputError as exc:
-        if str(exc).startswith(f"{source}:"):
-            raise
-        raise InputError(
-            f"{source}: {exc}",
-            patient_id=exc.patient_id,
-            location=exc.location,
-            field=exc.field,
-            detail=exc.detail,
-        ) from None
+        raise _from_source(exc, source) from None
+    return replace(
+        result, source=source, errors=tuple(_from_source(e, source) for e in result.errors)
+    )
+
+
+def _naming_patient(exc: InputError, patient_id: str) -> InputError:
+    """``exc`` with ``patient_id`` set when it names no patient (its message unchanged)."""
+    if exc.patient_id is not None:
+        return exc
+    return InputError(
+        str(exc), patient_id=patient_id, location=exc.location, field=exc.field, detail=exc.detail
+    )
+
+
+def _from_source(exc: InputError, source: str) -> InputError:
+    """``exc`` with its message starting with ``source``."""
+    if str(exc).startswith(f"{source}:"):
+        return exc
+    return InputError(
+        f"{source}: {exc}",
+        patient_id=exc.patient_id,
+        location=exc.location,
+        field=exc.field,
+        detail=exc.detail,
+    )
 
 
 #: Largest upload :func:`parse_patients` accepts by default (bytes).
@@ -1027,7 +1059,8 @@ def _parse_nonmem_csv(
     default_duration_day: float,
     limits: PlausibilityLimits,
     strict_covariates: bool = False,
-) -> tuple[list[Patient], list[str]]:
+    collect_errors: bool = False,
+) -> tuple[list[Patient], list[str], list[InputError]]:
     lines = text.splitlines()
     header_line = next((line for line in lines if line.strip()), None)
     if header_line is None:
@@ -1083,6 +1116,7 @@ def _parse_nonmem_csv(
     order: list[str] = []
     seen_records: dict[tuple[str, float, int, int | None], int] = {}
     previous_id: str | None = None
+    failed: dict[str, InputError] = {}
     for row in rows:
         pid = row.cells["ID"]
         if not pid:
@@ -1104,14 +1138,29 @@ def _parse_nonmem_csv(
             )
         current.last_row = row.row
         previous_id = pid
-        _read_csv_row(row, current, unit_columns, default_duration_day, seen_records)
+        if pid in failed:
+            continue  # the rest of a patient already reported
+        try:
+            _read_csv_row(row, current, unit_columns, default_duration_day, seen_records)
+        except InputError as exc:
+            if not collect_errors:
+                raise
+            failed[pid] = _naming_patient(exc, pid)
 
     patients = []
     for pid in order:
-        patient = _finish_csv_patient(by_id[pid], limits)
+        if pid in failed:
+            continue
+        try:
+            patient = _finish_csv_patient(by_id[pid], limits)
+        except InputError as exc:
+            if not collect_errors:
+                raise
+            failed[pid] = _naming_patient(exc, pid)
+            continue
         patients.append(patient)
         notes.extend(patient.notes)
-    return patients, notes
+    return patients, notes, [failed[pid] for pid in order if pid in failed]
 
 
 def _csv_header(cells: list[str], row_number: int) -> list[str]:
@@ -1523,6 +1572,7 @@ def patients_from_records(
     source: str = "records",
     default_infusion_duration_day: float = DEFAULT_INFUSION_DURATION_DAY,
     limits: PlausibilityLimits | None = None,
+    collect_errors: bool = False,
 ) -> PatientSet:
     """Validated patients from plain mappings with the structure of a patient file.
 
@@ -1538,6 +1588,8 @@ def patients_from_records(
         Duration of infusions without ``duration_h``/``duration_day`` (days).
     limits
         Plausible ranges; the defaults of :class:`PlausibilityLimits` when ``None``.
+    collect_errors
+        Keep a bad patient's error in :attr:`PatientSet.errors` and read the others.
 
     Returns
     -------
@@ -1555,8 +1607,15 @@ def patients_from_records(
     patients: list[Patient] = []
     first_index: dict[str, int] = {}
     notes: list[str] = []
+    errors: list[InputError] = []
     for index, record in enumerate(records):
-        patient = _patient_from_record(record, index, default_infusion_duration_day, limits)
+        try:
+            patient = _patient_from_record(record, index, default_infusion_duration_day, limits)
+        except InputError as exc:
+            if not collect_errors:
+                raise
+            errors.append(_naming_patient(exc, f"patient[{index}]"))  # if it has no id
+            continue
         if patient.id in first_index:
             raise _error(
                 patient.id,
@@ -1568,9 +1627,9 @@ def patients_from_records(
         first_index[patient.id] = index
         patients.append(patient)
         notes.extend(patient.notes)
-    if not patients:
+    if not patients and not errors:
         raise InputError("no patients (fix: give at least one patient)")
-    return PatientSet(tuple(patients), tuple(notes), source)
+    return PatientSet(tuple(patients), tuple(notes), source, tuple(errors))
 
 
 def _check_keys(

@@ -28,7 +28,8 @@ import xarray as xr
 from asuc_bayes._version import __version__
 from asuc_bayes.config import ModelSpec
 from asuc_bayes.dataset import Dose, Observation, Patient
-from asuc_bayes.grid import GridPosterior, find_modes, grid_posterior
+from asuc_bayes.grid import GridPosterior, find_modes, grid_posterior, log_posterior
+from asuc_bayes.independence import MixtureProposal, StudentTProposal, independence_metropolis
 from asuc_bayes.kernels import (
     AUC_FLOOR_MG_DAY_L,
     auc_interval,
@@ -42,6 +43,7 @@ from asuc_bayes.model import (
     build_patient_model,
     log_relative_to_sampler,
     omega_vector,
+    sampler_to_log_relative,
 )
 from asuc_bayes.nutpie_density import (
     CachedDensity,
@@ -88,21 +90,45 @@ CURVE_END_DAY = 90.0
 #: Concentration curves are kept for every CURVE_THIN-th draw (1000 curves by default): the
 #: curves dominate the cost of a result and bands for plots need no more.
 CURVE_THIN = 4
+#: The independence sampler (``sampler="imh"``, the default): burn-in per chain, thinning, and
+#: the multivariate-t proposal's degrees of freedom and scale in the whitened coordinates, where
+#: the posterior is ~N(0, I), mixed with the prior (weight IMH_PRIOR_WEIGHT). Measured on 120
+#: simulated patients (seed 991) against the exact grid, worst error over the mean and 2.5/50/
+#: 97.5 % quantiles of CL, V, AUC, ln(AUC/CL) and risk, in posterior SDs (4 x 1000 draws):
+#: IMH median 0.10, 90th centile 0.18, max 0.34; NUTS (nutpie) 0.14, 0.24, 0.52 on the same
+#: patients; 110/120 by IMH, 3 handed to NUTS by a gate, 7 bimodal (exact grid); 2.9 x faster
+#: per patient than NUTS in the same run. Without the prior component, single-sample patients
+#: showed 0.97 SD errors in V's upper tail (a proposal lighter-tailed than the posterior).
+IMH_BURN = 50
+#: Every IMH_THIN-th state is kept: proposals are cheap (all evaluated in one vectorised call)
+#: and thinning by 4 (+~40 ms a patient) roughly doubles the draws' ESS.
+IMH_THIN = 4
+IMH_DF = 4.0
+IMH_SCALE = 1.5
+#: Weight of the prior in the defensive mixture proposal: every importance weight is then at
+#: most max(likelihood) / IMH_PRIOR_WEIGHT (see :class:`PriorProposal`).
+IMH_PRIOR_WEIGHT = 0.2
 #: Whitening data of the un-whitened sampler coordinates (shift 0, identity Cholesky factor).
 IDENTITY_WHITENING = {"eta_shift": np.zeros(2), "eta_chol": np.eye(2)}
 
 
 @dataclass(frozen=True)
 class SamplerSettings:
-    """NUTS settings; ``escalate_target_accept`` is used for a second attempt when the first
-    has divergences or fails the R-hat/ESS gates."""
+    """Sampler settings of an individual forecast.
+
+    ``sampler="imh"`` (default): an independence Metropolis–Hastings sampler whose proposal is
+    a multivariate t around the Laplace approximation mixed with the prior (see
+    :meth:`Forecaster._sample_independence`); if its draws fail a gate, NUTS (nutpie) samples
+    the patient. ``"nutpie"``: NUTS only; ``"pymc"``: PyMC's own NUTS. ``tune`` and the
+    target acceptances apply to NUTS; ``escalate_target_accept`` is used for a second NUTS
+    attempt when the first has divergences or fails the R-hat/ESS gates."""
 
     draws: int = 1000
     tune: int = 1000
     chains: int = 4
     target_accept: float = 0.95
     escalate_target_accept: float | None = 0.99
-    sampler: Literal["nutpie", "pymc"] = "nutpie"
+    sampler: Literal["imh", "nutpie", "pymc"] = "imh"
     cores: int | None = None
     method: Literal["auto", "nuts", "exact_grid"] = "auto"
     grid_points: int = 401
@@ -118,8 +144,8 @@ class SamplerSettings:
             raise ValueError("sampler setting 'chains' must be at least 2 (R-hat needs them)")
         if not 0.5 <= self.target_accept < 1:
             raise ValueError(f"target_accept must be in [0.5, 1), got {self.target_accept}")
-        if self.sampler not in ("nutpie", "pymc"):
-            raise ValueError(f"sampler must be 'nutpie' or 'pymc', got {self.sampler!r}")
+        if self.sampler not in ("nutpie", "pymc", "imh"):
+            raise ValueError(f"sampler must be 'nutpie', 'pymc' or 'imh', got {self.sampler!r}")
         if self.method not in ("auto", "nuts", "exact_grid"):
             raise ValueError(f"method must be 'auto', 'nuts' or 'exact_grid', got {self.method!r}")
 
@@ -408,22 +434,29 @@ class Forecaster:
             checks = _convergence(eta, 0)
             attempts = []
         else:
-            method, exact = "nuts", None
-            eta, trace, attempts = self._sample_nuts(patient, map_result, settings, random_seed)
+            exact = None
+            method, eta, trace, attempts = self._sample_mcmc(
+                patient, map_result, settings, random_seed
+            )
             checks = attempts[-1]
+        sampler = {"exact_grid": "exact_grid", "independence_mh": "imh"}.get(
+            method, "pymc" if settings.sampler == "pymc" else "nutpie"
+        )
         diagnostics = {
             "rhat_max": checks["rhat_max"],
             "ess_bulk_min": checks["ess_bulk_min"],
             "divergences": checks["divergences"],
             "chains": settings.chains,
             "draws": settings.draws,
-            "tune": settings.tune if method == "nuts" else 0,
+            "tune": {"nuts": settings.tune, "independence_mh": IMH_BURN}.get(method, 0),
             "method": method,
             "modes": len(modes) if modes else None,
             "target_accept": attempts[-1]["target_accept"] if attempts else None,
-            "sampler": settings.sampler if method == "nuts" else "exact_grid",
+            "sampler": sampler,
             "attempts": len(attempts),
         }
+        if attempts and attempts[0].get("acceptance") is not None:
+            diagnostics["imh_acceptance"] = attempts[0]["acceptance"]
         status = "ok" if checks["passed"] else "unconverged"
         tree = forecast_tree(
             self.spec, patient, eta, trace, map_result, diagnostics, status, settings, random_seed
@@ -434,10 +467,64 @@ class Forecaster:
             patient=patient, tree=tree, status=status, diagnostics=diagnostics, spec=self.spec
         )
 
-    def _sample_nuts(self, patient, map_result, settings, random_seed):
+    def _sample_mcmc(self, patient, map_result, settings, random_seed):
+        """(method, η draws, sampler statistics, attempts): NUTS, or with ``sampler="imh"`` the
+        independence sampler first and NUTS only if it fails a gate."""
+        whitening = self._whitening(patient, map_result["eta"])
+        if settings.sampler != "imh":
+            eta, trace, attempts = self._sample_nuts(patient, settings, random_seed, whitening)
+            return "nuts", eta, trace, attempts
+        eta, acceptance = self._sample_independence(patient, whitening, settings, random_seed)
+        checks = _convergence(eta, 0)
+        attempt = {
+            "sampler": "imh",
+            "target_accept": None,
+            "seed": random_seed,
+            "acceptance": float(acceptance.mean()),
+            **checks,
+        }
+        if checks["passed"]:
+            trace = {"diverging": np.zeros(eta.shape[:2], dtype=bool)}
+            return "independence_mh", eta, trace, [attempt]
+        nuts = replace(settings, sampler="nutpie")
+        eta, trace, attempts = self._sample_nuts(patient, nuts, random_seed, whitening)
+        return "nuts", eta, trace, [attempt, *attempts]
+
+    def _sample_independence(self, patient, whitening, settings, random_seed):
+        """Independence Metropolis–Hastings (:mod:`asuc_bayes.independence`) on the density NUTS
+        samples — the posterior in the whitened softplus coordinates z, here evaluated for all
+        proposals at once with the NumPy log posterior of :mod:`asuc_bayes.grid` (the same
+        density as the PyMC graph, tested) and the coordinates' Jacobian."""
+        shift, chol = whitening["eta_shift"], whitening["eta_chol"]
+
+        def log_target(z):
+            log_relative, log_jacobian = sampler_to_log_relative(shift + z @ chol.T)
+            eta_cl = log_relative[:, 0] + log_relative[:, 1]
+            return log_posterior(self.spec, patient, eta_cl, log_relative[:, 1]) + (
+                log_jacobian.sum(axis=1)
+            )
+
+        proposal = MixtureProposal(
+            [
+                StudentTProposal(len(RANDOM_EFFECTS), IMH_DF, IMH_SCALE),
+                PriorProposal(self._omega, shift, chol),
+            ],
+            [1.0 - IMH_PRIOR_WEIGHT, IMH_PRIOR_WEIGHT],
+        )
+        z, acceptance = independence_metropolis(
+            log_target,
+            proposal,
+            chains=settings.chains,
+            draws=settings.draws,
+            burn=IMH_BURN,
+            thin=IMH_THIN,
+            random_seed=random_seed,
+        )
+        return eta_from_whitened(z, shift, chol), acceptance
+
+    def _sample_nuts(self, patient, settings, random_seed, whitening):
         """NUTS in whitened coordinates; one escalated retry if a gate fails."""
         data = PatientData.from_patient(patient).as_data()
-        whitening = self._whitening(patient, map_result["eta"])
         attempts = []
         target_accept = settings.target_accept
         seed = random_seed
@@ -451,6 +538,37 @@ class Forecaster:
             if checks["passed"] or escalate is None or target_accept >= escalate:
                 return eta, trace, attempts
             target_accept, seed = escalate, seed + 1
+
+
+class PriorProposal:
+    """The prior of η, N(0, diag(ω²)), as a distribution of the whitened sampler coordinates
+    z (η → (ln k/k_typ, ln V/V_typ) → softplus coordinates c → z = L⁻¹(c − m)).
+
+    Its density in z is N(η(z); 0, Ω) · |dη/dz|, the same change of variables as the sampled
+    density's, so target/proposal = the patient's likelihood: bounded.
+    """
+
+    def __init__(self, omega: np.ndarray, shift: np.ndarray, chol: np.ndarray):
+        self.omega = np.asarray(omega, dtype=float)
+        self.shift = np.asarray(shift, dtype=float)
+        self.chol = np.asarray(chol, dtype=float)
+        self._log_det = float(np.log(np.abs(np.linalg.det(self.chol))))
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        eta = rng.standard_normal((n, 2)) * self.omega
+        log_relative = np.column_stack([eta[:, 0] - eta[:, 1], eta[:, 1]])
+        coordinates = log_relative_to_sampler(log_relative)
+        return np.linalg.solve(self.chol, (coordinates - self.shift).T).T
+
+    def log_density(self, z: np.ndarray) -> np.ndarray:
+        log_relative, log_jacobian = sampler_to_log_relative(self.shift + z @ self.chol.T)
+        eta = np.column_stack([log_relative[:, 0] + log_relative[:, 1], log_relative[:, 1]])
+        normal = (
+            -0.5 * np.sum((eta / self.omega) ** 2, axis=1)
+            - np.sum(np.log(self.omega))
+            - np.log(2.0 * np.pi)
+        )
+        return normal + log_jacobian.sum(axis=1) + self._log_det
 
 
 def grid_draws(
@@ -817,18 +935,20 @@ def results_json(results: list[PatientForecast], spec: ModelSpec) -> dict[str, A
     }
 
 
-def results_tree(results: list[PatientForecast]) -> xr.DataTree:
-    """One DataTree holding every patient's groups under ``/<patient id>/``."""
+def results_tree(results: list[PatientForecast] | dict[str, xr.DataTree]) -> xr.DataTree:
+    """One DataTree holding every patient's groups under ``/<patient id>/`` (from forecasts,
+    or from their DataTrees by patient ID as a batch keeps them)."""
+    trees = results if isinstance(results, dict) else {r.patient.id: r.tree for r in results}
     children = {}
-    for result in results:
-        for path, node in result.tree.subtree_with_keys:
-            key = result.patient.id if path == "." else f"{result.patient.id}/{path}"
+    for patient_id, tree in trees.items():
+        for path, node in tree.subtree_with_keys:
+            key = patient_id if path == "." else f"{patient_id}/{path}"
             children[key] = node.to_dataset(inherit=False)
-    root = xr.Dataset(attrs={"patients": ",".join(r.patient.id for r in results)})
+    root = xr.Dataset(attrs={"patients": ",".join(trees)})
     return xr.DataTree.from_dict({"/": root, **children})
 
 
-def save_results(results: list[PatientForecast], path) -> None:
+def save_results(results: list[PatientForecast] | dict[str, xr.DataTree], path) -> None:
     """Write all patients' DataTrees to one netCDF file (one group per patient)."""
     results_tree(results).to_netcdf(path, engine="h5netcdf")
 

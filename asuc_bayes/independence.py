@@ -18,7 +18,7 @@ Examples
 --------
 >>> import numpy as np
 >>> target = lambda z: -0.5 * np.sum((z - [1.0, -2.0]) ** 2, axis=-1)
->>> draws, accepted = independence_metropolis(
+>>> draws, acceptance = independence_metropolis(
 ...     target, StudentTProposal(2), chains=4, draws=2000, random_seed=1)
 >>> draws.shape, bool(np.all(np.abs(draws.mean(axis=(0, 1)) - [1.0, -2.0]) < 0.1))
 ((4, 2000, 2), True)
@@ -112,6 +112,7 @@ def independence_metropolis(
     chains: int,
     draws: int,
     burn: int = 50,
+    thin: int = 1,
     random_seed=None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Chains of an independence sampler.
@@ -127,19 +128,22 @@ def independence_metropolis(
         Number of chains and kept draws per chain.
     burn
         Iterations discarded at the start of each chain (which starts at its first proposal).
+    thin
+        Keep every ``thin``-th state after the burn-in (``draws * thin`` iterations per
+        chain): proposals are cheap here, and thinning cuts the autocorrelation that rejected
+        proposals leave.
 
     Returns
     -------
     draws : numpy.ndarray
         ``(chains, draws, dim)``.
-    accepted : numpy.ndarray
-        ``(chains, draws)``: whether each kept draw is a newly accepted proposal (the mean
-        over a chain is its acceptance rate).
+    acceptance : numpy.ndarray
+        ``(chains,)``: the share of accepted proposals after the burn-in.
     """
-    if chains < 1 or draws < 1 or burn < 0:
-        raise ValueError("chains and draws must be positive and burn non-negative")
+    if chains < 1 or draws < 1 or burn < 0 or thin < 1:
+        raise ValueError("chains, draws and thin must be positive and burn non-negative")
     rng = np.random.default_rng(random_seed)
-    steps = draws + burn
+    steps = draws * thin + burn
     proposals = proposal.sample(chains * steps, rng)
     log_weight = np.asarray(log_target(proposals), dtype=float) - proposal.log_density(proposals)
     log_weight = np.where(np.isnan(log_weight), -np.inf, log_weight).reshape(chains, steps)
@@ -156,6 +160,7 @@ def independence_metropolis(
     if not np.all(np.isfinite(log_weight[np.arange(chains)[:, None], index])):
         raise FloatingPointError("an independence chain never reached a point of finite density")
     points = proposals.reshape(chains, steps, -1)
-    out = np.take_along_axis(points, index[..., None], axis=1)[:, burn:]
-    accepted = index[:, burn:] == np.arange(burn, steps)
-    return out, accepted
+    kept = index[:, burn + thin - 1 :: thin]
+    out = np.take_along_axis(points, kept[..., None], axis=1)
+    acceptance = np.mean(index[:, burn:] == np.arange(burn, steps), axis=1)
+    return out, acceptance

@@ -20,6 +20,10 @@ ROWS = (
 )
 
 
+#: Short names of how a posterior was computed (``diagnostics["method"]``).
+METHOD_LABELS = {"exact_grid": "exact grid", "independence_mh": "IMH", "nuts": "NUTS"}
+
+
 def format_table(results, spec: ModelSpec) -> str:
     """One block per patient: posterior mean, SD, 95 % CrI, MAP and a-priori values."""
     blocks = [f"model: {spec.label}  (sha256 {spec.sha256[:12]})"]
@@ -36,6 +40,12 @@ def format_table(results, spec: ModelSpec) -> str:
             how = (
                 f"bimodal posterior ({d['modes']} modes): exact quadrature, "
                 f"{d['chains'] * d['draws']} independent draws"
+            )
+        elif d.get("method") == "independence_mh":
+            how = (
+                f"independence MH {d['chains']} chains x {d['draws']} draws, acceptance "
+                f"{d['imh_acceptance']:.2f}, R-hat max {d['rhat_max']:.3f}, bulk ESS min "
+                f"{d['ess_bulk_min']:.0f}"
             )
         else:
             how = (
@@ -213,6 +223,11 @@ def method_text(diagnostics: dict) -> str:
             f"exact 2-D quadrature (bimodal posterior, {diagnostics.get('modes')} modes); the "
             "draws are independent, so R-hat and ESS below are for information"
         )
+    if diagnostics.get("method") == "independence_mh":
+        return (
+            "independence Metropolis-Hastings (Laplace t proposal mixed with the prior), "
+            "whitened coordinates; MAP by multi-start L-BFGS"
+        )
     return f"NUTS ({diagnostics.get('sampler')}), whitened coordinates; MAP by multi-start L-BFGS"
 
 
@@ -341,16 +356,37 @@ def write_patient_reports(results, path: str | Path, *, dosing: dict | None = No
 
 def format_overview(results, spec: ModelSpec) -> str:
     """One line per patient: status, 90-day risk with its 95 % CrI, P(high risk), class, MAP."""
+    return _overview_lines([result.summary() for result in results])
+
+
+def format_batch(batch) -> str:
+    """The overview of a batch (:class:`asuc_bayes.batch.BatchResult`): a line per patient,
+    failed patients with their error, and the counts, time and engine."""
+    body = _overview_lines([row.to_json() for row in batch.rows])
+    counts = batch.counts
+    resumed = sum(row.resumed for row in batch.rows)
+    footer = (
+        f"{len(batch.rows)} patients: {counts['ok']} ok, {counts['unconverged']} unconverged, "
+        f"{counts['error']} failed"
+        + (f" ({resumed} taken from the checkpoint)" if resumed else "")
+        + f"; {batch.seconds:.1f} s on {batch.engine}"
+    )
+    return f"{body}\n\n{footer}"
+
+
+def _overview_lines(summaries: list[dict]) -> str:
     header = (
         f"{'patient':<14}{'status':<13}{'90-day risk (95% CrI)':<27}{'P(high)':>8}  "
         f"{'class':<6}{'MAP risk':>9}  method"
     )
     lines = [header, "-" * len(header)]
-    for result in results:
-        s = result.summary()
+    for s in summaries:
+        if s["status"] == "error":
+            lines.append(f"{s['id'][:13]:<14}{'ERROR':<13}{s['error']}")
+            continue
         risk = s["posterior"]["risk_90d"]
         interval = f"{risk['mean']:.1%} ({risk['q2.5']:.1%}–{risk['q97.5']:.1%})"
-        method = "exact grid" if s["diagnostics"].get("method") == "exact_grid" else "NUTS"
+        method = METHOD_LABELS.get(s["diagnostics"].get("method"), "NUTS")
         lines.append(
             f"{s['id'][:13]:<14}{s['status']:<13}{interval:<27}{s['p_high_risk']:>8.2f}  "
             f"{s['risk_class']:<6}{s['map']['risk_90d']:>9.1%}  {method}"

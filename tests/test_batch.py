@@ -107,3 +107,47 @@ def test_engine_errors():
     with pytest.raises(EngineError, match="could not reach the Dask scheduler"):
         with Engine(scheduler="tcp://127.0.0.1:1", connect_timeout_s=2):
             pass
+
+
+BAD_PATIENT_CSV = (
+    "ID,TIME,EVID,AMT,DV,WT,CRP\n"
+    "P1,0,1,600,.,63,30\nP1,7,0,.,12,63,30\n"
+    "P2,0,1,-5,.,63,30\nP2,7,0,.,12,63,30\n"
+    "P3,0,1,600,.,70,20\nP3,9,0,.,8,70,20\n"
+)
+
+
+def test_cli_batch_reports_a_bad_patient_in_its_row_and_resumes(tmp_path, capsys, spec):
+    """--checkpoint selects the batch path: P2's bad dose is an error row (exit code 2 after
+    the others), and a second run takes every finished patient from the checkpoint."""
+    from asuc_bayes.cli import EXIT_INPUT, main
+
+    data = tmp_path / "patients.csv"
+    data.write_text(BAD_PATIENT_CSV)
+    argv = [str(data), "--checkpoint", str(tmp_path / "ck"), "--seed", "3", "--tune", "500"]
+    assert main(["forecast", *argv, "--format", "json"]) == EXIT_INPUT
+    out, err = capsys.readouterr()
+    first = json.loads(out)
+    rows = {row["id"]: row for row in first["patients"]}
+    assert [row["status"] for row in first["patients"]] == ["ok", "ok", "error"]
+    assert "patient 'P2', row 4, field AMT" in rows["P2"]["error"]
+    assert "field AMT" in err
+    assert rows["P1"]["diagnostics"]["rhat_max"] <= 1.01
+
+    assert main(["forecast", *argv]) == EXIT_INPUT
+    table = capsys.readouterr().out
+    assert "2 ok, 0 unconverged, 1 failed (2 taken from the checkpoint)" in table
+    assert main(["forecast", *argv, "--format", "json"]) == EXIT_INPUT
+    assert json.loads(capsys.readouterr().out) == first  # resumed rows are the same rows
+
+
+def test_cli_batch_option_errors(tmp_path, capsys):
+    from asuc_bayes.cli import EXIT_INPUT, main
+
+    data = tmp_path / "patients.csv"
+    data.write_text(BAD_PATIENT_CSV)
+    code = main(["forecast", str(data), "--workers", "2", "--report", str(tmp_path / "r.html")])
+    assert code == EXIT_INPUT
+    assert "--report is not available" in capsys.readouterr().err
+    assert main(["forecast", str(data), "--workers", "0"]) == EXIT_INPUT
+    assert "workers must be a positive whole number" in capsys.readouterr().err

@@ -681,3 +681,38 @@ def test_input_errors_keep_patient_location_field_and_detail():
     assert (error.patient_id, error.location, error.field) == ("R1", "doses[1]", "day")
     assert error.detail.startswith("time must be ≥ 0 days, got -2")
     assert str(error) == f"patient 'R1', doses[1], field day: {error.detail}"
+
+
+def test_collect_errors_keeps_reading_past_a_bad_patient(tmp_path):
+    """Batch reading: each bad patient's first error is kept (naming patient, row, field), the
+    good patients are read, and file-level errors still raise."""
+    csv = tmp_path / "batch.csv"
+    csv.write_text(
+        "ID,TIME,EVID,AMT,DV,WT,CRP\n"
+        "P1,0,1,600,.,63,30\nP1,7,0,.,12,63,30\n"
+        "P2,0,1,-5,.,63,30\nP2,7,0,.,abc,63,30\n"
+        "P3,0,1,600,.,6300,30\n"
+        "P4,0,1,600,.,70,20\nP4,9,0,.,8,70,20\n"
+    )
+    dataset = read_patients(csv, collect_errors=True)
+    assert dataset.ids == ("P1", "P4")
+    assert [e.patient_id for e in dataset.errors] == ["P2", "P3"]
+    assert [(e.location, e.field) for e in dataset.errors] == [(5, "DV"), (6, "WT")]
+    assert all(str(e).startswith(f"{csv}: patient") for e in dataset.errors)
+    with pytest.raises(InputError, match="row 5, field DV"):
+        read_patients(csv)  # the default stops at the first error
+
+    toml = tmp_path / "batch.toml"
+    toml.write_text(
+        '[[patient]]\nid = "A"\nweight_kg = 63\ncrp_mg_l = 30\ndoses = [{day = 0, mg = 600}]\n'
+        '[[patient]]\nid = "B"\nweight_kg = 63\ncrp_mg_l = 30\ndoses = [{day = 0, gram = 1}]\n'
+        "[[patient]]\nweight_kg = 63\ncrp_mg_l = 30\ndoses = [{day = 0, mg = 600}]\n"
+    )
+    dataset = read_patients(toml, collect_errors=True)
+    assert dataset.ids == ("A",)
+    assert [e.patient_id for e in dataset.errors] == ["B", "patient[2]"]
+
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("ID,TIME,EVID,AMT,DV,WT,CRP\nP1,0,1,600,.,63\n")
+    with pytest.raises(InputError, match="6 cells but the header has 7"):
+        read_patients(ragged, collect_errors=True)

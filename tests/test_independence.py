@@ -32,10 +32,9 @@ def test_correlated_normal_moments():
     mean = np.array([0.3, -0.5])
     cov = np.array([[1.4, 0.6], [0.6, 0.8]])
     target = scipy.stats.multivariate_normal(mean, cov)
-    draws, accepted = independence_metropolis(
+    draws, acceptance = independence_metropolis(
         target.logpdf, StudentTProposal(2), chains=4, draws=5000, random_seed=3
     )
-    acceptance = accepted.mean(axis=1)
     flat = draws.reshape(-1, 2)
     ess = _ess(draws)
     assert ess > 4000 and np.all(acceptance > 0.3)
@@ -60,10 +59,9 @@ def test_skewed_target_quantiles():
 
 def test_a_proposal_too_narrow_is_caught_by_the_ess():
     wide = scipy.stats.multivariate_normal([0, 0], np.diag([25.0, 25.0]))
-    draws, accepted = independence_metropolis(
+    draws, acceptance = independence_metropolis(
         wide.logpdf, StudentTProposal(2), chains=4, draws=1000, random_seed=5
     )
-    acceptance = accepted.mean(axis=1)
     assert _ess(draws) < 400  # the gate (bulk ESS >= 400) sends such a patient to NUTS
     assert acceptance.mean() < 0.3
 
@@ -124,3 +122,16 @@ def test_a_defensive_component_recovers_a_tail_the_laplace_proposal_misses():
         q99[name] = np.quantile(draws[..., 0], 0.99)
     assert q99["narrow"] < 0.6 * exact_q99
     assert abs(q99["defended"] - exact_q99) < 0.25 * exact_q99
+
+
+def test_thinning_keeps_every_kth_state_of_the_same_chain():
+    target = scipy.stats.multivariate_normal([0.5, 0.0], np.eye(2))
+    proposal = StudentTProposal(2)
+    full, _ = independence_metropolis(
+        target.logpdf, proposal, chains=2, draws=400, burn=10, random_seed=12
+    )
+    thinned, _ = independence_metropolis(
+        target.logpdf, proposal, chains=2, draws=100, burn=10, thin=4, random_seed=12
+    )
+    assert thinned.shape == (2, 100, 2)
+    np.testing.assert_array_equal(thinned, full[:, 3::4])
