@@ -172,16 +172,7 @@ def _parser() -> argparse.ArgumentParser:
         "many patients: a bad patient becomes an error row instead of stopping the run "
         "(exit code 2 at the end); any of these options selects the batch path",
     )
-    batch.add_argument(
-        "--workers",
-        type=int,
-        default=1,
-        metavar="N",
-        help="worker processes of a local Dask cluster (1: this process)",
-    )
-    batch.add_argument(
-        "--scheduler", metavar="ADDRESS", help="run on an existing Dask cluster (tcp://host:8786)"
-    )
+    _add_engine_options(batch)
     batch.add_argument(
         "--checkpoint",
         type=Path,
@@ -264,6 +255,7 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", type=Path, help="directory for figures (PNG) and tables (CSV)")
     _add_quiet_option(compare)
     _add_sampling_options(compare)
+    _add_engine_options(compare)
 
     app = sub.add_parser(
         "app",
@@ -320,6 +312,19 @@ class _Progress:
     def close(self) -> None:
         if self.enabled:
             print(file=sys.stderr, flush=True)
+
+
+def _add_engine_options(parser) -> None:
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="worker processes of a local Dask cluster (1: this process)",
+    )
+    parser.add_argument(
+        "--scheduler", metavar="ADDRESS", help="run on an existing Dask cluster (tcp://host:8786)"
+    )
 
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -752,16 +757,29 @@ def _compare(args: argparse.Namespace) -> int:
         spec, settings = _spec_and_settings(args)
         if args.n < 1:
             raise ValueError(f"--n must be a positive number of patients, got {args.n}")
-    except (ModelSpecError, ValueError) as exc:
+        engine = Engine(workers=args.workers, scheduler=args.scheduler)
+    except (ModelSpecError, ValueError, EngineError) as exc:
         return _error(str(exc))
     names = args.scenario or sorted(SCENARIOS)
     studies = []
     for name in names:
         progress = _Progress(f"{name:<12}", args.n, args.quiet)
-        studies.append(
-            run_study(spec, name, args.n, args.seed, settings=settings, progress=progress)
-        )
-        progress.close()
+        try:
+            studies.append(
+                run_study(
+                    spec,
+                    name,
+                    args.n,
+                    args.seed,
+                    settings=settings,
+                    engine=engine,
+                    progress=progress,
+                )
+            )
+        except EngineError as exc:
+            return _error(str(exc))
+        finally:
+            progress.close()
     if args.out:
         written = write_study(studies, args.out)
         print(f"asuc-bayes: {len(written)} files written to {args.out}", file=sys.stderr)

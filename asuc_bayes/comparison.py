@@ -32,6 +32,7 @@ import scipy.stats
 
 from asuc_bayes.config import ModelSpec
 from asuc_bayes.dataset import ABOVE_ULOQ, BELOW_LLOQ, MEASURED, Observation, Patient
+from asuc_bayes.engine import Engine
 from asuc_bayes.forecast import (
     Forecaster,
     PatientForecast,
@@ -419,12 +420,19 @@ def run_study(
     *,
     settings: SamplerSettings | None = None,
     forecaster: Forecaster | None = None,
+    engine: Engine | None = None,
     progress=None,
 ) -> StudyResult:
     """Simulate ``n`` patients under ``scenario``, forecast each both ways and score them.
 
     Parameters
     ----------
+    forecaster
+        The compiled forecaster to use in this process (default: the shared one of ``spec``).
+    engine
+        Where to run the patients (:class:`asuc_bayes.engine.Engine`; default this process).
+        Each patient's seed comes from ``random_seed`` and its ID, so the table does not
+        depend on the engine.
     progress
         Optional callable ``progress(done, total)`` called after each patient.
     """
@@ -432,17 +440,33 @@ def run_study(
         if scenario not in SCENARIOS:
             raise ValueError(f"unknown scenario {scenario!r}; choose from {sorted(SCENARIOS)}")
         scenario = SCENARIOS[scenario]
-    forecaster = forecaster or forecaster_for(spec)
+    engine = engine or Engine()
     patients, truth = simulate_scenario(spec, scenario, n, random_seed)
-    rows = []
-    for index, patient in enumerate(patients):
-        seed = patient_seed(random_seed, patient.id)
-        result = forecaster.forecast(patient, random_seed=seed, settings=settings)
-        rows.append(_score_patient(spec, result, truth.loc[patient.id], seed))
-        if progress is not None:
-            progress(index + 1, len(patients))
+    items = [(patient, truth.loc[patient.id]) for patient in patients]
+    rows: list[dict[str, Any] | None] = [None] * len(items)
+    constant: dict[str, Any] = {"spec": spec, "settings": settings, "random_seed": random_seed}
+    if engine.distributed:  # one core per worker process
+        constant["settings"] = replace(settings or SamplerSettings(), cores=1)
+    elif forecaster is not None:
+        constant["forecaster"] = forecaster
+    with engine:
+        for done, (index, row) in enumerate(engine.map(_study_task, items, **constant), start=1):
+            rows[index] = row
+            if progress is not None:
+                progress(done, len(items))
     table = pd.DataFrame(rows).set_index("id")
     return StudyResult(scenario, table, _metrics(table, spec.tte.high_risk_threshold))
+
+
+def _study_task(
+    item, *, spec: ModelSpec, settings, random_seed: int, forecaster: Forecaster | None = None
+) -> dict[str, Any]:
+    """One patient of a study, in whatever process runs it (module level: pickled by name)."""
+    patient, truth_row = item
+    seed = patient_seed(random_seed, patient.id)
+    forecaster = forecaster or forecaster_for(spec)
+    result = forecaster.forecast(patient, random_seed=seed, settings=settings)
+    return _score_patient(spec, result, truth_row, seed)
 
 
 def calibration_bins(predicted: np.ndarray, outcome: np.ndarray, n_bins: int = 5) -> pd.DataFrame:
