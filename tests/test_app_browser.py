@@ -184,7 +184,7 @@ def test_malformed_upload_shows_the_error_and_a_good_file_loads(page):
         f"id = '{hostile}'\n"
         "weight_kg = 70\ncrp_mg_l = 20\n"
         "doses = [{day = 0, mg = 700}, {day = 14, mg_per_kg = 10}]\n"
-        "samples = [{day = 7, mg_l = 18}]\n"
+        "samples = [{day = 7, mg_l = 6}]\n"  # a risk unlike the example's
         "[[patient]]\nid = 'B2'\nweight_kg = 55\ncrp_mg_l = 90\n"
         "doses = [{day = 0, mg = 550}]\n"
     ).encode()
