@@ -335,7 +335,9 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_sampling_options(parser: argparse.ArgumentParser) -> None:
+def _add_sampling_options(parser: argparse.ArgumentParser, population: bool = False) -> None:
+    """Draws, tuning, chains, seed, target acceptance, sampler and the model options; a
+    ``population`` fit has no independence sampler (its posterior has hundreds of dimensions)."""
     parser.add_argument("--draws", type=int, default=1000, help="draws per chain (1000)")
     parser.add_argument("--tune", type=int, default=1000, help="tuning steps per chain (1000)")
     parser.add_argument("--chains", type=int, default=4, help="chains (4)")
@@ -346,13 +348,16 @@ def _add_sampling_options(parser: argparse.ArgumentParser) -> None:
         default=0.95,
         help="NUTS target acceptance (0.95; escalated to 0.99 on failure)",
     )
-    parser.add_argument(
-        "--sampler",
-        choices=("imh", "nutpie", "pymc"),
-        default="imh",
-        help="imh: independence Metropolis-Hastings from the Laplace approximation, NUTS if "
-        "it fails a gate (default); nutpie: NUTS; pymc: PyMC's own NUTS",
-    )
+    if population:
+        parser.add_argument("--sampler", choices=("nutpie", "pymc"), default="nutpie")
+    else:
+        parser.add_argument(
+            "--sampler",
+            choices=("imh", "nutpie", "pymc"),
+            default="imh",
+            help="imh: independence Metropolis-Hastings from the Laplace approximation, NUTS "
+            "if it fails a gate (default); nutpie: NUTS; pymc: PyMC's own NUTS",
+        )
     _add_model_options(parser)
 
 
@@ -916,7 +921,7 @@ def _add_fit_command(sub) -> None:
     )
     fit.add_argument("--format", choices=("table", "json"), default="table")
     fit.add_argument("--out", type=Path, help="write the fit DataTree (netCDF)")
-    _add_sampling_options(fit)
+    _add_sampling_options(fit, population=True)
     fit.set_defaults(target_accept=None)
     _add_unconverged_option(fit)
 
