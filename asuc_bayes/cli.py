@@ -87,6 +87,7 @@ MAIN_EXAMPLES = """examples:
   asuc-bayes sensitivity --example --id P01     how the answer moves under other assumptions
   asuc-bayes compare-patient patients.csv       MAP (published tool) against the posterior
   asuc-bayes compare --n 200 --out study/       simulation study
+  asuc-bayes sbc --replicates 50 --subjects 36 --workers 2 --out sbc/   calibration
   asuc-bayes app                                the web app on http://127.0.0.1:8000
 
 Run 'asuc-bayes COMMAND --help' for each command's options.

@@ -95,6 +95,8 @@ BAND_PROBABILITY = 0.99
 SBC_SETTINGS = PopulationSettings(draws=500, tune=500, chains=2)
 #: Replicates whose fit is ``ok`` or ``unconverged`` (a posterior exists) enter the tests.
 FITTED: tuple[Status, ...] = ("ok", "unconverged")
+#: R-hat up to which a replicate's chains count as mixed (:meth:`SBCResult.mixed`).
+MIXED_RHAT_MAX = 1.05
 
 #: Labels of the population parameters in figures and tables.
 PARAMETER_LABELS = {
@@ -193,7 +195,8 @@ def posterior_ranks(
     Returns
     -------
     dict
-        ``{parameter: {"rank", "ess_bulk", "mean", "sd"}}`` (ESS and moments of all draws).
+        ``{parameter: {"rank", "ess_bulk", "rhat", "mean", "sd"}}`` (rank-normalised split
+        R-hat, bulk ESS and moments of all draws; NaN R-hat for draws that never move).
     """
     import arviz as az
 
@@ -205,9 +208,12 @@ def posterior_ranks(
         if draws.ndim != 2:
             raise ValueError(f"posterior draws of {name} must be (chain, draw), got {draws.shape}")
         thinned = thin_draws(draws, n_rank_draws)
+        with np.errstate(divide="ignore", invalid="ignore"):  # a stuck chain: NaN, not a warning
+            ess, rhat = float(az.ess(draws, method="bulk")), float(az.rhat(draws))
         out[name] = {
             "rank": _rank(float(true_value), thinned, rng),
-            "ess_bulk": float(az.ess(draws, method="bulk")),
+            "ess_bulk": ess,
+            "rhat": rhat,
             "mean": float(draws.mean()),
             "sd": float(draws.std(ddof=1)),
         }
@@ -630,12 +636,12 @@ def _dataset(
                 diagnostic_names.append(name)
     shape = (len(rows), len(parameters))
     rank = np.full(shape, MISSING_RANK, dtype=np.int64)
-    per_parameter = {k: np.full(shape, np.nan) for k in ("truth", "ess_bulk", "mean", "sd")}
+    per_parameter = {k: np.full(shape, np.nan) for k in ("truth", "ess_bulk", "rhat", "mean", "sd")}
     for i, row in enumerate(rows):
         for j, name in enumerate(parameters):
             if name in row.ranks:
                 rank[i, j] = int(row.ranks[name]["rank"])
-                for key in ("ess_bulk", "mean", "sd"):
+                for key in ("ess_bulk", "rhat", "mean", "sd"):
                     per_parameter[key][i, j] = row.ranks[name][key]
             if name in row.truth:
                 per_parameter["truth"][i, j] = row.truth[name]
@@ -646,6 +652,7 @@ def _dataset(
         "posterior_mean": (dims, per_parameter["mean"]),
         "posterior_sd": (dims, per_parameter["sd"]),
         "ess_bulk": (dims, per_parameter["ess_bulk"]),
+        "rhat": (dims, per_parameter["rhat"]),
         "status": (("replicate",), np.array([r.status for r in rows], dtype=object)),
         "error": (("replicate",), np.array([r.error for r in rows], dtype=object)),
         "seed": (("replicate",), np.array([r.seed for r in rows], dtype=np.int64)),
@@ -719,19 +726,33 @@ class SBCResult:
         """The chi-square test of one parameter's ranks (:func:`rank_uniformity`)."""
         return rank_uniformity(self.ranks(parameter, include), self.n_rank_draws, n_bins)
 
-    def table(self, n_bins: int | None = None) -> pd.DataFrame:
+    def mixed(self, rhat_max: float = MIXED_RHAT_MAX) -> np.ndarray:
+        """Replicates (boolean mask) fitted with R-hat <= ``rhat_max`` for every ranked
+        parameter: chains that at least agree (no chain stuck or lost)."""
+        rhat = self.dataset["rhat"].values
+        with np.errstate(invalid="ignore"):
+            agree = np.all(rhat <= rhat_max, axis=1)  # NaN (a stuck chain) fails
+        return agree & np.isin(self.dataset["status"].values, list(FITTED))
+
+    def table(self, n_bins: int | None = None, rhat_max: float = MIXED_RHAT_MAX) -> pd.DataFrame:
         """One row per parameter: replicates used, bins, chi-square and p over all fitted
-        replicates and over converged ones only, mean rank / L (0.5 when calibrated), and
-        the number of fitted replicates whose bulk ESS is below L."""
+        replicates; p over the replicates whose chains mixed (:meth:`mixed`) and over those
+        that passed every gate of the fit (``converged``) — selections that can themselves
+        bias ranks when failures depend on θ̃; mean rank / L (0.5 when calibrated), the
+        number of fitted replicates whose bulk ESS is below L and whose R-hat exceeds
+        ``rhat_max`` for this parameter."""
         rows = []
-        fitted = np.isin(self.dataset["status"].values, list(FITTED))
+        ds = self.dataset
+        fitted = np.isin(ds["status"].values, list(FITTED))
+        mixed = self.mixed(rhat_max)
+        converged = ds["status"].values == "ok"
         for name in self.parameters:
-            test = self.uniformity(name, n_bins)
-            converged = (
-                self.uniformity(name, n_bins, include=("ok",)) if self.counts["ok"] else None
-            )
-            ess = self.dataset["ess_bulk"].sel(parameter=name).values[fitted]
-            ranks = self.ranks(name)
+            all_ranks = ds["rank"].sel(parameter=name).values
+            test = rank_uniformity(all_ranks[fitted], self.n_rank_draws, n_bins)
+            on_mixed = rank_uniformity(all_ranks[mixed], self.n_rank_draws, test.n_bins)
+            on_converged = rank_uniformity(all_ranks[converged], self.n_rank_draws, test.n_bins)
+            ess = ds["ess_bulk"].sel(parameter=name).values[fitted]
+            rhat = ds["rhat"].sel(parameter=name).values[fitted]
             rows.append(
                 {
                     "parameter": name,
@@ -739,12 +760,15 @@ class SBCResult:
                     "n_bins": test.n_bins,
                     "chi2": test.chi2,
                     "p_value": test.p_value,
-                    "n_converged": converged.n if converged else 0,
-                    "p_value_converged": converged.p_value if converged else math.nan,
-                    "mean_rank_fraction": float(ranks.mean() / self.n_rank_draws)
-                    if ranks.size
+                    "n_mixed": on_mixed.n,
+                    "p_value_mixed": on_mixed.p_value,
+                    "n_converged": on_converged.n,
+                    "p_value_converged": on_converged.p_value,
+                    "mean_rank_fraction": float(all_ranks[fitted].mean() / self.n_rank_draws)
+                    if test.n
                     else math.nan,
                     "ess_below_rank_draws": int(np.sum(ess < self.n_rank_draws)),
+                    "rhat_above_mixed": int(np.sum(~(rhat <= rhat_max))),
                 }
             )
         return pd.DataFrame(rows).set_index("parameter")

@@ -47,7 +47,8 @@ class Conjugate:
 
     ``shift`` moves mu's draws by that many posterior SDs (a biased posterior), ``scale``
     shrinks them around the posterior mean (overconfident), ``fail_every`` raises for some
-    replicates and ``unconverged_every`` marks some as unconverged.
+    replicates, ``unconverged_every`` marks some as unconverged and ``stuck_every`` sticks
+    mu's second chain at one value.
     """
 
     m0: float = 1.0
@@ -61,6 +62,7 @@ class Conjugate:
     scale: float = 1.0
     fail_every: int = 0
     unconverged_every: int = 0
+    stuck_every: int = 0
 
     parameters = ("mu", "tau")
 
@@ -77,6 +79,8 @@ class Conjugate:
         shape = (self.chains, self.draws)
         mu_draws = mean + sd * (self.shift + self.scale * rng.standard_normal(shape))
         tau_draws = rng.gamma(self.a + self.n / 2, 1.0 / (self.b + 0.5 * np.sum(z**2)), shape)
+        if self.stuck_every and seed % self.stuck_every == 0:
+            mu_draws[1] = mu_draws[1, 0]
         converged = not (self.unconverged_every and seed % self.unconverged_every == 0)
         return ReplicateDraws(
             truth={"mu": mu, "tau": tau},
@@ -161,7 +165,7 @@ def test_miscalibrated_posterior_is_flagged(replicate, shape):
 
 
 def test_failures_and_unconverged_replicates_are_rows(tmp_path):
-    replicate = Conjugate(fail_every=5, unconverged_every=3)
+    replicate = Conjugate(fail_every=5, unconverged_every=3, stuck_every=4)
     result = run_sbc(replicate, 40, random_seed=3, n_rank_draws=19)
     ds = result.dataset
     seeds = [replicate_seed(3, r) for r in range(40)]
@@ -183,6 +187,13 @@ def test_failures_and_unconverged_replicates_are_rows(tmp_path):
     table = result.table(n_bins=4)
     assert (table["n_replicates"] == 40 - sum(failed)).all()
     assert (table["n_converged"] == result.counts["ok"]).all()
+    stuck = np.array([s % 4 == 0 and s % 5 != 0 for s in seeds])
+    assert stuck.any()
+    np.testing.assert_array_equal(result.mixed(), ~stuck & ~errors)
+    assert (ds["rhat"].sel(parameter="mu").values[stuck] > 1.5).all()  # one chain stuck
+    assert (ds["rhat"].sel(parameter="tau").values[~errors] < 1.05).all()
+    assert table.loc["mu", "rhat_above_mixed"] == stuck.sum()
+    assert (table["n_mixed"] == (~stuck & ~errors).sum()).all()
     # the first replicates do not depend on how many follow
     shorter = run_sbc(replicate, 7, random_seed=3, n_rank_draws=19)
     xr.testing.assert_equal(
