@@ -2,7 +2,7 @@
 VENV ?= .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: example test lint format bench browser bench-population
+.PHONY: example test lint format bench browser bench-population bench-sbc
 
 $(STAMP): pyproject.toml scripts/make-venv
 	bash scripts/make-venv $(VENV)
@@ -31,3 +31,7 @@ bench: $(STAMP) browser
 
 bench-population: $(STAMP)
 	$(VENV)/bin/python benchmarks/bench_population.py
+
+# Simulation-based calibration of the population fit (~35 min on 2 cores; README, section SBC).
+bench-sbc: $(STAMP)
+	$(VENV)/bin/asuc-bayes sbc --replicates 50 --subjects 36 --workers 2 --seed 1 --out benchmarks/sbc

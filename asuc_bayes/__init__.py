@@ -12,6 +12,8 @@ Public API
 - Population models (issue 3): :func:`simulate_cohort`, :func:`read_cohort`,
   :func:`fit_population`, :class:`PopulationDraws`, :func:`forecast_with_population`,
   :func:`evaluate_fit` (import them from their modules to keep ``import asuc_bayes`` light).
+- Simulation-based calibration of the population fit: :func:`asuc_bayes.sbc.run_population_sbc`
+  (any model through :func:`asuc_bayes.sbc.run_sbc`).
 """
 
 from asuc_bayes._version import __version__

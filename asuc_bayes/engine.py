@@ -65,6 +65,7 @@ class Engine:
         self.connect_timeout_s = connect_timeout_s
         self._cluster = None
         self._client = None
+        self._depth = 0  # nested ``with`` blocks share the running cluster
 
     @property
     def distributed(self) -> bool:
@@ -81,6 +82,9 @@ class Engine:
 
     def __enter__(self) -> Engine:
         if not self.distributed:
+            return self
+        self._depth += 1
+        if self._client is not None:  # already running: a function given a started engine
             return self
         try:
             from distributed import Client, LocalCluster
@@ -108,10 +112,13 @@ class Engine:
         return self
 
     def __exit__(self, *exc_info) -> None:
-        self.close()
+        self._depth = max(self._depth - 1, 0)
+        if self._depth == 0:
+            self.close()
 
     def close(self) -> None:
         """Stop the local cluster (a remote cluster is only disconnected)."""
+        self._depth = 0
         if self._client is not None:
             self._client.close()
             self._client = None

@@ -75,6 +75,7 @@ __all__ = [
     "fit_summary",
     "load_fit",
     "observation_log_likelihood",
+    "prepare_population_model",
     "published_values",
 ]
 
@@ -520,6 +521,25 @@ def _compiled_model(spec, priors, data: CohortData, method: str, extra: dict):
     used = {variable.name for variable in compiled.shared_var_keys}  # e.g. no events in "pk"
     values = {**data.as_data(), **extra}
     return compiled.with_data(**{k: v for k, v in values.items() if k in used})
+
+
+def prepare_population_model(
+    spec: ModelSpec,
+    n_subjects: int,
+    *,
+    prior: str = "weak",
+    method: Literal["joint", "two_stage"] = "joint",
+) -> None:
+    """Compile (once per process) the nutpie model that :func:`fit_population` uses for
+    cohorts of ``n_subjects``, e.g. on every worker before a batch of fits, so that the first
+    fit's time is sampling only."""
+    from asuc_bayes.simulate import simulate_cohort
+
+    priors = spec.priors(prior)
+    cohort = simulate_cohort(spec, n_subjects, 0)
+    data = CohortData.from_patients(cohort.patients, spec.pk.default_infusion_duration_day)
+    for structure in ("joint",) if method == "joint" else ("pk", "tte"):
+        _compiled_model(spec, priors, data, structure, {})
 
 
 def _sample(spec, priors, data, method, settings: PopulationSettings, seed: int, extra=None):

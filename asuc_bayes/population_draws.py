@@ -25,6 +25,7 @@ True
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -153,6 +154,27 @@ class PopulationDraws:
         """``n`` identical draws at the model file's point estimates."""
         values = point_values(spec)
         return cls(spec, **{k: np.full(n, v) for k, v in values.items()}, source="point")
+
+    @classmethod
+    def given(cls, spec: ModelSpec, values: Mapping[str, float]) -> PopulationDraws:
+        """One draw with the given value of every parameter of :data:`PARAMETER_NAMES`.
+
+        Raises
+        ------
+        ValueError
+            If a parameter is missing or unknown, or a value is not finite or out of range.
+        """
+        missing = [name for name in PARAMETER_NAMES if name not in values]
+        unknown = sorted(set(values) - set(PARAMETER_NAMES))
+        if missing or unknown:
+            raise ValueError(
+                "population values need exactly the parameters "
+                f"{', '.join(PARAMETER_NAMES)}; missing: {', '.join(missing) or 'none'}, "
+                f"unknown: {', '.join(unknown) or 'none'}"
+            )
+        return cls(
+            spec, **{name: [float(values[name])] for name in PARAMETER_NAMES}, source="given"
+        )
 
     @classmethod
     def from_published(

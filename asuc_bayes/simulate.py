@@ -17,6 +17,7 @@ Examples
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -319,6 +320,7 @@ def simulate_cohort(
     random_seed: int,
     *,
     population_uncertainty: bool = False,
+    population_values: Mapping[str, float] | None = None,
     design: CohortDesign | None = None,
     id_prefix: str = "C",
 ) -> SimulatedCohort:
@@ -350,6 +352,12 @@ def simulate_cohort(
     population_uncertainty
         Draw the population parameters once from their published uncertainty
         (:meth:`~asuc_bayes.population_draws.PopulationDraws.from_published`, RSE method).
+    population_values
+        Simulate from these population parameters instead of the model file's estimates:
+        one value for each of :data:`~asuc_bayes.population_draws.PARAMETER_NAMES` (ω on the
+        log scale, λ per day^γ at x_ref), e.g. a draw from a prior (simulation-based
+        calibration). The rest of the random stream is that of the default cohort, so the
+        model file's point values give the default cohort exactly.
     design
         Covariate, regimen, sampling and assay design (:class:`CohortDesign`).
 
@@ -373,7 +381,15 @@ def simulate_cohort(
     if n < 1:
         raise ValueError(f"n must be a positive number of patients, got {n}")
     rng = np.random.default_rng(random_seed)
-    if population_uncertainty:
+    if population_values is not None:
+        if population_uncertainty:
+            raise ValueError(
+                "population_values and population_uncertainty exclude each other: give one"
+            )
+        draws = PopulationDraws.given(spec, population_values)
+        spec = draws.spec_at(0)
+        population = {k: float(v[0]) for k, v in draws.as_dict().items()}
+    elif population_uncertainty:
         draws = PopulationDraws.from_published(spec, 1, int(rng.integers(2**31)), method="rse")
         spec = draws.spec_at(0)
         population = {k: float(v[0]) for k, v in draws.as_dict().items()}

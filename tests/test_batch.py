@@ -151,3 +151,17 @@ def test_cli_batch_option_errors(tmp_path, capsys):
     assert "--report is not available" in capsys.readouterr().err
     assert main(["forecast", str(data), "--workers", "0"]) == EXIT_INPUT
     assert "workers must be a positive whole number" in capsys.readouterr().err
+
+
+@DASK_SOCKET_WARNINGS[0]
+@DASK_SOCKET_WARNINGS[1]
+def test_a_started_engine_given_to_a_function_keeps_its_one_cluster():
+    """forecast_batch (and run_sbc) enter the engine they are given: a nested ``with`` must
+    reuse the running cluster, not start a second one and stop it on the way out."""
+    with Engine(workers=2) as engine:
+        client = engine._client
+        with engine:
+            assert engine._client is client
+        assert engine._client is client  # still running after the inner block
+        assert sorted(engine.map(abs, [-1, 2])) == [(0, 1), (1, 2)]
+    assert engine._client is None

@@ -102,6 +102,59 @@ def test_cohort_is_reproducible_and_population_uncertainty_changes_it(spec):
     )
 
 
+def test_cohort_at_given_population_values(spec):
+    """population_values: the model file's point values give the default cohort exactly;
+    other values are the ones the individual CL/V and the event times are drawn with
+    (recomputed here by hand from the covariate model of the model card)."""
+    from asuc_bayes.population_draws import point_values
+
+    default = simulate_cohort(spec, 15, random_seed=8)
+    same = simulate_cohort(spec, 15, random_seed=8, population_values=point_values(spec))
+    assert same.patients == default.patients
+    np.testing.assert_allclose(same.truth[["cl", "v"]], default.truth[["cl", "v"]], rtol=1e-12)
+
+    values = {
+        "theta_cl": 0.8,
+        "theta_v": 6.0,
+        "crp_exponent_cl": 0.2,
+        "omega_cl": 0.3,
+        "omega_v": 0.4,
+        "residual_sd": 0.2,
+        "tte_lambda": 0.004,
+        "tte_gamma": 0.8,
+        "tte_beta": -1.0,
+    }
+    cohort = simulate_cohort(spec, 40, random_seed=8, population_values=values)
+    assert cohort.population == pytest.approx(values, rel=1e-12)
+    truth = cohort.truth
+    weight = np.array([p.weight_kg for p in cohort.patients])
+    crp = np.array([p.crp_mg_l for p in cohort.patients])
+    cl = 0.8 * (weight / 70) ** 0.75 * (crp / 30) ** 0.2 * np.exp(truth["eta_cl"])
+    np.testing.assert_allclose(truth["cl"], cl, rtol=1e-10)
+    np.testing.assert_allclose(truth["v"], 6.0 * weight / 70 * np.exp(truth["eta_v"]), rtol=1e-10)
+    hazard = weibull_cumulative_hazard(
+        truth["latent_event_time_day"].to_numpy(),
+        truth["ln_auc_cl"].to_numpy(),
+        baseline_lambda=0.004,
+        gamma=0.8,
+        beta=-1.0,
+        x_ref=spec.tte.x_ref,
+        form=spec.tte.form,
+    )
+    np.testing.assert_allclose(hazard, truth["cumulative_hazard_at_event"], rtol=1e-8)
+    # the IIV SD: eta spread of 40 subjects is far from the file's omega (0.65, 0.76)
+    assert truth["eta_cl"].std() < 0.5 and truth["eta_v"].std() < 0.6
+
+    with pytest.raises(ValueError, match="missing: tte_beta"):
+        simulate_cohort(
+            spec, 3, 1, population_values={k: v for k, v in values.items() if k != "tte_beta"}
+        )
+    with pytest.raises(ValueError, match="exclude each other"):
+        simulate_cohort(spec, 3, 1, population_values=values, population_uncertainty=True)
+    with pytest.raises(ValueError, match="omega_v must be positive"):
+        simulate_cohort(spec, 3, 1, population_values={**values, "omega_v": -0.1})
+
+
 def test_csv_round_trip_and_truth_file(spec, tmp_path):
     assert main(["simulate", "--n", "30", "--seed", "2", "--out", str(tmp_path / "c.csv")]) == 0
     cohort = simulate_cohort(spec, 30, random_seed=2)
