@@ -2,7 +2,7 @@
 VENV ?= .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: example test lint format bench browser bench-population
+.PHONY: example test lint format bench browser bench-population bench-scale
 
 $(STAMP): pyproject.toml scripts/make-venv
 	bash scripts/make-venv $(VENV)
@@ -31,3 +31,8 @@ bench: $(STAMP) browser
 
 bench-population: $(STAMP)
 	$(VENV)/bin/python benchmarks/bench_population.py
+
+# Cost per patient and throughput for 1-1000 patients (cold, warm, workers) and population fit
+# time against cohort size; long (an hour or more on the 2-core machine). Options via ARGS.
+bench-scale: $(STAMP)
+	$(VENV)/bin/python benchmarks/bench_scale.py $(ARGS)
