@@ -2,7 +2,7 @@
 VENV ?= .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: example test lint format bench browser bench-population bench-sbc
+.PHONY: example test lint format bench browser bench-population bench-sbc bench-scale
 
 $(STAMP): pyproject.toml scripts/make-venv
 	bash scripts/make-venv $(VENV)
@@ -35,3 +35,8 @@ bench-population: $(STAMP)
 # Simulation-based calibration of the population fit (~35 min on 2 cores; README, section SBC).
 bench-sbc: $(STAMP)
 	$(VENV)/bin/asuc-bayes sbc --replicates 50 --subjects 36 --workers 2 --seed 1 --out benchmarks/sbc
+
+# Cost per patient and throughput for 1-1000 patients (cold, warm, workers) and population fit
+# time against cohort size; long (an hour or more on the 2-core machine). Options via ARGS.
+bench-scale: $(STAMP)
+	$(VENV)/bin/python benchmarks/bench_scale.py $(ARGS)
