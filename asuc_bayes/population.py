@@ -596,33 +596,34 @@ def _sample(spec, priors, data, method, settings: PopulationSettings, seed: int,
 
 
 def convergence(posterior: xr.Dataset, divergences: int, names) -> dict[str, Any]:
-    """Max rank-normalised split R-hat and min bulk ESS over ``names``; the gates."""
-    subset = posterior[[n for n in names if n in posterior]]
-    rhat = az.rhat(subset)
-    ess = az.ess(subset, method="bulk")
+    """Max rank-normalised split R-hat and min bulk ESS over ``names``; the gates.
 
-    def where(dataset, pick) -> tuple[float, str]:
-        """The extreme value over every variable and subject, and where it is."""
+    A NaN diagnostic (a chain stuck at one value has no within-chain variance) is the worst
+    value, not a missing one: it is reported as NaN, named, and fails the gates.
+    """
+    subset = posterior[[n for n in names if n in posterior]]
+    with np.errstate(divide="ignore", invalid="ignore"):  # stuck chain: NaN, reported below
+        rhat = az.rhat(subset)
+        ess = az.ess(subset, method="bulk")
+
+    def worst(dataset, largest: bool) -> tuple[float, str]:
+        """The worst value over every variable and subject (NaN first), and where it is."""
         best = None
         for name in dataset.data_vars:
             values = dataset[name]
-            index = int(
-                pick(
-                    np.nan_to_num(
-                        values.values.ravel(), nan=np.inf if pick is np.nanargmin else -np.inf
-                    )
-                )
-            )
-            value = float(values.values.ravel()[index])
+            raw = values.values.ravel()
+            ordered = np.where(np.isnan(raw), np.inf if largest else -np.inf, raw)
+            index = int(np.argmax(ordered) if largest else np.argmin(ordered))
             label = name
             if values.dims:
                 label += f"[{values[values.dims[0]].values[index]}]"
-            if best is None or (value > best[0] if pick is np.nanargmax else value < best[0]):
-                best = (value, label)
-        return best
+            key = ordered[index] if largest else -ordered[index]
+            if best is None or key > best[0]:
+                best = (key, float(raw[index]), label)
+        return best[1], best[2]
 
-    rhat_max, rhat_where = where(rhat, np.nanargmax)
-    ess_min, ess_where = where(ess, np.nanargmin)
+    rhat_max, rhat_where = worst(rhat, largest=True)
+    ess_min, ess_where = worst(ess, largest=False)
     return {
         "rhat_max": rhat_max,
         "ess_bulk_min": ess_min,

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import scipy.stats
+import xarray as xr
 
 from asuc_bayes import grid, kernels
 from asuc_bayes.cli import main
@@ -17,6 +18,7 @@ from asuc_bayes.population import (
     CohortData,
     PopulationSettings,
     build_population_model,
+    convergence,
     fit_population,
     load_fit,
     observation_log_likelihood,
@@ -322,3 +324,26 @@ def test_two_stage_fit_carries_pk_uncertainty(spec, cohort72):
     stage2_sd = posterior["ln_auc_cl_stage2"].std(("chain", "draw"))
     assert float((stage2_sd / stage1_sd).median()) > 0.7
     assert np.all(posterior["tte_beta"].values < 1.5)
+
+
+def test_convergence_gates_treat_a_stuck_parameter_as_failing():
+    """A parameter that never moved has a NaN R-hat (no within-chain variance): that is the
+    worst value, reported where it is, and fails the gates — never skipped as missing (the
+    other R-hats here are ≈ 1, so skipping the NaN would pass the fit)."""
+    rng = np.random.default_rng(3)
+    eta = rng.normal(size=(4, 500, 3))
+    eta[:, :, 1] = 0.25  # subject B stuck at one value in every chain
+    posterior = xr.Dataset(
+        {
+            "theta_cl": (("chain", "draw"), rng.normal(size=(4, 500))),
+            "eta_cl": (("chain", "draw", "subject"), eta),
+        },
+        coords={"subject": ["A", "B", "C"]},
+    )
+    checks = convergence(posterior, 0, ["theta_cl", "eta_cl"])
+    assert np.isnan(checks["rhat_max"]) and checks["rhat_max_at"] == "eta_cl[B]"
+    assert not checks["converged"]
+    healthy = convergence(posterior, 0, ["theta_cl"])
+    assert healthy["converged"] and healthy["rhat_max"] < 1.01  # the same data, mixed part
+    assert healthy["rhat_max_at"] == "theta_cl"
+    assert not convergence(posterior, 1, ["theta_cl"])["converged"]  # one divergence fails
