@@ -37,6 +37,25 @@ from typing import Any
 
 __all__ = ["Engine", "EngineError"]
 
+#: Dask's environment for the worker processes a nanny spawns.
+SPAWN_ENVIRONMENT = "distributed.nanny.pre-spawn-environ"
+
+
+def _worker_environment() -> dict[str, Any]:
+    """Dask's worker environment without ``MALLOC_TRIM_THRESHOLD_``.
+
+    Dask sets it to 64 KiB so that workers hand freed memory back to the system at once; our
+    tasks allocate and free many mid-sized NumPy arrays per patient, and with that setting
+    every one became an ``mmap``/``munmap`` pair: measured 2026-11-23, the same 40 forecasts
+    took 8.7 s instead of 5.9 s in one process with the variable set, and a 2-worker cluster
+    was no faster than one process. The one-thread limits for BLAS/OpenMP are kept.
+    """
+    import dask
+
+    environment = dict(dask.config.get(SPAWN_ENVIRONMENT, default={}) or {})
+    environment.pop("MALLOC_TRIM_THRESHOLD_", None)
+    return environment
+
 
 class EngineError(RuntimeError):
     """The engine could not start or reach its cluster; the message says how to fix it."""
@@ -87,6 +106,7 @@ class Engine:
         if self._client is not None:  # already running: a function given a started engine
             return self
         try:
+            import dask
             from distributed import Client, LocalCluster
         except ImportError as exc:  # pragma: no cover - a dependency of the package
             raise EngineError("the distributed engine needs 'dask[distributed]'") from exc
@@ -94,13 +114,14 @@ class Engine:
             if self.scheduler is not None:
                 self._client = Client(self.scheduler, timeout=f"{self.connect_timeout_s}s")
             else:
-                self._cluster = LocalCluster(
-                    n_workers=self.workers,
-                    threads_per_worker=1,
-                    processes=True,
-                    dashboard_address=":0",  # any free port: several clusters can coexist
-                    silence_logs=logging.ERROR,
-                )
+                with dask.config.set({SPAWN_ENVIRONMENT: _worker_environment()}):
+                    self._cluster = LocalCluster(
+                        n_workers=self.workers,
+                        threads_per_worker=1,
+                        processes=True,
+                        dashboard_address=":0",  # any free port: several clusters can coexist
+                        silence_logs=logging.ERROR,
+                    )
                 self._client = Client(self._cluster)
         except OSError as exc:
             self.close()

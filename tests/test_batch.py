@@ -4,7 +4,9 @@ processes equals this process, failures are rows, interrupted batches resume."""
 from __future__ import annotations
 
 import json
+import os
 
+import dask
 import pytest
 
 import asuc_bayes.batch as batch_module
@@ -48,6 +50,12 @@ def test_local_cluster_of_worker_processes_gives_identical_results(patients, spe
         distributed = forecast_batch(
             patients[:4], spec, settings=SETTINGS, random_seed=11, engine=engine
         )
+        # workers: one BLAS thread each, and no MALLOC_TRIM_THRESHOLD_ (it made them 1.5x
+        # slower than this process; see engine._worker_environment)
+        names = ["MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"]
+        environment = dict(engine.map(os.getenv, names))
+    assert [environment[i] for i in range(3)] == [None, "1", "1"]
+    assert dask.config.get("distributed.nanny.pre-spawn-environ")["MALLOC_TRIM_THRESHOLD_"]
     assert distributed.engine == "local cluster of 2 worker processes"
     assert [r.to_json() for r in distributed.rows] == [r.to_json() for r in in_process.rows[:4]]
 
