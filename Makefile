@@ -32,11 +32,11 @@ bench: $(STAMP) browser
 bench-population: $(STAMP)
 	$(VENV)/bin/python benchmarks/bench_population.py
 
-# Simulation-based calibration of the population fit (~35 min on 2 cores; README, section SBC).
+# Simulation-based calibration of the population fit (~11 min on 2 cores; README, section SBC).
 bench-sbc: $(STAMP)
 	$(VENV)/bin/asuc-bayes sbc --replicates 50 --subjects 36 --workers 2 --seed 1 --out benchmarks/sbc
 
 # Cost per patient and throughput for 1-1000 patients (cold, warm, workers) and population fit
-# time against cohort size; long (an hour or more on the 2-core machine). Options via ARGS.
+# time against cohort size (~35 min on the 2-core machine; benchmarks/README.md). Options via ARGS.
 bench-scale: $(STAMP)
 	$(VENV)/bin/python benchmarks/bench_scale.py $(ARGS)
