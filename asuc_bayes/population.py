@@ -595,6 +595,32 @@ def _sample(spec, priors, data, method, settings: PopulationSettings, seed: int,
     return posterior, stats[keep], timing
 
 
+def _nan_largest(value: float) -> float:
+    """``value``, with NaN ordered above everything (+inf): the worst of two diagnostics."""
+    return math.inf if math.isnan(value) else value
+
+
+def _combined_checks(pk_checks: dict[str, Any], tte_checks: dict[str, Any]) -> dict[str, Any]:
+    """The gates of a two-stage fit: the worse stage's R-hat and ESS (NaN worst), summed
+    divergences, converged only if both stages are."""
+    worst_rhat = max(pk_checks, tte_checks, key=lambda c: _nan_largest(c["rhat_max"]))
+    worst_ess = min(pk_checks, tte_checks, key=lambda c: -_nan_largest(-c["ess_bulk_min"]))
+    return {
+        "rhat_max": worst_rhat["rhat_max"],
+        "rhat_max_at": worst_rhat["rhat_max_at"],
+        "ess_bulk_min": worst_ess["ess_bulk_min"],
+        "ess_bulk_min_at": worst_ess["ess_bulk_min_at"],
+        "divergences": pk_checks["divergences"] + tte_checks["divergences"],
+        "converged": pk_checks["converged"] and tte_checks["converged"],
+    }
+
+
+def _json_diagnostic(value) -> float | None:
+    """A diagnostic for JSON: ``None`` (null) when not finite, never a bare NaN."""
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
 def convergence(posterior: xr.Dataset, divergences: int, names) -> dict[str, Any]:
     """Max rank-normalised split R-hat and min bulk ESS over ``names``; the gates.
 
@@ -718,16 +744,7 @@ def fit_population(
             posterior[name] = tte_posterior[name]
         posterior["ln_auc_cl_stage2"] = tte_posterior["ln_auc_cl"]
         stats = stats.assign(diverging_stage2=tte_stats["diverging"])
-        worst_rhat = max(pk_checks, tte_checks, key=lambda c: c["rhat_max"])
-        worst_ess = min(pk_checks, tte_checks, key=lambda c: c["ess_bulk_min"])
-        checks = {
-            "rhat_max": worst_rhat["rhat_max"],
-            "rhat_max_at": worst_rhat["rhat_max_at"],
-            "ess_bulk_min": worst_ess["ess_bulk_min"],
-            "ess_bulk_min_at": worst_ess["ess_bulk_min_at"],
-            "divergences": pk_checks["divergences"] + tte_checks["divergences"],
-            "converged": pk_checks["converged"] and tte_checks["converged"],
-        }
+        checks = _combined_checks(pk_checks, tte_checks)
         timing = {k: timing[k] + tte_timing[k] for k in timing}
     posterior["iiv_cl_cv"] = omega_to_cv(posterior["omega_cl"])
     posterior["iiv_v_cv"] = omega_to_cv(posterior["omega_v"])
@@ -873,8 +890,8 @@ def fit_summary(tree: xr.DataTree) -> dict[str, Any]:
             key: _statistics(posterior[name].values) for key, name in JSON_PARAMETERS.items()
         },
         "diagnostics": {
-            "rhat_max": float(diagnostics["rhat_max"]),
-            "ess_bulk_min": float(diagnostics["ess_bulk_min"]),
+            "rhat_max": _json_diagnostic(diagnostics["rhat_max"]),
+            "ess_bulk_min": _json_diagnostic(diagnostics["ess_bulk_min"]),
             "divergences": int(diagnostics["divergences"]),
             "converged": bool(diagnostics["converged"]),
             "rhat_max_at": str(diagnostics.get("rhat_max_at", "")),

@@ -590,6 +590,11 @@ FIT_ROWS = (
 )
 
 
+def _diagnostic(value: float | None, spec: str) -> str:
+    """An R-hat or ESS for the table; ``None`` (not finite: a parameter that never moved)."""
+    return "undefined (a parameter never moved)" if value is None else format(value, spec)
+
+
 def format_fit(summary: dict, published: dict) -> str:
     """A population fit's posterior (mean, 95 % CrI) beside Table 2 (estimate, bootstrap CI)."""
     d = summary["diagnostics"]
@@ -598,8 +603,9 @@ def format_fit(summary: dict, published: dict) -> str:
         f"concentrations, {summary['n_events']} colectomies; prior '{summary['prior']}', "
         f"{summary['method']} fit",
         f"NUTS ({d['sampler']}) {d['chains']} chains x {d['draws']} draws: {d['divergences']} "
-        f"divergences, R-hat max {d['rhat_max']:.3f} ({d['rhat_max_at']}), bulk ESS min "
-        f"{d['ess_bulk_min']:.0f} ({d['ess_bulk_min_at']}) over the population parameters and "
+        f"divergences, R-hat max {_diagnostic(d['rhat_max'], '.3f')} ({d['rhat_max_at']}), "
+        f"bulk ESS min {_diagnostic(d['ess_bulk_min'], '.0f')} ({d['ess_bulk_min_at']}) over "
+        "the population parameters and "
         f"every eta; {d['sampling_seconds']:.0f} s sampling, "
         f"{d['compile_seconds']:.0f} s compiling",
         "",

@@ -347,3 +347,36 @@ def test_convergence_gates_treat_a_stuck_parameter_as_failing():
     assert healthy["converged"] and healthy["rhat_max"] < 1.01  # the same data, mixed part
     assert healthy["rhat_max_at"] == "theta_cl"
     assert not convergence(posterior, 1, ["theta_cl"])["converged"]  # one divergence fails
+
+
+def test_an_undefined_diagnostic_is_the_worst_of_two_stages_and_null_in_json():
+    """Two-stage fits keep the worse stage's R-hat and ESS; NaN (a stuck parameter) must win,
+    whichever stage it is in, and the JSON summary carries it as null, not a bare NaN."""
+    from asuc_bayes.population import _combined_checks, _json_diagnostic
+    from asuc_bayes.report import _diagnostic
+
+    def stage(rhat, ess, where, divergences=0):
+        converged = divergences == 0 and rhat <= 1.01 and ess >= 400
+        return {
+            "rhat_max": rhat,
+            "rhat_max_at": where,
+            "ess_bulk_min": ess,
+            "ess_bulk_min_at": where,
+            "divergences": divergences,
+            "converged": converged,
+        }
+
+    pk, stuck = stage(1.005, 900.0, "eta_cl[P1]"), stage(float("nan"), 950.0, "tte_beta")
+    for first, second in ((pk, stuck), (stuck, pk)):
+        both = _combined_checks(first, second)
+        assert np.isnan(both["rhat_max"]) and both["rhat_max_at"] == "tte_beta"
+        assert both["ess_bulk_min"] == 900.0 and not both["converged"]
+    slow = stage(1.004, float("nan"), "omega_v", divergences=2)
+    both = _combined_checks(pk, slow)
+    assert both["rhat_max"] == 1.005 and both["ess_bulk_min_at"] == "omega_v"
+    assert np.isnan(both["ess_bulk_min"]) and both["divergences"] == 2
+    assert _combined_checks(pk, stage(1.003, 800.0, "v"))["converged"]
+    assert _json_diagnostic(float("nan")) is None and _json_diagnostic(1.004) == 1.004
+    assert json.dumps({"rhat_max": _json_diagnostic(float("nan"))}) == '{"rhat_max": null}'
+    assert _diagnostic(None, ".3f").startswith("undefined")
+    assert _diagnostic(1.0041, ".3f") == "1.004"
