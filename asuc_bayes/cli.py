@@ -314,6 +314,12 @@ class _Progress:
         if self.enabled:
             print(file=sys.stderr, flush=True)
 
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()  # end the bar's line whether the work finished or failed
+
 
 def _add_engine_options(parser) -> None:
     """--workers N | --scheduler ADDRESS: where the per-patient (per-replicate) work runs."""
@@ -583,22 +589,20 @@ def _forecast_batch(args: argparse.Namespace) -> int:
         engine = Engine(workers=args.workers, scheduler=args.scheduler)
     except (InputError, ModelSpecError, ValueError, OSError, EngineError) as exc:
         return _error(str(exc))
-    progress = _Progress("forecast", len(patients), args.quiet)
     try:
-        batch = forecast_batch(
-            patients,
-            spec,
-            settings=settings,
-            random_seed=args.seed,
-            engine=engine,
-            checkpoint=args.checkpoint,
-            keep_trees=args.out is not None,
-            progress=progress,
-        )
+        with _Progress("forecast", len(patients), args.quiet) as progress:
+            batch = forecast_batch(
+                patients,
+                spec,
+                settings=settings,
+                random_seed=args.seed,
+                engine=engine,
+                checkpoint=args.checkpoint,
+                keep_trees=args.out is not None,
+                progress=progress,
+            )
     except (CheckpointError, EngineError) as exc:
         return _error(str(exc))
-    finally:
-        progress.close()
     batch = with_input_errors(batch, errors)
     if args.format == "json":
         document = {
@@ -631,12 +635,10 @@ def _default_recommendation(result) -> dict:
 
 
 def _forecast_with_progress(patients, spec, settings, args) -> list:
-    progress = _Progress("forecast", len(patients), args.quiet)
-    results = forecast_patients(
-        patients, spec, settings=settings, random_seed=args.seed, progress=progress
-    )
-    progress.close()
-    return results
+    with _Progress("forecast", len(patients), args.quiet) as progress:
+        return forecast_patients(
+            patients, spec, settings=settings, random_seed=args.seed, progress=progress
+        )
 
 
 def _compare_patient(args: argparse.Namespace) -> int:
@@ -770,24 +772,22 @@ def _compare(args: argparse.Namespace) -> int:
         return _error(str(exc))
     names = args.scenario or sorted(SCENARIOS)
     studies = []
-    for name in names:
-        progress = _Progress(f"{name:<12}", args.n, args.quiet)
-        try:
-            studies.append(
-                run_study(
-                    spec,
-                    name,
-                    args.n,
-                    args.seed,
-                    settings=settings,
-                    engine=engine,
-                    progress=progress,
+    try:
+        for name in names:
+            with _Progress(f"{name:<12}", args.n, args.quiet) as progress:
+                studies.append(
+                    run_study(
+                        spec,
+                        name,
+                        args.n,
+                        args.seed,
+                        settings=settings,
+                        engine=engine,
+                        progress=progress,
+                    )
                 )
-            )
-        except EngineError as exc:
-            return _error(str(exc))
-        finally:
-            progress.close()
+    except EngineError as exc:
+        return _error(str(exc))
     if args.out:
         written = write_study(studies, args.out)
         print(f"asuc-bayes: {len(written)} files written to {args.out}", file=sys.stderr)
@@ -1128,23 +1128,21 @@ def _sbc(args: argparse.Namespace) -> int:
         engine = Engine(workers=args.workers, scheduler=args.scheduler)
     except (ModelSpecError, ValueError, EngineError) as exc:
         return _error(str(exc).replace("n_bins", "--bins"))
-    progress = _Progress("sbc", args.replicates, args.quiet)
     try:
-        result = run_population_sbc(
-            spec,
-            args.replicates,
-            args.subjects,
-            prior=args.prior,
-            settings=settings,
-            n_rank_draws=args.rank_draws,
-            random_seed=args.seed,
-            engine=engine,
-            progress=progress,
-        )
+        with _Progress("sbc", args.replicates, args.quiet) as progress:
+            result = run_population_sbc(
+                spec,
+                args.replicates,
+                args.subjects,
+                prior=args.prior,
+                settings=settings,
+                n_rank_draws=args.rank_draws,
+                random_seed=args.seed,
+                engine=engine,
+                progress=progress,
+            )
     except EngineError as exc:
         return _error(str(exc))
-    finally:
-        progress.close()
     written = write_sbc(result, args.out, n_bins=args.bins)
     print(format_sbc(result.table(args.bins), result.counts, result.dataset.attrs))
     print(f"asuc-bayes: {len(written)} files written to {args.out}", file=sys.stderr)
