@@ -192,6 +192,7 @@ def forecast_batch(
     checkpoint=None,
     keep_trees: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    chunk_size: int | None = None,
 ) -> BatchResult:
     """Forecast every patient; failures and unconverged posteriors are rows, not exceptions.
 
@@ -205,6 +206,9 @@ def forecast_batch(
         Keep each patient's DataTree (memory: ~1.5 MB per patient) in ``trees``.
     progress
         ``progress(done, total)`` after each patient.
+    chunk_size
+        Patients per task on a cluster (default: :func:`asuc_bayes.engine.auto_chunk_size`);
+        their rows arrive, and are checkpointed, together.
     """
     settings = settings or SamplerSettings()
     engine = engine or Engine()
@@ -231,6 +235,7 @@ def forecast_batch(
         for index, (row, tree) in engine.map(
             _forecast_task,
             todo,
+            chunk_size=chunk_size,
             spec=spec,
             settings=settings,
             random_seed=random_seed,

@@ -450,7 +450,8 @@ def run_study(
     elif forecaster is not None:
         constant["forecaster"] = forecaster
     with engine:
-        for done, (index, row) in enumerate(engine.map(_study_task, items, **constant), start=1):
+        results = engine.map(_study_task, items, chunk_size=None, **constant)
+        for done, (index, row) in enumerate(results, start=1):
             rows[index] = row
             if progress is not None:
                 progress(done, len(items))

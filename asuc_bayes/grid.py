@@ -111,16 +111,25 @@ def observation_log_likelihood(
         scale = sigma * f
         z = (values - f) / scale
         log_measured = -0.5 * z * z - np.log(scale) - 0.5 * _LOG_2PI
-        log_below = log_ndtr(z)  # P(y < LLOQ) = Φ((LLOQ − f)/(σ f))
-        log_above = log_ndtr(-z)  # P(y > ULOQ) = Φ((f − ULOQ)/(σ f))
     elif residual_form == "log_normal":
         z = (np.log(values) - np.log(f)) / sigma
         log_measured = -0.5 * z * z - np.log(sigma) - 0.5 * _LOG_2PI
-        log_below = log_ndtr(z)
-        log_above = log_ndtr(-z)
     else:
         raise ValueError(f"unknown residual form {residual_form!r}")
-    return np.where(measured, log_measured, np.where(below, log_below, log_above))
+    # Censored records: P(y < LLOQ) = Φ(z), P(y > ULOQ) = Φ(−z) (proportional error:
+    # z = (LIMIT − f)/(σ f)). log Φ is costly: evaluated only where a record is censored (by
+    # column when censoring is per observation, the usual layout).
+    out = np.array(np.broadcast_to(log_measured, np.broadcast_shapes(z.shape, censoring.shape)))
+    z = np.broadcast_to(z, out.shape)
+    for mask, sign in ((below, 1.0), (above, -1.0)):
+        if not mask.any():
+            continue
+        if mask.ndim == 1 and out.ndim >= 1 and mask.shape[0] == out.shape[-1]:
+            out[..., mask] = log_ndtr(sign * z[..., mask])
+        else:
+            mask = np.broadcast_to(mask, out.shape)
+            out[mask] = log_ndtr(sign * z[mask])
+    return out
 
 
 def log_likelihood(spec: ModelSpec, patient: Patient, eta_cl: Any, eta_v: Any) -> np.ndarray:
@@ -363,6 +372,119 @@ def locate_box(
     )
 
 
+#: The eight compass directions of :func:`polish_maxima` (their order is used below).
+_COMPASS = np.array([[i, j] for i in (-1.0, 0.0, 1.0) for j in (-1.0, 0.0, 1.0) if i or j])
+_EAST, _WEST, _NORTH, _SOUTH = 6, 1, 4, 3  # (+1, 0), (-1, 0), (0, +1), (0, -1)
+_NE, _NW, _SE, _SW = 7, 2, 5, 0  # (+1, +1), (-1, +1), (+1, -1), (-1, -1)
+
+
+def polish_maxima(
+    log_density: Callable[[np.ndarray], np.ndarray],
+    starts: np.ndarray,
+    step: Any,
+    *,
+    tolerance: Any,
+    max_iterations: int = 200,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Local maxima of a 2-D ``log_density`` climbed from several ``starts`` at once.
+
+    Every iteration evaluates, for all starts in one vectorised call, the eight compass
+    neighbours at each point's current step; their values give a finite-difference gradient
+    and Hessian, and the Newton point (Levenberg–Marquardt-damped where the Hessian is not
+    negative definite) is evaluated too (a second call). A point moves to the best of these
+    if it raises the density: after a Newton move its step becomes the length of that move
+    (per coordinate, at least an eighth of the old step), after a compass move it doubles;
+    if nothing is better the step halves.
+    It stops when every step is below ``tolerance``. Newton steps follow curved, correlated
+    ridges that compass moves alone stall on; compass moves and halving keep it safe where
+    the quadratic model is poor. Replaces one scalar Nelder–Mead run per start (~20 ms a
+    patient in :func:`find_modes`).
+
+    Parameters
+    ----------
+    log_density
+        Vectorised ``f(x)`` over points ``x[..., 2]`` (``-inf`` or NaN where undefined).
+    starts
+        ``(k, 2)`` starting points (where ``f`` is finite).
+    step, tolerance
+        Initial and final step per coordinate (scalars or (2,)).
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(k, 2)`` maxima and ``(k,)`` their log densities.
+
+    Examples
+    --------
+    >>> f = lambda x: -((x[..., 0] - 1.0) ** 2) - 10 * (x[..., 1] + x[..., 0]) ** 2
+    >>> x, value = polish_maxima(f, np.array([[0.0, 0.0], [3.0, -2.0]]), 0.5, tolerance=1e-9)
+    >>> np.round(x, 6).tolist(), bool(np.all(value > -1e-12))
+    ([[1.0, -1.0], [1.0, -1.0]], True)
+    """
+    x = np.array(starts, dtype=float).reshape(-1, 2)
+
+    def evaluate(points: np.ndarray) -> np.ndarray:
+        values = np.asarray(log_density(points), dtype=float)
+        return np.where(np.isnan(values), -np.inf, values)
+
+    value = evaluate(x)
+    h = np.broadcast_to(np.asarray(step, dtype=float), x.shape).copy()
+    tolerance = np.broadcast_to(np.asarray(tolerance, dtype=float), (2,))
+    for _ in range(max_iterations):
+        active = np.flatnonzero(np.any(h > tolerance, axis=1))
+        if active.size == 0:
+            break
+        xa, fa, ha = x[active], value[active], h[active]
+        neighbours = xa[:, None, :] + _COMPASS[None] * ha[:, None, :]
+        around = evaluate(neighbours)
+        # Finite-difference gradient and Hessian of the stencil; Newton point where H < 0.
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            gradient = np.stack(
+                [
+                    (around[:, _EAST] - around[:, _WEST]) / (2 * ha[:, 0]),
+                    (around[:, _NORTH] - around[:, _SOUTH]) / (2 * ha[:, 1]),
+                ],
+                axis=1,
+            )
+            h00 = (around[:, _EAST] - 2 * fa + around[:, _WEST]) / ha[:, 0] ** 2
+            h11 = (around[:, _NORTH] - 2 * fa + around[:, _SOUTH]) / ha[:, 1] ** 2
+            h01 = (around[:, _NE] - around[:, _SE] - around[:, _NW] + around[:, _SW]) / (
+                4 * ha[:, 0] * ha[:, 1]
+            )
+            # Where H is not negative definite, damp it (Levenberg–Marquardt): H − μI with
+            # its largest eigenvalue at −|g|/(8 h), so the move stays within ~8 steps.
+            largest = 0.5 * (h00 + h11) + np.sqrt(0.25 * (h00 - h11) ** 2 + h01**2)
+            damping = np.linalg.norm(gradient, axis=1) / (8 * ha.min(axis=1))
+            mu = np.where(largest < 0, 0.0, largest + damping)
+            a, d = h00 - mu, h11 - mu
+            det = a * d - h01**2
+            shift = np.stack(
+                [
+                    -(d * gradient[:, 0] - h01 * gradient[:, 1]) / det,
+                    -(a * gradient[:, 1] - h01 * gradient[:, 0]) / det,
+                ],
+                axis=1,
+            )
+            newton = (det > 0) & (a < 0) & np.all(np.isfinite(shift), axis=1)
+        shift = np.where(newton[:, None], shift, 0.0)
+        # Trust region: a Newton move of at most 8 steps.
+        shift = np.clip(shift, -8 * ha, 8 * ha)
+        newton_value = np.full(active.size, -np.inf)
+        if newton.any():
+            newton_value[newton] = evaluate(xa[newton] + shift[newton])
+        best = np.argmax(around, axis=1)
+        compass_value = around[np.arange(active.size), best]
+        use_newton = newton_value >= compass_value
+        best_value = np.where(use_newton, newton_value, compass_value)
+        improved = best_value > fa
+        target = np.where(use_newton[:, None], xa + shift, neighbours[np.arange(active.size), best])
+        new_h = np.where(use_newton[:, None], np.clip(np.abs(shift), ha / 8, 2 * ha), 2 * ha)
+        x[active] = np.where(improved[:, None], target, xa)
+        value[active] = np.where(improved, best_value, fa)
+        h[active] = np.where(improved[:, None], new_h, ha / 2)
+    return x, value
+
+
 def find_modes(
     spec: ModelSpec,
     patient: Patient,
@@ -376,9 +498,10 @@ def find_modes(
 
     A coarse ``n_points``² scan over ±``prior_sd_box`` prior SDs assigns every grid cell to
     the local maximum its steepest-ascent path on the grid reaches (its basin); each local
-    maximum is polished with Nelder–Mead and maxima polishing to within ``separation`` (in
-    η) are merged with their basins. More than one mode with real mass means a single NUTS
-    run cannot be trusted to weigh them (a single sample can be fitted by two volumes).
+    maximum is polished (:func:`polish_maxima`, all at once) and maxima polishing to within
+    ``separation`` (in η) are merged with their basins. More than one mode with real mass
+    means a single NUTS run cannot be trusted to weigh them (a single sample can be fitted by
+    two volumes).
 
     Returns
     -------
@@ -423,25 +546,28 @@ def find_modes(
     peaks, peak_of_cell = np.unique(pointer, return_inverse=True)
     basin_mass = np.bincount(peak_of_cell, weights=cell_mass)
 
-    def negative(x: np.ndarray) -> float:
-        value = float(log_posterior(spec, patient, x[0], x[1]))
-        return -value if np.isfinite(value) else np.inf
-
+    order = [k for k in np.argsort(-basin_mass) if basin_mass[k] >= min_mass * 1e-3]
+    starts = np.array(
+        [
+            [axes[0][i], axes[1][j]]
+            for i, j in zip(*np.unravel_index(peaks[order], values.shape), strict=True)
+        ]
+    ).reshape(-1, 2)
+    spacing = np.array([axis[1] - axis[0] for axis in axes])
+    polished, polished_values = polish_maxima(
+        lambda x: log_posterior(spec, patient, x[..., 0], x[..., 1]),
+        starts,
+        spacing,
+        tolerance=1e-3 * omega,
+    )
     modes: list[list] = []  # [eta, log density, mass]
-    for k in np.argsort(-basin_mass):
-        if basin_mass[k] < min_mass * 1e-3:
-            break
-        i, j = np.unravel_index(peaks[k], values.shape)
-        start = np.array([axes[0][i], axes[1][j]])
-        fit = scipy.optimize.minimize(
-            negative, start, method="Nelder-Mead", options={"xatol": 1e-7, "fatol": 1e-10}
-        )
+    for k, x, value in zip(order, polished, polished_values, strict=True):
         for mode in modes:
-            if np.max(np.abs(fit.x - mode[0])) <= separation:
+            if np.max(np.abs(x - mode[0])) <= separation:
                 mode[2] += basin_mass[k]
                 break
         else:
-            modes.append([fit.x, -float(fit.fun), float(basin_mass[k])])
+            modes.append([x, float(value), float(basin_mass[k])])
     kept = [(eta, value, mass) for eta, value, mass in modes if mass >= min_mass]
     return sorted(kept, key=lambda mode: -mode[2])
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+import numba
 import numpy as np
 import scipy.special
 
@@ -149,14 +150,7 @@ def independence_metropolis(
     log_weight = np.where(np.isnan(log_weight), -np.inf, log_weight).reshape(chains, steps)
     log_uniform = np.log(rng.uniform(size=(chains, steps)))
     index = np.empty((chains, steps), dtype=np.int64)
-    for chain in range(chains):
-        current, current_weight = 0, log_weight[chain, 0]
-        weights, uniforms, chosen = log_weight[chain], log_uniform[chain], index[chain]
-        for step in range(steps):
-            weight = weights[step]
-            if step > 0 and weight > -np.inf and uniforms[step] < weight - current_weight:
-                current, current_weight = step, weight
-            chosen[step] = current
+    _chain_states(log_weight, log_uniform, index)
     if not np.all(np.isfinite(log_weight[np.arange(chains)[:, None], index])):
         raise FloatingPointError("an independence chain never reached a point of finite density")
     points = proposals.reshape(chains, steps, -1)
@@ -164,3 +158,22 @@ def independence_metropolis(
     out = np.take_along_axis(points, kept[..., None], axis=1)
     acceptance = np.mean(index[:, burn:] == np.arange(burn, steps), axis=1)
     return out, acceptance
+
+
+@numba.njit(cache=True)
+def _chain_states(log_weight, log_uniform, index):  # pragma: no cover - compiled by numba
+    """Fill ``index[c, s]`` with the proposal each chain holds at step s: a chain starts at
+    its first proposal and moves to proposal s when ``log_uniform[c, s] < log_weight[c, s] −
+    log_weight[c, current]`` (proposals of weight −inf never). Compiled: the Python loop cost
+    ~10 ms a patient (4 chains × 4050 steps), a tenth of a warm forecast."""
+    chains, steps = log_weight.shape
+    for chain in range(chains):
+        current = 0
+        current_weight = log_weight[chain, 0]
+        index[chain, 0] = 0
+        for step in range(1, steps):
+            weight = log_weight[chain, step]
+            if weight > -np.inf and log_uniform[chain, step] < weight - current_weight:
+                current = step
+                current_weight = weight
+            index[chain, step] = current

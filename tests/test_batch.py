@@ -54,7 +54,21 @@ def test_local_cluster_of_worker_processes_gives_identical_results(patients, spe
         # slower than this process; see engine._worker_environment)
         names = ["MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"]
         environment = dict(engine.map(os.getenv, names))
+        # several patients a task (their rows arrive together): the same rows
+        chunked = forecast_batch(
+            patients[:4], spec, settings=SETTINGS, random_seed=11, engine=engine, chunk_size=3
+        )
+        assert sorted(engine.map(abs, [-1, 2, -3, 4, -5], chunk_size=2)) == [
+            (0, 1),
+            (1, 2),
+            (2, 3),
+            (3, 4),
+            (4, 5),
+        ]
+        with pytest.raises(EngineError, match="chunk_size must be a positive whole number"):
+            list(engine.map(abs, [1], chunk_size=0))
     assert [environment[i] for i in range(3)] == [None, "1", "1"]
+    assert [r.to_json() for r in chunked.rows] == [r.to_json() for r in in_process.rows[:4]]
     assert dask.config.get("distributed.nanny.pre-spawn-environ")["MALLOC_TRIM_THRESHOLD_"]
     assert distributed.engine == "local cluster of 2 worker processes"
     assert [r.to_json() for r in distributed.rows] == [r.to_json() for r in in_process.rows[:4]]

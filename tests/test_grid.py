@@ -13,9 +13,12 @@ from asuc_bayes.dataset import Dose, Observation, Patient
 from asuc_bayes.grid import (
     DERIVED_KEYS,
     derived_on_grid,
+    find_modes,
     grid_posterior,
     locate_box,
     log_posterior,
+    observation_log_likelihood,
+    polish_maxima,
 )
 from asuc_bayes.kernels import concentration
 
@@ -343,3 +346,61 @@ def test_expectation_and_quantile_accept_arrays(grids):
     assert grid.cdf("cl", float(grid.quantile("cl", 0.3))) == pytest.approx(0.3, abs=1e-9)
     with pytest.raises(ValueError, match="grid shape"):
         grid.expectation(np.ones(3))
+
+
+# ---------------------------------------------------------------- the bimodality scan
+
+
+def test_found_modes_are_the_local_maxima_scipy_finds(spec):
+    """find_modes polishes every basin's grid peak at once (a vectorised compass search):
+    its modes must be the local maxima Nelder–Mead reaches from the same peaks."""
+    modes = find_modes(spec, BIMODAL)
+    assert len(modes) == 2
+    assert sum(mass for _, _, mass in modes) == pytest.approx(1.0, abs=0.01)
+    omega = _omega(spec)
+    for eta, value, _ in modes:
+        reference = _minimise(spec, BIMODAL, eta)
+        assert eta == pytest.approx(reference.x, abs=2e-3 * omega.max())
+        assert value == pytest.approx(-reference.fun, abs=1e-5)
+
+
+def test_polish_maxima_climbs_ridges_and_ignores_undefined_points():
+    def banana(x):  # a curved ridge with its maximum at (1, 1); NaN left of x = -3
+        value = -((1.0 - x[..., 0]) ** 2) - 20.0 * (x[..., 1] - x[..., 0] ** 2) ** 2
+        return np.where(x[..., 0] < -3.0, np.nan, value)
+
+    starts = np.array([[-2.9, 3.0], [2.0, 4.0], [1.0, 1.0]])
+    x, value = polish_maxima(banana, starts, 0.1, tolerance=1e-8)
+    reference = scipy.optimize.minimize(
+        lambda p: -banana(np.asarray(p)),
+        [-1.0, 1.0],
+        method="Nelder-Mead",
+        options={"xatol": 1e-10, "fatol": 1e-14},
+    )
+    assert x == pytest.approx(np.tile(reference.x, (3, 1)), abs=1e-5)
+    assert np.all(value > -1e-9)
+
+
+def test_censored_terms_by_column_equal_the_elementwise_formula():
+    """Only censored records get log Φ; by column (censoring per observation) and by
+    element (censoring broadcast to the predictions' shape) both equal scipy's."""
+    rng = np.random.default_rng(2)
+    prediction = rng.uniform(0.5, 40.0, size=(7, 4))
+    values = np.array([3.0, 0.5, 35.0, 12.0])
+    censoring = np.array([0, 1, -1, 0])
+    sigma = 0.4
+    expected = np.where(
+        censoring == 0,
+        norm.logpdf(values, prediction, sigma * prediction),
+        np.where(
+            censoring == 1,
+            norm.logcdf(values, prediction, sigma * prediction),
+            norm.logsf(values, prediction, sigma * prediction),
+        ),
+    )
+    by_column = observation_log_likelihood(values, censoring, prediction, sigma, "proportional")
+    np.testing.assert_allclose(by_column, expected, rtol=1e-12)
+    by_element = observation_log_likelihood(
+        values, np.broadcast_to(censoring, prediction.shape), prediction, sigma, "proportional"
+    )
+    np.testing.assert_allclose(by_element, expected, rtol=1e-12)

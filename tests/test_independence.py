@@ -135,3 +135,32 @@ def test_thinning_keeps_every_kth_state_of_the_same_chain():
     )
     assert thinned.shape == (2, 100, 2)
     np.testing.assert_array_equal(thinned, full[:, 3::4])
+
+
+def _chain_states_by_hand(log_weight, log_uniform):
+    """The independence chain's bookkeeping in plain Python (the reference of the compiled
+    loop): start at the first proposal, move to proposal s if u_s < w_s / w_current."""
+    index = np.empty(log_weight.shape, dtype=np.int64)
+    for chain in range(log_weight.shape[0]):
+        current = 0
+        for step in range(log_weight.shape[1]):
+            weight = log_weight[chain, step]
+            if step > 0 and weight > -np.inf:
+                if log_uniform[chain, step] < weight - log_weight[chain, current]:
+                    current = step
+            index[chain, step] = current
+    return index
+
+
+def test_compiled_chain_bookkeeping_equals_the_python_loop():
+    from asuc_bayes.independence import _chain_states
+
+    rng = np.random.default_rng(4)
+    log_weight = rng.normal(scale=2.0, size=(4, 3000))
+    log_weight[rng.uniform(size=log_weight.shape) < 0.05] = -np.inf  # no density there
+    log_weight[1, 0] = -np.inf  # a chain starting where the density vanishes moves on
+    log_uniform = np.log(rng.uniform(size=log_weight.shape))
+    index = np.empty(log_weight.shape, dtype=np.int64)
+    _chain_states(log_weight, log_uniform, index)
+    assert np.array_equal(index, _chain_states_by_hand(log_weight, log_uniform))
+    assert index[1, -1] > 0
