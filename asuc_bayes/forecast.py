@@ -31,7 +31,13 @@ from asuc_bayes._version import __version__
 from asuc_bayes.config import ModelSpec
 from asuc_bayes.dataset import Dose, Observation, Patient
 from asuc_bayes.diagnostics import rank_diagnostics
-from asuc_bayes.grid import GridPosterior, find_modes, grid_posterior, log_posterior
+from asuc_bayes.grid import (
+    GridPosterior,
+    find_modes,
+    grid_posterior,
+    log_posterior,
+    scan_maxima,
+)
 from asuc_bayes.independence import MixtureProposal, StudentTProposal, independence_metropolis
 from asuc_bayes.kernels import (
     AUC_FLOOR_MG_DAY_L,
@@ -365,15 +371,17 @@ class Forecaster:
                 best = result
         return best
 
-    def map_estimate(self, patient: Patient) -> dict[str, Any]:
+    def map_estimate(self, patient: Patient, starts=None) -> dict[str, Any]:
         """Posterior mode of η (multi-start BFGS) and its Laplace covariance.
 
-        Binds ``patient`` to the model as a side effect.
+        ``starts``: the points to climb from (default: the highest local maxima of a coarse
+        grid scan, :func:`asuc_bayes.grid.scan_maxima`). Binds ``patient`` to the model as a
+        side effect.
         """
         with single_threaded_blas():
-            return self._map_estimate(patient)
+            return self._map_estimate(patient, starts)
 
-    def _map_estimate(self, patient: Patient) -> dict[str, Any]:
+    def _map_estimate(self, patient: Patient, starts=None) -> dict[str, Any]:
         data = PatientData.from_patient(patient).as_data()
         self._bind(data, IDENTITY_WHITENING)
         density = self._density("eta")
@@ -383,11 +391,8 @@ class Forecaster:
             return density.evaluate(eta, buffer)
 
         omega = self._omega
-        starts = [np.zeros(2)] + [
-            np.array([sign_cl * omega[0], sign_v * 1.5 * omega[1]])
-            for sign_cl in (-1.0, 1.0)
-            for sign_v in (-1.0, 1.0)
-        ]
+        if starts is None:
+            starts = scan_maxima(self.spec, patient) or [np.zeros(2)]
         result = self._maximize(value_and_gradient, starts, bound=ETA_BOUND_SD * omega.max())
         hessian = finite_difference_hessian(value_and_gradient, result.x)
         try:
@@ -482,8 +487,15 @@ class Forecaster:
     def _forecast(
         self, patient: Patient, random_seed: int, settings: SamplerSettings
     ) -> PatientForecast:
-        map_result = self.map_estimate(patient)
-        modes = find_modes(self.spec, patient) if settings.method == "auto" else []
+        if settings.method == "auto":
+            # The scan's modes are the local maxima of the same log posterior (tested equal
+            # to the compiled one): the MAP is climbed from them alone (one or two starts
+            # instead of five, ~8 ms a patient).
+            modes = find_modes(self.spec, patient)
+            map_result = self.map_estimate(patient, starts=[eta for eta, _, _ in modes] or None)
+        else:
+            modes = []
+            map_result = self.map_estimate(patient)
         if settings.method == "exact_grid" or len(modes) > 1:
             method = "exact_grid"
             eta, exact = grid_draws(

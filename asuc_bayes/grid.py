@@ -572,6 +572,63 @@ def find_modes(
     return sorted(kept, key=lambda mode: -mode[2])
 
 
+def scan_maxima(
+    spec: ModelSpec,
+    patient: Patient,
+    *,
+    n_points: int = 41,
+    prior_sd_box: float = 7.0,
+    max_points: int = 3,
+) -> list[np.ndarray]:
+    """Distinct local maxima of the log posterior found from a coarse grid (highest first,
+    merged within 0.05 in η): starting points for a gradient-based MAP search.
+
+    The highest ``max_points`` local maxima of an ``n_points``² grid over ±``prior_sd_box``
+    prior SDs are climbed with :func:`polish_maxima` (to 10⁻³ prior SD). A gradient
+    optimiser started at fixed points (η = 0, ±1 SD), or even at a good grid cell, can stop
+    on the steep walls the proportional error puts where a prediction nears zero (the log
+    density falls by 10¹³ within one unit of η): L-BFGS-B's line search then ends where it
+    began and reports convergence. Measured over 400 simulated patients: five fixed starts
+    missed the MAP of 25 (by up to 8.7 log units), the best grid cells of 7 (up to 0.65);
+    from polished maxima, none.
+
+    Examples
+    --------
+    >>> from asuc_bayes.config import load_model
+    >>> from asuc_bayes.dataset import Dose, Observation, Patient
+    >>> p = Patient("bi", 70.0, 30.0, (Dose(0.0, 700.0, 1 / 12),), (Observation(7.0, 3.0),))
+    >>> [np.round(eta, 2).tolist() for eta in scan_maxima(load_model(), p)][:2]  # two modes
+    [[1.38, -1.45], [0.08, 0.82]]
+    """
+    omega = np.array([spec.pk.omega_cl, spec.pk.omega_v])
+    axes = [np.linspace(-prior_sd_box * w, prior_sd_box * w, n_points) for w in omega]
+    values = np.asarray(log_posterior(spec, patient, *np.meshgrid(*axes, indexing="ij")))
+    values = np.where(np.isnan(values), -np.inf, values)
+    padded = np.pad(values, 1, constant_values=-np.inf)
+    peak = np.isfinite(values)
+    for di in (-1, 0, 1):
+        for dj in (-1, 0, 1):
+            if di or dj:
+                window = padded[1 + di : 1 + di + n_points, 1 + dj : 1 + dj + n_points]
+                peak &= values >= window
+    cells = np.flatnonzero(peak)
+    best = cells[np.argsort(-values.ravel()[cells])][:max_points]
+    if best.size == 0:
+        return []
+    i, j = np.unravel_index(best, values.shape)
+    polished, polished_values = polish_maxima(
+        lambda x: log_posterior(spec, patient, x[..., 0], x[..., 1]),
+        np.column_stack([axes[0][i], axes[1][j]]),
+        np.array([axis[1] - axis[0] for axis in axes]),
+        tolerance=1e-3 * omega,
+    )
+    distinct: list[np.ndarray] = []  # maxima climbed from several cells count once
+    for k in np.argsort(-polished_values, kind="stable"):
+        if all(np.max(np.abs(polished[k] - eta)) > 0.05 for eta in distinct):
+            distinct.append(polished[k])
+    return distinct
+
+
 @dataclass(frozen=True, eq=False)
 class GridPosterior:
     """A posterior over (η_CL, η_V) tabulated on a regular grid.
