@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import copy
 import zlib
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import arviz as az
@@ -188,49 +187,45 @@ def derived_quantities(spec: ModelSpec, patient: Patient, eta: np.ndarray) -> di
     return {"cl": cl, "v": v, "auc_w2_4": auc, "ln_auc_cl": ln_ratio, "risk_90d": risk}
 
 
+class _LazyTree:
+    """Descriptor of :attr:`PatientForecast.tree`: holds a DataTree or a function of no
+    arguments that builds it, called on first access (a batch that keeps only summaries never
+    builds a tree: a third of a warm forecast's cost, measured)."""
+
+    def __set_name__(self, owner, name):
+        self._slot = f"_{name}_value"
+
+    def __get__(self, instance, owner=None):
+        if instance is None:
+            raise AttributeError("no default")  # dataclasses: the field is required
+        value = instance.__dict__[self._slot]
+        if not isinstance(value, xr.DataTree):
+            value = instance.__dict__[self._slot] = value()
+        return value
+
+    def __set__(self, instance, value):
+        instance.__dict__[self._slot] = value
+
+
+@dataclass(repr=False)
 class PatientForecast:
     """The forecast of one patient: a DataTree plus the summary of the output contract.
 
-    Parameters
-    ----------
-    patient, status, diagnostics, spec
-        The patient, ``"ok"`` or ``"unconverged"``, the sampler's diagnostics and the model.
-    tree
-        The result DataTree, or a function of no arguments that builds it: the tree is then
-        built on first access of :attr:`tree`, and a batch that keeps only the summaries never
-        pays for it (measured: a third of a warm forecast's cost).
-    summary
-        The output contract's entry, if already computed from the draws; otherwise
-        :meth:`summary` derives it from the tree.
+    ``tree`` may be given as a function of no arguments that builds it; it is then built on
+    first access. ``dataclasses.replace`` works as usual (the new forecast's summary is
+    derived from its tree).
     """
 
-    def __init__(
-        self,
-        patient: Patient,
-        tree: xr.DataTree | Callable[[], xr.DataTree],
-        status: Literal["ok", "unconverged"],
-        diagnostics: dict[str, Any],
-        spec: ModelSpec,
-        *,
-        summary: dict[str, Any] | None = None,
-    ):
-        self.patient = patient
-        self.status = status
-        self.diagnostics = diagnostics
-        self.spec = spec
-        self._tree = tree
-        self._summary = summary
+    patient: Patient
+    tree: xr.DataTree = _LazyTree()  # a descriptor: required, built on first access
+    status: Literal["ok", "unconverged"]
+    diagnostics: dict[str, Any]
+    spec: ModelSpec
+    #: The output contract's entry when computed from the draws (a fresh copy is returned).
+    _summary: dict[str, Any] | None = field(default=None, init=False, compare=False)
 
-    def __repr__(self) -> str:
+    def __repr__(self) -> str:  # never builds the tree
         return f"PatientForecast(patient={self.patient.id!r}, status={self.status!r})"
-
-    @property
-    def tree(self) -> xr.DataTree:
-        """The result DataTree (groups ``posterior``, ``predictions``, ``point_estimates``,
-        ``observed_data``, ``constant_data``, ``sample_stats``; provenance in attrs)."""
-        if not isinstance(self._tree, xr.DataTree):
-            self._tree = self._tree()
-        return self._tree
 
     def summary(self) -> dict[str, Any]:
         """The patient's entry of the JSON output contract."""
@@ -757,7 +752,9 @@ def _forecast_result(
             tree["exact_summary"] = exact
         return tree
 
-    return PatientForecast(patient, build_tree, status, diagnostics, spec, summary=summary)
+    result = PatientForecast(patient, build_tree, status, diagnostics, spec)
+    result._summary = summary
+    return result
 
 
 def forecast_tree(

@@ -292,6 +292,8 @@ def population(spec, args, report) -> None:
             "ess_bulk_min_at": d["ess_bulk_min_at"],
             "converged": bool(d["converged"]),
             "load": os.getloadavg()[0],
+            # leapfrog steps of the kept draws: sampling time = steps x time per step
+            "leapfrog_steps": int(fit.tree["sample_stats"]["n_steps"].sum()),
         }
         progress(f"population n={n}: {seconds:.0f} s, {entry['divergences']} divergences")
         report["population"].append(entry)
@@ -434,14 +436,19 @@ def print_tables(report) -> None:
             f"draws + {s['tune']} tune, {s['sampler']})\n"
         )
         print(
-            "| subjects | total s | compile s | sampling s | s/subject | divergences | "
-            "R-hat max | ESS bulk min | gates | load |"
+            "| subjects | total s | compile s | sampling s | s/subject | leapfrog steps per "
+            "draw | sampling ms per 1000 steps | divergences | R-hat max | ESS bulk min | gates "
+            "| load |"
         )
-        print("|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+        draws = s["chains"] * s["draws"]
         for e in report["population"]:
+            steps = e.get("leapfrog_steps")
             print(
                 f"| {e['n']} | {fmt(e['seconds'], 0)} | {fmt(e['compile_seconds'], 0)} | "
                 f"{fmt(e['sampling_seconds'], 0)} | {fmt(e['seconds'] / e['n'])} | "
+                f"{fmt(steps / draws if steps else None, 1)} | "
+                f"{fmt(1000 * e['sampling_seconds'] / steps if steps else None, 0)} | "
                 f"{e['divergences']} | {fmt(e['rhat_max'], 3)} ({e['rhat_max_at']}) | "
                 f"{fmt(e['ess_bulk_min'], 0)} ({e['ess_bulk_min_at']}) | "
                 f"{'pass' if e['converged'] else 'FAIL'} | {fmt(e['load'], 1)} |"
@@ -451,6 +458,18 @@ def print_tables(report) -> None:
             f"\nlog–log slope of time against subjects: total {fmt(total)}, sampling "
             f"{fmt(sampling)} (1 = linear)"
         )
+        entries = [e for e in report["population"] if e.get("leapfrog_steps")]
+        if len(entries) >= 2:
+            sizes = [e["n"] for e in entries]
+            steps_slope = loglog_slope(sizes, [e["leapfrog_steps"] for e in entries])
+            per_step = loglog_slope(
+                sizes, [e["sampling_seconds"] / e["leapfrog_steps"] for e in entries]
+            )
+            print(
+                f"sampling slope = leapfrog steps per draw {fmt(steps_slope)} + time per step "
+                f"{fmt(per_step)} (one gradient of the log density per step; the sampling "
+                "time also counts the tuning steps, which are not kept)"
+            )
 
 
 def machine() -> dict:

@@ -3,6 +3,7 @@ against scipy, results I/O."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -109,6 +110,10 @@ def test_map_is_the_global_maximum_of_a_brute_force_grid(name, spec, forecaster)
     )
     summary["status"] = "changed"
     assert forecast.summary()["status"] == forecast.status  # a fresh copy each time
+    # dataclasses.replace gives a forecast whose summary follows its new fields
+    replaced = dataclasses.replace(forecast, status="unconverged")
+    assert replaced.summary()["status"] == "unconverged"
+    assert replaced.tree is forecast.tree
 
 
 @pytest.mark.parametrize("sampler", sorted(REFERENCE_METHODS))
