@@ -485,6 +485,15 @@ def polish_maxima(
     return x, value
 
 
+def _prior_box_scan(spec: ModelSpec, patient: Patient, n_points: int, prior_sd_box: float):
+    """ω, the axes and the log posterior (NaN as −inf) of an ``n_points``² grid over
+    ±``prior_sd_box`` prior SDs of (η_CL, η_V)."""
+    omega = np.array([spec.pk.omega_cl, spec.pk.omega_v])
+    axes = [np.linspace(-prior_sd_box * w, prior_sd_box * w, n_points) for w in omega]
+    values = np.asarray(log_posterior(spec, patient, *np.meshgrid(*axes, indexing="ij")))
+    return omega, axes, np.where(np.isnan(values), -np.inf, values)
+
+
 def find_modes(
     spec: ModelSpec,
     patient: Patient,
@@ -519,11 +528,7 @@ def find_modes(
     >>> len(find_modes(spec, Patient("bi", 70.0, 30.0, one_dose, (Observation(7.0, 3.0),))))
     2
     """
-    omega = np.array([spec.pk.omega_cl, spec.pk.omega_v])
-    axes = [np.linspace(-prior_sd_box * w, prior_sd_box * w, n_points) for w in omega]
-    mesh = np.meshgrid(*axes, indexing="ij")
-    values = np.asarray(log_posterior(spec, patient, *mesh), dtype=float)
-    values = np.where(np.isnan(values), -np.inf, values)
+    omega, axes, values = _prior_box_scan(spec, patient, n_points, prior_sd_box)
     cell_mass = np.exp(values - logsumexp(values)).ravel()
     # Steepest-ascent pointer of every cell (itself if no neighbour is higher), then
     # pointer jumping until every cell points at the local maximum of its basin.
@@ -600,10 +605,7 @@ def scan_maxima(
     >>> [np.round(eta, 2).tolist() for eta in scan_maxima(load_model(), p)][:2]  # two modes
     [[1.38, -1.45], [0.08, 0.82]]
     """
-    omega = np.array([spec.pk.omega_cl, spec.pk.omega_v])
-    axes = [np.linspace(-prior_sd_box * w, prior_sd_box * w, n_points) for w in omega]
-    values = np.asarray(log_posterior(spec, patient, *np.meshgrid(*axes, indexing="ij")))
-    values = np.where(np.isnan(values), -np.inf, values)
+    omega, axes, values = _prior_box_scan(spec, patient, n_points, prior_sd_box)
     padded = np.pad(values, 1, constant_values=-np.inf)
     peak = np.isfinite(values)
     for di in (-1, 0, 1):
