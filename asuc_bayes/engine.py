@@ -181,6 +181,10 @@ class Engine:
         the GIL, the result's round trip) is no longer small beside the item's own.
         """
         items = list(items)
+        if chunk_size is not None and (
+            isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
+        ):
+            raise EngineError(f"chunk_size must be a positive whole number, got {chunk_size!r}")
         if not self.distributed:
             for index, item in enumerate(items):
                 yield index, function(item, **constant)
@@ -191,8 +195,6 @@ class Engine:
 
         if chunk_size is None:
             chunk_size = auto_chunk_size(len(items), self.n_workers())
-        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-            raise EngineError(f"chunk_size must be a positive whole number, got {chunk_size!r}")
         shared = {
             name: self._client.scatter(value, broadcast=True) for name, value in constant.items()
         }

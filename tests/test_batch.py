@@ -124,6 +124,8 @@ def test_interrupted_batch_resumes_without_recomputing(patients, spec, in_proces
 @DASK_SOCKET_WARNINGS[0]
 @DASK_SOCKET_WARNINGS[1]
 def test_engine_errors():
+    with pytest.raises(EngineError, match="chunk_size must be a positive whole number"):
+        list(Engine().map(abs, [1], chunk_size=0))
     with pytest.raises(EngineError, match="positive whole number"):
         Engine(workers=0)
     with pytest.raises(EngineError, match="could not reach the Dask scheduler"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -114,6 +115,11 @@ def test_map_is_the_global_maximum_of_a_brute_force_grid(name, spec, forecaster)
     replaced = dataclasses.replace(forecast, status="unconverged")
     assert replaced.summary()["status"] == "unconverged"
     assert replaced.tree is forecast.tree
+    # a forecast whose tree is not built yet pickles (the tree is built for it)
+    lazy = forecaster.forecast(patient, random_seed=1, settings=SamplerSettings(draws=200))
+    back = pickle.loads(pickle.dumps(lazy))
+    assert back.summary() == lazy.summary()
+    assert back.tree["posterior"].to_dataset().identical(lazy.tree["posterior"].to_dataset())
 
 
 @pytest.mark.parametrize("sampler", sorted(REFERENCE_METHODS))
