@@ -372,10 +372,12 @@ def locate_box(
     )
 
 
-#: The eight compass directions of :func:`polish_maxima` (their order is used below).
+#: The eight compass directions of :func:`polish_maxima`, and the index of each.
 _COMPASS = np.array([[i, j] for i in (-1.0, 0.0, 1.0) for j in (-1.0, 0.0, 1.0) if i or j])
-_EAST, _WEST, _NORTH, _SOUTH = 6, 1, 4, 3  # (+1, 0), (-1, 0), (0, +1), (0, -1)
-_NE, _NW, _SE, _SW = 7, 2, 5, 0  # (+1, +1), (-1, +1), (+1, -1), (-1, -1)
+_EAST, _WEST, _NORTH, _SOUTH, _NE, _NW, _SE, _SW = (
+    int(np.flatnonzero(np.all(_COMPASS == direction, axis=1))[0])
+    for direction in ((1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, 1), (1, -1), (-1, -1))
+)
 
 
 def polish_maxima(
@@ -394,11 +396,10 @@ def polish_maxima(
     negative definite) is evaluated too (a second call). A point moves to the best of these
     if it raises the density: after a Newton move its step becomes the length of that move
     (per coordinate, at least an eighth of the old step), after a compass move it doubles;
-    if nothing is better the step halves.
-    It stops when every step is below ``tolerance``. Newton steps follow curved, correlated
-    ridges that compass moves alone stall on; compass moves and halving keep it safe where
-    the quadratic model is poor. Replaces one scalar Nelder–Mead run per start (~20 ms a
-    patient in :func:`find_modes`).
+    if nothing is better the step halves. It stops when every step is below ``tolerance``.
+    Newton steps follow curved, correlated ridges that compass moves alone stall on; compass
+    moves and halving keep it safe where the quadratic model is poor. Replaces one scalar
+    Nelder–Mead run per start (~20 ms a patient in :func:`find_modes`).
 
     Parameters
     ----------
