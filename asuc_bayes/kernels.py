@@ -29,10 +29,14 @@ import numpy as np
 
 __all__ = [
     "auc_interval",
+    "auc_window_phases",
     "concentration",
+    "dose_phase_times",
     "individual_clearance",
     "individual_pk_parameters",
     "individual_volume",
+    "infusion_auc",
+    "infusion_concentration",
     "weibull_baseline_cumulative_hazard",
     "weibull_cumulative_hazard",
     "weibull_hazard",
@@ -48,13 +52,31 @@ def _as_array(x: Any, xp: Any) -> Any:
     return xp.as_tensor_variable(x)
 
 
-def _dose_phase_times(time_day, dose_time_day, dose_duration_day, xp):
-    """Per (time, dose): time spent inside the infusion and time elapsed after its end."""
+def dose_phase_times(time_day, dose_time_day, dose_duration_day, xp: Any = np):
+    """Per (time, dose): time spent inside the infusion and time elapsed after its end.
+
+    ``time_day`` (..., n_time) against doses (..., n_dose) gives (..., n_time, n_dose).
+    """
     tau = time_day[..., :, None] - dose_time_day[..., None, :]
     duration = dose_duration_day[..., None, :]
     during = xp.clip(tau, 0.0, duration)
     after = xp.maximum(tau - duration, 0.0)
     return during, after
+
+
+def infusion_concentration(during_day, after_day, rate_mg_day, clearance, k_per_day, xp: Any = np):
+    """Concentration (mg/L) left by one zero-order infusion, elementwise.
+
+    R/CL · (1 − e^(−k·during)) · e^(−k·after), with ``during``/``after`` the time spent inside
+    the infusion and elapsed after its end (:func:`dose_phase_times`), R the infusion rate
+    and k = CL/V. Both times 0 (a dose not yet started) give 0.
+    """
+    return (
+        rate_mg_day
+        / clearance
+        * (-xp.expm1(-k_per_day * during_day))
+        * xp.exp(-k_per_day * after_day)
+    )
 
 
 def concentration(
@@ -64,7 +86,8 @@ def concentration(
 
     For one infusion of amount D over T days starting at t_d, with k = CL/V and τ = t − t_d,
     C = D/(T·CL) · (1 − e^(−k·min(τ, T))) · e^(−k·max(τ − T, 0)) for τ > 0 and 0 otherwise;
-    doses add by superposition. Doses of amount 0 contribute nothing (padding).
+    doses add by superposition (:func:`infusion_concentration` per dose). Doses of amount 0
+    contribute nothing (padding).
     """
     time_day, dose_time_day, dose_amount_mg, dose_duration_day, clearance, volume = (
         _as_array(a, xp)
@@ -72,10 +95,9 @@ def concentration(
     )
     cl = clearance[..., None, None]
     k = cl / volume[..., None, None]
-    during, after = _dose_phase_times(time_day, dose_time_day, dose_duration_day, xp)
+    during, after = dose_phase_times(time_day, dose_time_day, dose_duration_day, xp)
     rate = dose_amount_mg[..., None, :] / dose_duration_day[..., None, :]
-    per_dose = rate / cl * (-xp.expm1(-k * during)) * xp.exp(-k * after)
-    return per_dose.sum(axis=-1)
+    return infusion_concentration(during, after, rate, cl, k, xp).sum(axis=-1)
 
 
 def auc_interval(
@@ -90,14 +112,10 @@ def auc_interval(
 ):
     """AUC (mg·day/L) of :func:`concentration` between ``start_day`` and ``end_day``.
 
-    Each infusion (rate R = D/T, k = CL/V) is integrated piecewise over the window, with
-    [a0, a1] the window's part of the infusion (time since its start, clipped to [0, T]) and
-    [b0, b1] its part after the infusion's end:
-    ∫ C = R/CL · [(a1 − a0) − e^(−k a0)(1 − e^(−k (a1 − a0)))/k
-    + (1 − e^(−k T)) e^(−k b0)(1 − e^(−k (b1 − b0)))/k].
-    Every term is non-negative, so a fast clearance gives a small positive AUC rather than
-    the cancellation error of a difference of cumulative AUCs. Returns the leading shape of
-    ``clearance``.
+    Each infusion (rate R = D/T, k = CL/V) is integrated piecewise over the window
+    (:func:`auc_window_phases`, :func:`infusion_auc`). Every term is non-negative, so a fast
+    clearance gives a small positive AUC rather than the cancellation error of a difference
+    of cumulative AUCs. Returns the leading shape of ``clearance``.
     """
     dose_time_day, dose_amount_mg, dose_duration_day, clearance, volume = (
         _as_array(a, xp)
@@ -105,17 +123,33 @@ def auc_interval(
     )
     cl = clearance[..., None]
     k = cl / volume[..., None]
-    duration = dose_duration_day
+    phases = auc_window_phases(start_day, end_day, dose_time_day, dose_duration_day, xp)
+    rate = dose_amount_mg / dose_duration_day
+    return infusion_auc(*phases, dose_duration_day, rate, cl, k, xp).sum(axis=-1)
+
+
+def auc_window_phases(start_day, end_day, dose_time_day, dose_duration_day, xp: Any = np):
+    """(a0, a1, b0, b1) of each dose for a window [start, end]: [a0, a1] the window's part of
+    the infusion (time since its start, clipped to [0, T]), [b0, b1] its part after the
+    infusion's end (time since the end, from 0)."""
     since_start = _as_array(start_day, xp) - dose_time_day
     since_end = _as_array(end_day, xp) - dose_time_day
-    a0 = xp.clip(since_start, 0.0, duration)
-    a1 = xp.clip(since_end, 0.0, duration)
-    b0 = xp.maximum(since_start - duration, 0.0)
-    b1 = xp.maximum(since_end - duration, 0.0)
+    a0 = xp.clip(since_start, 0.0, dose_duration_day)
+    a1 = xp.clip(since_end, 0.0, dose_duration_day)
+    b0 = xp.maximum(since_start - dose_duration_day, 0.0)
+    b1 = xp.maximum(since_end - dose_duration_day, 0.0)
+    return a0, a1, b0, b1
+
+
+def infusion_auc(a0, a1, b0, b1, duration_day, rate_mg_day, clearance, k_per_day, xp: Any = np):
+    """AUC (mg·day/L) of one infusion's :func:`infusion_concentration` over a window given by
+    its phases (:func:`auc_window_phases`), elementwise:
+    R/CL · [(a1 − a0) − e^(−k a0)(1 − e^(−k (a1 − a0)))/k
+    + (1 − e^(−k T)) e^(−k b0)(1 − e^(−k (b1 − b0)))/k]. Every term is non-negative."""
+    k = k_per_day
     infusion = (a1 - a0) - xp.exp(-k * a0) * (-xp.expm1(-k * (a1 - a0))) / k
-    decay = -xp.expm1(-k * duration) * xp.exp(-k * b0) * (-xp.expm1(-k * (b1 - b0))) / k
-    rate = dose_amount_mg / duration
-    return (rate / cl * (infusion + decay)).sum(axis=-1)
+    decay = -xp.expm1(-k * duration_day) * xp.exp(-k * b0) * (-xp.expm1(-k * (b1 - b0))) / k
+    return rate_mg_day / clearance * (infusion + decay)
 
 
 #: AUCs are floored here before taking logs: below it the concentration has underflowed and

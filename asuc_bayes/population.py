@@ -55,10 +55,12 @@ from asuc_bayes.config import ModelSpec, PopulationPriors, Prior
 from asuc_bayes.dataset import BELOW_LLOQ, MEASURED, Patient
 from asuc_bayes.kernels import (
     AUC_FLOOR_MG_DAY_L,
-    auc_interval,
-    concentration,
+    auc_window_phases,
+    dose_phase_times,
     individual_clearance,
     individual_volume,
+    infusion_auc,
+    infusion_concentration,
     weibull_log_likelihood,
 )
 from asuc_bayes.population_draws import PARAMETER_NAMES, omega_to_cv
@@ -70,11 +72,11 @@ __all__ = [
     "PopulationSettings",
     "build_population_model",
     "cohort_of_fit",
+    "concentration_log_likelihood",
     "convergence",
     "fit_population",
     "fit_summary",
     "load_fit",
-    "observation_log_likelihood",
     "prepare_population_model",
     "published_values",
 ]
@@ -211,6 +213,57 @@ class CohortData:
             "centring_v": _or_zeros(self.centring_v, self.n_subjects),
         }
 
+    def model_data(self, auc_window_day: tuple[float, float]) -> dict[str, np.ndarray]:
+        """Values of the population model's ``pm.Data`` containers: the subject and
+        observation arrays of :meth:`as_data` and the sparse (observation, dose) and
+        (subject, dose) pairs that the model's concentrations and AUCs sum over.
+
+        Only pairs that can contribute are kept: a real dose (amount > 0) started before
+        the sample (``pair_*``), or before the end of the AUC window (``auc_*``). Every other
+        pair contributes exactly 0 to :func:`asuc_bayes.kernels.concentration` and
+        :func:`asuc_bayes.kernels.auc_interval`, so the sums are the same; the padded form
+        spent ~2/3 of the gradient's time on those zeros (measured). The infusion phases
+        depend on the data only, so they are computed here once. Censored observations are
+        listed with the sign s of their M3 term log Φ(s·z) (+1 below the LLOQ, −1 above
+        the ULOQ), so that the normal log-CDF is evaluated only for them.
+        """
+        subject = self.obs_subject
+        real = self.dose_amount_mg > 0
+        dose_rate = self.dose_amount_mg / self.dose_duration_day
+        started = real[subject] & (self.dose_time_day[subject] < self.obs_time_day[:, None])
+        pair_obs, pair_dose = np.nonzero(started)
+        pair_subject = subject[pair_obs]
+        during, after = dose_phase_times(
+            self.obs_time_day[pair_obs, None],
+            self.dose_time_day[pair_subject, pair_dose][:, None],
+            self.dose_duration_day[pair_subject, pair_dose][:, None],
+        )
+        start_day, end_day = auc_window_day
+        auc_subject, auc_dose = np.nonzero(real & (self.dose_time_day < end_day))
+        duration = self.dose_duration_day[auc_subject, auc_dose]
+        a0, a1, b0, b1 = auc_window_phases(
+            start_day, end_day, self.dose_time_day[auc_subject, auc_dose], duration
+        )
+        censored = np.flatnonzero(self.obs_censoring != MEASURED)
+        return {
+            **{k: v for k, v in self.as_data().items() if not k.startswith("dose_")},
+            "obs_measured": (self.obs_censoring == MEASURED).astype(float),
+            "obs_censored": censored,
+            "obs_censored_sign": np.where(self.obs_censoring[censored] == BELOW_LLOQ, 1.0, -1.0),
+            "pair_obs": pair_obs,
+            "pair_subject": pair_subject,
+            "pair_during_day": during[:, 0, 0],
+            "pair_after_day": after[:, 0, 0],
+            "pair_rate_mg_day": dose_rate[pair_subject, pair_dose],
+            "auc_subject": auc_subject,
+            "auc_a0_day": a0,
+            "auc_a1_day": a1,
+            "auc_b0_day": b0,
+            "auc_b1_day": b1,
+            "auc_duration_day": duration,
+            "auc_rate_mg_day": dose_rate[auc_subject, auc_dose],
+        }
+
     def with_centring(self, spec: ModelSpec, n_points: int = 61) -> CohortData:
         """Centring weights from each subject's information about its η: w = 1 − posterior
         variance / prior variance, from the exact 2-D quadrature posterior (``grid.py``) at the
@@ -271,38 +324,33 @@ def _or_zeros(values, n: int) -> np.ndarray:
     return np.zeros(n) if values is None else np.asarray(values, dtype=float)
 
 
-def observation_log_likelihood(values, censoring, prediction, residual_sd, form, xp=np):
-    """Per-observation log-likelihood with M3 censoring (model card, section 1).
-
-    Measured (censoring 0): the residual density at the value; below the LLOQ (1, value =
-    LLOQ): log Φ(z); above the ULOQ (−1, value = ULOQ): log Φ(−z), with z the standardised
-    residual of the value ((y − f)/(σ f), or (ln y − ln f)/σ for ``form="log_normal"``).
-    ``xp`` is numpy (reference, scipy's log_ndtr) or pytensor.tensor (PyMC's stable
-    erfcx-based normal log-CDF).
-    """
-    f = xp.maximum(prediction, MIN_PREDICTION_MG_L)
+def _standardised_residual(values, f, residual_sd, form):
+    """(z, log density of a measured value) of the residual model at predictions ``f``."""
     if form == "proportional":
         scale = residual_sd * f
         z = (values - f) / scale
-        log_density = -0.5 * z * z - xp.log(scale) - 0.5 * _LOG_2PI
-    elif form == "log_normal":
-        z = (xp.log(values) - xp.log(f)) / residual_sd
-        log_density = -0.5 * z * z - xp.log(residual_sd) - xp.log(values) - 0.5 * _LOG_2PI
-    else:
-        raise ValueError(f"unknown residual form {form!r}")
-    if xp is np:
-        from scipy.special import log_ndtr
+        return z, -0.5 * z * z - pt.log(scale) - 0.5 * _LOG_2PI
+    if form == "log_normal":
+        z = (pt.log(values) - pt.log(f)) / residual_sd
+        return z, -0.5 * z * z - pt.log(residual_sd) - pt.log(values) - 0.5 * _LOG_2PI
+    raise ValueError(f"unknown residual form {form!r}")
 
-        below, above = log_ndtr(z), log_ndtr(-z)
-        return np.where(
-            censoring == MEASURED, log_density, np.where(censoring == BELOW_LLOQ, below, above)
-        )
-    below, above = normal_lcdf(0.0, 1.0, z), normal_lcdf(0.0, 1.0, -z)
-    return pt.switch(
-        pt.eq(censoring, MEASURED),
-        log_density,
-        pt.switch(pt.eq(censoring, BELOW_LLOQ), below, above),
-    )
+
+def concentration_log_likelihood(
+    values, measured, censored, censored_sign, prediction, residual_sd, form: str
+):
+    """Σ_j log p(y_j | f_j) with M3 censoring (model card, section 1), as a PyTensor graph.
+
+    Measured records (``measured`` = 1) contribute the residual density at the value;
+    censored ones (indices ``censored``, the limit as value) log Φ(s·z), s = +1 below the
+    LLOQ and −1 above the ULOQ (``censored_sign``), with z the standardised residual
+    ((y − f)/(σ f), or (ln y − ln f)/σ for ``form="log_normal"``). The normal log-CDF
+    (PyMC's stable erfcx-based one) is evaluated for the censored records only.
+    Predictions are floored at ``MIN_PREDICTION_MG_L``.
+    """
+    f = pt.maximum(prediction, MIN_PREDICTION_MG_L)
+    z, log_density = _standardised_residual(values, f, residual_sd, form)
+    return (measured * log_density).sum() + normal_lcdf(0.0, 1.0, censored_sign * z[censored]).sum()
 
 
 #: Reference time (days) of the sampler's Weibull coordinate log10 H0(t_c).
@@ -363,20 +411,41 @@ def individual_pk(spec: ModelSpec, theta_cl, theta_v, crp_exponent, weight, crp,
     return cl, v
 
 
-def ln_auc_over_cl(spec: ModelSpec, bound, cl, v, xp=pt):
-    """x_i = ln(AUC_w2-4,i / CL_i) from each subject's padded doses (closed form)."""
-    start, end = spec.tte.auc_window_day
-    auc = auc_interval(
-        start,
-        end,
-        bound["dose_time_day"],
-        bound["dose_amount_mg"],
-        bound["dose_duration_day"],
-        cl,
-        v,
-        xp=xp,
+def ln_auc_over_cl(bound, cl, v):
+    """x_i = ln(AUC_w2-4,i / CL_i): the closed-form AUC of each subject's doses
+    (:func:`asuc_bayes.kernels.infusion_auc` over the ``auc_*`` pairs of
+    :meth:`CohortData.model_data`), floored before the log as everywhere else."""
+    subject = bound["auc_subject"]
+    cl_pair = cl[subject]
+    per_dose = infusion_auc(
+        bound["auc_a0_day"],
+        bound["auc_a1_day"],
+        bound["auc_b0_day"],
+        bound["auc_b1_day"],
+        bound["auc_duration_day"],
+        bound["auc_rate_mg_day"],
+        cl_pair,
+        cl_pair / v[subject],
+        xp=pt,
     )
-    return xp.log(xp.maximum(auc, AUC_FLOOR_MG_DAY_L)) - xp.log(cl)
+    auc = pt.zeros_like(cl)[subject].inc(per_dose)
+    return pt.log(pt.maximum(auc, AUC_FLOOR_MG_DAY_L)) - pt.log(cl)
+
+
+def predicted_concentration(bound, cl, v):
+    """f_j of every observation: :func:`asuc_bayes.kernels.infusion_concentration` summed
+    over the ``pair_*`` (observation, dose) pairs of :meth:`CohortData.model_data`."""
+    subject = bound["pair_subject"]
+    cl_pair = cl[subject]
+    per_dose = infusion_concentration(
+        bound["pair_during_day"],
+        bound["pair_after_day"],
+        bound["pair_rate_mg_day"],
+        cl_pair,
+        cl_pair / v[subject],
+        xp=pt,
+    )
+    return pt.zeros_like(bound["obs_time_day"])[bound["pair_obs"]].inc(per_dose)
 
 
 def build_population_model(
@@ -397,7 +466,8 @@ def build_population_model(
     """
     coords = {"subject": list(data.ids)}
     with pm.Model(coords=coords) as model:
-        bound = {name: pm.Data(name, value) for name, value in data.as_data().items()}
+        values = data.model_data(spec.tte.auc_window_day)
+        bound = {name: pm.Data(name, value) for name, value in values.items()}
         if method in ("joint", "pk"):
             theta_cl = _prior_variable(priors["theta_cl"], "theta_cl")
             theta_v = _prior_variable(priors["theta_v"], "theta_v")
@@ -425,28 +495,20 @@ def build_population_model(
             )
             pm.Deterministic("cl", cl, dims="subject")
             pm.Deterministic("v", v, dims="subject")
-            subject = bound["obs_subject"]
-            prediction = concentration(
-                bound["obs_time_day"][:, None],
-                bound["dose_time_day"][subject],
-                bound["dose_amount_mg"][subject],
-                bound["dose_duration_day"][subject],
-                cl[subject],
-                v[subject],
-                xp=pt,
-            )[:, 0]
+            prediction = predicted_concentration(bound, cl, v)
             pm.Potential(
                 "concentration_loglik",
-                observation_log_likelihood(
+                concentration_log_likelihood(
                     bound["obs_value_mg_l"],
-                    bound["obs_censoring"],
+                    bound["obs_measured"],
+                    bound["obs_censored"],
+                    bound["obs_censored_sign"],
                     prediction,
                     residual_sd,
                     spec.pk.residual_form,
-                    xp=pt,
-                ).sum(),
+                ),
             )
-            x = pm.Deterministic("ln_auc_cl", ln_auc_over_cl(spec, bound, cl, v), dims="subject")
+            x = pm.Deterministic("ln_auc_cl", ln_auc_over_cl(bound, cl, v), dims="subject")
         else:
             x_mean = pm.Data("x_mean", np.zeros(data.n_subjects))
             x_sd = pm.Data("x_sd", np.ones(data.n_subjects))
@@ -519,7 +581,7 @@ def _compiled_model(spec, priors, data: CohortData, method: str, extra: dict):
         _COMPILED[key] = dataclasses.replace(compiled, initial_point_func=initial_point)
     compiled = _COMPILED[key]
     used = {variable.name for variable in compiled.shared_var_keys}  # e.g. no events in "pk"
-    values = {**data.as_data(), **extra}
+    values = {**data.model_data(spec.tte.auc_window_day), **extra}
     return compiled.with_data(**{k: v for k, v in values.items() if k in used})
 
 

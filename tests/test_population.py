@@ -18,10 +18,10 @@ from asuc_bayes.population import (
     CohortData,
     PopulationSettings,
     build_population_model,
+    concentration_log_likelihood,
     convergence,
     fit_population,
     load_fit,
-    observation_log_likelihood,
 )
 from asuc_bayes.population_draws import PARAMETER_NAMES, PopulationDraws, point_values
 from asuc_bayes.simulate import cohort_summary, simulate_cohort
@@ -53,17 +53,26 @@ def test_censored_likelihood_terms_against_scipy(form):
             expected.append(dist.logcdf(point))
         else:
             expected.append(dist.logsf(point))
-    numpy_terms = observation_log_likelihood(VALUES, CENSORING, PREDICTION, sd, form)
-    np.testing.assert_allclose(numpy_terms, expected, rtol=1e-10)
-    graph = observation_log_likelihood(
-        pt.as_tensor(VALUES),
-        pt.as_tensor(CENSORING.astype(float)),
-        pt.as_tensor(PREDICTION),
-        sd,
-        form,
-        xp=pt,
-    )
-    np.testing.assert_allclose(graph.eval(), expected, rtol=1e-7, atol=1e-8)
+
+    def graph_total(index):
+        """The model's summed graph over the records ``index``."""
+        censoring = CENSORING[index]
+        censored = np.flatnonzero(censoring != MEASURED)
+        total = concentration_log_likelihood(
+            pt.as_tensor(VALUES[index]),
+            pt.as_tensor((censoring == MEASURED).astype(float)),
+            pt.as_tensor(censored),
+            pt.as_tensor(np.where(censoring[censored] == BELOW_LLOQ, 1.0, -1.0)),
+            pt.as_tensor(PREDICTION[index]),
+            sd,
+            form,
+        )
+        return float(total.eval())
+
+    # term by term (one record at a time), then all records together
+    terms = [graph_total(np.array([i])) for i in range(len(VALUES))]
+    np.testing.assert_allclose(terms, expected, rtol=1e-7, atol=1e-8)
+    assert graph_total(np.arange(len(VALUES))) == pytest.approx(sum(expected), rel=1e-9)
     # the same terms as the independent quadrature reference (grid.py)
     from dataclasses import replace
 
@@ -144,6 +153,61 @@ def _numpy_log_density(spec, priors, data: CohortData, values: dict) -> float:
         form=tte.form,
     ).sum()
     return total
+
+
+def test_sparse_pairs_reproduce_the_padded_kernels(spec, cohort72):
+    """The model sums concentrations and AUCs over (observation, dose) and (subject, dose)
+    pairs that can contribute: equal to the padded NumPy kernels (every dose of every
+    subject), including padding, doses after a sample, a sample at a dose's start, doses
+    after the AUC window and an infusion straddling the window's start."""
+    import pytensor.tensor as pt
+
+    from asuc_bayes.population import ln_auc_over_cl, predicted_concentration
+
+    edge = CohortData(
+        ids=("A", "B", "C"),
+        weight_kg=np.array([60.0, 70.0, 80.0]),
+        crp_mg_l=np.array([30.0, 10.0, 90.0]),
+        dose_time_day=np.array([[0.0, 14.0, 0.0], [0.0, 30.0, 45.0], [13.9, 0.0, 0.0]]),
+        dose_amount_mg=np.array([[500.0, 500.0, 0.0], [700.0, 700.0, 700.0], [800.0, 0, 0]]),
+        dose_duration_day=np.array([[1 / 12, 1 / 12, 1 / 12], [0.1, 0.1, 2.0], [1.0, 1, 1]]),
+        obs_subject=np.array([0, 0, 0, 1, 1, 2, 2]),
+        obs_time_day=np.array([0.0, 14.0, 20.0, 10.0, 46.0, 14.2, 40.0]),
+        obs_value_mg_l=np.ones(7),
+        obs_censoring=np.array([0.0, 1, -1, 0, 0, 1, 0]),
+        event_time_day=np.array([90.0, 90.0, 50.0]),
+        event=np.array([0.0, 0.0, 1.0]),
+    )
+    simulated = CohortData.from_patients(cohort72.patients, spec.pk.default_infusion_duration_day)
+    rng = np.random.default_rng(3)
+    for data in (edge, simulated):
+        values = data.model_data(spec.tte.auc_window_day)
+        assert len(values["pair_obs"]) < data.obs_subject.size * data.dose_time_day.shape[1]
+        cl = rng.lognormal(np.log(0.5), 0.8, data.n_subjects)
+        v = rng.lognormal(np.log(13.0), 0.8, data.n_subjects)
+        bound = {k: pt.as_tensor(x) for k, x in values.items()}
+        cl_t, v_t = pt.as_tensor(cl), pt.as_tensor(v)
+        prediction = predicted_concentration(bound, cl_t, v_t).eval()
+        x = ln_auc_over_cl(bound, cl_t, v_t).eval()
+        s = data.obs_subject
+        padded = [
+            kernels.concentration(
+                data.obs_time_day[j : j + 1],
+                data.dose_time_day[s[j]],
+                data.dose_amount_mg[s[j]],
+                data.dose_duration_day[s[j]],
+                cl[s[j]],
+                v[s[j]],
+            )[0]
+            for j in range(s.size)
+        ]
+        np.testing.assert_allclose(prediction, padded, rtol=1e-12, atol=1e-300)
+        start, end = spec.tte.auc_window_day
+        auc = kernels.auc_interval(
+            start, end, data.dose_time_day, data.dose_amount_mg, data.dose_duration_day, cl, v
+        )
+        np.testing.assert_allclose(x, np.log(auc) - np.log(cl), rtol=1e-12)
+    assert prediction.min() > 0  # (simulated samples all follow a dose)
 
 
 @pytest.mark.parametrize("prior", ["weak", "published"])
