@@ -100,6 +100,9 @@ MIN_PREDICTION_MG_L = 1e-12
 RHAT_MAX = 1.01
 ESS_BULK_MIN = 400.0
 _LOG_2PI = math.log(2.0 * math.pi)
+#: Columns of the model's ``subject_data`` and ``obs_data`` containers.
+SUBJECT_COLUMNS = ("weight_kg", "crp_mg_l", "centring_cl", "centring_v", "event_time_day", "event")
+OBSERVATION_COLUMNS = ("value_mg_l", "measured")
 
 
 @dataclass(frozen=True)
@@ -109,9 +112,9 @@ class PopulationSettings:
     draws: int = 1000
     tune: int = 1000
     chains: int = 4
-    #: 0.95: 43 -> 13 divergences (with the weak ω prior of log-SD 0.6: 9 -> 2) on the
-    #: hardest of seven simulated cohorts, ~20 % more time (measured)
-    target_accept: float = 0.95
+    #: 0.99: no divergence on 13 simulated 72-subject cohorts (0.95: 3, 0, 2, 33, 1, 0 on
+    #: six of them; 0.98: 0, 0, 0, 1, 0, 0), sampling 39–76 s (README, "Population model")
+    target_accept: float = 0.99
     cores: int | None = None
     sampler: Literal["nutpie", "pymc"] = "nutpie"
 
@@ -195,37 +198,24 @@ class CohortData:
             event=np.array([float(p.events[0].event) for p in patients]),
         )
 
-    def as_data(self) -> dict[str, np.ndarray]:
-        """Values of the model's ``pm.Data`` containers."""
-        return {
-            "weight_kg": self.weight_kg,
-            "crp_mg_l": self.crp_mg_l,
-            "dose_time_day": self.dose_time_day,
-            "dose_amount_mg": self.dose_amount_mg,
-            "dose_duration_day": self.dose_duration_day,
-            "obs_subject": self.obs_subject,
-            "obs_time_day": self.obs_time_day,
-            "obs_value_mg_l": self.obs_value_mg_l,
-            "obs_censoring": self.obs_censoring,
-            "event_time_day": self.event_time_day,
-            "event": self.event,
-            "centring_cl": _or_zeros(self.centring_cl, self.n_subjects),
-            "centring_v": _or_zeros(self.centring_v, self.n_subjects),
-        }
-
     def model_data(self, auc_window_day: tuple[float, float]) -> dict[str, np.ndarray]:
-        """Values of the population model's ``pm.Data`` containers: the subject and
-        observation arrays of :meth:`as_data` and the sparse (observation, dose) and
-        (subject, dose) pairs that the model's concentrations and AUCs sum over.
+        """Values of the population model's ``pm.Data`` containers.
 
-        Only pairs that can contribute are kept: a real dose (amount > 0) started before
-        the sample (``pair_*``), or before the end of the AUC window (``auc_*``). Every other
-        pair contributes exactly 0 to :func:`asuc_bayes.kernels.concentration` and
+        ``subject_data`` (subject, :data:`SUBJECT_COLUMNS`) and ``obs_data`` (observation,
+        :data:`OBSERVATION_COLUMNS`) hold the per-subject and per-observation values; the
+        concentrations and AUCs are sums over sparse (observation, dose) and (subject, dose)
+        pairs. Only pairs that can contribute are kept: a real dose (amount > 0) started
+        before the sample (``pair_index``: observation, subject; ``pair_phase``: time inside
+        the infusion, after its end, rate), or before the end of the AUC window
+        (``auc_subject``; ``auc_phase``: a0, a1, b0, b1, duration, rate). Every other pair
+        contributes exactly 0 to :func:`asuc_bayes.kernels.concentration` and
         :func:`asuc_bayes.kernels.auc_interval`, so the sums are the same; the padded form
-        spent ~2/3 of the gradient's time on those zeros (measured). The infusion phases
-        depend on the data only, so they are computed here once. Censored observations are
-        listed with the sign s of their M3 term log Φ(s·z) (+1 below the LLOQ, −1 above
-        the ULOQ), so that the normal log-CDF is evaluated only for them.
+        spent ~2/3 of the gradient's time on those zeros (measured). The phases depend on
+        the data only, so they are computed here once. Censored observations are listed
+        (``obs_censored``) with the sign s of their M3 term log Φ(s·z) (+1 below the LLOQ,
+        −1 above the ULOQ), so that the normal log-CDF is evaluated only for them. Few,
+        packed containers: each one costs nutpie's compiled callback time per call and
+        compile time (measured: 24 → 8 containers, gradient 81 → 62 µs, compile 37 → 26 s).
         """
         subject = self.obs_subject
         real = self.dose_amount_mg > 0
@@ -245,23 +235,31 @@ class CohortData:
             start_day, end_day, self.dose_time_day[auc_subject, auc_dose], duration
         )
         censored = np.flatnonzero(self.obs_censoring != MEASURED)
+        subject_columns = {
+            "weight_kg": self.weight_kg,
+            "crp_mg_l": self.crp_mg_l,
+            "centring_cl": _or_zeros(self.centring_cl, self.n_subjects),
+            "centring_v": _or_zeros(self.centring_v, self.n_subjects),
+            "event_time_day": self.event_time_day,
+            "event": self.event,
+        }
+        observation_columns = {
+            "value_mg_l": self.obs_value_mg_l,
+            "measured": (self.obs_censoring == MEASURED).astype(float),
+        }
         return {
-            **{k: v for k, v in self.as_data().items() if not k.startswith("dose_")},
-            "obs_measured": (self.obs_censoring == MEASURED).astype(float),
+            "subject_data": np.stack([subject_columns[c] for c in SUBJECT_COLUMNS], axis=1),
+            "obs_data": np.stack([observation_columns[c] for c in OBSERVATION_COLUMNS], axis=1),
             "obs_censored": censored,
             "obs_censored_sign": np.where(self.obs_censoring[censored] == BELOW_LLOQ, 1.0, -1.0),
-            "pair_obs": pair_obs,
-            "pair_subject": pair_subject,
-            "pair_during_day": during[:, 0, 0],
-            "pair_after_day": after[:, 0, 0],
-            "pair_rate_mg_day": dose_rate[pair_subject, pair_dose],
+            "pair_index": np.stack([pair_obs, pair_subject], axis=1),
+            "pair_phase": np.stack(
+                [during[:, 0, 0], after[:, 0, 0], dose_rate[pair_subject, pair_dose]], axis=1
+            ),
             "auc_subject": auc_subject,
-            "auc_a0_day": a0,
-            "auc_a1_day": a1,
-            "auc_b0_day": b0,
-            "auc_b1_day": b1,
-            "auc_duration_day": duration,
-            "auc_rate_mg_day": dose_rate[auc_subject, auc_dose],
+            "auc_phase": np.stack(
+                [a0, a1, b0, b1, duration, dose_rate[auc_subject, auc_dose]], axis=1
+            ).reshape(-1, 6),
         }
 
     def with_centring(self, spec: ModelSpec, n_points: int = 61) -> CohortData:
@@ -416,14 +414,11 @@ def ln_auc_over_cl(bound, cl, v):
     (:func:`asuc_bayes.kernels.infusion_auc` over the ``auc_*`` pairs of
     :meth:`CohortData.model_data`), floored before the log as everywhere else."""
     subject = bound["auc_subject"]
+    phase = bound["auc_phase"]
     cl_pair = cl[subject]
     per_dose = infusion_auc(
-        bound["auc_a0_day"],
-        bound["auc_a1_day"],
-        bound["auc_b0_day"],
-        bound["auc_b1_day"],
-        bound["auc_duration_day"],
-        bound["auc_rate_mg_day"],
+        *(phase[:, column] for column in range(5)),
+        phase[:, 5],
         cl_pair,
         cl_pair / v[subject],
         xp=pt,
@@ -435,17 +430,13 @@ def ln_auc_over_cl(bound, cl, v):
 def predicted_concentration(bound, cl, v):
     """f_j of every observation: :func:`asuc_bayes.kernels.infusion_concentration` summed
     over the ``pair_*`` (observation, dose) pairs of :meth:`CohortData.model_data`."""
-    subject = bound["pair_subject"]
+    index, phase = bound["pair_index"], bound["pair_phase"]
+    subject = index[:, 1]
     cl_pair = cl[subject]
     per_dose = infusion_concentration(
-        bound["pair_during_day"],
-        bound["pair_after_day"],
-        bound["pair_rate_mg_day"],
-        cl_pair,
-        cl_pair / v[subject],
-        xp=pt,
+        phase[:, 0], phase[:, 1], phase[:, 2], cl_pair, cl_pair / v[subject], xp=pt
     )
-    return pt.zeros_like(bound["obs_time_day"])[bound["pair_obs"]].inc(per_dose)
+    return pt.zeros_like(bound["obs_data"][:, 0])[index[:, 0]].inc(per_dose)
 
 
 def build_population_model(
@@ -468,6 +459,10 @@ def build_population_model(
     with pm.Model(coords=coords) as model:
         values = data.model_data(spec.tte.auc_window_day)
         bound = {name: pm.Data(name, value) for name, value in values.items()}
+        for index, name in enumerate(SUBJECT_COLUMNS):
+            bound[name] = bound["subject_data"][:, index]
+        for index, name in enumerate(OBSERVATION_COLUMNS):
+            bound[f"obs_{name}"] = bound["obs_data"][:, index]
         if method in ("joint", "pk"):
             theta_cl = _prior_variable(priors["theta_cl"], "theta_cl")
             theta_v = _prior_variable(priors["theta_v"], "theta_v")

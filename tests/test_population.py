@@ -182,7 +182,7 @@ def test_sparse_pairs_reproduce_the_padded_kernels(spec, cohort72):
     rng = np.random.default_rng(3)
     for data in (edge, simulated):
         values = data.model_data(spec.tte.auc_window_day)
-        assert len(values["pair_obs"]) < data.obs_subject.size * data.dose_time_day.shape[1]
+        assert len(values["pair_index"]) < data.obs_subject.size * data.dose_time_day.shape[1]
         cl = rng.lognormal(np.log(0.5), 0.8, data.n_subjects)
         v = rng.lognormal(np.log(13.0), 0.8, data.n_subjects)
         bound = {k: pt.as_tensor(x) for k, x in values.items()}
