@@ -355,7 +355,11 @@ def _add_sampling_options(parser: argparse.ArgumentParser, population: bool = Fa
         "--target-accept",
         type=float,
         default=0.95,
-        help="NUTS target acceptance (0.95; escalated to 0.99 on failure)",
+        help=(
+            "NUTS target acceptance (0.995, one run)"
+            if population
+            else "NUTS target acceptance (0.95; escalated to 0.99 on failure)"
+        ),
     )
     if population:
         parser.add_argument("--sampler", choices=("nutpie", "pymc"), default="nutpie")
