@@ -495,6 +495,17 @@ def _prior_box_scan(spec: ModelSpec, patient: Patient, n_points: int, prior_sd_b
     return omega, axes, np.where(np.isnan(values), -np.inf, values)
 
 
+def _polish_from_cells(spec, patient, starts, axes, omega):
+    """:func:`polish_maxima` of the log posterior from grid cells of :func:`_prior_box_scan`
+    (first step the grid spacing, tolerance 10⁻³ prior SD)."""
+    return polish_maxima(
+        lambda x: log_posterior(spec, patient, x[..., 0], x[..., 1]),
+        starts,
+        np.array([axis[1] - axis[0] for axis in axes]),
+        tolerance=1e-3 * omega,
+    )
+
+
 def find_modes(
     spec: ModelSpec,
     patient: Patient,
@@ -559,13 +570,7 @@ def find_modes(
             for i, j in zip(*np.unravel_index(peaks[order], values.shape), strict=True)
         ]
     ).reshape(-1, 2)
-    spacing = np.array([axis[1] - axis[0] for axis in axes])
-    polished, polished_values = polish_maxima(
-        lambda x: log_posterior(spec, patient, x[..., 0], x[..., 1]),
-        starts,
-        spacing,
-        tolerance=1e-3 * omega,
-    )
+    polished, polished_values = _polish_from_cells(spec, patient, starts, axes, omega)
     modes: list[list] = []  # [eta, log density, mass]
     for k, x, value in zip(order, polished, polished_values, strict=True):
         for mode in modes:
@@ -619,12 +624,8 @@ def scan_maxima(
     if best.size == 0:
         return []
     i, j = np.unravel_index(best, values.shape)
-    polished, polished_values = polish_maxima(
-        lambda x: log_posterior(spec, patient, x[..., 0], x[..., 1]),
-        np.column_stack([axes[0][i], axes[1][j]]),
-        np.array([axis[1] - axis[0] for axis in axes]),
-        tolerance=1e-3 * omega,
-    )
+    starts = np.column_stack([axes[0][i], axes[1][j]])
+    polished, polished_values = _polish_from_cells(spec, patient, starts, axes, omega)
     distinct: list[np.ndarray] = []  # maxima climbed from several cells count once
     for k in np.argsort(-polished_values, kind="stable"):
         if all(np.max(np.abs(polished[k] - eta)) > 0.05 for eta in distinct):
