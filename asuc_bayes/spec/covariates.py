@@ -10,8 +10,8 @@ Examples
 >>> import numpy as np
 >>> from asuc_bayes.spec.declaration import CovariateEffect, Value
 >>> effect = CovariateEffect("CL", "ALB", "power", Value(-1.17, source="s"), 4.0, "g/dL")
->>> round(float(covariate_form("power").factor(np.float64(3.0), effect, np)), 6)
-1.399975
+>>> bool(np.isclose(covariate_form("power").factor(np.float64(3.0), effect, np), 0.75**-1.17))
+True
 >>> sorted(COVARIATE_FORMS)[:3]
 ['categorical', 'exponential', 'linear']
 """

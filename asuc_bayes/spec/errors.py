@@ -17,7 +17,7 @@ class ModelFileError(ModelSpecError):
     --------
     >>> err = ModelFileError("m.toml", "parameters.CL.value", "must be a number", "write 0.3")
     >>> str(err)
-    "m.toml: parameters.CL.value: must be a number; fix: write 0.3"
+    'm.toml: parameters.CL.value: must be a number; fix: write 0.3'
     """
 
     def __init__(self, file: str, key: str, problem: str, fix: str = "") -> None:

@@ -92,6 +92,11 @@ def log_phi(z: Any, xp: Any = np) -> Any:
     return xp.where(z < -1.0, lower, upper)
 
 
+def _float64(sigma: Mapping[str, Any]) -> dict[str, Any]:
+    """Python numbers as float64: pytensor would make them floatX constants (float32 digits)."""
+    return {k: np.float64(v) if isinstance(v, int | float) else v for k, v in sigma.items()}
+
+
 class ResidualForm:
     """A residual-error model: y given the prediction f."""
 
@@ -109,17 +114,20 @@ class ResidualForm:
         raise NotImplementedError
 
     def log_density(self, y: Any, f: Any, sigma: Mapping[str, Any], xp: Any = np) -> Any:
+        sigma = _float64(sigma)
         f = xp.maximum(f, PREDICTION_FLOOR_MG_L)
         z = self.z(y, f, sigma, xp)
         return -0.5 * z * z - self.log_scale(y, f, sigma, xp) - _HALF_LOG_2PI
 
     def log_below(self, limit: Any, f: Any, sigma: Mapping[str, Any], xp: Any = np) -> Any:
         """log P(y < limit) (M3, a record below the LLOQ)."""
+        sigma = _float64(sigma)
         f = xp.maximum(f, PREDICTION_FLOOR_MG_L)
         return log_phi(self.z(limit, f, sigma, xp), xp)
 
     def log_above(self, limit: Any, f: Any, sigma: Mapping[str, Any], xp: Any = np) -> Any:
         """log P(y > limit) (M3, a record above the ULOQ)."""
+        sigma = _float64(sigma)
         f = xp.maximum(f, PREDICTION_FLOOR_MG_L)
         return log_phi(-self.z(limit, f, sigma, xp), xp)
 

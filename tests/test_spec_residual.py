@@ -1,0 +1,79 @@
+"""Residual forms and the stable log Φ against scipy.stats, in NumPy and PyTensor."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from asuc_bayes.spec.residual import RESIDUAL_FORMS, log_phi, residual_form
+
+SIGMA = {"proportional": 0.3, "additive": 0.7, "log_sd": 0.5}
+
+
+def _scipy(form, f):
+    if form == "proportional":
+        return stats.norm(f, SIGMA["proportional"] * f)
+    if form == "additive":
+        return stats.norm(f, SIGMA["additive"])
+    if form == "combined":
+        return stats.norm(f, np.sqrt((SIGMA["proportional"] * f) ** 2 + SIGMA["additive"] ** 2))
+    return stats.lognorm(s=SIGMA["log_sd"], scale=f)
+
+
+def _points():
+    rng = np.random.default_rng(11)
+    f = rng.lognormal(1.5, 1.0, 300)
+    y = f * rng.lognormal(0.0, 0.6, 300)
+    # far tails: limits 30 residual SDs away from the prediction on either side
+    y[:10] = f[:10] * 1e-6
+    y[10:20] = f[10:20] * 40.0
+    return y, f
+
+
+@pytest.mark.parametrize("name", sorted(RESIDUAL_FORMS))
+def test_forms_match_scipy_including_far_tails(name):
+    form = residual_form(name)
+    y, f = _points()
+    ref = _scipy(name, f)
+    np.testing.assert_allclose(form.log_density(y, f, SIGMA), ref.logpdf(y), rtol=1e-10)
+    np.testing.assert_allclose(form.log_below(y, f, SIGMA), ref.logcdf(y), rtol=1e-10, atol=1e-300)
+    np.testing.assert_allclose(form.log_above(y, f, SIGMA), ref.logsf(y), rtol=1e-10, atol=1e-300)
+    assert np.all(np.isfinite(form.log_below(y, f, SIGMA)))
+
+
+@pytest.mark.parametrize("name", sorted(RESIDUAL_FORMS))
+def test_pytensor_forms_match_scipy_including_far_tails(name):
+    pt = pytest.importorskip("pytensor.tensor")
+    form = residual_form(name)
+    y, f = _points()
+    yt, ft = pt.dvector("y"), pt.dvector("f")
+    ref = _scipy(name, f)
+    import pytensor
+
+    fn = pytensor.function(
+        [yt, ft],
+        [
+            form.log_density(yt, ft, SIGMA, pt),
+            form.log_below(yt, ft, SIGMA, pt),
+            form.log_above(yt, ft, SIGMA, pt),
+        ],
+    )
+    density, below, above = fn(y, f)
+    np.testing.assert_allclose(density, ref.logpdf(y), rtol=1e-9)
+    np.testing.assert_allclose(below, ref.logcdf(y), rtol=1e-9, atol=1e-300)
+    np.testing.assert_allclose(above, ref.logsf(y), rtol=1e-9, atol=1e-300)
+
+
+def test_log_phi_both_namespaces_far_tails():
+    pt = pytest.importorskip("pytensor.tensor")
+    z = np.concatenate([np.linspace(-60, 10, 141), [-1.0, -1.0 - 1e-12, 37.0]])
+    expected = stats.norm.logcdf(z)
+    np.testing.assert_allclose(log_phi(z), expected, rtol=1e-12, atol=1e-300)
+    zt = pt.dvector("z")
+    got = log_phi(zt, pt).eval({zt: z})
+    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-300)
+    # ln Φ(−60) by the asymptotic (Mills ratio) series, independent of scipy: no underflow
+    z0 = -60.0
+    series = -0.5 * z0**2 - np.log(-z0) - 0.5 * np.log(2 * np.pi) + np.log1p(-1 / z0**2 + 3 / z0**4)
+    assert got[0] == pytest.approx(series, rel=1e-12)
