@@ -274,6 +274,7 @@ def _parser() -> argparse.ArgumentParser:
         help="print tracebacks of unexpected errors (they may show patient values)",
     )
     _add_population_commands(sub)
+    _add_models_command(sub)
     return parser
 
 
@@ -545,6 +546,7 @@ def main(argv: list[str] | None = None) -> int:
         "compare": _compare,
         "app": _app,
         **POPULATION_COMMANDS,
+        "models": _models,
     }
     return commands[args.command](args)
 
@@ -1154,6 +1156,28 @@ def _sbc(args: argparse.Namespace) -> int:
 
 
 POPULATION_COMMANDS = {"simulate": _simulate, "fit": _fit, "evaluate": _evaluate, "sbc": _sbc}
+
+
+def _add_models_command(sub) -> None:
+    models = sub.add_parser(
+        "models",
+        help="the library of published infliximab models (population, covariates, source)",
+    )
+    models.add_argument("--format", choices=("table", "json"), default="table")
+
+
+def _models(args: argparse.Namespace) -> int:
+    from asuc_bayes.spec.library import format_models_table, list_models, models_json
+
+    try:
+        library = list_models()
+    except ModelSpecError as exc:
+        return _error(str(exc))
+    if args.format == "json":
+        print(json.dumps(models_json(library), indent=2))
+    else:
+        print(format_models_table(library), end="")
+    return EXIT_OK
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -113,7 +113,7 @@ def test_imputation_is_reported_not_silent():
 
 def test_binary_covariate_must_be_0_or_1():
     decl = load_declaration("wojciechowski2017")
-    with pytest.raises(ValueError, match="ADA .* must be 0 or 1"):
+    with pytest.raises(ValueError, match=r"ADA .* must be 0 or 1"):
         individual_parameters(decl, {"WT": 70.0, "ALB": 4.0, "ADA": 2})
 
 

@@ -440,7 +440,12 @@ class _Parser:
             )
             problem = form.check(effect)
             if problem:
-                raise self.fail(where, problem, f"see form '{form_name}': {form.formula}")
+                fix = (
+                    f"write reference = <value in {unit}> ({form.formula})"
+                    if "reference" in problem
+                    else f"see form '{form_name}': {form.formula}"
+                )
+                raise self.fail(where, problem, fix)
             out.append(effect)
         return tuple(out)
 
