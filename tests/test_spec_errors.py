@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from asuc_bayes.spec import ModelFileError, load_declaration
@@ -153,3 +154,24 @@ def test_unknown_variant_and_model(tmp_path):
         load_declaration("nosuchmodel1999")
     with pytest.raises(ModelFileError, match="not valid TOML"):
         load_declaration(_write(tmp_path, "[model\n"))
+
+
+def test_block_omega_and_cv_percent(tmp_path):
+    block = load_declaration(
+        _write(
+            tmp_path, VALID.replace("values = [0.1, 0.05]", "omega = [[0.1, 0.03], [0.03, 0.05]]")
+        )
+    )
+    assert not block.random_effects.diagonal
+    assert block.random_effects.matrix[0, 1] == 0.03
+    cv = load_declaration(
+        _write(
+            tmp_path,
+            VALID.replace(
+                'reported_as = "variance"\nvalues = [0.1, 0.05]',
+                'reported_as = "cv_percent"\nvalues = [40.0, 20.0]',
+            ),
+        )
+    )
+    np.testing.assert_allclose(np.diag(cv.random_effects.matrix), np.log1p([0.16, 0.04]))
+    assert [e.cv_percent for e in cv.random_effects.effects] == [40.0, 20.0]

@@ -77,3 +77,23 @@ def test_log_phi_both_namespaces_far_tails():
     z0 = -60.0
     series = -0.5 * z0**2 - np.log(-z0) - 0.5 * np.log(2 * np.pi) + np.log1p(-1 / z0**2 + 3 / z0**4)
     assert got[0] == pytest.approx(series, rel=1e-12)
+
+
+def test_observation_log_likelihood_pytensor_equals_numpy():
+    pt = pytest.importorskip("pytensor.tensor")
+    from asuc_bayes.spec.residual import observation_log_likelihood
+
+    form = residual_form("combined")
+    values = np.array([12.0, 0.5, 80.0, 3.0])
+    censoring = np.array([0, 1, -1, 0])
+    prediction = np.array([10.0, 4.0, 30.0, 1e-20])  # the last prediction is floored
+    expected = observation_log_likelihood(form, values, censoring, prediction, SIGMA)
+    f = pt.dvector("f")
+    got = observation_log_likelihood(form, values, censoring, f, SIGMA, xp=pt).eval({f: prediction})
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    ref = _scipy("combined", np.maximum(prediction, 1e-12))
+    np.testing.assert_allclose(
+        expected,
+        [ref.logpdf(values)[0], ref.logcdf(values)[1], ref.logsf(values)[2], ref.logpdf(values)[3]],
+        rtol=1e-12,
+    )
