@@ -111,6 +111,18 @@ def test_imputation_is_reported_not_silent():
     assert individual_parameters(decl, {"WT": 70.0, "ALB": 4.0, "ADA": 0}).imputed == ()
 
 
+def test_reference_imputation_uses_the_reference_patient():
+    decl = load_declaration("fasanmade2011")  # WT effects have references 1 kg and 65 kg
+    p = individual_parameters(decl, {}, impute="reference")
+    assert {(i.covariate, i.value) for i in p.imputed} == {
+        ("WT", 65.0),
+        ("ALB", 4.1),
+        ("IMM", 0.0),
+        ("ATI", 0.0),
+    }
+    assert p["CL"] == pytest.approx(5.42 * 65 / 1000, rel=1e-13)
+
+
 def test_binary_covariate_must_be_0_or_1():
     decl = load_declaration("wojciechowski2017")
     with pytest.raises(ValueError, match=r"ADA .* must be 0 or 1"):

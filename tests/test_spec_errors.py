@@ -175,3 +175,17 @@ def test_block_omega_and_cv_percent(tmp_path):
     )
     np.testing.assert_allclose(np.diag(cv.random_effects.matrix), np.log1p([0.16, 0.04]))
     assert [e.cv_percent for e in cv.random_effects.effects] == [40.0, 20.0]
+
+
+def test_ambiguous_reference_needs_an_explicit_imputation(tmp_path):
+    from asuc_bayes.spec import MissingCovariateError, individual_parameters
+
+    second = (
+        '\n[[effects]]\nparameter = "V"\ncovariate = "ALB"\nform = "power"\nreference = 3.5\n'
+        'theta = { value = 0.5, source = "Test 2020, Table 1" }\n'
+    )
+    text = VALID.replace("[random_effects]", second + "\n[random_effects]")
+    decl = load_declaration(_write(tmp_path, text))
+    with pytest.raises(MissingCovariateError, match="no single reference value"):
+        individual_parameters(decl, {}, impute="reference")
+    assert individual_parameters(decl, {}, impute={"ALB": 4.0})["CL"] == pytest.approx(0.3)

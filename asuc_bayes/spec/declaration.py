@@ -100,6 +100,8 @@ class Covariate:
     kind: str = "continuous"
     description: str = ""
     time_varying: bool = False
+    #: the reference patient's value (in ``unit``), when the effects' references do not say it
+    reference: float | None = None
 
 
 @dataclass(frozen=True)
@@ -315,11 +317,22 @@ def _impute_value(
 
 
 def _reference_imputation(declaration: ModelDeclaration, name: str) -> Imputation:
-    for effect in declaration.effects:
-        if effect.covariate == name:
-            reference = 0.0 if effect.reference is None else float(effect.reference)
-            return Imputation(name, reference, effect.unit, "model's reference value")
-    raise KeyError(name)  # pragma: no cover - only needed covariates are imputed
+    """The reference patient's value: the covariate's declared reference, else the one reference
+    all its effects share (0 for indicator forms without one)."""
+    covariate = declaration.covariate(name)
+    if covariate.reference is not None:
+        return Imputation(name, covariate.reference, covariate.unit, "model's reference value")
+    references = {
+        (0.0 if e.reference is None else convert(float(e.reference), e.unit, covariate.unit))
+        for e in declaration.effects
+        if e.covariate == name
+    }
+    if len(references) != 1:
+        raise MissingCovariateError(
+            f"model '{declaration.name}': covariate {name} has no single reference value "
+            f"({sorted(references)}); impute it explicitly (impute={{'{name}': value}})"
+        )
+    return Imputation(name, references.pop(), covariate.unit, "model's reference value")
 
 
 def _patient_value(

@@ -74,7 +74,7 @@ _SCHEMA: dict[str, Any] = {
     ),
     "parameters": {"*": (*_VALUE_KEYS, "description")},
     "derived": {"*": ("product_of", "note")},
-    "covariates": {"*": ("unit", "kind", "description", "time_varying")},
+    "covariates": {"*": ("unit", "kind", "description", "time_varying", "reference")},
     "effects": ("parameter", "covariate", "form", "reference", "unit", "theta", "levels"),
     "random_effects": ("parameters", "reported_as", "values", "omega", "source", "rse_percent"),
     "occasion_variability": {"*": ("variance", "cv_percent", "source", "note")},
@@ -364,6 +364,9 @@ class _Parser:
                 raise self.fail(
                     f"covariates.{name}.kind", f"unknown kind {kind!r}", f"use {_KINDS}"
                 )
+            reference = None
+            if "reference" in table:
+                reference = self.number(table, f"covariates.{name}.reference", -1e6, 1e6)
             out.append(
                 Covariate(
                     name,
@@ -371,6 +374,7 @@ class _Parser:
                     kind,
                     str(table.get("description", "")),
                     bool(table.get("time_varying", False)),
+                    reference,
                 )
             )
         return tuple(out)
