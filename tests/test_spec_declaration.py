@@ -152,6 +152,28 @@ def test_pytensor_path_equals_numpy():
     np.testing.assert_allclose(got, expected, rtol=1e-12)
 
 
+def test_categorical_form_in_pytensor():
+    pt = pytest.importorskip("pytensor.tensor")
+    decl = load_declaration("faelens2021")
+    mayo = pt.dvector("mayo")
+    covariates = {"MAYO_E": mayo, "CS": 0.0, "FFM": 52.0, "EXTCOL": 0.0}
+    graph = individual_parameters(decl, covariates, None, xp=pt)
+    got = graph["KE"].eval({mayo: np.array([1.0, 2.0, 3.0])})
+    np.testing.assert_allclose(got, [0.0422, 0.0463, 0.0570], rtol=1e-13)
+
+
+def test_units_table():
+    from asuc_bayes.spec.units import UnitError, convert
+
+    assert convert(40.0, "g/L", "g/dL") == pytest.approx(4.0)
+    assert convert(5.0, "mg/dL", "mg/L") == pytest.approx(50.0)
+    assert convert(154.0, "lb", "kg") == pytest.approx(69.853225, rel=1e-8)
+    with pytest.raises(UnitError, match="different dimensions"):
+        convert(1.0, "g/dL", "kg")
+    with pytest.raises(UnitError, match="unknown unit 'stone'"):
+        convert(1.0, "stone", "kg")
+
+
 def test_declaration_is_immutable():
     decl = load_declaration("niyigena2025")
     with pytest.raises(AttributeError):

@@ -88,8 +88,10 @@ def test_observation_log_likelihood_pytensor_equals_numpy():
     censoring = np.array([0, 1, -1, 0])
     prediction = np.array([10.0, 4.0, 30.0, 1e-20])  # the last prediction is floored
     expected = observation_log_likelihood(form, values, censoring, prediction, SIGMA)
-    f = pt.dvector("f")
-    got = observation_log_likelihood(form, values, censoring, f, SIGMA, xp=pt).eval({f: prediction})
+    f, codes = pt.dvector("f"), pt.lvector("codes")  # censoring codes bound as data, too
+    got = observation_log_likelihood(form, values, codes, f, SIGMA, xp=pt).eval(
+        {f: prediction, codes: censoring}
+    )
     np.testing.assert_allclose(got, expected, rtol=1e-12)
     ref = _scipy("combined", np.maximum(prediction, 1e-12))
     np.testing.assert_allclose(

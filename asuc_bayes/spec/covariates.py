@@ -175,7 +175,9 @@ class Categorical(CovariateForm):
         reference = dict(effect.levels)[effect.reference]
         out = 0.0
         for level, value in effect.levels:
-            out = out + xp.where(x == level, value.estimate / reference.estimate, 0.0)
+            # pytensor's == is identity, not elementwise: compare with eq/equal
+            equal = xp.eq(x, level) if hasattr(xp, "eq") else xp.equal(x, level)
+            out = out + xp.where(equal, value.estimate / reference.estimate, 0.0)
         return out
 
     def check(self, effect):

@@ -219,6 +219,8 @@ def observation_log_likelihood(
     measured = form.log_density(safe, prediction, sigma, xp)
     below = form.log_below(safe, prediction, sigma, xp)
     above = form.log_above(safe, prediction, sigma, xp)
+    # pytensor's == is identity, not elementwise: compare with eq/equal
+    equal = xp.eq if hasattr(xp, "eq") else xp.equal
     return xp.where(
-        censoring == BELOW_LLOQ, below, xp.where(censoring == ABOVE_ULOQ, above, measured)
+        equal(censoring, BELOW_LLOQ), below, xp.where(equal(censoring, ABOVE_ULOQ), above, measured)
     )
