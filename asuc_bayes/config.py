@@ -299,8 +299,23 @@ def load_model(
         raw = tomllib.loads(raw_bytes.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ModelSpecError(f"model file '{path}' is not valid TOML: {exc}") from exc
+    _reject_library_format(raw, path)
     return parse_model(
         raw, path=str(path), sha256=hashlib.sha256(raw_bytes).hexdigest(), variants=tuple(variants)
+    )
+
+
+def _reject_library_format(raw: dict[str, Any], path: Path) -> None:
+    """A generic library model file (``structure`` in ``[model]``, no ``[pk]`` table) is read
+    by :func:`asuc_bayes.spec.load_declaration`; the forecasting engine does not run it yet."""
+    model = raw.get("model")
+    if "pk" in raw or not isinstance(model, dict) or "structure" not in model:
+        return
+    raise ModelSpecError(
+        f"model '{model.get('name', path.stem)}' ({path.name}: {model['structure']}) is a "
+        "library model declaration: 'asuc-bayes models' lists it, but forecasting, dosing, "
+        f"sensitivity and fitting do not run library models yet; use --model {DEFAULT_MODEL} "
+        "(with --variant for its alternatives)"
     )
 
 

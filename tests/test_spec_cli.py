@@ -55,3 +55,12 @@ def test_models_reports_a_broken_library_file(capsys, monkeypatch, tmp_path):
     assert main(["models"]) == EXIT_INPUT
     err = capsys.readouterr().err
     assert "broken1999.toml" in err and "unknown: unknown key" in err and "fix:" in err
+
+
+def test_engine_refuses_a_library_model_it_cannot_run_yet(capsys):
+    """A library declaration is listed, but the forecasting engine says plainly it cannot run
+    it (instead of an 'unknown key' message about the file's format)."""
+    assert main(["forecast", "--example", "--model", "wojciechowski2017"]) == EXIT_INPUT
+    err = capsys.readouterr().err
+    assert "library model" in err and "--model niyigena2025" in err
+    assert "Traceback" not in err
