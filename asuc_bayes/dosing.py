@@ -12,19 +12,25 @@ per-draw ``tte_lambda``, ``tte_gamma``, ``tte_beta`` (and ``residual_sd``), and 
 used draw by draw; otherwise the model file's values.
 
 - :func:`recommend_dose` — the smallest whole-vial dose at the decision time (default day 14,
-  week 2) whose posterior mean 90-day risk is at most the target (``criterion="mean"``), or
-  with P(risk ≤ target) ≥ ``probability`` (``"probability"``); the dose-risk curve; the same
-  recommendation from the MAP estimate (what the published tool does) beside it.
+  week 2), from the minimum (default 5 mg/kg, rounded up; never 0 mg) to the cap, whose
+  posterior mean 90-day risk is at most the target (``criterion="mean"``), or with
+  P(risk ≤ target) ≥ ``probability`` (``"probability"``); the minimum itself when it already
+  meets the target; the dose-risk curve; the same recommendation from the MAP estimate (what
+  the published tool does) beside it.
 - :func:`infusion_timing` — for a given dose, which candidate days for that infusion meet the
   criterion (the latest and earliest such day).
 - :func:`compare_regimens` — standard, intensified and accelerated schedules, the patient's
   own and the recommended regimen, with their risk summaries.
-- :func:`trough_targets` — maintenance (second seed paper): the smallest dose, and for a dose
-  the longest interval, giving P(trough ≥ target) ≥ probability.
+- :func:`trough_targets` — maintenance (second seed paper): the answer first (the smallest
+  dose giving P(trough ≥ target) ≥ probability, the minimum when it already does, or "not
+  reachable at the cap" with the trough the cap achieves), then the longest interval for
+  that dose, with the dose–trough and interval–trough tables.
 - :func:`sampling_value` — pre-posterior analysis of one more sample on candidate days: the
   expected posterior SD of ln(AUC_w2-4/CL) and the probability that the risk class, or the
-  recommended dose, would change.
-- :func:`plan_dosing` — all of the above for one patient, as JSON and as a DataTree.
+  recommended dose, would change; a day whose result (after the assay turnaround) would
+  arrive after the dose it informs is never recommended.
+- :func:`plan_dosing` — one patient's answer as JSON and as a DataTree: in risk mode the
+  recommendation, timing, regimens (and sampling); in trough mode the trough plan alone.
 
 Examples
 --------
@@ -35,8 +41,10 @@ Examples
 >>> recommendation = recommend_dose(forecast, target_risk=0.2, criterion="probability")
 >>> recommendation.feasible, recommendation.dose_mg % 100 == 0, recommendation.monotone
 (True, True, True)
+>>> recommendation.dose_mg >= 5 * patient.weight_kg  # never below the 5 mg/kg minimum
+True
 >>> sorted(recommendation.to_json())[:4]
-['criterion', 'curve', 'feasible', 'id']
+['criterion', 'curve', 'dose_range_mg', 'feasible']
 """
 
 from __future__ import annotations
