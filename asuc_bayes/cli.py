@@ -107,7 +107,7 @@ OPTIMIZE_EXAMPLES = """examples:
   asuc-bayes optimize --example --id P01                        week-2 dose to a 20 % risk
   asuc-bayes optimize patients.csv --criterion probability --probability 0.9 --format json
   asuc-bayes optimize patient.toml --target-risk 0.15 --dose-time 14 --timing-days 7:14
-  asuc-bayes optimize patient.toml --next-sample --sample-days 8,10,12,13.9
+  asuc-bayes optimize patient.toml --next-sample --sample-days 8,10,12,13
   asuc-bayes optimize patient.toml --dose-time 42 --trough-target 5 --interval-days 56
 
 The dose at --dose-time (added if the regimen has none there) is chosen in whole vials from the
@@ -746,7 +746,8 @@ def _optimize(args: argparse.Namespace) -> int:
             )
         except OSError as exc:
             return _error(f"--report {args.report}: {exc.strerror or exc}")
-        print(f"asuc-bayes: report written to {written[0]}", file=sys.stderr)
+        where = written[0] if len(written) == 1 else f"{len(written)} files ({written[0]} ...)"
+        print(f"asuc-bayes: report written to {where}", file=sys.stderr)
     for error in errors:
         print(f"asuc-bayes: error: {error['error']}", file=sys.stderr)
     if errors:
