@@ -21,6 +21,8 @@ from asuc_bayes.comparison import SCENARIOS, compare_patient, run_study, write_s
 from asuc_bayes.config import DEFAULT_MODEL, ModelSpec, ModelSpecError, load_model
 from asuc_bayes.dataset import InputError, example_path, read_patients
 from asuc_bayes.dosing import (
+    DEFAULT_MIN_MG_PER_KG,
+    DEFAULT_TURNAROUND_DAY,
     DosingError,
     DosingRequest,
     PlanOptions,
@@ -105,7 +107,7 @@ OPTIMIZE_EXAMPLES = """examples:
   asuc-bayes optimize --example --id P01                        week-2 dose to a 20 % risk
   asuc-bayes optimize patients.csv --criterion probability --probability 0.9 --format json
   asuc-bayes optimize patient.toml --target-risk 0.15 --dose-time 14 --timing-days 7:14
-  asuc-bayes optimize patient.toml --next-sample --sample-days 8,10,12,13.9
+  asuc-bayes optimize patient.toml --next-sample --sample-days 8,10,12,13
   asuc-bayes optimize patient.toml --dose-time 42 --trough-target 5 --interval-days 56
 
 The dose at --dose-time (added if the regimen has none there) is chosen in whole vials from the
@@ -415,6 +417,12 @@ def _add_decision_options(parser: argparse.ArgumentParser) -> argparse._Argument
     group.add_argument("--dose-time", type=float, default=14.0, help="day of the dose (14)")
     group.add_argument("--vial-mg", type=float, default=100.0, help="vial size, mg (100)")
     group.add_argument("--max-mg-kg", type=float, default=20.0, help="dose cap, mg/kg (20)")
+    group.add_argument(
+        "--min-mg-kg",
+        type=float,
+        default=DEFAULT_MIN_MG_PER_KG,
+        help=f"smallest dose, mg/kg ({DEFAULT_MIN_MG_PER_KG:g}, the label's dose)",
+    )
     return group
 
 
@@ -426,6 +434,7 @@ def _decision_request(args: argparse.Namespace) -> DosingRequest:
         dose_time_day=args.dose_time,
         vial_mg=args.vial_mg,
         max_mg_per_kg=args.max_mg_kg,
+        min_mg_per_kg=args.min_mg_kg,
     )
 
 
@@ -452,6 +461,19 @@ def _add_dosing_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--lloq", type=float, default=0.3, help="assay LLOQ, mg/L (0.3)")
     group.add_argument("--uloq", type=float, default=float("inf"), help="assay ULOQ, mg/L")
+    group.add_argument(
+        "--turnaround-days",
+        type=float,
+        default=DEFAULT_TURNAROUND_DAY,
+        help=f"assay turnaround, days ({DEFAULT_TURNAROUND_DAY:g}): a sample must be drawn "
+        "this long before the dose it informs",
+    )
+    group.add_argument(
+        "--report",
+        type=Path,
+        metavar="FILE",
+        help="also write a self-contained HTML report per patient (FILE-<ID>.html for several)",
+    )
     group.add_argument("--trough-target", type=float, help="trough target (mg/L): maintenance")
     group.add_argument(
         "--interval-days", type=float, default=56.0, help="maintenance interval (56)"
@@ -574,7 +596,9 @@ def _forecast(args: argparse.Namespace) -> int:
     if args.report:
         try:
             dosing = {r.patient.id: _default_recommendation(r) for r in results}
-            written = write_patient_reports(results, args.report, dosing=dosing)
+            written = write_patient_reports(
+                results, args.report, dosing=dosing, random_seed=args.seed
+            )
         except OSError as exc:
             return _error(f"--report {args.report}: {exc.strerror or exc}")
         where = written[0] if len(written) == 1 else f"{len(written)} files ({written[0]} ...)"
@@ -637,7 +661,7 @@ def _default_recommendation(result) -> dict:
     try:
         return recommend_dose(result, DosingRequest()).to_json()
     except DosingError as exc:
-        return {"error": str(exc)}
+        return {"error": exc.clinical}
 
 
 def _forecast_with_progress(patients, spec, settings, args) -> list:
@@ -680,6 +704,7 @@ def _optimize(args: argparse.Namespace) -> int:
             n_simulations=args.n_simulations,
             lloq_mg_l=args.lloq,
             uloq_mg_l=args.uloq,
+            turnaround_day=args.turnaround_days,
         )
     except (InputError, ModelSpecError, ValueError, OSError) as exc:
         return _error(str(exc))
@@ -713,6 +738,18 @@ def _optimize(args: argparse.Namespace) -> int:
         print(json.dumps(payload, indent=2))
     else:
         print(format_dosing(plans, spec))
+    if args.report and plans:
+        try:
+            written = write_patient_reports(
+                [plan.forecast for plan in plans],
+                args.report,
+                dosing={plan.forecast.patient.id: plan.to_json() for plan in plans},
+                random_seed=args.seed,
+            )
+        except OSError as exc:
+            return _error(f"--report {args.report}: {exc.strerror or exc}")
+        where = written[0] if len(written) == 1 else f"{len(written)} files ({written[0]} ...)"
+        print(f"asuc-bayes: report written to {where}", file=sys.stderr)
     for error in errors:
         print(f"asuc-bayes: error: {error['error']}", file=sys.stderr)
     if errors:

@@ -43,6 +43,7 @@ from asuc_bayes.forecast import (
 )
 from asuc_bayes.grid import grid_posterior
 from asuc_bayes.kernels import concentration
+from asuc_bayes.risk_class import is_high_risk, risk_class
 from asuc_bayes.simulate import add_residual_error, simulate_patients
 
 __all__ = [
@@ -285,7 +286,7 @@ def compare_patient(
         }
     p_high = summary["p_high_risk"]
     map_class = "high" if summary["map"]["ln_auc_cl"] < threshold else "low"
-    posterior_class = "high" if p_high >= 0.5 else "low"
+    posterior_class = risk_class(p_high)
     checks = predictive_check(spec, result)
     flags = []
     if map_class != posterior_class:
@@ -399,7 +400,7 @@ def _metrics(table: pd.DataFrame, threshold: float) -> dict[str, Any]:
                 tag = f"{round(level * 100)}_{quantity}"
                 block[f"coverage_{tag}"] = float(table[f"{method}_covers_{tag}"].mean())
         if method == "posterior":
-            predicted_high = table["p_high_risk"].to_numpy() >= 0.5
+            predicted_high = is_high_risk(table["p_high_risk"].to_numpy())
         else:
             predicted_high = table["map_ln_auc_cl"].to_numpy() < threshold
         block["classification"] = _classification(predicted_high, true_high)

@@ -12,19 +12,25 @@ per-draw ``tte_lambda``, ``tte_gamma``, ``tte_beta`` (and ``residual_sd``), and 
 used draw by draw; otherwise the model file's values.
 
 - :func:`recommend_dose` — the smallest whole-vial dose at the decision time (default day 14,
-  week 2) whose posterior mean 90-day risk is at most the target (``criterion="mean"``), or
-  with P(risk ≤ target) ≥ ``probability`` (``"probability"``); the dose-risk curve; the same
-  recommendation from the MAP estimate (what the published tool does) beside it.
+  week 2), from the minimum (default 5 mg/kg, rounded up; never 0 mg) to the cap, whose
+  posterior mean 90-day risk is at most the target (``criterion="mean"``), or with
+  P(risk ≤ target) ≥ ``probability`` (``"probability"``); the minimum itself when it already
+  meets the target; the dose-risk curve; the same recommendation from the MAP estimate (what
+  the published tool does) beside it.
 - :func:`infusion_timing` — for a given dose, which candidate days for that infusion meet the
   criterion (the latest and earliest such day).
 - :func:`compare_regimens` — standard, intensified and accelerated schedules, the patient's
   own and the recommended regimen, with their risk summaries.
-- :func:`trough_targets` — maintenance (second seed paper): the smallest dose, and for a dose
-  the longest interval, giving P(trough ≥ target) ≥ probability.
+- :func:`trough_targets` — maintenance (second seed paper): the answer first (the smallest
+  dose giving P(trough ≥ target) ≥ probability, the minimum when it already does, or "not
+  reachable at the cap" with the trough the cap achieves), then the longest interval for
+  that dose, with the dose–trough and interval–trough tables.
 - :func:`sampling_value` — pre-posterior analysis of one more sample on candidate days: the
   expected posterior SD of ln(AUC_w2-4/CL) and the probability that the risk class, or the
-  recommended dose, would change.
-- :func:`plan_dosing` — all of the above for one patient, as JSON and as a DataTree.
+  recommended dose, would change; a day whose result (after the assay turnaround) would
+  arrive after the dose it informs is never recommended.
+- :func:`plan_dosing` — one patient's answer as JSON and as a DataTree: in risk mode the
+  recommendation, timing, regimens (and sampling); in trough mode the trough plan alone.
 
 Examples
 --------
@@ -35,13 +41,16 @@ Examples
 >>> recommendation = recommend_dose(forecast, target_risk=0.2, criterion="probability")
 >>> recommendation.feasible, recommendation.dose_mg % 100 == 0, recommendation.monotone
 (True, True, True)
+>>> recommendation.dose_mg >= 5 * patient.weight_kg  # never below the 5 mg/kg minimum
+True
 >>> sorted(recommendation.to_json())[:4]
-['criterion', 'curve', 'feasible', 'id']
+['criterion', 'curve', 'dose_range_mg', 'feasible']
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -54,6 +63,7 @@ from asuc_bayes.dataset import ABOVE_ULOQ, BELOW_LLOQ, MEASURED, Dose, Patient
 from asuc_bayes.forecast import PatientForecast, summary_statistics
 from asuc_bayes.grid import observation_log_likelihood
 from asuc_bayes.kernels import AUC_FLOOR_MG_DAY_L, auc_interval, concentration, weibull_risk
+from asuc_bayes.risk_class import is_high_risk
 from asuc_bayes.simulate import add_residual_error
 
 __all__ = [
@@ -69,7 +79,9 @@ __all__ = [
     "TimingSearch",
     "TroughPlan",
     "check_request",
+    "clinical_text",
     "compare_regimens",
+    "concentration_text",
     "infusion_timing",
     "plan_dosing",
     "recommend_dose",
@@ -83,10 +95,39 @@ CRITERIA = ("mean", "probability")
 MONOTONE_TOLERANCE = 1e-9
 #: Posterior (or pre-posterior) weights with a Kish ESS below this are reported as coarse.
 MIN_PARTICLE_ESS = 200.0
+#: Default smallest dose (mg/kg): the label's 5 mg/kg induction and maintenance dose.
+DEFAULT_MIN_MG_PER_KG = 5.0
+#: Default assay turnaround (days): a sample's result is known this long after it is drawn.
+DEFAULT_TURNAROUND_DAY = 1.0
 
 
 class DosingError(ValueError):
-    """A dosing request that cannot be answered; the message names the option and the fix."""
+    """A dosing request that cannot be answered; the message names the option and the fix.
+
+    ``clinical`` is the same message without command-line options, for clinicians (the HTML
+    report, the app): given explicitly where an option is part of a sentence, else the
+    message with its parenthesised options removed.
+
+    Examples
+    --------
+    >>> DosingError("target risk must be below 1, got 1.5 (--target-risk)").clinical
+    'target risk must be below 1, got 1.5'
+    """
+
+    def __init__(self, message: str, clinical: str | None = None):
+        super().__init__(message)
+        self.clinical = clinical if clinical is not None else clinical_text(message)
+
+
+def clinical_text(message: str) -> str:
+    """``message`` without parenthesised command-line options such as ``(--dose-time)``.
+
+    Examples
+    --------
+    >>> clinical_text("cap too low (--max-mg-kg)")
+    'cap too low'
+    """
+    return re.sub(r"\s*\((?:--[a-z][a-z-]*(?:[ ,/]+(?:or )?)?)+\)", "", message)
 
 
 # -- the request --------------------------------------------------------------------------
@@ -112,6 +153,11 @@ class DosingRequest:
         Vial size: doses are whole vials, rounded up.
     max_mg_per_kg
         Cap on the chosen dose (mg/kg); a target not met at the cap is reported infeasible.
+    min_mg_per_kg
+        Smallest dose considered (mg/kg; default 5, the label's induction dose), rounded up to
+        whole vials: nothing below it is recommended, and when it already meets the target it
+        is the recommendation (there is no "0 mg" answer). Must be positive and at most
+        ``max_mg_per_kg``.
     duration_day
         Infusion duration of the chosen dose; ``None``: that of the regimen's dose at
         ``dose_time_day``, else the model file's default (2 h).
@@ -133,6 +179,7 @@ class DosingRequest:
     vial_mg: float = 100.0
     max_mg_per_kg: float = 20.0
     duration_day: float | None = None
+    min_mg_per_kg: float = DEFAULT_MIN_MG_PER_KG
 
     def __post_init__(self):
         _probability_in_unit_interval(
@@ -148,8 +195,27 @@ class DosingRequest:
         _finite_in(self.dose_time_day, 0.0, 365.0, "dose time", "day", "--dose-time")
         _finite_in(self.vial_mg, 1.0, 3000.0, "vial size", "mg", "--vial-mg")
         _finite_in(self.max_mg_per_kg, 0.01, 100.0, "dose cap", "mg/kg", "--max-mg-kg")
+        _check_minimum_dose(self.min_mg_per_kg, self.max_mg_per_kg)
         if self.duration_day is not None:
             _finite_in(self.duration_day, 5 / 1440, 1.0, "infusion duration", "day", "--duration")
+
+
+def _check_minimum_dose(min_mg_per_kg, max_mg_per_kg: float) -> None:
+    if (
+        isinstance(min_mg_per_kg, bool)
+        or not isinstance(min_mg_per_kg, int | float)
+        or not math.isfinite(min_mg_per_kg)
+        or min_mg_per_kg <= 0
+    ):
+        raise DosingError(
+            f"the minimum dose must be a positive number of mg/kg (e.g. 5), got "
+            f"{min_mg_per_kg!r} (--min-mg-kg)"
+        )
+    if min_mg_per_kg > max_mg_per_kg:
+        raise DosingError(
+            f"the minimum dose ({min_mg_per_kg:g} mg/kg) exceeds the dose cap "
+            f"({max_mg_per_kg:g} mg/kg): lower --min-mg-kg or raise --max-mg-kg"
+        )
 
 
 def _probability_in_unit_interval(value, name: str, example: str, option: str) -> None:
@@ -346,19 +412,25 @@ def last_sample_day(patient: Patient) -> float | None:
 def check_request(patient: Patient, spec: ModelSpec, request: DosingRequest) -> _Decision:
     """Check ``request`` against ``patient`` (before any sampling) and set the decision up.
 
+    The dose grid holds the whole-vial doses from the minimum (rounded up) to the cap
+    (rounded down).
+
     Raises
     ------
     DosingError
         The dose time precedes the last sample, the chosen infusion would overlap another,
-        or the cap is below one vial.
+        the cap is below one vial, or no whole-vial dose lies between the minimum and the cap.
     """
     time = float(request.dose_time_day)
     last = last_sample_day(patient)
     if last is not None and time < last:
+        reason = (
+            f"patient {patient.id}: the dose at day {time:g} comes before the last sample (day "
+            f"{last:g}): that dose has been given, and the posterior already depends on it"
+        )
         raise DosingError(
-            f"patient {patient.id}: the dose time (day {time:g}) is before the last sample (day "
-            f"{last:g}): that dose has been given, and the posterior already depends on it; "
-            f"choose a later infusion with --dose-time ≥ {last:g}"
+            f"{reason}; choose a later infusion with --dose-time ≥ {last:g}",
+            clinical=f"{reason}; only a later infusion (day ≥ {last:g}) can be chosen",
         )
     replaced = next((d for d in patient.doses if abs(d.time_day - time) < 1e-9), None)
     duration = request.duration_day or (
@@ -367,17 +439,37 @@ def check_request(patient: Patient, spec: ModelSpec, request: DosingRequest) -> 
     fixed = [d for d in patient.doses if d is not replaced]
     for dose in fixed:
         if dose.time_day < time + duration and time < dose.time_day + dose.duration_day:
-            raise DosingError(
+            overlap = (
                 f"patient {patient.id}: an infusion at day {time:g} would overlap the infusion "
-                f"at day {dose.time_day:g}; choose another --dose-time"
+                f"at day {dose.time_day:g}"
+            )
+            raise DosingError(
+                f"{overlap}; choose another --dose-time", clinical=f"{overlap}; choose another day"
             )
     cap_mg = request.max_mg_per_kg * patient.weight_kg
     n_vials = math.floor(cap_mg / request.vial_mg + 1e-9)
     if n_vials < 1:
-        raise DosingError(
+        reason = (
             f"patient {patient.id}: the dose cap ({request.max_mg_per_kg:g} mg/kg × "
             f"{patient.weight_kg:g} kg = {cap_mg:g} mg) is below one vial ({request.vial_mg:g} "
-            "mg); raise --max-mg-kg or give a smaller --vial-mg"
+            "mg)"
+        )
+        raise DosingError(
+            f"{reason}; raise --max-mg-kg or give a smaller --vial-mg",
+            clinical=f"{reason}; a higher cap or smaller vials are needed",
+        )
+    min_mg = request.min_mg_per_kg * patient.weight_kg
+    min_vials = max(math.ceil(min_mg / request.vial_mg - 1e-9), 1)
+    if min_vials > n_vials:
+        reason = (
+            f"patient {patient.id}: no whole-vial dose lies between the minimum "
+            f"({request.min_mg_per_kg:g} mg/kg = {min_mg:g} mg, rounded up to "
+            f"{min_vials * request.vial_mg:g} mg) and the cap ({request.max_mg_per_kg:g} mg/kg "
+            f"= {cap_mg:g} mg, rounded down to {n_vials * request.vial_mg:g} mg)"
+        )
+        raise DosingError(
+            f"{reason}; lower --min-mg-kg, raise --max-mg-kg or give a smaller --vial-mg",
+            clinical=f"{reason}; widen the dose range or use smaller vials",
         )
     notes = []
     start, end = spec.tte.auc_window_day
@@ -388,14 +480,14 @@ def check_request(patient: Patient, spec: ModelSpec, request: DosingRequest) -> 
         )
     if replaced is not None:
         notes.append(
-            f"the regimen's dose at day {time:g} ({replaced.amount_mg:g} mg) is the one chosen"
+            f"the chosen dose replaces the regimen's {replaced.amount_mg:g} mg at day {time:g}"
         )
     else:
-        notes.append(f"a dose at day {time:g} is added to the regimen")
+        notes.append(f"the chosen dose is added to the regimen at day {time:g}")
     return _Decision(
         fixed=_Regimen.of(fixed),
         duration_day=float(duration),
-        dose_grid_mg=request.vial_mg * np.arange(n_vials + 1, dtype=float),
+        dose_grid_mg=request.vial_mg * np.arange(min_vials, n_vials + 1, dtype=float),
         notes=tuple(notes),
     )
 
@@ -433,9 +525,10 @@ def _meets(risk: np.ndarray, request: DosingRequest) -> tuple[np.ndarray, np.nda
 class DoseRecommendation:
     """The recommended dose, its dose-risk curve and the MAP recommendation beside it.
 
-    ``curve`` has one row per whole-vial dose from 0 to the cap: ``dose_mg``,
+    ``curve`` has one row per whole-vial dose from the minimum to the cap: ``dose_mg``,
     ``dose_mg_kg``, ``risk_mean``, ``risk_q2.5``, ``risk_q97.5``, ``p_high_risk``,
-    ``p_meets_target`` (P(risk ≤ target)) and ``map_risk``.
+    ``p_meets_target`` (P(risk ≤ target)) and ``map_risk``. ``met_at_minimum``: the minimum
+    dose already meets the target (it is the recommendation; no smaller dose is considered).
     """
 
     patient_id: str
@@ -452,6 +545,8 @@ class DoseRecommendation:
     curve: pd.DataFrame
     monotone: bool
     notes: tuple[str, ...] = ()
+    met_at_minimum: bool = False
+    map_met_at_minimum: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """The entry of the ``optimize`` JSON contract."""
@@ -461,6 +556,9 @@ class DoseRecommendation:
             "target_risk": request.target_risk,
             "criterion": request.criterion,
             "feasible": self.feasible,
+            "dose_range_mg": [float(self.curve["dose_mg"].iloc[0]), self.cap_mg],
+            "min_mg_kg": request.min_mg_per_kg,
+            "max_mg_kg": request.max_mg_per_kg,
             "recommended": {
                 "dose_mg": self.dose_mg,
                 "dose_mg_kg": self.dose_mg / self.weight_kg,
@@ -469,12 +567,14 @@ class DoseRecommendation:
                 "risk_90d": self.risk_90d,
                 "p_high_risk": self.p_high_risk,
                 "p_meets_target": self.p_meets_target,
+                "met_at_minimum": self.met_at_minimum,
             },
             "map_recommended": {
                 "dose_mg": self.map_dose_mg,
                 "dose_mg_kg": self.map_dose_mg / self.weight_kg,
                 "feasible": self.map_feasible,
                 "risk_90d": self.map_risk_90d,
+                "met_at_minimum": self.map_met_at_minimum,
             },
             "curve": _records(self.curve),
             "monotone": self.monotone,
@@ -483,6 +583,11 @@ class DoseRecommendation:
         if request.criterion == "probability":
             out["probability"] = request.probability
         return out
+
+    @property
+    def cap_mg(self) -> float:
+        """The largest dose considered (the cap in whole vials)."""
+        return float(self.curve["dose_mg"].iloc[-1])
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -531,7 +636,11 @@ def _recommend(context: _Context) -> DoseRecommendation:
             f"({grid[-1]:g} mg): the risk reached at the cap is reported"
         )
     elif index == 0:
-        notes.append("the target is met without this infusion (0 mg)")
+        notes.append(
+            f"the target is already met at the minimum dose, {grid[0]:g} mg "
+            f"({request.min_mg_per_kg:g} mg/kg rounded up to whole vials); no smaller dose is "
+            "considered"
+        )
     map_index = _first_meeting(map_risk[0] <= request.target_risk)
     return DoseRecommendation(
         patient_id=context.patient.id,
@@ -548,6 +657,8 @@ def _recommend(context: _Context) -> DoseRecommendation:
         curve=curve,
         monotone=monotone,
         notes=tuple(notes),
+        met_at_minimum=index == 0 and feasible,
+        map_met_at_minimum=map_index == 0,
     )
 
 
@@ -566,8 +677,10 @@ def recommend_dose(
     Returns
     -------
     DoseRecommendation
-        Feasible: the smallest dose on the whole-vial grid from 0 to the cap meeting the
-        criterion (the next smaller vial count does not). Infeasible: the cap, with its risk.
+        Feasible: the smallest dose on the whole-vial grid from the minimum
+        (``request.min_mg_per_kg``, rounded up) to the cap meeting the criterion (the next
+        smaller vial count does not, unless the minimum itself meets it: ``met_at_minimum``).
+        Infeasible: the cap, with its risk. Never a dose below the minimum.
         The MAP recommendation applies the mean criterion to the single MAP estimate (the
         published tool's point forecast).
 
@@ -807,32 +920,103 @@ def compare_regimens(
 
 
 # -- trough targets (maintenance) -----------------------------------------------------------
+TroughStatus = Literal["reachable", "met_at_minimum", "not_reachable"]
+
+
 @dataclass(frozen=True)
 class TroughPlan:
-    """Trough-target dosing: the smallest dose for an interval, the longest interval for a
-    dose (both with P(trough ≥ target) ≥ probability)."""
+    """Trough-target dosing (maintenance): the answer, then the dose–trough and
+    interval–trough tables behind it (P(trough ≥ target) ≥ probability throughout).
+
+    ``status``: ``"reachable"`` (``dose_mg`` is the smallest whole-vial dose from the minimum
+    to the cap meeting the target every ``interval_day``), ``"met_at_minimum"`` (the minimum
+    dose already meets it: that dose is the answer) or ``"not_reachable"`` (the cap does not:
+    ``dose_mg`` is the cap, with the trough it achieves). ``longest_interval_day`` is the
+    longest candidate interval meeting the target with ``interval_dose_mg`` (that dose, the
+    cap when not reachable, or the dose asked for). :attr:`answer` says all of it in words.
+    """
 
     target_mg_l: float
     probability: float
     interval_day: float
+    start_day: float
     maintenance_doses: int
-    dose_feasible: bool
+    weight_kg: float
+    status: TroughStatus
     dose_mg: float
+    trough_mg_l: dict[str, float]
+    p_trough_above_target: float
     dose_table: pd.DataFrame
     interval_dose_mg: float
     longest_interval_day: float | None
     interval_table: pd.DataFrame
     notes: tuple[str, ...] = ()
 
+    @property
+    def dose_feasible(self) -> bool:
+        """A dose from the minimum to the cap meets the target at ``interval_day``."""
+        return self.status != "not_reachable"
+
+    @property
+    def answer(self) -> str:
+        """The result in two sentences (no command-line options: clinicians read it)."""
+        trough = self.trough_mg_l
+        dose = f"{self.dose_mg:g} mg ({self.dose_mg / self.weight_kg:.1f} mg/kg)"
+        schedule = f"every {self.interval_day:g} days from day {self.start_day:g}"
+        low, median, high = (concentration_text(trough[q]) for q in ("q2.5", "q50", "q97.5"))
+        achieved = (
+            f"a median trough of {median} mg/L (95 % CrI {low}–{high}), P(trough ≥ "
+            f"{self.target_mg_l:g} mg/L) = {self.p_trough_above_target:.2f}"
+        )
+        goal = f"P(trough ≥ {self.target_mg_l:g} mg/L) ≥ {self.probability:.2f}"
+        if self.status == "reachable":
+            head = f"{dose} {schedule} is the smallest whole-vial dose with {goal}: {achieved}."
+        elif self.status == "met_at_minimum":
+            head = (
+                f"The target is already met at the minimum dose: {dose} {schedule} gives "
+                f"{achieved}."
+            )
+        else:
+            head = f"Not reachable at the cap: {dose} {schedule} gives {achieved}, short of {goal}."
+        return f"{head} {self._interval_sentence()}"
+
+    def _interval_sentence(self) -> str:
+        intervals = self.interval_table["interval_day"]
+        dose = f"{self.interval_dose_mg:g} mg"
+        if self.status == "not_reachable" and self.interval_dose_mg == self.dose_mg:
+            dose = f"the cap ({dose})"
+        longest = self.longest_interval_day
+        if longest is None:
+            return (
+                f"With {dose} no interval from {intervals.min():g} to {intervals.max():g} days "
+                "reaches the target."
+            )
+        if longest == intervals.max():
+            return (
+                f"With {dose} the interval can be {longest:g} days or longer (the longest "
+                "examined) and still reach the target."
+            )
+        return f"With {dose} the longest interval reaching the target is {longest:g} days."
+
     def to_json(self) -> dict[str, Any]:
         return {
             "target_mg_l": self.target_mg_l,
             "probability": self.probability,
             "maintenance_doses": self.maintenance_doses,
+            "start_day": self.start_day,
+            "status": self.status,
+            "answer": self.answer,
+            "dose_range_mg": [
+                float(self.dose_table["dose_mg"].iloc[0]),
+                float(self.dose_table["dose_mg"].iloc[-1]),
+            ],
             "for_interval": {
                 "interval_day": self.interval_day,
                 "feasible": self.dose_feasible,
                 "dose_mg": self.dose_mg,
+                "dose_mg_kg": self.dose_mg / self.weight_kg,
+                "trough_mg_l": self.trough_mg_l,
+                "p_trough_above_target": self.p_trough_above_target,
                 "curve": _records(self.dose_table),
             },
             "for_dose": {
@@ -842,6 +1026,11 @@ class TroughPlan:
             },
             "notes": list(self.notes),
         }
+
+
+def concentration_text(value: float) -> str:
+    """A concentration for people: three significant digits, ``<0.01`` below 0.01 mg/L."""
+    return "<0.01" if value < 0.01 else f"{value:.3g}"
 
 
 def _unit_trough(
@@ -888,6 +1077,25 @@ def _check_trough_options(target_mg_l, interval_day, maintenance_doses) -> None:
         )
 
 
+def _trough_quantiles(troughs: np.ndarray) -> dict[str, np.ndarray]:
+    """Columns ``trough_q2.5``, ``trough_q50``, ``trough_q97.5`` of troughs (draws, k)."""
+    return {
+        f"trough_q{label}": np.quantile(troughs, q, axis=0)
+        for label, q in (("2.5", 0.025), ("50", 0.5), ("97.5", 0.975))
+    }
+
+
+def _replaced_note(context: _Context) -> list[str]:
+    start = context.request.dose_time_day
+    replaced = [d for d in context.patient.doses if d.time_day >= start - 1e-9]
+    if not replaced:
+        return []
+    listed = ", ".join(f"{d.amount_mg:g} mg at day {d.time_day:g}" for d in replaced)
+    return [
+        f"the maintenance schedule from day {start:g} replaces the planned infusions ({listed})"
+    ]
+
+
 def trough_targets(
     forecast: PatientForecast,
     target_mg_l: float,
@@ -901,60 +1109,68 @@ def trough_targets(
 ) -> TroughPlan:
     """Trough-target dosing for maintenance (TDM-guided interval shortening).
 
-    ``maintenance_doses`` infusions are given every interval from the decision day (earlier
-    doses as given, later planned ones replaced by this schedule); the trough is the
-    concentration just before the next infusion (the model's concentration, without assay
-    error). For ``interval_day`` the smallest whole-vial dose with P(trough ≥
-    ``target_mg_l``) ≥ ``request.probability`` is found; for ``dose_mg`` (default: that dose,
-    or the cap when infeasible) the longest interval in ``intervals_day`` (default 7-84 days)
+    ``maintenance_doses`` infusions are given every interval from the decision day
+    (``request.dose_time_day``; earlier doses as given, planned ones from that day on replaced
+    by this schedule); the trough is the concentration just before the next infusion (the
+    model's concentration, without assay error). For ``interval_day`` the smallest whole-vial
+    dose from the minimum (``request.min_mg_per_kg``) to the cap with P(trough ≥
+    ``target_mg_l``) ≥ ``request.probability`` is found (the minimum when it already meets
+    the target; the cap, reported not reachable, when nothing does); for ``dose_mg`` (default:
+    that dose, or the cap) the longest interval in ``intervals_day`` (default 7-84 days)
     meeting it. Both searches check monotonicity rather than assume it.
+
+    Examples
+    --------
+    >>> from asuc_bayes import example_path, load_model, read_patients
+    >>> from asuc_bayes.forecast import forecaster_for
+    >>> patient = read_patients(example_path()).patients[0]
+    >>> forecast = forecaster_for(load_model()).forecast(patient, random_seed=1)
+    >>> plan = trough_targets(forecast, 3.0, interval_day=56.0, dose_time_day=42.0)
+    >>> plan.status in ("reachable", "met_at_minimum", "not_reachable"), plan.dose_mg > 0
+    (True, True)
     """
     request = request or DosingRequest(**options)
     _check_trough_options(target_mg_l, interval_day, maintenance_doses)
+    if dose_mg is not None:
+        _finite_in(dose_mg, 1.0, 3000.0, "trough dose", "mg", "--trough-dose-mg")
     context = _context(forecast, request)
-    notes = []
-    later = context.decision.fixed.time_day > request.dose_time_day
-    if later.any():
-        notes.append(
-            "planned doses after day "
-            f"{request.dose_time_day:g} are replaced by the maintenance schedule: "
-            + ", ".join(f"{t:g}" for t in context.decision.fixed.time_day[later])
-        )
+    notes = _replaced_note(context)
     grid = context.decision.dose_grid_mg
     fixed, per_mg = _unit_trough(context, np.array([interval_day]), maintenance_doses)
     troughs = fixed[:, :1] + per_mg[:, :1] * grid[None, :]
     p_dose = (troughs >= target_mg_l).mean(axis=0)
+    meets_dose = p_dose >= request.probability
     dose_table = pd.DataFrame(
         {
             "dose_mg": grid,
-            "trough_q2.5": np.quantile(troughs, 0.025, axis=0),
-            "trough_q50": np.quantile(troughs, 0.5, axis=0),
-            "trough_q97.5": np.quantile(troughs, 0.975, axis=0),
+            "dose_mg_kg": grid / context.weight_kg,
+            **_trough_quantiles(troughs),
             "p_trough_above_target": p_dose,
+            "meets_target": meets_dose,
         }
     )
-    index = _first_meeting(p_dose >= request.probability)
-    dose_feasible = index is not None
-    chosen = float(grid[index if dose_feasible else -1])
+    index = _first_meeting(meets_dose)
+    status: TroughStatus = (
+        "not_reachable" if index is None else "met_at_minimum" if index == 0 else "reachable"
+    )
+    chosen_index = len(grid) - 1 if index is None else index
+    chosen = float(grid[chosen_index])
     if not _is_monotone(p_dose, increasing=True):
         notes.append("P(trough ≥ target) is not monotone in the dose: check the table")
     interval_dose = chosen if dose_mg is None else float(dose_mg)
-    _finite_in(interval_dose, 0.0, 3000.0, "trough dose", "mg", "--trough-dose-mg")
     if intervals_day is None:
         intervals_day = np.arange(7.0, 85.0, 1.0)
     intervals = np.asarray(sorted(set(np.asarray(intervals_day, dtype=float))), dtype=float)
     if intervals.size == 0 or intervals.min() <= 0:
         raise DosingError("candidate intervals must be positive numbers of days")
     fixed, per_mg = _unit_trough(context, intervals, maintenance_doses)
-    troughs = fixed + per_mg * interval_dose
-    p_interval = (troughs >= target_mg_l).mean(axis=0)
+    troughs_interval = fixed + per_mg * interval_dose
+    p_interval = (troughs_interval >= target_mg_l).mean(axis=0)
     meets = p_interval >= request.probability
     interval_table = pd.DataFrame(
         {
             "interval_day": intervals,
-            "trough_q2.5": np.quantile(troughs, 0.025, axis=0),
-            "trough_q50": np.quantile(troughs, 0.5, axis=0),
-            "trough_q97.5": np.quantile(troughs, 0.975, axis=0),
+            **_trough_quantiles(troughs_interval),
             "p_trough_above_target": p_interval,
             "meets_target": meets,
         }
@@ -962,13 +1178,22 @@ def trough_targets(
     if not _is_monotone(p_interval, increasing=False):
         notes.append("P(trough ≥ target) is not monotone in the interval: check the table")
     hits = np.flatnonzero(meets)
+    row = dose_table.iloc[chosen_index]
     return TroughPlan(
         target_mg_l=float(target_mg_l),
         probability=request.probability,
         interval_day=float(interval_day),
+        start_day=float(request.dose_time_day),
         maintenance_doses=maintenance_doses,
-        dose_feasible=dose_feasible,
+        weight_kg=context.weight_kg,
+        status=status,
         dose_mg=chosen,
+        trough_mg_l={
+            "q2.5": float(row["trough_q2.5"]),
+            "q50": float(row["trough_q50"]),
+            "q97.5": float(row["trough_q97.5"]),
+        },
+        p_trough_above_target=float(row["p_trough_above_target"]),
         dose_table=dose_table,
         interval_dose_mg=interval_dose,
         longest_interval_day=float(intervals[hits[-1]]) if hits.size else None,
@@ -987,10 +1212,14 @@ class SamplingAnalysis:
     current_sd_ln_auc_cl: float
     n_simulations: int
     notes: tuple[str, ...] = ()
+    turnaround_day: float = DEFAULT_TURNAROUND_DAY
+    latest_useful_day: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "recommended_day": self.recommended_day,
+            "turnaround_days": self.turnaround_day,
+            "latest_useful_day": self.latest_useful_day,
             "current_sd_ln_auc_cl": self.current_sd_ln_auc_cl,
             "n_simulations": self.n_simulations,
             "days": _records(self.table),
@@ -998,10 +1227,16 @@ class SamplingAnalysis:
         }
 
 
-def default_sampling_days(patient: Patient, request: DosingRequest, n: int = 8) -> np.ndarray:
-    """``n`` days between the last sample (or day 1) and just before the decision day."""
+def default_sampling_days(
+    patient: Patient,
+    request: DosingRequest,
+    n: int = 8,
+    turnaround_day: float = DEFAULT_TURNAROUND_DAY,
+) -> np.ndarray:
+    """``n`` days between the last sample (or day 1) and the latest useful sampling day (the
+    decision day less the assay turnaround, and at least 0.1 day before the decision)."""
     start = max((last_sample_day(patient) or 0.0) + 1.0, 1.0)
-    end = request.dose_time_day - 0.1
+    end = request.dose_time_day - max(turnaround_day, 0.1)
     if end <= start:
         return np.array([])
     return np.unique(np.round(np.linspace(start, end, n), 1))
@@ -1057,7 +1292,7 @@ def _preposterior_day(
     threshold = spec.tte.high_risk_threshold
     p_high_now = float(np.mean(ln_ratio < threshold))
     p_high = weights @ (ln_ratio < threshold).astype(float)
-    class_change = (p_high >= 0.5) != (p_high_now >= 0.5)
+    class_change = is_high_risk(p_high) != is_high_risk(p_high_now)
     risk, current_index = decision
     new_meets = _meets_weighted(weights, risk, request)
     # An infeasible target recommends the cap, the last grid dose.
@@ -1112,6 +1347,7 @@ def sampling_value(
     lloq_mg_l: float = 0.3,
     uloq_mg_l: float = math.inf,
     request: DosingRequest | None = None,
+    turnaround_day: float = DEFAULT_TURNAROUND_DAY,
     **options,
 ) -> SamplingAnalysis:
     """Expected effect of one more concentration sample on each candidate day.
@@ -1125,32 +1361,43 @@ def sampling_value(
     change and the expected size of that change (on the vial grid a recommendation sits just
     past the criterion's boundary, so any new information moves it by a vial with high
     probability: the expected change in mg says more), and the median particle ESS
-    (reweighting quality). The recommended day maximises the expected reduction in SD
-    (earliest on ties).
+    (reweighting quality). A sample can inform the decision only if its result, known
+    ``turnaround_day`` after it is drawn (assay turnaround), arrives by the decision day (the
+    dose at ``request.dose_time_day``): later days stay in the table (``result_in_time``
+    false) but are never recommended. The recommended day maximises the expected reduction in
+    SD among the days in time (earliest on ties); ``latest_useful_day`` is the decision day
+    less the turnaround.
     """
     request = request or DosingRequest(**options)
     _check_sampling_options(n_simulations, lloq_mg_l, uloq_mg_l)
+    _check_turnaround(turnaround_day)
     context = _context(forecast, request)
     patient = forecast.patient
     if days is None:
-        days = default_sampling_days(patient, request)
+        days = default_sampling_days(patient, request, turnaround_day=turnaround_day)
     days = np.asarray(sorted(set(np.asarray(days, dtype=float))), dtype=float)
     last = last_sample_day(patient) or 0.0
     notes = []
+    latest_useful = request.dose_time_day - turnaround_day
     if days.size == 0:
         notes.append(
-            "no candidate sampling day between the last sample and the decision day: give "
-            "--sample-days"
+            f"no candidate sampling day between the last sample (day {last:g}) and the latest "
+            f"useful sampling day (day {latest_useful:g}: the dose at day "
+            f"{request.dose_time_day:g} less a {turnaround_day:g}-day assay turnaround)"
         )
     elif days.min() <= last:
         raise DosingError(
             f"patient {patient.id}: candidate sampling days must be after the last sample (day "
             f"{last:g}); got day {days.min():g} (--sample-days)"
         )
-    if days.size and days.max() > request.dose_time_day:
+    in_time = days <= latest_useful + 1e-9
+    if days.size and not in_time.all():
         notes.append(
-            f"samples after day {request.dose_time_day:g} are simulated under the regimen as "
-            "given and come after the decision they would inform"
+            f"with a {turnaround_day:g}-day assay turnaround the result of a sample after day "
+            f"{latest_useful:g} arrives after the dose at day {request.dose_time_day:g} it "
+            "would inform; such days ("
+            + ", ".join(f"{d:g}" for d in days[~in_time])
+            + ") are not recommended"
         )
     draws = context.draws
     ln_ratio_now = _ln_ratio(_window_auc(context.spec, _Regimen.of(patient.doses), draws), draws)
@@ -1185,10 +1432,13 @@ def sampling_value(
             "particle_ess_median",
         ],
     )
+    table["result_in_time"] = in_time
     recommended = None
     if rows:
         table["expected_sd_reduction"] = 1.0 - table["expected_sd_ln_auc_cl"] / current_sd
-        recommended = float(table["time_day"][int(np.argmax(table["expected_sd_reduction"]))])
+    if in_time.any():
+        reduction = np.where(in_time, table["expected_sd_reduction"], -np.inf)
+        recommended = float(table["time_day"][int(np.argmax(reduction))])
         if table["particle_ess_median"].min() < MIN_PARTICLE_ESS:
             notes.append(
                 "some simulated samples leave few effective posterior draws (median ESS "
@@ -1200,34 +1450,60 @@ def sampling_value(
         current_sd_ln_auc_cl=current_sd,
         n_simulations=n_simulations,
         notes=tuple(notes),
+        turnaround_day=float(turnaround_day),
+        latest_useful_day=float(latest_useful),
     )
+
+
+def _check_turnaround(turnaround_day) -> None:
+    _finite_in(turnaround_day, 0.0, 30.0, "assay turnaround", "day", "--turnaround-days")
 
 
 # -- everything for one patient -----------------------------------------------------------
 @dataclass(frozen=True)
 class DosingPlan:
-    """Recommendation, timing, regimens and optionally troughs and sampling for one patient."""
+    """One patient's dosing answer. Risk mode (the default): the recommendation, timing,
+    regimens and optionally the value of one more sample. Trough mode (a trough target given):
+    the trough plan alone, since a risk recommendation answers another question."""
 
     forecast: PatientForecast
-    recommendation: DoseRecommendation
-    timing: TimingSearch | None
-    regimens: RegimenComparison
+    request: DosingRequest
+    recommendation: DoseRecommendation | None = None
+    timing: TimingSearch | None = None
+    regimens: RegimenComparison | None = None
     trough: TroughPlan | None = None
     sampling: SamplingAnalysis | None = None
     notes: tuple[str, ...] = field(default=())
 
+    @property
+    def mode(self) -> Literal["risk", "trough"]:
+        return "trough" if self.trough is not None else "risk"
+
     def to_json(self) -> dict[str, Any]:
         """The patient's entry of the ``optimize`` JSON output."""
+        if self.trough is not None:
+            request = self.request
+            return {
+                "id": self.forecast.patient.id,
+                "mode": "trough",
+                "status": self.forecast.status,
+                "dose_time_day": request.dose_time_day,
+                "vial_mg": request.vial_mg,
+                "min_mg_kg": request.min_mg_per_kg,
+                "max_mg_kg": request.max_mg_per_kg,
+                "trough": self.trough.to_json(),
+                "diagnostics": self.forecast.diagnostics,
+                "notes": [*self.trough.notes, *self.notes],
+            }
         out = {
             **self.recommendation.to_json(),
+            "mode": "risk",
             "status": self.forecast.status,
             "timing": self.timing.to_json() if self.timing else None,
             "regimens": self.regimens.to_json(),
             "diagnostics": self.forecast.diagnostics,
         }
         out["notes"] = [*out["notes"], *self.notes]
-        if self.trough is not None:
-            out["trough"] = self.trough.to_json()
         if self.sampling is not None:
             out["next_sample"] = self.sampling.to_json()
         return out
@@ -1235,31 +1511,45 @@ class DosingPlan:
     def to_tree(self) -> xr.DataTree:
         """The plan as DataTree groups (``dosing/curve``, ``dosing/timing``, ...), each a
         table with a named dimension; scalar results in the ``dosing`` attrs."""
-        rec = self.recommendation
-        groups = {
-            "curve": (rec.curve, "candidate_dose"),
-            "regimens": (self.regimens.table, "regimen"),
+        request = self.request
+        groups = {}
+        attrs: dict[str, Any] = {
+            "patient_id": self.forecast.patient.id,
+            "mode": self.mode,
+            "probability": request.probability,
+            "dose_time_day": request.dose_time_day,
+            "vial_mg": request.vial_mg,
+            "min_mg_per_kg": request.min_mg_per_kg,
+            "max_mg_per_kg": request.max_mg_per_kg,
         }
-        if self.timing is not None:
-            groups["timing"] = (self.timing.table, "candidate_day")
         if self.trough is not None:
-            groups["trough_dose"] = (self.trough.dose_table, "candidate_dose")
-            groups["trough_interval"] = (self.trough.interval_table, "candidate_interval")
+            trough = self.trough
+            groups["trough_dose"] = (trough.dose_table, "candidate_dose")
+            groups["trough_interval"] = (trough.interval_table, "candidate_interval")
+            attrs |= {
+                "trough_target_mg_l": trough.target_mg_l,
+                "trough_status": trough.status,
+                "trough_dose_mg": trough.dose_mg,
+                "trough_interval_day": trough.interval_day,
+            }
+            if trough.longest_interval_day is not None:
+                attrs["longest_interval_day"] = trough.longest_interval_day
+        else:
+            rec = self.recommendation
+            groups["curve"] = (rec.curve, "candidate_dose")
+            groups["regimens"] = (self.regimens.table, "regimen")
+            if self.timing is not None:
+                groups["timing"] = (self.timing.table, "candidate_day")
+            attrs |= {
+                "target_risk": request.target_risk,
+                "criterion": request.criterion,
+                "feasible": int(rec.feasible),
+                "recommended_dose_mg": rec.dose_mg,
+                "map_recommended_dose_mg": rec.map_dose_mg,
+                "monotone": int(rec.monotone),
+            }
         if self.sampling is not None:
             groups["sampling"] = (self.sampling.table, "candidate_sample_day")
-        attrs = {
-            "patient_id": rec.patient_id,
-            "target_risk": rec.request.target_risk,
-            "criterion": rec.request.criterion,
-            "probability": rec.request.probability,
-            "dose_time_day": rec.request.dose_time_day,
-            "vial_mg": rec.request.vial_mg,
-            "max_mg_per_kg": rec.request.max_mg_per_kg,
-            "feasible": int(rec.feasible),
-            "recommended_dose_mg": rec.dose_mg,
-            "map_recommended_dose_mg": rec.map_dose_mg,
-            "monotone": int(rec.monotone),
-        }
         nodes = {"dosing": xr.Dataset(attrs=attrs)}
         for name, (frame, dim) in groups.items():
             dataset = xr.Dataset(
@@ -1283,9 +1573,11 @@ class PlanOptions:
     """What :func:`plan_dosing` computes beyond the recommendation, validated once.
 
     ``timing_dose_mg`` (default: the recommended dose) and ``timing_days`` (default
-    :func:`default_timing_days`) drive the timing search; ``trough_target_mg_l`` switches on
-    the trough mode (:func:`trough_targets`); ``next_sample`` or ``sample_days`` the
-    pre-posterior analysis (:func:`sampling_value`).
+    :func:`default_timing_days`) drive the timing search; ``next_sample`` or ``sample_days``
+    the pre-posterior analysis (:func:`sampling_value`, with the assay ``turnaround_day``).
+    ``trough_target_mg_l`` switches to the trough mode (:func:`trough_targets`), which answers
+    the trough question alone: the timing and sampling options belong to the risk mode and
+    are rejected with it.
     """
 
     timing_dose_mg: float | None = None
@@ -1299,19 +1591,37 @@ class PlanOptions:
     n_simulations: int = 400
     lloq_mg_l: float = 0.3
     uloq_mg_l: float = math.inf
+    turnaround_day: float = DEFAULT_TURNAROUND_DAY
 
     def __post_init__(self):
         if self.timing_dose_mg is not None:
-            _finite_in(self.timing_dose_mg, 0.0, 3000.0, "timing dose", "mg", "--timing-dose-mg")
+            _finite_in(self.timing_dose_mg, 1.0, 3000.0, "timing dose", "mg", "--timing-dose-mg")
         if self.timing_days is not None and len(self.timing_days) == 0:
             raise DosingError("give at least one candidate infusion day (--timing-days)")
         if self.trough_target_mg_l is not None:
             _check_trough_options(
                 self.trough_target_mg_l, self.trough_interval_day, self.maintenance_doses
             )
+            risk_only = [
+                option
+                for option, given in (
+                    ("--timing-days", self.timing_days is not None),
+                    ("--timing-dose-mg", self.timing_dose_mg is not None),
+                    ("--next-sample", self.next_sample),
+                    ("--sample-days", self.sample_days is not None),
+                )
+                if given
+            ]
+            if risk_only:
+                raise DosingError(
+                    f"{', '.join(risk_only)} belong(s) to the risk mode and cannot be combined "
+                    "with --trough-target (the trough mode answers the trough question alone): "
+                    "run them separately"
+                )
         if self.trough_dose_mg is not None:
-            _finite_in(self.trough_dose_mg, 0.0, 3000.0, "trough dose", "mg", "--trough-dose-mg")
+            _finite_in(self.trough_dose_mg, 1.0, 3000.0, "trough dose", "mg", "--trough-dose-mg")
         _check_sampling_options(self.n_simulations, self.lloq_mg_l, self.uloq_mg_l)
+        _check_turnaround(self.turnaround_day)
 
 
 def plan_dosing(
@@ -1321,14 +1631,26 @@ def plan_dosing(
     *,
     random_seed: int = 0,
 ) -> DosingPlan:
-    """Recommendation, timing search, regimen table and (optionally) trough targets and the
-    value of one more sample, for one patient's forecast.
+    """One patient's dosing answer from its forecast.
 
-    The timing search uses ``options.timing_dose_mg`` or, by default, the recommended dose; it
-    is skipped (with a note) when no candidate day is left after the last sample.
+    Risk mode: the recommendation, the timing search, the regimen table and (optionally) the
+    value of one more sample. The timing search uses ``options.timing_dose_mg`` or, by
+    default, the recommended dose; it is skipped (with a note) when no candidate day is left
+    after the last sample. Trough mode (``options.trough_target_mg_l``): the trough plan
+    (:func:`trough_targets`) alone.
     """
     request = request or DosingRequest()
     options = options or PlanOptions()
+    if options.trough_target_mg_l is not None:
+        trough = trough_targets(
+            forecast,
+            options.trough_target_mg_l,
+            interval_day=options.trough_interval_day,
+            dose_mg=options.trough_dose_mg,
+            maintenance_doses=options.maintenance_doses,
+            request=request,
+        )
+        return DosingPlan(forecast=forecast, request=request, trough=trough)
     context = _context(forecast, request)
     recommendation = _recommend(context)
     notes = []
@@ -1342,16 +1664,6 @@ def plan_dosing(
     else:
         notes.append("timing search skipped: no candidate day after the last sample")
     regimens = _regimens(context, recommendation)
-    trough = None
-    if options.trough_target_mg_l is not None:
-        trough = trough_targets(
-            forecast,
-            options.trough_target_mg_l,
-            interval_day=options.trough_interval_day,
-            dose_mg=options.trough_dose_mg,
-            maintenance_doses=options.maintenance_doses,
-            request=request,
-        )
     sampling = None
     if options.next_sample or options.sample_days is not None:
         sampling = sampling_value(
@@ -1362,13 +1674,14 @@ def plan_dosing(
             lloq_mg_l=options.lloq_mg_l,
             uloq_mg_l=options.uloq_mg_l,
             request=request,
+            turnaround_day=options.turnaround_day,
         )
     return DosingPlan(
         forecast=forecast,
+        request=request,
         recommendation=recommendation,
         timing=timing,
         regimens=regimens,
-        trough=trough,
         sampling=sampling,
         notes=tuple(notes),
     )

@@ -60,6 +60,7 @@ from asuc_bayes.nutpie_density import (
     pack_data,
     sampler_density,
 )
+from asuc_bayes.risk_class import risk_class
 
 __all__ = [
     "DERIVED",
@@ -282,13 +283,12 @@ def summarize_draws(derived, point, exact, spec, patient_id, status, diagnostics
     else:
         stats = {name: summary_statistics(derived[name]) for name in DERIVED}
         p_high_risk = float(np.mean(np.asarray(derived["ln_auc_cl"]) < threshold))
-    median = stats["ln_auc_cl"]["q50"]
     return {
         "id": patient_id,
         "status": status,
         "posterior": stats,
         "p_high_risk": p_high_risk,
-        "risk_class": "high" if median < threshold else "low",
+        "risk_class": risk_class(p_high_risk),
         "map": {name: float(point[name][0]) for name in DERIVED},
         "a_priori": {name: float(point[name][1]) for name in DERIVED},
         "diagnostics": diagnostics,

@@ -6,7 +6,9 @@ web app and the HTML report.
   censored ones marked, doses, and the day 14–28 AUC window shaded.
 - :func:`ln_ratio_figure` — posterior density of ln(AUC_w2-4/CL) with the high-risk threshold,
   the MAP and the a-priori values.
-- :func:`dose_risk_figure` — 90-day risk against the week-2 dose (from a dose recommendation).
+- :func:`dose_risk_figure` — 90-day risk against the dose chosen (from a dose recommendation),
+  the recommended and the MAP-recommended doses as labelled lines inside the axes.
+- :func:`dose_trough_figure` — trough against the maintenance dose (from a trough plan).
 - :func:`figure_png` — PNG bytes of a figure (for embedding as base64).
 
 Every figure is a :class:`matplotlib.figure.Figure` built without pyplot, so that concurrent
@@ -38,6 +40,7 @@ __all__ = [
     "CREDIBLE_BAND",
     "concentration_figure",
     "dose_risk_figure",
+    "dose_trough_figure",
     "figure_png",
     "ln_ratio_figure",
 ]
@@ -257,10 +260,49 @@ def ln_ratio_figure(
     return figure
 
 
+def _padded_dose_limits(dose: np.ndarray) -> tuple[float, float]:
+    """x limits half a dose step beyond the first and last doses, so that a line at either
+    end is drawn inside the axes, not on its frame."""
+    step = float(np.min(np.diff(dose))) if dose.size > 1 else 100.0
+    return float(dose.min()) - step / 2, float(dose.max()) + step / 2
+
+
+def _dose_marker(ax, dose_mg: float, label: str, style: dict, height: float, gid: str) -> Line2D:
+    """A labelled vertical line at ``dose_mg`` (label near the top, at ``height`` in axes
+    fraction, on the side of the line with more room: set the x limits first)."""
+    (line,) = ax.plot([dose_mg, dose_mg], [0, 1], transform=ax.get_xaxis_transform(), **style)
+    line.set_gid(gid)
+    low, high = ax.get_xlim()
+    right_half = dose_mg > (low + high) / 2
+    ax.text(
+        dose_mg,
+        height,
+        f" {label} ",
+        transform=ax.get_xaxis_transform(),
+        ha="right" if right_half else "left",
+        va="top",
+        fontsize=8,
+        color=style["color"],
+        bbox={"facecolor": "white", "edgecolor": style["color"], "alpha": 0.9, "pad": 1.5},
+        gid=f"{gid}-label",
+        zorder=8,
+    )
+    return line
+
+
+RECOMMENDED_STYLE = {"color": POSTERIOR_COLOUR, "lw": 2.0, "ls": "-", "zorder": 6}
+MAP_RECOMMENDED_STYLE = {"color": MAP_COLOUR, "lw": 2.0, "ls": (0, (5, 2)), "zorder": 7}
+
+
 def dose_risk_figure(
     recommendation: Mapping[str, Any], *, width: float = 8.0, height: float = 3.6
 ) -> Figure:
-    """90-day risk against the week-2 dose: posterior mean and 95 % CrI, P(high risk).
+    """90-day risk against the dose being chosen: posterior mean and 95 % CrI, P(high risk).
+
+    The recommended dose (solid blue) and the MAP recommendation (dashed orange) are drawn as
+    labelled vertical lines inside the axes (the x range extends half a vial beyond the
+    first and last doses); they carry the gids ``recommended-dose`` and
+    ``map-recommended-dose``.
 
     Parameters
     ----------
@@ -280,7 +322,7 @@ def dose_risk_figure(
 
     figure, ax = _figure(width, height)
     ax.fill_between(dose, 100 * low, 100 * high, color=POSTERIOR_COLOUR, alpha=0.2, lw=0)
-    ax.plot(dose, 100 * mean, color=POSTERIOR_COLOUR, lw=2.0)
+    ax.plot(dose, 100 * mean, color=POSTERIOR_COLOUR, lw=2.0, marker="o", ms=3)
     ax.plot(dose, 100 * p_high, color=HIGH_RISK_COLOUR, lw=1.4, ls="-.")
     target = 100 * float(recommendation["target_risk"])
     ax.axhline(target, color="black", lw=1.0, ls="--")
@@ -294,37 +336,71 @@ def dose_risk_figure(
         map_risk = np.array([row["map_risk"] for row in curve], dtype=float)
         ax.plot(dose, 100 * map_risk, color=MAP_COLOUR, lw=1.2, ls=":")
         handles.append(Line2D([], [], color=MAP_COLOUR, lw=1.2, ls=":", label="MAP plug-in risk"))
+    ax.set_xlim(*_padded_dose_limits(dose))
     recommended = recommendation.get("recommended") or {}
-    if recommendation.get("feasible", True) and recommended.get("dose_mg") is not None:
-        ax.axvline(recommended["dose_mg"], color=POSTERIOR_COLOUR, lw=1.2)
-        handles.append(
-            Line2D(
-                [],
-                [],
-                color=POSTERIOR_COLOUR,
-                lw=1.2,
-                label=f"recommended {recommended['dose_mg']:g} mg",
-            )
-        )
+    chosen = recommended.get("dose_mg")
+    if recommendation.get("feasible", True) and chosen is not None:
+        label = f"recommended {chosen:g} mg"
+        _dose_marker(ax, chosen, label, RECOMMENDED_STYLE, 0.97, "recommended-dose")
+        handles.append(Line2D([], [], label=label, **RECOMMENDED_STYLE))
     map_recommended = recommendation.get("map_recommended") or {}
-    if map_recommended.get("feasible", True) and map_recommended.get("dose_mg") is not None:
-        ax.axvline(map_recommended["dose_mg"], color=MAP_COLOUR, lw=1.2, ls=":")
-        handles.append(
-            Line2D(
-                [],
-                [],
-                color=MAP_COLOUR,
-                lw=1.2,
-                ls=":",
-                label=f"MAP recommendation {map_recommended['dose_mg']:g} mg",
-            )
-        )
-    ax.set_xlim(dose.min(), dose.max())
+    on_map = map_recommended.get("dose_mg")
+    if map_recommended.get("feasible", True) and on_map is not None:
+        label = f"MAP recommendation {on_map:g} mg"
+        _dose_marker(ax, on_map, label, MAP_RECOMMENDED_STYLE, 0.84, "map-recommended-dose")
+        handles.append(Line2D([], [], label=label, **MAP_RECOMMENDED_STYLE))
     ax.set_ylim(0, 100)
-    ax.set_xlabel("week-2 dose (mg)")
+    day = recommended.get("time_day")
+    ax.set_xlabel("dose (mg)" if day is None else f"dose at day {day:g} (mg)")
     ax.set_ylabel("percent")
     ax.grid(alpha=0.25)
-    ax.legend(handles=handles, fontsize=8, loc="upper right", framealpha=0.9)
+    ax.legend(handles=handles, fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return figure
+
+
+def dose_trough_figure(
+    trough: Mapping[str, Any], *, width: float = 8.0, height: float = 3.4
+) -> Figure:
+    """Trough concentration against the maintenance dose: median and 95 % CrI, the target,
+    and the chosen dose (the smallest meeting the target, or the cap) as a labelled line.
+
+    Parameters
+    ----------
+    trough
+        The ``trough`` entry of a trough-mode plan (``TroughPlan.to_json()``).
+    """
+    rows = trough["for_interval"]["curve"]
+    dose = np.array([row["dose_mg"] for row in rows], dtype=float)
+    median = np.array([row["trough_q50"] for row in rows], dtype=float)
+    low = np.array([row["trough_q2.5"] for row in rows], dtype=float)
+    high = np.array([row["trough_q97.5"] for row in rows], dtype=float)
+    figure, ax = _figure(width, height)
+    ax.fill_between(dose, low, high, color=POSTERIOR_COLOUR, alpha=0.2, lw=0)
+    ax.plot(dose, median, color=POSTERIOR_COLOUR, lw=2.0, marker="o", ms=3)
+    target = float(trough["target_mg_l"])
+    ax.axhline(target, color="black", lw=1.0, ls="--")
+    ax.set_xlim(*_padded_dose_limits(dose))
+    chosen = float(trough["for_interval"]["dose_mg"])
+    label = (
+        f"cap {chosen:g} mg (target not reached)"
+        if trough["status"] == "not_reachable"
+        else f"recommended {chosen:g} mg"
+    )
+    _dose_marker(ax, chosen, label, RECOMMENDED_STYLE, 0.97, "trough-dose")
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.set_ylim(max(min(float(low.min()), target) / 2, 0.01), max(float(high.max()), target) * 2)
+    interval = trough["for_interval"]["interval_day"]
+    ax.set_xlabel(f"dose every {interval:g} days (mg)")
+    ax.set_ylabel("trough (mg/L)")
+    ax.grid(alpha=0.25)
+    handles = [
+        Line2D([], [], color=POSTERIOR_COLOUR, lw=2.0, label="posterior median trough"),
+        Patch(color=POSTERIOR_COLOUR, alpha=0.2, label="95 % credible interval"),
+        Line2D([], [], color="black", lw=1.0, ls="--", label=f"target {target:g} mg/L"),
+        Line2D([], [], label=label, **RECOMMENDED_STYLE),
+    ]
+    ax.legend(handles=handles, fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return figure
 
 

@@ -68,7 +68,7 @@ def format_table(results, spec: ModelSpec) -> str:
         threshold = spec.tte.high_risk_threshold
         lines.append(
             f"  P(high risk: ln(AUC/CL) < {threshold}) = {s['p_high_risk']:.2f}   "
-            f"risk class (posterior median): {s['risk_class'].upper()}"
+            f"risk class (high when P(high risk) >= 0.5): {s['risk_class'].upper()}"
         )
         if s["status"] != "ok":
             lines.append(
@@ -166,14 +166,15 @@ def interpretation(summary: dict, spec: ModelSpec) -> list[str]:
     threshold = spec.tte.high_risk_threshold
     risk = summary["posterior"]["risk_90d"]
     p_high = summary["p_high_risk"]
+    side = "at least" if summary["risk_class"] == "high" else "below"
     sentences = [
         f"Given the doses, samples and covariates entered, the model puts this patient's chance "
         f"of a colectomy within 90 days at {risk['mean']:.0%} on average; values between "
         f"{risk['q2.5']:.0%} and {risk['q97.5']:.0%} are credible (95 % credible interval).",
-        f"The patient is classed as {summary['risk_class'].upper()} risk: the exposure marker "
-        f"ln(AUC day 14–28 / CL) is most likely {summary['posterior']['ln_auc_cl']['q50']:.2f} "
-        f"(high risk below {threshold:g}); the probability that it is below {threshold:g} is "
-        f"{p_high:.0%}.",
+        f"The patient is classed as {summary['risk_class'].upper()} risk: the probability that "
+        f"the exposure marker ln(AUC day 14–28 / CL) is below {threshold:g} (high risk) is "
+        f"{p_high:.0%}, {side} one half; its most likely value is "
+        f"{summary['posterior']['ln_auc_cl']['q50']:.2f}.",
         "The published tool reports a single most likely value (MAP): a "
         f"{summary['map']['risk_90d']:.0%} risk. The posterior above shows how far the truth "
         "may be from that value.",
@@ -258,28 +259,41 @@ def patient_report_html(
     *,
     dosing: dict | None = None,
     generated_at: str | None = None,
+    random_seed: int | None = None,
 ) -> str:
     """One self-contained HTML page about one patient's forecast.
 
     Inputs, the concentration and ln(AUC/CL) figures (embedded PNG), the risk summary with
-    intervals and the MAP beside it, the dose recommendation when ``dosing`` (the JSON form
-    of a dose recommendation) is given, diagnostics with a visible warning when the posterior
-    is unconverged, provenance, and a plain-language interpretation with the paper's caveats.
-    Every string from the input (the patient ID above all) is HTML-escaped.
+    intervals and the MAP beside it, the dose recommendation (or the trough plan) when
+    ``dosing`` is given, diagnostics with a visible warning when the posterior is
+    unconverged, provenance, and a plain-language interpretation with the paper's caveats.
+    The text is for clinicians: no command-line options. Every string from the input (the
+    patient ID above all) is HTML-escaped.
 
     Parameters
     ----------
     forecast
         A :class:`asuc_bayes.forecast.PatientForecast`.
     dosing
-        Optional ``DoseRecommendation.to_json()`` of the same patient, or ``{"error": text}``
-        when no recommendation could be made (the report says why).
+        Optional JSON of the same patient's dosing: ``DoseRecommendation.to_json()`` or
+        ``DosingPlan.to_json()`` (risk or trough mode), or ``{"error": text}`` when no
+        recommendation could be made (the report says why, without command-line options).
     generated_at
         Optional time stamp printed in the header (none by default, so that the same
         forecast gives the same bytes).
+    random_seed
+        The seed the user gave (shown under provenance); the per-patient sampler seed derived
+        from it is shown only as a technical detail. ``None``: only the sampler's seed.
     """
+    from asuc_bayes.dosing import concentration_text
     from asuc_bayes.forecast import ESS_BULK_MIN, RHAT_MAX
-    from asuc_bayes.plots import concentration_figure, dose_risk_figure, figure_png, ln_ratio_figure
+    from asuc_bayes.plots import (
+        concentration_figure,
+        dose_risk_figure,
+        dose_trough_figure,
+        figure_png,
+        ln_ratio_figure,
+    )
 
     spec = forecast.spec
     summary = forecast.summary()
@@ -291,6 +305,9 @@ def patient_report_html(
         "concentration": encoded(concentration_figure(forecast)),
         "ln_ratio": encoded(ln_ratio_figure(forecast)),
         "dose_risk": encoded(dose_risk_figure(dosing)) if dosing and dosing.get("curve") else None,
+        "dose_trough": encoded(dose_trough_figure(dosing["trough"]))
+        if dosing and dosing.get("trough")
+        else None,
     }
     rows = summary_rows(summary)
     doses, samples = _input_rows(forecast.patient)
@@ -302,6 +319,7 @@ def patient_report_html(
         keep_trailing_newline=True,
     )
     environment.filters["pct"] = lambda value: f"{100 * value:.1f} %"
+    environment.filters["mgl"] = concentration_text
     template = environment.get_template("patient_report.html")
     return template.render(
         s=summary,
@@ -312,7 +330,8 @@ def patient_report_html(
         doses=doses,
         samples=samples,
         images=images,
-        dosing=dosing,
+        dosing=_clinical_dosing(dosing),
+        seed=_seed_text(forecast, random_seed),
         threshold=f"{threshold:g}",
         map_class="high" if summary["map"]["ln_auc_cl"] < threshold else "low",
         gates={"rhat": RHAT_MAX, "ess": ESS_BULK_MIN},
@@ -320,6 +339,35 @@ def patient_report_html(
         interpretation=interpretation(summary, spec),
         generated_at=generated_at,
     )
+
+
+def _clinical_dosing(dosing: dict | None) -> dict | None:
+    """``dosing`` for clinicians: an error without command-line options, and the interval
+    rows worth showing of a trough plan."""
+    if dosing is None:
+        return None
+    if "error" in dosing:
+        from asuc_bayes.dosing import clinical_text
+
+        return {"error": clinical_text(str(dosing["error"]))}
+    if dosing.get("trough"):
+        trough = dosing["trough"]
+        keep = {trough["for_interval"]["interval_day"], trough["for_dose"]["longest_interval_day"]}
+        rows = [
+            row
+            for row in trough["for_dose"]["intervals"]
+            if row["interval_day"] % 7 == 0 or row["interval_day"] in keep
+        ]
+        return {**dosing, "interval_rows": rows}
+    return dosing
+
+
+def _seed_text(forecast, random_seed: int | None) -> dict[str, str]:
+    """The seed the user gave, and the sampler's per-patient seed as a technical detail."""
+    sampler = str(forecast.tree.attrs.get("random_seed", "unknown"))
+    if random_seed is None:
+        return {"given": None, "sampler": sampler}
+    return {"given": str(random_seed), "sampler": sampler}
 
 
 def report_paths(path: str | Path, patient_ids) -> list[Path]:
@@ -342,14 +390,19 @@ def report_paths(path: str | Path, patient_ids) -> list[Path]:
     return paths
 
 
-def write_patient_reports(results, path: str | Path, *, dosing: dict | None = None) -> list[Path]:
+def write_patient_reports(
+    results, path: str | Path, *, dosing: dict | None = None, random_seed: int | None = None
+) -> list[Path]:
     """Write one HTML report per patient (see :func:`report_paths`); return the paths.
 
-    ``dosing`` maps patient IDs to dose recommendations (JSON form, or ``{"error": text}``).
+    ``dosing`` maps patient IDs to dose recommendations or plans (JSON form, or ``{"error":
+    text}``); ``random_seed`` is the seed the user gave (shown under provenance).
     """
     paths = report_paths(path, [r.patient.id for r in results])
     for result, target in zip(results, paths, strict=True):
-        html = patient_report_html(result, dosing=(dosing or {}).get(result.patient.id))
+        html = patient_report_html(
+            result, dosing=(dosing or {}).get(result.patient.id), random_seed=random_seed
+        )
         target.write_text(html, encoding="utf-8")
     return paths
 
@@ -395,99 +448,22 @@ def _overview_lines(summaries: list[dict]) -> str:
 
 
 def format_dosing(plans, spec: ModelSpec) -> str:
-    """Recommendation, dose-risk curve, timing, regimens (and troughs, sampling) per patient."""
+    """One block per patient: in risk mode the recommendation, dose–risk curve, timing,
+    regimens (and the value of one more sample); in trough mode the trough answer and its
+    dose–trough and interval–trough tables."""
     blocks = [f"model: {spec.label}  (sha256 {spec.sha256[:12]})"]
     for plan in plans:
-        rec = plan.recommendation
-        request = rec.request
         d = plan.forecast.diagnostics
-        criterion = (
-            f"posterior mean 90-day risk <= {request.target_risk:.0%}"
-            if request.criterion == "mean"
-            else f"P(90-day risk <= {request.target_risk:.0%}) >= {request.probability:.0%}"
-        )
-        risk = rec.risk_90d
-        verdict = "RECOMMENDED" if rec.feasible else "TARGET NOT REACHABLE; at the cap"
         lines = [
             "",
-            f"patient {rec.patient_id}: {plan.forecast.status.upper()}  (posterior by "
+            f"patient {plan.forecast.patient.id}: {plan.forecast.status.upper()}  (posterior by "
             f"{d['method']}, R-hat max {d['rhat_max']:.3f}, bulk ESS min "
             f"{d['ess_bulk_min']:.0f}, {d['divergences']} divergences)",
-            f"  criterion: {criterion}; dose at day {request.dose_time_day:g}, whole "
-            f"{request.vial_mg:g} mg vials, cap {request.max_mg_per_kg:g} mg/kg",
-            f"  {verdict}: {rec.dose_mg:g} mg ({rec.dose_mg / rec.weight_kg:.1f} mg/kg): "
-            f"risk {risk['mean']:.1%} [95% CrI {risk['q2.5']:.1%}, {risk['q97.5']:.1%}], "
-            f"P(risk <= target) {rec.p_meets_target:.2f}, P(high risk) {rec.p_high_risk:.2f}",
-            f"  MAP (published tool): {rec.map_dose_mg:g} mg "
-            f"({rec.map_dose_mg / rec.weight_kg:.1f} mg/kg), MAP risk {rec.map_risk_90d:.1%}"
-            + ("" if rec.map_feasible else " (target not reachable at the cap)"),
-            f"  {'dose mg':>8}{'mg/kg':>7}{'mean risk':>11}  {'95% CrI':<17}"
-            f"{'P(high)':>8}{'P(<=target)':>12}{'MAP risk':>10}",
         ]
-        for row in rec.curve.itertuples(index=False):
-            row = row._asdict()
-            mark = "  <--" if row["dose_mg"] == rec.dose_mg else ""
-            interval = f"[{row['_3']:.1%}, {row['_4']:.1%}]"
-            lines.append(
-                f"  {row['dose_mg']:>8g}{row['dose_mg_kg']:>7.1f}{row['risk_mean']:>11.1%}  "
-                f"{interval:<17}{row['p_high_risk']:>8.2f}{row['p_meets_target']:>12.2f}"
-                f"{row['map_risk']:>10.1%}{mark}"
-            )
-        if plan.timing is not None:
-            t = plan.timing
-            if t.latest_day is None:
-                days = "no candidate day meets the target"
-            elif t.earliest_day == t.latest_day:
-                days = f"only day {t.latest_day:g} meets the target"
-            else:
-                days = (
-                    f"days {t.earliest_day:g} to {t.latest_day:g} meet the target "
-                    f"(latest: day {t.latest_day:g})"
-                )
-            lines.append(f"  timing of {t.dose_mg:g} mg: {days}")
-        lines.append(f"  {'regimen':<22}{'mean risk':>10}  {'95% CrI':<17}{'P(high)':>8}  meets")
-        for row in plan.regimens.table.to_dict(orient="records"):
-            interval = f"[{row['risk_q2.5']:.1%}, {row['risk_q97.5']:.1%}]"
-            lines.append(
-                f"  {row['name']:<22}{row['risk_mean']:>10.1%}  {interval:<17}"
-                f"{row['p_high_risk']:>8.2f}  {'yes' if row['meets_target'] else 'no'}"
-            )
         if plan.trough is not None:
-            tr = plan.trough
-            dose_text = (
-                f"the smallest dose is {tr.dose_mg:g} mg"
-                if tr.dose_feasible
-                else f"not reachable at the cap ({tr.dose_mg:g} mg)"
-            )
-            interval_text = (
-                "no candidate interval meets it"
-                if tr.longest_interval_day is None
-                else f"the longest interval is {tr.longest_interval_day:g} days"
-            )
-            lines.append(
-                f"  trough >= {tr.target_mg_l:g} mg/L with P >= {tr.probability:.0%} "
-                f"({tr.maintenance_doses} infusion(s) from day {request.dose_time_day:g}): "
-                f"every {tr.interval_day:g} days, {dose_text}; with {tr.interval_dose_mg:g} mg, "
-                f"{interval_text}"
-            )
-        if plan.sampling is not None:
-            sa = plan.sampling
-            lines.append(
-                f"  one more sample (now SD of ln(AUC/CL) {sa.current_sd_ln_auc_cl:.2f}; "
-                f"{sa.n_simulations} simulated samples per day):"
-            )
-            lines.append(
-                f"  {'day':>6}{'E[SD] after':>12}{'reduction':>10}{'P(class)':>9}"
-                f"{'P(dose)':>8}{'E|dose change|':>15}"
-            )
-            for row in sa.table.to_dict(orient="records"):
-                mark = "  <-- recommended" if row["time_day"] == sa.recommended_day else ""
-                lines.append(
-                    f"  {row['time_day']:>6g}{row['expected_sd_ln_auc_cl']:>12.3f}"
-                    f"{row['expected_sd_reduction']:>10.0%}{row['p_class_change']:>9.2f}"
-                    f"{row['p_dose_change']:>8.2f}{row['expected_abs_dose_change_mg']:>12.0f} mg"
-                    f"{mark}"
-                )
+            lines += _trough_lines(plan.trough, plan.request)
+        else:
+            lines += _risk_lines(plan)
         for note in plan.to_json()["notes"]:
             lines.append(f"  note: {note}")
         if plan.forecast.status != "ok":
@@ -497,6 +473,162 @@ def format_dosing(plans, spec: ModelSpec) -> str:
             )
         blocks.append("\n".join(lines))
     return "\n".join(blocks)
+
+
+def _dose_range_text(request, weight_kg: float, first_mg: float, cap_mg: float) -> str:
+    return (
+        f"whole {request.vial_mg:g} mg vials from {first_mg:g} mg (minimum "
+        f"{request.min_mg_per_kg:g} mg/kg) to {cap_mg:g} mg (cap {request.max_mg_per_kg:g} "
+        f"mg/kg, {weight_kg:g} kg)"
+    )
+
+
+def _trough_lines(trough, request) -> list[str]:
+    """The trough answer first, then the dose–trough table and a short interval table."""
+    from asuc_bayes.dosing import concentration_text as _mg_l
+
+    table = trough.dose_table
+    lines = [
+        f"  trough target: trough >= {trough.target_mg_l:g} mg/L with P >= "
+        f"{trough.probability:.2f}, {trough.maintenance_doses} infusion(s) every "
+        f"{trough.interval_day:g} days from day {trough.start_day:g} (trough just before the "
+        "next); "
+        + _dose_range_text(
+            request, trough.weight_kg, table["dose_mg"].iloc[0], table["dose_mg"].iloc[-1]
+        ),
+        f"  ANSWER: {trough.answer}",
+        f"  every {trough.interval_day:g} days:",
+        f"  {'dose mg':>8}{'mg/kg':>7}{'median trough':>15}  {'95% CrI (mg/L)':<18}"
+        f"{'P(>=target)':>12}",
+    ]
+    for row in table.to_dict(orient="records"):
+        mark = "  <--" if row["dose_mg"] == trough.dose_mg else ""
+        interval = f"[{_mg_l(row['trough_q2.5'])}, {_mg_l(row['trough_q97.5'])}]"
+        lines.append(
+            f"  {row['dose_mg']:>8g}{row['dose_mg_kg']:>7.1f}{_mg_l(row['trough_q50']):>15}  "
+            f"{interval:<18}{row['p_trough_above_target']:>12.2f}{mark}"
+        )
+    lines.append(f"  with {trough.interval_dose_mg:g} mg:")
+    lines.append(
+        f"  {'interval d':>10}{'median trough':>15}  {'95% CrI (mg/L)':<18}{'P(>=target)':>12}"
+    )
+    for row in _interval_rows(trough):
+        mark = "  <-- longest" if row["interval_day"] == trough.longest_interval_day else ""
+        interval = f"[{_mg_l(row['trough_q2.5'])}, {_mg_l(row['trough_q97.5'])}]"
+        lines.append(
+            f"  {row['interval_day']:>10g}{_mg_l(row['trough_q50']):>15}  {interval:<18}"
+            f"{row['p_trough_above_target']:>12.2f}{mark}"
+        )
+    return lines
+
+
+def _interval_rows(trough) -> list[dict]:
+    """Rows of the interval table worth printing: whole weeks, the asked-for interval and the
+    longest one meeting the target."""
+    keep = {trough.interval_day, trough.longest_interval_day}
+    return [
+        row
+        for row in trough.interval_table.to_dict(orient="records")
+        if row["interval_day"] % 7 == 0 or row["interval_day"] in keep
+    ]
+
+
+def _risk_lines(plan) -> list[str]:
+    rec = plan.recommendation
+    request = rec.request
+    criterion = (
+        f"posterior mean 90-day risk <= {request.target_risk:.0%}"
+        if request.criterion == "mean"
+        else f"P(90-day risk <= {request.target_risk:.0%}) >= {request.probability:.0%}"
+    )
+    risk = rec.risk_90d
+    if not rec.feasible:
+        verdict = "TARGET NOT REACHABLE; at the cap"
+    elif rec.met_at_minimum:
+        verdict = "TARGET ALREADY MET AT THE MINIMUM DOSE; RECOMMENDED"
+    else:
+        verdict = "RECOMMENDED"
+    map_note = (
+        " (target not reachable at the cap)"
+        if not rec.map_feasible
+        else " (the minimum dose; target already met)"
+        if rec.map_met_at_minimum
+        else ""
+    )
+    lines = [
+        f"  criterion: {criterion}; dose at day {request.dose_time_day:g}, "
+        + _dose_range_text(request, rec.weight_kg, rec.curve["dose_mg"].iloc[0], rec.cap_mg),
+        f"  {verdict}: {rec.dose_mg:g} mg ({rec.dose_mg / rec.weight_kg:.1f} mg/kg): "
+        f"risk {risk['mean']:.1%} [95% CrI {risk['q2.5']:.1%}, {risk['q97.5']:.1%}], "
+        f"P(risk <= target) {rec.p_meets_target:.2f}, P(high risk) {rec.p_high_risk:.2f}",
+        f"  MAP (published tool): {rec.map_dose_mg:g} mg "
+        f"({rec.map_dose_mg / rec.weight_kg:.1f} mg/kg), MAP risk {rec.map_risk_90d:.1%}"
+        + map_note,
+        f"  {'dose mg':>8}{'mg/kg':>7}{'mean risk':>11}  {'95% CrI':<17}"
+        f"{'P(high)':>8}{'P(<=target)':>12}{'MAP risk':>10}",
+    ]
+    for row in rec.curve.to_dict(orient="records"):
+        mark = "  <--" if row["dose_mg"] == rec.dose_mg else ""
+        interval = f"[{row['risk_q2.5']:.1%}, {row['risk_q97.5']:.1%}]"
+        lines.append(
+            f"  {row['dose_mg']:>8g}{row['dose_mg_kg']:>7.1f}{row['risk_mean']:>11.1%}  "
+            f"{interval:<17}{row['p_high_risk']:>8.2f}{row['p_meets_target']:>12.2f}"
+            f"{row['map_risk']:>10.1%}{mark}"
+        )
+    if plan.timing is not None:
+        lines.append(_timing_line(plan.timing))
+    lines.append(f"  {'regimen':<22}{'mean risk':>10}  {'95% CrI':<17}{'P(high)':>8}  meets")
+    for row in plan.regimens.table.to_dict(orient="records"):
+        interval = f"[{row['risk_q2.5']:.1%}, {row['risk_q97.5']:.1%}]"
+        lines.append(
+            f"  {row['name']:<22}{row['risk_mean']:>10.1%}  {interval:<17}"
+            f"{row['p_high_risk']:>8.2f}  {'yes' if row['meets_target'] else 'no'}"
+        )
+    if plan.sampling is not None:
+        lines += _sampling_lines(plan.sampling)
+    return lines
+
+
+def _timing_line(timing) -> str:
+    if timing.latest_day is None:
+        days = "no candidate day meets the target"
+    elif timing.earliest_day == timing.latest_day:
+        days = f"only day {timing.latest_day:g} meets the target"
+    else:
+        days = (
+            f"days {timing.earliest_day:g} to {timing.latest_day:g} meet the target "
+            f"(latest: day {timing.latest_day:g})"
+        )
+    return f"  the same {timing.dose_mg:g} mg infused on another day: {days}"
+
+
+def _sampling_lines(sampling) -> list[str]:
+    if sampling.recommended_day is None:
+        verdict = "no candidate day leaves time for the result before the decision"
+    else:
+        verdict = f"recommended day {sampling.recommended_day:g}"
+    lines = [
+        f"  one more sample (now SD of ln(AUC/CL) {sampling.current_sd_ln_auc_cl:.2f}; "
+        f"{sampling.n_simulations} simulated samples per day; assay turnaround "
+        f"{sampling.turnaround_day:g} day(s), so the latest useful sampling day is "
+        f"{sampling.latest_useful_day:g}): {verdict}",
+        f"  {'day':>6}{'E[SD] after':>12}{'reduction':>10}{'P(class)':>9}"
+        f"{'P(dose)':>8}{'E|dose change|':>15}",
+    ]
+    for row in sampling.table.to_dict(orient="records"):
+        if row["time_day"] == sampling.recommended_day:
+            mark = "  <-- recommended"
+        elif not row["result_in_time"]:
+            mark = "  (result too late)"
+        else:
+            mark = ""
+        lines.append(
+            f"  {row['time_day']:>6g}{row['expected_sd_ln_auc_cl']:>12.3f}"
+            f"{row['expected_sd_reduction']:>10.0%}{row['p_class_change']:>9.2f}"
+            f"{row['p_dose_change']:>8.2f}{row['expected_abs_dose_change_mg']:>12.0f} mg"
+            f"{mark}"
+        )
+    return lines
 
 
 def format_sensitivity(results, spec: ModelSpec) -> str:

@@ -4,8 +4,9 @@ patient; the pre-posterior sampling analysis <= 30 s for 8 candidate days).
 For every bundled example patient whose day-14 decision follows its last sample: the warm
 forecast (the posterior the decisions reuse) and the MAP are timed as baselines in the same
 run, then the recommendation (curve + MAP recommendation), the full plan without sampling
-analysis (recommendation, timing search, regimen table, trough mode), and the pre-posterior
-analysis for 8 candidate days (400 simulated samples per day, 4000 posterior draws).
+analysis (risk mode: recommendation, timing search, regimen table; plus the trough-mode plan),
+and the pre-posterior analysis for 8 candidate days (400 simulated samples per day, 4000
+posterior draws).
 
 Usage: ``python benchmarks/bench_dosing.py [--criterion mean|probability] [--repeats 5]``.
 """
@@ -30,8 +31,10 @@ from asuc_bayes.dosing import (
 )
 from asuc_bayes.forecast import forecaster_for
 
-#: The full plan: recommendation, timing search, regimen table and the trough mode.
-OPTIONS = PlanOptions(trough_target_mg_l=3.0)
+#: The full plan: the risk mode (recommendation, timing search, regimen table), then the
+#: trough mode (a plan of its own).
+OPTIONS = PlanOptions()
+TROUGH_OPTIONS = PlanOptions(trough_target_mg_l=3.0)
 
 
 def _best_of(function, repeats: int) -> float:
@@ -65,7 +68,13 @@ def main() -> None:
         t_forecast = _best_of(lambda p=patient: forecaster.forecast(p, random_seed=1), 2)
         t_map = _best_of(lambda p=patient: forecaster.map_estimate(p), args.repeats)
         t_recommend = _best_of(lambda f=forecast: recommend_dose(f, request), args.repeats)
-        t_plan = _best_of(lambda f=forecast: plan_dosing(f, request, OPTIONS), args.repeats)
+        t_plan = _best_of(
+            lambda f=forecast: (
+                plan_dosing(f, request, OPTIONS),
+                plan_dosing(f, request, TROUGH_OPTIONS),
+            ),
+            args.repeats,
+        )
         # 8 candidate days after the last sample (the cost does not depend on which days).
         last = patient.obs_time_day.max() if patient.observations else 0.0
         days = last + np.linspace(0.5, 8.0, 8)

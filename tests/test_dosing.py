@@ -22,6 +22,7 @@ from asuc_bayes.dosing import (
     PlanOptions,
     check_request,
     compare_regimens,
+    default_sampling_days,
     infusion_timing,
     plan_dosing,
     recommend_dose,
@@ -32,6 +33,7 @@ from asuc_bayes.dosing import (
 from asuc_bayes.forecast import PatientForecast, SamplerSettings, derived_quantities, patient_seed
 from asuc_bayes.grid import derived_on_grid, grid_posterior, observation_log_likelihood
 from asuc_bayes.kernels import concentration
+from asuc_bayes.report import format_dosing
 from asuc_bayes.simulate import add_residual_error
 
 from conftest import INFUSION_DAY, REFERENCE_PATIENTS
@@ -61,6 +63,12 @@ def _risk_with_dose(result: PatientForecast, dose_mg: float, day: float = 14.0) 
     return derived_quantities(result.spec, patient, _eta_draws(result))["risk_90d"]
 
 
+def _vial_range(request: DosingRequest, weight_kg: float) -> tuple[int, int]:
+    """(first, last) whole-vial counts: the minimum rounded up, the cap rounded down."""
+    first = math.ceil(request.min_mg_per_kg * weight_kg / request.vial_mg - 1e-9)
+    return first, math.floor(request.max_mg_per_kg * weight_kg / request.vial_mg + 1e-9)
+
+
 def _meets(risk: np.ndarray, request: DosingRequest) -> bool:
     if request.criterion == "mean":
         return bool(risk.mean() <= request.target_risk)
@@ -85,12 +93,18 @@ def test_recommended_dose_meets_criterion_and_one_vial_less_does_not(
     rec = recommend_dose(result, request)
     assert rec.monotone
     assert rec.dose_mg % request.vial_mg == 0
+    first, cap = _vial_range(request, result.patient.weight_kg)
+    # Never below the minimum (5 mg/kg by default), never 0 mg.
+    assert rec.dose_mg >= request.min_mg_per_kg * result.patient.weight_kg > 0
     if rec.feasible:
         assert _meets(_risk_with_dose(result, rec.dose_mg), request)
-        if rec.dose_mg > 0:
-            assert not _meets(_risk_with_dose(result, rec.dose_mg - request.vial_mg), request)
+        less = _meets(_risk_with_dose(result, rec.dose_mg - request.vial_mg), request)
+        assert rec.met_at_minimum == (rec.dose_mg == first * request.vial_mg)
+        if not rec.met_at_minimum:
+            assert not less
+        else:
+            assert any("already met at the minimum dose" in note for note in rec.notes)
     else:
-        cap = math.floor(request.max_mg_per_kg * result.patient.weight_kg / request.vial_mg)
         assert rec.dose_mg == cap * request.vial_mg
         assert not _meets(_risk_with_dose(result, rec.dose_mg), request)
         assert any("not met at the cap" in note for note in rec.notes)
@@ -112,10 +126,12 @@ def test_map_recommendation_matches_brute_force_on_the_map(name, forecasts):
     result = forecasts[name]
     rec = recommend_dose(result)
     eta_map = result.tree["point_estimates"]["eta"].sel(estimate="map").values
-    for vials in range(len(rec.curve)):
+    first, cap = _vial_range(rec.request, result.patient.weight_kg)
+    assert len(rec.curve) == cap - first + 1
+    for row, vials in enumerate(range(first, cap + 1)):
         patient = with_dose(result.patient, 14.0, 100.0 * vials, INFUSION_DAY)
         risk = float(derived_quantities(result.spec, patient, eta_map)["risk_90d"])
-        assert rec.curve["map_risk"][vials] == pytest.approx(risk, rel=1e-9)
+        assert rec.curve["map_risk"][row] == pytest.approx(risk, rel=1e-9)
         if risk <= 0.2:
             assert rec.map_dose_mg == 100.0 * vials
             break
@@ -127,9 +143,9 @@ def _grid_recommendation(spec, patient, request, n_points=201):
     """Recommendation from the exact quadrature posterior: independent of the draws."""
     grid = grid_posterior(spec, patient, n_points=n_points)
     mesh = np.meshgrid(grid.eta_cl, grid.eta_v, indexing="ij")
-    n_vials = math.floor(request.max_mg_per_kg * patient.weight_kg / request.vial_mg)
+    first_vials, n_vials = _vial_range(request, patient.weight_kg)
     values = []
-    for vials in range(n_vials + 1):
+    for vials in range(first_vials, n_vials + 1):
         modified = with_dose(patient, 14.0, vials * request.vial_mg, INFUSION_DAY)
         at_dose = replace(grid, derived=derived_on_grid(spec, modified, *mesh))
         if request.criterion == "mean":
@@ -141,8 +157,8 @@ def _grid_recommendation(spec, patient, request, n_points=201):
         meets = values <= request.target_risk
     else:
         meets = values >= request.probability
-    first = int(np.argmax(meets)) if meets.any() else None
-    return first, values
+    first = first_vials + int(np.argmax(meets)) if meets.any() else None
+    return first, values, first_vials
 
 
 @pytest.mark.parametrize("name", DOSING_PATIENTS)
@@ -151,7 +167,7 @@ def test_recommendation_agrees_with_the_exact_grid_posterior(name, request_index
     request = REQUESTS[request_index]
     result = forecasts[name]
     rec = recommend_dose(result, request)
-    first, values = _grid_recommendation(result.spec, result.patient, request)
+    first, values, offset = _grid_recommendation(result.spec, result.patient, request)
     ours = round(rec.dose_mg / request.vial_mg) if rec.feasible else None
     if ours == first:
         return
@@ -162,10 +178,10 @@ def test_recommendation_agrees_with_the_exact_grid_posterior(name, request_index
     if request.criterion == "mean":
         risk = _risk_with_dose(result, disputed * request.vial_mg)
         tolerance = 4 * risk.std() / math.sqrt(risk.size / 2)  # ESS ~ draws/2 for NUTS
-        assert abs(values[disputed] - request.target_risk) <= tolerance
+        assert abs(values[disputed - offset] - request.target_risk) <= tolerance
     else:
         p = request.probability
-        assert abs(values[disputed] - p) <= 4 * math.sqrt(p * (1 - p) / 5000)
+        assert abs(values[disputed - offset] - p) <= 4 * math.sqrt(p * (1 - p) / 5000)
 
 
 def test_monotonicity_is_checked_not_assumed(forecasts):
@@ -237,29 +253,142 @@ def test_regimen_table_against_hand_built_regimens(forecasts):
     assert table.loc["recommended", "risk_mean"] == pytest.approx(rec.risk_90d["mean"], rel=1e-9)
 
 
-def test_trough_dose_and_interval_against_the_concentration_kernel(forecasts):
-    result = forecasts["one_sample"]
-    request = DosingRequest(dose_time_day=14.0, probability=0.8, max_mg_per_kg=40.0)
-    plan = trough_targets(result, 3.0, interval_day=21.0, request=request)
-    patient = result.patient
+def _direct_troughs(result, start, dose_mg, interval, maintenance_doses=1) -> np.ndarray:
+    """Per-draw trough through the concentration kernel on the full regimen: the doses before
+    ``start`` as given, then ``maintenance_doses`` infusions of ``dose_mg`` every ``interval``."""
+    given = [d for d in result.patient.doses if d.time_day < start]
+    planned = [start + k * interval for k in range(maintenance_doses)]
+    times = np.array([d.time_day for d in given] + planned)
+    amounts = np.array([d.amount_mg for d in given] + [dose_mg] * maintenance_doses)
     posterior = result.tree["posterior"]
     cl, v = posterior["cl"].values.ravel(), posterior["v"].values.ravel()
+    trough_day = np.array([start + maintenance_doses * interval])
+    return concentration(trough_day, times, amounts, np.full(times.size, INFUSION_DAY), cl, v)[:, 0]
 
-    def p_trough(dose_mg: float, interval: float) -> float:
-        times = np.array([0.0, 14.0])  # the day-0 dose as given, then the chosen one
-        amounts = np.array([patient.doses[0].amount_mg, dose_mg])
-        c = concentration(
-            np.array([14.0 + interval]), times, amounts, np.full(2, INFUSION_DAY), cl, v
-        )[:, 0]
-        return float((c >= 3.0).mean())
 
-    assert plan.dose_feasible
-    assert p_trough(plan.dose_mg, 21.0) >= 0.8
-    assert p_trough(plan.dose_mg - 100.0, 21.0) < 0.8
-    assert plan.longest_interval_day is not None and plan.longest_interval_day >= 21.0
-    assert p_trough(plan.interval_dose_mg, plan.longest_interval_day) >= 0.8
-    assert p_trough(plan.interval_dose_mg, plan.longest_interval_day + 1.0) < 0.8
-    assert any("replaced by the maintenance schedule" in n for n in plan.notes)  # day 42
+def _check_dose_table(result, plan, start, interval, maintenance_doses=1) -> list[float]:
+    """Every row of the dose–trough table against the kernel; returns P(trough >= target)."""
+    probabilities = []
+    for row in plan.dose_table.to_dict(orient="records"):
+        troughs = _direct_troughs(result, start, row["dose_mg"], interval, maintenance_doses)
+        for label, q in (("2.5", 0.025), ("50", 0.5), ("97.5", 0.975)):
+            assert row[f"trough_q{label}"] == pytest.approx(np.quantile(troughs, q), rel=1e-9)
+        p = float((troughs >= plan.target_mg_l).mean())
+        assert row["p_trough_above_target"] == pytest.approx(p, abs=1e-12)
+        probabilities.append(p)
+    return probabilities
+
+
+def test_trough_reachable_dose_and_interval_against_the_concentration_kernel(forecasts):
+    result = forecasts["one_sample"]  # 63 kg; 600 mg at 0, 14, 42; sample at day 7
+    request = DosingRequest(dose_time_day=14.0, probability=0.8, max_mg_per_kg=40.0)
+    plan = trough_targets(result, 10.0, interval_day=28.0, request=request)
+    first, cap = _vial_range(request, 63.0)
+    assert list(plan.dose_table["dose_mg"]) == [100.0 * n for n in range(first, cap + 1)]
+    probabilities = _check_dose_table(result, plan, 14.0, 28.0)
+    meets = [p >= 0.8 for p in probabilities]
+    assert plan.status == "reachable" and plan.dose_feasible  # neither the minimum nor none
+    assert plan.dose_mg == plan.dose_table["dose_mg"][meets.index(True)]
+    assert not meets[0] and plan.dose_mg > 100.0 * first
+    troughs = _direct_troughs(result, 14.0, plan.dose_mg, 28.0)
+    assert plan.trough_mg_l["q50"] == pytest.approx(np.median(troughs), rel=1e-9)
+    # The longest interval with that dose: met at it, not one day longer.
+    longest = plan.longest_interval_day
+    assert longest is not None and longest >= 28.0
+    assert (_direct_troughs(result, 14.0, plan.dose_mg, longest) >= 10.0).mean() >= 0.8
+    assert (_direct_troughs(result, 14.0, plan.dose_mg, longest + 1.0) >= 10.0).mean() < 0.8
+    assert plan.answer.startswith(f"{plan.dose_mg:g} mg")
+    assert f"the longest interval reaching the target is {longest:g} days" in plan.answer
+    assert any(
+        "replaces the planned infusions" in n and "600 mg at day 42" in n for n in plan.notes
+    )
+
+
+def test_trough_not_reachable_at_the_cap_says_what_the_cap_achieves(forecasts):
+    result = forecasts["one_sample"]
+    request = DosingRequest(dose_time_day=42.0, probability=0.8)  # cap 20 mg/kg: 1200 mg
+    plan = trough_targets(result, 10.0, interval_day=56.0, request=request)
+    probabilities = _check_dose_table(result, plan, 42.0, 56.0)
+    assert max(probabilities) < 0.8  # the kernel agrees: no dose up to the cap reaches it
+    assert plan.status == "not_reachable" and not plan.dose_feasible
+    assert plan.dose_mg == 1200.0 == plan.interval_dose_mg
+    at_cap = _direct_troughs(result, 42.0, 1200.0, 56.0)
+    assert plan.p_trough_above_target == pytest.approx((at_cap >= 10.0).mean(), abs=1e-12)
+    assert plan.trough_mg_l["q97.5"] == pytest.approx(np.quantile(at_cap, 0.975), rel=1e-9)
+    # The interval the cap needs: brute force over the same candidates (7-84 days).
+    meeting = [
+        interval
+        for interval in range(7, 85)
+        if (_direct_troughs(result, 42.0, 1200.0, float(interval)) >= 10.0).mean() >= 0.8
+    ]
+    assert meeting and plan.longest_interval_day == max(meeting)
+    assert plan.answer.startswith("Not reachable at the cap: 1200 mg (19.0 mg/kg)")
+    assert f"longest interval reaching the target is {max(meeting)} days" in plan.answer
+    # The text output leads with that answer; no risk sections, no "0 mg".
+    plan_text = format_dosing([plan_dosing(result, request, _trough_options(10.0))], result.spec)
+    assert "ANSWER: Not reachable at the cap" in plan_text
+    for absent in ("RECOMMENDED", "mean risk", "timing of", " 0 mg", "MAP", "is the one chosen"):
+        assert absent not in plan_text, absent
+    assert "median trough" in plan_text and "P(>=target)" in plan_text
+
+
+def test_trough_target_met_at_the_minimum_dose(forecasts):
+    result = forecasts["one_sample"]
+    request = DosingRequest(dose_time_day=14.0, min_mg_per_kg=5.0)
+    plan = trough_targets(result, 0.5, interval_day=21.0, request=request)
+    probabilities = _check_dose_table(result, plan, 14.0, 21.0)
+    assert probabilities[0] >= 0.8
+    assert plan.status == "met_at_minimum" and plan.dose_mg == 400.0  # 315 mg rounded up
+    assert plan.answer.startswith("The target is already met at the minimum dose: 400 mg")
+    assert plan.longest_interval_day >= 21.0
+
+
+def _trough_options(target: float) -> PlanOptions:
+    return PlanOptions(trough_target_mg_l=target, trough_interval_day=56.0)
+
+
+def test_minimum_dose_is_never_undercut_and_never_zero(forecasts):
+    """A target every dose meets: the minimum is recommended (with a note), never 0 mg; the
+    MAP recommendation too; a minimum that no whole-vial dose under the cap satisfies is an
+    error naming the options."""
+    result = forecasts["one_sample"]
+    rec = recommend_dose(result, DosingRequest(target_risk=0.9, min_mg_per_kg=3.0))
+    assert rec.feasible and rec.met_at_minimum and rec.map_met_at_minimum
+    assert rec.dose_mg == rec.map_dose_mg == 200.0  # 3 mg/kg x 63 kg = 189 mg -> 2 vials
+    assert rec.curve["dose_mg"].min() == 200.0
+    entry = rec.to_json()
+    assert entry["recommended"]["met_at_minimum"] and entry["dose_range_mg"] == [200.0, 1200.0]
+    text = format_dosing([plan_dosing(result, rec.request)], result.spec)
+    assert "TARGET ALREADY MET AT THE MINIMUM DOSE" in text and " 0 mg" not in text
+    with pytest.raises(DosingError, match=r"no whole-vial dose.*--min-mg-kg"):
+        check_request(result.patient, result.spec, DosingRequest(min_mg_per_kg=5, max_mg_per_kg=5))
+
+
+def test_sampling_day_must_leave_time_for_the_assay_result(forecasts):
+    """Day 13.9 is the most informative candidate before a day-14 dose, but its result (1 day
+    turnaround) arrives after that dose: day 13 is recommended instead."""
+    result = forecasts["no_sample"]
+    days = [1.0, 7.0, 13.0, 13.9]
+    instant = sampling_value(result, days, n_simulations=200, turnaround_day=0.0)
+    assert instant.recommended_day == 13.9
+    assert instant.table["result_in_time"].all()
+    late = sampling_value(result, days, n_simulations=200, turnaround_day=1.0)
+    assert late.latest_useful_day == 13.0
+    assert list(late.table["result_in_time"]) == [True, True, True, False]
+    in_time = late.table[late.table["result_in_time"]]
+    assert late.recommended_day == in_time["time_day"][in_time["expected_sd_reduction"].idxmax()]
+    assert late.recommended_day != 13.9
+    assert any("arrives after the dose at day 14" in note for note in late.notes)
+    entry = late.to_json()
+    assert entry["latest_useful_day"] == 13.0 and entry["turnaround_days"] == 1.0
+    # Nothing in time: no recommendation, and the output says why.
+    none = sampling_value(result, [13.5, 13.9], n_simulations=50, turnaround_day=1.0)
+    assert none.recommended_day is None
+    assert "no candidate day leaves time" in "\n".join(
+        format_dosing([replace(plan_dosing(result), sampling=none)], result.spec).splitlines()
+    )
+    # The default candidate days end at the latest useful day.
+    assert default_sampling_days(result.patient, DosingRequest(), turnaround_day=2.0).max() == 12.0
 
 
 @pytest.fixture(scope="module")
@@ -327,7 +456,9 @@ def test_sampling_value_against_an_exact_grid_preposterior(name, day, forecasts,
 
 
 def test_sampling_value_recommends_the_most_informative_day(forecasts):
-    analysis = sampling_value(forecasts["no_sample"], [1.0, 7.0, 13.9], n_simulations=200)
+    analysis = sampling_value(
+        forecasts["no_sample"], [1.0, 7.0, 13.9], n_simulations=200, turnaround_day=0.0
+    )
     table = analysis.table
     best = table["time_day"][table["expected_sd_reduction"].idxmax()]
     assert analysis.recommended_day == best
@@ -339,9 +470,10 @@ def test_plan_json_contract_and_tree_round_trip(forecasts, tmp_path):
     plan = plan_dosing(
         forecasts["one_sample"],
         DosingRequest(criterion="probability"),
-        PlanOptions(trough_target_mg_l=3.0, sample_days=(10.0, 13.9), n_simulations=100),
+        PlanOptions(sample_days=(10.0, 13.0), n_simulations=100),
     )
     entry = json.loads(json.dumps(plan.to_json()))
+    assert entry["mode"] == "risk" and entry["min_mg_kg"] == 5.0
     for key in ("id", "target_risk", "criterion", "feasible", "recommended", "map_recommended"):
         assert key in entry
     assert set(entry["recommended"]) >= {
@@ -360,7 +492,8 @@ def test_plan_json_contract_and_tree_round_trip(forecasts, tmp_path):
         "risk_q97.5",
         "p_high_risk",
     }
-    assert {"timing", "regimens", "trough", "next_sample", "status", "diagnostics"} <= set(entry)
+    assert {"timing", "regimens", "next_sample", "status", "diagnostics"} <= set(entry)
+    assert "trough" not in entry
     path = tmp_path / "dosing.nc"
     plan.to_tree().to_netcdf(path, engine="h5netcdf")
     loaded = xr.load_datatree(path, engine="h5netcdf")
@@ -369,6 +502,25 @@ def test_plan_json_contract_and_tree_round_trip(forecasts, tmp_path):
     )
     assert loaded["dosing"].attrs["recommended_dose_mg"] == plan.recommendation.dose_mg
     assert loaded["dosing/sampling"].sizes["candidate_sample_day"] == 2
+    # Trough mode: the trough plan alone, no risk recommendation.
+    trough = plan_dosing(forecasts["one_sample"], DosingRequest(), _trough_options(3.0))
+    entry = json.loads(json.dumps(trough.to_json()))
+    assert entry["mode"] == "trough" and "recommended" not in entry and "curve" not in entry
+    assert entry["trough"]["status"] in ("reachable", "met_at_minimum", "not_reachable")
+    assert entry["trough"]["answer"] == trough.trough.answer
+    assert set(entry["trough"]["for_interval"]["curve"][0]) >= {
+        "dose_mg",
+        "dose_mg_kg",
+        "trough_q2.5",
+        "trough_q50",
+        "trough_q97.5",
+        "p_trough_above_target",
+        "meets_target",
+    }
+    trough.to_tree().to_netcdf(tmp_path / "trough.nc", engine="h5netcdf")
+    loaded = xr.load_datatree(tmp_path / "trough.nc", engine="h5netcdf")
+    assert loaded["dosing"].attrs["trough_status"] == trough.trough.status
+    assert "dosing/curve" not in loaded
 
 
 @pytest.mark.parametrize(
@@ -383,6 +535,12 @@ def test_plan_json_contract_and_tree_round_trip(forecasts, tmp_path):
         ({"vial_mg": 0.0}, "--vial-mg"),
         ({"max_mg_per_kg": -1.0}, "--max-mg-kg"),
         ({"dose_time_day": -2.0}, "--dose-time"),
+        ({"min_mg_per_kg": 0.0}, "--min-mg-kg"),
+        ({"min_mg_per_kg": -5.0}, "--min-mg-kg"),
+        ({"min_mg_per_kg": float("nan")}, "--min-mg-kg"),
+        ({"min_mg_per_kg": float("inf")}, "--min-mg-kg"),
+        ({"min_mg_per_kg": True}, "--min-mg-kg"),
+        ({"min_mg_per_kg": 25.0}, "--min-mg-kg"),  # above the 20 mg/kg cap
     ],
 )
 def test_bad_requests_name_the_option(options, message):
@@ -398,6 +556,10 @@ def test_bad_requests_name_the_option(options, message):
         ({"trough_target_mg_l": -1.0}, "--trough-target"),
         ({"trough_target_mg_l": 5.0, "maintenance_doses": 0}, "--maintenance-doses"),
         ({"timing_days": ()}, "--timing-days"),
+        ({"turnaround_day": -1.0}, "--turnaround-days"),
+        ({"turnaround_day": float("nan")}, "--turnaround-days"),
+        ({"trough_target_mg_l": 5.0, "next_sample": True}, "--next-sample"),
+        ({"trough_target_mg_l": 5.0, "timing_days": (7.0,)}, "--timing-days"),
     ],
 )
 def test_bad_plan_options_name_the_option(options, message):
@@ -411,7 +573,7 @@ def test_patient_level_request_errors(spec):
         check_request(sampled_late, spec, DosingRequest())
     light = replace(REFERENCE_PATIENTS["no_sample"], weight_kg=40.0)
     with pytest.raises(DosingError, match="below one vial"):
-        check_request(light, spec, DosingRequest(max_mg_per_kg=2.0))
+        check_request(light, spec, DosingRequest(max_mg_per_kg=2.0, min_mg_per_kg=1.0))
     with pytest.raises(DosingError, match="overlap the infusion at day 14"):
         check_request(REFERENCE_PATIENTS["no_sample"], spec, DosingRequest(dose_time_day=14.05))
     with pytest.raises(DosingError, match="must not precede the last sample"):
@@ -472,32 +634,44 @@ def test_cli_optimize_json_and_errors(capsys):
     assert "START:END[:STEP]" in capsys.readouterr().err
 
 
-def test_cli_optimize_table_with_all_sections(capsys):
-    code = main(
-        [
-            "optimize",
-            "--example",
-            "--id",
-            "P05",
-            "--draws",
-            "500",
-            "--trough-target",
-            "3",
-            "--sample-days",
-            "7,13.9",
-            "--n-simulations",
-            "100",
-        ]
-    )
+def test_cli_optimize_table_with_all_sections(capsys, tmp_path):
+    common = ["optimize", "--example", "--id", "P05", "--draws", "500"]
+    code = main([*common, "--sample-days", "7,13,13.9", "--n-simulations", "100"])
     out = capsys.readouterr().out
     assert code == 0
     for text in (
         "RECOMMENDED",
         "MAP (published tool)",
-        "timing of",
+        "infused on another day",
         "standard_5",
-        "trough >= 3 mg/L",
         "one more sample",
+        "latest useful sampling day is 13",
         "<-- recommended",
+        "(result too late)",
     ):
         assert text in out, text
+    report = tmp_path / "trough.html"
+    code = main([*common, "--trough-target", "3", "--seed", "11", "--report", str(report)])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "ANSWER: " in out and "trough target: trough >= 3 mg/L" in out
+    assert "mean risk" not in out and "regimen" not in out
+    document = report.read_text(encoding="utf-8")
+    assert "Maintenance dose to a trough target" in document
+    assert '<dd class="seed">11 ' in document
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--min-mg-kg", "0"], "--min-mg-kg"),
+        (["--min-mg-kg", "nan"], "--min-mg-kg"),
+        (["--min-mg-kg", "30"], "--min-mg-kg"),
+        (["--turnaround-days", "-1"], "--turnaround-days"),
+        (["--trough-target", "3", "--next-sample"], "--next-sample"),
+    ],
+)
+def test_cli_optimize_rejects_bad_dose_range_and_turnaround(options, message, capsys):
+    assert main(["optimize", "--example", "--id", "P01", *options]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

@@ -198,6 +198,98 @@ def test_dose_risk_figure_from_the_dosing_json_contract():
     assert "recommended 500 mg" in labels and "MAP recommendation 400 mg" in labels
 
 
+def _marker(ax, gid: str):
+    (line,) = [line for line in ax.get_lines() if line.get_gid() == gid]
+    (label,) = [text for text in ax.texts if text.get_gid() == f"{gid}-label"]
+    return line, label
+
+
+@pytest.mark.parametrize("map_dose", [400.0, 1200.0])
+def test_dose_risk_figure_draws_the_map_recommendation_inside_the_axes(map_dose):
+    """The MAP recommendation at the first (or last) dose of the curve used to be drawn on
+    the axis frame: it must lie inside the x limits by a visible margin, dashed and in
+    another colour than the recommendation, and labelled."""
+    doses = np.arange(400.0, 1300.0, 100.0)
+    recommendation = {
+        "target_risk": 0.2,
+        "feasible": True,
+        "recommended": {"dose_mg": 600.0, "time_day": 14.0},
+        "map_recommended": {"dose_mg": map_dose, "feasible": True},
+        "curve": [
+            {"dose_mg": d, "risk_mean": 0.1, "risk_q2.5": 0.05, "risk_q97.5": 0.2, "p_high_risk": 0}
+            for d in doses
+        ],
+    }
+    (ax,) = dose_risk_figure(recommendation).axes
+    low, high = ax.get_xlim()
+    step = 100.0
+    map_line, map_label = _marker(ax, "map-recommended-dose")
+    chosen_line, chosen_label = _marker(ax, "recommended-dose")
+    assert list(map_line.get_xdata()) == [map_dose, map_dose]
+    assert low + 0.4 * step <= map_dose <= high - 0.4 * step
+    assert low <= doses.min() - 0.4 * step and high >= doses.max() + 0.4 * step
+    assert map_line.get_linestyle() != chosen_line.get_linestyle() == "-"
+    assert map_line.get_color() != chosen_line.get_color()
+    assert map_line.get_linewidth() >= 1.5
+    assert map_label.get_text().strip() == f"MAP recommendation {map_dose:g} mg"
+    assert chosen_label.get_text().strip() == "recommended 600 mg"
+    assert ax.get_xlabel() == "dose at day 14 (mg)"
+
+
+def _clinician_text(document: str) -> str:
+    """The page without its style sheet and embedded images: what a clinician reads."""
+    document = re.sub(r"<style>.*?</style>", "", document, flags=re.S)
+    return re.sub(r"base64,[A-Za-z0-9+/=]+", "", document)
+
+
+def test_report_speaks_to_clinicians_and_shows_the_users_seed(capsys, tmp_path):
+    """P02 was sampled at day 20, after the default day-14 dose: the report says why there is
+    no recommendation without naming a command-line option; the seed given is shown."""
+    target = tmp_path / "p02.html"
+    code = main(
+        [
+            "forecast",
+            "--example",
+            "--id",
+            "P02",
+            "--seed",
+            "7",
+            "--draws",
+            "300",
+            "--report",
+            str(target),
+        ]
+    )
+    assert code == EXIT_OK, capsys.readouterr().err
+    text = _clinician_text(target.read_text(encoding="utf-8"))
+    assert re.search(r"--[a-z]", text) is None, re.findall(r".{40}--[a-z].{20}", text)
+    assert "No dose recommendation" in text and "a later infusion (day ≥ 20)" in text
+    (seed,) = re.findall(r'<dd class="seed">(.*?)</dd>', text, flags=re.S)
+    assert seed.startswith("7 ")
+    from asuc_bayes.forecast import patient_seed
+
+    derived = str(patient_seed(7, "P02"))
+    assert derived in seed and text.count(derived) == 1  # only as the technical detail
+
+
+def test_report_trough_section_from_a_trough_plan(blq_forecast):
+    from asuc_bayes.dosing import DosingRequest, PlanOptions, plan_dosing
+
+    plan = plan_dosing(
+        blq_forecast, DosingRequest(), PlanOptions(trough_target_mg_l=5.0, trough_interval_day=28.0)
+    )
+    entry = plan.to_json()
+    document = patient_report_html(blq_forecast, dosing=entry, random_seed=3)
+    text = _clinician_text(document)
+    assert "Maintenance dose to a trough target" in text
+    assert html.escape(plan.trough.answer) in text
+    assert "target risk" not in text and "Recommended dose" not in text
+    (table,) = re.findall(r'<table class="trough-doses">(.*?)</table>', text, flags=re.S)
+    assert table.count("<tr") == len(plan.trough.dose_table) + 1
+    assert re.search(r"--[a-z]", text) is None
+    assert len(_images(document)) == 3  # concentration, ln ratio, dose-trough
+
+
 @pytest.mark.parametrize("bimodal", [False, True])
 def test_binned_density_matches_scipys_gaussian_kde(bimodal):
     import scipy.stats
