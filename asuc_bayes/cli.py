@@ -354,7 +354,7 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
         "--input",
         metavar="COLUMNS",
         help="$INPUT-style column list for a file whose header differs or is absent, e.g. "
-        "\"ID TIME AMT RATE WT CRP DV EVID CMT MDV\" (NAME=DROP or DROP for unused columns)",
+        '"ID TIME AMT RATE WT CRP DV EVID CMT MDV" (NAME=DROP or DROP for unused columns)',
     )
     layout.add_argument(
         "--time-unit",

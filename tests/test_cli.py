@@ -109,7 +109,7 @@ def test_bad_data_exits_2_naming_patient_row_and_field(capsys, tmp_path):
     assert out == ""
     assert "A1" in err
     assert "AMT" in err
-    assert "row 4" in err  # the CSV line of the bad dose (header is line 1)
+    assert "row 5" in err  # the CSV line of the bad dose (header is line 1)
 
 
 def test_broken_model_file_exits_2(capsys, tmp_path, patient_csv):

@@ -314,7 +314,7 @@ def test_steady_state_is_kept_but_refused_by_the_current_engine(tmp_path):
     with raises("row 2, field SS", "write the doses out explicitly"):
         _ = patient.dose_time_day  # the arrays every forecasting path reads refuse it
     # batch runs keep the other patients
-    both = rows + ["P2,0,1,600,.,.,.,1,1,.,63,45,.", "P2,7,0,.,.,.,.,1,0,25,63,45,."]
+    both = [*rows, "P2,0,1,600,.,.,.,1,1,.,63,45,.", "P2,7,0,.,.,.,.,1,0,25,63,45,."]
     patient_set = read_patients(write(tmp_path, both), collect_errors=True)
     assert patient_set.ids == ("P2",)
     assert patient_set.errors[0].patient_id == "P1" and patient_set.errors[0].field == "SS"

@@ -162,7 +162,10 @@ def datetime_seconds(text: str) -> int:
         raise ValueError(
             f"{text!r} is not an ISO date-time YYYY-MM-DDTHH:MM[:SS] (local time, no zone)"
         )
-    return _epoch_seconds(datetime.fromisoformat(text))
+    try:
+        return _epoch_seconds(datetime.fromisoformat(text))
+    except ValueError as exc:
+        raise ValueError(f"{text!r} is not a valid date-time ({exc})") from None
 
 
 def _date(text: str, date_format: str | None) -> int:
@@ -172,7 +175,10 @@ def _date(text: str, date_format: str | None) -> int:
                 f"DATE {text!r} is not an ISO date YYYY-MM-DD; other orders are ambiguous "
                 "(day/month) and need date_format, e.g. '%d/%m/%Y'"
             )
-        return _epoch_seconds(datetime.fromisoformat(text))
+        try:
+            return _epoch_seconds(datetime.fromisoformat(text))
+        except ValueError as exc:
+            raise ValueError(f"DATE {text!r} is not a valid date ({exc})") from None
     try:
         return _epoch_seconds(datetime.strptime(text, date_format))
     except ValueError:
