@@ -396,34 +396,47 @@ def read_nonmem_csv(
     default_infusion_duration_day: float = DEFAULT_INFUSION_DURATION_DAY,
     limits: PlausibilityLimits | None = None,
     strict_covariates: bool = False,
+    ignore: str = "#",
+    input: str | None = None,
+    time_unit: str = "days",
+    date_format: str | None = None,
+    allow_unsupported: bool = False,
 ) -> PatientSet:
     """Read and validate a NONMEM-style CSV dataset.
 
-    Column names are case-insensitive. Required: ``ID`` (kept as text), ``TIME`` (days since
-    the first infliximab dose), ``EVID`` (1 dose, 0 observation), ``AMT`` (mg), ``DV``
-    (mg/L), ``WT`` (kg) and ``CRP`` (mg/L) at baseline (taken from the patient's first row
-    that has them). Optional: ``RATE`` (mg/day) or ``DUR`` (days) — neither, or an empty or
-    zero cell, means the default infusion duration; ``CENS`` (0 measured, 1 below the LLOQ
-    with DV = LLOQ, -1 above the ULOQ with DV = ULOQ) or mapbayr-style ``BLQ`` (0/1) with
-    ``LLOQ``; ``MDV`` (1 on an observation row: row ignored); ``DVID`` (1 concentration,
-    2 colectomy record: DV 1 colectomy, 0 censored; kept in :attr:`Patient.events`, ignored
-    by forecasting); unit columns such as ``DVUNIT``/``AMTUNIT``/``UNIT`` (must say mg/L or
-    µg/mL, mg, day, kg). ``.`` or an empty cell means missing. Other columns are ignored
-    with a note.
+    Column names are case-insensitive (or given by ``input``, as ``$INPUT``); the roles are
+    in :data:`COLUMN_ROLES`. Required: ``ID`` (kept as text), ``TIME`` (days since the first
+    infliximab dose; or hours with ``time_unit="hours"``; or a clock time with ``DATE``, or
+    one ``DATETIME`` column), ``AMT`` (mg), ``DV`` (mg/L), ``WT`` (kg) and ``CRP`` (mg/L) at
+    baseline (taken from the patient's first row that has them; every value is kept in
+    :attr:`Patient.covariate_records`, as are ``ALB`` and ``ADA``). Records: ``EVID`` (0
+    observation, 1 dose, 2 other event, 3 reset, 4 reset + dose; without the column, a row
+    with AMT > 0 is a dose), ``MDV`` (1 on an observation row: row ignored), ``CMT`` (doses
+    into 1, observations of 1 or 2), ``RATE`` (mg per time unit; -2: the default duration)
+    or ``DUR``, ``ADDL`` with ``II`` (expanded into explicit doses), ``SS`` with ``II``
+    (kept on the dose; refused by the current engine), ``CENS`` (0 measured, 1 below the
+    LLOQ with DV = LLOQ, -1 above the ULOQ with DV = ULOQ) or mapbayr-style ``BLQ`` (0/1)
+    with ``LLOQ``; ``DVID`` (1 concentration, 2 colectomy record: DV 1 colectomy, 0
+    censored; kept in :attr:`Patient.events`, ignored by forecasting); unit columns such as
+    ``DVUNIT``/``AMTUNIT``/``UNIT`` (must say mg/L or µg/mL, mg, day, kg). ``.`` or an empty
+    cell means missing. Rows must be in time order within a patient. Other columns are
+    ignored with a note.
 
     Row numbers in messages are line numbers as a spreadsheet shows them (header = 1).
 
     Parameters
     ----------
     path
-        The CSV file (comma-, semicolon- or tab-separated).
+        The CSV file (comma-, semicolon-, tab- or blank-separated).
     default_infusion_duration_day
-        Duration of infusions without RATE/DUR (days).
+        Duration of infusions without RATE/DUR, and of RATE=-2 (days).
     limits
         Plausible ranges; the defaults of :class:`PlausibilityLimits` when ``None``.
     strict_covariates
         A WT or CRP that differs from the patient's first value is an error (population
         fits) instead of a note (forecasting uses the first value).
+    ignore, input, time_unit, date_format, allow_unsupported
+        As for :func:`read_patients`.
 
     Returns
     -------
@@ -435,8 +448,16 @@ def read_nonmem_csv(
         With the file name, the patient, the row and the field, and the fix.
     """
     path = Path(path)
+    layout = TableLayout(ignore=ignore, input=input, time_unit=time_unit, date_format=date_format)
     return _parse_text(
-        _read_text(path), "csv", str(path), default_infusion_duration_day, limits, strict_covariates
+        _read_text(path),
+        "csv",
+        str(path),
+        default_infusion_duration_day,
+        limits,
+        strict_covariates,
+        layout=layout,
+        allow_unsupported=allow_unsupported,
     )
 
 
