@@ -187,29 +187,20 @@ def unsupported_by_engine(patient: Patient) -> InputError | None:
                 " day) is read but not yet supported by the forecasting engine",
                 "write the doses out explicitly (one row per infusion, or ADDL/II)",
             )
-    for reset in patient.resets:
-        if any(d.end_time_day is not None for d in patient.doses):
-            return _error(
-                patient.id,
-                reset.row,
-                "EVID",
-                f"the reset at day {_fmt(reset.time_day)} ({_where(reset.row) or 'EVID 3/4'}) "
-                "wipes out earlier doses; resets are read but not yet supported by the "
-                "forecasting engine",
-                "split the patient into one patient per occasion, or remove the reset if the "
-                "earlier doses are washed out",
-            )
-    if any(d.end_time_day is not None for d in patient.doses):
-        dose = next(d for d in patient.doses if d.end_time_day is not None)
-        return _error(
-            patient.id,
-            dose.row,
-            "TIME",
-            f"the dose at day {_fmt(dose.time_day)} ends at day {_fmt(dose.end_time_day or 0)}"
-            " (reset); resets are not yet supported by the forecasting engine",
-            "write the doses out explicitly",
-        )
-    return None
+    cut = next((d for d in patient.doses if d.end_time_day is not None), None)
+    if cut is None:
+        return None
+    reset = next((r for r in patient.resets if r.time_day == cut.end_time_day), None)
+    return _error(
+        patient.id,
+        reset.row if reset is not None else cut.row,
+        "EVID" if reset is not None else "TIME",
+        f"the reset at day {_fmt(cut.end_time_day or 0.0)} wipes out the dose of day "
+        f"{_fmt(cut.time_day)} ({_where(cut.row) or 'a dose'}); resets are read but not yet "
+        "supported by the forecasting engine",
+        "split the patient into one patient per occasion, or remove the reset if the earlier "
+        "doses are washed out",
+    )
 
 
 @dataclass(frozen=True)
