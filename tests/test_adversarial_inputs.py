@@ -519,3 +519,20 @@ def test_string_ids_are_kept_exactly(tmp_path):
         "  - {id: 0x1F, weight_kg: 63, crp_mg_l: 45, doses: [{day: 0, mg: 600}]}\n"
     )
     assert read_patients(write(tmp_path, "ids.yaml", yaml_text)).ids == ("0123", "12:30", "0x1F")
+
+
+@pytest.mark.parametrize(
+    "model_text",
+    [
+        "[pk]\ndefault_infusion_duration_day = 1" + "0" * 400 + "\n",
+        "a = " + "[" * 3000 + "]" * 3000,
+    ],
+    ids=["huge-integer", "deep-nesting"],
+)
+def test_hostile_model_file_exits_2(tmp_path, capsys, model_text):
+    data = write(tmp_path, "a.csv", csv(DOSE, SAMPLE))
+    model = write(tmp_path, "model.toml", model_text)
+    assert main(["forecast", str(data), "--model", str(model)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("asuc-bayes: error: ") and str(model) in err
+    assert "Traceback" not in err

@@ -427,3 +427,9 @@ def test_writer_round_trips_expanded_addl_and_python_patients(tmp_path):
     assert again.patients == original.patients
     python = Patient("X", 70.0, 30.0, (Dose(0.0, 700.0, 0.125), Dose(14.0, 700.0, 0.125)))
     assert read_patients(write_nonmem_csv([python], tmp_path / "p.csv")).patients == (python,)
+
+
+def test_without_evid_a_row_with_an_amount_is_a_dose_and_cmt2_is_observed(tmp_path):
+    rows = ["ID TIME AMT CMT MDV DV WT CRP", "1 0 600 1 1 . 63 45", "1 7 . 2 0 25 63 45"]
+    expected = read_patients(write(tmp_path, REFERENCE, "reference.csv")).patients
+    assert read_patients(write(tmp_path, rows)).patients == expected
