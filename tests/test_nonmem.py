@@ -433,3 +433,31 @@ def test_without_evid_a_row_with_an_amount_is_a_dose_and_cmt2_is_observed(tmp_pa
     rows = ["ID TIME AMT CMT MDV DV WT CRP", "1 0 600 1 1 . 63 45", "1 7 . 2 0 25 63 45"]
     expected = read_patients(write(tmp_path, REFERENCE, "reference.csv")).patients
     assert read_patients(write(tmp_path, rows)).patients == expected
+
+
+def test_clock_times_with_durations_in_hours(tmp_path):
+    dated = [
+        "ID,DATETIME,EVID,AMT,DUR,DV,WT,CRP",
+        "P1,2024-03-01T08:00,1,600,3,.,63,45",
+        "P1,2024-03-08T08:00,0,.,.,25,63,45",
+    ]
+    patient = only(read_patients(write(tmp_path, dated), time_unit="hours"))
+    assert patient.doses == (Dose(0.0, 600.0, 0.125),)
+    assert patient.obs_time_day.tolist() == [7.0]
+
+
+def test_rows_skipped_by_ignore_are_counted_in_a_note(tmp_path):
+    lines = ["ID,TIME,AMT,DV,EVID,WT,CRP", "1,0,600,.,1,63,45", "A1,0,600,.,1,63,45"]
+    patient_set = read_patients(write(tmp_path, lines), ignore="@")
+    assert patient_set.ids == ("1",)
+    assert "ignore='@' (IGNORE=) skipped 1 row: 3" in patient_set.notes
+
+
+def test_steady_state_inside_an_addl_series_is_an_error(tmp_path):
+    rows = [
+        "ID,TIME,EVID,AMT,ADDL,II,SS,DV,WT,CRP",
+        "P1,0,1,600,3,14,.,.,63,45",
+        "P1,20,1,600,.,14,1,.,63,45",
+    ]
+    with raises("row 3, field SS", "falls within the additional doses (ADDL) of row 2"):
+        read_patients(write(tmp_path, rows), allow_unsupported=True)

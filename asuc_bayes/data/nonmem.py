@@ -196,7 +196,7 @@ def read_records(
     InputError
         A missing required column, or (without ``collect_errors``) the first bad record.
     """
-    notes = _check_columns(table)
+    notes = [*table.notes, *_check_columns(table)]
     unit_columns = {
         name: kind
         for name in table.columns
@@ -479,18 +479,23 @@ def _read_covariates(cells: _Cells, patient: _Collected, strict: bool, event: bo
         )
 
 
-def _reset(cells: _Cells, patient: _Collected, time: float) -> None:
-    row = cells.row.row
+def _check_pending(patient: _Collected, row: int, time: float, column: str, what: str) -> None:
+    """A reset (EVID 3/4, SS=1) inside an ADDL series: an error, not a guess."""
     late = next(((t, r) for t, r in patient.pending if t > time), None)
     if late is not None:
         raise _error(
             patient.id,
             row,
-            "EVID",
-            f"the reset at day {_fmt(time)} falls within the additional doses (ADDL) of row "
+            column,
+            f"the {what} at day {_fmt(time)} falls within the additional doses (ADDL) of row "
             f"{late[1]}, which run to day {_fmt(late[0])}",
             "end the ADDL series before the reset, or write the doses out",
         )
+
+
+def _reset(cells: _Cells, patient: _Collected, time: float) -> None:
+    row = cells.row.row
+    _check_pending(patient, row, time, "EVID", "reset")
     if not patient.doses:
         patient.notes.append(
             _message(
@@ -563,6 +568,7 @@ def _read_dose(cells: _Cells, patient: _Collected, time: float, options: NonmemO
             _message(patient.id, row, "II", "II without ADDL or SS has no effect (as in NONMEM)")
         )
     if steady_state == 1:
+        _check_pending(patient, row, time, "SS", "steady-state dose (SS=1 resets)")
         _end_doses(patient, time)  # SS=1 resets what was there before
     patient.labels[(row, "duration")] = label
     patient.doses.append(

@@ -142,6 +142,7 @@ def read_table(text: str, layout: TableLayout) -> Table:
     if layout.input is not None:
         columns = list(parse_input(layout.input, tuple(COLUMN_ROLES)))
     rows: list[Row] = []
+    skipped: list[int] = []
     for number, line, cells in records:
         if not any(cell.strip() for cell in cells) or line.lstrip().startswith("#"):
             continue
@@ -150,6 +151,8 @@ def read_table(text: str, layout: TableLayout) -> Table:
             header_row = number
             continue
         if is_ignored(line, layout.ignore):
+            if not line.lstrip().startswith("#"):
+                skipped.append(number)
             continue
         if not rows and not header_row and layout.input is not None and _is_header(cells, columns):
             header_row = number
@@ -166,6 +169,12 @@ def read_table(text: str, layout: TableLayout) -> Table:
             "add one row per dose and per sample",
         )
     table = Table(names, rows, header_row, delimiter)
+    if skipped:
+        shown = ", ".join(map(str, skipped[:10])) + (" ..." if len(skipped) > 10 else "")
+        table.notes.append(
+            f"ignore={layout.ignore!r} (IGNORE=) skipped {len(skipped)} row"
+            f"{'s' if len(skipped) > 1 else ''}: {shown}"
+        )
     _convert_times(table, layout)
     return table
 
@@ -239,7 +248,8 @@ def _row(
 
 
 def _convert_times(table: Table, layout: TableLayout) -> None:
-    if "DATE" in table.columns or "DATETIME" in table.columns:
+    clock = "DATE" in table.columns or "DATETIME" in table.columns
+    if clock:
         _clock_to_days(table, layout.date_format)
     else:
         for row in table.rows:
@@ -255,8 +265,8 @@ def _convert_times(table: Table, layout: TableLayout) -> None:
                 )
     if layout.time_unit == "hours":
         for row in table.rows:
-            for column, factor in (("TIME", 24.0), ("DUR", 24.0), ("II", 24.0)):
-                _scale(row, column, 1.0 / factor)
+            for column in ("DUR", "II") if clock else ("TIME", "DUR", "II"):
+                _scale(row, column, 1.0 / 24.0)
             rate = parse_number(row.cells.get("RATE", ""))
             if rate is not None and rate > 0:  # mg/h -> mg/day; RATE=-2 keeps its meaning
                 row.cells["RATE"] = repr(rate * 24.0)
