@@ -293,12 +293,18 @@ def test_evid2_covariate_change_is_kept_and_the_baseline_used(tmp_path):
     patient_set = read_patients(write(tmp_path, rows), default_infusion_duration_day=0.125)
     patient = only(patient_set)
     assert patient.crp_mg_l == 45.0 and patient.doses == (Dose(0.0, 600.0, 0.125),)
+    later = (("ALB", 33.0), ("CRP", 20.0), ("WT", 63.0))
     assert patient.covariate_records == (
         CovariateRecord(0.0, (("ALB", 30.0), ("CRP", 45.0), ("WT", 63.0))),
-        CovariateRecord(3.0, (("ALB", 33.0), ("CRP", 20.0), ("WT", 63.0))),
+        CovariateRecord(3.0, later),
+        CovariateRecord(7.0, later),
+        CovariateRecord(10.0, later),  # the MDV=1 row's values are kept too
     )
+    assert [r.row for r in patient.covariate_records] == [2, 3, 4, 5]
     notes = "\n".join(patient_set.notes)
-    assert "row 3, field CRP: CRP 20 differs from the baseline 45" in notes
+    assert (
+        "row 3, field CRP: CRP differs from the baseline 45 (row 2): 20 (row 3), 20 (row" in notes
+    )
     assert "the current model uses the baseline value" in notes
     assert "ALB kept per record" in notes
     assert "row 5, field MDV: observation row with MDV=1 ignored" in notes
@@ -403,11 +409,13 @@ def test_writer_round_trips_ss_resets_and_covariate_records(tmp_path):
         "P1,7,0,.,.,.,.,2,0,25,63,20,33",
         "P1,9,2,.,.,.,.,.,1,.,63,20,33",
         "P1,20,4,700,14400,.,.,1,1,.,64,20,33",
+        "P1,20,0,.,.,.,.,1,1,.,64,21,.",  # MDV=1: a third record at day 20
         "P1,27,0,.,.,.,.,1,0,30,64,20,33",
+        "P1,30,0,.,.,.,.,1,0,20,.,.,.",  # no covariates: no record
         "P2,0,1,600,.,1,28,1,1,.,70,10,40",
         "P2,0,1,300,.,2,14,1,1,.,70,10,40",  # hmm: two doses at one time are an error
     ]
-    with raises("patient 'P2', row 9, field TIME", "duplicate"):
+    with raises("patient 'P2', row 11, field TIME", "duplicate"):
         read_patients(write(tmp_path, rows), allow_unsupported=True)
     rows[-1] = "P2,1,1,300,.,2,14,1,1,.,70,10,40"
     original = read_patients(write(tmp_path, rows), allow_unsupported=True)

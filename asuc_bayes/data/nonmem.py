@@ -134,9 +134,10 @@ class _Collected:
     events: list[EventRecord] = field(default_factory=list)
     resets: list[Reset] = field(default_factory=list)
     covariates: list[CovariateRecord] = field(default_factory=list)
-    current: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     labels: dict[tuple[Location, str], str] = field(default_factory=dict)
+    #: Covariate values that differ from the baseline: column -> [(row, value)].
+    varying: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     #: Latest ADDL dose of each dose row: (time, row), for resets that would cut them.
     pending: list[tuple[float, int]] = field(default_factory=list)
 
@@ -350,7 +351,7 @@ def _read_row(
     patient.last_time = (time, row.row)
     evid = _evid(cells)
     _check_units(cells, unit_columns, evid in (1, 4), options.time_unit)
-    _read_covariates(cells, patient, options.strict_covariates, evid == 2)
+    _read_covariates(cells, patient, options.strict_covariates)
     mdv = cells.code("MDV", (0, 1), default=0, meaning="MDV 0 (use the row) or 1 (ignore it)")
     if evid not in (1, 4):
         _no_dose_items(cells, patient.id, evid)
@@ -434,7 +435,7 @@ def _check_cmt(cells: _Cells, pid: str, evid: int) -> None:
         )
 
 
-def _read_covariates(cells: _Cells, patient: _Collected, strict: bool, event: bool) -> None:
+def _read_covariates(cells: _Cells, patient: _Collected, strict: bool) -> None:
     values: dict[str, float] = {}
     for column in COVARIATE_COLUMNS:
         value = cells.number(column)
@@ -459,24 +460,11 @@ def _read_covariates(cells: _Cells, patient: _Collected, strict: bool, event: bo
                 "patient, or leave the other rows empty",
             )
         elif value != baseline[0]:
-            patient.notes.append(
-                _message(
-                    patient.id,
-                    row,
-                    column,
-                    f"{column} {_fmt(value)} differs from the baseline {_fmt(baseline[0])} "
-                    f"(row {baseline[1]}); kept in Patient.covariate_records, the current "
-                    "model uses the baseline value",
-                )
-            )
-    changed = any(patient.current.get(k) != v for k, v in values.items())
-    if values and (changed or event):
-        patient.current.update(values)
+            patient.varying.setdefault(column, []).append((row, value))
+    if values:
         time = cells.number("TIME")
         assert time is not None
-        patient.covariates.append(
-            CovariateRecord(time, tuple(sorted(patient.current.items())), row)
-        )
+        patient.covariates.append(CovariateRecord(time, tuple(sorted(values.items())), row))
 
 
 def _check_pending(patient: _Collected, row: int, time: float, column: str, what: str) -> None:
@@ -799,6 +787,7 @@ def _finish(collected: _Collected, options: NonmemOptions) -> Patient:
             "the patient has no dose (no row with EVID=1)",
             "add the infliximab infusions, given and planned, as EVID=1 rows with AMT in mg",
         )
+    notes = [*collected.notes, *_varying_notes(collected)]
     labels = _FieldLabels(
         names={
             "id": "ID",
@@ -822,7 +811,7 @@ def _finish(collected: _Collected, options: NonmemOptions) -> Patient:
         doses=tuple(collected.doses),
         observations=tuple(collected.observations),
         events=tuple(collected.events),
-        notes=tuple(collected.notes),
+        notes=tuple(notes),
         covariate_records=tuple(collected.covariates),
         resets=tuple(collected.resets),
     )
@@ -832,3 +821,24 @@ def _finish(collected: _Collected, options: NonmemOptions) -> Patient:
         if error is not None:
             raise error
     return patient
+
+
+def _varying_notes(collected: _Collected) -> list[str]:
+    """One note per covariate whose value changes within the patient."""
+    notes = []
+    for column, changes in collected.varying.items():
+        baseline = collected.weight if column == "WT" else collected.crp
+        assert baseline is not None
+        rows = ", ".join(f"{_fmt(v)} (row {r})" for r, v in changes[:5])
+        more = f" and {len(changes) - 5} more" if len(changes) > 5 else ""
+        notes.append(
+            _message(
+                collected.id,
+                changes[0][0],
+                column,
+                f"{column} differs from the baseline {_fmt(baseline[0])} (row {baseline[1]}): "
+                f"{rows}{more}; kept in Patient.covariate_records, the current model uses the "
+                "baseline value",
+            )
+        )
+    return notes

@@ -93,12 +93,15 @@ class EventRecord:
 
 @dataclass(frozen=True)
 class CovariateRecord:
-    """Covariate values from ``time_day`` on (last value carried forward), as in the source.
+    """The covariate values of one record of the source, at ``time_day``.
 
-    ``values`` are ``(column, value)`` pairs in the source's units, e.g.
-    ``(("WT", 63.0), ("CRP", 45.0), ("ALB", 28.0))``. A NONMEM dataset gives one record at the
-    patient's first row with covariates, one at every row where a value changes, and one at
-    every other-type event (``EVID=2``).
+    ``values`` are the ``(column, value)`` pairs the record gives (missing cells left out),
+    sorted by column, in the source's units, e.g. ``(("ALB", 28.0), ("CRP", 45.0),
+    ("WT", 63.0))``. A NONMEM dataset gives one record per row that has a covariate value
+    (doses, samples, rows with MDV=1, other-type events ``EVID=2``, resets), in file order:
+    enough for either convention of a time-varying covariate model (the value carried
+    forward from a record, or NONMEM's, which applies a record's value over the interval
+    that ends at it).
     """
 
     time_day: float
