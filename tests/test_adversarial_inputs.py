@@ -426,6 +426,12 @@ def test_bad_input_is_a_clear_input_error(tmp_path, name, content, options, part
         assert found >= 0, f"{part!r} not in order in {message!r}"
         position = found + len(part)
     assert "Traceback" not in message and len(message) < 1200
+    error = info.value
+    if any(p.startswith("field ") for p in parts):
+        assert error.field is not None and error.location is not None
+    if isinstance(error.location, int) and error.location > 1 and error.field is not None:
+        # a record-level error names its patient (as text and as an attribute)
+        assert error.patient_id == "P1" and "patient 'P1'" in message
 
 
 def test_alias_bomb_is_rejected_fast(tmp_path):
