@@ -514,7 +514,7 @@ def read_patient_file(
 
 
 def read_cohort(
-    path: str | Path,
+    path: Any,
     *,
     default_infusion_duration_day: float = DEFAULT_INFUSION_DURATION_DAY,
     limits: PlausibilityLimits | None = None,
@@ -523,30 +523,41 @@ def read_cohort(
 
     On top of the forecasting checks, covariates (WT, CRP) must not vary within a patient
     (an error, not a note) and :func:`validate_cohort` must pass: exactly one colectomy
-    record per patient, consistent with the doses and samples.
+    record per patient, consistent with the doses and samples. ``path`` may be a pandas
+    DataFrame with the columns of a NONMEM dataset.
 
     Raises
     ------
     InputError
         Naming the file, the patient, the row and the field, and the fix.
     """
-    path = Path(path)
-    if path.suffix.lower() == ".csv":
-        limits = limits or PlausibilityLimits()
-        patient_set = read_nonmem_csv(
-            path,
-            default_infusion_duration_day=default_infusion_duration_day,
-            limits=limits,
+    if _is_dataframe(path):
+        source = "DataFrame"
+        patient_set = _parse_text(
+            _dataframe_text(path),
+            "csv",
+            source,
+            default_infusion_duration_day,
+            limits,
             strict_covariates=True,
         )
     else:
-        patient_set = read_patients(
-            path, default_infusion_duration_day=default_infusion_duration_day, limits=limits
-        )
+        path = source = Path(path)
+        if path.suffix.lower() == ".csv":
+            patient_set = read_nonmem_csv(
+                path,
+                default_infusion_duration_day=default_infusion_duration_day,
+                limits=limits or PlausibilityLimits(),
+                strict_covariates=True,
+            )
+        else:
+            patient_set = read_patients(
+                path, default_infusion_duration_day=default_infusion_duration_day, limits=limits
+            )
     try:
         return validate_cohort(patient_set)
     except InputError as exc:
-        raise InputError(f"{path}: {exc}") from None
+        raise InputError(f"{source}: {exc}") from None
 
 
 def validate_cohort(patient_set: PatientSet) -> PatientSet:

@@ -469,3 +469,17 @@ def test_steady_state_inside_an_addl_series_is_an_error(tmp_path):
     ]
     with raises("row 3, field SS", "falls within the additional doses (ADDL) of row 2"):
         read_patients(write(tmp_path, rows), allow_unsupported=True)
+
+
+def test_cohort_from_a_dataframe_equals_the_file(tmp_path):
+    from asuc_bayes.dataset import read_cohort
+
+    lines = [
+        "ID,TIME,EVID,AMT,DV,DVID,WT,CRP",
+        "P1,0,1,600,.,.,63,45",
+        "P1,7,0,.,25,1,63,45",
+        "P1,90,0,.,0,2,63,45",
+    ]
+    path = write(tmp_path, lines)
+    frame = pd.read_csv(path, na_values=["."])
+    assert read_cohort(frame).patients == read_cohort(path).patients
