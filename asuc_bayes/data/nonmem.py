@@ -197,7 +197,8 @@ def read_records(
     InputError
         A missing required column, or (without ``collect_errors``) the first bad record.
     """
-    notes = [*table.notes, *_check_columns(table)]
+    _check_columns(table)
+    notes = list(table.notes)
     unit_columns = {
         name: kind
         for name in table.columns
@@ -261,7 +262,7 @@ def read_records(
     return patients, notes, [failed[pid] for pid in order if pid in failed]
 
 
-def _check_columns(table: Table) -> list[str]:
+def _check_columns(table: Table) -> None:
     missing = [name for name in _REQUIRED if name not in table.columns]
     if "TIME" not in table.columns and "DATETIME" not in table.columns:
         missing.insert(1, "TIME")
@@ -277,7 +278,6 @@ def _check_columns(table: Table) -> list[str]:
             "CRP (mg/L); optional: EVID, MDV, CMT, RATE or DUR, ADDL, II, SS, CENS or "
             "BLQ+LLOQ, DVID, ALB, ADA, DATE or DATETIME",
         )
-    return []
 
 
 def _unit_column_kind(name: str) -> tuple[bool, str | None]:
