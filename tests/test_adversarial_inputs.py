@@ -274,6 +274,18 @@ CASES: dict[str, tuple[str, str | bytes, dict, tuple[str, ...]]] = {
         ("ignore: 'X' is not accepted",),
     ),
     "time unit unknown": ("a.csv", csv(DOSE), {"time_unit": "weeks"}, ("time_unit: 'weeks'",)),
+    "cell beyond the CSV field limit": (
+        "a.csv",
+        csv('P1,0,1,"' + "6" * 200_000 + '",.,63,45'),
+        {},
+        ("row 2", "unreadable CSV", "larger than"),
+    ),
+    "NUL byte in a cell": (
+        "a.csv",
+        csv("P1,0,1,6\x0000,.,63,45"),
+        {},
+        ("patient 'P1'", "row 2", "field AMT", "not a number"),
+    ),
     "not UTF-8": (
         "a.csv",
         (H + "\nP\xe91,0,1,600,.,63,45\n").encode("latin-1"),

@@ -186,7 +186,19 @@ def _split(lines: list[str], delimiter: str | None):
             yield number, line, line.split()
         return
     reader = csv.reader(lines, delimiter=delimiter)
-    for cells in reader:
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise _error(
+                None,
+                reader.line_num,
+                None,
+                f"unreadable CSV ({exc})",
+                "save the file as plain CSV: one record per line, cells shorter than 100 kB",
+            ) from None
         number = reader.line_num
         yield number, lines[number - 1], cells
 
