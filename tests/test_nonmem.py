@@ -483,3 +483,12 @@ def test_cohort_from_a_dataframe_equals_the_file(tmp_path):
     path = write(tmp_path, lines)
     frame = pd.read_csv(path, na_values=["."])
     assert read_cohort(frame).patients == read_cohort(path).patients
+
+
+def test_evid2_without_covariates_is_reported(tmp_path):
+    rows = [FULL, "P1,0,1,600,.,.,.,1,1,.,63,45,.", "P1,3,2,.,.,.,.,.,1,.,.,.,."]
+    patient_set = read_patients(write(tmp_path, rows))
+    assert "patient 'P1', row 3, field EVID: other-type event (EVID=2) without" in "\n".join(
+        patient_set.notes
+    )
+    assert len(only(patient_set).covariate_records) == 1

@@ -356,6 +356,15 @@ def _read_row(
     if evid not in (1, 4):
         _no_dose_items(cells, patient.id, evid)
     if evid == 2:
+        if not any(cells.row.has(column) for column in COVARIATE_COLUMNS):
+            patient.notes.append(
+                _message(
+                    patient.id,
+                    row.row,
+                    "EVID",
+                    "other-type event (EVID=2) without a covariate value: nothing to keep",
+                )
+            )
         return
     if evid in (3, 4):
         _reset(cells, patient, time)
