@@ -345,6 +345,32 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--id", action="append", dest="ids", metavar="ID", help="only this patient (repeatable)"
     )
+    layout = parser.add_argument_group("NONMEM dataset layout (CSV)")
+    layout.add_argument(
+        "--ignore",
+        choices=("#", "C", "@"),
+        default="#",
+        help="skip rows as NONMEM's IGNORE=: '#' comment rows (default), 'C' rows starting "
+        "with C, '@' rows starting with a letter or @",
+    )
+    layout.add_argument(
+        "--input",
+        metavar="COLUMNS",
+        help="$INPUT-style column list for a file whose header differs or is absent, e.g. "
+        '"ID TIME AMT RATE WT CRP DV EVID CMT MDV" (NAME=DROP or DROP for unused columns)',
+    )
+    layout.add_argument(
+        "--time-unit",
+        choices=("days", "hours"),
+        default="days",
+        help="unit of TIME, DUR and II (RATE per unit) (days)",
+    )
+    layout.add_argument(
+        "--units",
+        action="append",
+        metavar="NAME=UNIT",
+        help="unit of a covariate column, e.g. ALB=g/L (repeatable; units the model knows only)",
+    )
 
 
 def _add_sampling_options(parser: argparse.ArgumentParser, population: bool = False) -> None:
@@ -524,6 +550,10 @@ def _read_selected(
         path,
         default_infusion_duration_day=spec.pk.default_infusion_duration_day,
         collect_errors=collect_errors,
+        ignore=getattr(args, "ignore", "#"),
+        input=getattr(args, "input", None),
+        time_unit=getattr(args, "time_unit", "days"),
+        units=getattr(args, "units", None),
     )
     patients, errors = list(dataset.patients), list(dataset.errors)
     if args.ids:

@@ -14,8 +14,8 @@ from asuc_bayes.cli import EXIT_INPUT, EXIT_OK, EXIT_UNCONVERGED, main
 PATIENT_CSV = """ID,TIME,EVID,AMT,DV,CENS,WT,CRP
 A1,0,1,700,.,0,68,45
 A1,2,0,.,40,0,68,45
-A1,14,1,700,.,0,68,45
 A1,13.9,0,.,8,0,68,45
+A1,14,1,700,.,0,68,45
 """
 
 FAST = ["--tune", "500"]  # default 4 x 1000 draws; the gates need a bulk ESS of 400
@@ -109,7 +109,7 @@ def test_bad_data_exits_2_naming_patient_row_and_field(capsys, tmp_path):
     assert out == ""
     assert "A1" in err
     assert "AMT" in err
-    assert "row 4" in err  # the CSV line of the bad dose (header is line 1)
+    assert "row 5" in err  # the CSV line of the bad dose (header is line 1)
 
 
 def test_broken_model_file_exits_2(capsys, tmp_path, patient_csv):

@@ -194,15 +194,15 @@ BAD_COHORTS = {
         ("patient 'P03'", "no dose"),
     ),
     "event record before time 0": (
-        [*GOOD[:2], "P01,-3,0,.,0,0,0,2,63,45"],
-        ("patient 'P01', row 4, field TIME", "≥ 0"),
+        ["P01,-3,0,.,0,0,0,2,63,45", *GOOD[:2]],
+        ("patient 'P01', row 2, field TIME", "≥ 0"),
     ),
     "event record at time 0": (
-        [*GOOD[:2], "P01,0,0,.,1,0,0,2,63,45"],
-        ("patient 'P01', row 4, field TIME", "after the first dose"),
+        [GOOD[0], "P01,0,0,.,1,0,0,2,63,45", GOOD[1]],
+        ("patient 'P01', row 3, field TIME", "after the first dose"),
     ),
     "two event records": (
-        [*GOOD[:3], "P01,60,0,.,1,0,0,2,63,45"],
+        [*GOOD[:2], "P01,60,0,.,1,0,0,2,63,45", GOOD[2]],
         ("patient 'P01'", "2 colectomy records", "row 4", "row 5", "keep one record"),
     ),
     "non-binary event DV": (
@@ -218,12 +218,12 @@ BAD_COHORTS = {
         ("patient 'P01', row 2, field DVID", "no colectomy record", "DV=0"),
     ),
     "dose after colectomy": (
-        [*GOOD[3:5], "P02,42,1,500,.,.,1,.,58,20", GOOD[5]],
-        ("patient 'P02', row 4, field TIME", "after the colectomy at day 40"),
+        [*GOOD[3:6], "P02,42,1,500,.,.,1,.,58,20"],
+        ("patient 'P02', row 5, field TIME", "after the colectomy at day 40"),
     ),
     "sample after the end of follow-up": (
-        [GOOD[0], "P01,95,0,.,2,0,0,1,63,45", GOOD[2]],
-        ("patient 'P01', row 3, field TIME", "after the end of follow-up at day 90"),
+        [GOOD[0], GOOD[2], "P01,95,0,.,2,0,0,1,63,45"],
+        ("patient 'P01', row 4, field TIME", "after the end of follow-up at day 90"),
     ),
 }
 

@@ -127,7 +127,7 @@ def test_rate_and_dur_give_the_infusion_duration(tmp_path):
     rows = [
         "1,0,1,700,8400,.,.,70,30",  # 700 mg / 8400 mg/day = 2 h
         "1,7,1,700,.,0.0417,.,70,30",  # DUR in days
-        "1,14,1,700,0,0,.,70,30",  # zero means default
+        "1,14,1,700,-2,.,.,70,30",  # RATE=-2: the default (model) duration
         "1,21,1,700,4200,0.1667,.,70,30",  # both, consistent
     ]
     (patient,) = read_patients(write_csv(tmp_path, rows, header)).patients
@@ -154,12 +154,12 @@ def test_column_names_are_case_insensitive_and_ids_stay_text(tmp_path):
     assert patient_set.by_id("12").observations == (Observation(5.0, 0.5, BELOW_LLOQ),)
 
 
-def test_records_are_sorted_and_patients_keep_first_appearance_order(tmp_path):
+def test_records_in_time_order_and_patients_keep_first_appearance_order(tmp_path):
     rows = [
-        "B,14,1,600,.,0,1,.,63,45",
-        "B,10,0,.,12,0,0,1,63,45",
         "B,0,1,600,.,0,1,.,63,45",
         "B,2,0,.,40,0,0,1,63,45",
+        "B,10,0,.,12,0,0,1,63,45",
+        "B,14,1,600,.,0,1,.,63,45",
         "A,0,1,600,.,0,1,.,70,30",
     ]
     patient_set = read_patients(write_csv(tmp_path, rows))
@@ -167,7 +167,14 @@ def test_records_are_sorted_and_patients_keep_first_appearance_order(tmp_path):
     b = patient_set.by_id("B")
     assert list(b.dose_time_day) == [0.0, 14.0]
     assert list(b.obs_time_day) == [2.0, 10.0]
-    assert [o.row for o in b.observations] == [5, 3]
+    assert [o.row for o in b.observations] == [3, 4]
+
+
+def test_time_going_back_within_a_patient_is_an_error(tmp_path):
+    # NONMEM rejects data records out of time order; so do we (no silent re-sorting)
+    rows = ["B,14,1,600,.,0,1,.,63,45", "B,10,0,.,12,0,0,1,63,45"]
+    with raises_input_error("patient 'B', row 3, field TIME", "time goes back: 10 after 14"):
+        read_patients(write_csv(tmp_path, rows))
 
 
 def test_notes_for_mdv_rows_colectomy_records_and_unknown_columns(tmp_path):
@@ -297,8 +304,8 @@ CSV_ERRORS = {
         ("patient 'P01', row 3, field TIME", "not after the first dose"),
     ),
     "sample before the first dose": (
-        ["P01,2,1,600,.,0,1,.,63,45", "P01,1,0,.,25,0,0,1,63,45"],
-        ("patient 'P01', row 3, field TIME", "not after the first dose"),
+        ["P01,1,0,.,25,0,0,1,63,45", "P01,2,1,600,.,0,1,.,63,45"],
+        ("patient 'P01', row 2, field TIME", "not after the first dose"),
     ),
     "negative time": (
         ["P01,-1,1,600,.,0,1,.,63,45"],
@@ -341,8 +348,8 @@ CSV_ERRORS = {
         ("patient 'P01', row 3, field CENS", "not supported: '2'"),
     ),
     "EVID out of range": (
-        ["P01,0,1,600,.,0,1,.,63,45", "P01,7,4,.,.,0,0,1,63,45"],
-        ("patient 'P01', row 3, field EVID", "EVID values not supported: '4'"),
+        ["P01,0,1,600,.,0,1,.,63,45", "P01,7,5,.,.,0,0,1,63,45"],
+        ("patient 'P01', row 3, field EVID", "EVID values not supported: '5'"),
     ),
     "MDV out of range": (
         ["P01,0,1,600,.,0,1,.,63,45", "P01,7,0,.,25,0,3,1,63,45"],
@@ -406,10 +413,11 @@ def test_missing_required_column(tmp_path):
         read_patients(write_csv(tmp_path, ["P01,0,1,600,.,63"], header))
 
 
-def test_rate_negative_is_not_supported(tmp_path):
+def test_rate_modelled_or_bolus_is_not_supported(tmp_path):
     header = "ID,TIME,EVID,AMT,RATE,DV,WT,CRP"
-    with raises_input_error("patient 'P01', row 2, field RATE", "≥ 0"):
-        read_patients(write_csv(tmp_path, ["P01,0,1,600,-2,.,63,45"], header))
+    for rate, meaning in (("-1", "estimated by the model"), ("0", "bolus"), ("-3", "not a rate")):
+        with raises_input_error("patient 'P01', row 2, field RATE", meaning, "not supported"):
+            read_patients(write_csv(tmp_path, [f"P01,0,1,600,{rate},.,63,45"], header))
 
 
 def test_infusion_too_long(tmp_path):
