@@ -25,8 +25,11 @@ import pytensor.tensor as pt
 from asuc_bayes.config import ModelSpec
 from asuc_bayes.dataset import ABOVE_ULOQ, BELOW_LLOQ, Patient
 from asuc_bayes.kernels import concentration, individual_pk_parameters
+from asuc_bayes.numerics import reproducible_numba
 
 __all__ = ["RANDOM_EFFECTS", "PatientData", "build_patient_model"]
+
+reproducible_numba()
 
 RANDOM_EFFECTS = ("cl", "v")
 MIN_PREDICTION_MG_L = 1e-12

@@ -71,7 +71,7 @@ _FIXED_SIZE = {"scalar": 1, "vec2": 2, "mat2": 4}
 _SHAPE_SUFFIX = {"scalar": ".reshape(())", "vec2": "", "mat2": ".reshape((2, 2))"}
 HEADER = 2
 #: Bump when the generated callback's source or the buffer layout changes meaning.
-CALLBACK_VERSION = 1
+CALLBACK_VERSION = 2  # 2: compiled without fast-math (asuc_bayes.numerics)
 
 
 def _callback_source(function_name: str) -> str:

@@ -63,6 +63,7 @@ from asuc_bayes.kernels import (
     infusion_concentration,
     weibull_log_likelihood,
 )
+from asuc_bayes.numerics import reproducible_numba
 from asuc_bayes.population_draws import PARAMETER_NAMES, omega_to_cv
 
 __all__ = [
@@ -80,6 +81,8 @@ __all__ = [
     "prepare_population_model",
     "published_values",
 ]
+
+reproducible_numba()
 
 #: JSON output names -> posterior variables (IIV as CV fractions, λ per day^γ).
 JSON_PARAMETERS = {
