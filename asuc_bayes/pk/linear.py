@@ -51,14 +51,14 @@ def _tensor(x: Any, xp: Any) -> Any:
     return xp.as_tensor_variable(x)
 
 
-def _dose_axes(doses: DoseArrays) -> dict[str, np.ndarray]:
-    """The dose fields with a trailing mode axis: (..., n_dose, 1)."""
+def _dose_fields(doses: DoseArrays) -> dict[str, np.ndarray]:
+    """The dose fields, each ``(..., n_dose)``."""
     return {
-        "start": doses.start_day[..., None],
-        "duration": doses.duration_day[..., None],
-        "rate": doses.rate_mg_day[..., None],
-        "interval": doses.steady_state_interval_day[..., None],
-        "end": doses.end_day[..., None],
+        "start": doses.start_day,
+        "duration": doses.duration_day,
+        "rate": doses.rate_mg_day,
+        "interval": doses.steady_state_interval_day,
+        "end": doses.end_day,
     }
 
 
@@ -73,6 +73,25 @@ def _steady_state_factor(rates, duration, interval, xp):
         / -xp.expm1(-rates * safe_interval)
     )
     return xp.where(has_train, factor, 0.0)
+
+
+#: NumPy evaluates many draws in blocks of this many: the temporaries of a block stay in
+#: cache and are reused instead of freshly mapped (4000 draws in one block cost ~3x more).
+NUMPY_BLOCK_DRAWS = 512
+
+
+def _in_numpy_blocks(function, time_day, doses: DoseArrays, rates, weights):
+    """Apply ``function`` to blocks of draws (NumPy, one regimen, 1-D times)."""
+    rates, weights = np.broadcast_arrays(np.asarray(rates, float), np.asarray(weights, float))
+    lead, n_mode = rates.shape[:-1], rates.shape[-1]
+    rates, weights = rates.reshape(-1, n_mode), weights.reshape(-1, n_mode)
+    blocks = [
+        function(
+            time_day, doses, rates[i : i + NUMPY_BLOCK_DRAWS], weights[i : i + NUMPY_BLOCK_DRAWS]
+        )
+        for i in range(0, rates.shape[0], NUMPY_BLOCK_DRAWS)
+    ]
+    return np.concatenate(blocks, axis=0).reshape(*lead, -1)
 
 
 def modal_concentration(time_day, doses: DoseArrays, rates, weights, xp: Any = np):
@@ -109,31 +128,40 @@ def modal_concentration(time_day, doses: DoseArrays, rates, weights, xp: Any = n
     ([0.0, 0.0], 31.586)
     """
     time_day, rates, weights = (_tensor(a, xp) for a in (time_day, rates, weights))
-    dose = _dose_axes(doses)
-    lam = rates[..., None, None, :]  # (..., 1, 1, n_mode)
-    gain = dose["rate"] * (weights / rates)[..., None, None, :]  # (..., 1, n_dose, n_mode)
-    tau = time_day[..., :, None, None] - dose["start"]  # (..., n_time, n_dose, 1)
-    during = xp.clip(tau, 0.0, dose["duration"])
-    after = xp.maximum(tau - dose["duration"], 0.0)
-    terms = -xp.expm1(-lam * during) * xp.exp(-lam * after)
+    blocked = xp is np and time_day.ndim == 1 and doses.start_day.ndim == 1
+    if blocked and np.prod(np.broadcast_shapes(rates.shape, weights.shape)[:-1]) > (
+        NUMPY_BLOCK_DRAWS
+    ):
+        return _in_numpy_blocks(modal_concentration, time_day, doses, rates, weights)
+    dose = _dose_fields(doses)
+    # layout (..., n_mode, n_time, n_dose): the short mode axis outside keeps NumPy's inner
+    # loops long (4000 draws x 2 modes x 6 times x 5 doses in ~2 ms)
+    lam = rates[..., :, None, None]
+    gain = (weights / rates)[..., :, None] * dose["rate"][..., None, :]  # (..., n_mode, n_dose)
+    tau = time_day[..., None, :, None] - dose["start"][..., None, None, :]
+    duration = dose["duration"][..., None, None, :]
+    minus_during = -xp.clip(tau, 0.0, duration)
+    minus_after = -xp.maximum(tau - duration, 0.0)
+    terms = xp.expm1(lam * minus_during) * xp.exp(lam * minus_after)  # −(1 − e^(−λ d)) e^(−λ a)
     if doses.has_steady_state:
-        train = _steady_state_factor(lam, dose["duration"], dose["interval"], xp)
+        train = _steady_state_factor(lam, duration, dose["interval"][..., None, None, :], xp)
         since_start = xp.maximum(tau, 0.0)
-        terms = terms + xp.where(tau >= 0.0, train * xp.exp(-lam * since_start), 0.0)
+        terms = terms - xp.where(tau >= 0.0, train * xp.exp(-lam * since_start), 0.0)
     if doses.has_end:
-        terms = xp.where(time_day[..., :, None, None] < dose["end"], terms, 0.0)
-    return (gain * terms).sum(axis=(-2, -1))
+        alive = time_day[..., None, :, None] < dose["end"][..., None, None, :]
+        terms = xp.where(alive, terms, 0.0)
+    return -(terms @ gain[..., :, :, None])[..., 0].sum(axis=-2)
 
 
 def _window_phases(start_day, end_day, dose: dict[str, Any], xp):
     """Window [a, b] (clipped to each dose's end) in the dose's own times: (a0, a1) inside
     the infusion, (b0, b1) after its end, (s0, s1) since its start."""
-    a = xp.minimum(_tensor(start_day, xp)[..., None, None], dose["end"])
-    b = xp.minimum(_tensor(end_day, xp)[..., None, None], dose["end"])
+    a = xp.minimum(_tensor(start_day, xp)[..., None, None], dose["end"][..., None, :])
+    b = xp.minimum(_tensor(end_day, xp)[..., None, None], dose["end"][..., None, :])
     a = xp.minimum(a, b)
-    s0 = xp.maximum(a - dose["start"], 0.0)
-    s1 = xp.maximum(b - dose["start"], 0.0)
-    duration = dose["duration"]
+    s0 = xp.maximum(a - dose["start"][..., None, :], 0.0)
+    s1 = xp.maximum(b - dose["start"][..., None, :], 0.0)
+    duration = dose["duration"][..., None, :]
     return (
         xp.minimum(s0, duration),
         xp.minimum(s1, duration),
@@ -178,16 +206,16 @@ def modal_auc(start_day, end_day, doses: DoseArrays, rates, weights, xp: Any = n
     577.7
     """
     rates, weights = _tensor(rates, xp), _tensor(weights, xp)
-    dose = _dose_axes(doses)
-    lam = rates[..., None, :]  # (..., 1, n_mode)
-    gain = dose["rate"] * (weights / rates)[..., None, :]
+    dose = _dose_fields(doses)
+    lam = rates[..., :, None]  # (..., n_mode, 1): layout (..., n_mode, n_dose)
+    gain = (weights / rates)[..., :, None] * dose["rate"][..., None, :]
     a0, a1, b0, b1, s0, s1 = _window_phases(start_day, end_day, dose, xp)
+    duration = dose["duration"][..., None, :]
     inside = (a1 - a0) - xp.exp(-lam * a0) * -xp.expm1(-lam * (a1 - a0)) / lam
-    decay = (
-        -xp.expm1(-lam * dose["duration"]) * xp.exp(-lam * b0) * -xp.expm1(-lam * (b1 - b0)) / lam
-    )
+    decay = -xp.expm1(-lam * duration) * xp.exp(-lam * b0) * -xp.expm1(-lam * (b1 - b0)) / lam
     terms = inside + decay
     if doses.has_steady_state:
-        train = _steady_state_factor(lam, dose["duration"], dose["interval"], xp)
+        interval = dose["interval"][..., None, :]
+        train = _steady_state_factor(lam, duration, interval, xp)
         terms = terms + train * xp.exp(-lam * s0) * -xp.expm1(-lam * (s1 - s0)) / lam
-    return (gain * terms).sum(axis=(-2, -1))
+    return (gain * terms).sum(axis=-1).sum(axis=-1)
