@@ -150,7 +150,7 @@ def modal_concentration(time_day, doses: DoseArrays, rates, weights, xp: Any = n
     if doses.has_end:
         alive = time_day[..., None, :, None] < dose["end"][..., None, None, :]
         terms = xp.where(alive, terms, 0.0)
-    return -(terms @ gain[..., :, :, None])[..., 0].sum(axis=-2)
+    return (terms @ -gain[..., :, :, None])[..., 0].sum(axis=-2)
 
 
 def _window_phases(start_day, end_day, dose: dict[str, Any], xp):
