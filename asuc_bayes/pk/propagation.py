@@ -66,6 +66,21 @@ class Propagation:
     auc: np.ndarray | None
 
 
+_BLAS_CONTROLLER = None
+
+
+def _single_threaded_blas():
+    """Context limiting BLAS to one thread: these matrices are tiny (at most 6 x 6), and
+    OpenBLAS threads spinning for them on a busy 2-core machine made ``expm`` ~50x slower
+    (1 s instead of 19 ms for 1000 matrices, measured with other jobs running)."""
+    global _BLAS_CONTROLLER
+    if _BLAS_CONTROLLER is None:
+        import threadpoolctl
+
+        _BLAS_CONTROLLER = threadpoolctl.ThreadpoolController()
+    return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
+
+
 def propagators(rate_matrix: np.ndarray, delta_day) -> tuple[np.ndarray, ...]:
     """(E, Φ, Ψ) over Δ: e^(KΔ), ∫₀^Δ e^(Ks) ds and ∫₀^Δ ∫₀^s e^(Ku) du ds.
 
@@ -99,7 +114,8 @@ def propagators(rate_matrix: np.ndarray, delta_day) -> tuple[np.ndarray, ...]:
     augmented[..., :n, :n] = k * delta
     augmented[..., :n, n : 2 * n] = identity
     augmented[..., n : 2 * n, 2 * n :] = identity
-    exponential = scipy.linalg.expm(augmented)
+    with _single_threaded_blas():
+        exponential = scipy.linalg.expm(augmented)
     return (
         exponential[..., :n, :n],
         exponential[..., :n, n : 2 * n],
