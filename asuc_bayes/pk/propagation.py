@@ -18,7 +18,10 @@ the parameters in force at its start. Amounts are continuous across a parameter 
 the concentration (amount / V1) follows the central volume of the piece in force, the new
 one at the change time itself.
 
-NumPy only (``scipy.linalg.expm``, batched over the leading axes).
+Two sources of the segment propagators: ``scipy.linalg.expm`` of the augmented matrix
+(NumPy, batched over the leading axes) or the structures' closed forms
+(:mod:`asuc_bayes.pk.closed_form`, xp-generic, so the propagation also builds a PyTensor
+graph). The event grid is data, so the loop over segments unrolls into the graph.
 
 Examples
 --------
@@ -41,6 +44,7 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 
+from asuc_bayes.pk.closed_form import SegmentPropagator
 from asuc_bayes.pk.doses import DoseArrays
 
 __all__ = ["Propagation", "PropagationError", "propagate", "propagators"]
@@ -56,14 +60,15 @@ class Propagation:
 
     Attributes
     ----------
-    concentration : numpy.ndarray
-        Central concentration (mg/L) at the sample times, ``(..., n_time)``.
+    concentration : array or None
+        Central concentration (mg/L) at the sample times, ``(..., n_time)``; None without
+        sample times.
     auc : numpy.ndarray or None
         AUC (mg·day/L) over the window, leading shape ``(...)``; None without a window.
     """
 
-    concentration: np.ndarray
-    auc: np.ndarray | None
+    concentration: Any
+    auc: Any
 
 
 _BLAS_CONTROLLER = None
@@ -132,14 +137,17 @@ def _change_times(change_day) -> np.ndarray:
     return change
 
 
-def _piecewise_parameters(structure, params: Mapping[str, Any], n_piece: int) -> dict:
+def _piecewise_parameters(structure, params: Mapping[str, Any], n_piece: int, xp) -> dict:
     """Each parameter as an array whose last axis is the piece (length ``n_piece``)."""
     pieces = {}
     for name, value in params.items():
-        array = np.asarray(value, dtype=float)
-        if array.ndim == 0 or (n_piece == 1 and array.shape[-1] != 1):
+        array = np.asarray(value, dtype=float) if xp is np else xp.as_tensor_variable(value)
+        size = array.type.shape[-1] if xp is not np and array.ndim else None
+        if xp is np and array.ndim:
+            size = array.shape[-1]
+        if array.ndim == 0 or (n_piece == 1 and size != 1):
             array = array[..., None]
-        if array.shape[-1] != n_piece:
+        elif size is not None and size != n_piece:
             raise PropagationError(
                 f"parameter {name!r} of {structure.lookup_name} needs a last axis of "
                 f"{n_piece} piece(s) (len(change_day) + 1), got shape {array.shape}"
@@ -148,15 +156,53 @@ def _piecewise_parameters(structure, params: Mapping[str, Any], n_piece: int) ->
     return pieces
 
 
-def _steady_state_troughs(k_piece, rate, duration, interval) -> np.ndarray:
-    """x_ss = (I − e^(K II))⁻¹ e^(K (II − T)) Φ(T)[:, 0] R, ``(..., n)``."""
-    e_interval = propagators(k_piece, interval)[0]
-    e_rest = propagators(k_piece, interval - duration)[0]
-    phi_infusion = propagators(k_piece, duration)[1]
-    after_infusion = phi_infusion[..., :, 0] * rate[:, None]
-    u = np.einsum("...ij,...j->...i", e_rest, after_infusion)
-    n = k_piece.shape[-1]
-    return np.linalg.solve(np.eye(n) - e_interval, u[..., None])[..., 0]
+def _piece(pieces: Mapping[str, Any], index: int) -> dict:
+    return {name: value[..., index] for name, value in pieces.items()}
+
+
+class _ExpmPropagators:
+    """Segment propagators and steady-state troughs from ``scipy.linalg.expm`` (NumPy)."""
+
+    def __init__(self, structure, pieces, grid, piece):
+        self.k = structure.rate_matrix(pieces)  # (..., n_piece, n, n)
+        if grid.size > 1:
+            self.e, self.phi, self.psi = propagators(self.k[..., piece[:-1], :, :], np.diff(grid))
+
+    def segment(self, i: int) -> SegmentPropagator:
+        e, phi, psi = self.e[..., i, :, :], self.phi[..., i, :, :], self.psi[..., i, :, :]
+        return SegmentPropagator(e, phi[..., :, 0], phi[..., 0, :], psi[..., 0, 0])
+
+    def trough(self, piece: int, rate: float, duration: float, interval: float):
+        """x_ss = (I − e^(K II))⁻¹ e^(K (II − T)) Φ(T)[:, 0] R, ``(..., n)``."""
+        k = self.k[..., piece, :, :]
+        e_interval = propagators(k, interval)[0]
+        e_rest = propagators(k, interval - duration)[0]
+        after_infusion = propagators(k, duration)[1][..., :, 0] * rate
+        u = np.einsum("...ij,...j->...i", e_rest, after_infusion)
+        identity = np.eye(k.shape[-1])
+        return np.linalg.solve(identity - e_interval, u[..., None])[..., 0]
+
+
+class _ClosedFormPropagators:
+    """Segment propagators and troughs from the structure's closed forms (any ``xp``)."""
+
+    def __init__(self, structure, pieces, grid, piece, xp):
+        self.structure, self.pieces, self.grid, self.piece, self.xp = (
+            structure,
+            pieces,
+            grid,
+            piece,
+            xp,
+        )
+
+    def segment(self, i: int) -> SegmentPropagator:
+        params = _piece(self.pieces, int(self.piece[i]))
+        delta = float(self.grid[i + 1] - self.grid[i])
+        return self.structure.segment_propagator(params, delta, self.xp)
+
+    def trough(self, piece: int, rate: float, duration: float, interval: float):
+        params = _piece(self.pieces, piece)
+        return self.structure.steady_state_trough(params, rate, duration, interval, self.xp)
 
 
 def _check_inputs(doses: DoseArrays, time_day, auc_window) -> tuple[np.ndarray, tuple | None]:
@@ -173,6 +219,10 @@ def _check_inputs(doses: DoseArrays, time_day, auc_window) -> tuple[np.ndarray, 
     return times, (a, b)
 
 
+#: how :func:`propagate` builds the segment propagators
+PROPAGATION_METHODS = ("expm", "closed_form")
+
+
 def propagate(
     structure,
     doses: DoseArrays,
@@ -180,86 +230,102 @@ def propagate(
     change_day=(),
     time_day=(),
     auc_window: tuple[float, float] | None = None,
+    *,
+    method: str = "expm",
+    xp: Any = np,
 ) -> Propagation:
     """Concentrations and AUC with piecewise-constant parameters, by exact propagation.
 
-    Parameters
-    ----------
-    structure : PKStructure
-        Supplies ``rate_matrix`` and ``central_volume``.
-    doses : DoseArrays
-        One regimen, fields of shape ``(n_dose,)``.
-    params : mapping
-        Name -> array ``(..., n_piece)`` with ``n_piece = len(change_day) + 1`` (piece j
-        holds on [change_day[j−1], change_day[j])); without change times the piece axis may
-        be left out.
-    change_day : array_like
-        Strictly increasing times (day) at which the parameters change.
-    time_day : array_like
-        Sample times (day), ``(n_time,)``.
-    auc_window : (float, float), optional
-        [start, end] (day) of the AUC.
+        Parameters
+        ----------
+        structure : PKStructure
+            Supplies ``central_volume`` and ``rate_matrix`` (``"expm"``) or
+            ``segment_propagator`` and ``steady_state_trough`` (``"closed_form"``).
+        doses : DoseArrays
+            One regimen, fields of shape ``(n_dose,)``.
+        params : mapping
+            Name -> array ``(..., n_piece)`` with ``n_piece = len(change_day) + 1`` (piece j
+            holds on [change_day[j−1], change_day[j])); without change times the piece axis may
+            be left out.
+        change_day : array_like
+            Strictly increasing times (day) at which the parameters change.
+        time_day : array_like
+            Sample times (day), ``(n_time,)``.
+        auc_window : (float, float), optional
+            [start, end] (day) of the AUC.
+        method : {"expm", "closed_form"}
+            ``"expm"``: ``scipy.linalg.expm`` of the augmented matrix (NumPy only);
+            ``"closed_form"``: the structure's analytic propagators (NumPy or PyTensor).
+        xp : module
+            ``numpy`` or, with ``method="closed_form"``, ``pytensor.tensor``.
 
-    Returns
-    -------
-    Propagation
+        Returns
+        -------
+        Propagation
 
-    Examples
-    --------
-    >>> import numpy as np
+        Examples
+        --------
+        >>> import numpy as np
     >>> from asuc_bayes.pk.doses import DoseArrays
-    >>> from asuc_bayes.pk.structures import TwoCompartment
-    >>> doses = DoseArrays(start_day=[0.0, 14.0], amount_mg=[350.0, 350.0],
-    ...                    duration_day=[1 / 12, 1 / 12])
-    >>> two = TwoCompartment()
-    >>> params = {"cl": [0.294, 0.294], "v1": [3.33, 3.33], "q": [0.0719, 0.0719],
-    ...           "v2": [1.14, 1.14]}
-    >>> result = propagate(two, doses, params, [7.0], [3.0, 20.0], (0.0, 28.0))
-    >>> constant = {name: value[0] for name, value in params.items()}
-    >>> bool(np.allclose(result.concentration, two.concentration([3.0, 20.0], doses, constant)))
-    True
-    >>> bool(np.isclose(result.auc, two.auc(0.0, 28.0, doses, constant)))
-    True
+        >>> from asuc_bayes.pk.structures import TwoCompartment
+        >>> doses = DoseArrays(start_day=[0.0, 14.0], amount_mg=[350.0, 350.0],
+        ...                    duration_day=[1 / 12, 1 / 12])
+        >>> two = TwoCompartment()
+        >>> params = {"cl": [0.294, 0.294], "v1": [3.33, 3.33], "q": [0.0719, 0.0719],
+        ...           "v2": [1.14, 1.14]}
+        >>> result = propagate(two, doses, params, [7.0], [3.0, 20.0], (0.0, 28.0))
+        >>> constant = {name: value[0] for name, value in params.items()}
+        >>> bool(np.allclose(result.concentration, two.concentration([3.0, 20.0], doses, constant)))
+        True
+        >>> bool(np.isclose(result.auc, two.auc(0.0, 28.0, doses, constant)))
+        True
+        >>> closed = propagate(two, doses, params, [7.0], [3.0, 20.0], method="closed_form")
+        >>> bool(np.allclose(closed.concentration, result.concentration, rtol=1e-12))
+        True
     """
+    if method not in PROPAGATION_METHODS:
+        raise PropagationError(f"method must be one of {PROPAGATION_METHODS}, got {method!r}")
+    if method == "expm" and xp is not np:
+        raise PropagationError('method="expm" is NumPy only; use method="closed_form"')
     times, window = _check_inputs(doses, time_day, auc_window)
     change = _change_times(change_day)
-    pieces = _piecewise_parameters(structure, params, change.size + 1)
-    k = structure.rate_matrix(pieces)  # (..., n_piece, n, n)
-    volume = np.asarray(structure.central_volume(pieces), dtype=float)
-    lead = np.broadcast_shapes(k.shape[:-3], volume.shape[:-1])
-    k = np.broadcast_to(k, (*lead, *k.shape[-3:]))
-    volume = np.broadcast_to(volume, (*lead, change.size + 1))
+    pieces = _piecewise_parameters(structure, params, change.size + 1, xp)
+    volume = structure.central_volume(pieces, xp)  # (..., n_piece)
+    zero = sum(0.0 * value[..., 0] for value in pieces.values())  # the leading shape
 
     start, duration, end = doses.start_day, doses.duration_day, doses.end_day
     rate, interval = doses.rate_mg_day, doses.steady_state_interval_day
     events = [times, start, start + duration, end[np.isfinite(end)], change]
     grid = np.unique(np.concatenate([*events, np.asarray(window or (), dtype=float)]))
     piece = np.searchsorted(change, grid, side="right")
-    if grid.size > 1:
-        e, phi, psi = propagators(k[..., piece[:-1], :, :], np.diff(grid))
+    if method == "expm":
+        source = _ExpmPropagators(structure, pieces, grid, piece)
+    else:
+        source = _ClosedFormPropagators(structure, pieces, grid, piece, xp)
 
-    n = k.shape[-1]
-    state = np.zeros((*lead, doses.n_dose, n))
-    concentration = np.zeros((*lead, times.size))
-    auc = np.zeros(lead)
+    state = np.zeros((doses.n_dose, structure.n_compartments))  # (..., n_dose, n) once used
+    at_time: dict[float, Any] = {}
+    auc = zero
     for i, g in enumerate(grid):
         alive = (start <= g) & (g < end)
-        state = np.where(alive[:, None], state, 0.0)
-        steady = np.flatnonzero(alive & (start == g) & (interval > 0))
-        if steady.size:
-            trough = _steady_state_troughs(
-                k[..., piece[i], None, :, :], rate[steady], duration[steady], interval[steady]
-            )
-            state[..., steady, :] += trough
-        central_concentration = state[..., :, 0].sum(axis=-1) / volume[..., piece[i]]
-        concentration[..., times == g] = central_concentration[..., None]
+        if not alive.all():
+            state = xp.where(alive[:, None], state, 0.0)
+        for d in np.flatnonzero(alive & (start == g) & (interval > 0)):
+            trough = source.trough(int(piece[i]), rate[d], duration[d], interval[d])
+            state = state + np.eye(doses.n_dose)[d][:, None] * trough[..., None, :]
+        if g in times:
+            at_time[float(g)] = zero + state[..., :, 0].sum(axis=-1) / volume[..., piece[i]]
         if i == grid.size - 1:
             break
+        segment = source.segment(i)
         input_rate = np.where(alive & (g < start + duration), rate, 0.0)  # (n_dose,)
         if window is not None and window[0] <= g and grid[i + 1] <= window[1]:
-            integral = np.einsum("...j,...dj->...d", phi[..., i, 0, :], state)
-            integral = integral + psi[..., i, None, 0, 0] * input_rate
-            auc = auc + integral.sum(axis=-1) / volume[..., piece[i]]
-        state = np.einsum("...ij,...dj->...di", e[..., i, :, :], state)
-        state = state + phi[..., i, None, :, 0] * input_rate[:, None]
+            from_state = (state * segment.auc_row[..., None, :]).sum(axis=-1).sum(axis=-1)
+            from_input = segment.input_auc * input_rate.sum()
+            auc = auc + (from_state + from_input) / volume[..., piece[i]]
+        decayed = (state[..., None, :] * segment.decay[..., None, :, :]).sum(axis=-1)
+        state = decayed + segment.input_column[..., None, :] * input_rate[:, None]
+    concentration = None
+    if times.size:
+        concentration = xp.stack([at_time[float(t)] for t in times], axis=-1)
     return Propagation(concentration, auc if window is not None else None)

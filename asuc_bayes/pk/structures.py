@@ -35,6 +35,14 @@ from typing import Any, ClassVar
 import numpy as np
 
 from asuc_bayes.pk import propagation
+from asuc_bayes.pk.closed_form import (
+    SegmentPropagator,
+    one_compartment_propagator,
+    one_compartment_trough,
+    two_compartment_macro,
+    two_compartment_propagator,
+    two_compartment_trough,
+)
 from asuc_bayes.pk.doses import DoseArrays
 from asuc_bayes.pk.linear import modal_auc, modal_concentration
 from asuc_bayes.pk.registry import register_structure
@@ -100,6 +108,14 @@ class PKStructure:
         """Volume (L) of the central compartment: concentration = amount / volume."""
         raise NotImplementedError
 
+    def segment_propagator(self, params, delta_day, xp: Any = np) -> SegmentPropagator:
+        """Closed-form propagator over Δ days (:mod:`asuc_bayes.pk.closed_form`)."""
+        raise NotImplementedError
+
+    def steady_state_trough(self, params, rate_mg_day, duration_day, interval_day, xp=np):
+        """Amounts (mg), ``(..., n)``, at the start of a steady-state dose (closed form)."""
+        raise NotImplementedError
+
     def concentration(self, time_day, doses: DoseArrays, params, xp: Any = np):
         """Central concentration (mg/L) at ``time_day`` with constant parameters.
 
@@ -162,7 +178,9 @@ class PKStructure:
         rates, weights = self.modes(params, xp)
         return modal_auc(start_day, end_day, doses, rates, weights, xp)
 
-    def piecewise_concentration(self, time_day, doses: DoseArrays, params, change_day=()):
+    def piecewise_concentration(
+        self, time_day, doses: DoseArrays, params, change_day=(), *, method="expm", xp=np
+    ):
         """Concentration (mg/L) with parameters constant between ``change_day`` (NumPy).
 
         Parameters
@@ -176,10 +194,15 @@ class PKStructure:
             j holds on [change_day[j−1], change_day[j]).
         change_day : array_like
             Increasing times (day) at which the parameters change.
+        method : {"expm", "closed_form"}
+            Source of the segment propagators (see
+            :func:`asuc_bayes.pk.propagation.propagate`).
+        xp : module
+            ``numpy``, or ``pytensor.tensor`` with ``method="closed_form"``.
 
         Returns
         -------
-        numpy.ndarray
+        array
             ``(..., n_time)``; see :func:`asuc_bayes.pk.propagation.propagate`.
 
         Examples
@@ -193,16 +216,20 @@ class PKStructure:
         >>> bool(np.allclose(c, one.concentration([1.0, 20.0], doses, {"cl": 0.49, "v": 13.2})))
         True
         """
-        return propagation.propagate(self, doses, params, change_day, time_day).concentration
+        return propagation.propagate(
+            self, doses, params, change_day, time_day, method=method, xp=xp
+        ).concentration
 
-    def piecewise_auc(self, start_day, end_day, doses: DoseArrays, params, change_day=()):
+    def piecewise_auc(
+        self, start_day, end_day, doses: DoseArrays, params, change_day=(), *, method="expm", xp=np
+    ):
         """AUC (mg·day/L) over [start_day, end_day] with piecewise-constant parameters.
 
         Parameters are as in :meth:`piecewise_concentration`.
 
         Returns
         -------
-        numpy.ndarray
+        array
             The leading shape of the parameters (without the piece axis).
 
         Examples
@@ -217,7 +244,9 @@ class PKStructure:
         True
         """
         window = (start_day, end_day)
-        return propagation.propagate(self, doses, params, change_day, (), window).auc
+        return propagation.propagate(
+            self, doses, params, change_day, (), window, method=method, xp=xp
+        ).auc
 
 
 @register_structure
@@ -270,26 +299,29 @@ class OneCompartment(PKStructure):
         """
         return self._parameters(params, xp)[1]
 
+    def segment_propagator(self, params, delta_day, xp: Any = np):
+        """e^(−kΔ), φ(k), ψ(k) (:func:`~asuc_bayes.pk.closed_form.one_compartment_propagator`).
 
-def _two_compartment_macro(cl, v1, q, v2, xp):
-    """α > β > 0 and the fractions f_α, f_β (in [0, 1], summing to 1) of the central
-    response to a unit bolus: C = (f_α e^(−αt) + f_β e^(−βt)) / V1.
+        Examples
+        --------
+        >>> p = OneCompartment().segment_propagator({"cl": 0.5, "v": 10.0}, 0.0)
+        >>> float(p.decay[0, 0]), float(p.input_auc)
+        (1.0, 0.0)
+        """
+        return one_compartment_propagator(*self._parameters(params, xp), delta_day, xp)
 
-    With k10 = CL/V1, k12 = Q/V1, k21 = Q/V2: d = α − β is the root of a sum of
-    non-negative terms, (k10 − k21)² + k12 (k12 + 2 (k10 + k21)); β = k10 k21 / α; and
-    α − k21, k21 − β (non-negative, sum d, product k12 k21) are formed without
-    cancellation, so the fractions stay accurate when α ≈ β or Q is tiny.
-    """
-    k10, k12, k21 = cl / v1, q / v1, q / v2
-    d = xp.sqrt((k10 - k21) ** 2 + k12 * (k12 + 2.0 * (k10 + k21)))
-    alpha = 0.5 * (k10 + k12 + k21 + d)
-    beta = k10 * k21 / alpha
-    e = k10 + k12 - k21
-    larger = 0.5 * (d + xp.abs(e))
-    smaller = k12 * k21 / larger
-    alpha_part = xp.where(e >= 0.0, larger, smaller)  # α − k21
-    beta_part = xp.where(e >= 0.0, smaller, larger)  # k21 − β
-    return alpha, beta, alpha_part / d, beta_part / d
+    def steady_state_trough(self, params, rate_mg_day, duration_day, interval_day, xp=np):
+        """Trough amount of an infinite train (``(..., 1)``).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> a = OneCompartment().steady_state_trough({"cl": 1.0, "v": 10.0}, 1e6, 1e-6, 10.0)
+        >>> bool(np.isclose(a[0], np.exp(-1) / (1 - np.exp(-1)), rtol=1e-6))
+        True
+        """
+        cl, v = self._parameters(params, xp)
+        return one_compartment_trough(cl, v, rate_mg_day, duration_day, interval_day, xp)
 
 
 @register_structure
@@ -324,7 +356,7 @@ class TwoCompartment(PKStructure):
         True
         """
         cl, v1, q, v2 = self._parameters(params, xp)
-        alpha, beta, f_alpha, f_beta = _two_compartment_macro(cl, v1, q, v2, xp)
+        alpha, beta, f_alpha, f_beta, *_ = two_compartment_macro(cl, v1, q, v2, xp)
         rates = xp.stack([alpha, beta], axis=-1)
         weights = xp.stack([f_alpha / v1, f_beta / v1], axis=-1)
         return rates, weights
@@ -353,3 +385,30 @@ class TwoCompartment(PKStructure):
         2.0
         """
         return self._parameters(params, xp)[1]
+
+    def segment_propagator(self, params, delta_day, xp: Any = np):
+        """Spectral closed form (:func:`~asuc_bayes.pk.closed_form.two_compartment_propagator`).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> p = TwoCompartment().segment_propagator(
+        ...     {"cl": 0.294, "v1": 3.33, "q": 0.0719, "v2": 1.14}, 1e4)
+        >>> # ∫₀^∞ of the central amount after a unit bolus is 1/k10 = V1/CL
+        >>> bool(np.isclose(p.input_column[0], 3.33 / 0.294))
+        True
+        """
+        return two_compartment_propagator(*self._parameters(params, xp), delta_day, xp)
+
+    def steady_state_trough(self, params, rate_mg_day, duration_day, interval_day, xp=np):
+        """Trough amounts (central, peripheral) of an infinite train, ``(..., 2)``.
+
+        Examples
+        --------
+        >>> x = TwoCompartment().steady_state_trough(
+        ...     {"cl": 0.294, "v1": 3.33, "q": 0.0719, "v2": 1.14}, 4200.0, 1 / 12, 56.0)
+        >>> x.shape
+        (2,)
+        """
+        cl, v1, q, v2 = self._parameters(params, xp)
+        return two_compartment_trough(cl, v1, q, v2, rate_mg_day, duration_day, interval_day, xp)
