@@ -6,7 +6,9 @@
   :func:`structure_from_name`;
 * :mod:`asuc_bayes.pk.structures` — :class:`OneCompartment`, :class:`TwoCompartment`;
 * :mod:`asuc_bayes.pk.linear` — analytic superposition over exponential modes;
-* :mod:`asuc_bayes.pk.propagation` — exact propagation with piecewise-constant parameters.
+* :mod:`asuc_bayes.pk.closed_form` — closed-form segment propagators (xp-generic);
+* :mod:`asuc_bayes.pk.propagation` — exact propagation with piecewise-constant parameters
+  (``scipy.linalg.expm`` or the closed forms).
 
 Examples
 --------

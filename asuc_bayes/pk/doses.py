@@ -188,20 +188,52 @@ give padding doses of amount 0 any positive duration
 
     @property
     def n_dose(self) -> int:
-        """Number of doses (the last axis)."""
+        """Number of doses (the last axis).
+
+        Examples
+        --------
+        >>> d = DoseArrays(start_day=[0.0, 14.0], amount_mg=[700.0, 0.0], duration_day=[0.5, 0.5],
+        ...                steady_state_interval_day=[14.0, 0.0], end_day=[np.inf, 20.0])
+        >>> d.n_dose
+        2
+        """
         return int(self.start_day.shape[-1])
 
     @property
     def has_steady_state(self) -> bool:
-        """True when any dose is given at steady state."""
+        """True when any dose is given at steady state.
+
+        Examples
+        --------
+        >>> d = DoseArrays(start_day=[0.0, 14.0], amount_mg=[700.0, 0.0], duration_day=[0.5, 0.5],
+        ...                steady_state_interval_day=[14.0, 0.0], end_day=[np.inf, 20.0])
+        >>> d.has_steady_state
+        True
+        """
         return bool(np.any(self.steady_state_interval_day > 0))
 
     @property
     def has_end(self) -> bool:
-        """True when any dose ends at a reset."""
+        """True when any dose ends at a reset.
+
+        Examples
+        --------
+        >>> d = DoseArrays(start_day=[0.0, 14.0], amount_mg=[700.0, 0.0], duration_day=[0.5, 0.5],
+        ...                steady_state_interval_day=[14.0, 0.0], end_day=[np.inf, 20.0])
+        >>> d.has_end
+        True
+        """
         return bool(np.any(np.isfinite(self.end_day)))
 
     @property
     def rate_mg_day(self) -> np.ndarray:
-        """Infusion rate (mg/day) of each dose."""
+        """Infusion rate (mg/day) of each dose.
+
+        Examples
+        --------
+        >>> d = DoseArrays(start_day=[0.0, 14.0], amount_mg=[700.0, 0.0], duration_day=[0.5, 0.5],
+        ...                steady_state_interval_day=[14.0, 0.0], end_day=[np.inf, 20.0])
+        >>> d.rate_mg_day.tolist()
+        [1400.0, 0.0]
+        """
         return self.amount_mg / self.duration_day
