@@ -299,3 +299,32 @@ def test_vectorised_over_draws_in_one_call():
         single = {name: value[draw] for name, value in params.items()}
         np.testing.assert_allclose(out[draw], two.concentration(times, doses, single), rtol=1e-13)
         assert auc[draw] == pytest.approx(float(two.auc(14.0, 28.0, doses, single)), rel=1e-13)
+
+
+def test_regimens_with_a_leading_patient_axis_broadcast_against_the_parameters():
+    """Doses (n_patient, n_dose) with parameters (n_patient,): one call equals per-patient."""
+    start = np.array([[0.0, 14.0, 42.0], [0.0, 4.0, 9.5]])
+    amount = np.array([[700.0, 700.0, 0.0], [500.0, 800.0, 300.0]])
+    duration = np.full((2, 3), 2 * H)
+    interval = np.array([[0.0, 0.0, 0.0], [28.0, 0.0, 0.0]])
+    doses = DoseArrays(
+        start_day=start, amount_mg=amount, duration_day=duration, steady_state_interval_day=interval
+    )
+    params = {"cl": np.array([0.3, 0.49]), "v1": np.array([3.0, 4.0]), "q": 0.07, "v2": 1.1}
+    times = np.array([1.0, 10.0, 50.0])
+    two = TwoCompartment()
+    together = two.concentration(times, doses, params)
+    auc = two.auc(5.0, 30.0, doses, params)
+    for i in range(2):
+        single = DoseArrays(
+            start_day=start[i],
+            amount_mg=amount[i],
+            duration_day=duration[i],
+            steady_state_interval_day=interval[i],
+        )
+        p = {
+            name: np.asarray(value)[..., i] if np.ndim(value) else value
+            for name, value in params.items()
+        }
+        np.testing.assert_allclose(together[i], two.concentration(times, single, p), rtol=1e-13)
+        assert auc[i] == pytest.approx(float(two.auc(5.0, 30.0, single, p)), rel=1e-13)
