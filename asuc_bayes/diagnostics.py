@@ -199,6 +199,11 @@ def monte_carlo_errors(
     if draws.ndim != 3 or draws.shape[0] < 1 or draws.shape[1] < 4:
         raise ValueError(f"need (chain >= 1, draw >= 4, k) draws, got shape {draws.shape}")
     probs = np.atleast_1d(np.asarray(probs, dtype=float))
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # undefined → NaN
+        return _monte_carlo_errors(draws, probs, independent)
+
+
+def _monte_carlo_errors(draws: np.ndarray, probs: np.ndarray, independent: bool):
     k = draws.shape[-1]
     flat = draws.reshape(-1, k)
     total = flat.shape[0]
@@ -213,11 +218,10 @@ def monte_carlo_errors(
         columns = np.concatenate([split, below.reshape(*split.shape[:2], -1)], axis=-1)
         ess = _ess(columns.astype(float))
         ess_mean, ess_quantile = ess[:k], ess[k:].reshape(probs.size, k)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mean = sd / np.sqrt(ess_mean)
-        a = ess_quantile * probs[:, None] + 1.0
-        b = ess_quantile * (1.0 - probs[:, None]) + 1.0
-        ppf = scipy.stats.beta.ppf(_ONE_SD[:, None, None], a, b)  # (2, p, k)
+    mean = sd / np.sqrt(ess_mean)
+    a = ess_quantile * probs[:, None] + 1.0
+    b = ess_quantile * (1.0 - probs[:, None]) + 1.0
+    ppf = scipy.stats.beta.ppf(_ONE_SD[:, None, None], a, b)  # (2, p, k)
     low = np.floor(np.fmax(ppf[0] * total - 1.0, 0.0)).astype(np.intp)
     high = np.ceil(np.fmin(ppf[1] * total - 1.0, total - 1.0)).astype(np.intp)
     ordered = np.sort(flat, axis=0)
