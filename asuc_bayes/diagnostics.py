@@ -71,20 +71,23 @@ def _ess(values: np.ndarray) -> np.ndarray:
     autocovariances (ArviZ's ``_ess``)."""
     chains, n, k = values.shape
     out = np.empty(k)
-    centred = values - values.mean(axis=1, keepdims=True)
+    # (chain, k, draw), contiguous in the draws: the FFT runs along the last axis (~3x faster)
+    centred = np.ascontiguousarray(np.moveaxis(values - values.mean(axis=1, keepdims=True), 1, 2))
     size = scipy.fft.next_fast_len(2 * n)
-    spectrum = np.fft.rfft(centred, n=size, axis=1)
-    acov = np.fft.irfft(spectrum * np.conjugate(spectrum), n=size, axis=1)[:, :n] / n
+    spectrum = scipy.fft.rfft(centred, n=size, axis=-1)
+    power = spectrum.real**2 + spectrum.imag**2
+    mean_acovs = scipy.fft.irfft(power, n=size, axis=-1)[..., :n].mean(axis=0) / n  # (k, draw)
+    spread = values.max(axis=(0, 1)) - values.min(axis=(0, 1))
+    chain_means = values.mean(axis=1)
     for j in range(k):
-        column = values[..., j]
-        if np.max(column) - np.min(column) < np.finfo(float).resolution:
-            out[j] = column.size
+        if spread[j] < np.finfo(float).resolution:
+            out[j] = chains * n
             continue
-        mean_acov = acov[:, :, j].mean(axis=0)
+        mean_acov = mean_acovs[j]
         mean_var = mean_acov[0] * n / (n - 1.0)
         var_plus = mean_var * (n - 1.0) / n
         if chains > 1:
-            var_plus += np.var(column.mean(axis=1), ddof=1)
+            var_plus += np.var(chain_means[:, j], ddof=1)
         rho = np.zeros(n)
         rho_even, rho_odd = 1.0, 1.0 - (mean_var - mean_acov[1]) / var_plus
         rho[0], rho[1] = rho_even, rho_odd
