@@ -376,7 +376,17 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
 def _add_sampling_options(parser: argparse.ArgumentParser, population: bool = False) -> None:
     """Draws, tuning, chains, seed, target acceptance, sampler and the model options; a
     ``population`` fit has no independence sampler (its posterior has hundreds of dimensions)."""
-    parser.add_argument("--draws", type=int, default=1000, help="draws per chain (1000)")
+    parser.add_argument(
+        "--draws",
+        type=int,
+        default=1000 if population else None,
+        help=(
+            "draws per chain (1000)"
+            if population
+            else "draws per chain (default: adaptive, 1000 extended up to 8000 until the tail "
+            "quantiles' MCSE is <= 0.05 SD)"
+        ),
+    )
     parser.add_argument("--tune", type=int, default=1000, help="tuning steps per chain (1000)")
     parser.add_argument("--chains", type=int, default=4, help="chains (4)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (0)")
@@ -1116,7 +1126,11 @@ def _forecast_population(args: argparse.Namespace) -> int:
     except (InputError, ModelSpecError, ValueError, OSError) as exc:
         return _error(str(exc))
     results = forecast_patients_with_population(
-        patients, draws, random_seed=args.seed, chains=args.chains, draws_per_chain=args.draws
+        patients,
+        draws,
+        random_seed=args.seed,
+        chains=args.chains,
+        draws_per_chain=args.draws or 1000,
     )
     if args.format == "json":
         payload = results_json(results, draws.spec)

@@ -29,7 +29,7 @@ import xarray as xr
 from asuc_bayes._version import __version__
 from asuc_bayes.config import ModelSpec
 from asuc_bayes.dataset import Dose, Observation, Patient
-from asuc_bayes.diagnostics import rank_diagnostics
+from asuc_bayes.diagnostics import monte_carlo_errors, rank_diagnostics
 from asuc_bayes.grid import (
     GridPosterior,
     find_modes,
@@ -37,7 +37,7 @@ from asuc_bayes.grid import (
     log_posterior,
     scan_maxima,
 )
-from asuc_bayes.independence import MixtureProposal, StudentTProposal, independence_metropolis
+from asuc_bayes.independence import IndependenceChains, MixtureProposal, StudentTProposal
 from asuc_bayes.kernels import (
     AUC_FLOOR_MG_DAY_L,
     auc_interval,
@@ -66,6 +66,7 @@ __all__ = [
     "DERIVED",
     "Forecaster",
     "PatientForecast",
+    "Precision",
     "SamplerSettings",
     "derived_quantities",
     "exact_forecast",
@@ -78,6 +79,7 @@ __all__ = [
     "results_json",
     "results_tree",
     "save_results",
+    "summary_mcse",
     "summary_statistics",
 ]
 
@@ -91,6 +93,10 @@ DERIVED = {
 }
 #: Summary statistics of every posterior quantity (the output contract's S).
 STATISTICS = ("mean", "sd", "q2.5", "q50", "q97.5")
+#: The statistics of S whose Monte Carlo standard error S["mcse"] reports, and the quantiles'
+#: probabilities.
+MCSE_STATISTICS = ("mean", "q2.5", "q50", "q97.5")
+MCSE_PROBS = (0.025, 0.5, 0.975)
 RHAT_MAX = 1.01
 #: The MAP is searched within this many prior SDs of η = 0 (prior density e^-50 there).
 ETA_BOUND_SD = 10.0
@@ -117,6 +123,16 @@ IMH_SCALE = 1.5
 #: Weight of the prior in the defensive mixture proposal: every importance weight is then at
 #: most max(likelihood) / IMH_PRIOR_WEIGHT (see :class:`PriorProposal`).
 IMH_PRIOR_WEIGHT = 0.2
+#: Draws per chain of a run, and the first piece of an adaptive one (``draws=None``).
+DEFAULT_DRAWS = 1000
+#: The stated precision of an adaptive run: the Monte Carlo standard error of the 2.5 % and
+#: 97.5 % quantiles of each PRECISION_QUANTITIES, in posterior SDs of that quantity. With
+#: independent draws a tail quantile reaches it at ~2900 effective draws (a normal posterior).
+PRECISION_TARGET = 0.05
+PRECISION_QUANTITIES = ("ln_auc_cl", "risk_90d")
+PRECISION_PROBS = (0.025, 0.975)
+#: An adaptive run stops at MAX_DRAWS_FACTOR x DEFAULT_DRAWS draws per chain, met or not.
+MAX_DRAWS_FACTOR = 8
 #: Whitening data of the un-whitened sampler coordinates (shift 0, identity Cholesky factor).
 IDENTITY_WHITENING = {"eta_shift": np.zeros(2), "eta_chol": np.eye(2)}
 
@@ -127,12 +143,17 @@ class SamplerSettings:
 
     ``sampler="imh"`` (default): an independence Metropolis–Hastings sampler whose proposal is
     a multivariate t around the Laplace approximation mixed with the prior (see
-    :meth:`Forecaster._sample_independence`); if its draws fail a gate, NUTS (nutpie) samples
+    :meth:`Forecaster._independence_run`); if its draws fail a gate, NUTS (nutpie) samples
     the patient. ``"nutpie"``: NUTS only; ``"pymc"``: PyMC's own NUTS. ``tune`` and the
     target acceptances apply to NUTS; ``escalate_target_accept`` is used for a second NUTS
-    attempt when the first has divergences or fails the R-hat/ESS gates."""
+    attempt when the first has divergences or fails the R-hat/ESS gates.
 
-    draws: int = 1000
+    ``draws`` (per chain) fixes the size of the run; None (default) makes it adaptive: a
+    first piece of :data:`DEFAULT_DRAWS` draws is continued until the MCSE of the 2.5 % and
+    97.5 % quantiles of ln(AUC/CL) and of the 90-day risk is at most :data:`PRECISION_TARGET`
+    posterior SDs, or ``max_draws`` (8 x 1000) is reached (see :class:`Precision`)."""
+
+    draws: int | None = None
     tune: int = 1000
     chains: int = 4
     target_accept: float = 0.95
@@ -142,9 +163,27 @@ class SamplerSettings:
     method: Literal["auto", "nuts", "exact_grid"] = "auto"
     grid_points: int = 401
 
+    @property
+    def adaptive(self) -> bool:
+        """No ``draws`` given: the run is extended until its tail quantiles reach the stated
+        precision (:data:`PRECISION_TARGET`), within ``max_draws``."""
+        return self.draws is None
+
+    @property
+    def initial_draws(self) -> int:
+        """Draws per chain of the first (for a fixed run: the only) piece of the run."""
+        return DEFAULT_DRAWS if self.draws is None else self.draws
+
+    @property
+    def max_draws(self) -> int:
+        """Draws per chain an adaptive run stops at, met or not (a fixed run: ``draws``)."""
+        return MAX_DRAWS_FACTOR * DEFAULT_DRAWS if self.draws is None else self.draws
+
     def __post_init__(self):
         for name in ("draws", "tune", "chains"):
             value = getattr(self, name)
+            if name == "draws" and value is None:
+                continue
             if not isinstance(value, int) or value < (1 if name != "tune" else 0):
                 raise ValueError(
                     f"sampler setting '{name}' must be a positive integer, got {value!r}"
@@ -253,6 +292,131 @@ def summary_statistics(values: np.ndarray) -> dict[str, float]:
     }
 
 
+def _json_number(value) -> float | None:
+    """A float for JSON: None where it is undefined (NaN or infinite)."""
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
+def summary_mcse(
+    derived: dict[str, np.ndarray], *, independent: bool = False
+) -> dict[str, dict[str, float | None]]:
+    """Monte Carlo standard error of the mean and the 2.5/50/97.5 % quantiles of every
+    :data:`DERIVED` quantity (the output contract's S["mcse"]), from its draws (chain, draw).
+
+    As ``az.mcse(method="mean")`` and ``az.mcse(method="quantile", prob=p)``
+    (:func:`asuc_bayes.diagnostics.monte_carlo_errors`); ``independent`` draws (the exact
+    grid's) use the i.i.d. formulas (ESS = number of draws). Undefined values are None.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> draws = {name: rng.normal(size=(4, 1000)) for name in DERIVED}
+    >>> mcse = summary_mcse(draws, independent=True)
+    >>> sorted(mcse["v"]), round(mcse["v"]["mean"], 3)
+    (['mean', 'q2.5', 'q50', 'q97.5'], 0.016)
+    """
+    values = np.stack([np.asarray(derived[name], dtype=float) for name in DERIVED], axis=-1)
+    if values.ndim == 2:  # one chain, flat
+        values = values[None]
+    errors = monte_carlo_errors(values, MCSE_PROBS, independent=independent)
+    columns = np.vstack([errors.mean, errors.quantile])  # (statistic, quantity)
+    return {
+        name: {k: _json_number(columns[i, j]) for i, k in enumerate(MCSE_STATISTICS)}
+        for j, name in enumerate(DERIVED)
+    }
+
+
+@dataclass(frozen=True)
+class Precision:
+    """The Monte Carlo precision of a run, against the stated target.
+
+    ``worst`` is the largest MCSE of the 2.5 % and 97.5 % quantiles of the
+    :data:`PRECISION_QUANTITIES`, each in posterior SDs of its quantity (infinite where an
+    MCSE is undefined); the target is met when ``worst <= target``. ``draws`` per chain;
+    ``adaptive`` says whether the run was extended to reach the target (within
+    ``max_draws``) or had its size fixed by ``draws``.
+    """
+
+    target: float
+    worst: float
+    draws: int
+    max_draws: int
+    adaptive: bool
+
+    @property
+    def met(self) -> bool:
+        return bool(self.worst <= self.target)
+
+    def next_draws(self) -> int:
+        """Draws per chain expected to meet the target (MCSE ∝ 1/√draws), with a 20 % margin,
+        at least a quarter more than now, rounded up to 100 and capped at ``max_draws``."""
+        if not np.isfinite(self.worst):
+            return self.max_draws
+        wanted = self.draws * 1.2 * (self.worst / self.target) ** 2
+        wanted = max(wanted, 1.25 * self.draws)
+        return int(min(self.max_draws, 100 * np.ceil(wanted / 100)))
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON contract's ``diagnostics.precision``."""
+        return {
+            "target": self.target,
+            "met": self.met,
+            "worst": _json_number(self.worst),
+            "draws": self.draws,
+            "max_draws": self.max_draws,
+            "adaptive": self.adaptive,
+        }
+
+
+def run_precision(
+    spec: ModelSpec,
+    patient: Patient,
+    eta: np.ndarray,
+    settings: SamplerSettings,
+    *,
+    independent: bool = False,
+) -> Precision:
+    """The :class:`Precision` of η draws (chain, draw, 2) of ``patient``."""
+    derived = derived_quantities(spec, patient, eta)
+    values = np.stack([derived[name] for name in PRECISION_QUANTITIES], axis=-1)
+    errors = monte_carlo_errors(values, PRECISION_PROBS, independent=independent)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(errors.quantile == 0.0, 0.0, errors.quantile / errors.sd)
+    ratio = np.where(np.isfinite(ratio), ratio, np.inf)
+    return Precision(
+        PRECISION_TARGET,
+        float(ratio.max()),
+        int(eta.shape[1]),
+        settings.max_draws,
+        settings.adaptive,
+    )
+
+
+def until_precise(
+    spec: ModelSpec,
+    patient: Patient,
+    eta: np.ndarray,
+    settings: SamplerSettings,
+    extend,
+    *,
+    independent: bool = False,
+) -> tuple[np.ndarray, Precision]:
+    """Continue a run until its :class:`Precision` is met (adaptive ``settings`` only).
+
+    ``extend(n)`` returns the next ``n`` draws (chain, n, 2) of the same run (continued chains
+    or fresh independent pieces, never a function of the draws so far); diagnostics are to be
+    recomputed on the whole run.
+    """
+    precision = run_precision(spec, patient, eta, settings, independent=independent)
+    while settings.adaptive and not precision.met and eta.shape[1] < settings.max_draws:
+        more = precision.next_draws() - eta.shape[1]
+        eta = np.concatenate([eta, extend(more)], axis=1)
+        precision = run_precision(spec, patient, eta, settings, independent=independent)
+    return eta, precision
+
+
 def summarize_tree(tree, spec, patient_id, status, diagnostics) -> dict[str, Any]:
     """The output contract's entry of a result tree (see :func:`summarize_draws`)."""
     points = tree["point_estimates"]
@@ -270,9 +434,11 @@ def summarize_tree(tree, spec, patient_id, status, diagnostics) -> dict[str, Any
 def summarize_draws(derived, point, exact, spec, patient_id, status, diagnostics) -> dict[str, Any]:
     """The output contract's entry of one patient from its draws.
 
-    ``derived`` and ``point`` map every :data:`DERIVED` quantity to its posterior draws and
-    to its (MAP, a priori) values; ``exact`` is the quadrature summary of an exact-grid
-    posterior (:func:`grid_draws`; its statistics replace those of the draws) or None.
+    ``derived`` and ``point`` map every :data:`DERIVED` quantity to its posterior draws
+    (chain, draw) and to its (MAP, a priori) values; ``exact`` is the quadrature summary of an
+    exact-grid posterior (:func:`grid_draws`; its statistics replace those of the draws) or
+    None. Each S carries ``"mcse"`` (:func:`summary_mcse`): for an exact-grid posterior that
+    of the independent draws stored with it (the statistics themselves are quadrature values).
     """
     threshold = spec.tte.high_risk_threshold
     if exact is not None:  # quadrature posterior: exact, no Monte Carlo error
@@ -283,6 +449,8 @@ def summarize_draws(derived, point, exact, spec, patient_id, status, diagnostics
     else:
         stats = {name: summary_statistics(derived[name]) for name in DERIVED}
         p_high_risk = float(np.mean(np.asarray(derived["ln_auc_cl"]) < threshold))
+    for name, mcse in summary_mcse(derived, independent=exact is not None).items():
+        stats[name]["mcse"] = mcse
     return {
         "id": patient_id,
         "status": status,
@@ -437,7 +605,7 @@ class Forecaster:
             compiled = self._density("sampler").compiled_model({**data, **whitening})
             trace = nutpie.sample(
                 compiled,
-                draws=settings.draws,
+                draws=settings.initial_draws,
                 tune=settings.tune,
                 chains=settings.chains,
                 cores=settings.cores,
@@ -452,7 +620,7 @@ class Forecaster:
         else:
             self._bind(data, whitening)
             trace = pm.sample(
-                draws=settings.draws,
+                draws=settings.initial_draws,
                 tune=settings.tune,
                 chains=settings.chains,
                 cores=settings.cores or 1,
@@ -498,17 +666,16 @@ class Forecaster:
             map_result = self.map_estimate(patient)
         if settings.method == "exact_grid" or len(modes) > 1:
             method = "exact_grid"
-            eta, exact = grid_draws(
-                grid_posterior(self.spec, patient, n_points=settings.grid_points),
-                settings,
-                random_seed,
+            grid = grid_posterior(self.spec, patient, n_points=settings.grid_points)
+            eta, exact, precision = _precise_grid_draws(
+                self.spec, patient, grid, settings, random_seed
             )
             trace = None
             checks = _convergence(eta, 0)
             attempts = []
         else:
             exact = None
-            method, eta, trace, attempts = self._sample_mcmc(
+            method, eta, trace, attempts, precision = self._sample_mcmc(
                 patient, map_result, settings, random_seed
             )
             checks = attempts[-1]
@@ -520,13 +687,14 @@ class Forecaster:
             "ess_bulk_min": checks["ess_bulk_min"],
             "divergences": checks["divergences"],
             "chains": settings.chains,
-            "draws": settings.draws,
+            "draws": int(eta.shape[1]),
             "tune": {"nuts": settings.tune, "independence_mh": IMH_BURN}.get(method, 0),
             "method": method,
             "modes": len(modes) if modes else None,
             "target_accept": attempts[-1]["target_accept"] if attempts else None,
             "sampler": sampler,
             "attempts": len(attempts),
+            "precision": precision.as_dict(),
         }
         if attempts and attempts[0].get("acceptance") is not None:
             diagnostics["imh_acceptance"] = attempts[0]["acceptance"]
@@ -545,33 +713,72 @@ class Forecaster:
         )
 
     def _sample_mcmc(self, patient, map_result, settings, random_seed):
-        """(method, η draws, sampler statistics, attempts): NUTS, or with ``sampler="imh"`` the
-        independence sampler first and NUTS only if it fails a gate."""
+        """(method, η draws, sampler statistics, attempts, precision): NUTS, or with
+        ``sampler="imh"`` the independence sampler first and NUTS only if it fails a gate.
+
+        An adaptive run (``settings.draws`` None) that passes the gates at its first
+        :data:`DEFAULT_DRAWS` draws is then extended (:func:`until_precise`: IMH chains
+        continued, NUTS by further independently seeded runs of the same chains appended) and
+        the gates are applied again to the whole run."""
         whitening = self._whitening(patient, map_result["eta"])
         if settings.sampler != "imh":
-            eta, trace, attempts = self._sample_nuts(patient, settings, random_seed, whitening)
-            return "nuts", eta, trace, attempts
-        eta, acceptance = self._sample_independence(patient, whitening, settings, random_seed)
+            return self._sample_nuts_precise(patient, settings, random_seed, whitening, [])
+        run, to_eta = self._independence_run(patient, whitening, settings, random_seed)
+        eta = to_eta(run.extend(settings.initial_draws))
         checks = _convergence(eta, 0)
+        if checks["passed"]:
+            eta, precision = until_precise(
+                self.spec, patient, eta, settings, lambda n: to_eta(run.extend(n))
+            )
+            checks = _convergence(eta, 0)
         attempt = {
             "sampler": "imh",
             "target_accept": None,
             "seed": random_seed,
-            "acceptance": float(acceptance.mean()),
+            "acceptance": float(run.acceptance.mean()),
             **checks,
         }
         if checks["passed"]:
             trace = {"diverging": np.zeros(eta.shape[:2], dtype=bool)}
-            return "independence_mh", eta, trace, [attempt]
+            return "independence_mh", eta, trace, [attempt], precision
         nuts = replace(settings, sampler="nutpie")
-        eta, trace, attempts = self._sample_nuts(patient, nuts, random_seed, whitening)
-        return "nuts", eta, trace, [attempt, *attempts]
+        return self._sample_nuts_precise(patient, nuts, random_seed, whitening, [attempt])
 
-    def _sample_independence(self, patient, whitening, settings, random_seed):
+    def _sample_nuts_precise(self, patient, settings, random_seed, whitening, attempts):
+        """NUTS (:meth:`_sample_nuts`), extended while adaptive and short of the precision
+        target by runs of ``settings.chains`` chains with seeds derived from the last
+        attempt's, appended along the draws (each piece tuned and stationary on its own)."""
+        eta, trace, nuts_attempts = self._sample_nuts(patient, settings, random_seed, whitening)
+        last = nuts_attempts[-1]
+        if not last["passed"]:
+            precision = run_precision(self.spec, patient, eta, settings)
+            return "nuts", eta, trace, [*attempts, *nuts_attempts], precision
+        data = PatientData.from_patient(patient).as_data()
+        traces = [trace]
+
+        def extend(n: int) -> np.ndarray:
+            seed = np.random.SeedSequence([last["seed"], len(traces)]).generate_state(1)[0]
+            piece = replace(settings, draws=n)
+            piece_eta, _, piece_trace = self._sample_once(
+                data, whitening, piece, last["target_accept"], int(seed)
+            )
+            traces.append(piece_trace)
+            return piece_eta
+
+        eta, precision = until_precise(self.spec, patient, eta, settings, extend)
+        trace = {k: np.concatenate([t[k] for t in traces], axis=1) for k in trace}
+        checks = _convergence(eta, int(trace["diverging"].sum()))
+        nuts_attempts[-1] = {**last, **checks}
+        return "nuts", eta, trace, [*attempts, *nuts_attempts], precision
+
+    def _independence_run(self, patient, whitening, settings, random_seed):
         """Independence Metropolis–Hastings (:mod:`asuc_bayes.independence`) on the density NUTS
         samples — the posterior in the whitened softplus coordinates z, here evaluated for all
         proposals at once with the NumPy log posterior of :mod:`asuc_bayes.grid` (the same
-        density as the PyMC graph, tested) and the coordinates' Jacobian."""
+        density as the PyMC graph, tested) and the coordinates' Jacobian.
+
+        Returns the continuable chains (:class:`~asuc_bayes.independence.IndependenceChains`)
+        and the map of their draws z to η."""
         shift, chol = whitening["eta_shift"], whitening["eta_chol"]
 
         def log_target(z):
@@ -588,16 +795,15 @@ class Forecaster:
             ],
             [1.0 - IMH_PRIOR_WEIGHT, IMH_PRIOR_WEIGHT],
         )
-        z, acceptance = independence_metropolis(
+        run = IndependenceChains(
             log_target,
             proposal,
             chains=settings.chains,
-            draws=settings.draws,
             burn=IMH_BURN,
             thin=IMH_THIN,
             random_seed=random_seed,
         )
-        return eta_from_whitened(z, shift, chol), acceptance
+        return run, lambda z: eta_from_whitened(z, shift, chol)
 
     def _sample_nuts(self, patient, settings, random_seed, whitening):
         """NUTS in whitened coordinates; one escalated retry if a gate fails."""
@@ -653,7 +859,7 @@ def grid_draws(
 ) -> tuple[np.ndarray, xr.Dataset]:
     """Independent draws (chain, draw, 2) from an exact quadrature posterior, and its exact
     summary statistics (quantiles by quadrature, not from the draws)."""
-    draws = grid.sample(settings.chains * settings.draws, random_seed=random_seed)
+    draws = grid.sample(settings.chains * settings.initial_draws, random_seed=random_seed)
     summary = grid.summary()
     exact = xr.Dataset(
         {name: (("statistic",), [summary[name][k] for k in STATISTICS]) for name in DERIVED},
@@ -661,8 +867,24 @@ def grid_draws(
     )
     exact["p_high_risk"] = summary["p_high_risk"]
     exact.attrs["grid_points"] = len(grid.eta_cl)
-    shape = (settings.chains, settings.draws, len(RANDOM_EFFECTS))
+    shape = (settings.chains, settings.initial_draws, len(RANDOM_EFFECTS))
     return draws.reshape(shape), exact
+
+
+def _precise_grid_draws(spec, patient, grid, settings, random_seed):
+    """:func:`grid_draws`, extended while adaptive by further independent draws (seeds derived
+    from ``random_seed``) until their i.i.d. :class:`Precision` is met: (η, exact, precision)."""
+    eta, exact = grid_draws(grid, settings, random_seed)
+    pieces = [0]
+
+    def extend(n: int) -> np.ndarray:
+        pieces.append(n)
+        seed = np.random.SeedSequence([random_seed, len(pieces)])
+        more = grid.sample(settings.chains * n, random_seed=seed)
+        return more.reshape(settings.chains, n, len(RANDOM_EFFECTS))
+
+    eta, precision = until_precise(spec, patient, eta, settings, extend, independent=True)
+    return eta, exact, precision
 
 
 def exact_forecast(
@@ -701,7 +923,7 @@ def _exact_forecast(spec, patient, settings, random_seed, grid) -> PatientForeca
     settings = settings or SamplerSettings(method="exact_grid")
     if grid is None:
         grid = grid_posterior(spec, patient, n_points=settings.grid_points)
-    eta, exact = grid_draws(grid, settings, random_seed)
+    eta, exact, precision = _precise_grid_draws(spec, patient, grid, settings, random_seed)
     mode = grid.mode()
 
     def log_density(x):
@@ -726,13 +948,14 @@ def _exact_forecast(spec, patient, settings, random_seed, grid) -> PatientForeca
         "ess_bulk_min": checks["ess_bulk_min"],
         "divergences": 0,
         "chains": settings.chains,
-        "draws": settings.draws,
+        "draws": int(eta.shape[1]),
         "tune": 0,
         "method": "exact_grid",
         "modes": None,
         "target_accept": None,
         "sampler": "exact_grid",
         "attempts": 0,
+        "precision": precision.as_dict(),
     }
     status = "ok" if checks["passed"] else "unconverged"
     return _forecast_result(
@@ -788,7 +1011,8 @@ def forecast_tree(
         coords=coords,
     )
     time_day = curve_times(spec, patient)
-    curve_draws = np.arange(0, draws, CURVE_THIN)
+    stride = CURVE_THIN * max(1, -(-draws // DEFAULT_DRAWS))  # ~1000 curves however long
+    curve_draws = np.arange(0, draws, stride)
     curve = concentration(
         time_day,
         patient.dose_time_day,
@@ -813,7 +1037,7 @@ def forecast_tree(
             "concentration_a_priori": (("time",), point_curve[1]),
         },
         coords={"chain": coords["chain"], "draw": curve_draws, "time": time_day},
-        attrs={"thinning": f"every {CURVE_THIN}th posterior draw (draw labels match)"},
+        attrs={"thinning": f"every {stride}th posterior draw (draw labels match)"},
     )
     predictions["time"].attrs["units"] = "day"
     predictions["concentration"].attrs["units"] = "mg/L"
@@ -859,7 +1083,7 @@ def forecast_tree(
         "patient_id": patient.id,
         "status": status,
         **provenance(spec, settings, seed),
-        **{f"diagnostics_{k}": v for k, v in diagnostics.items() if v is not None},
+        **_diagnostics_attrs(diagnostics),
     }
     return xr.DataTree.from_dict(
         {
@@ -872,6 +1096,19 @@ def forecast_tree(
             "constant_data": constant,
         }
     )
+
+
+def _diagnostics_attrs(diagnostics: dict[str, Any]) -> dict[str, Any]:
+    """``diagnostics_*`` attributes (netCDF): nested dicts flattened (``diagnostics_precision_
+    met``), booleans as 0/1, None left out."""
+    attrs = {}
+    for key, value in diagnostics.items():
+        items = value.items() if isinstance(value, dict) else [(None, value)]
+        for sub, v in items:
+            if v is not None:
+                name = f"diagnostics_{key}" + (f"_{sub}" if sub else "")
+                attrs[name] = int(v) if isinstance(v, bool | np.bool_) else v
+    return attrs
 
 
 _BLAS_CONTROLLER = None
@@ -918,7 +1155,7 @@ def _nutpie_draws(
     """Draws (chain, draw, 2) of ``variable`` and per-draw statistics from nutpie's raw trace."""
     import pyarrow
 
-    chains, draws = settings.chains, settings.draws
+    chains, draws = settings.chains, settings.initial_draws
     draw_batches, stat_batches = raw_trace.get_arrow_trace()
     eta = np.empty((chains, draws, len(RANDOM_EFFECTS)))
     stats: dict[str, np.ndarray] = {}
@@ -957,7 +1194,8 @@ def provenance(spec: ModelSpec, settings: SamplerSettings, seed: int) -> dict[st
         "nutpie_version": nutpie.__version__,
         "arviz_version": az.__version__,
         "sampler": settings.sampler,
-        "draws": settings.draws,
+        "draws": settings.initial_draws,
+        "adaptive_draws": int(settings.adaptive),
         "tune": settings.tune,
         "chains": settings.chains,
         "target_accept": settings.target_accept,

@@ -34,6 +34,7 @@ import numpy as np
 import scipy.special
 
 __all__ = [
+    "IndependenceChains",
     "MixtureProposal",
     "Proposal",
     "StudentTProposal",
@@ -141,23 +142,89 @@ def independence_metropolis(
     acceptance : numpy.ndarray
         ``(chains,)``: the share of accepted proposals after the burn-in.
     """
-    if chains < 1 or draws < 1 or burn < 0 or thin < 1:
-        raise ValueError("chains, draws and thin must be positive and burn non-negative")
-    rng = np.random.default_rng(random_seed)
-    steps = draws * thin + burn
-    proposals = proposal.sample(chains * steps, rng)
-    log_weight = np.asarray(log_target(proposals), dtype=float) - proposal.log_density(proposals)
-    log_weight = np.where(np.isnan(log_weight), -np.inf, log_weight).reshape(chains, steps)
-    log_uniform = np.log(rng.uniform(size=(chains, steps)))
-    index = np.empty((chains, steps), dtype=np.int64)
-    _chain_states(log_weight, log_uniform, index)
-    if not np.all(np.isfinite(log_weight[np.arange(chains)[:, None], index])):
-        raise FloatingPointError("an independence chain never reached a point of finite density")
-    points = proposals.reshape(chains, steps, -1)
-    kept = index[:, burn + thin - 1 :: thin]
-    out = np.take_along_axis(points, kept[..., None], axis=1)
-    acceptance = np.mean(index[:, burn:] == np.arange(burn, steps), axis=1)
-    return out, acceptance
+    run = IndependenceChains(
+        log_target, proposal, chains=chains, burn=burn, thin=thin, random_seed=random_seed
+    )
+    return run.extend(draws), run.acceptance
+
+
+class IndependenceChains:
+    """Independence Metropolis–Hastings chains that can be continued.
+
+    The first :meth:`extend` burns in and keeps ``draws`` states per chain (the draws of
+    :func:`independence_metropolis` with the same arguments, bit for bit); each later call
+    continues every chain from its last state with fresh proposals from the same generator.
+    The concatenated draws are one longer run of the same Markov chains, so a run extended
+    until its Monte Carlo error is small enough is still an MCMC run of the target.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> target = lambda z: -0.5 * np.sum(z**2, axis=-1)
+    >>> run = IndependenceChains(target, StudentTProposal(2), chains=2, random_seed=3)
+    >>> first, more = run.extend(100), run.extend(50)
+    >>> first.shape, more.shape, run.draws
+    ((2, 100, 2), (2, 50, 2), 150)
+    """
+
+    def __init__(
+        self,
+        log_target: Callable[[np.ndarray], np.ndarray],
+        proposal: Proposal,
+        *,
+        chains: int,
+        burn: int = 50,
+        thin: int = 1,
+        random_seed=None,
+    ):
+        if chains < 1 or burn < 0 or thin < 1:
+            raise ValueError("chains and thin must be positive and burn non-negative")
+        self.log_target, self.proposal = log_target, proposal
+        self.chains, self.burn, self.thin = chains, burn, thin
+        self.draws = 0
+        self._rng = np.random.default_rng(random_seed)
+        self._state: tuple[np.ndarray, np.ndarray] | None = None  # points, log weights
+        self._accepted = np.zeros(chains)
+        self._steps = 0
+
+    @property
+    def acceptance(self) -> np.ndarray:
+        """``(chains,)``: the share of accepted proposals after the burn-in, whole run."""
+        return self._accepted / max(self._steps, 1)
+
+    def extend(self, draws: int) -> np.ndarray:
+        """``draws`` more kept states of every chain, ``(chains, draws, dim)``."""
+        if draws < 1:
+            raise ValueError("draws must be positive")
+        chains, rng = self.chains, self._rng
+        first = self._state is None
+        steps = draws * self.thin + (self.burn if first else 0)
+        proposals = self.proposal.sample(chains * steps, rng)
+        log_weight = np.asarray(self.log_target(proposals), dtype=float)
+        log_weight = log_weight - self.proposal.log_density(proposals)
+        log_weight = np.where(np.isnan(log_weight), -np.inf, log_weight).reshape(chains, steps)
+        log_uniform = np.log(rng.uniform(size=(chains, steps)))
+        points = proposals.reshape(chains, steps, -1)
+        if not first:  # each chain continues from its last state (step 0, never left unseen)
+            points = np.concatenate([self._state[0][:, None], points], axis=1)
+            log_weight = np.concatenate([self._state[1][:, None], log_weight], axis=1)
+            log_uniform = np.concatenate([np.zeros((chains, 1)), log_uniform], axis=1)
+        skip = self.burn if first else 1
+        index = np.empty(log_weight.shape, dtype=np.int64)
+        _chain_states(log_weight, log_uniform, index)
+        rows = np.arange(chains)[:, None]
+        if not np.all(np.isfinite(log_weight[rows, index])):
+            raise FloatingPointError(
+                "an independence chain never reached a point of finite density"
+            )
+        kept = index[:, skip + self.thin - 1 :: self.thin]
+        last = index[:, -1]
+        self._state = (points[np.arange(chains), last], log_weight[np.arange(chains), last])
+        moves = index[:, skip:] == np.arange(skip, index.shape[1])
+        self._accepted += moves.sum(axis=1)
+        self._steps += index.shape[1] - skip
+        self.draws += draws
+        return np.take_along_axis(points, kept[..., None], axis=1)
 
 
 @numba.njit(cache=True)

@@ -24,8 +24,37 @@ ROWS = (
 METHOD_LABELS = {"exact_grid": "exact grid", "independence_mh": "IMH", "nuts": "NUTS"}
 
 
+def _with_mcse(value: float, mcse: float | None, fmt: str, monte_carlo: bool) -> str:
+    """``value ±MCSE`` (two significant digits; percentage points for a percentage), or the
+    value alone where the statistic has no Monte Carlo error (exact quadrature)."""
+    if not monte_carlo:
+        return fmt.format(value)
+    if mcse is None:
+        return f"{fmt.format(value)} ±n/a"
+    error = f"{100 * mcse:.2g}%" if "%" in fmt else f"{mcse:.2g}"
+    return f"{fmt.format(value)} ±{error}"
+
+
+def _precision_line(d: dict) -> str | None:
+    """The run's Monte Carlo precision against its target (``diagnostics["precision"]``)."""
+    p = d.get("precision")
+    if not p or d.get("method") == "exact_grid":
+        return None
+    worst = "undefined" if p["worst"] is None else f"{p['worst']:.3f} SD"
+    size = (
+        f"adaptive: {d['chains']} x {p['draws']} draws, cap {p['max_draws']}"
+        if p["adaptive"]
+        else f"fixed: {d['chains']} x {p['draws']} draws"
+    )
+    return (
+        f"  Monte Carlo: tail-quantile MCSE (ln(AUC/CL), risk) <= {p['target']} SD: "
+        f"{'met' if p['met'] else 'NOT MET'}, worst {worst} ({size})"
+    )
+
+
 def format_table(results, spec: ModelSpec) -> str:
-    """One block per patient: posterior mean, SD, 95 % CrI, MAP and a-priori values."""
+    """One block per patient: posterior mean, SD, 95 % CrI (each mean and quantile ± its
+    Monte Carlo standard error), MAP and a-priori values, and the run's precision."""
     blocks = [f"model: {spec.label}  (sha256 {spec.sha256[:12]})"]
     for result in results:
         s = result.summary()
@@ -52,24 +81,33 @@ def format_table(results, spec: ModelSpec) -> str:
                 f"NUTS {d['chains']} chains x {d['draws']} draws, {d['divergences']} divergences, "
                 f"R-hat max {d['rhat_max']:.3f}, bulk ESS min {d['ess_bulk_min']:.0f}"
             )
+        monte_carlo = d.get("method") != "exact_grid"  # quadrature statistics: no MC error
         lines = [
             "",
             f"patient {s['id']}: {s['status'].upper()}  ({how})",
-            f"  {'quantity':<22}{'unit':<10}{'mean':>9}{'sd':>9}  {'95% CrI':<19}"
-            f"{'MAP':>9}{'a priori':>10}",
+            f"  {'quantity':<22}{'unit':<10}{'mean':>15}{'sd':>9}  "
+            f"{'95% CrI' + (' (± MCSE)' if monte_carlo else ''):<31}{'MAP':>9}{'a priori':>10}",
         ]
         for key, label, unit, fmt in ROWS:
             p = s["posterior"][key]
-            interval = f"[{fmt.format(p['q2.5'])}, {fmt.format(p['q97.5'])}]"
+            mcse = p.get("mcse") or {}
+            mean, low, high = (
+                _with_mcse(p[k], mcse.get(k), fmt, monte_carlo and bool(mcse))
+                for k in ("mean", "q2.5", "q97.5")
+            )
             lines.append(
-                f"  {label:<22}{unit:<10}{fmt.format(p['mean']):>9}{fmt.format(p['sd']):>9}  "
-                f"{interval:<19}{fmt.format(s['map'][key]):>9}{fmt.format(s['a_priori'][key]):>10}"
+                f"  {label:<22}{unit:<10}{mean:>15}{fmt.format(p['sd']):>9}  "
+                f"{f'[{low}, {high}]':<31}{fmt.format(s['map'][key]):>9}"
+                f"{fmt.format(s['a_priori'][key]):>10}"
             )
         threshold = spec.tte.high_risk_threshold
         lines.append(
             f"  P(high risk: ln(AUC/CL) < {threshold}) = {s['p_high_risk']:.2f}   "
             f"risk class (high when P(high risk) >= 0.5): {s['risk_class'].upper()}"
         )
+        precision = _precision_line(d)
+        if precision:
+            lines.append(precision)
         if s["status"] != "ok":
             lines.append(
                 "  WARNING: the posterior did not pass the convergence gates; "

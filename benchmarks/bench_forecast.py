@@ -10,11 +10,15 @@ on the bundled example patients:
 - plain ``pm.sample`` (PyMC's NUTS, non-centred η, default target_accept, same draws) on
   the plain PyMC model of the same patient;
 - a first process (import, compile with an empty PyTensor cache, one forecast) and a later
-  process reusing the compile cache, each beside a plain-PyMC process doing the same.
+  process reusing the compile cache, each beside a plain-PyMC process doing the same;
+- the cost of the stated precision: draws per chain and warm time (median of 3) of the
+  default adaptive run against a fixed 4 x 1000-draw run, with the worst tail-quantile MCSE
+  of each (``--precision-only``: this part alone).
 
 The machine is shared and noisy: compare the ratios, not the absolute seconds.
 
-Options: ``--patients N`` (first N example patients), ``--skip-processes``.
+Options: ``--patients N`` (first N example patients), ``--skip-processes``,
+``--precision-only``.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import warnings
 import pymc as pm
 
 from asuc_bayes import Forecaster, example_path, load_model, read_patients
+from asuc_bayes.forecast import SamplerSettings
 from asuc_bayes.grid import grid_posterior
 from asuc_bayes.model import (
     PatientData,
@@ -82,6 +87,31 @@ def timed(function, *args, **kwargs):
     return time.perf_counter() - start, value
 
 
+def precision_cost(forecaster, patients, repeats: int = 3) -> None:
+    """Print draws per chain, worst tail MCSE (posterior SDs) and warm seconds (median of
+    ``repeats``) of the fixed 4 x 1000 run and the default adaptive run, per patient."""
+    print(f"Stated precision: fixed {CHAINS} x {DRAWS} draws vs adaptive (median of {repeats})")
+    print(
+        f"{'patient':>24} {'draws':>6} {'worst':>6} {'s':>7}   {'draws':>6} {'worst':>6} {'s':>7}"
+    )
+    ratios = []
+    for index, patient in enumerate(patients):
+        row = []
+        for settings in (SamplerSettings(draws=DRAWS), SamplerSettings()):
+            times = []
+            for _ in range(repeats):
+                seconds, result = timed(
+                    forecaster.forecast, patient, random_seed=index, settings=settings
+                )
+                times.append(seconds)
+            precision = result.diagnostics["precision"]
+            row.append((precision["draws"], precision["worst"], statistics.median(times)))
+        ratios.append(row[1][2] / row[0][2])
+        (d0, w0, t0), (d1, w1, t1) = row
+        print(f"{patient.id:>24} {d0:6d} {w0:6.3f} {t0:7.3f}   {d1:6d} {w1:6.3f} {t1:7.3f}")
+    print(f"median time adaptive / fixed: {statistics.median(ratios):.2f}x")
+
+
 PROCESS_SCRIPTS = {
     "asuc_bayes": """
         import time; start = time.perf_counter()
@@ -122,6 +152,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=None)
     parser.add_argument("--skip-processes", action="store_true")
+    parser.add_argument("--precision-only", action="store_true")
     args = parser.parse_args()
     logging.getLogger("pymc").setLevel(logging.ERROR)  # pm.sample's per-call banner
 
@@ -129,6 +160,10 @@ def main() -> None:
     patients = list(read_patients(example_path()).patients)[: args.patients]
     forecaster = Forecaster(spec)
     forecaster.forecast(patients[0], random_seed=0)  # compile nutpie: not part of "warm"
+    precision_cost(forecaster, patients)
+    print()
+    if args.precision_only:
+        return
 
     rows = []
     for index, patient in enumerate(patients):

@@ -188,7 +188,8 @@ def test_a_priori_is_the_typical_patient(spec, reference_forecasts):
 
 
 def test_json_contract(spec, reference_forecasts):
-    document = json.loads(json.dumps(results_json(list(reference_forecasts.values()), spec)))
+    text = json.dumps(results_json(list(reference_forecasts.values()), spec), allow_nan=False)
+    document = json.loads(text)
     assert set(document["model"]) >= {"name", "sha256"}
     assert len(document["model"]["sha256"]) == 64
     entry = document["patients"][0]
@@ -204,11 +205,17 @@ def test_json_contract(spec, reference_forecasts):
     }
     assert set(entry["posterior"]) == set(DERIVED) == set(entry["map"]) == set(entry["a_priori"])
     for stats in entry["posterior"].values():
-        assert set(stats) == {"mean", "sd", "q2.5", "q50", "q97.5"}
+        assert set(stats) == {"mean", "sd", "q2.5", "q50", "q97.5", "mcse"}
+        assert set(stats["mcse"]) == {"mean", "q2.5", "q50", "q97.5"}
+        assert all(0 < x < stats["sd"] for x in stats["mcse"].values())
         assert stats["q2.5"] <= stats["q50"] <= stats["q97.5"]
-    assert {"rhat_max", "ess_bulk_min", "divergences", "chains", "draws"} <= set(
+    assert {"rhat_max", "ess_bulk_min", "divergences", "chains", "draws", "precision"} <= set(
         entry["diagnostics"]
     )
+    precision = entry["diagnostics"]["precision"]
+    assert set(precision) == {"target", "met", "worst", "draws", "max_draws", "adaptive"}
+    assert precision["draws"] == entry["diagnostics"]["draws"] == 10000
+    assert not precision["adaptive"] and precision["met"] is (precision["worst"] <= 0.05)
     assert entry["risk_class"] in ("high", "low")
     assert 0.0 <= entry["p_high_risk"] <= 1.0
 
