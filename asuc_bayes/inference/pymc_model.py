@@ -3,9 +3,10 @@
 The graph is :meth:`PatientProblem.log_likelihood` evaluated with ``xp = pytensor.tensor`` (a
 ``pm.Potential``) under the prior ``eta ~ MvNormal(0, Ω)`` with dim ``random_effect`` whose
 coordinates are the model file's random-effect names (PyMC forbids a dim named like its
-variable, ``eta``; ``random_effect`` is the dim of today's :mod:`asuc_bayes.model` too). Its log density equals the NumPy :meth:`PatientProblem.log_posterior`
-(tested to 1e-10 for every library model). It serves as the NUTS reference and the fallback of
-the independence sampler.
+variable, ``eta``; ``random_effect`` is the dim of today's :mod:`asuc_bayes.model` too).
+Its log density equals the NumPy :meth:`PatientProblem.log_posterior` (tested to 1e-10 for
+every library model). It serves as the NUTS reference and the fallback of the independence
+sampler.
 
 Examples
 --------
@@ -36,7 +37,7 @@ __all__ = ["build_pymc_model", "nuts_draws"]
 
 
 def build_pymc_model(problem: PatientProblem) -> pm.Model:
-    """``eta ~ MvNormal(0, Ω)`` (dim ``random_effect``) and the records' log-likelihood as a Potential."""
+    """``eta ~ MvNormal(0, Ω)`` (dim ``random_effect``), the records' log-likelihood a Potential."""
     omega = problem.omega
     with pm.Model(coords={"random_effect": list(problem.eta_names)}) as model:
         eta = pm.MvNormal("eta", mu=np.zeros(problem.n_eta), cov=omega, dims="random_effect")
