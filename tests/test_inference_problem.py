@@ -187,3 +187,20 @@ def test_bad_observations_get_a_clear_error():
             censoring=[2],
             covariates={"WT": 70.0, "CRP": 30.0},
         )
+
+
+@pytest.mark.parametrize("name", sorted(LIBRARY_COVARIATES))
+def test_log_likelihood_equals_the_residual_layers_per_record_sum(name):
+    from asuc_bayes.spec.residual import observation_log_likelihood, residual_form
+
+    problem = _problem(name)
+    eta = np.random.default_rng(8).normal(0.0, 0.6, (20, problem.n_eta))
+    residual = problem.declaration.residual
+    expected = observation_log_likelihood(
+        residual_form(residual.form),
+        problem.value_mg_l,
+        problem.censoring,
+        problem.predict(eta),
+        residual.sd(),
+    ).sum(axis=-1)
+    np.testing.assert_allclose(problem.log_likelihood(eta), expected, rtol=1e-13)

@@ -43,7 +43,7 @@ import numpy as np
 from asuc_bayes.dataset import ABOVE_ULOQ, BELOW_LLOQ, MEASURED, Patient
 from asuc_bayes.pk import DoseArrays, PKStructure, structure_from_name
 from asuc_bayes.spec import Imputation, ModelDeclaration, individual_parameters
-from asuc_bayes.spec.residual import observation_log_likelihood, residual_form
+from asuc_bayes.spec.residual import PREDICTION_FLOOR_MG_L, residual_form
 
 __all__ = [
     "PatientProblem",
@@ -292,18 +292,30 @@ class PatientProblem:
         return self.log_normaliser - 0.5 * quadratic
 
     def log_likelihood(self, eta: Any, xp: Any = np) -> Any:
-        """Σ over the records of the residual density (measured) or M3 term (censored)."""
+        """Σ over the records of the residual density (measured) or M3 term (censored).
+
+        Each kind of record is evaluated only with its own term (the per-record selection of
+        :func:`asuc_bayes.spec.residual.observation_log_likelihood`, tested equal), so a
+        patient without censored records pays for no log Φ.
+        """
+        if xp is np:
+            eta = np.asarray(eta, dtype=float)
         if self.time_day.size == 0:
-            if xp is np:
-                return np.zeros(np.asarray(eta).shape[:-1])
-            return xp.zeros(eta.shape[:-1])
+            return 0.0 * xp.sum(eta, axis=-1)
         prediction = self.predict(eta, None, xp)
         residual = self.declaration.residual
         form = residual_form(residual.form)
-        per_record = observation_log_likelihood(
-            form, self.value_mg_l, self.censoring, prediction, residual.sd(), xp
-        )
-        return xp.sum(per_record, axis=-1)
+        sigma = residual.sd()
+        total = 0.0 * xp.sum(eta, axis=-1)
+        terms = ((MEASURED, form.log_density), (BELOW_LLOQ, form.log_below))
+        for code, term in (*terms, (ABOVE_ULOQ, form.log_above)):
+            index = np.flatnonzero(self.censoring == code)
+            if index.size:
+                values = self.value_mg_l[index]
+                if code != MEASURED:  # a limit: never 0 (log-normal forms take its log)
+                    values = np.maximum(values, PREDICTION_FLOOR_MG_L)
+                total = total + xp.sum(term(values, prediction[..., index], sigma, xp), axis=-1)
+        return total
 
     def log_posterior(self, eta: Any, xp: Any = np) -> Any:
         """ln p(η) + ln p(y | η): the log posterior up to the evidence, ``(...)``."""
