@@ -66,6 +66,8 @@ class MapResult:
     optimizer_success: bool
     modes: int
     starts: int
+    #: the starts climbed from (the others lay in the basin of a mode already found)
+    climbs: int
 
 
 _BLAS_CONTROLLER = None
@@ -147,12 +149,31 @@ def _climb(target_u: LogDensity, start: np.ndarray) -> scipy.optimize.OptimizeRe
 
 
 def _starts(target_u: LogDensity, dim: int) -> list[np.ndarray]:
-    """The prior mode and the best :data:`SCAN_STARTS` scan points."""
-    points = _scan_points(dim, SCAN_POINTS)
+    """The prior mode and the best :data:`SCAN_STARTS` scan points, best first."""
+    points = np.concatenate([np.zeros((1, dim)), _scan_points(dim, SCAN_POINTS)])
     values = np.asarray(target_u(points), dtype=float)
     values = np.where(np.isfinite(values), values, -np.inf)
-    order = np.argsort(values)[::-1][:SCAN_STARTS]
-    return [np.zeros(dim), *[points[i] for i in order if np.isfinite(values[i])]]
+    best = [i for i in np.argsort(values[1:])[::-1][:SCAN_STARTS] + 1 if np.isfinite(values[i])]
+    order = sorted([0, *best], key=lambda i: -values[i])
+    return [points[i] for i in order]
+
+
+def _same_basin(target_u: LogDensity, start: np.ndarray, mode: np.ndarray) -> bool:
+    """Whether the log density rises monotonically on the segment from ``start`` to a found
+    ``mode`` (then a climb from ``start`` ends there too and is skipped)."""
+    t = np.linspace(0.0, 1.0, 9)[:, None]
+    values = np.asarray(target_u(start + t * (mode - start)), dtype=float)
+    return bool(np.all(np.isfinite(values)) and np.all(np.diff(values) >= -1e-9))
+
+
+def _climbs(target_u: LogDensity, starts: list[np.ndarray]) -> list:
+    """Climb from each start unless it lies in the basin of a mode already found."""
+    results: list = []
+    for start in starts:
+        if any(_same_basin(target_u, start, r.x) for r in results):
+            continue
+        results.append(_climb(target_u, start))
+    return results
 
 
 def _count_modes(results: list[scipy.optimize.OptimizeResult]) -> int:
@@ -186,7 +207,8 @@ def _find_map(log_density: LogDensity, omega: np.ndarray) -> MapResult:
         values = np.asarray(log_density(u @ chol.T), dtype=float)
         return np.where(np.isnan(values), -np.inf, values)
 
-    results = [_climb(target_u, start) for start in _starts(target_u, dim)]
+    starts = _starts(target_u, dim)
+    results = _climbs(target_u, starts)
     best = min(results, key=lambda r: r.fun)
     h = hessian(target_u, best.x)
     try:
@@ -205,5 +227,6 @@ def _find_map(log_density: LogDensity, omega: np.ndarray) -> MapResult:
         laplace_ok=laplace_ok,
         optimizer_success=bool(best.success),
         modes=_count_modes(results),
-        starts=len(results),
+        starts=len(starts),
+        climbs=len(results),
     )
