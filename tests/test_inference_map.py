@@ -148,3 +148,17 @@ def test_two_separated_modes_are_counted():
         )
 
     assert find_map(log_density, np.eye(2)).modes == 2
+
+
+@pytest.mark.parametrize("name", ["one_sample", "several_samples", "alq_sample"])
+def test_niyigena_map_equals_the_grid_mode(name):
+    from asuc_bayes.config import load_model
+    from asuc_bayes.grid import grid_posterior
+
+    from conftest import REFERENCE_PATIENTS
+
+    patient = REFERENCE_PATIENTS[name]
+    problem = PatientProblem.from_patient(load_declaration("niyigena2025"), patient)
+    result = find_map(problem.log_posterior, problem.omega)
+    mode = grid_posterior(load_model(), patient, n_points=201).mode()
+    np.testing.assert_allclose(result.eta, mode, atol=1e-4)
