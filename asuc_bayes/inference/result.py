@@ -1,0 +1,155 @@
+"""The typed result of one patient's library-model forecast and its JSON form.
+
+:meth:`LibraryForecast.to_json` gives today's contract keys (``posterior`` S for ``cl``, ``v``,
+``auc_w2_4``, ``ln_auc_cl``, ``risk_90d``; ``p_high_risk``; ``risk_class``; ``map``;
+``a_priori``; ``diagnostics``) and the keys of issue 16: ``parameters`` (S per individual
+parameter), ``eta`` (S per random effect, the model file's names), ``map.eta`` (list, model file
+order), ``map.parameters``, ``observations`` ({time, dv, cens, pred, ipred}), ``imputed`` and
+``outcome``. S = {mean, sd, q2.5, q50, q97.5}. A model without an outcome model has
+``risk_90d``, ``p_high_risk`` and ``risk_class`` null. Non-finite numbers become null: the JSON
+never holds NaN or Infinity.
+
+Examples
+--------
+>>> summary_statistics(np.array([1.0, 2.0, 3.0]))["q50"]
+2.0
+>>> finite_or_none(float("nan")) is None
+True
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from asuc_bayes.inference.derived import Derived
+from asuc_bayes.inference.map import MapResult
+from asuc_bayes.risk_class import risk_class
+from asuc_bayes.spec import Imputation
+
+__all__ = ["STATISTICS", "LibraryForecast", "finite_or_none", "summary_statistics"]
+
+STATISTICS = ("mean", "sd", "q2.5", "q50", "q97.5")
+CONTRACT_KEYS = ("cl", "v", "auc_w2_4", "ln_auc_cl", "risk_90d")
+
+
+def finite_or_none(x: Any) -> float | None:
+    """``float(x)``, or None when it is not finite (JSON has no NaN)."""
+    value = float(x)
+    return value if math.isfinite(value) else None
+
+
+def summary_statistics(values: np.ndarray) -> dict[str, float | None]:
+    """S of draws: mean, SD and the 2.5/50/97.5 % quantiles."""
+    flat = np.asarray(values, dtype=float).ravel()
+    q = np.quantile(flat, [0.025, 0.5, 0.975])
+    stats = (flat.mean(), flat.std(ddof=1), *q)
+    return {k: finite_or_none(v) for k, v in zip(STATISTICS, stats, strict=True)}
+
+
+def _point(derived: Derived, index: int) -> dict[str, Any]:
+    contract = derived.contract()
+    out: dict[str, Any] = {
+        k: (finite_or_none(contract[k].reshape(-1)[index]) if k in contract else None)
+        for k in CONTRACT_KEYS
+    }
+    out["parameters"] = {
+        k: finite_or_none(v.reshape(-1)[index]) for k, v in derived.parameters.items()
+    }
+    return out
+
+
+@dataclass(frozen=True)
+class ObservationRow:
+    """A record with the typical-patient (pred) and MAP (ipred) predictions, as NONMEM."""
+
+    time_day: float
+    dv: float
+    cens: int
+    pred: float
+    ipred: float
+
+
+@dataclass(frozen=True)
+class LibraryForecast:
+    """One patient's posterior under a library model (see the module docstring)."""
+
+    id: str
+    model: str
+    status: str
+    eta_names: tuple[str, ...]
+    #: (chain, draw, n_eta)
+    eta: np.ndarray
+    draws: Derived
+    #: MAP (index 0) and a priori, η = 0 (index 1)
+    points: Derived
+    map: MapResult
+    observations: tuple[ObservationRow, ...]
+    imputed: tuple[Imputation, ...]
+    diagnostics: dict[str, Any]
+    high_risk_threshold: float | None = None
+    extrapolated_outcome: bool | None = None
+    outcome_source: str | None = None
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def p_high_risk(self) -> float | None:
+        """P(ln(AUC_w2-4/CL) < threshold), or None without an outcome model."""
+        if self.high_risk_threshold is None:
+            return None
+        return float(np.mean(self.draws.ln_auc_cl < self.high_risk_threshold))
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON-ready entry of this patient (only finite numbers, None for missing)."""
+        contract = self.draws.contract()
+        posterior = {
+            k: (summary_statistics(contract[k]) if k in contract else None) for k in CONTRACT_KEYS
+        }
+        p = self.p_high_risk
+        map_entry = _point(self.points, 0)
+        map_entry["eta"] = [finite_or_none(x) for x in self.map.eta]
+        a_priori = _point(self.points, 1)
+        a_priori["eta"] = [0.0] * len(self.eta_names)
+        return {
+            "id": self.id,
+            "model": self.model,
+            "status": self.status,
+            "posterior": posterior,
+            "parameters": {k: summary_statistics(v) for k, v in self.draws.parameters.items()},
+            "eta": {
+                name: summary_statistics(self.eta[..., i]) for i, name in enumerate(self.eta_names)
+            },
+            "p_high_risk": p,
+            "risk_class": None if p is None else risk_class(p),
+            "map": map_entry,
+            "a_priori": a_priori,
+            "observations": [
+                {
+                    "time": finite_or_none(o.time_day),
+                    "dv": finite_or_none(o.dv),
+                    "cens": int(o.cens),
+                    "pred": finite_or_none(o.pred),
+                    "ipred": finite_or_none(o.ipred),
+                }
+                for o in self.observations
+            ],
+            "imputed": [
+                {"covariate": i.covariate, "value": i.value, "unit": i.unit, "reason": i.reason}
+                for i in self.imputed
+            ],
+            "outcome": None
+            if self.high_risk_threshold is None
+            else {
+                "source_model": self.outcome_source,
+                "extrapolated": bool(self.extrapolated_outcome),
+                "high_risk_threshold": self.high_risk_threshold,
+            },
+            "warnings": list(self.warnings),
+            "diagnostics": {
+                k: (finite_or_none(v) if isinstance(v, float) else v)
+                for k, v in self.diagnostics.items()
+            },
+        }
