@@ -749,9 +749,7 @@ def _sensitivity(args: argparse.Namespace) -> int:
                 raise ValueError(f"--population-fit {args.population_fit}: no such file")
             fit = load_fit(args.population_fit)
             fit_identity = identify_fit(args.population_fit, fit)
-            require_converged(
-                fit_identity, allow=args.allow_unconverged, option="--population-fit"
-            )
+            require_converged(fit_identity, allow=args.allow_unconverged, option="--population-fit")
             if args.population_draws == 0:
                 raise ValueError("--population-fit needs --population-draws > 0")
     except (InputError, ModelSpecError, ValueError, OSError) as exc:

@@ -206,20 +206,50 @@ def _predict(data: CohortData, cl, v) -> np.ndarray:
 
 
 def _limits(data: CohortData, assay_limits: dict[str, tuple[float, float]] | None):
-    """Per-observation (LLOQ, ULOQ): from the censored records of each subject (their value
-    is the limit) or ``assay_limits``; a limit never seen is 0 / infinity."""
-    lower = np.zeros(data.obs_time_day.size)
-    upper = np.full(data.obs_time_day.size, np.inf)
+    """Per-observation (LLOQ, ULOQ).
+
+    From ``assay_limits`` (by subject ID) when given, else from the subject's censored records
+    (their value is the limit). A limit the subject's records do not show is the median of
+    the limits the other subjects show, widened so as never to censor the subject's own
+    measured values (a subject with none of its own is then censored like the cohort,
+    which keeps the uncensored percentiles of observed and simulated data comparable); with
+    no censored record in the whole cohort, 0 / infinity.
+    """
+    n_obs = data.obs_time_day.size
+    below_all = data.obs_censoring == BELOW_LLOQ
+    above_all = data.obs_censoring == ABOVE_ULOQ
+    measured = data.obs_censoring == 0
+    lower_seen = [
+        data.obs_value_mg_l[(data.obs_subject == i) & below_all].max()
+        for i in range(data.n_subjects)
+        if ((data.obs_subject == i) & below_all).any()
+    ]
+    upper_seen = [
+        data.obs_value_mg_l[(data.obs_subject == i) & above_all].min()
+        for i in range(data.n_subjects)
+        if ((data.obs_subject == i) & above_all).any()
+    ]
+    default_lower = float(np.median(lower_seen)) if lower_seen else 0.0
+    default_upper = float(np.median(upper_seen)) if upper_seen else np.inf
+    lower = np.zeros(n_obs)
+    upper = np.full(n_obs, np.inf)
     for i, pid in enumerate(data.ids):
         mine = data.obs_subject == i
-        below = mine & (data.obs_censoring == BELOW_LLOQ)
-        above = mine & (data.obs_censoring == ABOVE_ULOQ)
         if assay_limits and pid in assay_limits:
             lower[mine], upper[mine] = assay_limits[pid]
-        if below.any():
-            lower[mine] = data.obs_value_mg_l[below].max()
-        if above.any():
-            upper[mine] = data.obs_value_mg_l[above].min()
+            continue
+        values = data.obs_value_mg_l[mine & measured]
+        below, above = mine & below_all, mine & above_all
+        lower[mine] = (
+            data.obs_value_mg_l[below].max()
+            if below.any()
+            else min(default_lower, values.min() if values.size else np.inf)
+        )
+        upper[mine] = (
+            data.obs_value_mg_l[above].min()
+            if above.any()
+            else max(default_upper, values.max() if values.size else -np.inf)
+        )
     return lower, upper
 
 

@@ -70,13 +70,13 @@ def test_colectomy_timing_is_what_the_published_weibull_gives(spec, cohort_stati
     (F(t) ∝ 1 − exp(−H(t)), solved by hand), within the spread of 11-event cohorts."""
     tte = spec.tte
     x = 6.3  # near the simulated cohorts' median ln ratio
-    hazard_90 = tte.baseline_lambda * 90**tte.gamma.estimate * np.exp(
-        tte.beta.estimate * (x - tte.x_ref)
+    hazard_90 = (
+        tte.baseline_lambda * 90**tte.gamma.estimate * np.exp(tte.beta.estimate * (x - tte.x_ref))
     )
     target = -np.log(1 - 0.5 * (1 - np.exp(-hazard_90)))
-    median_day = (
-        target / (tte.baseline_lambda * np.exp(tte.beta.estimate * (x - tte.x_ref)))
-    ) ** (1 / tte.gamma.estimate)
+    median_day = (target / (tte.baseline_lambda * np.exp(tte.beta.estimate * (x - tte.x_ref)))) ** (
+        1 / tte.gamma.estimate
+    )
     mean, sd, paper = cohort_statistics["colectomy_day_median"]
     assert 40 < median_day < 50
     assert abs(mean - median_day) < 2 * sd / np.sqrt(N_COHORTS) + 5  # early-stopped doses
@@ -90,7 +90,9 @@ def test_regimens_are_ones_centres_give(big_cohort):
         amounts, days, weight = patient.dose_amount_mg, patient.dose_time_day, patient.weight_kg
         assert np.all(np.mod(amounts, 100.0) == 0)
         assert np.sum(days < 14.0) <= 3
-        nearest = np.array([min((5.0, 10.0, 15.0), key=lambda m: abs(a - m * weight)) for a in amounts])
+        nearest = np.array(
+            [min((5.0, 10.0, 15.0), key=lambda m: abs(a - m * weight)) for a in amounts]
+        )
         assert np.all(np.abs(amounts - nearest * weight) <= 50.0 + 1e-9)
         assert np.sum(nearest >= 10.0) <= 3
         assert np.all(nearest[1:] <= 10.0)  # 15 mg/kg only as a first dose
