@@ -13,14 +13,14 @@ parameters, so the prediction intervals include parameter uncertainty:
   those of the uncensored values only, observed and simulated alike; the fractions below
   LLOQ and above ULOQ are compared in their own panel.
 - **KM-VPC**: subjects are grouped by the median of their ln(AUC_w2-4/CL) (source as for the
-  ROC) against the threshold (5.79); each replicate draws every subject's event time from the Weibull
-  model with that draw's λ, γ, β and the subject's x in the same posterior draw, censored
+  ROC) against the threshold (5.79); each replicate draws every subject's event time from the
+  Weibull model with that draw's λ, γ, β and the subject's x in the same posterior draw, censored
   at the subject's end of follow-up (day 90 after an observed colectomy).
 - **ROC**: colectomies before day 28 are excluded as in the paper; the predictor is the
   posterior median of ln(AUC_w2-4/CL), lower meaning higher risk, by default from the PK
   model alone as in the paper (:func:`pk_only_ln_ratios`: each subject's concentrations,
-  never its outcome), optionally the joint fit's (``ln_ratio_source="joint"``). AUROC with a bootstrap
-  95 % CI over subjects (the paper's non-parametric interval) and its posterior
+  never its outcome), optionally the joint fit's (``ln_ratio_source="joint"``). AUROC with a
+  bootstrap 95 % CI over subjects (the paper's non-parametric interval) and its posterior
   distribution (uncertainty of each x); the Youden-optimal threshold with both
   distributions; sensitivity, specificity, accuracy and Fisher's exact test at the
   published threshold and at the Youden threshold.

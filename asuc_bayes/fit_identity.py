@@ -15,10 +15,11 @@ Examples
 >>> identity.gates()
 'R-hat max 1.31, bulk ESS min 7, 3 divergences: UNCONVERGED'
 >>> require_converged(identity, allow=True, option="--model")
->>> require_converged(identity, allow=False, option="--model")
-Traceback (most recent call last):
-...
-asuc_bayes.fit_identity.UnconvergedFitError: --model fit.nc: the population fit failed its own convergence gates (R-hat max 1.31, bulk ESS min 7, 3 divergences: UNCONVERGED); results from it are not reliable (fix: refit with more --tune/--draws, or pass --allow-unconverged to use it anyway)
+>>> try:
+...     require_converged(identity, allow=False, option="--model")
+... except UnconvergedFitError as exc:
+...     print(str(exc)[:61])
+--model fit.nc: the population fit failed its own convergence
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ from asuc_bayes.cli import main
 from asuc_bayes.dataset import InputError, read_cohort, read_patients, write_nonmem_csv
 from asuc_bayes.kernels import auc_interval, weibull_cumulative_hazard
 from asuc_bayes.population_draws import PopulationDraws
-from asuc_bayes.report import format_cohort_summary
 from asuc_bayes.simulate import TABLE1, cohort_summary, simulate_cohort
 
 
