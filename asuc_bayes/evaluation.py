@@ -680,7 +680,7 @@ def write_evaluation(result: Evaluation, folder) -> list[Path]:
             table[f"simulated_p{p:g}_hi"],
             color=colour,
             alpha=0.2,
-            label=f"simulated {p:g}th: 95 % PI" if p != VPC_PERCENTILES[-1] else None,
+            label={5.0: "simulated 5th & 95th: 95 % PI", 50.0: "simulated 50th: 95 % PI"}.get(p),
         )
         ax.plot(t, table[f"simulated_p{p:g}_median"], color=colour, ls="--", lw=1)
         ax.plot(
@@ -689,7 +689,7 @@ def write_evaluation(result: Evaluation, folder) -> list[Path]:
             color=colour,
             marker="o",
             lw=1.5,
-            label=f"observed {p:g}th" if p != VPC_PERCENTILES[-1] else "observed 95th",
+            label=f"observed {p:g}th",
         )
     ax.plot([], [], color="grey", ls="--", lw=1, label="simulated median percentile")
     ax.set_yscale("log")
