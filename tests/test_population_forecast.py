@@ -287,3 +287,27 @@ def test_evaluate_with_an_allowed_unconverged_fit_records_it(unconverged_fit, tm
     assert json.loads((out / "metrics.json").read_text())["population_fit"]["file"] == str(
         unconverged_fit
     )
+
+
+@pytest.mark.slow  # one population model compilation
+def test_a_real_tiny_fit_is_refused(spec, tmp_path, capsys):
+    """2 chains x 20 draws after 20 tuning steps on 8 patients: the fit's own gates fail, and
+    forecast --model refuses it (exit 2) until --allow-unconverged."""
+    from asuc_bayes.population import PopulationSettings, fit_population
+
+    fit = fit_population(
+        simulate_cohort(spec, 8, random_seed=6).patients,
+        spec,
+        settings=PopulationSettings(draws=20, tune=20, chains=2),
+        random_seed=1,
+    )
+    assert fit.status == "unconverged"
+    path = tmp_path / "tiny.nc"
+    fit.save(path)
+    command = ["forecast", "--example", "--id", "P01", "--model", str(path)]
+    assert main(command) == 2
+    assert "failed its own convergence gates" in capsys.readouterr().err
+    allowed = [*command, "--population-draws", "5", "--draws", "50", "--allow-unconverged"]
+    assert main([*allowed, "--format", "json"]) in (0, 1)
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["model"]["population_fit"]["converged"] is False
