@@ -308,6 +308,6 @@ def test_a_real_tiny_fit_is_refused(spec, tmp_path, capsys):
     assert main(command) == 2
     assert "failed its own convergence gates" in capsys.readouterr().err
     allowed = [*command, "--population-draws", "5", "--draws", "50", "--allow-unconverged"]
-    assert main([*allowed, "--format", "json"]) in (0, 1)
+    assert main([*allowed, "--format", "json"]) == 0
     payload = json.loads(capsys.readouterr().out)
     assert payload["model"]["population_fit"]["converged"] is False
