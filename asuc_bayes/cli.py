@@ -240,6 +240,7 @@ def _parser() -> argparse.ArgumentParser:
         help="also propagate a fitted population posterior (asuc-bayes fit --out)",
     )
     _add_decision_options(sensitivity)
+    _add_fit_unconverged_option(sensitivity)
 
     compare = sub.add_parser(
         "compare",
@@ -528,6 +529,14 @@ def _add_unconverged_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_fit_unconverged_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-unconverged",
+        action="store_true",
+        help="use a population fit that failed its own convergence gates (refused otherwise)",
+    )
+
+
 def _spec_and_settings(args: argparse.Namespace) -> tuple[ModelSpec, SamplerSettings]:
     """The model and sampler settings of the sampling options (raises on bad values)."""
     spec = load_model(args.model, variants=args.variant)
@@ -810,11 +819,14 @@ def _sensitivity(args: argparse.Namespace) -> int:
             )
         fit = None
         if args.population_fit is not None:
+            from asuc_bayes.fit_identity import identify_fit, require_converged
             from asuc_bayes.population import load_fit
 
             if not args.population_fit.is_file():
                 raise ValueError(f"--population-fit {args.population_fit}: no such file")
             fit = load_fit(args.population_fit)
+            fit_identity = identify_fit(args.population_fit, fit)
+            require_converged(fit_identity, allow=args.allow_unconverged, option="--population-fit")
             if args.population_draws == 0:
                 raise ValueError("--population-fit needs --population-draws > 0")
     except (InputError, ModelSpecError, ValueError, OSError) as exc:
@@ -839,8 +851,12 @@ def _sensitivity(args: argparse.Namespace) -> int:
             "model": {"name": spec.name, "sha256": spec.sha256, "variants": list(spec.variants)},
             "patients": [r.to_json() for r in results],
         }
+        if fit is not None:
+            payload["model"]["population_fit"] = fit_identity.to_json()
         print(json.dumps(payload, indent=2))
     else:
+        if fit is not None:
+            print(fit_identity.header().replace("model: ", "also propagated: ", 1))
         print(format_sensitivity(results, spec))
     return EXIT_OK
 
@@ -1066,8 +1082,12 @@ EVALUATE_EXAMPLES = """examples:
   asuc-bayes evaluate fit.nc --out evaluation/
   asuc-bayes evaluate fit.nc --out evaluation/ --replicates 1000 --format json
 
+  asuc-bayes evaluate fit.nc --out evaluation/ --ln-ratio-source joint
+
+ROC and risk groups use ln(AUC/CL) from the PK model alone by default (as the paper did).
 writes pcvpc.png, km_vpc.png, roc.png, metrics.json and CSV tables
-exit codes: 0 ok; 2 bad input
+exit codes: 0 ok; 2 bad input, or a fit that failed its convergence gates (unless
+--allow-unconverged)
 """
 
 
@@ -1084,10 +1104,19 @@ def _add_evaluate_command(sub) -> None:
     evaluate.add_argument("--bootstrap", type=int, default=2000, help="bootstrap samples (2000)")
     evaluate.add_argument("--seed", type=int, default=0, help="random seed (0)")
     evaluate.add_argument("--format", choices=("table", "json"), default="table")
+    evaluate.add_argument(
+        "--ln-ratio-source",
+        choices=("pk_only", "joint"),
+        default="pk_only",
+        help="ln(AUC/CL) for ROC and risk groups: PK model alone, as the paper (pk_only), "
+        "or the joint fit's posterior, informed by each outcome (joint)",
+    )
+    _add_fit_unconverged_option(evaluate)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from asuc_bayes.evaluation import evaluate_fit, write_evaluation
+    from asuc_bayes.fit_identity import identify_fit, require_converged
     from asuc_bayes.population import load_fit
     from asuc_bayes.population_draws import spec_of_fit
     from asuc_bayes.report import format_evaluation
@@ -1096,23 +1125,32 @@ def _evaluate(args: argparse.Namespace) -> int:
         if args.replicates < 10 or args.bootstrap < 10:
             raise ValueError("--replicates and --bootstrap must be at least 10")
         tree = load_fit(args.fit)
+        fit = identify_fit(args.fit, tree)
+        require_converged(fit, allow=args.allow_unconverged, option="evaluate")
         spec = spec_of_fit(tree)
     except (ModelSpecError, ValueError, OSError) as exc:
         return _error(str(exc))
     result = evaluate_fit(
-        tree, spec, replicates=args.replicates, bootstrap=args.bootstrap, random_seed=args.seed
+        tree,
+        spec,
+        replicates=args.replicates,
+        bootstrap=args.bootstrap,
+        random_seed=args.seed,
+        ln_ratio_source=args.ln_ratio_source,
     )
+    result["metrics"]["population_fit"] = fit.to_json()
     written = write_evaluation(result, args.out)
     if args.format == "json":
         print(json.dumps(result["metrics"], indent=2))
     else:
-        print(format_evaluation(result["metrics"]))
+        print(fit.header() + "\n" + format_evaluation(result["metrics"]))
     print(f"asuc-bayes: {len(written)} files written to {args.out}", file=sys.stderr)
     return EXIT_OK
 
 
 def _forecast_population(args: argparse.Namespace) -> int:
     """``forecast --model FIT.nc``: integrate over the fitted population posterior."""
+    from asuc_bayes.fit_identity import identify_fit, require_converged
     from asuc_bayes.population_draws import PopulationDraws
     from asuc_bayes.population_forecast import forecast_patients_with_population
 
@@ -1121,6 +1159,8 @@ def _forecast_population(args: argparse.Namespace) -> int:
             raise ValueError("--variant cannot be combined with a population fit (--model *.nc)")
         if args.population_draws < 2:
             raise ValueError(f"--population-draws must be at least 2, got {args.population_draws}")
+        fit = identify_fit(args.model)
+        require_converged(fit, allow=args.allow_unconverged, option="--model")
         draws = PopulationDraws.from_fit(args.model, n=args.population_draws, random_seed=args.seed)
         patients = _load_patients(args, draws.spec)
     except (InputError, ModelSpecError, ValueError, OSError) as exc:
@@ -1132,12 +1172,16 @@ def _forecast_population(args: argparse.Namespace) -> int:
         chains=args.chains,
         draws_per_chain=args.draws or 1000,
     )
+    for result in results:  # the saved trees name the fit too (model_* is its structure)
+        result.tree.attrs |= {"population_fit_file": fit.path, "population_fit_sha256": fit.sha256}
+        result.tree.attrs["population_fit_converged"] = int(fit.converged)
     if args.format == "json":
         payload = results_json(results, draws.spec)
-        payload["model"]["population_fit"] = str(args.model)
+        payload["model"] = {"name": f"fit:{Path(fit.path).name}", "sha256": fit.sha256}
+        payload["model"] |= {"variants": [], "population_fit": fit.to_json()}
         print(json.dumps(payload, indent=2))
     else:
-        print(format_table(results, draws.spec))
+        print(fit.header() + "\n" + format_table(results, draws.spec).split("\n", 1)[1])
     if args.out:
         save_results(results, args.out)
         print(f"asuc-bayes: results written to {args.out}", file=sys.stderr)

@@ -7,17 +7,20 @@ parameters, so the prediction intervals include parameter uncertainty:
 
 - **pcVPC** (Bergstrand et al. 2011): concentrations are simulated for every subject's doses
   and sample times with new η ~ N(0, ω²) and residual error, censored at the subject's own
-  assay limits like the data (a censored value is plotted at its limit, observed and
-  simulated alike), and prediction-corrected: pcY = Y · PRED_bin / PRED, with PRED the
-  typical-subject prediction (η = 0) at the posterior median population parameters and
-  PRED_bin its median in the time bin.
-- **KM-VPC**: subjects are grouped by the posterior median of their ln(AUC_w2-4/CL) against
-  the threshold (5.79); each replicate draws every subject's event time from the Weibull
-  model with that draw's λ, γ, β and the subject's x in the same posterior draw, censored
+  assay limits like the data, and prediction-corrected: pcY = Y · PRED_bin / PRED, with PRED
+  the typical-subject prediction (η = 0) at the posterior median population parameters and
+  PRED_bin its median in the time bin (the factor kept within [0.1, 10]). Percentiles are
+  those of the uncensored values only, observed and simulated alike; the fractions below
+  LLOQ and above ULOQ are compared in their own panel.
+- **KM-VPC**: subjects are grouped by the median of their ln(AUC_w2-4/CL) (source as for the
+  ROC) against the threshold (5.79); each replicate draws every subject's event time from the
+  Weibull model with that draw's λ, γ, β and the subject's x in the same posterior draw, censored
   at the subject's end of follow-up (day 90 after an observed colectomy).
 - **ROC**: colectomies before day 28 are excluded as in the paper; the predictor is the
-  posterior median of ln(AUC_w2-4/CL), lower meaning higher risk. AUROC with a bootstrap
-  95 % CI over subjects (the paper's non-parametric interval) and its posterior
+  posterior median of ln(AUC_w2-4/CL), lower meaning higher risk, by default from the PK
+  model alone as in the paper (:func:`pk_only_ln_ratios`: each subject's concentrations,
+  never its outcome), optionally the joint fit's (``ln_ratio_source="joint"``). AUROC with a
+  bootstrap 95 % CI over subjects (the paper's non-parametric interval) and its posterior
   distribution (uncertainty of each x); the Youden-optimal threshold with both
   distributions; sensitivity, specificity, accuracy and Fisher's exact test at the
   published threshold and at the Youden threshold.
@@ -56,6 +59,8 @@ __all__ = [
     "kaplan_meier",
     "km_vpc",
     "pcvpc",
+    "pcvpc_axis_limits",
+    "pk_only_ln_ratios",
     "roc_curve",
     "write_evaluation",
     "youden_threshold",
@@ -63,6 +68,17 @@ __all__ = [
 
 VPC_PERCENTILES = (5.0, 50.0, 95.0)
 EARLY_COLECTOMY_DAY = 28.0
+#: Where the subjects' ln(AUC_w2-4/CL) for ROC and risk groups come from.
+LN_RATIO_SOURCES = ("pk_only", "joint")
+LN_RATIO_DESCRIPTIONS = {
+    "pk_only": "posterior median of ln(AUC_w2-4/CL) per subject from the PK model alone "
+    "(concentrations, covariates, doses; fit's median population PK parameters; outcome "
+    "not used)",
+    "joint": "posterior median of ln(AUC_w2-4/CL) per subject from the fit (a joint fit "
+    "uses each subject's own outcome)",
+}
+#: The prediction correction PRED_bin / PRED is kept within [1/PC_MAX, PC_MAX].
+PC_MAX = 10.0
 
 
 # -- statistics -----------------------------------------------------------------------------
@@ -190,21 +206,72 @@ def _predict(data: CohortData, cl, v) -> np.ndarray:
 
 
 def _limits(data: CohortData, assay_limits: dict[str, tuple[float, float]] | None):
-    """Per-observation (LLOQ, ULOQ): from the censored records of each subject (their value
-    is the limit) or ``assay_limits``; a limit never seen is 0 / infinity."""
-    lower = np.zeros(data.obs_time_day.size)
-    upper = np.full(data.obs_time_day.size, np.inf)
+    """Per-observation (LLOQ, ULOQ).
+
+    From ``assay_limits`` (by subject ID) when given, else from the subject's censored records
+    (their value is the limit). A limit the subject's records do not show is the median of
+    the limits the other subjects show, widened so as never to censor the subject's own
+    measured values (a subject with none of its own is then censored like the cohort,
+    which keeps the uncensored percentiles of observed and simulated data comparable); with
+    no censored record in the whole cohort, 0 / infinity.
+    """
+    n_obs = data.obs_time_day.size
+    below_all = data.obs_censoring == BELOW_LLOQ
+    above_all = data.obs_censoring == ABOVE_ULOQ
+    measured = data.obs_censoring == 0
+    lower_seen = [
+        data.obs_value_mg_l[(data.obs_subject == i) & below_all].max()
+        for i in range(data.n_subjects)
+        if ((data.obs_subject == i) & below_all).any()
+    ]
+    upper_seen = [
+        data.obs_value_mg_l[(data.obs_subject == i) & above_all].min()
+        for i in range(data.n_subjects)
+        if ((data.obs_subject == i) & above_all).any()
+    ]
+    default_lower = float(np.median(lower_seen)) if lower_seen else 0.0
+    default_upper = float(np.median(upper_seen)) if upper_seen else np.inf
+    lower = np.zeros(n_obs)
+    upper = np.full(n_obs, np.inf)
     for i, pid in enumerate(data.ids):
         mine = data.obs_subject == i
-        below = mine & (data.obs_censoring == BELOW_LLOQ)
-        above = mine & (data.obs_censoring == ABOVE_ULOQ)
         if assay_limits and pid in assay_limits:
             lower[mine], upper[mine] = assay_limits[pid]
-        if below.any():
-            lower[mine] = data.obs_value_mg_l[below].max()
-        if above.any():
-            upper[mine] = data.obs_value_mg_l[above].min()
+            continue
+        values = data.obs_value_mg_l[mine & measured]
+        below, above = mine & below_all, mine & above_all
+        lower[mine] = (
+            data.obs_value_mg_l[below].max()
+            if below.any()
+            else min(default_lower, values.min() if values.size else np.inf)
+        )
+        upper[mine] = (
+            data.obs_value_mg_l[above].min()
+            if above.any()
+            else max(default_upper, values.max() if values.size else -np.inf)
+        )
     return lower, upper
+
+
+def _prediction_correction(pred: np.ndarray, bins: np.ndarray, n_bins: int) -> np.ndarray:
+    """PRED_bin / PRED per observation, kept within [1/PC_MAX, PC_MAX].
+
+    A typical-subject prediction far below its bin's median (a sample weeks after the last
+    dose of a fast-clearing typical subject, PRED ~ 1e-6 mg/L) would otherwise multiply the
+    observation by up to 1e12 and make the plot unreadable; observed and simulated values of
+    the same sample get the same factor, so the cap changes the scale, not the comparison.
+    """
+    pred_bin = np.array([np.median(pred[bins == b]) for b in range(n_bins)])
+    with np.errstate(divide="ignore"):
+        correction = pred_bin[bins] / pred
+    return np.clip(np.nan_to_num(correction, nan=1.0, posinf=PC_MAX), 1.0 / PC_MAX, PC_MAX)
+
+
+def _uncensored_percentiles(values: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Percentiles :data:`VPC_PERCENTILES` of ``values[keep]`` (NaN when nothing is kept)."""
+    if not keep.any():
+        return np.full(len(VPC_PERCENTILES), np.nan)
+    return np.percentile(values[keep], VPC_PERCENTILES)
 
 
 def pcvpc(
@@ -217,9 +284,20 @@ def pcvpc(
     random_seed: int = 0,
     assay_limits: dict[str, tuple[float, float]] | None = None,
 ) -> pd.DataFrame:
-    """Prediction-corrected VPC table: per time bin, the observed 5/50/95th percentiles and
-    the 2.5/50/97.5 % quantiles over replicates of the simulated ones, and the observed and
-    simulated censored fractions."""
+    """Prediction-corrected VPC table with censoring handled separately.
+
+    Per time bin: the observed 5/50/95th percentiles of the *uncensored* observations and
+    the 2.5/50/97.5 % quantiles over replicates of the same percentiles of the uncensored
+    simulated values (censored records never enter the percentiles, observed or simulated,
+    so no percentile sits at a limit merely because of censoring: the M3 practice of the
+    field, e.g. Bergstrand et al. 2011, the ``vpc`` R package); and, separately, the
+    observed fractions below LLOQ and above ULOQ with the 2.5/50/97.5 % quantiles of the
+    simulated fractions. A bin with no uncensored value has NaN percentiles.
+
+    pcY = Y · PRED_bin / PRED with PRED the typical-subject prediction at the posterior
+    median population parameters, the factor kept within [1/:data:`PC_MAX`, PC_MAX]
+    (:func:`_prediction_correction`).
+    """
     rng = np.random.default_rng(random_seed)
     medians = {
         n: float(np.median(posterior[n].values)) for n in ("theta_cl", "theta_v", "crp_exponent_cl")
@@ -228,21 +306,23 @@ def pcvpc(
     typical_cl, typical_v = _individual(
         spec, data, medians["theta_cl"], medians["theta_v"], medians["crp_exponent_cl"], zero, zero
     )
-    pred = np.maximum(_predict(data, typical_cl, typical_v), 1e-12)
+    pred = _predict(data, typical_cl, typical_v)
     times = data.obs_time_day
     edges = np.unique(np.quantile(times, np.linspace(0, 1, n_bins + 1)))
-    bins = np.clip(np.searchsorted(edges, times, side="right") - 1, 0, edges.size - 2)
-    pred_bin = np.array([np.median(pred[bins == b]) for b in range(edges.size - 1)])
-    correction = pred_bin[bins] / pred
+    n_bins = edges.size - 1
+    bins = np.clip(np.searchsorted(edges, times, side="right") - 1, 0, n_bins - 1)
+    correction = _prediction_correction(pred, bins, n_bins)
     lower, upper = _limits(data, assay_limits)
     observed = data.obs_value_mg_l * correction
+    measured = data.obs_censoring == 0
     indices = _draw_indices(posterior, replicates, rng)
     flat = {
         n: _flat(posterior, n)
         for n in ("theta_cl", "theta_v", "crp_exponent_cl", "omega_cl", "omega_v", "residual_sd")
     }
-    simulated_percentiles = np.empty((replicates, edges.size - 1, len(VPC_PERCENTILES)))
-    simulated_censored = np.empty((replicates, edges.size - 1))
+    simulated_percentiles = np.empty((replicates, n_bins, len(VPC_PERCENTILES)))
+    simulated_below = np.empty((replicates, n_bins))
+    simulated_above = np.empty((replicates, n_bins))
     for r, s in enumerate(indices):
         eta_cl = rng.normal(0.0, flat["omega_cl"][s], data.n_subjects)
         eta_v = rng.normal(0.0, flat["omega_v"][s], data.n_subjects)
@@ -261,15 +341,16 @@ def pcvpc(
             y = f * (1.0 + flat["residual_sd"][s] * noise)
         else:
             y = f * np.exp(flat["residual_sd"][s] * noise)
-        censored = (y < lower) | (y > upper)
-        y = np.clip(y, lower, upper)
+        below, above = y < lower, y > upper
+        inside = ~(below | above)
         y = y * correction
-        for b in range(edges.size - 1):
+        for b in range(n_bins):
             in_bin = bins == b
-            simulated_percentiles[r, b] = np.percentile(y[in_bin], VPC_PERCENTILES)
-            simulated_censored[r, b] = censored[in_bin].mean()
+            simulated_percentiles[r, b] = _uncensored_percentiles(y, in_bin & inside)
+            simulated_below[r, b] = below[in_bin].mean()
+            simulated_above[r, b] = above[in_bin].mean()
     rows = []
-    for b in range(edges.size - 1):
+    for b in range(n_bins):
         in_bin = bins == b
         row = {
             "bin": b,
@@ -277,30 +358,102 @@ def pcvpc(
             "time_high_day": edges[b + 1],
             "time_median_day": float(np.median(times[in_bin])),
             "n": int(in_bin.sum()),
+            "n_uncensored": int((in_bin & measured).sum()),
             "observed_censored_fraction": float((data.obs_censoring[in_bin] != 0).mean()),
+            "observed_below_lloq_fraction": float(
+                (data.obs_censoring[in_bin] == BELOW_LLOQ).mean()
+            ),
+            "observed_above_uloq_fraction": float(
+                (data.obs_censoring[in_bin] == ABOVE_ULOQ).mean()
+            ),
         }
-        observed_percentiles = np.percentile(observed[in_bin], VPC_PERCENTILES)
+        observed_percentiles = _uncensored_percentiles(observed, in_bin & measured)
         for k, p in enumerate(VPC_PERCENTILES):
             row[f"observed_p{p:g}"] = float(observed_percentiles[k])
-            low, mid, high = np.quantile(simulated_percentiles[:, b, k], [0.025, 0.5, 0.975])
-            (
-                row[f"simulated_p{p:g}_lo"],
-                row[f"simulated_p{p:g}_median"],
-                row[f"simulated_p{p:g}_hi"],
-            ) = (
-                float(low),
-                float(mid),
-                float(high),
+            column = simulated_percentiles[:, b, k]
+            column = column[np.isfinite(column)]
+            low, mid, high = (
+                np.quantile(column, [0.025, 0.5, 0.975]) if column.size else (np.nan,) * 3
             )
-        low, high = np.quantile(simulated_censored[:, b], [0.025, 0.975])
-        row["simulated_censored_lo"], row["simulated_censored_hi"] = float(low), float(high)
+            row[f"simulated_p{p:g}_lo"] = float(low)
+            row[f"simulated_p{p:g}_median"] = float(mid)
+            row[f"simulated_p{p:g}_hi"] = float(high)
+        for name, values in (
+            ("below_lloq", simulated_below[:, b]),
+            ("above_uloq", simulated_above[:, b]),
+            ("censored", simulated_below[:, b] + simulated_above[:, b]),
+        ):
+            low, mid, high = np.quantile(values, [0.025, 0.5, 0.975])
+            row[f"simulated_{name}_lo"] = float(low)
+            row[f"simulated_{name}_median"] = float(mid)
+            row[f"simulated_{name}_hi"] = float(high)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def pcvpc_axis_limits(table: pd.DataFrame, margin: float = 1.5) -> tuple[float, float]:
+    """Log-axis limits of the pcVPC concentration panel from the plotted values.
+
+    The smallest and largest finite plotted value (observed percentiles and simulated
+    intervals), widened by the factor ``margin`` each side.
+
+    >>> t = pd.DataFrame({"observed_p5": [1.0, np.nan], "simulated_p95_hi": [30.0, 20.0]})
+    >>> pcvpc_axis_limits(t)
+    (0.6666666666666666, 45.0)
+    """
+    columns = [c for c in table.columns if c.startswith(("observed_p", "simulated_p"))]
+    values = table[columns].to_numpy(dtype=float).ravel()
+    values = values[np.isfinite(values) & (values > 0)]
+    if values.size == 0:
+        return (0.1, 100.0)
+    return (float(values.min() / margin), float(values.max() * margin))
 
 
 def risk_groups(posterior: xr.Dataset, threshold: float) -> np.ndarray:
     """True for subjects whose posterior median ln(AUC_w2-4/CL) is below ``threshold``."""
     return np.median(_flat(posterior, "ln_auc_cl"), axis=0) < threshold
+
+
+def pk_only_ln_ratios(
+    tree: xr.DataTree,
+    spec: ModelSpec,
+    *,
+    n_draws: int = 400,
+    random_seed: int = 0,
+    grid_points: int = 101,
+) -> np.ndarray:
+    """Each subject's posterior draws of ln(AUC_w2-4/CL) from the PK model alone.
+
+    As in the paper (EBEs of the popPK model), a subject's ratio is estimated from its own
+    covariates, doses and concentrations only, never from its outcome: the individual
+    posterior over (η_CL, η_V) is computed exactly by quadrature
+    (:func:`asuc_bayes.grid.grid_posterior`, the forecasting path) at the fit's posterior
+    median population PK parameters (θ_CL, θ_V, CRP exponent, ω's, residual SD), with the
+    colectomy record removed. The population values of a joint fit are informed by all
+    outcomes together (as the paper's final popPK estimates came from all patients), but no
+    subject's own outcome enters its own ratio.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (n_draws, n_subjects), the subjects in the fit's order.
+    """
+    from dataclasses import replace
+
+    from asuc_bayes.forecast import derived_quantities
+    from asuc_bayes.grid import grid_posterior
+    from asuc_bayes.population_forecast import median_spec
+
+    center = median_spec(PopulationDraws.from_fit(tree, spec=spec))
+    rng = np.random.default_rng(random_seed)
+    patients = cohort_of_fit(tree).patients()
+    x = np.empty((n_draws, len(patients)))
+    for i, patient in enumerate(patients):
+        patient = replace(patient, events=())
+        grid = grid_posterior(center, patient, n_points=grid_points, n_coarse=61)
+        eta = grid.sample(n_draws, random_seed=int(rng.integers(2**63)))
+        x[:, i] = derived_quantities(center, patient, eta)["ln_auc_cl"]
+    return x
 
 
 def km_vpc(
@@ -311,13 +464,19 @@ def km_vpc(
     replicates: int = 200,
     random_seed: int = 0,
     grid_day: np.ndarray | None = None,
+    high: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Kaplan–Meier VPC by risk group: observed KM and the 2.5/50/97.5 % quantiles of the
     simulated KM curves on a daily grid (columns ``group``, ``day``, ``observed``,
-    ``simulated_lo``, ``simulated_median``, ``simulated_hi``, ``n``)."""
+    ``simulated_lo``, ``simulated_median``, ``simulated_hi``, ``n``).
+
+    ``high`` (boolean per subject) gives the risk groups; by default the posterior median
+    ln ratio of the fit against the threshold. Event times are always simulated from the
+    fit's posterior draws (λ, γ, β and each subject's x in the same draw)."""
     rng = np.random.default_rng(random_seed)
     grid_day = np.arange(0.0, spec.tte.horizon_day + 1.0) if grid_day is None else grid_day
-    high = risk_groups(posterior, spec.tte.high_risk_threshold)
+    if high is None:
+        high = risk_groups(posterior, spec.tte.high_risk_threshold)
     censor_day = np.where(data.event == 1, spec.tte.horizon_day, data.event_time_day)
     x = _flat(posterior, "ln_auc_cl")
     draws = PopulationDraws(
@@ -390,13 +549,28 @@ def evaluate_fit(
     replicates: int = 200,
     bootstrap: int = 2000,
     random_seed: int = 0,
+    ln_ratio_source: str = "pk_only",
 ) -> Evaluation:
-    """The paper's evaluation of a population fit (see the module docstring)."""
+    """The paper's evaluation of a population fit (see the module docstring).
+
+    ``ln_ratio_source`` chooses the subjects' ln(AUC_w2-4/CL) for the ROC, the Youden
+    threshold, the classification tables and the KM-VPC risk groups: ``"pk_only"`` (default,
+    as the paper: :func:`pk_only_ln_ratios`, independent of each subject's outcome) or
+    ``"joint"`` (the fit's posterior, which for a joint fit is informed by the subject's own
+    outcome and so flatters the discrimination).
+    """
+    if ln_ratio_source not in LN_RATIO_SOURCES:
+        raise ValueError(
+            f"ln_ratio_source must be one of {', '.join(LN_RATIO_SOURCES)}, got {ln_ratio_source!r}"
+        )
     rng = np.random.default_rng(random_seed)
     posterior = tree["posterior"].to_dataset()
     data = cohort_of_fit(tree)
     threshold = spec.tte.high_risk_threshold
-    x_draws = _flat(posterior, "ln_auc_cl")
+    if ln_ratio_source == "pk_only":
+        x_draws = pk_only_ln_ratios(tree, spec, random_seed=random_seed)
+    else:
+        x_draws = _flat(posterior, "ln_auc_cl")
     x = np.median(x_draws, axis=0)
     keep = ~((data.event == 1) & (data.event_time_day < EARLY_COLECTOMY_DAY))
     outcome = (data.event == 1) & (data.event_time_day <= spec.tte.horizon_day)
@@ -447,7 +621,8 @@ def evaluate_fit(
         },
         "replicates": replicates,
         "bootstrap": bootstrap,
-        "x_source": "posterior median of ln(AUC_w2-4/CL) per subject",
+        "ln_ratio_source": ln_ratio_source,
+        "x_source": LN_RATIO_DESCRIPTIONS[ln_ratio_source],
     }
     subjects = pd.DataFrame(
         {
@@ -464,7 +639,9 @@ def evaluate_fit(
     result = Evaluation(
         metrics=metrics,
         pcvpc=pcvpc(spec, data, posterior, replicates=replicates, random_seed=random_seed),
-        km_vpc=km_vpc(spec, data, posterior, replicates=replicates, random_seed=random_seed),
+        km_vpc=km_vpc(
+            spec, data, posterior, replicates=replicates, random_seed=random_seed, high=high
+        ),
         roc=roc_curve(xs, ys),
         subjects=subjects,
         posterior_auroc=posterior_auc,
@@ -493,12 +670,17 @@ def write_evaluation(result: Evaluation, folder) -> list[Path]:
         written.append(path)
 
     table = result["pcvpc"]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [2.2, 1]})
+    fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.4), gridspec_kw={"width_ratios": [2.2, 1]})
     ax = axes[0]
     t = table["time_median_day"]
     for p, colour in zip(VPC_PERCENTILES, ("tab:blue", "tab:red", "tab:blue"), strict=True):
         ax.fill_between(
-            t, table[f"simulated_p{p:g}_lo"], table[f"simulated_p{p:g}_hi"], color=colour, alpha=0.2
+            t,
+            table[f"simulated_p{p:g}_lo"],
+            table[f"simulated_p{p:g}_hi"],
+            color=colour,
+            alpha=0.2,
+            label={5.0: "simulated 5th & 95th: 95 % PI", 50.0: "simulated 50th: 95 % PI"}.get(p),
         )
         ax.plot(t, table[f"simulated_p{p:g}_median"], color=colour, ls="--", lw=1)
         ax.plot(
@@ -509,23 +691,38 @@ def write_evaluation(result: Evaluation, folder) -> list[Path]:
             lw=1.5,
             label=f"observed {p:g}th",
         )
+    ax.plot([], [], color="grey", ls="--", lw=1, label="simulated median percentile")
     ax.set_yscale("log")
+    ax.set_ylim(*pcvpc_axis_limits(table))
     ax.set_xlabel("time since first dose (day)")
     ax.set_ylabel("prediction-corrected concentration (mg/L)")
-    ax.set_title("pcVPC (shaded: 95 % PI of simulated percentiles)")
-    ax.legend(fontsize=8)
+    ax.set_title("pcVPC of uncensored concentrations")
+    ax.legend(fontsize=7, loc="best")
     ax = axes[1]
-    ax.fill_between(
-        t,
-        table["simulated_censored_lo"],
-        table["simulated_censored_hi"],
-        alpha=0.3,
-        label="simulated 95 % PI",
-    )
-    ax.plot(t, table["observed_censored_fraction"], marker="o", color="k", label="observed")
+    for name, label, colour in (
+        ("below_lloq", "below LLOQ", "tab:purple"),
+        ("above_uloq", "above ULOQ", "tab:orange"),
+    ):
+        ax.fill_between(
+            t,
+            table[f"simulated_{name}_lo"],
+            table[f"simulated_{name}_hi"],
+            color=colour,
+            alpha=0.25,
+            label=f"{label}: simulated 95 % PI",
+        )
+        ax.plot(
+            t,
+            table[f"observed_{name}_fraction"],
+            marker="o",
+            color=colour,
+            label=f"{label}: observed",
+        )
+    ax.set_ylim(0, 1)
     ax.set_xlabel("time since first dose (day)")
-    ax.set_ylabel("fraction censored (BLQ or ALQ)")
-    ax.legend(fontsize=8)
+    ax.set_ylabel("fraction of samples censored")
+    ax.set_title("censored fractions")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     path = folder / "pcvpc.png"
     fig.savefig(path, dpi=110)

@@ -812,6 +812,7 @@ def format_evaluation(metrics: dict) -> str:
         f"ROC of ln(AUC_w2-4/CL) for colectomy after day 28: {metrics['n_roc']} subjects "
         f"({metrics['excluded_early_colectomies']} early colectomies excluded), "
         f"{metrics['n_colectomies_roc']} colectomies",
+        f"  ln ratios: {metrics.get('ln_ratio_source', 'joint')} ({metrics['x_source']})",
         f"  AUROC {metrics['auroc']:.2f} (bootstrap 95 % CI {metrics['auroc_bootstrap_95'][0]:.2f}"
         f"-{metrics['auroc_bootstrap_95'][1]:.2f}; posterior over ln ratio uncertainty "
         f"{metrics['auroc_posterior_median']:.2f} [{metrics['auroc_posterior_95'][0]:.2f}-"
@@ -839,7 +840,7 @@ def format_evaluation(metrics: dict) -> str:
     groups = metrics["risk_groups"]
     lines.append("")
     lines.append(
-        f"  risk groups (posterior median ln ratio vs {groups['threshold']}): high "
+        f"  risk groups (median ln ratio vs {groups['threshold']}): high "
         f"{groups['high']} ({groups['colectomies_high']} colectomies), low {groups['low']} "
         f"({groups['colectomies_low']} colectomies)"
     )

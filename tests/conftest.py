@@ -90,9 +90,10 @@ MULTIMODAL_PATIENTS = {
 }
 
 
-def truth_fit_tree(spec, cohort, noise_sd=0.05, draws=200, seed=0):
+def truth_fit_tree(spec, cohort, noise_sd=0.05, draws=200, seed=0, checks=None):
     """A population-fit DataTree whose posterior is concentrated at a simulated cohort's
-    truth (evaluation and population-forecast tests need a fit without sampling one)."""
+    truth (evaluation and population-forecast tests need a fit without sampling one);
+    ``checks`` replaces the stored convergence diagnostics (e.g. a failed fit)."""
     import numpy as np
     import xarray as xr
 
@@ -117,7 +118,12 @@ def truth_fit_tree(spec, cohort, noise_sd=0.05, draws=200, seed=0):
     stats = xr.Dataset(
         {"diverging": (("chain", "draw"), np.zeros(shape, dtype=bool))}, coords=coords
     )
-    checks = {"rhat_max": 1.0, "ess_bulk_min": 1000.0, "divergences": 0, "converged": True}
+    checks = checks or {
+        "rhat_max": 1.0,
+        "ess_bulk_min": 1000.0,
+        "divergences": 0,
+        "converged": True,
+    }
     timing = {"compile_seconds": 0.0, "sampling_seconds": 0.0}
     return _fit_tree(
         spec, "weak", "joint", PopulationSettings(), 0, data, posterior, stats, checks, timing

@@ -11,7 +11,6 @@ from asuc_bayes.cli import main
 from asuc_bayes.dataset import InputError, read_cohort, read_patients, write_nonmem_csv
 from asuc_bayes.kernels import auc_interval, weibull_cumulative_hazard
 from asuc_bayes.population_draws import PopulationDraws
-from asuc_bayes.report import format_cohort_summary
 from asuc_bayes.simulate import TABLE1, cohort_summary, simulate_cohort
 
 
@@ -20,35 +19,82 @@ def big_cohort(spec):
     return simulate_cohort(spec, 1440, random_seed=11)  # 20 cohorts of 72
 
 
-def test_simulated_cohort_matches_table1(big_cohort):
-    """Side by side with Table 1 (printed with -s); tolerances are what a cohort of 72 of the
-    paper's kind could plausibly show (the model's IIV and error make the concentration
-    spread wider than the paper's IQR, and the ALQ share higher)."""
-    summary = cohort_summary(big_cohort.patients)
-    print("\n" + format_cohort_summary(summary, TABLE1))
-    assert summary["weight_kg_median"] == pytest.approx(63, abs=3)
-    assert summary["weight_kg_iqr"] == pytest.approx((56, 75), abs=4)
-    assert summary["crp_mg_l_median"] == pytest.approx(30, rel=0.2)
-    assert summary["crp_mg_l_iqr"][0] == pytest.approx(7, abs=3)
-    assert summary["crp_mg_l_iqr"][1] == pytest.approx(82, rel=0.25)
-    assert summary["first_dose_mg_kg_median"] == pytest.approx(9.9, abs=0.3)
-    low, high = summary["first_dose_mg_kg_range"]
-    assert 3 < low < 5 and 14 < high < 17
-    assert summary["infusions_median"] == 3
-    assert summary["infusions_range"] == (1, 7)
-    per_patient = np.array(summary["samples_per_patient_counts"]) / summary["n_patients"]
-    np.testing.assert_allclose(
-        per_patient, np.array(TABLE1["samples_per_patient_counts"]) / 72, atol=0.04
+N_COHORTS = 20
+#: How many between-cohort SDs the mean of 20 simulated cohorts may sit from the paper.
+#: The paper's Table 1 is ONE cohort of 72: its statistics scatter around the simulator's
+#: expectation with the between-cohort SD (e.g. the median colectomy day of 11 events has
+#: an SD of ~13 days), so the band is the one a single cohort falls in with ~99 % probability
+#: per statistic (2.5 SD); the Monte Carlo error of the 20-cohort mean (SD/sqrt(20)) is
+#: small beside it. Integer-valued statistics (ranges, medians of counts) get at least 0.5.
+TOLERANCE_SD = 2.5
+
+
+@pytest.fixture(scope="module")
+def cohort_statistics(spec):
+    """Each Table-1 statistic over 20 simulated 72-patient cohorts: (mean, between-cohort SD)."""
+    summaries = [
+        cohort_summary(simulate_cohort(spec, 72, random_seed=500 + k).patients)
+        for k in range(N_COHORTS)
+    ]
+    statistics = {}
+    for key, paper in TABLE1.items():
+        if key == "n_patients":
+            continue
+        values = np.array([s[key] for s in summaries], dtype=float)
+        statistics[key] = (values.mean(axis=0), values.std(axis=0, ddof=1), np.array(paper))
+    return statistics
+
+
+def test_simulated_cohorts_match_table1_within_their_spread(cohort_statistics):
+    """Side by side with Table 1 (printed with -s): every statistic's mean over 20 cohorts
+    within TOLERANCE_SD between-cohort SDs of the paper's value."""
+    lines = [f"{'statistic':<28}{'simulated mean':>22}{'between-cohort SD':>22}{'paper':>20}"]
+    failures = []
+    for key, (mean, sd, paper) in cohort_statistics.items():
+        lines.append(
+            f"{key:<28}{np.array2string(mean, precision=3):>22}"
+            f"{np.array2string(sd, precision=3):>22}{np.array2string(paper, precision=3):>20}"
+        )
+        tolerance = np.maximum(TOLERANCE_SD * sd, 0.5 if "median" in key or "range" in key else 0)
+        if np.any(np.abs(mean - paper) > tolerance):
+            failures.append(key)
+    print("\n" + "\n".join(lines))
+    assert not failures, failures
+
+
+def test_colectomy_timing_is_what_the_published_weibull_gives(spec, cohort_statistics):
+    """The median colectomy day is not calibrated (the published Weibull with γ = 1.08 gives
+    nearly uniform event times over the 90 days): check it against the model itself, the
+    median of the event-time distribution truncated at day 90 for a typical patient
+    (F(t) ∝ 1 − exp(−H(t)), solved by hand), within the spread of 11-event cohorts."""
+    tte = spec.tte
+    x = 6.3  # near the simulated cohorts' median ln ratio
+    hazard_90 = (
+        tte.baseline_lambda * 90**tte.gamma.estimate * np.exp(tte.beta.estimate * (x - tte.x_ref))
     )
-    samples_per_72 = summary["samples_total"] / summary["n_patients"] * 72
-    assert samples_per_72 == pytest.approx(152, rel=0.1)
-    assert summary["days_since_infusion_median"] == pytest.approx(26, abs=5)
-    assert summary["days_since_infusion_iqr"] == pytest.approx((11, 42), abs=5)
-    assert summary["concentration_mg_l_median"] == pytest.approx(6.7, rel=0.25)
-    assert 0.03 < summary["below_lloq_fraction"] < 0.15
-    assert 0.3 < summary["above_uloq_fraction"] < 0.6
-    assert summary["colectomy_fraction_90d"] == pytest.approx(0.15, abs=0.04)
-    assert 25 < summary["colectomy_day_median"] < 50
+    target = -np.log(1 - 0.5 * (1 - np.exp(-hazard_90)))
+    median_day = (target / (tte.baseline_lambda * np.exp(tte.beta.estimate * (x - tte.x_ref)))) ** (
+        1 / tte.gamma.estimate
+    )
+    mean, sd, paper = cohort_statistics["colectomy_day_median"]
+    assert 40 < median_day < 50
+    assert abs(mean - median_day) < 2 * sd / np.sqrt(N_COHORTS) + 5  # early-stopped doses
+    assert abs(paper - mean) < 1.5 * sd  # the paper's 32 days is within one cohort's spread
+
+
+def test_regimens_are_ones_centres_give(big_cohort):
+    """Whole 100 mg vials; at most 3 infusions in the first 14 days; 5, 10 or 15 mg/kg
+    (after vial rounding: within 50 mg of it); at most 3 infusions of 10 mg/kg or more."""
+    for patient in big_cohort.patients:
+        amounts, days, weight = patient.dose_amount_mg, patient.dose_time_day, patient.weight_kg
+        assert np.all(np.mod(amounts, 100.0) == 0)
+        assert np.sum(days < 14.0) <= 3
+        nearest = np.array(
+            [min((5.0, 10.0, 15.0), key=lambda m: abs(a - m * weight)) for a in amounts]
+        )
+        assert np.all(np.abs(amounts - nearest * weight) <= 50.0 + 1e-9)
+        assert np.sum(nearest >= 10.0) <= 3
+        assert np.all(nearest[1:] <= 10.0)  # 15 mg/kg only as a first dose
 
 
 def test_event_times_solve_the_weibull_model_with_the_doses_given(spec, big_cohort):

@@ -4,6 +4,7 @@ whole `evaluate` pipeline on a fit tree built from simulated truth (no sampling 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -103,8 +104,8 @@ def test_evaluation_at_the_truth_is_calibrated(spec, evaluation_setup):
     assert metrics["auroc"] > 0.6  # ln(AUC/CL) does predict colectomy in the model
 
 
-def test_evaluate_cli_writes_figures_and_tables(spec, evaluation_setup, tmp_path, capsys):
-    _, tree = evaluation_setup
+def test_evaluate_cli_writes_figures_and_tables(spec, tmp_path, capsys):
+    tree = truth_fit_tree(spec, simulate_cohort(spec, 60, random_seed=21))
     fit = tmp_path / "fit.nc"
     tree.to_netcdf(fit, engine="h5netcdf")
     out = tmp_path / "evaluation"
@@ -129,3 +130,120 @@ def test_evaluate_cli_writes_figures_and_tables(spec, evaluation_setup, tmp_path
         assert (out / name).stat().st_size > 0
     assert main(["evaluate", str(tmp_path / "missing.nc"), "--out", str(out)]) == 2
     assert set(PARAMETER_NAMES) <= set(tree["posterior"].data_vars)
+
+
+def test_pk_only_ln_ratios_ignore_the_outcomes(spec):
+    """Changing a subject's colectomy record leaves its pk-only ln ratio unchanged (same
+    seed: identical draws), while the ratios track the truth and the standard quadrature
+    forecast of that subject (401² grid at the published values, independent of the fit)."""
+    from asuc_bayes.evaluation import pk_only_ln_ratios
+    from asuc_bayes.grid import grid_posterior
+    from asuc_bayes.population import cohort_of_fit
+
+    cohort = simulate_cohort(spec, 12, random_seed=5)
+    tree = truth_fit_tree(spec, cohort)
+    before = pk_only_ln_ratios(tree, spec, n_draws=300, random_seed=1)
+    changed = tree.copy(deep=True)
+    observed = changed["observed_data"].to_dataset()
+    constant = changed["constant_data"].to_dataset()
+    flipped = observed["colectomy"].values.copy()
+    flipped[0] = 1 - flipped[0]
+    observed["colectomy"] = (("subject",), flipped)
+    times = constant["event_time_day"].values.copy()
+    times[0] = 40.0
+    constant["event_time_day"] = (("subject",), times)
+    changed["observed_data"], changed["constant_data"] = observed, constant
+    after = pk_only_ln_ratios(changed, spec, n_draws=300, random_seed=1)
+    np.testing.assert_array_equal(before, after)
+    # the joint posterior's ratios of the same tree are what the fit stored, not these
+    assert not np.allclose(
+        np.median(before, axis=0),
+        np.median(tree["posterior"]["ln_auc_cl"].values.reshape(-1, 12), axis=0),
+    )
+    patient = cohort_of_fit(tree).patients()[3]
+    reference = grid_posterior(spec, patient, n_points=201).summary()["ln_auc_cl"]
+    assert np.median(before[:, 3]) == pytest.approx(reference["q50"], abs=0.2 * reference["sd"])
+
+
+def test_evaluation_names_its_ln_ratio_source(spec, evaluation_setup):
+    _, tree = evaluation_setup
+    joint = evaluate_fit(tree, spec, replicates=10, bootstrap=20, ln_ratio_source="joint")
+    assert joint["metrics"]["ln_ratio_source"] == "joint"
+    x = np.median(tree["posterior"]["ln_auc_cl"].values.reshape(-1, 300), axis=0)
+    np.testing.assert_allclose(joint["subjects"]["ln_auc_cl_median"], x)
+    with pytest.raises(ValueError, match="ln_ratio_source"):
+        evaluate_fit(tree, spec, replicates=10, bootstrap=20, ln_ratio_source="ebe")
+
+
+def test_pcvpc_percentiles_use_uncensored_data_and_censoring_has_its_own_panel(
+    spec, evaluation_setup
+):
+    """Against a hand computation: the typical prediction from the kernels, the correction
+    capped at 10, percentiles of the measured records only; censored fractions by counting;
+    axis limits bounded and holding every plotted value."""
+    from asuc_bayes.dataset import ABOVE_ULOQ, BELOW_LLOQ
+    from asuc_bayes.evaluation import pcvpc, pcvpc_axis_limits
+    from asuc_bayes.kernels import concentration, individual_pk_parameters
+    from asuc_bayes.population import cohort_of_fit
+
+    _, tree = evaluation_setup
+    posterior = tree["posterior"].to_dataset()
+    data = cohort_of_fit(tree)
+    table = pcvpc(spec, data, posterior, replicates=30, random_seed=2)
+    medians = {n: float(np.median(posterior[n])) for n in ("theta_cl", "theta_v")}
+    pk = spec.pk
+    typical = replace(
+        pk,
+        theta_cl=replace(pk.theta_cl, estimate=medians["theta_cl"]),
+        theta_v=replace(pk.theta_v, estimate=medians["theta_v"]),
+        crp_exponent_cl=replace(
+            pk.crp_exponent_cl, estimate=float(np.median(posterior["crp_exponent_cl"]))
+        ),
+    )
+    pred = np.empty(data.obs_time_day.size)
+    for k, (i, t) in enumerate(zip(data.obs_subject, data.obs_time_day, strict=True)):
+        cl, v = individual_pk_parameters(typical, data.weight_kg[i], data.crp_mg_l[i], 0.0, 0.0)
+        keep = data.dose_amount_mg[i] > 0
+        pred[k] = concentration(
+            np.array([t]),
+            data.dose_time_day[i][keep],
+            data.dose_amount_mg[i][keep],
+            data.dose_duration_day[i][keep],
+            np.float64(cl),
+            np.float64(v),
+        )[0]
+    edges = np.append(table["time_low_day"].to_numpy(), table["time_high_day"].iloc[-1])
+    bins = np.clip(np.searchsorted(edges, data.obs_time_day, side="right") - 1, 0, len(table) - 1)
+    measured = data.obs_censoring == 0
+    for b, row in table.iterrows():
+        in_bin = bins == b
+        factor = np.clip(np.median(pred[in_bin]) / pred[in_bin], 0.1, 10.0)
+        corrected_all = data.obs_value_mg_l[in_bin] * factor
+        corrected = corrected_all[measured[in_bin]]
+        for p in (5, 50, 95):
+            assert row[f"observed_p{p}"] == pytest.approx(np.percentile(corrected, p), rel=1e-6)
+        assert row["observed_below_lloq_fraction"] == pytest.approx(
+            np.mean(data.obs_censoring[in_bin] == BELOW_LLOQ)
+        )
+        assert row["observed_above_uloq_fraction"] == pytest.approx(
+            np.mean(data.obs_censoring[in_bin] == ABOVE_ULOQ)
+        )
+        assert row["n_uncensored"] == measured[in_bin].sum()
+        # censored records would sit at their limits: none of the percentiles is one
+        limits = corrected_all[~measured[in_bin]]
+        for p in (5, 50, 95):
+            assert not np.any(np.isclose(row[f"observed_p{p}"], limits, rtol=1e-9))
+        assert row["simulated_below_lloq_lo"] <= row["simulated_below_lloq_hi"]
+    low, high = pcvpc_axis_limits(table)
+    plotted = table.filter(regex="^(observed|simulated)_p").to_numpy(dtype=float)
+    assert low <= np.nanmin(plotted) and np.nanmax(plotted) <= high
+    assert 0 < low and high / low < 1e4  # not 1e-7 .. 1e3
+
+
+def test_prediction_correction_cannot_explode():
+    from asuc_bayes.evaluation import _prediction_correction
+
+    pred = np.array([1e-30, 0.0, 5.0, 10.0, 20.0, 1e6])
+    factor = _prediction_correction(pred, np.zeros(6, dtype=int), 1)
+    assert np.all(np.isfinite(factor)) and factor.max() == 10.0 and factor.min() == 0.1
+    np.testing.assert_allclose(factor[2:5], [7.5 / 5, 7.5 / 10, 7.5 / 20])

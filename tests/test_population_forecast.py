@@ -210,6 +210,104 @@ def test_forecast_cli_with_a_population_fit(spec, tmp_path, capsys):
     patient = payload["patients"][0]
     assert patient["diagnostics"]["method"] == "population_mixture"
     assert set(patient["posterior"]) == {"cl", "v", "auc_w2_4", "ln_auc_cl", "risk_90d"}
-    assert payload["model"]["population_fit"] == str(path)
+    assert payload["model"]["population_fit"]["file"] == str(path)
     assert main(["forecast", "--example", "--model", str(path), "--variant", "log_crp"]) == 2
     assert point_values(spec)["theta_cl"] == spec.pk.theta_cl.estimate
+
+
+FAILED_GATES = {"rhat_max": 1.31, "ess_bulk_min": 7.0, "divergences": 3, "converged": False}
+
+
+@pytest.fixture(scope="module")
+def unconverged_fit(spec, tmp_path_factory):
+    """A fit whose stored gates failed (R-hat 1.31, ESS 7, 3 divergences), as 2 chains x 20
+    draws would leave them."""
+    tree = truth_fit_tree(
+        spec, simulate_cohort(spec, 8, random_seed=4), draws=20, checks=FAILED_GATES
+    )
+    path = tmp_path_factory.mktemp("fits") / "tiny.nc"
+    tree.to_netcdf(path, engine="h5netcdf")
+    return path
+
+
+def test_commands_refuse_an_unconverged_fit(unconverged_fit, tmp_path, capsys):
+    """forecast --model, sensitivity --population-fit and evaluate: exit 2 with the fit's
+    gates and the fix named, before any computation."""
+    path = str(unconverged_fit)
+    commands = [
+        ["forecast", "--example", "--id", "P01", "--model", path],
+        ["sensitivity", "--example", "--id", "P01", "--population-fit", path],
+        ["evaluate", path, "--out", str(tmp_path / "e")],
+    ]
+    for command in commands:
+        assert main(command) == 2, command
+        message = capsys.readouterr().err
+        assert "failed its own convergence gates" in message
+        assert "R-hat max 1.31, bulk ESS min 7, 3 divergences" in message
+        assert "--allow-unconverged" in message and path in message
+    assert not (tmp_path / "e").exists()
+
+
+def test_forecast_with_an_allowed_unconverged_fit_names_the_fit(
+    spec, unconverged_fit, tmp_path, capsys
+):
+    import hashlib
+
+    sha = hashlib.sha256(unconverged_fit.read_bytes()).hexdigest()
+    base = ["forecast", "--example", "--id", "P01", "--model", str(unconverged_fit)]
+    base += ["--population-draws", "10", "--draws", "100", "--allow-unconverged"]
+    assert main([*base, "--format", "json", "--out", str(tmp_path / "f.nc")]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    model = payload["model"]
+    assert model["sha256"] == sha != spec.sha256
+    assert model["name"] == "fit:tiny.nc"
+    fit = model["population_fit"]
+    assert fit["file"] == str(unconverged_fit) and fit["sha256"] == sha
+    assert fit["converged"] is False
+    assert fit["diagnostics"] == {"rhat_max": 1.31, "ess_bulk_min": 7.0, "divergences": 3}
+    assert fit["structure_model"]["sha256"] == spec.sha256
+    from asuc_bayes.forecast import load_results
+
+    saved = load_results(tmp_path / "f.nc")["P01"]
+    assert saved.attrs["population_fit_sha256"] == sha
+    assert main([*base, "--format", "table"]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert header.startswith("model: population fit tiny.nc (sha256 " + sha[:12])
+    assert "UNCONVERGED" in header and spec.sha256[:12] in header
+
+
+def test_evaluate_with_an_allowed_unconverged_fit_records_it(unconverged_fit, tmp_path, capsys):
+    out = tmp_path / "e"
+    base = ["evaluate", str(unconverged_fit), "--out", str(out), "--replicates", "10"]
+    base += ["--bootstrap", "10", "--allow-unconverged", "--format", "json"]
+    assert main(base) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["ln_ratio_source"] == "pk_only"
+    assert metrics["population_fit"]["converged"] is False
+    assert json.loads((out / "metrics.json").read_text())["population_fit"]["file"] == str(
+        unconverged_fit
+    )
+
+
+@pytest.mark.slow  # one population model compilation
+def test_a_real_tiny_fit_is_refused(spec, tmp_path, capsys):
+    """2 chains x 20 draws after 20 tuning steps on 8 patients: the fit's own gates fail, and
+    forecast --model refuses it (exit 2) until --allow-unconverged."""
+    from asuc_bayes.population import PopulationSettings, fit_population
+
+    fit = fit_population(
+        simulate_cohort(spec, 8, random_seed=6).patients,
+        spec,
+        settings=PopulationSettings(draws=20, tune=20, chains=2),
+        random_seed=1,
+    )
+    assert fit.status == "unconverged"
+    path = tmp_path / "tiny.nc"
+    fit.save(path)
+    command = ["forecast", "--example", "--id", "P01", "--model", str(path)]
+    assert main(command) == 2
+    assert "failed its own convergence gates" in capsys.readouterr().err
+    allowed = [*command, "--population-draws", "5", "--draws", "50", "--allow-unconverged"]
+    assert main([*allowed, "--format", "json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["model"]["population_fit"]["converged"] is False
