@@ -88,10 +88,14 @@ _ = (Location, _fmt, _message, _where, _error, _naming_patient)
 
 #: Units of the covariate columns that the current model knows (no conversion is done here:
 #: the model layer converts; a unit it does not know is an error).
+#: Units a covariate column may be declared in (``--units``); library models convert them to
+#: their own (asuc_bayes.spec.units). ALB in g/dL is the unit of the Fasanmade and Wojciechowski
+#: models; ADA is an indicator.
 KNOWN_UNITS: dict[str, tuple[str, ...]] = {
     "WT": ("kg",),
     "CRP": ("mg/L",),
-    "ALB": ("g/L",),
+    "ALB": ("g/L", "g/dL"),
+    "ADA": ("1",),
 }
 
 # --------------------------------------------------------------------------------------

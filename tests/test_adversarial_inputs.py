@@ -487,7 +487,7 @@ def test_cli_layout_options(tmp_path, capsys):
     path = write(tmp_path, "h.csv", "1 0 1 600 . 63 45\n")
     assert main(["forecast", str(path), "--input", "ID TIME EVID AMT DV", "--id", "1"]) == 2
     assert "7 cells but the input list names 5 columns" in capsys.readouterr().err
-    assert main(["forecast", str(path), "--units", "ALB=g/dL"]) == 2
+    assert main(["forecast", str(path), "--units", "ALB=mg/dL"]) == 2
     assert "not a unit the current model knows" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["forecast", str(path), "--time-unit", "weeks"])

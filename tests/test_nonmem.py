@@ -395,8 +395,9 @@ def test_dataframe_equals_the_file(tmp_path):
 def test_units_are_checked_and_kept(tmp_path):
     path = write(tmp_path, REFERENCE)
     assert read_patients(path, units=["alb=g/l"]).units == (("ALB", "g/L"),)
-    with raises("units: ALB='g/dL' is not a unit the current model knows", "ALB=g/L"):
-        read_patients(path, units={"ALB": "g/dL"})
+    assert read_patients(path, units={"ALB": "g/dL"}).units == (("ALB", "g/dL"),)
+    with raises("units: ALB='mg/dL' is not a unit the current model knows", "ALB=g/L"):
+        read_patients(path, units={"ALB": "mg/dL"})
     with raises("units: 'ALB'", "NAME=UNIT"):
         read_patients(path, units=["ALB"])
 
