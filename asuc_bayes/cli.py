@@ -15,38 +15,19 @@ import socket
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from asuc_bayes.batch import CheckpointError, forecast_batch, with_input_errors
-from asuc_bayes.comparison import SCENARIOS, compare_patient, run_study, write_study
-from asuc_bayes.config import DEFAULT_MODEL, ModelSpec, ModelSpecError, load_model
+# Only light modules here (NumPy, PyYAML): each command imports what it needs in its handler,
+# so that --help, argument errors and a forecast from cached densities start in a fraction of
+# a second (tests/test_startup.py checks that PyMC, PyTensor and Dask are not imported).
+from asuc_bayes.config import DEFAULT_MODEL, ModelSpecError, load_model
 from asuc_bayes.dataset import InputError, example_path, read_patients
-from asuc_bayes.dosing import (
-    DosingError,
-    DosingRequest,
-    PlanOptions,
-    check_request,
-    plan_dosing,
-    recommend_dose,
-)
 from asuc_bayes.engine import Engine, EngineError
-from asuc_bayes.forecast import (
-    SamplerSettings,
-    forecast_patients,
-    patient_seed,
-    results_json,
-    save_results,
-)
-from asuc_bayes.report import (
-    format_batch,
-    format_comparison,
-    format_dosing,
-    format_overview,
-    format_sensitivity,
-    format_study,
-    format_table,
-    write_patient_reports,
-)
-from asuc_bayes.sensitivity import run_sensitivity, write_sensitivity
+
+if TYPE_CHECKING:  # pragma: no cover
+    from asuc_bayes.config import ModelSpec
+    from asuc_bayes.dosing import DosingRequest
+    from asuc_bayes.forecast import SamplerSettings
 
 EXIT_OK, EXIT_UNCONVERGED, EXIT_INPUT = 0, 1, 2
 
@@ -125,6 +106,10 @@ drawn from the published RSEs and bootstrap CIs (and from --population-fit). Eac
 by exact quadrature (per population draw), so differences are not sampling noise.
 exit codes: 0 ok; 2 bad input or options
 """
+
+#: ``asuc_bayes.comparison.SCENARIOS``'s names, sorted (written out so that parsing the command
+#: line does not import the simulation study; tests/test_startup.py checks they agree).
+SCENARIO_NAMES = ("blq", "day7", "no_sample", "trough_week2", "two_samples")
 
 COMPARE_EXAMPLES = """examples:
   asuc-bayes compare --n 500 --seed 1 --out study/        all scenarios, figures and tables
@@ -249,7 +234,7 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument(
         "--scenario",
         action="append",
-        choices=sorted(SCENARIOS),
+        choices=SCENARIO_NAMES,
         help="scenario to run (repeatable; all when none is given)",
     )
     compare.add_argument("--format", choices=("table", "json"), default="table")
@@ -418,6 +403,8 @@ def _add_decision_options(parser: argparse.ArgumentParser) -> argparse._Argument
 
 
 def _decision_request(args: argparse.Namespace) -> DosingRequest:
+    from asuc_bayes.dosing import DosingRequest
+
     return DosingRequest(
         target_risk=args.target_risk,
         criterion=args.criterion,
@@ -471,6 +458,8 @@ def _add_unconverged_option(parser: argparse.ArgumentParser) -> None:
 
 def _spec_and_settings(args: argparse.Namespace) -> tuple[ModelSpec, SamplerSettings]:
     """The model and sampler settings of the sampling options (raises on bad values)."""
+    from asuc_bayes.forecast import SamplerSettings
+
     spec = load_model(args.model, variants=args.variant)
     settings = SamplerSettings(
         draws=args.draws,
@@ -559,6 +548,9 @@ def _forecast(args: argparse.Namespace) -> int:
         patients = _load_patients(args, spec)
     except (InputError, ModelSpecError, ValueError, OSError) as exc:
         return _error(str(exc))
+    from asuc_bayes.forecast import results_json, save_results
+    from asuc_bayes.report import format_overview, format_table, write_patient_reports
+
     results = _forecast_with_progress(patients, spec, settings, args)
     if args.format == "json":
         print(json.dumps(results_json(results, spec), indent=2))
@@ -593,6 +585,10 @@ def _forecast_batch(args: argparse.Namespace) -> int:
         engine = Engine(workers=args.workers, scheduler=args.scheduler)
     except (InputError, ModelSpecError, ValueError, OSError, EngineError) as exc:
         return _error(str(exc))
+    from asuc_bayes.batch import CheckpointError, forecast_batch, with_input_errors
+    from asuc_bayes.forecast import save_results
+    from asuc_bayes.report import format_batch
+
     try:
         with _Progress("forecast", len(patients), args.quiet) as progress:
             batch = forecast_batch(
@@ -632,6 +628,8 @@ def _forecast_batch(args: argparse.Namespace) -> int:
 
 def _default_recommendation(result) -> dict:
     """The report's dose section: the default request (``asuc-bayes optimize`` for others)."""
+    from asuc_bayes.dosing import DosingError, DosingRequest, recommend_dose
+
     try:
         return recommend_dose(result, DosingRequest()).to_json()
     except DosingError as exc:
@@ -639,6 +637,8 @@ def _default_recommendation(result) -> dict:
 
 
 def _forecast_with_progress(patients, spec, settings, args) -> list:
+    from asuc_bayes.forecast import forecast_patients
+
     with _Progress("forecast", len(patients), args.quiet) as progress:
         return forecast_patients(
             patients, spec, settings=settings, random_seed=args.seed, progress=progress
@@ -651,6 +651,9 @@ def _compare_patient(args: argparse.Namespace) -> int:
         patients = _load_patients(args, spec)
     except (InputError, ModelSpecError, ValueError, OSError) as exc:
         return _error(str(exc))
+    from asuc_bayes.comparison import compare_patient
+    from asuc_bayes.report import format_comparison
+
     results = _forecast_with_progress(patients, spec, settings, args)
     comparisons = [compare_patient(spec, r, random_seed=args.seed) for r in results]
     if args.format == "json":
@@ -662,6 +665,10 @@ def _compare_patient(args: argparse.Namespace) -> int:
 
 
 def _optimize(args: argparse.Namespace) -> int:
+    from asuc_bayes.dosing import DosingError, PlanOptions, check_request, plan_dosing
+    from asuc_bayes.forecast import forecast_patients, patient_seed
+    from asuc_bayes.report import format_dosing
+
     try:
         spec, settings = _spec_and_settings(args)
         patients = _load_patients(args, spec)
@@ -719,6 +726,10 @@ def _optimize(args: argparse.Namespace) -> int:
 
 
 def _sensitivity(args: argparse.Namespace) -> int:
+    from asuc_bayes.forecast import patient_seed
+    from asuc_bayes.report import format_sensitivity
+    from asuc_bayes.sensitivity import run_sensitivity, write_sensitivity
+
     try:
         spec = load_model(args.model, variants=args.variant)
         patients = _load_patients(args, spec)
@@ -767,6 +778,9 @@ def _sensitivity(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
+    from asuc_bayes.comparison import run_study, write_study
+    from asuc_bayes.report import format_study
+
     try:
         spec, settings = _spec_and_settings(args)
         if args.n < 1:
@@ -774,7 +788,7 @@ def _compare(args: argparse.Namespace) -> int:
         engine = Engine(workers=args.workers, scheduler=args.scheduler)
     except (ModelSpecError, ValueError, EngineError) as exc:
         return _error(str(exc))
-    names = args.scenario or sorted(SCENARIOS)
+    names = args.scenario or list(SCENARIO_NAMES)
     studies = []
     try:
         for name in names:
@@ -1034,8 +1048,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _forecast_population(args: argparse.Namespace) -> int:
     """``forecast --model FIT.nc``: integrate over the fitted population posterior."""
+    from asuc_bayes.forecast import results_json, save_results
     from asuc_bayes.population_draws import PopulationDraws
     from asuc_bayes.population_forecast import forecast_patients_with_population
+    from asuc_bayes.report import format_table
 
     try:
         if args.variant:

@@ -19,14 +19,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pymc as pm
-import pytensor.tensor as pt
 
+from asuc_bayes._lazy import lazy_module
 from asuc_bayes.config import ModelSpec
 from asuc_bayes.dataset import ABOVE_ULOQ, BELOW_LLOQ, Patient
 from asuc_bayes.kernels import concentration, individual_pk_parameters
 
 __all__ = ["RANDOM_EFFECTS", "PatientData", "build_patient_model"]
+
+# Imported when a model is built, not by the NumPy helpers the cached-density path uses.
+pm = lazy_module("pymc")
+pt = lazy_module("pytensor.tensor")
 
 RANDOM_EFFECTS = ("cl", "v")
 MIN_PREDICTION_MG_L = 1e-12
