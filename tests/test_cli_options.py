@@ -194,3 +194,16 @@ def test_optimize_csv_equals_the_json(capsys):
     assert _same(row["target_risk"], plan["target_risk"])
     assert row["status"] == plan["status"]
     assert _same(row["diag_rhat_max"], plan["diagnostics"]["rhat_max"])
+
+
+def test_compare_writes_strict_json_even_with_undefined_metrics(tmp_path, capsys):
+    """Six patients of this scenario include no truly high-risk one, so the sensitivity of
+    the classification is undefined (NaN inside, as tests/test_comparison.py notes): stdout
+    and metrics.json must still be strict JSON, with null there."""
+    argv = ["compare", "--n", "6", "--scenario", "two_samples", "--seed", "5", "--quiet"]
+    argv += ["--format", "json", "--tune", "500", "--out", str(tmp_path / "study")]
+    assert main(argv) == EXIT_OK
+    printed = _strict(capsys.readouterr().out)
+    written = _strict((tmp_path / "study" / "metrics.json").read_text())
+    assert printed == written
+    assert written[0]["map"]["classification"]["sensitivity"] is None
