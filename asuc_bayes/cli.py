@@ -568,12 +568,7 @@ def _error(message: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = _parser().parse_args(argv)
-    except SystemExit as exc:  # argparse printed the usage and the error
-        if exc.code == EXIT_INPUT:
-            return EXIT_INPUT
-        raise
+    args = _parser().parse_args(argv)  # a malformed option: usage and SystemExit(2)
     try:
         check_options(args.command, args)  # every option once, before any work
     except OptionError as exc:

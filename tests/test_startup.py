@@ -33,12 +33,12 @@ def test_importing_the_cli_loads_no_pymc_pytensor_or_dask(module):
 def test_help_and_argument_errors_load_nothing_heavy():
     code = (
         "from asuc_bayes.cli import main\n"
-        "for argv in (['forecast', '--example', '--seed', '-1'], ['optimize', '--bogus']):\n"
-        "    assert main(argv) == 2\n"
-        "try:\n"
-        "    main(['forecast', '--help'])\n"
-        "except SystemExit:\n"
-        "    pass\n"
+        "assert main(['forecast', '--example', '--seed', '-1']) == 2\n"
+        "for argv in (['optimize', '--bogus'], ['forecast', '--help']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
     )
     assert _imported_after(code) == []
 
