@@ -215,3 +215,18 @@ def test_compare_writes_strict_json_even_with_undefined_metrics(tmp_path, capsys
     written = _strict((tmp_path / "study" / "metrics.json").read_text())
     assert printed == written
     assert written[0]["map"]["classification"]["sensitivity"] is None
+
+
+def test_diagnostics_tune_is_the_tuning_the_sampler_did(capsys):
+    """--tune is NUTS warm-up: the default IMH path reports its own burn-in (not --tune);
+    NUTS reports --tune."""
+    from asuc_bayes.forecast import IMH_BURN
+
+    argv = ["forecast", "--example", "--id", FIRST, "--format", "json", "--allow-unconverged"]
+    assert main([*argv, "--tune", "700"]) == EXIT_OK
+    imh = _strict(capsys.readouterr().out)["patients"][0]["diagnostics"]
+    assert (imh["method"], imh["tune"], imh["sampler"]) == ("independence_mh", IMH_BURN, "imh")
+    assert IMH_BURN != 700
+    assert main([*argv, "--tune", "300", "--sampler", "nutpie"]) == EXIT_OK
+    nuts = _strict(capsys.readouterr().out)["patients"][0]["diagnostics"]
+    assert (nuts["method"], nuts["tune"], nuts["sampler"]) == ("nuts", 300, "nutpie")
