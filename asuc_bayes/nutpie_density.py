@@ -181,13 +181,15 @@ def _graph_sources_digest() -> str:
 
 
 def cache_dir() -> Path:
-    """Where the compiled callbacks are cached: ``$ASUC_BAYES_CACHE_DIR``, else
-    ``$XDG_CACHE_HOME/asuc_bayes`` (default ``~/.cache/asuc_bayes``), subfolder ``numba``."""
-    root = os.environ.get("ASUC_BAYES_CACHE_DIR")
-    if not root:
-        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-        root = Path(base) / "asuc_bayes"
-    return Path(root) / "numba"
+    """Where the compiled callbacks are cached: ``$ASUC_BAYES_CACHE_DIR/numba``; else, when
+    numba's own cache is redirected, ``$NUMBA_CACHE_DIR/asuc_bayes``; else
+    ``$XDG_CACHE_HOME/asuc_bayes/numba`` (default ``~/.cache/asuc_bayes/numba``)."""
+    if root := os.environ.get("ASUC_BAYES_CACHE_DIR"):
+        return Path(root) / "numba"
+    if numba_cache := os.environ.get("NUMBA_CACHE_DIR"):
+        return Path(numba_cache) / "asuc_bayes"
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "asuc_bayes" / "numba"
 
 
 #: Callbacks generated from source, by function object: the cache key numba files them under.

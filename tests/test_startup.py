@@ -106,3 +106,18 @@ def test_lazy_module_imports_on_first_attribute_only():
         "assert 'dask' not in sys.modules\n"
     )
     assert _imported_after(code) == []
+
+
+def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
+    from pathlib import Path
+
+    from asuc_bayes.nutpie_density import cache_dir
+
+    monkeypatch.delenv("ASUC_BAYES_CACHE_DIR", raising=False)
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "asuc_bayes" / "numba"
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "nb"))
+    assert cache_dir() == tmp_path / "nb" / "asuc_bayes"
+    monkeypatch.setenv("ASUC_BAYES_CACHE_DIR", str(tmp_path / "own"))
+    assert cache_dir() == Path(tmp_path / "own" / "numba")
