@@ -353,16 +353,18 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
 def _add_sampling_options(parser: argparse.ArgumentParser, population: bool = False) -> None:
     """Draws, tuning, chains, seed, target acceptance, sampler and the model options; a
     ``population`` fit has no independence sampler (its posterior has hundreds of dimensions)."""
-    parser.add_argument("--draws", type=int, default=1000, help="draws per chain (1000)")
+    parser.add_argument(
+        "--draws", type=int, default=1000, help="draws per chain (1000; at most 100000)"
+    )
     parser.add_argument(
         "--tune",
         type=int,
         default=1000,
-        help="NUTS warm-up steps per chain (1000); the default imh sampler uses its own 50-step "
-        "burn-in and --tune only for a patient it hands to NUTS (diagnostics.tune reports the "
-        "tuning done by the sampler that produced the draws)",
+        help="NUTS warm-up steps per chain (1000; at most 100000); the default imh sampler "
+        "uses its own 50-step burn-in and --tune only for a patient it hands to NUTS "
+        "(diagnostics.tune reports the tuning done by the sampler that produced the draws)",
     )
-    parser.add_argument("--chains", type=int, default=4, help="chains (4)")
+    parser.add_argument("--chains", type=int, default=4, help="chains (4; 2 to 64)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (0)")
     parser.add_argument(
         "--target-accept",
