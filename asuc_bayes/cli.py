@@ -360,9 +360,14 @@ def _add_sampling_options(parser: argparse.ArgumentParser, population: bool = Fa
         "--tune",
         type=int,
         default=1000,
-        help="NUTS warm-up steps per chain (1000; at most 100000); the default imh sampler "
-        "uses its own 50-step burn-in and --tune only for a patient it hands to NUTS "
-        "(diagnostics.tune reports the tuning done by the sampler that produced the draws)",
+        help="NUTS warm-up steps per chain (1000; at most 100000)"
+        + (
+            ""
+            if population
+            else "; the default imh sampler uses its own 50-step burn-in and --tune only for "
+            "a patient it hands to NUTS (diagnostics.tune reports the tuning done by the "
+            "sampler that produced the draws)"
+        ),
     )
     parser.add_argument("--chains", type=int, default=4, help="chains (4; 2 to 64)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (0)")
