@@ -8,6 +8,7 @@ $(STAMP): pyproject.toml scripts/make-venv
 	bash scripts/make-venv $(VENV)
 	touch $(STAMP)
 
+# Also the one-time compilation of the model's densities (cached on disk: no later command pays).
 example: $(STAMP)
 	$(VENV)/bin/asuc-bayes forecast --example
 

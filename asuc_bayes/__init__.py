@@ -14,21 +14,60 @@ Public API
   :func:`evaluate_fit` (import them from their modules to keep ``import asuc_bayes`` light).
 - Simulation-based calibration of the population fit: :func:`asuc_bayes.sbc.run_population_sbc`
   (any model through :func:`asuc_bayes.sbc.run_sbc`).
+
+The names above are imported on first use (module ``__getattr__``), so that ``import
+asuc_bayes`` and the command line start without loading PyMC, PyTensor or ArviZ.
+
+Examples
+--------
+>>> import asuc_bayes
+>>> asuc_bayes.load_model().name
+'niyigena2025-asuc-infliximab'
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from asuc_bayes._version import __version__
-from asuc_bayes.config import ModelSpec, ModelSpecError, available_models, load_model
-from asuc_bayes.dataset import InputError, Patient, example_path, read_patients
-from asuc_bayes.dosing import DosingError, DosingRequest, plan_dosing, recommend_dose
-from asuc_bayes.forecast import (
-    Forecaster,
-    PatientForecast,
-    SamplerSettings,
-    forecast_patients,
-    load_results,
-    results_json,
-    save_results,
-)
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from asuc_bayes.config import ModelSpec, ModelSpecError, available_models, load_model
+    from asuc_bayes.dataset import InputError, Patient, example_path, read_patients
+    from asuc_bayes.dosing import DosingError, DosingRequest, plan_dosing, recommend_dose
+    from asuc_bayes.forecast import (
+        Forecaster,
+        PatientForecast,
+        SamplerSettings,
+        forecast_patients,
+        load_results,
+        results_json,
+        save_results,
+    )
+
+#: Public name -> the module defining it (imported when the name is first used).
+_PUBLIC = {
+    "ModelSpec": "config",
+    "ModelSpecError": "config",
+    "available_models": "config",
+    "load_model": "config",
+    "InputError": "dataset",
+    "Patient": "dataset",
+    "example_path": "dataset",
+    "read_patients": "dataset",
+    "DosingError": "dosing",
+    "DosingRequest": "dosing",
+    "plan_dosing": "dosing",
+    "recommend_dose": "dosing",
+    "Forecaster": "forecast",
+    "PatientForecast": "forecast",
+    "SamplerSettings": "forecast",
+    "forecast_patients": "forecast",
+    "load_results": "forecast",
+    "results_json": "forecast",
+    "save_results": "forecast",
+}
 
 __all__ = [
     "DosingError",
@@ -52,3 +91,16 @@ __all__ = [
     "results_json",
     "save_results",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'asuc_bayes' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"asuc_bayes.{module}"), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_PUBLIC})

@@ -43,6 +43,7 @@ from asuc_bayes.forecast import (
 )
 from asuc_bayes.grid import grid_posterior
 from asuc_bayes.kernels import concentration
+from asuc_bayes.output import dumps_json
 from asuc_bayes.risk_class import is_high_risk, risk_class
 from asuc_bayes.simulate import add_residual_error, simulate_patients
 
@@ -548,7 +549,6 @@ def study_figures(results: list[StudyResult], directory) -> list[str]:
 
 def write_study(results: list[StudyResult], directory) -> list[str]:
     """Figures (PNG), per-patient tables (CSV) and the metrics (JSON) of a study."""
-    import json
     from pathlib import Path
 
     directory = Path(directory)
@@ -559,6 +559,6 @@ def write_study(results: list[StudyResult], directory) -> list[str]:
         result.table.to_csv(path)
         paths.append(str(path))
     path = directory / "metrics.json"
-    path.write_text(json.dumps([r.to_json() for r in results], indent=2))
+    path.write_text(dumps_json([r.to_json() for r in results]))  # NaN -> null
     paths.append(str(path))
     return paths

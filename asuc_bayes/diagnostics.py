@@ -32,7 +32,6 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft
 import scipy.special
-import scipy.stats
 
 __all__ = ["MonteCarloErrors", "monte_carlo_errors", "rank_diagnostics"]
 
@@ -48,10 +47,33 @@ def _split_chains(draws: np.ndarray) -> np.ndarray:
     return np.concatenate([draws[:, :half], draws[:, draws.shape[1] - half :]], axis=0)
 
 
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks (1-based, ties averaged) of each column of a 2-D array: ``scipy.stats.rankdata(
+    values, method="average", axis=0)`` without importing :mod:`scipy.stats` (~1 s at start-up).
+
+    >>> _average_ranks(np.array([[3.0], [1.0], [3.0], [2.0]]))[:, 0].tolist()
+    [3.5, 1.0, 3.5, 2.0]
+    """
+    n = values.shape[0]
+    sorter = np.argsort(values, axis=0, kind="stable")
+    ordered = np.take_along_axis(values, sorter, axis=0)
+    new_value = np.ones(values.shape, dtype=bool)
+    new_value[1:] = ordered[1:] != ordered[:-1]
+    group = np.cumsum(new_value, axis=0) - 1  # tie group of each sorted entry
+    ranks = np.empty(values.shape)
+    for column in range(values.shape[1]):
+        starts = np.flatnonzero(new_value[:, column])
+        ends = np.append(starts[1:], n)  # one past each group's last position
+        mean_rank = 0.5 * (starts + 1 + ends)  # mean of the 1-based ranks starts+1..ends
+        ranks[sorter[:, column], column] = mean_rank[group[:, column]]
+    ranks[:, np.isnan(values).any(axis=0)] = np.nan  # as rankdata's nan_policy="propagate"
+    return ranks
+
+
 def _z_scale(values: np.ndarray) -> np.ndarray:
     """Normal scores of the pooled ranks (average ranks for ties) of each parameter."""
     flat = values.reshape(-1, values.shape[-1])
-    ranks = scipy.stats.rankdata(flat, method="average", axis=0)
+    ranks = _average_ranks(flat)
     return scipy.special.ndtri((ranks - _BLOM) / (flat.shape[0] - 2 * _BLOM + 1)).reshape(
         values.shape
     )

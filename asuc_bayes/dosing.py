@@ -60,6 +60,7 @@ import xarray as xr
 
 from asuc_bayes.config import ModelSpec
 from asuc_bayes.dataset import ABOVE_ULOQ, BELOW_LLOQ, MEASURED, Dose, Patient
+from asuc_bayes.dosing_defaults import DEFAULT_MIN_MG_PER_KG, DEFAULT_TURNAROUND_DAY
 from asuc_bayes.forecast import PatientForecast, summary_statistics
 from asuc_bayes.grid import observation_log_likelihood
 from asuc_bayes.kernels import AUC_FLOOR_MG_DAY_L, auc_interval, concentration, weibull_risk
@@ -95,10 +96,6 @@ CRITERIA = ("mean", "probability")
 MONOTONE_TOLERANCE = 1e-9
 #: Posterior (or pre-posterior) weights with a Kish ESS below this are reported as coarse.
 MIN_PARTICLE_ESS = 200.0
-#: Default smallest dose (mg/kg): the label's 5 mg/kg induction and maintenance dose.
-DEFAULT_MIN_MG_PER_KG = 5.0
-#: Default assay turnaround (days): a sample's result is known this long after it is drawn.
-DEFAULT_TURNAROUND_DAY = 1.0
 
 
 class DosingError(ValueError):

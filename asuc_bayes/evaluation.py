@@ -35,7 +35,6 @@ array([1.  , 0.75, 0.5 , 0.  ])
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +46,7 @@ import xarray as xr
 from asuc_bayes.config import ModelSpec
 from asuc_bayes.dataset import ABOVE_ULOQ, BELOW_LLOQ
 from asuc_bayes.kernels import concentration, individual_clearance, individual_volume
+from asuc_bayes.output import dumps_json
 from asuc_bayes.population import CohortData, cohort_of_fit
 from asuc_bayes.population_draws import PopulationDraws
 from asuc_bayes.simulate import weibull_event_time
@@ -662,7 +662,7 @@ def write_evaluation(result: Evaluation, folder) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     path = folder / "metrics.json"
-    path.write_text(json.dumps(result["metrics"], indent=2) + "\n")
+    path.write_text(dumps_json(result["metrics"]) + "\n")  # NaN -> null
     written.append(path)
     for name in ("pcvpc", "km_vpc", "roc", "subjects"):
         path = folder / f"{name}.csv"

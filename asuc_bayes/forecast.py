@@ -16,16 +16,15 @@ Examples
 from __future__ import annotations
 
 import copy
+import functools
 import zlib
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-import arviz as az
 import numpy as np
-import pymc as pm
 import scipy.optimize
-import xarray as xr
 
+from asuc_bayes._lazy import lazy_module
 from asuc_bayes._version import __version__
 from asuc_bayes.config import ModelSpec
 from asuc_bayes.dataset import Dose, Observation, Patient
@@ -82,6 +81,10 @@ __all__ = [
     "summary_mcse",
     "summary_statistics",
 ]
+
+# Imported on first use: a forecast from cached densities needs none of them (start-up).
+pm = lazy_module("pymc")
+xr = lazy_module("xarray")
 
 #: Quantities reported for every patient (posterior, MAP, a priori), with units.
 DERIVED = {
@@ -490,9 +493,15 @@ class Forecaster:
             doses=(Dose(0.0, 700.0, spec.pk.default_infusion_duration_day),),
             observations=(Observation(7.0, 20.0),),
         )
-        self.model = build_patient_model(spec, PatientData.from_patient(template))
+        self._template = PatientData.from_patient(template)
         self._omega = omega_vector(spec)
         self._densities: dict[str, CachedDensity] = {}
+
+    @functools.cached_property
+    def model(self):
+        """The PyMC model, declared on first use: compiling a density on a cache miss and
+        ``sampler="pymc"`` need it; loading cached densities does not (PyMC is not imported)."""
+        return build_patient_model(self.spec, self._template)
 
     # -- compiled densities ---------------------------------------------------------------
     def _density(self, name: Literal["eta", "sampler"]) -> CachedDensity:
@@ -501,9 +510,9 @@ class Forecaster:
         if name not in self._densities:
             key = repr(self.spec)
             if name == "eta":
-                self._densities[name] = eta_density(self.model, self.spec, key)
+                self._densities[name] = eta_density(lambda: self.model, self.spec, key)
             else:
-                self._densities[name] = sampler_density(self.model, key)
+                self._densities[name] = sampler_density(lambda: self.model, key)
         return self._densities[name]
 
     # -- data binding -------------------------------------------------------------------
@@ -543,15 +552,13 @@ class Forecaster:
         """Posterior mode of η (L-BFGS from several starts) and its Laplace covariance.
 
         ``starts``: the points to climb from (default: the highest local maxima of a coarse
-        grid scan, :func:`asuc_bayes.grid.scan_maxima`). Binds ``patient`` to the model as a
-        side effect.
+        grid scan, :func:`asuc_bayes.grid.scan_maxima`).
         """
         with single_threaded_blas():
             return self._map_estimate(patient, starts)
 
     def _map_estimate(self, patient: Patient, starts=None) -> dict[str, Any]:
         data = PatientData.from_patient(patient).as_data()
-        self._bind(data, IDENTITY_WHITENING)
         density = self._density("eta")
         buffer = pack_data({**data, **IDENTITY_WHITENING})
 
@@ -1182,7 +1189,7 @@ def curve_times(spec: ModelSpec, patient: Patient) -> np.ndarray:
 
 def provenance(spec: ModelSpec, settings: SamplerSettings, seed: int) -> dict[str, Any]:
     """Attributes that say which model, code and settings produced a result."""
-    import nutpie
+    from importlib.metadata import version  # importing PyMC/ArviZ for this took seconds
 
     return {
         "model_name": spec.name,
@@ -1190,9 +1197,9 @@ def provenance(spec: ModelSpec, settings: SamplerSettings, seed: int) -> dict[st
         "model_sha256": spec.sha256,
         "model_variants": ",".join(spec.variants),
         "asuc_bayes_version": __version__,
-        "pymc_version": pm.__version__,
-        "nutpie_version": nutpie.__version__,
-        "arviz_version": az.__version__,
+        "pymc_version": version("pymc"),
+        "nutpie_version": version("nutpie"),
+        "arviz_version": version("arviz"),
         "sampler": settings.sampler,
         "draws": settings.initial_draws,
         "adaptive_draws": int(settings.adaptive),

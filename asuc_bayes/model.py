@@ -19,9 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pymc as pm
-import pytensor.tensor as pt
 
+from asuc_bayes._lazy import lazy_module
 from asuc_bayes.config import ModelSpec
 from asuc_bayes.dataset import ABOVE_ULOQ, BELOW_LLOQ, Patient
 from asuc_bayes.kernels import concentration, individual_pk_parameters
@@ -29,7 +28,9 @@ from asuc_bayes.numerics import reproducible_numba
 
 __all__ = ["RANDOM_EFFECTS", "PatientData", "build_patient_model"]
 
-reproducible_numba()
+# Imported when a model is built, not by the NumPy helpers the cached-density path uses.
+pm = lazy_module("pymc")
+pt = lazy_module("pytensor.tensor")
 
 RANDOM_EFFECTS = ("cl", "v")
 MIN_PREDICTION_MG_L = 1e-12
@@ -138,6 +139,7 @@ def build_patient_model(spec: ModelSpec, data: PatientData) -> pm.Model:
     ``random_effect``), ``cl`` and ``v``, the observed ``concentration`` (dims ``obs``) and
     the whitening data ``eta_shift`` and ``eta_chol``.
     """
+    reproducible_numba()
     omega = omega_vector(spec)
     coords = {"random_effect": list(RANDOM_EFFECTS), **data.coords}
     with pm.Model(coords=coords) as model:

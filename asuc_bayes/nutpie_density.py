@@ -24,23 +24,27 @@ import ctypes
 import dataclasses
 import hashlib
 import inspect
+import os
 import sys
 import warnings
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import numba
 import numpy as np
-import pandas as pd
-import pymc as pm
-import pytensor
-import pytensor.tensor as pt
-from pytensor.compile.sharedvalue import SharedVariable
-from pytensor.graph.replace import graph_replace
-from pytensor.graph.traversal import ancestors
+from numba.core.caching import CacheImpl, _CacheLocator
 
+from asuc_bayes._lazy import lazy_module
 from asuc_bayes.model import RANDOM_EFFECTS, PatientData, sampler_to_log_relative
+from asuc_bayes.numerics import reproducible_numba
+
+# Only a cache miss (compiling a graph) needs PyTensor and PyMC: a cache hit imports neither.
+pytensor = lazy_module("pytensor")
+pt = lazy_module("pytensor.tensor")
 
 __all__ = [
     "INPUT_LAYOUT",
@@ -135,9 +139,13 @@ def eta_from_whitened(whitened: np.ndarray, shift: np.ndarray, chol: np.ndarray)
     return np.stack([log_relative[..., 0] + log_relative[..., 1], log_relative[..., 1]], axis=-1)
 
 
-def _explicit_input_graph(model: pm.Model, value, logp):
+def _explicit_input_graph(model, value, logp):
     """``logp`` and its gradient w.r.t. ``value``, with every ``pm.Data`` container of
     ``model`` and every dimension length replaced by an explicit input."""
+    from pytensor.compile.sharedvalue import SharedVariable
+    from pytensor.graph.replace import graph_replace
+    from pytensor.graph.traversal import ancestors
+
     gradient = pt.grad(logp, value)
     inputs = {
         name: pt.tensor(name=name, dtype="float64", shape=(None,) * model[name].ndim)
@@ -168,9 +176,64 @@ def _graph_sources_digest() -> str:
     digest = hashlib.sha256()
     for module in (kernels, model, sys.modules[__name__]):
         digest.update(inspect.getsource(module).encode())
-    for package in (pytensor, pm, numba, np):
-        digest.update(package.__version__.encode())
+    for package in ("pytensor", "pymc", "numba", "numpy"):
+        digest.update(version(package).encode())  # without importing PyTensor and PyMC
     return digest.hexdigest()
+
+
+def cache_dir() -> Path:
+    """Where the compiled callbacks are cached: ``$ASUC_BAYES_CACHE_DIR/numba``; else, when
+    numba's own cache is redirected, ``$NUMBA_CACHE_DIR/asuc_bayes``; else
+    ``$XDG_CACHE_HOME/asuc_bayes/numba`` (default ``~/.cache/asuc_bayes/numba``)."""
+    if root := os.environ.get("ASUC_BAYES_CACHE_DIR"):
+        return Path(root) / "numba"
+    if numba_cache := os.environ.get("NUMBA_CACHE_DIR"):
+        return Path(numba_cache) / "asuc_bayes"
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "asuc_bayes" / "numba"
+
+
+#: Callbacks generated from source, by function object: the cache key numba files them under.
+_CALLBACK_KEYS: weakref.WeakKeyDictionary[Callable, str] = weakref.WeakKeyDictionary()
+
+
+class _CallbackCacheLocator(_CacheLocator):
+    """Numba cache locator of the generated callbacks: they have no source file, so numba's
+    own locators cannot cache them; each is filed in :func:`cache_dir` under its cache key
+    (the key covers everything the callback depends on, so no source stamp is needed)."""
+
+    def __init__(self, py_func, key: str) -> None:
+        self._py_func, self._key = py_func, key
+
+    def ensure_cache_path(self) -> None:
+        cache_dir().mkdir(parents=True, exist_ok=True)
+
+    def get_cache_path(self) -> str:
+        return str(cache_dir())
+
+    def get_source_stamp(self) -> int:
+        return 0
+
+    def get_disambiguator(self) -> str:
+        return self._key
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        key = _CALLBACK_KEYS.get(py_func)
+        return None if key is None else cls(py_func, key)
+
+
+if _CallbackCacheLocator not in CacheImpl._locator_classes:
+    CacheImpl._locator_classes.insert(0, _CallbackCacheLocator)
+
+
+def _callback_from_source(source: str, function_name: str, environment: dict, cache_key: str):
+    """The Python function defined by ``source``, registered for caching under ``cache_key``
+    (what PyTensor's ``compile_numba_function_src`` does, without importing PyTensor)."""
+    exec(compile(source, "<asuc_bayes callback>", "exec"), environment)
+    function = environment[function_name]
+    _CALLBACK_KEYS[function] = cache_key
+    return function
 
 
 _LOGP_SIGNATURE = numba.types.int64(
@@ -194,8 +257,9 @@ class CachedDensity:
     Parameters
     ----------
     model
-        A model from :func:`asuc_bayes.model.build_patient_model` (its ``pm.Data``
-        containers become the callback's data buffer).
+        A function of no arguments returning the model of
+        :func:`asuc_bayes.model.build_patient_model` (its ``pm.Data`` containers become the
+        callback's data buffer); called on a cache miss only.
     name
         Identifier of the density (``"sampler"``, ``"eta"``), part of the cache key.
     key
@@ -204,9 +268,8 @@ class CachedDensity:
         Returns ``(value, logp)``: the 2-vector input and the log density graph.
     """
 
-    def __init__(self, model: pm.Model, name: str, key: str, build: Callable[[], tuple]):
+    def __init__(self, model: Callable[[], Any], name: str, key: str, build: Callable):
         from numba.core.errors import TypingError
-        from pytensor.link.numba.cache import compile_numba_function_src
 
         function_name = f"asuc_{name}_logp"
         source = _callback_source(function_name)
@@ -214,14 +277,13 @@ class CachedDensity:
             "|".join([name, key, source, str(CALLBACK_VERSION), _graph_sources_digest()]).encode()
         ).hexdigest()
         environment = {"inner": None, "np": np, "numba": numba, "__name__": __name__}
-        callback = compile_numba_function_src(
-            source, function_name, environment, cache_key=self.cache_key
-        )
+        callback = _callback_from_source(source, function_name, environment, self.cache_key)
         try:  # a cache hit never looks at ``inner``
             self.cfunc = numba.cfunc(_LOGP_SIGNATURE, cache=True)(callback)
         except TypingError:  # cache miss: compile the graph, then the callback
+            reproducible_numba()
             value, logp = build()
-            inputs, logp, gradient = _explicit_input_graph(model, value, logp)
+            inputs, logp, gradient = _explicit_input_graph(model(), value, logp)
             function = pytensor.function(
                 [value, *inputs], [logp, gradient], mode="NUMBA", on_unused_input="ignore"
             )
@@ -261,22 +323,25 @@ class CachedDensity:
         return CallbackModel(dims={}, density=self, user_data=pack_data(data))
 
 
-def sampler_density(model: pm.Model, key: str) -> CachedDensity:
-    """The density NUTS samples: ``model.logp()`` in the whitened coordinates."""
+def sampler_density(model: Callable[[], Any], key: str) -> CachedDensity:
+    """The density NUTS samples: ``model().logp()`` in the whitened coordinates
+    (``model``: a function returning the PyMC model, called on a cache miss only)."""
 
     def build():
-        return model.rvs_to_values[model["eta_whitened"]], model.logp()
+        built = model()
+        return built.rvs_to_values[built["eta_whitened"]], built.logp()
 
     return CachedDensity(model, "sampler", key, build)
 
 
-def eta_density(model: pm.Model, spec, key: str) -> CachedDensity:
-    """log p(η | data) up to a constant (prior + censored likelihood): the MAP's density."""
+def eta_density(model: Callable[[], Any], spec, key: str) -> CachedDensity:
+    """log p(η | data) up to a constant (prior + censored likelihood): the MAP's density
+    (``model``: a function returning the PyMC model, called on a cache miss only)."""
     from asuc_bayes.model import eta_log_density
 
     def build():
         eta = pt.vector("eta_input")
-        return eta, eta_log_density(model, spec, eta)
+        return eta, eta_log_density(model(), spec, eta)
 
     return CachedDensity(model, "eta", key, build)
 
@@ -357,6 +422,7 @@ class CallbackModel:
         )
 
     def _make_model(self, init_mean):
+        import pandas as pd
         from nutpie import _lib
 
         expand = _lib.ExpandFunc(2, 2, _identity_expand().address, self.user_data.ctypes.data, self)

@@ -56,6 +56,7 @@ from asuc_bayes.dosing import DosingError, DosingRequest, recommend_dose
 from asuc_bayes.forecast import PatientForecast, SamplerSettings, derived_quantities, exact_forecast
 from asuc_bayes.grid import grid_posterior, log_posterior, log_prior, observation_log_likelihood
 from asuc_bayes.kernels import concentration
+from asuc_bayes.output import dumps_json
 from asuc_bayes.population_draws import PopulationDraws, point_values
 from asuc_bayes.population_forecast import forecast_with_population
 
@@ -639,7 +640,6 @@ def tornado_figure(result: SensitivityResult, path) -> str:
 
 def write_sensitivity(results: list[SensitivityResult], directory) -> list[str]:
     """Tornado figure (PNG) and table (CSV) per patient, and all results as JSON."""
-    import json
     from pathlib import Path
 
     directory = Path(directory)
@@ -652,6 +652,6 @@ def write_sensitivity(results: list[SensitivityResult], directory) -> list[str]:
         result.table.to_csv(path, index=False)
         paths.append(str(path))
     path = directory / "sensitivity.json"
-    path.write_text(json.dumps([r.to_json() for r in results], indent=2))
+    path.write_text(dumps_json([r.to_json() for r in results]))  # NaN -> null
     paths.append(str(path))
     return paths

@@ -174,7 +174,7 @@ def test_cli_batch_option_errors(tmp_path, capsys):
     assert code == EXIT_INPUT
     assert "--report is not available" in capsys.readouterr().err
     assert main(["forecast", str(data), "--workers", "0"]) == EXIT_INPUT
-    assert "workers must be a positive whole number" in capsys.readouterr().err
+    assert "--workers 0: must be an integer from 1" in capsys.readouterr().err
 
 
 @DASK_SOCKET_WARNINGS[0]

@@ -211,7 +211,7 @@ def test_cli_compare_patient(capsys):
 
 def test_cli_compare_rejects_bad_options(capsys):
     assert main(["compare", "--n", "0"]) == 2
-    assert "--n must be a positive number" in capsys.readouterr().err
+    assert "--n 0: must be an integer from 1" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["compare", "--scenario", "nonsense"])
 

@@ -340,14 +340,14 @@ def test_cli_smoke_run(capsys, tmp_path):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--replicates", "0"], "--replicates must be at least 1"),
-        (["--subjects", "1"], "--subjects must be at least 2"),
+        (["--replicates", "0"], "--replicates 0: must be an integer from 1"),
+        (["--subjects", "1"], "--subjects 1: must be an integer from 2"),
         (["--prior", "flat"], "no prior set 'flat'"),
         (["--draws", "40"], "cannot be thinned to --rank-draws 99"),
-        (["--chains", "1"], "chains must be at least 2"),
+        (["--chains", "1"], "--chains 1: must be an integer from 2"),
         (["--bins", "1"], "--bins must be a whole number from 2 to L"),
-        (["--workers", "0"], "workers must be a positive whole number"),
-        (["--seed", "-1"], "--seed must be at least 0"),
+        (["--workers", "0"], "--workers 0: must be an integer from 1"),
+        (["--seed", "-1"], "--seed -1: must be an integer from 0"),
     ],
 )
 def test_cli_bad_arguments(capsys, tmp_path, argv, message):

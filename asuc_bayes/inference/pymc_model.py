@@ -32,12 +32,14 @@ import pytensor.tensor as pt
 
 from asuc_bayes.inference.problem import PatientProblem
 from asuc_bayes.inference.sampler import SamplerOptions, convergence
+from asuc_bayes.numerics import reproducible_numba
 
 __all__ = ["build_pymc_model", "nuts_draws"]
 
 
 def build_pymc_model(problem: PatientProblem) -> pm.Model:
     """``eta ~ MvNormal(0, Ω)`` (dim ``random_effect``), the records' log-likelihood a Potential."""
+    reproducible_numba()
     omega = problem.omega
     with pm.Model(coords={"random_effect": list(problem.eta_names)}) as model:
         eta = pm.MvNormal("eta", mu=np.zeros(problem.n_eta), cov=omega, dims="random_effect")

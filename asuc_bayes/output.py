@@ -1,0 +1,195 @@
+"""Machine-readable output of the command line: finite JSON, and CSV tables.
+
+JSON. Every JSON document the CLI writes goes through :func:`dumps_json`: strict JSON
+(``allow_nan=False``), where a number that is undefined or unbounded — R-hat of constant
+draws, a missing Laplace approximation, no upper limit of quantification — is ``null``,
+never ``NaN`` or ``Infinity`` (which most JSON parsers reject).
+
+CSV (``--format csv`` of ``forecast`` and ``optimize``): one row per patient. The rows are
+the JSON output contract flattened (the same numbers: a CSV file read back equals the JSON
+document, tested), so that a cohort's results open in a spreadsheet or ``pandas.read_csv``
+without parsing nested JSON. Column names:
+
+- ``id``, ``status`` (``ok`` | ``unconverged`` | ``error``), ``error`` (the message of an
+  error row, else empty), ``risk_class``, ``p_high_risk``;
+- ``<quantity>_<statistic>`` for every posterior quantity (``cl`` L/day, ``v`` L,
+  ``auc_w2_4`` mg·day/L, ``ln_auc_cl``, ``risk_90d`` fraction) and statistic (``mean``,
+  ``sd``, ``q2.5``, ``q50``, ``q97.5``);
+- ``map_<quantity>`` and ``a_priori_<quantity>``;
+- ``diag_<name>`` for the diagnostics (``rhat_max``, ``ess_bulk_min``, ``divergences``,
+  ``chains``, ``draws``, ``tune``, ``method``, ``modes``, ``target_accept``, ``sampler``,
+  ``attempts``, ``imh_acceptance``);
+- ``optimize`` adds :data:`DOSING_COLUMNS`: the request (``target_risk``, ``criterion``,
+  ``probability``), ``feasible``, the recommended dose (``dose_mg``, ``dose_mg_kg``,
+  ``vials``, ``dose_time_day``) and its posterior mean 90-day risk ``dose_risk_90d``,
+  ``dose_p_high_risk`` and ``dose_p_meets_target``, and the MAP's dose (``map_dose_mg``,
+  ``map_dose_mg_kg``, ``map_dose_feasible``, ``map_dose_risk_90d``).
+
+An empty cell is a value that does not apply or is undefined (an error row's numbers, a
+missing MAP, R-hat of constant draws: ``null`` in the JSON).
+
+Examples
+--------
+>>> import io
+>>> entry = {"id": "P1", "status": "error", "error": "row 3: bad AMT"}
+>>> stream = io.StringIO()
+>>> write_csv([forecast_row(entry)], FORECAST_COLUMNS, stream)
+>>> stream.getvalue().splitlines()[1][:30]
+'P1,error,row 3: bad AMT,,,,,,,'
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any, TextIO
+
+__all__ = [
+    "DOSING_COLUMNS",
+    "FORECAST_COLUMNS",
+    "dosing_row",
+    "dumps_json",
+    "finite_json",
+    "forecast_row",
+    "write_csv",
+]
+
+QUANTITIES = ("cl", "v", "auc_w2_4", "ln_auc_cl", "risk_90d")
+STATISTICS = ("mean", "sd", "q2.5", "q50", "q97.5")
+DIAGNOSTICS = (
+    "rhat_max",
+    "ess_bulk_min",
+    "divergences",
+    "chains",
+    "draws",
+    "tune",
+    "method",
+    "modes",
+    "target_accept",
+    "sampler",
+    "attempts",
+    "imh_acceptance",
+)
+
+FORECAST_COLUMNS: tuple[str, ...] = (
+    "id",
+    "status",
+    "error",
+    "risk_class",
+    "p_high_risk",
+    *(f"{q}_{s}" for q in QUANTITIES for s in STATISTICS),
+    *(f"map_{q}" for q in QUANTITIES),
+    *(f"a_priori_{q}" for q in QUANTITIES),
+    *(f"diag_{d}" for d in DIAGNOSTICS),
+)
+
+#: Columns ``optimize`` adds after :data:`FORECAST_COLUMNS`, with the JSON key each comes from
+#: (``recommended``/``map_recommended`` are the nested objects of the ``optimize`` contract).
+DOSING_FIELDS: dict[str, tuple[str, ...]] = {
+    "target_risk": ("target_risk",),
+    "criterion": ("criterion",),
+    "probability": ("probability",),
+    "feasible": ("feasible",),
+    "dose_mg": ("recommended", "dose_mg"),
+    "dose_mg_kg": ("recommended", "dose_mg_kg"),
+    "vials": ("recommended", "vials"),
+    "dose_time_day": ("recommended", "time_day"),
+    "dose_risk_90d": ("recommended", "risk_90d"),
+    "dose_p_high_risk": ("recommended", "p_high_risk"),
+    "dose_p_meets_target": ("recommended", "p_meets_target"),
+    "map_dose_mg": ("map_recommended", "dose_mg"),
+    "map_dose_mg_kg": ("map_recommended", "dose_mg_kg"),
+    "map_dose_feasible": ("map_recommended", "feasible"),
+    "map_dose_risk_90d": ("map_recommended", "risk_90d"),
+}
+DOSING_COLUMNS: tuple[str, ...] = (*FORECAST_COLUMNS, *DOSING_FIELDS)
+
+
+def finite_json(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, ±inf, NumPy's too) replaced by None,
+    NumPy scalars made Python numbers, tuples made lists (recursively).
+
+    >>> finite_json({"rhat": float("nan"), "uloq": [1.5, float("inf")]})
+    {'rhat': None, 'uloq': [1.5, None]}
+    """
+    if isinstance(value, Mapping):
+        return {key: finite_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_json(item) for item in value]
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # NumPy scalar
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def dumps_json(document: Any) -> str:
+    """The CLI's JSON text of ``document`` (indented; non-finite numbers as null).
+
+    >>> print(dumps_json({"p": float("nan")}))
+    {
+      "p": null
+    }
+    """
+    return json.dumps(finite_json(document), indent=2, allow_nan=False)
+
+
+def _get(entry: Mapping[str, Any], *path: str) -> Any:
+    value: Any = entry
+    for key in path:
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(key)
+    return value
+
+
+def forecast_row(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """The CSV row of one patient's entry of the ``forecast`` JSON contract (or an error
+    row ``{"id", "status": "error", "error"}``)."""
+    row: dict[str, Any] = {
+        "id": entry.get("id"),
+        "status": entry.get("status"),
+        "error": entry.get("error"),
+        "risk_class": entry.get("risk_class"),
+        "p_high_risk": entry.get("p_high_risk"),
+    }
+    for q in QUANTITIES:
+        for s in STATISTICS:
+            row[f"{q}_{s}"] = _get(entry, "posterior", q, s)
+        row[f"map_{q}"] = _get(entry, "map", q)
+        row[f"a_priori_{q}"] = _get(entry, "a_priori", q)
+    for d in DIAGNOSTICS:
+        row[f"diag_{d}"] = _get(entry, "diagnostics", d)
+    return row
+
+
+def dosing_row(forecast: Mapping[str, Any], plan: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``optimize`` CSV row: the patient's forecast entry and its dosing plan entry (an
+    error entry ``{"id", "error"}`` for a patient whose request was refused)."""
+    row = forecast_row(forecast)
+    if plan.get("error") is not None:
+        row["status"], row["error"] = "error", plan["error"]
+    for column, path in DOSING_FIELDS.items():
+        row[column] = _get(plan, *path)
+    return row
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell: empty for None and non-finite numbers, booleans as true/false."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return ""
+    return value
+
+
+def write_csv(rows: Iterable[Mapping[str, Any]], columns: tuple[str, ...], stream: TextIO) -> None:
+    """Write ``rows`` (dicts keyed by ``columns``) as CSV with a header line."""
+    writer = csv.writer(stream, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_cell(row.get(column)) for column in columns])
