@@ -58,6 +58,10 @@ __all__ = [
 
 QUANTITIES = ("cl", "v", "auc_w2_4", "ln_auc_cl", "risk_90d")
 STATISTICS = ("mean", "sd", "q2.5", "q50", "q97.5")
+#: Statistics whose Monte Carlo standard error each posterior S carries (``S.mcse``).
+MCSE_STATISTICS = ("mean", "q2.5", "q50", "q97.5")
+#: Keys of ``diagnostics.precision`` (the adaptive run length's target and result).
+PRECISION = ("target", "met", "worst", "draws", "max_draws", "adaptive")
 DIAGNOSTICS = (
     "rhat_max",
     "ess_bulk_min",
@@ -80,9 +84,11 @@ FORECAST_COLUMNS: tuple[str, ...] = (
     "risk_class",
     "p_high_risk",
     *(f"{q}_{s}" for q in QUANTITIES for s in STATISTICS),
+    *(f"{q}_mcse_{s}" for q in QUANTITIES for s in MCSE_STATISTICS),
     *(f"map_{q}" for q in QUANTITIES),
     *(f"a_priori_{q}" for q in QUANTITIES),
     *(f"diag_{d}" for d in DIAGNOSTICS),
+    *(f"diag_precision_{p}" for p in PRECISION),
 )
 
 #: Columns ``optimize`` adds after :data:`FORECAST_COLUMNS`, with the JSON key each comes from
@@ -158,10 +164,14 @@ def forecast_row(entry: Mapping[str, Any]) -> dict[str, Any]:
     for q in QUANTITIES:
         for s in STATISTICS:
             row[f"{q}_{s}"] = _get(entry, "posterior", q, s)
+        for s in MCSE_STATISTICS:
+            row[f"{q}_mcse_{s}"] = _get(entry, "posterior", q, "mcse", s)
         row[f"map_{q}"] = _get(entry, "map", q)
         row[f"a_priori_{q}"] = _get(entry, "a_priori", q)
     for d in DIAGNOSTICS:
         row[f"diag_{d}"] = _get(entry, "diagnostics", d)
+    for p in PRECISION:
+        row[f"diag_precision_{p}"] = _get(entry, "diagnostics", "precision", p)
     return row
 
 

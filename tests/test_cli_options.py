@@ -179,11 +179,19 @@ def test_forecast_csv_equals_the_json(capsys):
     assert row["risk_class"] == entry["risk_class"]
     for quantity, stats in entry["posterior"].items():
         for statistic, value in stats.items():
-            assert _same(row[f"{quantity}_{statistic}"], value), (quantity, statistic)
+            if statistic == "mcse":
+                for name, mcse in value.items():
+                    assert _same(row[f"{quantity}_mcse_{name}"], mcse), (quantity, name)
+            else:
+                assert _same(row[f"{quantity}_{statistic}"], value), (quantity, statistic)
         assert _same(row[f"map_{quantity}"], entry["map"][quantity])
         assert _same(row[f"a_priori_{quantity}"], entry["a_priori"][quantity])
     for name, value in entry["diagnostics"].items():
-        assert _same(row[f"diag_{name}"], value), name
+        if name == "precision":
+            for key, item in value.items():
+                assert _same(row[f"diag_precision_{key}"], item), key
+        else:
+            assert _same(row[f"diag_{name}"], value), name
 
 
 def test_optimize_csv_equals_the_json(capsys):
