@@ -20,7 +20,12 @@ from typing import TYPE_CHECKING
 # Only light modules here (NumPy, PyYAML): each command imports what it needs in its handler,
 # so that --help, argument errors and a forecast from cached densities start in a fraction of
 # a second (tests/test_startup.py checks that PyMC, PyTensor and Dask are not imported).
-from asuc_bayes.config import DEFAULT_MODEL, ModelSpecError, load_model
+from asuc_bayes.config import (
+    DEFAULT_MODEL,
+    ModelSpecError,
+    is_library_declaration,
+    load_model,
+)
 from asuc_bayes.dataset import InputError, example_path, read_patients
 from asuc_bayes.dosing_defaults import DEFAULT_MIN_MG_PER_KG, DEFAULT_TURNAROUND_DAY
 from asuc_bayes.engine import Engine, EngineError
@@ -598,12 +603,19 @@ def _read_selected(
     args: argparse.Namespace, spec: ModelSpec, collect_errors: bool
 ) -> tuple[list, list[InputError]]:
     """The selected patients and, with ``collect_errors``, the errors of bad patients."""
+    return _read_dataset(args, spec.pk.default_infusion_duration_day, collect_errors)[:2]
+
+
+def _read_dataset(
+    args: argparse.Namespace, default_infusion_duration_day: float, collect_errors: bool
+) -> tuple[list, list[InputError], dict[str, str]]:
+    """The selected patients, the bad patients' errors and the declared covariate units."""
     if args.example == bool(args.data):
         raise ValueError("give either a data file or --example")
     path = example_path() if args.example else Path(args.data)
     dataset = read_patients(
         path,
-        default_infusion_duration_day=spec.pk.default_infusion_duration_day,
+        default_infusion_duration_day=default_infusion_duration_day,
         collect_errors=collect_errors,
         ignore=getattr(args, "ignore", "#"),
         input=getattr(args, "input", None),
@@ -620,7 +632,7 @@ def _read_selected(
         errors = [e for e in errors if e.patient_id in args.ids]
     for note in dataset.notes:
         print(f"asuc-bayes: note: {note}", file=sys.stderr)
-    return patients, errors
+    return patients, errors, dict(dataset.units)
 
 
 def _unconverged_exit(results, args: argparse.Namespace) -> int:
@@ -665,6 +677,8 @@ def main(argv: list[str] | None = None) -> int:
 def _forecast(args: argparse.Namespace) -> int:
     if str(args.model).endswith(".nc"):
         return _forecast_population(args)
+    if is_library_declaration(args.model):
+        return _forecast_library(args)
     if args.workers != 1 or args.scheduler or args.checkpoint:
         return _forecast_batch(args)
     try:
@@ -698,6 +712,84 @@ def _forecast(args: argparse.Namespace) -> int:
         where = written[0] if len(written) == 1 else f"{len(written)} files ({written[0]} ...)"
         print(f"asuc-bayes: report written to {where}", file=sys.stderr)
     return _unconverged_exit(results, args)
+
+
+#: Options of ``forecast`` that the library-model path does not take yet, and their defaults.
+_NOT_FOR_LIBRARY_MODELS = {
+    "report": None,
+    "out": None,
+    "workers": 1,
+    "scheduler": None,
+    "checkpoint": None,
+    "sampler": "imh",
+}
+
+
+def _forecast_library(args: argparse.Namespace) -> int:
+    """``forecast --model NAME`` for a library model (any structure and random effects): the
+    posterior of each patient by :func:`asuc_bayes.inference.forecast_library_patient`, with the
+    ASUC outcome model attached (flagged extrapolated) to a model that has none."""
+    from asuc_bayes.forecast import patient_seed
+    from asuc_bayes.inference import SamplerOptions, forecast_library_patient
+    from asuc_bayes.inference.covariates import baseline_covariates
+    from asuc_bayes.report import format_library_table
+    from asuc_bayes.spec import MissingCovariateError, load_declaration
+
+    for option, default in _NOT_FOR_LIBRARY_MODELS.items():
+        if getattr(args, option, default) != default:
+            return _error(
+                f"--{option}: not available yet with a library model (--model {args.model}); "
+                f"fix: leave --{option} out, or use --model {DEFAULT_MODEL}"
+            )
+    if args.format == "csv":
+        return _error("--format csv: not available yet with a library model; fix: --format json")
+    try:
+        declaration = load_declaration(args.model, variants=args.variant or ())
+        patients, _, units = _read_dataset(
+            args, declaration.default_infusion_duration_day, collect_errors=False
+        )
+        options = SamplerOptions(
+            chains=args.chains,
+            draws=args.draws or 1000,
+            tune=args.tune,
+            target_accept=args.target_accept,
+        )
+        results = [
+            forecast_library_patient(
+                declaration,
+                patient,
+                baseline_covariates(patient, declaration, units),
+                attach_outcome=declaration.outcome is None,
+                random_seed=patient_seed(args.seed, patient.id),
+                options=options,
+            )
+            for patient in patients
+        ]
+    except MissingCovariateError as exc:
+        return _error(f"{exc} (a NONMEM dataset gives it as a column, e.g. ALB or ADA)")
+    except (InputError, ModelSpecError, ValueError, OSError) as exc:
+        return _error(str(exc))
+    if args.format == "table":
+        print(format_library_table(declaration, results))
+    else:
+        payload = {
+            "model": {
+                "name": declaration.name,
+                "sha256": _file_sha256(declaration.path),
+                "variants": list(declaration.variants),
+                "structure": declaration.structure,
+                "source": declaration.source,
+            },
+            "patients": [result.to_json() for result in results],
+        }
+        print(dumps_json(payload))
+    return _exit_for_unconverged([r.id for r in results if r.status != "ok"], args)
+
+
+def _file_sha256(path: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else ""
 
 
 def _forecast_batch(args: argparse.Namespace) -> int:

@@ -305,6 +305,21 @@ def load_model(
     )
 
 
+def is_library_declaration(name_or_path: str | Path) -> bool:
+    """Whether ``name_or_path`` names a generic library model file (read by
+    :func:`asuc_bayes.spec.load_declaration`), rather than a file of this module's format.
+
+    >>> is_library_declaration("wojciechowski2017"), is_library_declaration("niyigena2025")
+    (True, False)
+    """
+    try:
+        raw = tomllib.loads(_resolve(name_or_path).read_text(encoding="utf-8"))
+    except (ModelSpecError, OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False
+    model = raw.get("model")
+    return "pk" not in raw and isinstance(model, dict) and "structure" in model
+
+
 def _reject_library_format(raw: dict[str, Any], path: Path) -> None:
     """A generic library model file (``structure`` in ``[model]``, no ``[pk]`` table) is read
     by :func:`asuc_bayes.spec.load_declaration`; the forecasting engine does not run it yet."""
@@ -313,9 +328,9 @@ def _reject_library_format(raw: dict[str, Any], path: Path) -> None:
         return
     raise ModelSpecError(
         f"model '{model.get('name', path.stem)}' ({path.name}: {model['structure']}) is a "
-        "library model declaration: 'asuc-bayes models' lists it, but forecasting, dosing, "
-        f"sensitivity and fitting do not run library models yet; use --model {DEFAULT_MODEL} "
-        "(with --variant for its alternatives)"
+        "library model declaration: 'asuc-bayes models' lists it and 'asuc-bayes forecast "
+        "--model NAME' forecasts with it, but dosing, comparisons and fitting do not run "
+        f"library models yet; use --model {DEFAULT_MODEL} (with --variant for its alternatives)"
     )
 
 

@@ -52,6 +52,53 @@ def _precision_line(d: dict) -> str | None:
     )
 
 
+def _cell(stats: dict | None, fmt: str) -> str:
+    """``median [q2.5, q97.5]`` of an S, or ``-`` where the quantity is undefined."""
+    if not stats or stats.get("q50") is None:
+        return "-"
+    low, mid, high = (fmt.format(stats[k]) for k in ("q2.5", "q50", "q97.5"))
+    return f"{mid} [{low}, {high}]"
+
+
+def format_library_table(declaration, results) -> str:
+    """One block per patient forecast under a library model (:class:`LibraryForecast`):
+    posterior median and 95 % CrI of every individual parameter, AUC, ln(AUC/CL) and risk."""
+    lines = [
+        f"model: {declaration.label}  ({declaration.structure}; {declaration.source})",
+        "  values: posterior median [95 % credible interval]",
+    ]
+    for result in results:
+        entry = result.to_json()
+        d = entry["diagnostics"]
+        rhat, ess = d.get("rhat_max"), d.get("ess_bulk_min")
+        gates = f"R-hat max {rhat:.3f}, bulk ESS min {ess:.0f}" if rhat is not None and ess else ""
+        lines += ["", f"patient {entry['id']}: {entry['status'].upper()}  ({d['method']}; {gates})"]
+        for name, stats in entry["parameters"].items():
+            lines.append(f"  {name:<24}{_cell(stats, '{:.3g}')}")
+        for key, label, _unit, fmt in ROWS:
+            if key in ("cl", "v"):
+                continue
+            lines.append(f"  {label:<24}{_cell(entry['posterior'][key], fmt)}")
+        outcome = entry["outcome"]
+        if outcome is not None:
+            note = (
+                f"  (outcome model of {outcome['source_model']}, EXTRAPOLATED to this model)"
+                if outcome["extrapolated"]
+                else ""
+            )
+            lines.append(
+                f"  P(high risk: ln(AUC/CL) < {outcome['high_risk_threshold']}) = "
+                f"{entry['p_high_risk']:.2f}   risk class: {entry['risk_class'].upper()}{note}"
+            )
+        for imputed in entry["imputed"]:
+            lines.append(
+                f"  imputed {imputed['covariate']} = {imputed['value']:g} {imputed['unit']} "
+                f"({imputed['reason']})"
+            )
+        lines += [f"  warning: {w}" for w in entry["warnings"]]
+    return "\n".join(lines)
+
+
 def format_table(results, spec: ModelSpec) -> str:
     """One block per patient: posterior mean, SD, 95 % CrI (each mean and quantile ± its
     Monte Carlo standard error), MAP and a-priori values, and the run's precision."""

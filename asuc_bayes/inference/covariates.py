@@ -15,8 +15,10 @@ Examples
 >>> decl = load_declaration("wojciechowski2017")
 >>> baseline_covariates(p, decl, units={"ALB": "g/L"})["ALB"]
 (38.0, 'g/L')
->>> baseline_covariates(p, decl)["ALB"]
-(38.0, 'g/dL')
+>>> baseline_covariates(p, decl)["ALB"]  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+asuc_bayes.data.errors.InputError: patient 'x', field ALB: 38 g/dL (the model file's unit) ...
 """
 
 from __future__ import annotations
@@ -24,11 +26,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from asuc_bayes.dataset import Patient
+from asuc_bayes.dataset import InputError, Patient
 from asuc_bayes.inference.problem import patient_covariates
 from asuc_bayes.spec import ModelDeclaration
+from asuc_bayes.spec.units import convert, convertible
 
-__all__ = ["baseline_covariates"]
+__all__ = ["PLAUSIBLE", "baseline_covariates"]
+
+#: Plausible range of a covariate column, in the unit given (checked once, at the boundary):
+#: a value outside is most often a unit mistake (albumin 3.5 read as g/L).
+PLAUSIBLE: dict[str, tuple[float, float, str]] = {
+    "ALB": (10.0, 60.0, "g/L"),
+    "ADA": (0.0, 1.0, "1"),
+}
 
 
 def _first_values(patient: Patient) -> dict[str, float]:
@@ -52,5 +62,24 @@ def baseline_covariates(
     for column, value in _first_values(patient).items():
         if column in ("WT", "CRP") or column not in declared:
             continue
-        extra[declared[column].name] = (value, units.get(column, declared[column].unit))
+        unit = units.get(column, declared[column].unit)
+        _check_plausible(patient.id, column, value, unit, column in units)
+        extra[declared[column].name] = (value, unit)
     return patient_covariates(patient, extra)
+
+
+def _check_plausible(patient_id: str, column: str, value: float, unit: str, declared: bool):
+    if column not in PLAUSIBLE:
+        return
+    low, high, canonical = PLAUSIBLE[column]
+    if not convertible(unit, canonical):
+        return
+    canonical_value = float(convert(value, unit, canonical))
+    if low <= canonical_value <= high:
+        return
+    source = "as declared with --units" if declared else "the model file's unit"
+    raise InputError(
+        f"patient '{patient_id}', field {column}: {value:g} {unit} ({source}) is "
+        f"{canonical_value:g} {canonical}, outside the plausible {low:g}-{high:g} {canonical} "
+        f"(fix: check the value, or declare the dataset's unit: --units {column}=UNIT)"
+    )

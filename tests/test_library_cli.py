@@ -1,0 +1,70 @@
+"""``asuc-bayes forecast --model NAME`` with a library model (two compartments, 4 random effects).
+
+The CLI's answer equals a direct call of the public API with the same seed; covariate columns
+are read in the model file's unit unless ``--units`` says otherwise, and a value implausible in
+that unit, a missing covariate or an option the path does not take is a clear error (exit 2).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from asuc_bayes.cli import EXIT_INPUT, EXIT_OK, main
+from asuc_bayes.dataset import read_patients
+from asuc_bayes.forecast import patient_seed
+from asuc_bayes.inference import forecast_library_patient
+from asuc_bayes.spec import load_declaration
+
+DATA = """ID,TIME,EVID,AMT,DV,WT,CRP,ALB,ADA
+P1,0,1,400,.,70,30,3.5,0
+P1,13.9,0,0,9.5,70,30,3.5,0
+P1,14,1,400,.,70,30,3.5,0
+"""
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    path = tmp_path / "alb.csv"
+    path.write_text(DATA)
+    return path
+
+
+def test_forecast_json_equals_the_api(dataset, capsys):
+    assert main(["forecast", str(dataset), "--model", "wojciechowski2017", "--format", "json",
+                 "--seed", "4"]) == EXIT_OK  # fmt: skip
+    out = json.loads(capsys.readouterr().out)
+    assert out["model"]["name"] == "wojciechowski2017" and len(out["model"]["sha256"]) == 64
+    (entry,) = out["patients"]
+    assert list(entry["eta"]) == ["eta_CL", "eta_V1", "eta_Q", "eta_V2"]
+    assert set(entry["parameters"]) == {"CL", "V1", "Q", "V2"}
+    assert entry["outcome"]["extrapolated"] is True
+    assert [o["time"] for o in entry["observations"]] == [13.9]
+    patient = read_patients(dataset).patients[0]
+    direct = forecast_library_patient(
+        load_declaration("wojciechowski2017"),
+        patient,
+        {"ALB": (3.5, "g/dL"), "ADA": (0.0, "1")},
+        attach_outcome=True,
+        random_seed=patient_seed(4, "P1"),
+    ).to_json()
+    assert entry["posterior"]["ln_auc_cl"] == direct["posterior"]["ln_auc_cl"]
+    assert entry["map"]["eta"] == direct["map"]["eta"]
+
+
+def test_albumin_unit_from_the_model_file_or_declared(dataset, capsys):
+    code = main(["forecast", str(dataset), "--model", "wojciechowski2017", "--units", "ALB=g/L"])
+    err = capsys.readouterr().err
+    assert code == EXIT_INPUT and "field ALB: 3.5 g/L" in err and "--units ALB=UNIT" in err
+    assert "Traceback" not in err
+
+
+def test_missing_covariate_and_unsupported_options(tmp_path, dataset, capsys):
+    path = tmp_path / "no_alb.csv"
+    path.write_text(DATA.replace(",ALB,ADA", "").replace(",3.5,0", ""))
+    assert main(["forecast", str(path), "--model", "wojciechowski2017"]) == EXIT_INPUT
+    assert "needs covariate ALB" in capsys.readouterr().err
+    report = str(tmp_path / "r.html")
+    code = main(["forecast", str(dataset), "--model", "wojciechowski2017", "--report", report])
+    assert code == EXIT_INPUT and "--report: not available yet" in capsys.readouterr().err
