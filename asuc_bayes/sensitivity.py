@@ -23,7 +23,11 @@ noise, and no alternative model needs compiling. The alternatives (:func:`altern
   no covariances, and λ and γ are strongly negatively correlated in any fit, so the spread of
   the risk is overstated), and from a fitted population posterior when one is given. Each is
   forecast exactly up to Monte Carlo over the population draws
-  (:func:`asuc_bayes.population_forecast.forecast_with_population`).
+  (:func:`asuc_bayes.population_forecast.forecast_with_population`);
+- ``structural``: every other library model (``asuc-bayes models``) the patient's covariates
+  allow, by posterior sampling with the ASUC outcome attached and flagged extrapolated; a
+  model whose covariates the patient lacks gets a row naming them
+  (:mod:`asuc_bayes.structural_sensitivity`).
 
 Each row reports whether the alternative changes the posterior's log density and whether it
 changes the map from η to the derived quantities (regimen, covariates, risk function); an

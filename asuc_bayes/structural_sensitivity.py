@@ -98,7 +98,8 @@ class StructuralAlternative:
             if forecast.status != "ok":
                 out.append("UNCONVERGED")
             out += [
-                f"imputed {i.covariate} = {i.value:g} {i.unit} ({i.reason})"
+                f"imputed {i.covariate} = {i.value:g}{'' if i.unit == '1' else ' ' + i.unit} "
+                f"({i.reason})"
                 for i in forecast.imputed
             ]
             out += list(forecast.warnings)
