@@ -110,6 +110,8 @@ class StructuralAlternative:
 
     @property
     def description(self) -> str:
+        if self.status == "missing_covariates" and self.message:  # imputation impossible
+            return f"{self.structure}; not run: {self.message}"
         if self.status == "missing_covariates":
             return (
                 f"{self.structure}; not run: missing {', '.join(self.missing)} (give "
