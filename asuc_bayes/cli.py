@@ -246,6 +246,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FIT.nc",
         help="also propagate a fitted population posterior (asuc-bayes fit --out)",
     )
+    _add_structural_options(sensitivity)
     _add_decision_options(sensitivity)
     _add_fit_unconverged_option(sensitivity)
 
@@ -347,6 +348,23 @@ def _add_engine_options(parser) -> None:
     )
     where.add_argument(
         "--scheduler", metavar="ADDRESS", help="run on an existing Dask cluster (tcp://host:8786)"
+    )
+
+
+def _add_structural_options(parser: argparse.ArgumentParser) -> None:
+    """Options of the structural rows of ``sensitivity`` (the other library models)."""
+    group = parser.add_argument_group("structural alternatives (the other library models)")
+    group.add_argument(
+        "--impute",
+        choices=("reference",),
+        help="impute covariates a library model needs and the patient lacks at the model's "
+        "reference values (reported in the row); default: a row naming the missing covariates",
+    )
+    group.add_argument(
+        "--no-structural",
+        dest="structural",
+        action="store_false",
+        help="leave out the structural rows",
     )
 
 
@@ -974,6 +992,9 @@ def _sensitivity(args: argparse.Namespace) -> int:
     try:
         spec = load_model(args.model, variants=args.variant)
         patients = _load_patients(args, spec)
+        from asuc_bayes.dataset import parse_units
+
+        units = dict(parse_units(args.units))
         request = _decision_request(args)
         fit = None
         if args.population_fit is not None:
@@ -998,6 +1019,9 @@ def _sensitivity(args: argparse.Namespace) -> int:
             grid_points=args.grid_points,
             population_draws=args.population_draws,
             population_fit=fit,
+            structural=args.structural,
+            impute=args.impute,
+            covariate_units=units,
         )
         for patient in patients
     ]

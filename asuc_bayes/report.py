@@ -716,6 +716,36 @@ def _sampling_lines(sampling) -> list[str]:
     return lines
 
 
+def _structural_lines(rows: list[dict], baseline: dict) -> list[str]:
+    """The structural rows of a sensitivity table: each other library model, or why not run."""
+    if not rows:
+        return []
+    lines = [
+        "  structural: the patient under the other library models (posterior sampling; "
+        f"baseline ln(AUC/CL) {baseline['ln_auc_cl_q50']:.2f} [{baseline['ln_auc_cl_q2.5']:.2f}, "
+        f"{baseline['ln_auc_cl_q97.5']:.2f}])",
+        f"  {'model':<20}{'structure':<36}{'ln(AUC/CL) [95% CrI]':<24}{'mean risk':>10}  "
+        f"{'95% CrI':<16}{'P(high)':>8}  status / flags",
+    ]
+    for row in rows:
+        if row["ln_auc_cl_q50"] != row["ln_auc_cl_q50"]:  # not run
+            lines.append(f"  {row['name']:<20}{row['description']}")
+            continue
+        ln_auc = (
+            f"{row['ln_auc_cl_q50']:.2f} [{row['ln_auc_cl_q2.5']:.2f}, "
+            f"{row['ln_auc_cl_q97.5']:.2f}]"
+        )
+        risk = row["risk_mean"]
+        interval = "" if risk != risk else f"[{row['risk_q2.5']:.1%}, {row['risk_q97.5']:.1%}]"
+        p_high = row["p_high_risk"]
+        lines.append(
+            f"  {row['name']:<20}{row['structure']:<36}{ln_auc:<24}"
+            f"{'' if risk != risk else f'{risk:.1%}':>10}  {interval:<16}"
+            f"{'' if p_high != p_high else f'{p_high:.2f}':>8}  {row['status']}; {row['flags']}"
+        )
+    return lines
+
+
 def format_sensitivity(results, spec: ModelSpec) -> str:
     """One table per patient: each alternative's risk, P(high risk), dose and change."""
     blocks = [f"model: {spec.label}  (sha256 {spec.sha256[:12]})"]
@@ -729,7 +759,9 @@ def format_sensitivity(results, spec: ModelSpec) -> str:
             f"  {'group':<12}{'alternative':<32}{'mean risk':>10}  {'95% CrI':<16}{'P(high)':>8}"
             f"{'dose mg':>9}{'Δ risk':>9}{'Δ P(high)':>10}{'Δ dose':>8}  changes",
         ]
-        for row in result.table.to_dict(orient="records"):
+        records = result.table.to_dict(orient="records")
+        structural = [r for r in records if r["group"] == "structural"]
+        for row in (r for r in records if r["group"] != "structural"):
             interval = f"[{row['risk_q2.5']:.1%}, {row['risk_q97.5']:.1%}]"
             dose = row["recommended_dose_mg"]
             changes = (
@@ -747,6 +779,7 @@ def format_sensitivity(results, spec: ModelSpec) -> str:
                 f"{row['delta_risk_mean'] * 100:>8.2f}p{row['delta_p_high_risk']:>10.3f}"
                 f"{'' if dose != dose else f'{row["delta_dose_mg"]:+g}':>8}  {changes}"
             )
+        lines += _structural_lines(structural, records[0])
         thresholds = ", ".join(
             f"{t:g}: {p:.2f}"
             for t, p in zip(

@@ -23,7 +23,11 @@ noise, and no alternative model needs compiling. The alternatives (:func:`altern
   no covariances, and λ and γ are strongly negatively correlated in any fit, so the spread of
   the risk is overstated), and from a fitted population posterior when one is given. Each is
   forecast exactly up to Monte Carlo over the population draws
-  (:func:`asuc_bayes.population_forecast.forecast_with_population`).
+  (:func:`asuc_bayes.population_forecast.forecast_with_population`);
+- ``structural``: every other library model (``asuc-bayes models``) the patient's covariates
+  allow, by posterior sampling with the ASUC outcome attached and flagged extrapolated; a
+  model whose covariates the patient lacks gets a row naming them
+  (:mod:`asuc_bayes.structural_sensitivity`).
 
 Each row reports whether the alternative changes the posterior's log density and whether it
 changes the map from η to the derived quantities (regimen, covariates, risk function); an
@@ -43,6 +47,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -55,10 +60,17 @@ from asuc_bayes.dataset import ABOVE_ULOQ, BELOW_LLOQ, MEASURED, Patient
 from asuc_bayes.dosing import DosingError, DosingRequest, recommend_dose
 from asuc_bayes.forecast import PatientForecast, SamplerSettings, derived_quantities, exact_forecast
 from asuc_bayes.grid import grid_posterior, log_posterior, log_prior, observation_log_likelihood
+from asuc_bayes.inference.sampler import SamplerOptions
 from asuc_bayes.kernels import concentration
 from asuc_bayes.output import dumps_json
 from asuc_bayes.population_draws import PopulationDraws, point_values
 from asuc_bayes.population_forecast import forecast_with_population
+from asuc_bayes.structural_sensitivity import (
+    STRUCTURAL_GROUP,
+    StructuralAlternative,
+    structural_alternatives,
+    structural_row,
+)
 
 __all__ = [
     "CENSORING_STRATEGIES",
@@ -328,7 +340,9 @@ class SensitivityResult:
             "id": self.patient_id,
             "target_risk": self.request.target_risk,
             "criterion": self.request.criterion,
-            "alternatives": records(self.table.replace({np.nan: None})),
+            "alternatives": [
+                _json_lists(row) for row in records(self.table.replace({np.nan: None}))
+            ],
             "thresholds": records(self.thresholds),
             "targets": records(self.targets.replace({np.nan: None})),
             "power_scaling": None
@@ -336,6 +350,15 @@ class SensitivityResult:
             else records(self.power_scaling.reset_index(names="quantity")),
             "notes": list(self.notes),
         }
+
+
+def _json_lists(row: dict[str, Any]) -> dict[str, Any]:
+    """A table row for JSON: ``flags`` and ``missing_covariates`` as lists."""
+    row = dict(row)
+    row["flags"] = row["flags"].split("; ") if row.get("flags") else []
+    missing = row.get("missing_covariates")
+    row["missing_covariates"] = missing.split(", ") if missing else []
+    return row
 
 
 def _probe_points(spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
@@ -421,13 +444,35 @@ def _row(
         "risk_q97.5": risk["q97.5"],
         "p_high_risk": summary["p_high_risk"],
         "ln_auc_cl_q50": summary["posterior"]["ln_auc_cl"]["q50"],
+        "ln_auc_cl_q2.5": summary["posterior"]["ln_auc_cl"]["q2.5"],
+        "ln_auc_cl_q97.5": summary["posterior"]["ln_auc_cl"]["q97.5"],
         "map_risk": summary["map"]["risk_90d"],
         "recommended_dose_mg": dose,
         "feasible": feasible,
         "status": forecast.status,
         "changes_log_density": changes[0],
         "changes_derived": changes[1],
+        "structure": alternative.spec.pk.structure if alternative.group == "baseline" else "",
+        "missing_covariates": "",
+        "flags": "",
     }
+
+
+def _structural_notes(library: list[StructuralAlternative]) -> list[str]:
+    notes = []
+    if any(a.forecast is not None for a in library):
+        notes.append(
+            "structural rows: other library models sampled (MCMC), with the ASUC outcome "
+            "model attached where they have none (extrapolated outcome); no dose search "
+            "under them (it works with the default model's forecast only)"
+        )
+    unconverged = [a.model for a in library if a.forecast is not None and a.status != "ok"]
+    if unconverged:
+        notes.append(
+            f"UNCONVERGED library forecast ({', '.join(unconverged)}): its numbers are not "
+            "reliable (rerun with more draws)"
+        )
+    return notes
 
 
 def power_scaling_diagnostic(forecast: PatientForecast) -> pd.DataFrame | None:
@@ -488,6 +533,10 @@ def run_sensitivity(
     grid_points: int = 201,
     population_draws: int = 200,
     population_fit=None,
+    structural: bool = True,
+    impute: str | None = None,
+    covariate_units: Mapping[str, str] | None = None,
+    structural_options: SamplerOptions | None = None,
 ) -> SensitivityResult:
     """The baseline and every alternative of :func:`alternatives` for one patient.
 
@@ -501,6 +550,12 @@ def run_sensitivity(
     population_draws, population_fit
         Population draws per population-uncertainty alternative (0: none), and an optional
         fitted population posterior (netCDF path or DataTree) as a further source.
+    structural, impute, covariate_units, structural_options
+        Add a ``structural`` row per library model other than ``spec``'s
+        (:mod:`asuc_bayes.structural_sensitivity`): forecast when the patient has its
+        covariates (per-record covariates in ``covariate_units``, else the dataset's), or
+        imputed with ``impute="reference"``, else a row naming the missing covariates; the
+        library forecasts' chains and draws (``structural_options``).
     """
     request = request or DosingRequest()
     notes = []
@@ -531,6 +586,17 @@ def run_sensitivity(
         else:
             forecast = _forecast(alternative, grid_points, random_seed)
         rows.append(_row(alternative, forecast, dose_request, changes))
+    if structural:
+        library = structural_alternatives(
+            patient,
+            exclude_path=spec.path,
+            impute=impute,
+            units=covariate_units,
+            random_seed=random_seed,
+            options=structural_options,
+        )
+        rows += [structural_row(a) for a in library]
+        notes += _structural_notes(library)
     table = pd.DataFrame(rows)
     base = table.iloc[0]
     table["delta_risk_mean"] = table["risk_mean"] - base["risk_mean"]
@@ -538,7 +604,7 @@ def run_sensitivity(
     table["delta_dose_mg"] = table["recommended_dose_mg"] - base["recommended_dose_mg"]
     neutral = table.index[(~table["changes_log_density"]) & (~table["changes_derived"])]
     for index in neutral[1:]:
-        if table.loc[index, "group"] != "target":
+        if table.loc[index, "group"] not in ("target", STRUCTURAL_GROUP):
             notes.append(f"{table.loc[index, 'name']}: neutral for this patient (same model)")
     grid = grid_posterior(spec, patient, n_points=grid_points)
     thresholds = pd.DataFrame(
@@ -593,12 +659,13 @@ def tornado_figure(result: SensitivityResult, path) -> str:
     import matplotlib.pyplot as plt
 
     table = result.table.iloc[1:].copy()
-    table = table.iloc[np.argsort(-np.abs(table["delta_risk_mean"].to_numpy()), kind="stable")]
-    table = table.iloc[::-1]
-    neutral = ~(table["changes_log_density"] | table["changes_derived"]) & (
-        table["group"] != "target"
-    )
-    labels = [f"{n} (neutral)" if z else n for n, z in zip(table["name"], neutral, strict=True)]
+    order = np.argsort(-np.abs(np.nan_to_num(table["delta_risk_mean"].to_numpy())), kind="stable")
+    table = table.iloc[order]
+    is_structural = (table["group"] == STRUCTURAL_GROUP).to_numpy()
+    # parametric alternatives on top, the structural ones (other models) below a rule
+    table = pd.concat([table[~is_structural], table[is_structural]]).iloc[::-1]
+    n_structural = int(is_structural.sum())
+    labels = [_tornado_label(row) for row in table.to_dict(orient="records")]
     base = result.table.iloc[0]
     panels = (
         ("delta_risk_mean", f"Δ mean 90-day risk (baseline {base['risk_mean']:.1%})", 100.0),
@@ -618,11 +685,19 @@ def tornado_figure(result: SensitivityResult, path) -> str:
         "threshold": "#C44E52",
         "target": "#937860",
         "population": "#DA8BC3",
+        STRUCTURAL_GROUP: "#2F4F4F",
     }
     y = np.arange(len(table))
+    hatches = ["//" if s == "unconverged" else None for s in table["status"]]
     for ax, (column, title, scale) in zip(axes, panels, strict=True):
         values = table[column].to_numpy(dtype=float) * scale
-        ax.barh(y, np.nan_to_num(values), color=[colors.get(g, "grey") for g in table["group"]])
+        bars = ax.barh(
+            y, np.nan_to_num(values), color=[colors.get(g, "grey") for g in table["group"]]
+        )
+        for bar, hatch in zip(bars, hatches, strict=True):
+            bar.set_hatch(hatch)
+        if 0 < n_structural < len(table):
+            ax.axhline(n_structural - 0.5, color="grey", lw=0.8, ls="--")
         ax.axvline(0.0, color="black", lw=0.8)
         ax.set_title(title, fontsize=9)
         if column == "delta_risk_mean":
@@ -636,6 +711,24 @@ def tornado_figure(result: SensitivityResult, path) -> str:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return str(path)
+
+
+def _tornado_label(row: dict[str, Any]) -> str:
+    """An alternative's label: neutral, or for another model whether it ran and its flags."""
+    name = row["name"]
+    if row["group"] == STRUCTURAL_GROUP:
+        if row["missing_covariates"]:
+            return f"{name} (not run: missing {row['missing_covariates']})"
+        if row["status"] == "error":
+            return f"{name} (not run: error)"
+        marks = ["other model"]
+        if "extrapolated outcome" in row["flags"]:
+            marks.append("extrapolated outcome")
+        if row["status"] != "ok":
+            marks.append("UNCONVERGED")
+        return f"{name} ({', '.join(marks)})"
+    neutral = not (row["changes_log_density"] or row["changes_derived"])
+    return f"{name} (neutral)" if neutral and row["group"] != "target" else name
 
 
 def write_sensitivity(results: list[SensitivityResult], directory) -> list[str]:
