@@ -42,6 +42,7 @@ import numpy as np
 
 from asuc_bayes.dataset import Patient
 from asuc_bayes.inference import forecast_library_patient
+from asuc_bayes.inference.covariates import check_plausible
 from asuc_bayes.inference.result import LibraryForecast
 from asuc_bayes.inference.sampler import SamplerOptions
 from asuc_bayes.spec import (
@@ -140,6 +141,9 @@ def baseline_covariates(patient: Patient, units: Mapping[str, str] | None = None
                 continue
             if name not in first or record.time_day < first[name][0]:
                 first[name] = (record.time_day, float(value))
+    for name, (_, value) in first.items():
+        if name in known:
+            check_plausible(patient.id, name, value, known[name], name in (units or {}))
     return {
         name: ((value, known[name]) if name in known else value)
         for name, (_, value) in first.items()
@@ -176,7 +180,10 @@ def structural_alternative(
 ) -> StructuralAlternative:
     """``patient`` under ``declaration`` with the ASUC outcome attached (see module doc)."""
     name, structure = declaration.name, declaration.structure
-    missing = missing_covariates(declaration, patient, units)
+    try:  # an implausible covariate value (a unit mistake) is this model's error row
+        missing = missing_covariates(declaration, patient, units)
+    except ValueError as exc:
+        return StructuralAlternative(name, structure, "error", message=str(exc))
     if missing and impute is None:
         return StructuralAlternative(name, structure, "missing_covariates", missing=missing)
     covariates = baseline_covariates(patient, units)

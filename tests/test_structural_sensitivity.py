@@ -73,7 +73,8 @@ def test_model_covariates_are_those_of_the_model_files():
 
 def test_baseline_covariates_take_the_earliest_record_in_the_dataset_units():
     assert baseline_covariates(WITH_ALB) == {"ALB": (35.0, "g/L"), "ADA": (0.0, "1")}
-    assert baseline_covariates(WITH_ALB, {"ALB": "g/dL"})["ALB"] == (35.0, "g/dL")
+    with pytest.raises(ValueError, match="field ALB: 35 g/dL"):  # 350 g/L: a unit mistake
+        baseline_covariates(WITH_ALB, {"ALB": "g/dL"})
     assert baseline_covariates(PLAIN) == {}
 
 
@@ -220,3 +221,12 @@ def test_cli_sensitivity_structural_options(capsys):
         main([*args, "--impute", "mean"])
     assert exc.value.code == 2
     assert "--impute" in capsys.readouterr().err
+
+
+def test_an_implausible_albumin_is_an_error_row_naming_the_unit():
+    """ALB 3.5 in a dataset read in g/L (a g/dL value): an error row, never a silent answer."""
+    record = WITH_ALB.covariate_records[0]
+    low = replace(record, values=tuple((k, 3.5 if k == "ALB" else v) for k, v in record.values))
+    patient = replace(WITH_ALB, covariate_records=(low,))
+    row = structural_alternative(load_declaration("wojciechowski2017"), patient)
+    assert row.status == "error" and "field ALB: 3.5 g/L" in row.message

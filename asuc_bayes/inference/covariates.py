@@ -31,7 +31,7 @@ from asuc_bayes.inference.problem import patient_covariates
 from asuc_bayes.spec import ModelDeclaration
 from asuc_bayes.spec.units import convert, convertible
 
-__all__ = ["PLAUSIBLE", "baseline_covariates"]
+__all__ = ["PLAUSIBLE", "baseline_covariates", "check_plausible"]
 
 #: Plausible range of a covariate column, in the unit given (checked once, at the boundary):
 #: a value outside is most often a unit mistake (albumin 3.5 read as g/L).
@@ -63,12 +63,14 @@ def baseline_covariates(
         if column in ("WT", "CRP") or column not in declared:
             continue
         unit = units.get(column, declared[column].unit)
-        _check_plausible(patient.id, column, value, unit, column in units)
+        check_plausible(patient.id, column, value, unit, column in units)
         extra[declared[column].name] = (value, unit)
     return patient_covariates(patient, extra)
 
 
-def _check_plausible(patient_id: str, column: str, value: float, unit: str, declared: bool):
+def check_plausible(patient_id: str, column: str, value: float, unit: str, declared: bool) -> None:
+    """Raise :class:`InputError` naming the patient, the column and the unit when ``value``
+    (in ``unit``) is outside :data:`PLAUSIBLE` (columns without a range pass)."""
     if column not in PLAUSIBLE:
         return
     low, high, canonical = PLAUSIBLE[column]
