@@ -269,6 +269,13 @@ def _parser() -> argparse.ArgumentParser:
     _add_sampling_options(app)
     app.add_argument("--quiet", action="store_true", help="no start-up messages on stderr")
     app.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="worker processes computing forecasts (default: one per core)",
+    )
+    app.add_argument(
         "--debug",
         action="store_true",
         help="print tracebacks of unexpected errors (they may show patient values)",
@@ -807,6 +814,8 @@ def _app(args: argparse.Namespace) -> int:
         spec, settings = _spec_and_settings(args)
         if not 0 < args.port < 65536:
             raise ValueError(f"--port must be between 1 and 65535, got {args.port}")
+        if args.workers is not None and args.workers < 1:
+            raise ValueError(f"--workers must be at least 1, got {args.workers}")
         with socket.create_server((args.host, args.port)):
             pass  # the port is free (uvicorn would exit without a clear message otherwise)
     except (ModelSpecError, ValueError) as exc:
@@ -830,6 +839,7 @@ def _app(args: argparse.Namespace) -> int:
             seed=args.seed,
             quiet=args.quiet,
             debug=args.debug,
+            workers=args.workers,
         )
     except KeyboardInterrupt:
         pass

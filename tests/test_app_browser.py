@@ -17,10 +17,10 @@ import re
 from pathlib import Path
 
 import pytest
+from browser_harness import IDLE_JS, chromium, served_app
 from playwright.sync_api import expect
 
 from asuc_bayes import example_path, read_patients
-from asuc_bayes.browser import IDLE_JS, chromium, served_app
 from asuc_bayes.forecast import patient_seed
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
