@@ -53,21 +53,19 @@ def create_app(
         Worker processes computing the forecasts (default: one per usable core).
     pool
         A started :class:`~asuc_bayes.app.pool.WorkerPool` to use; when None, one is
-        started (and warmed) here, and stopped when the server shuts down.
+        started (and warmed) here. The pool is stopped when the server shuts down.
     """
     spec = spec or load_model()
     settings = settings or SamplerSettings()
     examples = read_patients(
         example_path(), default_infusion_duration_day=spec.pk.default_infusion_duration_day
     )
-    own_pool = pool is None
     if pool is None:
         pool = WorkerPool(spec, settings, workers, debug=debug)
         pool.start()
     app = App(app_ui(spec, examples, seed), make_server(spec, examples, pool), debug=False)
     app.sanitize_errors = True  # a generic message, never an exception text, in the browser
-    if own_pool:
-        app.on_shutdown(pool.shutdown)
+    app.on_shutdown(pool.shutdown)  # uvicorn re-raises SIGTERM after it: clean up here
     return app
 
 

@@ -17,6 +17,7 @@ import io
 import json
 import os
 import re
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -177,6 +178,7 @@ def start_worker(spec: ModelSpec, settings: SamplerSettings, lock=None, barrier=
     cold disk cache is compiled once; ``barrier`` makes each worker wait until all are warm.
     """
     global _STATE
+    _exit_with_parent(os.getppid())
     state = WorkerState(spec, dataclasses.replace(settings, cores=1))  # one core per worker
     example = read_patients(
         example_path(), default_infusion_duration_day=spec.pk.default_infusion_duration_day
@@ -196,6 +198,17 @@ def start_worker(spec: ModelSpec, settings: SamplerSettings, lock=None, barrier=
     _STATE = state
     if barrier is not None:
         barrier.wait(timeout=START_TIMEOUT_S)
+
+
+def _exit_with_parent(parent_pid: int, every_s: float = 1.0) -> None:
+    """End this worker when the app's process is gone (even killed without clean-up)."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(every_s)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _example_dosing(patient: Patient) -> DosingJob:
