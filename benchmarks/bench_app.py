@@ -12,12 +12,13 @@ app runs as ``asuc-bayes app`` in a subprocess and headless Chromium (Debian's
   session's update time, and the completed-updates rate (updates / seconds from the first
   change to the last rendered result).
 
-Every session's displayed posterior mean risk must equal a direct
-``Forecaster.forecast`` of its own inputs with the same seed (checked after each round; a
-mismatch stops the benchmark). Times include Shiny's 250 ms input debounce and the browser
-decoding the figure. Printed: the 50th/95th percentile update times against one session
-alone, and the rate of the default pool against the serial worker (target >= 1.7x on 2
-cores). The machine is shared: the load average is printed before and after.
+First, the steps of one update as a worker runs them (in this process). Every session's
+displayed posterior mean risk must equal a direct ``Forecaster.forecast`` of its own inputs
+with the same seed (checked after each round; a mismatch stops the benchmark). Times include
+Shiny's 250 ms input debounce and the browser decoding the figure. Printed: the 50th/95th
+percentile update times against one session alone, and the rate of the default pool
+against the serial worker (target >= 1.7x on 2 cores). The machine is shared: the load
+average is printed before and after.
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ from browser_harness import CHROMIUM, IDLE_JS, chromium, served_app
 
 from asuc_bayes import example_path, load_model, read_patients
 from asuc_bayes.app.pool import default_workers
+from asuc_bayes.dosing import recommend_dose
 from asuc_bayes.forecast import forecaster_for, patient_seed
+from asuc_bayes.plots import concentration_figure, dose_risk_figure, figure_png, ln_ratio_figure
 
 RATE_TARGET = 1.7
 TIMEOUT_MS = 600_000
@@ -169,6 +172,42 @@ def measure(workers: int, sessions: int, solo: int, rounds: int, checker: Checke
     return Run(workers, startup, alone, measured)
 
 
+def update_costs(checker: Checker, n: int = 5) -> None:
+    """What one update costs in a worker, step by step (medians over ``n`` new weights)."""
+    steps: dict[str, list[float]] = {}
+
+    def timed(name: str, step):
+        begin = time.perf_counter()
+        value = step()
+        steps.setdefault(name, []).append(time.perf_counter() - begin)
+        return value
+
+    seed = patient_seed(0, checker.patient.id)
+    for k in range(n):
+        patient = dataclasses.replace(checker.patient, weight_kg=60.0 + 0.7 * k)
+        result = timed(
+            "forecast", lambda p=patient: checker.forecaster.forecast(p, random_seed=seed)
+        )
+        timed("its DataTree", lambda r=result: r.tree)
+        timed("summary", result.summary)
+        timed(
+            "concentration figure (PNG)",
+            lambda r=result: figure_png(concentration_figure(r), dpi=96),
+        )
+        timed(
+            "ln(AUC/CL) figure (PNG, its tab)",
+            lambda r=result: figure_png(ln_ratio_figure(r), dpi=96),
+        )
+        rec = timed("dose recommendation (its tab)", lambda r=result: recommend_dose(r).to_json())
+        timed(
+            "dose-risk figure (PNG, its tab)",
+            lambda rec=rec: figure_png(dose_risk_figure(rec), dpi=96),
+        )
+    print("  one update in a worker, step by step (median):")
+    for name, seconds in steps.items():
+        print(f"    {name:34s} {1000 * statistics.median(seconds):7.1f} ms")
+
+
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q))
 
@@ -204,6 +243,7 @@ def main() -> None:
     checker.expected(70.0)  # load the compiled model before any timing
     print(f"app under {args.sessions} concurrent sessions (patient P01, weight changed)")
     print(f"  before: {load()}")
+    update_costs(checker)
     serial = measure(1, args.sessions, args.solo, args.rounds, checker, start=45.0)
     pooled = measure(args.workers, args.sessions, args.solo, args.rounds, checker, start=45.0)
     print(f"  after:  {load()}")

@@ -19,6 +19,8 @@ from browser_harness import IDLE_JS, chromium, served_app
 from asuc_bayes import example_path, read_patients
 from asuc_bayes.forecast import SamplerSettings, patient_seed
 
+pytestmark = pytest.mark.slow  # ~2 min on the shared 2-core machine (app start-up included)
+
 DRAWS = 5000
 TIMEOUT_MS = 120_000
 BUSY_JS = "() => document.querySelector('#risk_panel.recalculating') !== null"

@@ -74,6 +74,23 @@ def test_latest_task_computes_only_the_newest_job():
     asyncio.run(scenario())
 
 
+def test_latest_task_after_an_input_error_computes_the_new_job():
+    async def scenario():
+        pool = GatedPool()
+        task = LatestTask(pool)
+        task.submit("A")
+        await _settle()
+        task.submit(None)  # the inputs became invalid: A is cancelled
+        task.submit("B")  # ... and valid again before A's cancellation was processed
+        await _settle()
+        assert pool.started == ["A", "B"]
+        pool.gates["B"].set()
+        await _settle()
+        assert _result(task, "B") == Answer("B")
+
+    asyncio.run(scenario())
+
+
 def _recommendation(dose_mg, feasible=True, map_mg=100.0, **extra) -> dict:
     risk = {"mean": 0.12, "q2.5": 0.05, "q97.5": 0.25}
     chosen = None
@@ -114,3 +131,12 @@ def test_dose_text_never_says_zero_mg(rec, decision):
         assert ": " in rest and len(rest) > 10  # the reason, in words
     if rec.get("reason"):
         assert rec["reason"] in rest
+
+
+def test_app_refuses_fewer_than_one_worker(capsys):
+    from asuc_bayes.cli import EXIT_INPUT, main
+
+    assert main(["app", "--workers", "0"]) == EXIT_INPUT
+    error = capsys.readouterr().err
+    assert "--workers must be at least 1, got 0" in error
+    assert "Traceback" not in error

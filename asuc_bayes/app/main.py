@@ -92,7 +92,11 @@ def run_app(
             "first run on a machine compiles it, ~1 min)"
         )
     try:
-        seconds = pool.start()
+        try:
+            seconds = pool.start()
+        except RuntimeError as exc:  # the worker's own error is on stderr above
+            log(f"{exc}; not serving")
+            raise SystemExit(1) from None
         if not quiet:
             log(f"workers ready in {seconds:.1f} s; serving on http://{host}:{port}")
         uvicorn.run(

@@ -193,12 +193,18 @@ class LatestTask:
     Call :meth:`submit` from an effect whenever the job changes (None: nothing to compute),
     and :meth:`result_for` from outputs. While a job runs, other sessions and this session's
     other inputs stay responsive (the event loop only awaits the worker).
+
+    At most one invocation of the ExtendedTask is outstanding: a job submitted while one runs
+    only becomes the newest job (the waiting pool job of the older one is dropped), and the
+    running invocation computes the newest job before it returns. (Queueing several
+    invocations in one reactive flush can trip ExtendedTask's own queue.)
     """
 
     def __init__(self, pool: WorkerPool):
         self._pool = pool
         self._latest: Any = None
         self._future: Future | None = None
+        self._running = False
         self.task = reactive.ExtendedTask(self._run)
 
     def submit(self, job) -> None:
@@ -210,8 +216,10 @@ class LatestTask:
             self._future.cancel()  # only succeeds while it waits in the pool's queue
             self._future = None
         if job is None:
+            self._running = False
             self.task.cancel()
-        else:
+        elif not self._running:
+            self._running = True
             self.task.invoke(job)
 
     def cancel(self) -> None:
@@ -219,13 +227,20 @@ class LatestTask:
         self.submit(None)
 
     async def _run(self, job) -> Any:
-        if job != self._latest:
-            return SUPERSEDED  # a newer job was submitted while this one was queued
+        job = self._latest  # the newest job when this invocation starts
 
         def track(future: Future) -> None:
             self._future = future
 
-        return await self._pool.run(job, track)
+        while True:
+            if job is None:
+                self._running = False
+                return SUPERSEDED
+            result = await self._pool.run(job, track)
+            if job == self._latest:  # no await between this test and the return
+                self._running = False
+                return result
+            job = self._latest  # superseded while it ran: compute the newest now
 
     def result_for(self, job) -> Any:
         """The result of ``job`` (reactive); "in progress" until it is there, never an older one."""
