@@ -122,7 +122,7 @@ def open_sessions(context, url: str, n: int) -> list:
     pages = []
     for _ in range(n):
         page = context.new_page()
-        page.goto(url)
+        page.goto(url, timeout=TIMEOUT_MS, wait_until="commit")  # the loads overlap
         pages.append(page)
     for page in pages:
         page.wait_for_selector("#risk-mean", timeout=TIMEOUT_MS)
