@@ -155,7 +155,12 @@ class WorkerPool:
             return hit
         if self._executor is None:
             self._executor = self._new_executor()  # not started: workers warm on first use
-        future = self._executor.submit(compute, job)
+        try:
+            future = self._executor.submit(compute, job)
+        except (BrokenProcessPool, RuntimeError) as exc:  # broken or shut down
+            self._report(job, exc)
+            self._executor = None
+            return Failure(job, "The computation service restarted: change an input to retry.")
         if track is not None:
             track(future)
         try:
@@ -236,7 +241,11 @@ class LatestTask:
             if job is None:
                 self._running = False
                 return SUPERSEDED
-            result = await self._pool.run(job, track)
+            try:
+                result = await self._pool.run(job, track)
+            except Exception:
+                self._running = False  # the next submit invokes again
+                raise
             if job == self._latest:  # no await between this test and the return
                 self._running = False
                 return result
