@@ -15,6 +15,9 @@ from asuc_bayes.forecast import SamplerSettings, forecaster_for
 
 __all__ = ["create_app", "run_app", "warm_up"]
 
+#: Seconds a session's browser may take to answer the server's websocket ping.
+WS_PING_TIMEOUT_S = 120.0
+
 
 def warm_up(spec: ModelSpec, settings: SamplerSettings | None = None) -> float:
     """Compile or load the model's densities in this process and run one forecast; return the
@@ -106,6 +109,9 @@ def run_app(
             log_level="warning",
             access_log=False,
             ws_max_size=4 * MAX_UPLOAD_BYTES,
+            # a starved browser or server (a busy shared machine) answers pings late: keep
+            # the session instead of dropping it after uvicorn's default 20 s
+            ws_ping_timeout=WS_PING_TIMEOUT_S,
         )
     finally:
         pool.shutdown()
