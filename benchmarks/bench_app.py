@@ -245,10 +245,10 @@ def main() -> None:
     print(f"  before: {load()}")
     update_costs(checker)
     serial = measure(1, args.sessions, args.solo, args.rounds, checker, start=45.0)
-    pooled = measure(args.workers, args.sessions, args.solo, args.rounds, checker, start=45.0)
-    print(f"  after:  {load()}")
     report(serial)
+    pooled = measure(args.workers, args.sessions, args.solo, args.rounds, checker, start=45.0)
     report(pooled)
+    print(f"  after:  {load()}")
     ratio = pooled.rate() / serial.rate()
     verdict = "met" if ratio >= RATE_TARGET else "NOT met"
     print(
