@@ -280,6 +280,13 @@ def _parser() -> argparse.ArgumentParser:
     _add_sampling_options(app)
     app.add_argument("--quiet", action="store_true", help="no start-up messages on stderr")
     app.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="worker processes computing forecasts (default: one per core)",
+    )
+    app.add_argument(
         "--debug",
         action="store_true",
         help="print tracebacks of unexpected errors (they may show patient values)",
@@ -1106,6 +1113,7 @@ def _app(args: argparse.Namespace) -> int:
             seed=args.seed,
             quiet=args.quiet,
             debug=args.debug,
+            workers=args.workers,
         )
     except KeyboardInterrupt:
         pass

@@ -17,10 +17,10 @@ import re
 from pathlib import Path
 
 import pytest
+from browser_harness import IDLE_JS, chromium, served_app
 from playwright.sync_api import expect
 
 from asuc_bayes import example_path, read_patients
-from asuc_bayes.browser import IDLE_JS, chromium, served_app
 from asuc_bayes.forecast import patient_seed
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -110,16 +110,20 @@ def test_dosing_panel_matches_the_api_for_both_criteria(page, forecaster):
         if criterion == "probability":
             page.get_by_label("P(risk ≤ target) ≥").check()
             expect(page.locator("#criterion_probability")).to_be_visible()
-        chosen = expected["recommended"]
-        if expected["feasible"]:
+        chosen, on_map = expected["recommended"], expected["map_recommended"]
+        if not expected["feasible"]:
+            wanted = "No dose up to the cap reaches the target"
+        elif chosen["dose_mg"] > 0:
             wanted = f"Recommended: {chosen['dose_mg']:g} mg ({chosen['dose_mg_kg']:.1f} mg/kg)"
         else:
-            wanted = "No dose up to the cap reaches the target"
+            wanted = "No infusion needed on day 14: the target is met without an infusion"
         expect(summary).to_contain_text(wanted)
         expect(summary).to_contain_text(f"{100 * chosen['risk_90d']['mean']:.1f} %")
-        expect(summary).to_contain_text(
-            f"MAP recommendation: {expected['map_recommended']['dose_mg']:g} mg"
-        )
+        if on_map["feasible"] and on_map["dose_mg"] > 0:
+            expect(summary).to_contain_text(f"MAP recommendation: {on_map['dose_mg']:g} mg.")
+        elif on_map["feasible"]:
+            expect(summary).to_contain_text("MAP: no infusion needed that day.")
+        assert not re.search(r"(?<![\d.])0 mg", summary.inner_text())  # never "0 mg"
         page.wait_for_function(IDLE_JS, timeout=RESULT_TIMEOUT_MS)
         _expect_plot(page, "#dose_risk_plot")
     _screenshot(page, "app-dosing")

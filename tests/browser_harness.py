@@ -1,5 +1,7 @@
 """The app served on loopback and driven by headless Chromium: shared by the end-to-end tests
-(``tests/test_app_browser.py``) and the responsiveness benchmark (``benchmarks/bench_app.py``).
+(``tests/test_app_browser.py``, ``tests/test_app_concurrency.py``) and the many-users benchmark
+(``benchmarks/bench_app.py``, which puts ``tests/`` on ``sys.path`` to import it). Test code,
+not part of the package.
 
 Chromium is Debian's ``/usr/bin/chromium`` (``scripts/install-browser``), driven through
 Playwright's Python API with ``executable_path``; Playwright's own browser downloads are never
