@@ -16,7 +16,6 @@ import dataclasses
 import io
 import json
 import os
-import re
 import threading
 import time
 from collections import OrderedDict
@@ -265,8 +264,8 @@ def _recommendation(state: WorkerState, job: DosingJob) -> dict[str, Any]:
 def _dosing_view(state: WorkerState, job: DosingJob) -> DosingView:
     try:
         recommendation = _recommendation(state, job)
-    except DosingError as exc:  # the message ends with the CLI option: drop it
-        return DosingView(job, None, re.sub(r" \(--[a-z-]+\)$", "", str(exc)), None)
+    except DosingError as exc:  # its clinical wording: no CLI options
+        return DosingView(job, None, exc.clinical, None)
     figure = _png(dose_risk_figure(recommendation)) if recommendation.get("curve") else None
     return DosingView(job, recommendation, None, figure)
 
@@ -284,8 +283,10 @@ def _download(state: WorkerState, job: DownloadJob) -> bytes:
         try:
             dosing = _recommendation(state, job.dosing)
         except DosingError as exc:
-            dosing = {"error": re.sub(r" \(--[a-z-]+\)$", "", str(exc))}
-    html = patient_report_html(result, dosing=dosing, generated_at=job.generated_at)
+            dosing = {"error": exc.clinical}
+    html = patient_report_html(
+        result, dosing=dosing, generated_at=job.generated_at, random_seed=job.seed
+    )
     return html.encode()
 
 
