@@ -138,5 +138,5 @@ def test_app_refuses_fewer_than_one_worker(capsys):
 
     assert main(["app", "--workers", "0"]) == EXIT_INPUT
     error = capsys.readouterr().err
-    assert "--workers must be at least 1, got 0" in error
+    assert "--workers 0: must be an integer from 1 to 256" in error
     assert "Traceback" not in error
