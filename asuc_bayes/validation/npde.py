@@ -120,6 +120,8 @@ def npde_tests(npde: np.ndarray) -> NpdeTests | None:
     if n < 3:
         return None
     variance = float(np.var(x, ddof=1))
+    if variance == 0.0:  # degenerate: certainly not N(0, 1); the tests would divide by 0
+        return NpdeTests(n, float(np.mean(x)), 0.0, 0.0, 0.0, 0.0, 0.0)
     mean_p = float(scipy.stats.ttest_1samp(x, 0.0).pvalue)
     chi2 = (n - 1) * variance
     tail = float(scipy.stats.chi2.cdf(chi2, n - 1))
