@@ -15,6 +15,7 @@ Examples
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,7 +26,7 @@ from asuc_bayes.inference.problem import PatientProblem, doses_from_patient, pat
 from asuc_bayes.spec import ModelDeclaration, load_declaration
 from asuc_bayes.validation.npde import simulate_records
 
-__all__ = ["SAMPLE_DAYS", "simulate_validation_cohort"]
+__all__ = ["SAMPLE_DAYS", "simulate_validation_cohort", "with_scaled_parameter"]
 
 #: Candidate sampling times (days after the first infusion).
 SAMPLE_DAYS = (1.0, 3.0, 7.0, 13.9, 21.0, 27.9, 41.9)
@@ -69,3 +70,29 @@ def simulate_validation_cohort(
         )
         cohort.append(Patient(shell.id, weight, crp, doses, observations))
     return cohort
+
+
+def with_scaled_parameter(
+    declaration: ModelDeclaration | str, parameter: str, factor: float
+) -> ModelDeclaration:
+    """A copy of ``declaration`` with the typical value of ``parameter`` times ``factor``,
+    named ``<name>-<parameter>-x<factor>`` (a clearly different model, for checks).
+
+    Examples
+    --------
+    >>> decl = with_scaled_parameter("niyigena2025", "CL", 3.0)
+    >>> decl.name, decl.parameter("CL").typical.estimate
+    ('niyigena2025-CL-x3', 1.47)
+    """
+    decl = load_declaration(declaration) if isinstance(declaration, str) else declaration
+    decl.parameter(parameter)  # KeyError naming the model and the parameter
+    parameters = tuple(
+        dataclasses.replace(
+            p, typical=dataclasses.replace(p.typical, estimate=factor * p.typical.estimate)
+        )
+        if p.name == parameter
+        else p
+        for p in decl.parameters
+    )
+    name = f"{decl.name}-{parameter}-x{factor:g}"
+    return dataclasses.replace(decl, name=name, parameters=parameters)
