@@ -38,6 +38,12 @@ from asuc_bayes.validation.averaging import aic_weights, probabilities, stacking
 from asuc_bayes.validation.leave_future_out import Forecasts, LeaveFutureOut, leave_future_out
 from asuc_bayes.validation.metrics import PointMetrics, coverage, point_metrics
 from asuc_bayes.validation.npde import NpdeTests, npde_tests, patient_npde
+from asuc_bayes.validation.outcome import (
+    OutcomeMetrics,
+    PatientOutcome,
+    outcome_metrics,
+    patient_outcome,
+)
 
 __all__ = [
     "ForecastSummary",
@@ -67,6 +73,8 @@ class ModelFit:
     ess: float
     map_log_density: float
     seconds: float
+    #: posterior exposure/risk and label, for a patient with one colectomy record
+    outcome: PatientOutcome | None = None
 
 
 @dataclass(frozen=True)
@@ -90,12 +98,15 @@ def _covariates(covariates_of: Covariates, patient: Patient) -> Mapping[str, Any
     return covariates_of.get(patient.id, {})
 
 
-def _fit(problem: PatientProblem, random_seed: int) -> ModelFit:
+def _fit(problem: PatientProblem, random_seed: int, patient: Patient | None = None) -> ModelFit:
     start = time.perf_counter()
     lfo = leave_future_out(problem, random_seed=random_seed)
     order = np.argsort(problem.time_day, kind="stable")
     npde = patient_npde(problem, random_seed=random_seed)[order]
     full = lfo.full
+    outcome = None
+    if patient is not None and len(patient.events) == 1:
+        outcome = patient_outcome(problem, full, patient)
     return ModelFit(
         model=problem.declaration.label,
         n_eta=problem.n_eta,
@@ -107,6 +118,7 @@ def _fit(problem: PatientProblem, random_seed: int) -> ModelFit:
         ess=full.ess,
         map_log_density=float("nan") if full.map is None else full.map.log_density,
         seconds=time.perf_counter() - start,
+        outcome=outcome,
     )
 
 
@@ -127,7 +139,7 @@ def validate_patient(
     try:
         for model in models:
             problem = PatientProblem.from_patient(_declaration(model), patient, covariates)
-            fits.append(_fit(problem, random_seed))
+            fits.append(_fit(problem, random_seed, patient))
     except ValueError as error:  # MissingCovariateError, bad records
         return PatientValidation(patient.id, (), f"{type(error).__name__}: {error}")
     return PatientValidation(patient.id, tuple(fits))
@@ -153,6 +165,9 @@ class ModelSummary:
     bayesian: ForecastSummary
     map: ForecastSummary
     npde: NpdeTests | None
+    #: None without cases and controls (colectomy records: :mod:`.outcome`)
+    outcome: OutcomeMetrics | None
+    outcome_extrapolated: bool
     mean_weight: float
     mean_likelihood_weight: float
     mean_aic_weight: float
@@ -210,6 +225,14 @@ def _forecast_json(summary: ForecastSummary, prefix: str = "") -> dict[str, Any]
     return out
 
 
+def _outcome_json(m: ModelSummary) -> dict[str, Any] | None:
+    if m.outcome is None:
+        return None
+    out = {k: v if isinstance(v, int) else _num(v) for k, v in vars(m.outcome).items()}
+    out["extrapolated"] = m.outcome_extrapolated
+    return out
+
+
 def _model_json(m: ModelSummary) -> dict[str, Any]:
     npde = None
     if m.npde is not None:
@@ -223,7 +246,7 @@ def _model_json(m: ModelSummary) -> dict[str, Any]:
         "a_priori": _forecast_json(m.a_priori),
         "bayesian": {**_forecast_json(m.bayesian), **_forecast_json(m.map, "map_")},
         "npde": npde,
-        "outcome": None,
+        "outcome": _outcome_json(m),
         "mean_weight": _num(m.mean_weight),
         "log_marginal_total": _num(m.log_marginal_total),
         "max_log_marginal_mcse": _num(m.max_log_marginal_mcse),
@@ -257,6 +280,19 @@ def _summary(lfos: list[LeaveFutureOut], which: str, skip_first: bool) -> Foreca
     )
 
 
+def _outcome(done: list[PatientValidation], m: int) -> OutcomeMetrics | None:
+    rows = [p.fits[m].outcome for p in done]
+    rows = [r for r in rows if r is not None and r.label is not None]
+    if not rows:
+        return None
+    return outcome_metrics(
+        np.array([r.ln_auc_cl for r in rows]),
+        np.array([r.risk for r in rows]),
+        np.array([r.label for r in rows]),
+        rows[0].threshold,
+    )
+
+
 def summarise(
     patients: Sequence[PatientValidation], prior_weights: Sequence[float] | None = None
 ) -> ValidationResult:
@@ -266,7 +302,8 @@ def summarise(
         (p.patient_id, p.error or "no model evaluated") for p in patients if p not in done
     )
     if not done:
-        raise ValueError("validation: no patient could be evaluated; see the skipped reasons")
+        first = f" (first: {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
+        raise ValueError(f"validation: no patient could be evaluated{first}")
     names = [f.model for f in done[0].fits]
     log_marginal = np.array([[f.log_marginal for f in p.fits] for p in done])
     map_density = np.array([[f.map_log_density for f in p.fits] for p in done])
@@ -292,6 +329,10 @@ def summarise(
                 bayesian=_summary(lfos, "bayesian", skip_first=True),
                 map=_summary(lfos, "map", skip_first=True),
                 npde=npde_tests(npde),
+                outcome=_outcome(done, m),
+                outcome_extrapolated=any(
+                    p.fits[m].outcome is not None and p.fits[m].outcome.extrapolated for p in done
+                ),
                 mean_weight=float(posterior[:, m].mean()),
                 mean_likelihood_weight=float(likelihood[:, m].mean()),
                 mean_aic_weight=float(aic[:, m].mean()),
