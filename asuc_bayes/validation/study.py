@@ -174,6 +174,8 @@ class ModelSummary:
     stacking_weight: float
     log_marginal_total: float
     max_log_marginal_mcse: float
+    #: the smallest importance-sampling ESS (None: every evidence by quadrature)
+    min_importance_ess: float | None
     mean_seconds_per_patient: float
 
 
@@ -250,6 +252,7 @@ def _model_json(m: ModelSummary) -> dict[str, Any]:
         "mean_weight": _num(m.mean_weight),
         "log_marginal_total": _num(m.log_marginal_total),
         "max_log_marginal_mcse": _num(m.max_log_marginal_mcse),
+        "min_importance_ess": _num(m.min_importance_ess),
         "mean_seconds_per_patient": _num(m.mean_seconds_per_patient),
     }
 
@@ -291,6 +294,11 @@ def _outcome(done: list[PatientValidation], m: int) -> OutcomeMetrics | None:
         np.array([r.label for r in rows]),
         rows[0].threshold,
     )
+
+
+def _min_ess(done: list[PatientValidation], m: int) -> float | None:
+    values = [p.fits[m].ess for p in done if p.fits[m].log_marginal_method == "importance"]
+    return min(values) if values else None
 
 
 def summarise(
@@ -339,6 +347,7 @@ def summarise(
                 stacking_weight=float(stacking[m]),
                 log_marginal_total=float(log_marginal[:, m].sum()),
                 max_log_marginal_mcse=float(max(p.fits[m].log_marginal_mcse for p in done)),
+                min_importance_ess=_min_ess(done, m),
                 mean_seconds_per_patient=float(np.mean([p.fits[m].seconds for p in done])),
             )
         )
