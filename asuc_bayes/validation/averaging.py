@@ -6,7 +6,9 @@
   objective OFV = −2 [ln p(y | η̂) + ln p(η̂)]: likelihood weights ∝ exp(−OFV/2), AIC weights
   ∝ exp(−(OFV + 2 n_η)/2).
 - **Stacking** (Yao et al. 2018): weights on the simplex maximising the cohort's summed
-  leave-future-out log predictive density Σ_i ln Σ_m w_m p_m(y_i | y_<i).
+  leave-future-out log predictive density Σ_i ln Σ_m w_m p_m(y_i | y_<i) (every record, the
+  first of each patient by its a-priori predictive; a censored record by the probability of
+  its region, the M3 term).
 
 Examples
 --------
