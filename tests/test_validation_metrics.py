@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -11,7 +12,12 @@ import pytest
 from asuc_bayes.validation.leave_future_out import Forecasts, LeaveFutureOut
 from asuc_bayes.validation.marginal import WeightedPosterior
 from asuc_bayes.validation.metrics import coverage, point_metrics
-from asuc_bayes.validation.study import ModelFit, PatientValidation, summarise
+from asuc_bayes.validation.study import (
+    ModelFit,
+    PatientValidation,
+    average_forecasts,
+    summarise,
+)
 
 # Five patients: (observed mg/L, censoring, predicted mg/L, PIT, P(censored region)).
 # Censored records (code 1) hold the LLOQ 1.0; their prediction/PIT are not used.
@@ -89,6 +95,7 @@ def _fit(rows) -> ModelFit:
         bayesian=forecasts,
         map=forecasts,
         full=WeightedPosterior(np.zeros((1, 2)), np.ones(1), -1.0, "quadrature", 0.0, 1.0),
+        prefix_log_marginal=np.zeros(n),
     )
     return ModelFit(
         "m", 2, lfo, np.linspace(-1.0, 1.0, n), -1.0, 0.0, "quadrature", 1.0, -2.0, 0.01
@@ -126,3 +133,31 @@ def test_summary_skips_failed_patients_and_reports_why():
     # one measured record: no NPDE tests (fewer than 3 values), null rather than NaN
     assert out["models"][0]["npde"] is None
     json.dumps(out, allow_nan=False)
+
+
+def test_model_averaged_forecast_by_hand():
+    """Two models, records (10 measured, 1.0 censored): record 2 is forecast with weights
+    p(m | y_1) ∝ p_m(y_1) = e^-2 : e^-3, record 1 with the equal prior."""
+    rows = [(10.0, 0, 12.0, 0.50, None), (1.0, 1, 0.5, None, 0.30)]
+    a, b = _fit(rows), _fit(rows)
+    fb = Forecasts(
+        np.array([8.0, 0.9]), np.array([0.2, np.nan]), np.array([np.nan, 0.6]), np.log([0.1, 0.6])
+    )
+    a_lfo = dataclasses.replace(
+        a.forecasts,
+        bayesian=dataclasses.replace(a.forecasts.bayesian, log_density=np.log([0.3, 0.3])),
+        prefix_log_marginal=np.array([0.0, -2.0]),
+    )
+    b_lfo = dataclasses.replace(
+        b.forecasts, a_priori=fb, bayesian=fb, prefix_log_marginal=np.array([0.0, -3.0])
+    )
+    patient = PatientValidation(
+        "p", (dataclasses.replace(a, forecasts=a_lfo), dataclasses.replace(b, forecasts=b_lfo))
+    )
+    mixed = average_forecasts(patient, None)
+    w = math.exp(-2) / (math.exp(-2) + math.exp(-3))
+    assert mixed.bayesian.point_mg_l[0] == pytest.approx(0.5 * 12.0 + 0.5 * 8.0)
+    assert mixed.bayesian.pit[0] == pytest.approx(0.5 * 0.5 + 0.5 * 0.2)
+    assert mixed.bayesian.p_censored[1] == pytest.approx(w * 0.30 + (1 - w) * 0.6)
+    assert mixed.bayesian.log_density[1] == pytest.approx(math.log(w * 0.3 + (1 - w) * 0.6))
+    assert mixed.a_priori.point_mg_l[1] == pytest.approx(0.5 * 0.5 + 0.5 * 0.9)

@@ -74,3 +74,5 @@ def test_simulating_model_is_calibrated_and_preferred():
     assert average["stacking"][own["name"]] > 0.5
     assert average["likelihood"][own["name"]] > average["likelihood"][wrong["name"]]
     assert wrong["npde"]["p_value"] < 1e-3
+    # the model-averaged forecasts are calibrated too (they lean on the right model)
+    assert 0.85 <= average["bayesian"]["coverage_90"] <= 0.95

@@ -87,6 +87,8 @@ class LeaveFutureOut:
     bayesian: Forecasts
     map: Forecasts
     full: WeightedPosterior
+    #: ln p(y_<k) of the records before each record (0 for the first): model averaging
+    prefix_log_marginal: np.ndarray | None = None
 
 
 def prefix(problem: PatientProblem, k: int) -> PatientProblem:
@@ -169,14 +171,16 @@ def _leave_future_out(problem: PatientProblem, random_seed: int) -> LeaveFutureO
     prior = prior_nodes(problem)
     zero = np.zeros(problem.n_eta)
     a_priori = [forecast_record(problem, prior, k, zero) for k in range(n)]
-    bayesian, map_rows = [], []
+    bayesian, map_rows, evidence = [], [], []
     for k in range(n):
         if k == 0:
+            evidence.append(0.0)
             bayesian.append(a_priori[0])
             map_rows.append(a_priori[0])
             continue
         past = prefix(problem, k)
         nodes = posterior(past, random_seed=random_seed + k)
+        evidence.append(nodes.log_marginal)
         bayesian.append(forecast_record(problem, nodes, k, None))
         laplace, eta_hat = _laplace_nodes(past, nodes.map)
         map_rows.append(forecast_record(problem, laplace, k, eta_hat))
@@ -190,4 +194,5 @@ def _leave_future_out(problem: PatientProblem, random_seed: int) -> LeaveFutureO
         bayesian=_stack(bayesian),
         map=_stack(map_rows),
         full=full,
+        prefix_log_marginal=np.array(evidence, dtype=float),
     )

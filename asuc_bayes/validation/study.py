@@ -23,6 +23,7 @@ Examples
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import scipy.special
 
 from asuc_bayes.dataset import MEASURED, Patient
 from asuc_bayes.inference.problem import PatientProblem
@@ -51,6 +53,7 @@ __all__ = [
     "ModelSummary",
     "PatientValidation",
     "ValidationResult",
+    "average_forecasts",
     "summarise",
     "validate_cohort",
     "validate_patient",
@@ -188,6 +191,9 @@ class ValidationResult:
     models: tuple[ModelSummary, ...]
     #: per patient (rows) and model (columns): posterior model probabilities
     weights: np.ndarray
+    #: the model-averaged forecasts (:func:`average_forecasts`)
+    average_a_priori: ForecastSummary | None
+    average_bayesian: ForecastSummary | None
     patients: tuple[PatientValidation, ...]
     skipped: tuple[tuple[str, str], ...]
 
@@ -199,6 +205,12 @@ class ValidationResult:
             "models": [_model_json(m) for m in self.models],
             "average": {
                 "method": "posterior model probability (equal prior weights)",
+                "a_priori": None
+                if self.average_a_priori is None
+                else _forecast_json(self.average_a_priori),
+                "bayesian": None
+                if self.average_bayesian is None
+                else _forecast_json(self.average_bayesian),
                 "posterior_probability": {m.name: _num(m.mean_weight) for m in self.models},
                 "likelihood": {m.name: _num(m.mean_likelihood_weight) for m in self.models},
                 "aic": {m.name: _num(m.mean_aic_weight) for m in self.models},
@@ -296,6 +308,37 @@ def _outcome(done: list[PatientValidation], m: int) -> OutcomeMetrics | None:
     )
 
 
+def average_forecasts(patient: PatientValidation, prior: np.ndarray | None) -> LeaveFutureOut:
+    """The Bayesian-model-averaged forecasts of one patient's records.
+
+    Record k is forecast by the mixture of the models' forecasts with the weights
+    p(m | y_<k) ∝ π_m p_m(y_<k) (the prior π for the first record, and a priori): the PIT,
+    probability of a censored region and point prediction (mean of f) are the weighted sums,
+    the predictive density the weighted mixture.
+    """
+    fits = patient.fits
+    lfo0 = fits[0].forecasts
+    evidence = np.stack([f.forecasts.prefix_log_marginal for f in fits], axis=1)
+    bayes_w = probabilities(evidence, prior)  # (n_records, n_models)
+    prior_w = probabilities(np.zeros_like(evidence), prior)
+
+    def mix(which: str, w: np.ndarray) -> Forecasts:
+        parts = [getattr(f.forecasts, which) for f in fits]
+
+        def weighted(field: str) -> np.ndarray:
+            return np.sum(w * np.stack([getattr(x, field) for x in parts], axis=1), axis=1)
+
+        lpd = np.stack([x.log_density for x in parts], axis=1)
+        log_density = scipy.special.logsumexp(lpd + np.log(np.maximum(w, 1e-300)), axis=1)
+        return Forecasts(
+            weighted("point_mg_l"), weighted("pit"), weighted("p_censored"), log_density
+        )
+
+    return dataclasses.replace(
+        lfo0, a_priori=mix("a_priori", prior_w), bayesian=mix("bayesian", bayes_w), map=lfo0.map
+    )
+
+
 def _min_ess(done: list[PatientValidation], m: int) -> float | None:
     values = [p.fits[m].ess for p in done if p.fits[m].log_marginal_method == "importance"]
     return min(values) if values else None
@@ -351,7 +394,11 @@ def summarise(
                 mean_seconds_per_patient=float(np.mean([p.fits[m].seconds for p in done])),
             )
         )
+    prior = None if prior_weights is None else np.array(prior_weights, dtype=float)
+    averaged = [average_forecasts(p, prior) for p in done]
     return ValidationResult(
+        average_a_priori=_summary(averaged, "a_priori", skip_first=False),
+        average_bayesian=_summary(averaged, "bayesian", skip_first=True),
         n_subjects=len(done),
         n_concentrations=int(sum(p.fits[0].forecasts.time_day.size for p in done)),
         models=tuple(summaries),
