@@ -16,6 +16,7 @@ from asuc_bayes.validation.averaging import aic_weights, probabilities, stacking
 from asuc_bayes.validation.marginal import (
     adaptive_quadrature,
     importance_sampling,
+    pareto_k,
     posterior,
     prior_nodes,
 )
@@ -107,6 +108,7 @@ def test_four_effects_importance_sampling_against_a_very_long_run():
         assert post.method == "importance" and post.ess > 500
         assert abs(post.log_marginal - reference.log_marginal) < 4 * post.mcse + 4e-3
         estimates.append((post.log_marginal, post.mcse))
+    assert post.pareto_k is not None and post.pareto_k < 0.7
     spread = np.std([e for e, _ in estimates])
     assert spread < 3 * np.mean([m for _, m in estimates])
 
@@ -159,3 +161,15 @@ def test_stacking_weights_against_a_scalar_search():
     best = scipy.optimize.minimize_scalar(negative, bounds=(0, 1), method="bounded").x
     assert weights[0] == pytest.approx(best, abs=1e-4)
     assert weights.sum() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(("shape", "tolerance"), [(0.0, 0.06), (0.5, 0.08), (0.8, 0.1)])
+def test_pareto_k_recovers_known_tail_shapes(shape, tolerance):
+    """Weights with a generalised Pareto tail of known shape ξ (ξ = 0: exponential)."""
+    rng = np.random.default_rng(1)
+    if shape == 0.0:
+        weights = rng.exponential(size=40_000)
+    else:
+        weights = rng.pareto(1.0 / shape, size=40_000) + 1.0
+    assert pareto_k(np.log(weights)) == pytest.approx(shape, abs=tolerance)
+    assert pareto_k(np.zeros(10)) is None

@@ -31,6 +31,7 @@ def test_missing_covariates_skip_patients_with_the_reason():
     assert "map_coverage_90" in model["bayesian"]
     assert model["max_log_marginal_mcse"] > 0  # four random effects: importance sampling
     assert model["min_importance_ess"] > 500
+    assert model["max_pareto_k"] < 0.7
     assert out["models"][0]["min_importance_ess"] is None  # two: quadrature
     weights = [m["mean_weight"] for m in out["models"]]
     assert sum(weights) == pytest.approx(1.0)

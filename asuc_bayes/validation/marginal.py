@@ -53,6 +53,7 @@ __all__ = [
     "gauss_hermite_normal",
     "grid_quadrature",
     "importance_sampling",
+    "pareto_k",
     "posterior",
     "prior_nodes",
 ]
@@ -92,6 +93,9 @@ class WeightedPosterior:
     mcse: float
     ess: float
     map: MapResult | None = None
+    #: Pareto k̂ of the importance weights' tail (None for quadrature); above 0.7 the
+    #: estimate is unreliable (Vehtari et al. 2024)
+    pareto_k: float | None = None
 
 
 @lru_cache(maxsize=16)
@@ -192,6 +196,46 @@ def grid_quadrature(
     return WeightedPosterior(eta[keep], weight, log_marginal, "grid", 0.0, _kish(weight), mode)
 
 
+def _gpd_shape(exceedances: np.ndarray) -> float:
+    """Zhang & Stephens (2009) estimate of the generalised Pareto shape of sorted positive
+    exceedances, with the weak prior of PSIS (Vehtari et al. 2024, as in ArviZ)."""
+    x = np.sort(exceedances)
+    n = x.size
+    m = 30 + int(math.sqrt(n))
+    b = 1.0 - np.sqrt(m / (np.arange(1, m + 1) - 0.5))
+    b = b / (3.0 * x[int(n / 4 + 0.5) - 1]) + 1.0 / x[-1]
+    k = np.log1p(-b[:, None] * x).mean(axis=1)
+    log_lik = n * (np.log(-(b / k)) - k - 1.0)
+    weights = np.exp(log_lik - scipy.special.logsumexp(log_lik))
+    keep = weights >= 10 * np.finfo(float).eps
+    weights = weights[keep] / weights[keep].sum()
+    b_post = float(np.sum(b[keep] * weights))
+    k_post = float(np.log1p(-b_post * x).mean())
+    return (n * k_post + 10 * 0.5) / (n + 10)
+
+
+def pareto_k(log_weight: np.ndarray) -> float | None:
+    """Pareto k̂ of the largest min(n/5, 3√n) importance weights (PSIS diagnostic); ``None``
+    when the tail is too short or flat to fit.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> round(pareto_k(np.log(rng.pareto(2.0, 20_000) + 1.0)), 1)  # shape 1/2
+    0.5
+    """
+    log_w = np.sort(np.asarray(log_weight, dtype=float)[np.isfinite(log_weight)])
+    n = log_w.size
+    tail = int(min(n / 5.0, 3.0 * math.sqrt(n)))
+    if tail < 5:
+        return None
+    w = np.exp(log_w - log_w[-1])
+    exceedances = w[-tail:] - w[-tail - 1]
+    if not np.all(exceedances > 0):
+        return None
+    return _gpd_shape(exceedances)
+
+
 def _proposal_logpdf(eta: np.ndarray, mode: MapResult, omega: np.ndarray) -> np.ndarray:
     t = scipy.stats.multivariate_t(mode.eta, IS_SCALE**2 * mode.covariance, df=IS_DF)
     prior = scipy.stats.multivariate_normal(np.zeros(mode.eta.size), omega)
@@ -227,7 +271,9 @@ def importance_sampling(
     log_marginal = log_sum - math.log(n_draws)
     raw = weight * n_draws  # w / mean(w)
     mcse = float(np.std(raw) / math.sqrt(n_draws))
-    return WeightedPosterior(eta, weight, log_marginal, "importance", mcse, _kish(weight), mode)
+    return WeightedPosterior(
+        eta, weight, log_marginal, "importance", mcse, _kish(weight), mode, pareto_k(log_w)
+    )
 
 
 def posterior(problem: PatientProblem, *, random_seed: int = 0) -> WeightedPosterior:

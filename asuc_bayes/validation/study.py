@@ -76,6 +76,8 @@ class ModelFit:
     ess: float
     map_log_density: float
     seconds: float
+    #: Pareto k̂ of the importance weights of the evidence (None: quadrature)
+    pareto_k: float | None = None
     #: posterior exposure/risk and label, for a patient with one colectomy record
     outcome: PatientOutcome | None = None
 
@@ -121,6 +123,7 @@ def _fit(problem: PatientProblem, random_seed: int, patient: Patient | None = No
         ess=full.ess,
         map_log_density=float("nan") if full.map is None else full.map.log_density,
         seconds=time.perf_counter() - start,
+        pareto_k=full.pareto_k,
         outcome=outcome,
     )
 
@@ -179,6 +182,8 @@ class ModelSummary:
     max_log_marginal_mcse: float
     #: the smallest importance-sampling ESS (None: every evidence by quadrature)
     min_importance_ess: float | None
+    #: the largest Pareto k̂ of the importance weights (None: every evidence by quadrature)
+    max_pareto_k: float | None
     mean_seconds_per_patient: float
 
 
@@ -265,6 +270,7 @@ def _model_json(m: ModelSummary) -> dict[str, Any]:
         "log_marginal_total": _num(m.log_marginal_total),
         "max_log_marginal_mcse": _num(m.max_log_marginal_mcse),
         "min_importance_ess": _num(m.min_importance_ess),
+        "max_pareto_k": _num(m.max_pareto_k),
         "mean_seconds_per_patient": _num(m.mean_seconds_per_patient),
     }
 
@@ -391,6 +397,10 @@ def summarise(
                 log_marginal_total=float(log_marginal[:, m].sum()),
                 max_log_marginal_mcse=float(max(p.fits[m].log_marginal_mcse for p in done)),
                 min_importance_ess=_min_ess(done, m),
+                max_pareto_k=max(
+                    (p.fits[m].pareto_k for p in done if p.fits[m].pareto_k is not None),
+                    default=None,
+                ),
                 mean_seconds_per_patient=float(np.mean([p.fits[m].seconds for p in done])),
             )
         )
