@@ -246,7 +246,8 @@ def _monte_carlo_errors(draws: np.ndarray, probs: np.ndarray, independent: bool)
     mean = sd / np.sqrt(ess_mean)
     a = ess_quantile * probs[:, None] + 1.0
     b = ess_quantile * (1.0 - probs[:, None]) + 1.0
-    ppf = scipy.stats.beta.ppf(_ONE_SD[:, None, None], a, b)  # (2, p, k)
+    # the Beta quantile function (scipy.stats.beta.ppf) without importing scipy.stats
+    ppf = scipy.special.betaincinv(a, b, _ONE_SD[:, None, None])  # (2, p, k)
     low = np.floor(np.fmax(ppf[0] * total - 1.0, 0.0)).astype(np.intp)
     high = np.ceil(np.fmin(ppf[1] * total - 1.0, total - 1.0)).astype(np.intp)
     ordered = np.sort(flat, axis=0)
