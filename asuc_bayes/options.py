@@ -189,7 +189,10 @@ COMMAND_RULES: dict[tuple[str, str], Any] = {
     ("evaluate", "replicates"): Number(10, 100_000, integer=True, fix="VPC replicates, >= 10"),
     ("simulate", "out"): OutputFile("cohort.csv"),
     ("fit", "out"): OutputFile("fit.nc"),
-    **{(command, "out"): OutputDir() for command in ("sensitivity", "compare", "evaluate", "sbc")},
+    **{
+        (command, "out"): OutputDir()
+        for command in ("sensitivity", "compare", "evaluate", "sbc", "validate")
+    },
 }
 
 

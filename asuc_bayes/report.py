@@ -971,3 +971,53 @@ def format_sbc(table, counts: dict, attrs: dict, rhat_max: float = 1.05) -> str:
         "on the true values"
     )
     return "\n".join(lines)
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{value:+.1%}" if value < 0 else f"{value:.1%}"
+
+
+def _num(value, fmt: str = "{:.3g}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def format_validation(document: dict) -> str:
+    """The ``validate`` JSON as a table: one line per model and mode, then the average."""
+    lines = [
+        f"external validation: {document['n_subjects']} subjects, "
+        f"{document['n_concentrations']} concentrations",
+        "",
+        f"  {'model':<22}{'mode':<11}{'MPE':>8}{'RMSE':>8}{'±20%':>7}{'±30%':>7}{'cov90':>7}"
+        f"{'MAP cov90':>10}",
+    ]
+    rows = [(m["name"], m) for m in document["models"]]
+    average = document.get("average") or {}
+    for name, entry in [*rows, ("model average", average)]:
+        for mode in ("a_priori", "bayesian"):
+            metrics = entry.get(mode)
+            if not metrics:
+                continue
+            lines.append(
+                f"  {name:<22}{mode.replace('_', ' '):<11}{_pct(metrics.get('mpe')):>8}"
+                f"{_pct(metrics.get('rmse')):>8}{_pct(metrics.get('within_20')):>7}"
+                f"{_pct(metrics.get('within_30')):>7}{_pct(metrics.get('coverage_90')):>7}"
+                f"{_pct(metrics.get('map_coverage_90')):>10}"
+            )
+    lines += [
+        "",
+        f"  {'model':<22}{'NPDE mean':>10}{'var':>7}{'p':>8}{'AUROC':>7}{'Brier':>7}"
+        f"{'cal. slope':>11}{'weight':>8}",
+    ]
+    for name, entry in rows:
+        npde, outcome = entry.get("npde") or {}, entry.get("outcome") or {}
+        lines.append(
+            f"  {name:<22}{_num(npde.get('mean'), '{:+.3f}'):>10}"
+            f"{_num(npde.get('variance'), '{:.3f}'):>7}{_num(npde.get('p_value'), '{:.3f}'):>8}"
+            f"{_num(outcome.get('auroc'), '{:.2f}'):>7}{_num(outcome.get('brier'), '{:.3f}'):>7}"
+            f"{_num(outcome.get('calibration_slope'), '{:.2f}'):>11}"
+            f"{_num(entry.get('mean_weight'), '{:.2f}'):>8}"
+        )
+    lines.append("  (MPE, RMSE relative; weight: mean posterior model probability per patient)")
+    for skipped in document.get("skipped", []):
+        lines.append(f"  skipped {skipped['id']}: {skipped['reason']}")
+    return "\n".join(lines)
