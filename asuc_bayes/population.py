@@ -48,7 +48,6 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
-from pymc.distributions.dist_math import normal_lcdf
 
 from asuc_bayes._version import __version__
 from asuc_bayes.config import ModelSpec, PopulationPriors, Prior
@@ -64,6 +63,7 @@ from asuc_bayes.kernels import (
     weibull_log_likelihood,
 )
 from asuc_bayes.population_draws import PARAMETER_NAMES, omega_to_cv
+from asuc_bayes.spec.legacy import legacy_residual
 
 __all__ = [
     "JSON_PARAMETERS",
@@ -96,10 +96,8 @@ JSON_PARAMETERS = {
 PK_PARAMETERS = ("theta_cl", "theta_v", "crp_exponent_cl", "omega_cl", "omega_v", "residual_sd")
 TTE_PARAMETERS = ("tte_lambda", "tte_gamma", "tte_beta")
 INDIVIDUAL = ("eta_cl", "eta_v")
-MIN_PREDICTION_MG_L = 1e-12
 RHAT_MAX = 1.01
 ESS_BULK_MIN = 400.0
-_LOG_2PI = math.log(2.0 * math.pi)
 #: Columns of the model's ``subject_data`` and ``obs_data`` containers.
 SUBJECT_COLUMNS = ("weight_kg", "crp_mg_l", "centring_cl", "centring_v", "event_time_day", "event")
 OBSERVATION_COLUMNS = ("value_mg_l", "measured")
@@ -323,33 +321,24 @@ def _or_zeros(values, n: int) -> np.ndarray:
     return np.zeros(n) if values is None else np.asarray(values, dtype=float)
 
 
-def _standardised_residual(values, f, residual_sd, form):
-    """(z, log density of a measured value) of the residual model at predictions ``f``."""
-    if form == "proportional":
-        scale = residual_sd * f
-        z = (values - f) / scale
-        return z, -0.5 * z * z - pt.log(scale) - 0.5 * _LOG_2PI
-    if form == "log_normal":
-        z = (pt.log(values) - pt.log(f)) / residual_sd
-        return z, -0.5 * z * z - pt.log(residual_sd) - pt.log(values) - 0.5 * _LOG_2PI
-    raise ValueError(f"unknown residual form {form!r}")
-
-
 def concentration_log_likelihood(
     values, measured, censored, censored_sign, prediction, residual_sd, form: str
 ):
     """Σ_j log p(y_j | f_j) with M3 censoring (model card, section 1), as a PyTensor graph.
 
-    Measured records (``measured`` = 1) contribute the residual density at the value;
-    censored ones (indices ``censored``, the limit as value) log Φ(s·z), s = +1 below the
-    LLOQ and −1 above the ULOQ (``censored_sign``), with z the standardised residual
-    ((y − f)/(σ f), or (ln y − ln f)/σ for ``form="log_normal"``). The normal log-CDF
-    (PyMC's stable erfcx-based one) is evaluated for the censored records only.
-    Predictions are floored at ``MIN_PREDICTION_MG_L``.
+    Measured records (``measured`` = 1) contribute the residual density at the value (of y,
+    also for the log-normal form); censored ones (indices ``censored``, the limit as value)
+    ln Φ(s·z), s = +1 below the LLOQ and −1 above the ULOQ (``censored_sign``), with z the
+    standardised residual. The equations are the registered residual forms of
+    :mod:`asuc_bayes.spec.residual` (predictions floored at ``PREDICTION_FLOOR_MG_L``); the
+    normal log-CDF is evaluated for the censored records only.
     """
-    f = pt.maximum(prediction, MIN_PREDICTION_MG_L)
-    z, log_density = _standardised_residual(values, f, residual_sd, form)
-    return (measured * log_density).sum() + normal_lcdf(0.0, 1.0, censored_sign * z[censored]).sum()
+    residual_form, sigma = legacy_residual(form, residual_sd)
+    density = residual_form.log_density(values, prediction, sigma, pt)
+    m3 = residual_form.log_censored(
+        values[censored], prediction[censored], sigma, censored_sign, pt
+    )
+    return (measured * density).sum() + m3.sum()
 
 
 #: Reference time (days) of the sampler's Weibull coordinate log10 H0(t_c).
