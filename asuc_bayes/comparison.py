@@ -44,6 +44,7 @@ from asuc_bayes.forecast import (
 from asuc_bayes.grid import grid_posterior
 from asuc_bayes.kernels import concentration
 from asuc_bayes.simulate import add_residual_error, simulate_patients
+from asuc_bayes.spec.residual import PREDICTION_FLOOR_MG_L
 
 __all__ = [
     "INTERVAL_LEVELS",
@@ -225,7 +226,7 @@ def predictive_check(
             loo.derived["cl"].ravel(),
             loo.derived["v"].ravel(),
         )[:, 0]
-        f = np.maximum(f, 1e-12)
+        f = np.maximum(f, PREDICTION_FLOOR_MG_L)
         if proportional:
             cdf_nodes = scipy.stats.norm.cdf(obs.value_mg_l, loc=f, scale=sd * f)
         else:

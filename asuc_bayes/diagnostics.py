@@ -25,7 +25,12 @@ import scipy.fft
 import scipy.special
 import scipy.stats
 
-__all__ = ["rank_diagnostics"]
+__all__ = ["ESS_BULK_MIN", "RHAT_MAX", "rank_diagnostics"]
+
+#: The convergence gates of every posterior (individual forecasts and population fits): the
+#: largest rank-normalised split R-hat and the smallest bulk ESS that pass.
+RHAT_MAX = 1.01
+ESS_BULK_MIN = 400.0
 
 #: Blom's offset of the rank back-transform (as ArviZ).
 _BLOM = 3.0 / 8.0

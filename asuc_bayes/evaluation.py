@@ -41,12 +41,13 @@ import pandas as pd
 import scipy.stats
 import xarray as xr
 
-from asuc_bayes.config import ModelSpec
+from asuc_bayes.config import PARAMETER_NAMES, PK_PARAMETER_NAMES, ModelSpec
 from asuc_bayes.dataset import ABOVE_ULOQ, BELOW_LLOQ
 from asuc_bayes.kernels import concentration, individual_clearance, individual_volume
 from asuc_bayes.population import CohortData, cohort_of_fit
 from asuc_bayes.population_draws import PopulationDraws
 from asuc_bayes.simulate import weibull_event_time
+from asuc_bayes.spec.residual import PREDICTION_FLOOR_MG_L
 
 __all__ = [
     "Evaluation",
@@ -228,7 +229,7 @@ def pcvpc(
     typical_cl, typical_v = _individual(
         spec, data, medians["theta_cl"], medians["theta_v"], medians["crp_exponent_cl"], zero, zero
     )
-    pred = np.maximum(_predict(data, typical_cl, typical_v), 1e-12)
+    pred = np.maximum(_predict(data, typical_cl, typical_v), PREDICTION_FLOOR_MG_L)
     times = data.obs_time_day
     edges = np.unique(np.quantile(times, np.linspace(0, 1, n_bins + 1)))
     bins = np.clip(np.searchsorted(edges, times, side="right") - 1, 0, edges.size - 2)
@@ -237,10 +238,7 @@ def pcvpc(
     lower, upper = _limits(data, assay_limits)
     observed = data.obs_value_mg_l * correction
     indices = _draw_indices(posterior, replicates, rng)
-    flat = {
-        n: _flat(posterior, n)
-        for n in ("theta_cl", "theta_v", "crp_exponent_cl", "omega_cl", "omega_v", "residual_sd")
-    }
+    flat = {n: _flat(posterior, n) for n in PK_PARAMETER_NAMES}
     simulated_percentiles = np.empty((replicates, edges.size - 1, len(VPC_PERCENTILES)))
     simulated_censored = np.empty((replicates, edges.size - 1))
     for r, s in enumerate(indices):
@@ -322,20 +320,7 @@ def km_vpc(
     x = _flat(posterior, "ln_auc_cl")
     draws = PopulationDraws(
         spec,
-        **{
-            name: _flat(posterior, name)
-            for name in (
-                "theta_cl",
-                "theta_v",
-                "crp_exponent_cl",
-                "omega_cl",
-                "omega_v",
-                "residual_sd",
-                "tte_lambda",
-                "tte_gamma",
-                "tte_beta",
-            )
-        },
+        **{name: _flat(posterior, name) for name in PARAMETER_NAMES},
         source="fit",
     )
     indices = _draw_indices(posterior, replicates, rng)

@@ -29,7 +29,7 @@ import xarray as xr
 from asuc_bayes._version import __version__
 from asuc_bayes.config import ModelSpec
 from asuc_bayes.dataset import Dose, Observation, Patient
-from asuc_bayes.diagnostics import rank_diagnostics
+from asuc_bayes.diagnostics import ESS_BULK_MIN, RHAT_MAX, rank_diagnostics
 from asuc_bayes.grid import (
     GridPosterior,
     find_modes,
@@ -39,10 +39,11 @@ from asuc_bayes.grid import (
 )
 from asuc_bayes.independence import MixtureProposal, StudentTProposal, independence_metropolis
 from asuc_bayes.kernels import (
-    AUC_FLOOR_MG_DAY_L,
     auc_interval,
     concentration,
     individual_pk_parameters,
+    ln_auc_cl,
+    weibull_parameters,
     weibull_risk,
 )
 from asuc_bayes.model import (
@@ -90,10 +91,8 @@ DERIVED = {
 }
 #: Summary statistics of every posterior quantity (the output contract's S).
 STATISTICS = ("mean", "sd", "q2.5", "q50", "q97.5")
-RHAT_MAX = 1.01
 #: The MAP is searched within this many prior SDs of η = 0 (prior density e^-50 there).
 ETA_BOUND_SD = 10.0
-ESS_BULK_MIN = 400.0
 CURVE_END_DAY = 90.0
 #: Concentration curves are kept for every CURVE_THIN-th draw (1000 curves by default): the
 #: curves dominate the cost of a result and bands for plots need no more.
@@ -174,16 +173,8 @@ def derived_quantities(spec: ModelSpec, patient: Patient, eta: np.ndarray) -> di
         cl,
         v,
     )
-    ln_ratio = np.log(np.maximum(auc, AUC_FLOOR_MG_DAY_L)) - np.log(cl)
-    risk = weibull_risk(
-        tte.horizon_day,
-        ln_ratio,
-        baseline_lambda=tte.baseline_lambda,
-        gamma=tte.gamma.estimate,
-        beta=tte.beta.estimate,
-        x_ref=tte.x_ref,
-        form=tte.form,
-    )
+    ln_ratio = ln_auc_cl(auc, cl)
+    risk = weibull_risk(tte.horizon_day, ln_ratio, **weibull_parameters(tte))
     return {"cl": cl, "v": v, "auc_w2_4": auc, "ln_auc_cl": ln_ratio, "risk_90d": risk}
 
 

@@ -244,17 +244,9 @@ def derived_on_grid(
             cl[lo:hi],
             v[lo:hi],
         )
-    ln_auc_cl = np.log(np.maximum(auc, kernels.AUC_FLOOR_MG_DAY_L)) - np.log(cl)
+    ln_auc_cl = kernels.ln_auc_cl(auc, cl)
     tte = spec.tte
-    risk = kernels.weibull_risk(
-        tte.horizon_day,
-        ln_auc_cl,
-        baseline_lambda=tte.baseline_lambda,
-        gamma=tte.gamma.estimate,
-        beta=tte.beta.estimate,
-        x_ref=tte.x_ref,
-        form=tte.form,
-    )
+    risk = kernels.weibull_risk(tte.horizon_day, ln_auc_cl, **kernels.weibull_parameters(tte))
     return {
         "cl": cl.reshape(shape),
         "v": v.reshape(shape),

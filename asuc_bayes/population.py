@@ -50,19 +50,28 @@ import pytensor.tensor as pt
 import xarray as xr
 
 from asuc_bayes._version import __version__
-from asuc_bayes.config import ModelSpec, PopulationPriors, Prior
-from asuc_bayes.dataset import BELOW_LLOQ, MEASURED, Patient
+from asuc_bayes.config import (
+    PARAMETER_NAMES,
+    PK_PARAMETER_NAMES,
+    TTE_PARAMETER_NAMES,
+    ModelSpec,
+    PopulationPriors,
+    Prior,
+)
+from asuc_bayes.dataset import BELOW_LLOQ, DEFAULT_INFUSION_DURATION_DAY, MEASURED, Patient
+from asuc_bayes.diagnostics import ESS_BULK_MIN, RHAT_MAX
 from asuc_bayes.kernels import (
-    AUC_FLOOR_MG_DAY_L,
     auc_window_phases,
     dose_phase_times,
     individual_clearance,
     individual_volume,
     infusion_auc,
     infusion_concentration,
+    ln_auc_cl,
     weibull_log_likelihood,
+    weibull_parameters,
 )
-from asuc_bayes.population_draws import PARAMETER_NAMES, omega_to_cv
+from asuc_bayes.population_draws import omega_to_cv
 from asuc_bayes.spec.legacy import legacy_residual
 
 __all__ = [
@@ -93,11 +102,7 @@ JSON_PARAMETERS = {
     "tte_gamma": "tte_gamma",
     "tte_beta": "tte_beta",
 }
-PK_PARAMETERS = ("theta_cl", "theta_v", "crp_exponent_cl", "omega_cl", "omega_v", "residual_sd")
-TTE_PARAMETERS = ("tte_lambda", "tte_gamma", "tte_beta")
 INDIVIDUAL = ("eta_cl", "eta_v")
-RHAT_MAX = 1.01
-ESS_BULK_MIN = 400.0
 #: Columns of the model's ``subject_data`` and ``obs_data`` containers.
 SUBJECT_COLUMNS = ("weight_kg", "crp_mg_l", "centring_cl", "centring_v", "event_time_day", "event")
 OBSERVATION_COLUMNS = ("value_mg_l", "measured")
@@ -157,7 +162,9 @@ class CohortData:
         return len(self.ids)
 
     @classmethod
-    def from_patients(cls, patients, default_duration_day: float = 1.0 / 12.0) -> CohortData:
+    def from_patients(
+        cls, patients, default_duration_day: float = DEFAULT_INFUSION_DURATION_DAY
+    ) -> CohortData:
         """Arrays of validated patients, each with exactly one event record
         (:func:`asuc_bayes.dataset.validate_cohort`)."""
         patients = list(patients)
@@ -413,7 +420,7 @@ def ln_auc_over_cl(bound, cl, v):
         xp=pt,
     )
     auc = pt.zeros_like(cl)[subject].inc(per_dose)
-    return pt.log(pt.maximum(auc, AUC_FLOOR_MG_DAY_L)) - pt.log(cl)
+    return ln_auc_cl(auc, cl, xp=pt)
 
 
 def predicted_concentration(bound, cl, v):
@@ -521,11 +528,7 @@ def build_population_model(
                     bound["event"],
                     x,
                     xp=pt,
-                    baseline_lambda=tte_lambda,
-                    gamma=gamma,
-                    beta=beta,
-                    x_ref=tte.x_ref,
-                    form=tte.form,
+                    **weibull_parameters(tte, baseline_lambda=tte_lambda, gamma=gamma, beta=beta),
                 ).sum(),
             )
     return model
@@ -775,7 +778,7 @@ def fit_population(
     else:
         posterior, stats, timing = _sample(spec, priors, data, "pk", settings, random_seed)
         pk_checks = convergence(
-            posterior, int(stats["diverging"].sum()), (*PK_PARAMETERS, *INDIVIDUAL)
+            posterior, int(stats["diverging"].sum()), (*PK_PARAMETER_NAMES, *INDIVIDUAL)
         )
         x = posterior["ln_auc_cl"]
         extra = {
@@ -785,8 +788,10 @@ def fit_population(
         tte_posterior, tte_stats, tte_timing = _sample(
             spec, priors, data, "tte", settings, random_seed + 1, extra
         )
-        tte_checks = convergence(tte_posterior, int(tte_stats["diverging"].sum()), TTE_PARAMETERS)
-        for name in (*TTE_PARAMETERS, "tte_log10_lambda"):
+        tte_checks = convergence(
+            tte_posterior, int(tte_stats["diverging"].sum()), TTE_PARAMETER_NAMES
+        )
+        for name in (*TTE_PARAMETER_NAMES, "tte_log10_lambda"):
             posterior[name] = tte_posterior[name]
         posterior["ln_auc_cl_stage2"] = tte_posterior["ln_auc_cl"]
         stats = stats.assign(diverging_stage2=tte_stats["diverging"])
