@@ -46,6 +46,7 @@ from asuc_bayes.kernels import concentration
 from asuc_bayes.output import dumps_json
 from asuc_bayes.risk_class import is_high_risk, risk_class
 from asuc_bayes.simulate import add_residual_error, simulate_patients
+from asuc_bayes.spec.residual import PREDICTION_FLOOR_MG_L
 
 __all__ = [
     "INTERVAL_LEVELS",
@@ -227,7 +228,7 @@ def predictive_check(
             loo.derived["cl"].ravel(),
             loo.derived["v"].ravel(),
         )[:, 0]
-        f = np.maximum(f, 1e-12)
+        f = np.maximum(f, PREDICTION_FLOOR_MG_L)
         if proportional:
             cdf_nodes = scipy.stats.norm.cdf(obs.value_mg_l, loc=f, scale=sd * f)
         else:

@@ -28,7 +28,10 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "PARAMETER_NAMES",
+    "PK_PARAMETER_NAMES",
     "POPULATION_PARAMETERS",
+    "TTE_PARAMETER_NAMES",
     "ModelSpec",
     "ModelSpecError",
     "PKSpec",
@@ -121,19 +124,25 @@ class TTESpec:
         return 10.0**self.log10_lambda.estimate
 
 
-#: Population parameters of the hierarchical model, in the order of the model file's prior
-#: tables. ``tte_log10_lambda`` is the prior's scale for λ (the posterior reports ``tte_lambda``).
-POPULATION_PARAMETERS = (
+#: The population PK parameters: typical CL (L/day) and V (L), CRP exponent on CL, SDs of η_CL
+#: and η_V (log scale), residual SD. The one list of these names (fit posteriors, population
+#: draws, SBC, evaluation, reports).
+PK_PARAMETER_NAMES = (
     "theta_cl",
     "theta_v",
     "crp_exponent_cl",
     "omega_cl",
     "omega_v",
     "residual_sd",
-    "tte_log10_lambda",
-    "tte_gamma",
-    "tte_beta",
 )
+#: The population Weibull parameters: λ (day^-γ, at x_ref), γ and β.
+TTE_PARAMETER_NAMES = ("tte_lambda", "tte_gamma", "tte_beta")
+#: Names of the population parameters: the fit's posterior variables and the per-draw
+#: variables of a population-mixture forecast.
+PARAMETER_NAMES = PK_PARAMETER_NAMES + TTE_PARAMETER_NAMES
+#: Population parameters of the hierarchical model, in the order of the model file's prior
+#: tables. ``tte_log10_lambda`` is the prior's scale for λ (the posterior reports ``tte_lambda``).
+POPULATION_PARAMETERS = (*PK_PARAMETER_NAMES, "tte_log10_lambda", *TTE_PARAMETER_NAMES[1:])
 #: Prior families and the keys each needs (model file ``[population.priors.SET.PARAM]``).
 PRIOR_FAMILIES = {
     "lognormal": ("median", "log_sd"),

@@ -33,7 +33,18 @@ import numpy as np
 import scipy.fft
 import scipy.special
 
-__all__ = ["MonteCarloErrors", "monte_carlo_errors", "rank_diagnostics"]
+__all__ = [
+    "ESS_BULK_MIN",
+    "RHAT_MAX",
+    "MonteCarloErrors",
+    "monte_carlo_errors",
+    "rank_diagnostics",
+]
+
+#: The convergence gates of every posterior (individual forecasts and population fits): the
+#: largest rank-normalised split R-hat and the smallest bulk ESS that pass.
+RHAT_MAX = 1.01
+ESS_BULK_MIN = 400.0
 
 #: Blom's offset of the rank back-transform (as ArviZ).
 _BLOM = 3.0 / 8.0

@@ -63,7 +63,13 @@ from asuc_bayes.dataset import ABOVE_ULOQ, BELOW_LLOQ, MEASURED, Dose, Patient
 from asuc_bayes.dosing_defaults import DEFAULT_MIN_MG_PER_KG, DEFAULT_TURNAROUND_DAY
 from asuc_bayes.forecast import PatientForecast, summary_statistics
 from asuc_bayes.grid import observation_log_likelihood
-from asuc_bayes.kernels import AUC_FLOOR_MG_DAY_L, auc_interval, concentration, weibull_risk
+from asuc_bayes.kernels import (
+    auc_interval,
+    concentration,
+    ln_auc_cl,
+    weibull_parameters,
+    weibull_risk,
+)
 from asuc_bayes.risk_class import is_high_risk
 from asuc_bayes.simulate import add_residual_error
 
@@ -291,11 +297,12 @@ class DrawSet:
         return weibull_risk(
             tte.horizon_day,
             ln_ratio,
-            baseline_lambda=self.baseline_lambda.reshape(-1, *extra),
-            gamma=self.gamma.reshape(-1, *extra),
-            beta=self.beta.reshape(-1, *extra),
-            x_ref=tte.x_ref,
-            form=tte.form,
+            **weibull_parameters(
+                tte,
+                baseline_lambda=self.baseline_lambda.reshape(-1, *extra),
+                gamma=self.gamma.reshape(-1, *extra),
+                beta=self.beta.reshape(-1, *extra),
+            ),
         )
 
 
@@ -353,7 +360,7 @@ def _unit_window_auc(
 def _ln_ratio(auc: np.ndarray, draws: DrawSet) -> np.ndarray:
     """ln(AUC/CL) for AUCs (draws, ...), floored as in :func:`forecast.derived_quantities`."""
     extra = (1,) * (np.ndim(auc) - 1)
-    return np.log(np.maximum(auc, AUC_FLOOR_MG_DAY_L)) - np.log(draws.clearance).reshape(-1, *extra)
+    return ln_auc_cl(auc, draws.clearance.reshape(-1, *extra))
 
 
 def _first_meeting(meets: np.ndarray) -> int | None:

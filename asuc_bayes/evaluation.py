@@ -43,7 +43,7 @@ import pandas as pd
 import scipy.stats
 import xarray as xr
 
-from asuc_bayes.config import ModelSpec
+from asuc_bayes.config import PARAMETER_NAMES, PK_PARAMETER_NAMES, ModelSpec
 from asuc_bayes.dataset import ABOVE_ULOQ, BELOW_LLOQ
 from asuc_bayes.kernels import concentration, individual_clearance, individual_volume
 from asuc_bayes.output import dumps_json
@@ -316,10 +316,7 @@ def pcvpc(
     observed = data.obs_value_mg_l * correction
     measured = data.obs_censoring == 0
     indices = _draw_indices(posterior, replicates, rng)
-    flat = {
-        n: _flat(posterior, n)
-        for n in ("theta_cl", "theta_v", "crp_exponent_cl", "omega_cl", "omega_v", "residual_sd")
-    }
+    flat = {n: _flat(posterior, n) for n in PK_PARAMETER_NAMES}
     simulated_percentiles = np.empty((replicates, n_bins, len(VPC_PERCENTILES)))
     simulated_below = np.empty((replicates, n_bins))
     simulated_above = np.empty((replicates, n_bins))
@@ -481,20 +478,7 @@ def km_vpc(
     x = _flat(posterior, "ln_auc_cl")
     draws = PopulationDraws(
         spec,
-        **{
-            name: _flat(posterior, name)
-            for name in (
-                "theta_cl",
-                "theta_v",
-                "crp_exponent_cl",
-                "omega_cl",
-                "omega_v",
-                "residual_sd",
-                "tte_lambda",
-                "tte_gamma",
-                "tte_beta",
-            )
-        },
+        **{name: _flat(posterior, name) for name in PARAMETER_NAMES},
         source="fit",
     )
     indices = _draw_indices(posterior, replicates, rng)

@@ -28,7 +28,12 @@ from asuc_bayes._lazy import lazy_module
 from asuc_bayes._version import __version__
 from asuc_bayes.config import ModelSpec
 from asuc_bayes.dataset import Dose, Observation, Patient
-from asuc_bayes.diagnostics import monte_carlo_errors, rank_diagnostics
+from asuc_bayes.diagnostics import (
+    ESS_BULK_MIN,
+    RHAT_MAX,
+    monte_carlo_errors,
+    rank_diagnostics,
+)
 from asuc_bayes.grid import (
     GridPosterior,
     find_modes,
@@ -38,10 +43,11 @@ from asuc_bayes.grid import (
 )
 from asuc_bayes.independence import IndependenceChains, MixtureProposal, StudentTProposal
 from asuc_bayes.kernels import (
-    AUC_FLOOR_MG_DAY_L,
     auc_interval,
     concentration,
     individual_pk_parameters,
+    ln_auc_cl,
+    weibull_parameters,
     weibull_risk,
 )
 from asuc_bayes.model import (
@@ -100,10 +106,8 @@ STATISTICS = ("mean", "sd", "q2.5", "q50", "q97.5")
 #: probabilities.
 MCSE_STATISTICS = ("mean", "q2.5", "q50", "q97.5")
 MCSE_PROBS = (0.025, 0.5, 0.975)
-RHAT_MAX = 1.01
 #: The MAP is searched within this many prior SDs of η = 0 (prior density e^-50 there).
 ETA_BOUND_SD = 10.0
-ESS_BULK_MIN = 400.0
 CURVE_END_DAY = 90.0
 #: Concentration curves are kept for every CURVE_THIN-th draw (1000 curves by default): the
 #: curves dominate the cost of a result and bands for plots need no more.
@@ -217,16 +221,8 @@ def derived_quantities(spec: ModelSpec, patient: Patient, eta: np.ndarray) -> di
         cl,
         v,
     )
-    ln_ratio = np.log(np.maximum(auc, AUC_FLOOR_MG_DAY_L)) - np.log(cl)
-    risk = weibull_risk(
-        tte.horizon_day,
-        ln_ratio,
-        baseline_lambda=tte.baseline_lambda,
-        gamma=tte.gamma.estimate,
-        beta=tte.beta.estimate,
-        x_ref=tte.x_ref,
-        form=tte.form,
-    )
+    ln_ratio = ln_auc_cl(auc, cl)
+    risk = weibull_risk(tte.horizon_day, ln_ratio, **weibull_parameters(tte))
     return {"cl": cl, "v": v, "auc_w2_4": auc, "ln_auc_cl": ln_ratio, "risk_90d": risk}
 
 

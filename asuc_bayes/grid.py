@@ -35,11 +35,13 @@ from typing import Any
 
 import numpy as np
 import scipy.optimize
-from scipy.special import log_ndtr, logsumexp
+from scipy.special import logsumexp
 
 from asuc_bayes import kernels
 from asuc_bayes.config import ModelSpec
-from asuc_bayes.dataset import ABOVE_ULOQ, BELOW_LLOQ, MEASURED, Patient
+from asuc_bayes.dataset import Patient
+from asuc_bayes.spec import residual
+from asuc_bayes.spec.legacy import legacy_residual
 
 __all__ = [
     "DERIVED_KEYS",
@@ -56,8 +58,6 @@ __all__ = [
 #: Derived quantities summarised by :meth:`GridPosterior.summary`.
 DERIVED_KEYS = ("cl", "v", "auc_w2_4", "ln_auc_cl", "risk_90d")
 
-_PREDICTION_FLOOR = 1e-12
-_LOG_2PI = float(np.log(2.0 * np.pi))
 #: Grid points evaluated per batch (bounds memory to ~ chunk × n_obs × n_dose floats).
 _CHUNK = 65_536
 
@@ -85,9 +85,11 @@ def observation_log_likelihood(
 ) -> np.ndarray:
     """Log-likelihood of concentration records given predictions (model card, section 1).
 
-    Measured values contribute the residual density, censored ones (M3) the probability of
-    lying below the LLOQ (``censoring`` 1, ``values`` = LLOQ) or above the ULOQ (−1).
-    Arguments broadcast; ``sigma`` is the proportional (or log-scale) residual SD.
+    Measured values contribute the residual density (of y, also for the log-normal form),
+    censored ones (M3) the probability of lying below the LLOQ (``censoring`` 1, ``values`` =
+    LLOQ) or above the ULOQ (−1). Arguments broadcast; ``sigma`` is the proportional (or
+    log-scale) residual SD. The equations are the registered residual forms of
+    :mod:`asuc_bayes.spec.residual`, written once for NumPy and PyTensor.
 
     Examples
     --------
@@ -99,37 +101,8 @@ def observation_log_likelihood(
     ...     norm.logcdf(0.5, 8.0, 0.44 * 8.0))
     True
     """
-    values = np.asarray(values, dtype=float)
-    censoring = np.asarray(censoring)
-    f = np.maximum(np.asarray(prediction, dtype=float), _PREDICTION_FLOOR)
-    measured = censoring == MEASURED
-    below = censoring == BELOW_LLOQ
-    above = censoring == ABOVE_ULOQ
-    if not np.all(measured | below | above):
-        raise ValueError(f"unknown censoring codes {np.unique(censoring).tolist()}")
-    if residual_form == "proportional":
-        scale = sigma * f
-        z = (values - f) / scale
-        log_measured = -0.5 * z * z - np.log(scale) - 0.5 * _LOG_2PI
-    elif residual_form == "log_normal":
-        z = (np.log(values) - np.log(f)) / sigma
-        log_measured = -0.5 * z * z - np.log(sigma) - 0.5 * _LOG_2PI
-    else:
-        raise ValueError(f"unknown residual form {residual_form!r}")
-    # Censored records: P(y < LLOQ) = Φ(z), P(y > ULOQ) = Φ(−z) (proportional error:
-    # z = (LIMIT − f)/(σ f)). log Φ is costly: evaluated only where a record is censored (by
-    # column when censoring is per observation, the usual layout).
-    out = np.array(np.broadcast_to(log_measured, np.broadcast_shapes(z.shape, censoring.shape)))
-    z = np.broadcast_to(z, out.shape)
-    for mask, sign in ((below, 1.0), (above, -1.0)):
-        if not mask.any():
-            continue
-        if mask.ndim == 1 and out.ndim >= 1 and mask.shape[0] == out.shape[-1]:
-            out[..., mask] = log_ndtr(sign * z[..., mask])
-        else:
-            mask = np.broadcast_to(mask, out.shape)
-            out[mask] = log_ndtr(sign * z[mask])
-    return out
+    form, sd = legacy_residual(residual_form, sigma)
+    return residual.observation_log_likelihood(form, values, censoring, prediction, sd)
 
 
 def log_likelihood(spec: ModelSpec, patient: Patient, eta_cl: Any, eta_v: Any) -> np.ndarray:
@@ -271,17 +244,9 @@ def derived_on_grid(
             cl[lo:hi],
             v[lo:hi],
         )
-    ln_auc_cl = np.log(np.maximum(auc, kernels.AUC_FLOOR_MG_DAY_L)) - np.log(cl)
+    ln_auc_cl = kernels.ln_auc_cl(auc, cl)
     tte = spec.tte
-    risk = kernels.weibull_risk(
-        tte.horizon_day,
-        ln_auc_cl,
-        baseline_lambda=tte.baseline_lambda,
-        gamma=tte.gamma.estimate,
-        beta=tte.beta.estimate,
-        x_ref=tte.x_ref,
-        form=tte.form,
-    )
+    risk = kernels.weibull_risk(tte.horizon_day, ln_auc_cl, **kernels.weibull_parameters(tte))
     return {
         "cl": cl.reshape(shape),
         "v": v.reshape(shape),

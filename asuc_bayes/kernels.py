@@ -37,11 +37,13 @@ __all__ = [
     "individual_volume",
     "infusion_auc",
     "infusion_concentration",
+    "ln_auc_cl",
     "weibull_baseline_cumulative_hazard",
     "weibull_cumulative_hazard",
     "weibull_hazard",
     "weibull_log_cumulative_hazard",
     "weibull_log_likelihood",
+    "weibull_parameters",
     "weibull_risk",
 ]
 
@@ -157,6 +159,20 @@ def infusion_auc(a0, a1, b0, b1, duration_day, rate_mg_day, clearance, k_per_day
 AUC_FLOOR_MG_DAY_L = 1e-300
 
 
+def ln_auc_cl(auc_mg_day_l, clearance_l_day, xp: Any = np):
+    """x = ln(AUC/CL), the Weibull model's exposure covariate, with the AUC floored at
+    :data:`AUC_FLOOR_MG_DAY_L` (an underflowed AUC gives x ≈ −700, not −inf). Broadcasts.
+
+    Examples
+    --------
+    >>> float(ln_auc_cl(np.float64(600.0), 0.5)) == float(np.log(1200.0))
+    True
+    >>> bool(np.isfinite(ln_auc_cl(0.0, 0.5)))
+    True
+    """
+    return xp.log(xp.maximum(auc_mg_day_l, AUC_FLOOR_MG_DAY_L)) - xp.log(clearance_l_day)
+
+
 def _crp_factor(crp_mg_l, reference_crp_mg_l, crp_exponent, crp_form, xp):
     if crp_form == "power":
         return (crp_mg_l / reference_crp_mg_l) ** crp_exponent
@@ -221,6 +237,30 @@ def individual_pk_parameters(pk, weight_kg, crp_mg_l, eta_cl, eta_v, xp: Any = n
         xp=xp,
     )
     return clearance, volume
+
+
+def weibull_parameters(tte, *, baseline_lambda=None, gamma=None, beta=None) -> dict[str, Any]:
+    """The keyword arguments of the Weibull kernels (``baseline_lambda``, ``gamma``, ``beta``,
+    ``x_ref``, ``form``) for a :class:`asuc_bayes.config.TTESpec`: its point estimates, or the
+    values given (per-draw arrays, PyTensor variables) in their place.
+
+    Examples
+    --------
+    >>> from asuc_bayes.config import load_model
+    >>> tte = load_model().tte
+    >>> risk = weibull_risk(tte.horizon_day, tte.high_risk_threshold, **weibull_parameters(tte))
+    >>> round(float(risk), 3) == tte.risk_at_threshold
+    True
+    >>> weibull_parameters(tte, gamma=np.array([0.5, 0.6]))["gamma"].shape
+    (2,)
+    """
+    return {
+        "baseline_lambda": tte.baseline_lambda if baseline_lambda is None else baseline_lambda,
+        "gamma": tte.gamma.estimate if gamma is None else gamma,
+        "beta": tte.beta.estimate if beta is None else beta,
+        "x_ref": tte.x_ref,
+        "form": tte.form,
+    }
 
 
 def weibull_baseline_cumulative_hazard(time_day, baseline_lambda, gamma, form, xp: Any = np):

@@ -22,9 +22,11 @@ import numpy as np
 
 from asuc_bayes._lazy import lazy_module
 from asuc_bayes.config import ModelSpec
-from asuc_bayes.dataset import ABOVE_ULOQ, BELOW_LLOQ, Patient
+from asuc_bayes.dataset import Patient
 from asuc_bayes.kernels import concentration, individual_pk_parameters
 from asuc_bayes.numerics import reproducible_numba
+from asuc_bayes.spec.legacy import legacy_residual
+from asuc_bayes.spec.residual import observation_log_likelihood
 
 __all__ = ["RANDOM_EFFECTS", "PatientData", "build_patient_model"]
 
@@ -33,7 +35,6 @@ pm = lazy_module("pymc")
 pt = lazy_module("pytensor.tensor")
 
 RANDOM_EFFECTS = ("cl", "v")
-MIN_PREDICTION_MG_L = 1e-12
 
 
 @dataclass(frozen=True)
@@ -47,16 +48,12 @@ class PatientData:
     dose_duration_day: np.ndarray
     obs_time_day: np.ndarray
     obs_value_mg_l: np.ndarray
-    obs_lower_mg_l: np.ndarray
-    obs_upper_mg_l: np.ndarray
+    #: censoring codes of :mod:`asuc_bayes.dataset` as floats (0 measured, 1 BLQ, −1 ALQ)
+    obs_censoring: np.ndarray
 
     @classmethod
     def from_patient(cls, patient: Patient) -> PatientData:
-        """Censoring bounds: a BLQ record is censored below its LLOQ, an ALQ one above its ULOQ."""
-        value = patient.obs_value_mg_l
-        censoring = patient.obs_censoring
-        lower = np.where(censoring == BELOW_LLOQ, value, -np.inf)
-        upper = np.where(censoring == ABOVE_ULOQ, value, np.inf)
+        """A BLQ record's value is its LLOQ, an ALQ one's its ULOQ (M3 censoring)."""
         return cls(
             weight_kg=float(patient.weight_kg),
             crp_mg_l=float(patient.crp_mg_l),
@@ -64,9 +61,8 @@ class PatientData:
             dose_amount_mg=patient.dose_amount_mg,
             dose_duration_day=patient.dose_duration_day,
             obs_time_day=patient.obs_time_day,
-            obs_value_mg_l=value,
-            obs_lower_mg_l=lower,
-            obs_upper_mg_l=upper,
+            obs_value_mg_l=patient.obs_value_mg_l,
+            obs_censoring=np.asarray(patient.obs_censoring, dtype=float),
         )
 
     @staticmethod
@@ -79,8 +75,7 @@ class PatientData:
             "dose_duration_day",
             "obs_time_day",
             "obs_value_mg_l",
-            "obs_lower_mg_l",
-            "obs_upper_mg_l",
+            "obs_censoring",
         )
 
     def as_data(self) -> dict[str, np.ndarray]:
@@ -93,8 +88,7 @@ class PatientData:
             "dose_duration_day": self.dose_duration_day,
             "obs_time_day": self.obs_time_day,
             "obs_value_mg_l": self.obs_value_mg_l,
-            "obs_lower_mg_l": self.obs_lower_mg_l,
-            "obs_upper_mg_l": self.obs_upper_mg_l,
+            "obs_censoring": self.obs_censoring,
         }
 
     @property
@@ -169,12 +163,17 @@ def build_patient_model(spec: ModelSpec, data: PatientData) -> pm.Model:
 
 
 def censored_concentrations(spec: ModelSpec, bound, cl, v):
-    """The observed ``concentration`` (dims ``obs``): M3-censored at the bound limits."""
-    return pm.Censored(
+    """The observed ``concentration`` (dims ``obs``): the residual density of measured
+    records and the M3 terms of censored ones (:func:`concentration_log_likelihood`)."""
+
+    def logp(value, predicted, censoring):
+        return concentration_log_likelihood(spec, value, censoring, predicted)
+
+    return pm.CustomDist(
         "concentration",
-        observation_distribution(spec, bound, cl, v),
-        lower=bound["obs_lower_mg_l"],
-        upper=bound["obs_upper_mg_l"],
+        predicted_concentration(bound, cl, v),
+        bound["obs_censoring"],
+        logp=logp,
         observed=bound["obs_value_mg_l"],
         dims="obs",
     )
@@ -187,9 +186,9 @@ def individual_parameters(spec: ModelSpec, bound, eta):
     )
 
 
-def observation_distribution(spec: ModelSpec, bound, cl, v):
-    """Residual distribution of the observations around the predicted concentrations."""
-    predicted = concentration(
+def predicted_concentration(bound, cl, v):
+    """The predicted concentrations at the bound observation times (kernels' superposition)."""
+    return concentration(
         bound["obs_time_day"],
         bound["dose_time_day"],
         bound["dose_amount_mg"],
@@ -198,9 +197,14 @@ def observation_distribution(spec: ModelSpec, bound, cl, v):
         v,
         xp=pt,
     )
-    # An underflowed prediction (extreme η, far in the tails) would make the residual SD 0;
-    # floor it at a concentration no assay can see so the log density stays finite.
-    return residual_distribution(spec, pt.maximum(predicted, MIN_PREDICTION_MG_L))
+
+
+def concentration_log_likelihood(spec: ModelSpec, values, censoring, predicted):
+    """Per-record log-likelihood (model card, section 1) as a graph: the registered residual
+    form of ``spec`` (:func:`asuc_bayes.spec.residual.observation_log_likelihood`, which
+    floors the predictions at ``PREDICTION_FLOOR_MG_L``)."""
+    form, sigma = legacy_residual(spec.pk.residual_form, spec.pk.residual_sd.estimate)
+    return observation_log_likelihood(form, values, censoring, predicted, sigma, xp=pt)
 
 
 def eta_log_density(model: pm.Model, spec: ModelSpec, eta):
@@ -211,22 +215,11 @@ def eta_log_density(model: pm.Model, spec: ModelSpec, eta):
     """
     bound = {name: model[name] for name in PatientData.data_names()}
     cl, v = individual_parameters(spec, bound, eta)
-    censored = pm.Censored.dist(
-        observation_distribution(spec, bound, cl, v),
-        lower=bound["obs_lower_mg_l"],
-        upper=bound["obs_upper_mg_l"],
-    )
-    likelihood = pm.logp(censored, bound["obs_value_mg_l"]).sum()
+    likelihood = concentration_log_likelihood(
+        spec, bound["obs_value_mg_l"], bound["obs_censoring"], predicted_concentration(bound, cl, v)
+    ).sum()
     prior = pm.logp(pm.Normal.dist(0.0, omega_vector(spec)), eta).sum()
     return likelihood + prior
-
-
-def residual_distribution(spec: ModelSpec, predicted):
-    """Distribution of an observation given the prediction ``f`` (model card, section 1)."""
-    sd = spec.pk.residual_sd.estimate
-    if spec.pk.residual_form == "proportional":
-        return pm.Normal.dist(mu=predicted, sigma=sd * predicted)
-    return pm.LogNormal.dist(mu=pt.log(predicted), sigma=sd)
 
 
 def data_dims(name: str) -> str | None:

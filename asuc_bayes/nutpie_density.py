@@ -68,14 +68,13 @@ INPUT_LAYOUT: tuple[tuple[str, str], ...] = (
     ("dose_duration_day", "dose"),
     ("obs_time_day", "obs"),
     ("obs_value_mg_l", "obs"),
-    ("obs_lower_mg_l", "obs"),
-    ("obs_upper_mg_l", "obs"),
+    ("obs_censoring", "obs"),
 )
 _FIXED_SIZE = {"scalar": 1, "vec2": 2, "mat2": 4}
 _SHAPE_SUFFIX = {"scalar": ".reshape(())", "vec2": "", "mat2": ".reshape((2, 2))"}
 HEADER = 2
 #: Bump when the generated callback's source or the buffer layout changes meaning.
-CALLBACK_VERSION = 2  # 2: compiled without fast-math (asuc_bayes.numerics)
+CALLBACK_VERSION = 3  # 2: censoring codes in the buffer; 3: compiled without fast-math
 
 
 def _callback_source(function_name: str) -> str:
@@ -170,11 +169,14 @@ def _explicit_input_graph(model, value, logp):
 
 
 def _graph_sources_digest() -> str:
-    """Digest of the code that defines the density graphs and the callback."""
+    """Digest of the code that defines the density graphs and the callback: the kernels, the
+    patient model, the residual forms (:mod:`asuc_bayes.spec.residual`, mapped from the model
+    file by :mod:`asuc_bayes.spec.legacy`) and this module."""
     from asuc_bayes import kernels, model
+    from asuc_bayes.spec import legacy, residual
 
     digest = hashlib.sha256()
-    for module in (kernels, model, sys.modules[__name__]):
+    for module in (kernels, model, residual, legacy, sys.modules[__name__]):
         digest.update(inspect.getsource(module).encode())
     for package in ("pytensor", "pymc", "numba", "numpy"):
         digest.update(version(package).encode())  # without importing PyTensor and PyMC

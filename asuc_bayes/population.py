@@ -48,23 +48,32 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
-from pymc.distributions.dist_math import normal_lcdf
 
 from asuc_bayes._version import __version__
-from asuc_bayes.config import ModelSpec, PopulationPriors, Prior
-from asuc_bayes.dataset import BELOW_LLOQ, MEASURED, Patient
+from asuc_bayes.config import (
+    PARAMETER_NAMES,
+    PK_PARAMETER_NAMES,
+    TTE_PARAMETER_NAMES,
+    ModelSpec,
+    PopulationPriors,
+    Prior,
+)
+from asuc_bayes.dataset import BELOW_LLOQ, DEFAULT_INFUSION_DURATION_DAY, MEASURED, Patient
+from asuc_bayes.diagnostics import ESS_BULK_MIN, RHAT_MAX
 from asuc_bayes.kernels import (
-    AUC_FLOOR_MG_DAY_L,
     auc_window_phases,
     dose_phase_times,
     individual_clearance,
     individual_volume,
     infusion_auc,
     infusion_concentration,
+    ln_auc_cl,
     weibull_log_likelihood,
+    weibull_parameters,
 )
 from asuc_bayes.numerics import reproducible_numba
-from asuc_bayes.population_draws import PARAMETER_NAMES, omega_to_cv
+from asuc_bayes.population_draws import omega_to_cv
+from asuc_bayes.spec.legacy import legacy_residual
 
 __all__ = [
     "JSON_PARAMETERS",
@@ -96,13 +105,7 @@ JSON_PARAMETERS = {
     "tte_gamma": "tte_gamma",
     "tte_beta": "tte_beta",
 }
-PK_PARAMETERS = ("theta_cl", "theta_v", "crp_exponent_cl", "omega_cl", "omega_v", "residual_sd")
-TTE_PARAMETERS = ("tte_lambda", "tte_gamma", "tte_beta")
 INDIVIDUAL = ("eta_cl", "eta_v")
-MIN_PREDICTION_MG_L = 1e-12
-RHAT_MAX = 1.01
-ESS_BULK_MIN = 400.0
-_LOG_2PI = math.log(2.0 * math.pi)
 #: Columns of the model's ``subject_data`` and ``obs_data`` containers.
 SUBJECT_COLUMNS = ("weight_kg", "crp_mg_l", "centring_cl", "centring_v", "event_time_day", "event")
 OBSERVATION_COLUMNS = ("value_mg_l", "measured")
@@ -162,7 +165,9 @@ class CohortData:
         return len(self.ids)
 
     @classmethod
-    def from_patients(cls, patients, default_duration_day: float = 1.0 / 12.0) -> CohortData:
+    def from_patients(
+        cls, patients, default_duration_day: float = DEFAULT_INFUSION_DURATION_DAY
+    ) -> CohortData:
         """Arrays of validated patients, each with exactly one event record
         (:func:`asuc_bayes.dataset.validate_cohort`)."""
         patients = list(patients)
@@ -326,33 +331,24 @@ def _or_zeros(values, n: int) -> np.ndarray:
     return np.zeros(n) if values is None else np.asarray(values, dtype=float)
 
 
-def _standardised_residual(values, f, residual_sd, form):
-    """(z, log density of a measured value) of the residual model at predictions ``f``."""
-    if form == "proportional":
-        scale = residual_sd * f
-        z = (values - f) / scale
-        return z, -0.5 * z * z - pt.log(scale) - 0.5 * _LOG_2PI
-    if form == "log_normal":
-        z = (pt.log(values) - pt.log(f)) / residual_sd
-        return z, -0.5 * z * z - pt.log(residual_sd) - pt.log(values) - 0.5 * _LOG_2PI
-    raise ValueError(f"unknown residual form {form!r}")
-
-
 def concentration_log_likelihood(
     values, measured, censored, censored_sign, prediction, residual_sd, form: str
 ):
     """Σ_j log p(y_j | f_j) with M3 censoring (model card, section 1), as a PyTensor graph.
 
-    Measured records (``measured`` = 1) contribute the residual density at the value;
-    censored ones (indices ``censored``, the limit as value) log Φ(s·z), s = +1 below the
-    LLOQ and −1 above the ULOQ (``censored_sign``), with z the standardised residual
-    ((y − f)/(σ f), or (ln y − ln f)/σ for ``form="log_normal"``). The normal log-CDF
-    (PyMC's stable erfcx-based one) is evaluated for the censored records only.
-    Predictions are floored at ``MIN_PREDICTION_MG_L``.
+    Measured records (``measured`` = 1) contribute the residual density at the value (of y,
+    also for the log-normal form); censored ones (indices ``censored``, the limit as value)
+    ln Φ(s·z), s = +1 below the LLOQ and −1 above the ULOQ (``censored_sign``), with z the
+    standardised residual. The equations are the registered residual forms of
+    :mod:`asuc_bayes.spec.residual` (predictions floored at ``PREDICTION_FLOOR_MG_L``); the
+    normal log-CDF is evaluated for the censored records only.
     """
-    f = pt.maximum(prediction, MIN_PREDICTION_MG_L)
-    z, log_density = _standardised_residual(values, f, residual_sd, form)
-    return (measured * log_density).sum() + normal_lcdf(0.0, 1.0, censored_sign * z[censored]).sum()
+    residual_form, sigma = legacy_residual(form, residual_sd)
+    density = residual_form.log_density(values, prediction, sigma, pt)
+    m3 = residual_form.log_censored(
+        values[censored], prediction[censored], sigma, censored_sign, pt
+    )
+    return (measured * density).sum() + m3.sum()
 
 
 #: Reference time (days) of the sampler's Weibull coordinate log10 H0(t_c).
@@ -427,7 +423,7 @@ def ln_auc_over_cl(bound, cl, v):
         xp=pt,
     )
     auc = pt.zeros_like(cl)[subject].inc(per_dose)
-    return pt.log(pt.maximum(auc, AUC_FLOOR_MG_DAY_L)) - pt.log(cl)
+    return ln_auc_cl(auc, cl, xp=pt)
 
 
 def predicted_concentration(bound, cl, v):
@@ -535,11 +531,7 @@ def build_population_model(
                     bound["event"],
                     x,
                     xp=pt,
-                    baseline_lambda=tte_lambda,
-                    gamma=gamma,
-                    beta=beta,
-                    x_ref=tte.x_ref,
-                    form=tte.form,
+                    **weibull_parameters(tte, baseline_lambda=tte_lambda, gamma=gamma, beta=beta),
                 ).sum(),
             )
     return model
@@ -789,7 +781,7 @@ def fit_population(
     else:
         posterior, stats, timing = _sample(spec, priors, data, "pk", settings, random_seed)
         pk_checks = convergence(
-            posterior, int(stats["diverging"].sum()), (*PK_PARAMETERS, *INDIVIDUAL)
+            posterior, int(stats["diverging"].sum()), (*PK_PARAMETER_NAMES, *INDIVIDUAL)
         )
         x = posterior["ln_auc_cl"]
         extra = {
@@ -799,8 +791,10 @@ def fit_population(
         tte_posterior, tte_stats, tte_timing = _sample(
             spec, priors, data, "tte", settings, random_seed + 1, extra
         )
-        tte_checks = convergence(tte_posterior, int(tte_stats["diverging"].sum()), TTE_PARAMETERS)
-        for name in (*TTE_PARAMETERS, "tte_log10_lambda"):
+        tte_checks = convergence(
+            tte_posterior, int(tte_stats["diverging"].sum()), TTE_PARAMETER_NAMES
+        )
+        for name in (*TTE_PARAMETER_NAMES, "tte_log10_lambda"):
             posterior[name] = tte_posterior[name]
         posterior["ln_auc_cl_stage2"] = tte_posterior["ln_auc_cl"]
         stats = stats.assign(diverging_stage2=tte_stats["diverging"])

@@ -33,23 +33,9 @@ from typing import Literal
 import numpy as np
 import xarray as xr
 
-from asuc_bayes.config import ModelSpec, ModelSpecError, cv_to_omega, load_model
+from asuc_bayes.config import PARAMETER_NAMES, ModelSpec, ModelSpecError, cv_to_omega, load_model
 
 __all__ = ["PARAMETER_NAMES", "PopulationDraws", "omega_to_cv"]
-
-#: Names of the population parameters (the fit's posterior variables and the per-draw
-#: variables of a population-mixture forecast).
-PARAMETER_NAMES = (
-    "theta_cl",
-    "theta_v",
-    "crp_exponent_cl",
-    "omega_cl",
-    "omega_v",
-    "residual_sd",
-    "tte_lambda",
-    "tte_gamma",
-    "tte_beta",
-)
 
 
 def omega_to_cv(omega):

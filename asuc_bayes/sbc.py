@@ -56,10 +56,9 @@ import scipy.stats
 import xarray as xr
 
 from asuc_bayes._version import __version__
-from asuc_bayes.config import ModelSpec
+from asuc_bayes.config import PARAMETER_NAMES, ModelSpec
 from asuc_bayes.engine import Engine
 from asuc_bayes.population import PopulationSettings
-from asuc_bayes.population_draws import PARAMETER_NAMES
 from asuc_bayes.simulate import CohortDesign, simulate_cohort
 
 __all__ = [

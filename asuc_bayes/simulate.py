@@ -43,10 +43,11 @@ from asuc_bayes.dataset import (
     Patient,
 )
 from asuc_bayes.kernels import (
-    AUC_FLOOR_MG_DAY_L,
     auc_interval,
     concentration,
     individual_pk_parameters,
+    ln_auc_cl,
+    weibull_parameters,
     weibull_risk,
 )
 
@@ -392,7 +393,7 @@ def _ln_ratio(spec: ModelSpec, doses: list[Dose], cl: float, v: float) -> float:
         np.float64(cl),
         np.float64(v),
     )
-    return float(np.log(max(float(auc), AUC_FLOOR_MG_DAY_L)) - np.log(cl))
+    return float(ln_auc_cl(float(auc), cl))
 
 
 def _sample_times(design: CohortDesign, end_day: float, n: int, rng) -> np.ndarray:
@@ -574,15 +575,7 @@ def simulate_cohort(
                 "ln_auc_cl": x_given,
                 "ln_auc_cl_planned": _ln_ratio(spec, planned, cl, v),
                 "risk_90d": float(
-                    weibull_risk(
-                        tte.horizon_day,
-                        x_given,
-                        baseline_lambda=tte.baseline_lambda,
-                        gamma=tte.gamma.estimate,
-                        beta=tte.beta.estimate,
-                        x_ref=tte.x_ref,
-                        form=tte.form,
-                    )
+                    weibull_risk(tte.horizon_day, x_given, **weibull_parameters(tte))
                 ),
                 "latent_event_time_day": event_time,
                 "cumulative_hazard_at_event": float(target),

@@ -20,6 +20,7 @@ import time
 import numpy as np
 
 from asuc_bayes import load_model
+from asuc_bayes.config import TTE_PARAMETER_NAMES
 from asuc_bayes.population import PopulationSettings, fit_population
 from asuc_bayes.population_draws import PARAMETER_NAMES, point_values
 from asuc_bayes.simulate import simulate_cohort
@@ -71,7 +72,7 @@ def speed(spec, args, report, truth) -> None:
     two, two_seconds = timed_fit(cohort, spec, random_seed=1, method="two_stage")
     print(f"two-stage fit (compiles two models): {two_seconds:.0f} s", flush=True)
     comparison = {}
-    for name in ("tte_lambda", "tte_gamma", "tte_beta"):
+    for name in TTE_PARAMETER_NAMES:
         joint = fit.tree["posterior"][name].values
         staged = two.tree["posterior"][name].values
         comparison[name] = {

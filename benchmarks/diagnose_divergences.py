@@ -24,10 +24,11 @@ import re
 import numpy as np
 
 from asuc_bayes import load_model
+from asuc_bayes.config import PK_PARAMETER_NAMES
 from asuc_bayes.population import CohortData, PopulationSettings, _compiled_model
 from asuc_bayes.simulate import simulate_cohort
 
-POPULATION = ("theta_cl", "theta_v", "crp_exponent_cl", "omega_cl", "omega_v", "residual_sd")
+POPULATION = PK_PARAMETER_NAMES
 WEIBULL = ("tte_log10_lambda", "tte_gamma", "tte_beta")
 
 

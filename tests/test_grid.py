@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.optimize
 from scipy.special import logsumexp
-from scipy.stats import norm
+from scipy.stats import lognorm, norm
 
 from asuc_bayes.config import load_model
 from asuc_bayes.dataset import Dose, Observation, Patient
@@ -304,9 +304,9 @@ def test_alq_and_log_normal_terms_by_hand():
             loglik = norm.logsf(alq.value_mg_l, loc=f[0], scale=sigma * f[0]) + norm.logpdf(
                 measured.value_mg_l, loc=f[1], scale=sigma * f[1]
             )
-        else:
+        else:  # the density of y (scipy's lognorm), as NONMEM's OFV and the other models
             loglik = norm.logsf(np.log(alq.value_mg_l), loc=np.log(f[0]), scale=sigma) + (
-                norm.logpdf(np.log(measured.value_mg_l), loc=np.log(f[1]), scale=sigma)
+                lognorm(s=sigma, scale=f[1]).logpdf(measured.value_mg_l)
             )
         prior = -0.5 * ((eta_cl / spec.pk.omega_cl) ** 2 + (eta_v / spec.pk.omega_v) ** 2)
         value = float(log_posterior(spec, patient, eta_cl, eta_v))

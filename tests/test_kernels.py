@@ -527,3 +527,23 @@ def test_individual_pk_parameters_matches_the_separate_kernels(variants):
     typical_cl, typical_v = _typical(spec, 58.0, 150.0)
     np.testing.assert_allclose(cl, typical_cl * np.exp(eta_cl), rtol=1e-12)
     np.testing.assert_allclose(v, typical_v * np.exp(eta_v), rtol=1e-12)
+
+
+def test_ln_auc_cl_is_floored_and_weibull_parameters_unpack_the_spec():
+    """ln(AUC/CL) by hand, and its floor for an underflowed AUC; the Weibull keyword
+    arguments are the model file's values, or the per-draw values given."""
+
+    assert kernels.ln_auc_cl(np.float64(700.0), 0.5) == pytest.approx(np.log(1400.0), rel=1e-15)
+    floored = kernels.ln_auc_cl(np.array([0.0, 1e-320]), 0.5)
+    np.testing.assert_allclose(floored, np.log(1e-300) - np.log(0.5), rtol=1e-15)
+    tte = load_model(variants=["weibull_lambda_t_all_gamma"]).tte
+    assert kernels.weibull_parameters(tte) == {
+        "baseline_lambda": 10.0**tte.log10_lambda.estimate,
+        "gamma": tte.gamma.estimate,
+        "beta": tte.beta.estimate,
+        "x_ref": tte.x_ref,
+        "form": "lambda_t_all_gamma",
+    }
+    gamma = np.array([0.4, 0.5])
+    params = kernels.weibull_parameters(tte, gamma=gamma)
+    assert params["gamma"] is gamma and params["beta"] == tte.beta.estimate

@@ -116,3 +116,35 @@ def test_a_new_process_loads_both_callbacks_from_the_disk_cache(density):
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=300
     )
     assert out.stdout.split() == ["True", "True"], out.stderr
+
+
+@pytest.mark.parametrize("variants", [[], ["log_residual"]], ids=["proportional", "log_normal"])
+def test_eta_density_equals_the_numpy_grid_density(variants, forecaster):
+    """The patient model's η density (the PyMC graph of the MAP, and its cached callback)
+    against grid.py's NumPy log posterior at random η, censored records included: the same
+    residual density of y, so they differ only by the prior's normalising constant
+    −Σ ln(ω √(2π)), computed here by hand."""
+    import pytensor.tensor as pt
+
+    from asuc_bayes.config import load_model
+    from asuc_bayes.grid import log_posterior
+    from asuc_bayes.model import build_patient_model, eta_log_density
+
+    spec = load_model(variants=variants)
+    omega = np.array([spec.pk.omega_cl, spec.pk.omega_v])
+    constant = -np.sum(np.log(omega * np.sqrt(2.0 * np.pi)))
+    rng = np.random.default_rng(11)
+    for name in ("blq_sample", "alq_sample", "several_samples"):
+        patient = REFERENCE_PATIENTS[name]
+        data = PatientData.from_patient(patient)
+        model = build_patient_model(spec, data)
+        eta = pt.dvector("eta")
+        graph = pytensor.function([eta], eta_log_density(model, spec, eta))
+        callback = forecaster._density("eta") if not variants else None
+        buffered = {**data.as_data(), "eta_shift": np.zeros(2), "eta_chol": np.eye(2)}
+        for point in rng.normal(0.0, 0.8, size=(6, 2)):
+            expected = float(log_posterior(spec, patient, *point)) + constant
+            np.testing.assert_allclose(float(graph(point)), expected, rtol=1e-10)
+            if callback is not None:
+                value, _ = callback.log_density(point, buffered)
+                np.testing.assert_allclose(value, expected, rtol=1e-10)

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+import scipy.stats
 
 from asuc_bayes import kernels
 from asuc_bayes.config import load_model
@@ -40,9 +41,9 @@ def test_niyigena_cl_v_equal_kernels_for_random_patients(variants):
 
 
 @pytest.mark.parametrize("variants", [[], ["log_residual"]], ids=["proportional", "log_normal"])
-def test_niyigena_residual_and_m3_equal_grid_up_to_the_log_normal_jacobian(variants):
-    """grid.py's log-normal branch is the density of ln y; the declaration's is that of y, so
-    they differ by −ln y for measured records only (a constant in η: posteriors agree)."""
+def test_niyigena_residual_and_m3_equal_grid(variants):
+    """grid.py and the declaration give the same terms: the density of y for measured records
+    (−ln y included for the log-normal form), the M3 terms for censored ones."""
     spec = load_model(variants=variants)
     decl = load_declaration("niyigena2025", variants=variants)
     rng = np.random.default_rng(3)
@@ -55,10 +56,19 @@ def test_niyigena_residual_and_m3_equal_grid_up_to_the_log_normal_jacobian(varia
     got = observation_log_likelihood(
         residual_form(decl.residual.form), values, censoring, prediction, decl.residual.sd()
     )
-    offset = np.where(
-        (censoring == 0) & (spec.pk.residual_form == "log_normal"), -np.log(values), 0.0
+    np.testing.assert_array_equal(got, expected)
+    # and both are scipy's: the density of y (lognorm for ln y ~ N(ln f, σ²)), cdf, sf
+    sd = spec.pk.residual_sd.estimate
+    if spec.pk.residual_form == "log_normal":
+        dist = scipy.stats.lognorm(s=sd, scale=prediction)
+    else:
+        dist = scipy.stats.norm(prediction, sd * prediction)
+    reference = np.select(
+        [censoring == 0, censoring == 1],
+        [dist.logpdf(values), dist.logcdf(values)],
+        dist.logsf(values),
     )
-    np.testing.assert_allclose(got, expected + offset, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(got, reference, rtol=1e-10)
 
 
 def test_niyigena_random_effects_from_cv():

@@ -99,3 +99,53 @@ def test_observation_log_likelihood_pytensor_equals_numpy():
         [ref.logpdf(values)[0], ref.logcdf(values)[1], ref.logsf(values)[2], ref.logpdf(values)[3]],
         rtol=1e-12,
     )
+
+
+@pytest.mark.parametrize("name", sorted(RESIDUAL_FORMS))
+def test_log_censored_is_cdf_below_and_sf_above(name):
+    """ln Φ(s·z) per record: scipy's logcdf for s = +1, logsf for s = −1, signs mixed."""
+    form = residual_form(name)
+    y, f = _points()
+    sign = np.where(np.arange(y.size) % 2 == 0, 1.0, -1.0)
+    ref = _scipy(name, f)
+    expected = np.where(sign > 0, ref.logcdf(y), ref.logsf(y))
+    np.testing.assert_allclose(
+        form.log_censored(y, f, SIGMA, sign), expected, rtol=1e-10, atol=1e-300
+    )
+
+
+def test_numpy_likelihood_by_column_by_element_and_pytensor_agree():
+    """The NumPy path evaluates ln Φ for censored records only (by column, or by element when
+    the codes broadcast): both equal the PyTensor path, which evaluates every term."""
+    pt = pytest.importorskip("pytensor.tensor")
+    from asuc_bayes.spec.residual import observation_log_likelihood
+
+    rng = np.random.default_rng(4)
+    form = residual_form("log_normal")
+    prediction = rng.lognormal(1.0, 1.0, size=(5, 6))
+    values = rng.lognormal(1.0, 1.0, size=6)
+    censoring = np.array([0, 1, -1, 0, 1, -1])
+    sigma = {"log_sd": np.full((5, 1), 0.4)}  # one SD per row (e.g. per draw)
+    by_column = observation_log_likelihood(form, values, censoring, prediction, sigma)
+    by_element = observation_log_likelihood(
+        form, values, np.broadcast_to(censoring, prediction.shape), prediction, sigma
+    )
+    f, codes = pt.dmatrix("f"), pt.lvector("codes")
+    graph = observation_log_likelihood(form, values, codes, f, {"log_sd": 0.4}, xp=pt)
+    expected = graph.eval({f: prediction, codes: censoring})
+    np.testing.assert_allclose(by_column, expected, rtol=1e-12)
+    np.testing.assert_allclose(by_element, expected, rtol=1e-12)
+    assert float(observation_log_likelihood(form, 2.0, 1, 3.0, {"log_sd": 0.4})) == (
+        pytest.approx(stats.norm.logcdf(np.log(2.0), np.log(3.0), 0.4), rel=1e-12)
+    )
+
+
+def test_unknown_censoring_codes_and_forms_are_named():
+    from asuc_bayes.spec.legacy import legacy_residual
+    from asuc_bayes.spec.residual import observation_log_likelihood
+
+    form = residual_form("proportional")
+    with pytest.raises(ValueError, match=r"censoring: unknown codes \[0, 2\]"):
+        observation_log_likelihood(form, [1.0, 2.0], [0, 2], 1.0, {"proportional": 0.3})
+    with pytest.raises(ValueError, match=r"pk\.residual_form"):
+        legacy_residual("exponential", 0.3)

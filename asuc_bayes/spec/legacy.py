@@ -13,6 +13,8 @@ V = θ_V·(WT/ref)^1·e^η, f(CRP) in the ``power`` or ``log`` form, IIV from CV
 
 from __future__ import annotations
 
+from typing import Any
+
 from asuc_bayes.config import ModelSpec, load_model
 from asuc_bayes.config import Parameter as SpecParameter
 from asuc_bayes.spec.declaration import (
@@ -27,12 +29,32 @@ from asuc_bayes.spec.declaration import (
     Value,
     cv_percent_to_variance,
 )
+from asuc_bayes.spec.residual import ResidualForm, residual_form
 
-__all__ = ["NIYIGENA_NAME", "declaration_from_spec", "load_legacy"]
+__all__ = ["NIYIGENA_NAME", "declaration_from_spec", "legacy_residual", "load_legacy"]
 
 NIYIGENA_NAME = "niyigena2025"
 _CRP_FORMS = {"power": "power", "log_power": "log"}
 _RESIDUAL = {"proportional": "proportional", "log_normal": "log_sd"}
+
+
+def legacy_residual(form: str, sd: Any) -> tuple[ResidualForm, dict[str, Any]]:
+    """The registered residual form of a legacy ``pk.residual_form`` and its SD mapping.
+
+    ``sd`` (a number, an array or a PyTensor variable) is the proportional SD or the SD of
+    ln y; the pair is what :func:`asuc_bayes.spec.residual.observation_log_likelihood` takes.
+
+    Examples
+    --------
+    >>> form, sigma = legacy_residual("log_normal", 0.3)
+    >>> form.name, sigma
+    ('log_normal', {'log_sd': 0.3})
+    """
+    if form not in _RESIDUAL:
+        raise ValueError(
+            f"unknown residual form {form!r} (pk.residual_form: one of {', '.join(_RESIDUAL)})"
+        )
+    return residual_form(form), {_RESIDUAL[form]: sd}
 
 
 def load_legacy(path: str, variants: tuple[str, ...], name: str) -> ModelDeclaration:

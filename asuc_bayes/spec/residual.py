@@ -119,17 +119,33 @@ class ResidualForm:
         z = self.z(y, f, sigma, xp)
         return -0.5 * z * z - self.log_scale(y, f, sigma, xp) - _HALF_LOG_2PI
 
-    def log_below(self, limit: Any, f: Any, sigma: Mapping[str, Any], xp: Any = np) -> Any:
-        """log P(y < limit) (M3, a record below the LLOQ)."""
+    def log_censored(
+        self, limit: Any, f: Any, sigma: Mapping[str, Any], sign: Any, xp: Any = np
+    ) -> Any:
+        """ln Φ(s·z) of the limit's standardised residual z: the M3 term of a censored record,
+        log P(y < limit) for the sign s = +1 (below the LLOQ), log P(y > limit) for s = −1
+        (above the ULOQ). ``sign`` broadcasts (one per record, e.g.).
+
+        Examples
+        --------
+        >>> from scipy.stats import norm
+        >>> form = residual_form("proportional")
+        >>> got = form.log_censored(np.array([1.0, 9.0]), 8.0, {"proportional": 0.3},
+        ...                         np.array([1.0, -1.0]))
+        >>> bool(np.allclose(got, [norm.logcdf(1.0, 8.0, 2.4), norm.logsf(9.0, 8.0, 2.4)]))
+        True
+        """
         sigma = _float64(sigma)
         f = xp.maximum(f, PREDICTION_FLOOR_MG_L)
-        return log_phi(self.z(limit, f, sigma, xp), xp)
+        return log_phi(sign * self.z(limit, f, sigma, xp), xp)
+
+    def log_below(self, limit: Any, f: Any, sigma: Mapping[str, Any], xp: Any = np) -> Any:
+        """log P(y < limit) (M3, a record below the LLOQ)."""
+        return self.log_censored(limit, f, sigma, 1.0, xp)
 
     def log_above(self, limit: Any, f: Any, sigma: Mapping[str, Any], xp: Any = np) -> Any:
         """log P(y > limit) (M3, a record above the ULOQ)."""
-        sigma = _float64(sigma)
-        f = xp.maximum(f, PREDICTION_FLOOR_MG_L)
-        return log_phi(-self.z(limit, f, sigma, xp), xp)
+        return self.log_censored(limit, f, sigma, -1.0, xp)
 
 
 class _NormalScale(ResidualForm):
@@ -198,6 +214,11 @@ def observation_log_likelihood(
 
     ``censoring`` holds the codes of :mod:`asuc_bayes.dataset` (0 measured, 1 below the LLOQ
     with ``values`` = LLOQ, −1 above the ULOQ with ``values`` = ULOQ). Arguments broadcast.
+    A measured record contributes the density of y (for ``log_normal`` too, −ln y included,
+    as NONMEM's OFV and PyMC's LogNormal), a censored one ln Φ(±z)
+    (:meth:`ResidualForm.log_censored`). In NumPy, ln Φ is evaluated for the censored records
+    only (by column when ``censoring`` is one code per record of the last axis), and unknown
+    codes raise ValueError.
 
     Examples
     --------
@@ -210,17 +231,52 @@ def observation_log_likelihood(
     from asuc_bayes.dataset import ABOVE_ULOQ, BELOW_LLOQ
 
     if xp is np:
-        values = np.asarray(values, dtype=float)
-        censoring = np.asarray(censoring)
-        # A censored record's value is a limit; a non-positive one has no log-normal density.
-        safe = np.where(censoring == 0, values, np.maximum(values, PREDICTION_FLOOR_MG_L))
-    else:
-        safe = values
-    measured = form.log_density(safe, prediction, sigma, xp)
-    below = form.log_below(safe, prediction, sigma, xp)
-    above = form.log_above(safe, prediction, sigma, xp)
+        return _numpy_log_likelihood(form, values, censoring, prediction, sigma)
+    measured = form.log_density(values, prediction, sigma, xp)
+    below = form.log_below(values, prediction, sigma, xp)
+    above = form.log_above(values, prediction, sigma, xp)
     # pytensor's == is identity, not elementwise: compare with eq/equal
     equal = xp.eq if hasattr(xp, "eq") else xp.equal
     return xp.where(
         equal(censoring, BELOW_LLOQ), below, xp.where(equal(censoring, ABOVE_ULOQ), above, measured)
     )
+
+
+def _numpy_log_likelihood(
+    form: ResidualForm, values: Any, censoring: Any, prediction: Any, sigma: Mapping[str, Any]
+) -> np.ndarray:
+    """:func:`observation_log_likelihood` in NumPy, ln Φ only where a record is censored."""
+    from asuc_bayes.dataset import ABOVE_ULOQ, BELOW_LLOQ, MEASURED
+
+    values = np.asarray(values, dtype=float)
+    censoring = np.asarray(censoring)
+    prediction = np.asarray(prediction, dtype=float)
+    below, above = censoring == BELOW_LLOQ, censoring == ABOVE_ULOQ
+    censored = below | above
+    if not np.all(censored | (censoring == MEASURED)):
+        raise ValueError(
+            f"censoring: unknown codes {np.unique(censoring).tolist()} "
+            f"(use {MEASURED} measured, {BELOW_LLOQ} below the LLOQ, {ABOVE_ULOQ} above the ULOQ)"
+        )
+    # A censored record's value is a limit; a non-positive one has no log-normal density.
+    safe = np.where(censored, np.maximum(values, PREDICTION_FLOOR_MG_L), values)
+    log_measured = form.log_density(safe, prediction, sigma, np)
+    shape = np.broadcast_shapes(np.shape(log_measured), censoring.shape)
+    out = np.array(np.broadcast_to(log_measured, shape))
+    if not censored.any():
+        return out
+    sign = np.where(below, 1.0, -1.0)
+    if censoring.ndim == 1 and len(shape) >= 1 and censoring.shape[0] == shape[-1]:
+        columns = np.flatnonzero(censored)
+        index: Any = (..., columns)
+        sign = sign[columns]
+    else:
+        index = np.broadcast_to(censored, shape)
+        sign = np.broadcast_to(sign, shape)[index]
+
+    def at(x: Any) -> Any:
+        return np.broadcast_to(x, shape)[index]
+
+    subset_sigma = {k: at(v) if np.ndim(v) else v for k, v in sigma.items()}
+    out[index] = form.log_censored(at(safe), at(prediction), subset_sigma, sign, np)
+    return out
