@@ -1484,10 +1484,6 @@ def _models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
-
-
 VALIDATE_EXAMPLES = """examples:
   asuc-bayes validate cohort.csv --model niyigena2025 --model wojciechowski2017 --units ALB=g/L
   asuc-bayes validate cohort.csv --model niyigena2025 --model fasanmade2009 --format json
@@ -1548,3 +1544,7 @@ def _validate(args: argparse.Namespace) -> int:
         (args.out / "validation.json").write_text(dumps_json(document) + "\n")
         print(f"asuc-bayes: validation written to {args.out}/validation.json", file=sys.stderr)
     return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
