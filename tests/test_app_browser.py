@@ -221,7 +221,7 @@ def test_downloads_report_json_and_netcdf(page, tmp_path):
     assert report_download.value.suggested_filename == "asuc-bayes-P01.html"
     assert shown in html
     assert len(re.findall(r'src="data:image/png;base64,', html)) == 3  # with the dose-risk curve
-    assert "Week-2 dose to a target risk" in html
+    assert "Dose at day 14 to a target risk" in html
     with page.expect_download() as json_download:
         page.click("#download_json")
     path = tmp_path / "results.json"
