@@ -304,14 +304,37 @@ def load_model(
     """
     path = _resolve(name_or_path)
     raw_bytes = path.read_bytes()
-    try:
-        raw = tomllib.loads(raw_bytes.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ModelSpecError(f"model file '{path}' is not valid TOML: {exc}") from exc
+    raw = read_toml(raw_bytes, path)
     _reject_library_format(raw, path)
     return parse_model(
         raw, path=str(path), sha256=hashlib.sha256(raw_bytes).hexdigest(), variants=tuple(variants)
     )
+
+
+def read_toml(raw_bytes: bytes, path: Path) -> dict[str, Any]:
+    """The table of a model file's bytes; anything unreadable is a :class:`ModelSpecError`
+    naming the file (bad UTF-8 or TOML, nesting too deep, a number too long to convert).
+
+    >>> read_toml(b"a = 1", Path("m.toml"))
+    {'a': 1}
+    >>> read_toml(b"a = " + b"[" * 3000 + b"]" * 3000, Path("m.toml"))
+    Traceback (most recent call last):
+    ...
+    asuc_bayes.config.ModelSpecError: model file 'm.toml' is not valid TOML: nested too deeply...
+    """
+    try:
+        return tomllib.loads(raw_bytes.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ModelSpecError(f"model file '{path}' is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ModelSpecError(
+            f"model file '{path}' is not valid TOML: nested too deeply (fix: a model file "
+            "needs 3 levels of tables)"
+        ) from None
+    except ValueError as exc:  # e.g. an integer literal longer than Python converts
+        raise ModelSpecError(
+            f"model file '{path}' is not valid TOML: {exc} (fix: write plain numbers)"
+        ) from None
 
 
 def is_library_declaration(name_or_path: str | Path) -> bool:
@@ -322,9 +345,10 @@ def is_library_declaration(name_or_path: str | Path) -> bool:
     (True, False)
     """
     try:
-        raw = tomllib.loads(_resolve(name_or_path).read_text(encoding="utf-8"))
-    except (ModelSpecError, OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return False
+        path = _resolve(name_or_path)
+        raw = read_toml(path.read_bytes(), path)
+    except (ModelSpecError, OSError):
+        return False  # not a library file; its own loader names the problem
     model = raw.get("model")
     return "pk" not in raw and isinstance(model, dict) and "structure" in model
 

@@ -190,7 +190,10 @@ def test_notes_for_mdv_rows_colectomy_records_and_unknown_columns(tmp_path):
     assert patient.observations == (Observation(9.0, 20.0),)
     assert patient.events == (EventRecord(40.0, 1),)
     notes = "\n".join(patient_set.notes)
-    assert "column SEX ignored" in notes and "column COMMENT ignored" in notes
+    # a numeric column is kept per record (a library model may declare it); text is not
+    assert "column SEX kept per record as covariates" in notes
+    assert "column COMMENT ignored (not a number on every row" in notes
+    assert [dict(r.values).get("SEX") for r in patient.covariate_records] == [1.0] * 4
     assert "patient 'P01', row 3, field MDV" in notes
     assert "patient 'P01', row 5" in notes and "ignored by forecasting" in notes
     assert set(patient.notes) <= set(patient_set.notes)

@@ -205,14 +205,15 @@ def read_records(
         for is_unit, kind in [_unit_column_kind(name)]
         if is_unit and name not in _USED
     }
+    covariate_columns = _covariate_columns(table, unit_columns)
     for name in table.columns:
-        if name not in _USED and name not in unit_columns:
-            notes.append(f"column {name} ignored (not used by asuc_bayes)")
-    extra = [c for c in COVARIATE_COLUMNS[2:] if c in table.columns]
+        if name not in _USED and name not in unit_columns and name not in covariate_columns:
+            notes.append(f"column {name} ignored (not a number on every row; not used)")
+    extra = [c for c in covariate_columns if c not in ("WT", "CRP")]
     if extra:
         notes.append(
-            f"column{'s' if len(extra) > 1 else ''} {', '.join(extra)} kept per record "
-            "(Patient.covariate_records); not used by the current model"
+            f"column{'s' if len(extra) > 1 else ''} {', '.join(extra)} kept per record as "
+            "covariates (Patient.covariate_records), for the models that declare them"
         )
     by_id: dict[str, _Collected] = {}
     order: list[str] = []
@@ -241,7 +242,7 @@ def read_records(
         if pid in failed:
             continue
         try:
-            _read_row(_Cells(row), current, unit_columns, options, seen)
+            _read_row(_Cells(row), current, unit_columns, covariate_columns, options, seen)
         except InputError as exc:
             if not options.collect_errors:
                 raise
@@ -260,6 +261,25 @@ def read_records(
         patients.append(patient)
         notes.extend(patient.notes)
     return patients, notes, [failed[pid] for pid in order if pid in failed]
+
+
+def _covariate_columns(table: Table, unit_columns: Mapping[str, str | None]) -> tuple[str, ...]:
+    """The columns kept per record as covariates: WT, CRP, ALB, ADA, and every other column
+    that no record semantics use and that holds a number (or a missing cell) on every row,
+    with at least one number (SEX, AGE, ATI...: a library model may declare them)."""
+    known = tuple(c for c in COVARIATE_COLUMNS if c in table.columns)
+    other = tuple(
+        name
+        for name in table.columns
+        if name not in _USED and name not in unit_columns and _numeric_column(table, name)
+    )
+    return known + other
+
+
+def _numeric_column(table: Table, column: str) -> bool:
+    cells = [row.cells.get(column, "") for row in table.rows]
+    present = [c for c in cells if c not in MISSING_CELLS]
+    return bool(present) and all(parse_number(c) is not None for c in present)
 
 
 def _check_columns(table: Table) -> None:
@@ -332,6 +352,7 @@ def _read_row(
     cells: _Cells,
     patient: _Collected,
     unit_columns: Mapping[str, str | None],
+    covariate_columns: Sequence[str],
     options: NonmemOptions,
     seen: dict[tuple[str, float, int, int | None], int],
 ) -> None:
@@ -351,12 +372,12 @@ def _read_row(
     patient.last_time = (time, row.row)
     evid = _evid(cells)
     _check_units(cells, unit_columns, evid in (1, 4), options.time_unit)
-    _read_covariates(cells, patient, options.strict_covariates)
+    _read_covariates(cells, patient, covariate_columns, options.strict_covariates)
     mdv = cells.code("MDV", (0, 1), default=0, meaning="MDV 0 (use the row) or 1 (ignore it)")
     if evid not in (1, 4):
         _no_dose_items(cells, patient.id, evid)
     if evid == 2:
-        if not any(cells.row.has(column) for column in COVARIATE_COLUMNS):
+        if not any(cells.row.has(column) for column in covariate_columns):
             patient.notes.append(
                 _message(
                     patient.id,
@@ -444,9 +465,11 @@ def _check_cmt(cells: _Cells, pid: str, evid: int) -> None:
         )
 
 
-def _read_covariates(cells: _Cells, patient: _Collected, strict: bool) -> None:
+def _read_covariates(
+    cells: _Cells, patient: _Collected, columns: Sequence[str], strict: bool
+) -> None:
     values: dict[str, float] = {}
-    for column in COVARIATE_COLUMNS:
+    for column in columns:
         value = cells.number(column)
         if value is not None:
             values[column] = value

@@ -54,7 +54,7 @@ COLUMN_ROLES: dict[str, str] = {
     "DVID": "1 concentration, 2 colectomy record",
     "WT": "body weight (kg), a covariate",
     "CRP": "C-reactive protein (mg/L), a covariate",
-    "ALB": "albumin (g/L), a covariate kept per record",
+    "ALB": "albumin (unit: the model file's, or --units ALB=g/L), a covariate kept per record",
     "ADA": "anti-drug antibodies, a covariate kept per record",
 }
 #: Covariate columns kept per record (:class:`~asuc_bayes.data.types.CovariateRecord`).

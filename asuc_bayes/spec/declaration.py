@@ -102,6 +102,18 @@ class Covariate:
     time_varying: bool = False
     #: the reference patient's value (in ``unit``), when the effects' references do not say it
     reference: float | None = None
+    #: other dataset column names read for this covariate (ATI is the ADA column), upper case
+    dataset_columns: tuple[str, ...] = ()
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Dataset columns read for this covariate, in order of preference: its own name, then
+        :attr:`dataset_columns`.
+
+        >>> Covariate("ATI", "1", "binary", dataset_columns=("ADA",)).columns
+        ('ATI', 'ADA')
+        """
+        return (self.name.upper(), *self.dataset_columns)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ file is the generic format::
                        default_infusion_duration_day, notes
     [parameters.NAME]  value, unit, source, rse_percent, ci95, bootstrap, fixed, note
     [derived.NAME]     product_of = ["KE", "V"], note
-    [covariates.NAME]  unit, kind (continuous|binary|categorical), description, time_varying
+    [covariates.NAME]  unit, kind (continuous|binary|categorical), description, time_varying,
+                       dataset_columns (other dataset column names read for it, e.g. ["ADA"])
     [[effects]]        parameter, covariate, form, reference, unit, theta = {value, source, ...}
                        or levels = {"1" = {value, source}, ...} (form "categorical")
     [random_effects]   parameters (publication order), reported_as (variance|cv_percent),
@@ -32,13 +33,12 @@ from __future__ import annotations
 
 import copy
 import math
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from asuc_bayes.config import ModelSpecError, model_directory
+from asuc_bayes.config import ModelSpecError, model_directory, read_toml
 from asuc_bayes.spec.covariates import COVARIATE_FORMS, covariate_form
 from asuc_bayes.spec.declaration import (
     Covariate,
@@ -74,7 +74,9 @@ _SCHEMA: dict[str, Any] = {
     ),
     "parameters": {"*": (*_VALUE_KEYS, "description")},
     "derived": {"*": ("product_of", "note")},
-    "covariates": {"*": ("unit", "kind", "description", "time_varying", "reference")},
+    "covariates": {
+        "*": ("unit", "kind", "description", "time_varying", "reference", "dataset_columns")
+    },
     "effects": ("parameter", "covariate", "form", "reference", "unit", "theta", "levels"),
     "random_effects": ("parameters", "reported_as", "values", "omega", "source", "rse_percent"),
     "occasion_variability": {"*": ("variance", "cv_percent", "source", "note")},
@@ -126,9 +128,9 @@ def load_declaration(
     """
     path = resolve_model_file(name_or_path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ModelFileError(str(path), "", f"not valid TOML ({exc})", "fix the syntax") from exc
+        raw = read_toml(path.read_bytes(), path)
+    except ModelSpecError as exc:
+        raise ModelFileError(str(path), "", str(exc), "fix the syntax") from None
     if "pk" in raw:
         from asuc_bayes.spec.legacy import load_legacy
 
@@ -367,6 +369,15 @@ class _Parser:
             reference = None
             if "reference" in table:
                 reference = self.number(table, f"covariates.{name}.reference", -1e6, 1e6)
+            columns = table.get("dataset_columns", [])
+            if not isinstance(columns, list) or not all(
+                isinstance(c, str) and c.strip() for c in columns
+            ):
+                raise self.fail(
+                    f"covariates.{name}.dataset_columns",
+                    f"{columns!r} is not a list of column names",
+                    'write e.g. dataset_columns = ["ADA"]',
+                )
             out.append(
                 Covariate(
                     name,
@@ -375,6 +386,7 @@ class _Parser:
                     str(table.get("description", "")),
                     bool(table.get("time_varying", False)),
                     reference,
+                    tuple(c.strip().upper() for c in columns),
                 )
             )
         return tuple(out)
