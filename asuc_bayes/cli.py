@@ -1467,7 +1467,12 @@ def _add_models_command(sub) -> None:
         "models",
         help="the library of published infliximab models (population, covariates, source)",
     )
-    models.add_argument("--format", choices=("table", "json"), default="table")
+    models.add_argument(
+        "--format",
+        choices=("table", "json", "markdown"),
+        default="table",
+        help="markdown: the model cards of docs/LIBRARY.md (every value with its source)",
+    )
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -1479,6 +1484,12 @@ def _models(args: argparse.Namespace) -> int:
         return _error(str(exc))
     if args.format == "json":
         print(dumps_json(models_json(library)))
+    elif args.format == "markdown":
+        from asuc_bayes.spec import available_declarations, load_declaration
+        from asuc_bayes.spec.card import library_card
+
+        names = available_declarations()
+        print(library_card(load_declaration(name) for name in names), end="")
     else:
         print(format_models_table(library), end="")
     return EXIT_OK
