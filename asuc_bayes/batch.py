@@ -33,6 +33,7 @@ import xarray as xr
 from asuc_bayes.config import ModelSpec
 from asuc_bayes.dataset import InputError, Patient
 from asuc_bayes.engine import Engine
+from asuc_bayes.errors import AsucBayesError
 from asuc_bayes.forecast import SamplerSettings, forecaster_for, patient_seed
 
 __all__ = ["BatchResult", "BatchRow", "CheckpointError", "forecast_batch", "with_input_errors"]
@@ -40,7 +41,7 @@ __all__ = ["BatchResult", "BatchRow", "CheckpointError", "forecast_batch", "with
 Status = Literal["ok", "unconverged", "error"]
 
 
-class CheckpointError(ValueError):
+class CheckpointError(AsucBayesError, ValueError):
     """A checkpoint directory that belongs to another run or cannot be read."""
 
 

@@ -29,6 +29,7 @@ from asuc_bayes.config import (
 from asuc_bayes.dataset import InputError, example_path, read_patients
 from asuc_bayes.dosing_defaults import DEFAULT_MIN_MG_PER_KG, DEFAULT_TURNAROUND_DAY
 from asuc_bayes.engine import Engine, EngineError
+from asuc_bayes.errors import AsucBayesError
 from asuc_bayes.options import OptionError, check_options
 from asuc_bayes.output import (
     DOSING_COLUMNS,
@@ -698,7 +699,10 @@ def main(argv: list[str] | None = None) -> int:
         "models": _models,
         "validate": _validate,
     }
-    return commands[args.command](args)
+    try:
+        return commands[args.command](args)
+    except AsucBayesError as exc:  # an expected error a handler did not word: still no traceback
+        return _error(str(exc))
 
 
 def _forecast(args: argparse.Namespace) -> int:

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from asuc_bayes.errors import AsucBayesError
+
 __all__ = [
     "PARAMETER_NAMES",
     "PK_PARAMETER_NAMES",
@@ -53,7 +55,7 @@ TTE_FORMS = ("lambda_t_gamma", "lambda_t_all_gamma")
 PK_STRUCTURES = ("one_compartment_zero_order_infusion",)
 
 
-class ModelSpecError(ValueError):
+class ModelSpecError(AsucBayesError, ValueError):
     """A model file is missing a key, has a wrong type or an implausible value."""
 
 

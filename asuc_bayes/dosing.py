@@ -61,6 +61,7 @@ import xarray as xr
 from asuc_bayes.config import ModelSpec
 from asuc_bayes.dataset import ABOVE_ULOQ, BELOW_LLOQ, MEASURED, Dose, Patient
 from asuc_bayes.dosing_defaults import DEFAULT_MIN_MG_PER_KG, DEFAULT_TURNAROUND_DAY
+from asuc_bayes.errors import AsucBayesError
 from asuc_bayes.forecast import PatientForecast, summary_statistics
 from asuc_bayes.grid import observation_log_likelihood
 from asuc_bayes.kernels import (
@@ -104,7 +105,7 @@ MONOTONE_TOLERANCE = 1e-9
 MIN_PARTICLE_ESS = 200.0
 
 
-class DosingError(ValueError):
+class DosingError(AsucBayesError, ValueError):
     """A dosing request that cannot be answered; the message names the option and the fix.
 
     ``clinical`` is the same message without command-line options, for clinicians (the HTML

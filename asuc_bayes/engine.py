@@ -35,6 +35,8 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from asuc_bayes.errors import AsucBayesError
+
 __all__ = ["Engine", "EngineError", "auto_chunk_size"]
 
 #: Dask's environment for the worker processes a nanny spawns.
@@ -74,7 +76,7 @@ def auto_chunk_size(n_items: int, n_workers: int, *, tasks_per_worker: int = 8) 
     return int(min(max(n_items // max(n_workers * tasks_per_worker, 1), 1), 16))
 
 
-class EngineError(RuntimeError):
+class EngineError(AsucBayesError, RuntimeError):
     """The engine could not start or reach its cluster; the message says how to fix it."""
 
 

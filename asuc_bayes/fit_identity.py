@@ -32,10 +32,12 @@ from typing import Any
 
 import xarray as xr
 
+from asuc_bayes.errors import AsucBayesError
+
 __all__ = ["FitIdentity", "UnconvergedFitError", "identify_fit", "require_converged"]
 
 
-class UnconvergedFitError(ValueError):
+class UnconvergedFitError(AsucBayesError, ValueError):
     """A population fit failed its stored convergence gates and was not explicitly allowed."""
 
 

@@ -25,7 +25,6 @@ import numpy as np
 import scipy.optimize
 
 from asuc_bayes._lazy import lazy_module
-from asuc_bayes._version import __version__
 from asuc_bayes.config import ModelSpec
 from asuc_bayes.dataset import Dose, Observation, Patient
 from asuc_bayes.diagnostics import (
@@ -65,6 +64,7 @@ from asuc_bayes.nutpie_density import (
     pack_data,
     sampler_density,
 )
+from asuc_bayes.provenance import check_result_tree, netcdf_attrs, provenance_attrs
 from asuc_bayes.risk_class import risk_class
 
 __all__ = [
@@ -1086,7 +1086,7 @@ def forecast_tree(
         "patient_id": patient.id,
         "status": status,
         **provenance(spec, settings, seed),
-        **_diagnostics_attrs(diagnostics),
+        **netcdf_attrs(diagnostics, prefix="diagnostics_"),
     }
     return xr.DataTree.from_dict(
         {
@@ -1099,19 +1099,6 @@ def forecast_tree(
             "constant_data": constant,
         }
     )
-
-
-def _diagnostics_attrs(diagnostics: dict[str, Any]) -> dict[str, Any]:
-    """``diagnostics_*`` attributes (netCDF): nested dicts flattened (``diagnostics_precision_
-    met``), booleans as 0/1, None left out."""
-    attrs = {}
-    for key, value in diagnostics.items():
-        items = value.items() if isinstance(value, dict) else [(None, value)]
-        for sub, v in items:
-            if v is not None:
-                name = f"diagnostics_{key}" + (f"_{sub}" if sub else "")
-                attrs[name] = int(v) if isinstance(v, bool | np.bool_) else v
-    return attrs
 
 
 _BLAS_CONTROLLER = None
@@ -1184,26 +1171,25 @@ def curve_times(spec: ModelSpec, patient: Patient) -> np.ndarray:
 
 
 def provenance(spec: ModelSpec, settings: SamplerSettings, seed: int) -> dict[str, Any]:
-    """Attributes that say which model, code and settings produced a result."""
-    from importlib.metadata import version  # importing PyMC/ArviZ for this took seconds
-
-    return {
-        "model_name": spec.name,
-        "model_label": spec.label,
-        "model_sha256": spec.sha256,
-        "model_variants": ",".join(spec.variants),
-        "asuc_bayes_version": __version__,
-        "pymc_version": version("pymc"),
-        "nutpie_version": version("nutpie"),
-        "arviz_version": version("arviz"),
-        "sampler": settings.sampler,
-        "draws": settings.initial_draws,
-        "adaptive_draws": int(settings.adaptive),
-        "tune": settings.tune,
-        "chains": settings.chains,
-        "target_accept": settings.target_accept,
-        "random_seed": seed,
-    }
+    """Attributes that say which model, code and settings produced a patient forecast
+    (:func:`asuc_bayes.provenance.provenance_attrs`)."""
+    return provenance_attrs(
+        "patient forecast",
+        model_name=spec.name,
+        model_label=spec.label,
+        model_path=spec.path,
+        model_sha256=spec.sha256,
+        model_variants=spec.variants,
+        random_seed=seed,
+        sampler={
+            "sampler": settings.sampler,
+            "draws": settings.initial_draws,
+            "adaptive_draws": settings.adaptive,
+            "tune": settings.tune,
+            "chains": settings.chains,
+            "target_accept": settings.target_accept,
+        },
+    )
 
 
 def _convergence(eta: np.ndarray, diverging: int) -> dict[str, Any]:
@@ -1289,5 +1275,9 @@ def save_results(results: list[PatientForecast] | dict[str, xr.DataTree], path) 
 
 
 def load_results(path) -> xr.DataTree:
-    """Read back a file written by :func:`save_results`."""
-    return xr.load_datatree(path, engine="h5netcdf")
+    """Read back a file written by :func:`save_results`; each patient's groups and provenance
+    are checked (:func:`asuc_bayes.provenance.check_result_tree`)."""
+    tree = xr.load_datatree(path, engine="h5netcdf")
+    for patient_id, node in tree.children.items():
+        check_result_tree(node, "patient forecast", f"{path}: patient {patient_id}")
+    return tree

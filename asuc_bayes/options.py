@@ -28,10 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from asuc_bayes.errors import AsucBayesError
+
 __all__ = ["RULES", "Number", "OptionError", "OutputDir", "OutputFile", "check_options"]
 
 
-class OptionError(ValueError):
+class OptionError(AsucBayesError, ValueError):
     """A command-line option with a value that cannot be used (the message says why)."""
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 import reprlib
 
+from asuc_bayes.errors import AsucBayesError
+
 __all__ = ["InputError", "Location"]
 
 Location = int | str | None
@@ -16,7 +18,7 @@ Location = int | str | None
 _SHORT_REPR = reprlib.Repr(maxstring=60, maxother=60, maxlist=4, maxdict=4, maxlevel=2)
 
 
-class InputError(ValueError):
+class InputError(AsucBayesError, ValueError):
     """Bad input data. The message names the patient, the row and the field, and the fix.
 
     The same facts are attributes, for interfaces that show the message next to the field:

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from asuc_bayes.errors import AsucBayesError
+
 __all__ = ["DOSE_FIELDS", "DoseArrays", "DoseArraysError"]
 
 #: The fields of a dose record, with their defaults (``None``: required).
@@ -34,7 +36,7 @@ DOSE_FIELDS: dict[str, float | None] = {
 }
 
 
-class DoseArraysError(ValueError):
+class DoseArraysError(AsucBayesError, ValueError):
     """A regimen that the PK structures cannot evaluate; the message names the field."""
 
 

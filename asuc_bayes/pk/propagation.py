@@ -44,13 +44,14 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 
+from asuc_bayes.errors import AsucBayesError
 from asuc_bayes.pk.closed_form import SegmentPropagator
 from asuc_bayes.pk.doses import DoseArrays
 
 __all__ = ["Propagation", "PropagationError", "propagate", "propagators"]
 
 
-class PropagationError(ValueError):
+class PropagationError(AsucBayesError, ValueError):
     """Inputs the propagation cannot use; the message names the argument."""
 
 

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from asuc_bayes.errors import AsucBayesError
+
 __all__ = ["STRUCTURES", "UnknownStructureError", "register_structure", "structure_from_name"]
 
 #: lookup name (and alias) -> structure class
 STRUCTURES: dict[str, type] = {}
 
 
-class UnknownStructureError(ValueError):
+class UnknownStructureError(AsucBayesError, ValueError):
     """A model file names a PK structure that is not registered."""
 
 

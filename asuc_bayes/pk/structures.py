@@ -34,6 +34,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from asuc_bayes.errors import AsucBayesError
 from asuc_bayes.pk import propagation
 from asuc_bayes.pk.closed_form import (
     SegmentPropagator,
@@ -50,7 +51,7 @@ from asuc_bayes.pk.registry import register_structure
 __all__ = ["OneCompartment", "PKParameterError", "PKStructure", "TwoCompartment"]
 
 
-class PKParameterError(ValueError):
+class PKParameterError(AsucBayesError, ValueError):
     """Parameters that do not match the structure's names."""
 
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from asuc_bayes.errors import AsucBayesError
 from asuc_bayes.spec.covariates import covariate_form
 from asuc_bayes.spec.errors import ModelFileError
 from asuc_bayes.spec.residual import residual_form
@@ -289,7 +290,7 @@ class Imputation:
     reason: str
 
 
-class MissingCovariateError(ValueError):
+class MissingCovariateError(AsucBayesError, ValueError):
     """The patient lacks a covariate the model needs (and no imputation was requested)."""
 
 

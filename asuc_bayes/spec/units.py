@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from asuc_bayes.errors import AsucBayesError
+
 __all__ = ["UNITS", "UnitError", "conversion_factor", "convert", "convertible"]
 
 #: unit -> (dimension, factor to the dimension's base unit)
@@ -44,7 +46,7 @@ UNITS: dict[str, tuple[str, float]] = {
 }
 
 
-class UnitError(ValueError):
+class UnitError(AsucBayesError, ValueError):
     """A unit is unknown, or two units measure different things."""
 
 
