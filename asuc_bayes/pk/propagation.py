@@ -233,6 +233,7 @@ def propagate(
     *,
     method: str = "expm",
     xp: Any = np,
+    change_side: str = "right",
 ) -> Propagation:
     """Concentrations and AUC with piecewise-constant parameters, by exact propagation.
 
@@ -258,6 +259,12 @@ def propagate(
             ``"closed_form"``: the structure's analytic propagators (NumPy or PyTensor).
         xp : module
             ``numpy`` or, with ``method="closed_form"``, ``pytensor.tensor``.
+        change_side : {"right", "left"}
+            Which piece holds *at* a change time itself, for the concentration of a sample
+            there and the trough of a steady-state dose starting there: ``"right"`` (default)
+            the new one (pieces [c_(j−1), c_j), last value carried forward); ``"left"`` the
+            old one (pieces (c_(j−1), c_j], NONMEM's convention: a record's covariates
+            hold over the interval that ends at it). Between events both are the same.
 
         Returns
         -------
@@ -287,6 +294,8 @@ def propagate(
         raise PropagationError(f"method must be one of {PROPAGATION_METHODS}, got {method!r}")
     if method == "expm" and xp is not np:
         raise PropagationError('method="expm" is NumPy only; use method="closed_form"')
+    if change_side not in ("right", "left"):
+        raise PropagationError(f'change_side must be "right" or "left", got {change_side!r}')
     times, window = _check_inputs(doses, time_day, auc_window)
     change = _change_times(change_day)
     pieces = _piecewise_parameters(structure, params, change.size + 1, xp)
@@ -297,7 +306,8 @@ def propagate(
     rate, interval = doses.rate_mg_day, doses.steady_state_interval_day
     events = [times, start, start + duration, end[np.isfinite(end)], change]
     grid = np.unique(np.concatenate([*events, np.asarray(window or (), dtype=float)]))
-    piece = np.searchsorted(change, grid, side="right")
+    piece = np.searchsorted(change, grid, side="right")  # of the segment starting there
+    at = np.searchsorted(change, grid, side=change_side)  # at the event time itself
     if method == "expm":
         source = _ExpmPropagators(structure, pieces, grid, piece)
     else:
@@ -311,10 +321,10 @@ def propagate(
         if not alive.all():
             state = xp.where(alive[:, None], state, 0.0)
         for d in np.flatnonzero(alive & (start == g) & (interval > 0)):
-            trough = source.trough(int(piece[i]), rate[d], duration[d], interval[d])
+            trough = source.trough(int(at[i]), rate[d], duration[d], interval[d])
             state = state + np.eye(doses.n_dose)[d][:, None] * trough[..., None, :]
         if g in times:
-            at_time[float(g)] = zero + state[..., :, 0].sum(axis=-1) / volume[..., piece[i]]
+            at_time[float(g)] = zero + state[..., :, 0].sum(axis=-1) / volume[..., at[i]]
         if i == grid.size - 1:
             break
         segment = source.segment(i)
