@@ -313,6 +313,26 @@ P1,50,0,.,12,70,30,3.5,0
         np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-12)
 
 
+@pytest.mark.parametrize("convention", ["nonmem", "locf"])
+def test_steady_state_under_changing_covariates_uses_the_ss_records_values(tmp_path, convention):
+    """NONMEM computes a steady state with the SS record's own parameters; so does LOCF (the
+    record's values hold from it on). Reference: the explicit train under those values."""
+    text = """ID,TIME,EVID,AMT,DV,SS,II,WT,CRP,ALB,ADA
+P1,20,2,.,.,0,0,70,30,3.8,0
+P1,30,1,400,.,1,28,70,30,3.0,0
+P1,40,0,.,10,0,0,70,30,2.6,1
+P1,50,0,.,10,0,0,70,30,2.6,1
+"""
+    _, patient = read(tmp_path, text, "ss_tv.csv")
+    times = (30.0, 30.05, 35.0, 40.0, 45.0, 57.9, 70.0)
+    got = problem_for(patient, convention).predict(ETA, times)
+    # from day 30 on, the records at and after the SS record give the same step function as
+    # the patient's; before it, the train ran under the SS record's values
+    records = [r for r in records_of(patient) if r[0] >= 30.0]
+    want, _ = ode(_history(30.0, 28.0, 400.0), records, convention, times)
+    np.testing.assert_allclose(got, want, rtol=1e-7)
+
+
 # -- MAP against scipy on a solve_ivp density -------------------------------------------------
 def test_map_matches_scipy_on_an_ode_density(tmp_path):
     _, patient = read(tmp_path)
