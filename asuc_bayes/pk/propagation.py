@@ -183,8 +183,17 @@ class _ExpmPropagators:
         return np.linalg.solve(identity - e_interval, u[..., None])[..., 0]
 
 
+#: up to this many draws, NumPy evaluates all the segments' closed forms in one call
+_BATCH_SEGMENTS_UP_TO_DRAWS = 512
+
+
 class _ClosedFormPropagators:
-    """Segment propagators and troughs from the structure's closed forms (any ``xp``)."""
+    """Segment propagators and troughs from the structure's closed forms (any ``xp``).
+
+    With NumPy and few draws all the segments are evaluated in one vectorised call (the
+    segment is one more leading axis: the MAP search's small batches pay the Python overhead
+    once); with many draws (their temporaries would leave the cache) and with PyTensor, one
+    segment at a time."""
 
     def __init__(self, structure, pieces, grid, piece, xp):
         self.structure, self.pieces, self.grid, self.piece, self.xp = (
@@ -194,8 +203,18 @@ class _ClosedFormPropagators:
             piece,
             xp,
         )
+        self.batched = None
+        draws = max((np.size(value[..., 0]) for value in pieces.values()), default=1)
+        if xp is np and grid.size > 1 and draws <= _BATCH_SEGMENTS_UP_TO_DRAWS:
+            by_segment = {name: value[..., piece[:-1]] for name, value in pieces.items()}
+            self.batched = structure.segment_propagator(by_segment, np.diff(grid), np)
 
     def segment(self, i: int) -> SegmentPropagator:
+        if self.batched is not None:
+            decay, input_column, auc_row, input_auc = self.batched
+            return SegmentPropagator(
+                decay[..., i, :, :], input_column[..., i, :], auc_row[..., i, :], input_auc[..., i]
+            )
         params = _piece(self.pieces, int(self.piece[i]))
         delta = float(self.grid[i + 1] - self.grid[i])
         return self.structure.segment_propagator(params, delta, self.xp)
