@@ -187,6 +187,11 @@ class _ExpmPropagators:
 _BATCH_SEGMENTS_UP_TO_DRAWS = 512
 
 
+def _draws(pieces: Mapping[str, np.ndarray]) -> int:
+    """The number of parameter sets (the leading size) of NumPy piecewise parameters."""
+    return max((int(np.size(value[..., 0])) for value in pieces.values()), default=1)
+
+
 class _ClosedFormPropagators:
     """Segment propagators and troughs from the structure's closed forms (any ``xp``).
 
@@ -204,8 +209,7 @@ class _ClosedFormPropagators:
             xp,
         )
         self.batched = None
-        draws = max((np.size(value[..., 0]) for value in pieces.values()), default=1)
-        if xp is np and grid.size > 1 and draws <= _BATCH_SEGMENTS_UP_TO_DRAWS:
+        if xp is np and grid.size > 1 and _draws(pieces) <= _BATCH_SEGMENTS_UP_TO_DRAWS:
             by_segment = {name: value[..., piece[:-1]] for name, value in pieces.items()}
             self.batched = structure.segment_propagator(by_segment, np.diff(grid), np)
 
