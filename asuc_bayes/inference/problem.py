@@ -122,8 +122,7 @@ def library_unsupported(patient: Patient) -> InputError | None:
 
     The library path evaluates steady state (``SS`` 1 and 2) and resets (``EVID`` 3/4), which
     the default engine refuses (:func:`asuc_bayes.dataset.unsupported_by_engine`). It refuses
-    a steady-state dose whose infusion lasts longer than its interval ``II``, and a patient
-    without doses.
+    a steady-state dose whose infusion lasts longer than its interval ``II``.
 
     Examples
     --------
@@ -132,11 +131,6 @@ def library_unsupported(patient: Patient) -> InputError | None:
     >>> print(library_unsupported(Patient("x", 70.0, 30.0, (dose,))))  # doctest: +ELLIPSIS
     patient 'x', row 3, field II: the steady-state infusion lasts 2 day, longer than its ...
     """
-    if not patient.doses:
-        return InputError(
-            f"patient '{patient.id}': no dose records (fix: give at least one dose, EVID=1)",
-            patient_id=patient.id,
-        )
     for dose in patient.doses:
         if dose.steady_state and dose.duration_day > dose.steady_state_interval_day:
             where = (
