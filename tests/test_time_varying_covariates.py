@@ -428,3 +428,29 @@ def test_asuc_model_uses_baseline_values_and_says_so(tmp_path):
 
     notes = covariate_use(problem).notes(decl.label)
     assert any("WT vary between records" in n and "baseline values" in n for n in notes)
+
+
+def test_change_side_left_is_the_same_by_expm_and_closed_form():
+    """The ``change_side`` of :func:`asuc_bayes.pk.propagate` (used by the NONMEM convention)
+    gives the same numbers from both sources of the segment propagators, with a sample and a
+    steady-state dose at a change time."""
+    from asuc_bayes.pk import DoseArrays, TwoCompartment, propagate
+
+    doses = DoseArrays(start_day=[0.0, 30.0], amount_mg=[350.0, 400.0], duration_day=[H2, H2],
+                       steady_state_interval_day=[0.0, 28.0], end_day=[30.0, np.inf])  # fmt: skip
+    params = {"cl": [0.3, 0.5, 0.4], "v1": [3.3, 3.0, 3.6], "q": [0.07, 0.07, 0.09],
+              "v2": [1.1, 1.2, 1.1]}  # fmt: skip
+    times = [10.0, 20.0, 30.0, 31.0, 45.0]
+    out = {}
+    for side in ("left", "right"):
+        for method in ("expm", "closed_form"):
+            result = propagate(
+                TwoCompartment(), doses, params, [20.0, 30.0], times, method=method,
+                change_side=side,
+            )  # fmt: skip
+            out[side, method] = result.concentration
+        np.testing.assert_allclose(out[side, "expm"], out[side, "closed_form"], rtol=1e-10)
+    left, right = out["left", "expm"], out["right", "expm"]
+    assert left[0] == right[0]  # away from a change time the side does not matter
+    assert left[1] != right[1]  # at day 20: amount / V1 of the old piece against the new
+    assert left[1] * 3.3 == pytest.approx(right[1] * 3.0, rel=1e-12)  # the same amount
