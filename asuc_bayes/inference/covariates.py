@@ -1,8 +1,10 @@
 """A dataset patient's covariates for a library model: baseline values, units from the model.
 
 A NONMEM dataset keeps one covariate record per row (:class:`asuc_bayes.dataset.CovariateRecord`);
-a library model forecast today uses each covariate's **baseline** value (its first record), as
-the ASUC model does. A column's unit is the one the user declared for the dataset
+:func:`baseline_covariates` gives each covariate's **baseline** value (its first record), as the
+ASUC model uses them; covariates that a model file declares ``time_varying`` then take their
+per-record values from :func:`asuc_bayes.inference.schedule.covariate_schedule`.
+A column's unit is the one the user declared for the dataset
 (``--units ALB=g/L``, :attr:`asuc_bayes.dataset.PatientSet.units`), otherwise the unit the model
 file declares for that covariate: a dataset written for a g/dL model is read in g/dL.
 
