@@ -156,6 +156,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_data_options(forecast)
+    _add_covariates_option(forecast)
     forecast.add_argument(
         "--format", choices=("table", "json", "csv"), default="table", help=FORMAT_HELP
     )
@@ -411,6 +412,19 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_covariates_option(parser: argparse.ArgumentParser) -> None:
+    """``--covariates {nonmem,locf}``: how per-record covariate values hold over time (library
+    models whose model file declares a covariate ``time_varying``); checked by
+    :data:`asuc_bayes.options.RULES`."""
+    parser.add_argument(
+        "--covariates",
+        default="nonmem",
+        metavar="{nonmem,locf}",
+        help="time-varying covariates of a library model: nonmem, a record's values hold over "
+        "the interval that ends at it (default, as NONMEM); locf, from the record onward",
+    )
+
+
 def _add_sampling_options(parser: argparse.ArgumentParser, population: bool = False) -> None:
     """Draws, tuning, chains, seed, target acceptance, sampler and the model options; a
     ``population`` fit has no independence sampler (its posterior has hundreds of dimensions)."""
@@ -634,9 +648,13 @@ def _read_selected(
 
 
 def _read_dataset(
-    args: argparse.Namespace, default_infusion_duration_day: float, collect_errors: bool
+    args: argparse.Namespace,
+    default_infusion_duration_day: float,
+    collect_errors: bool,
+    allow_unsupported: bool = False,
 ) -> tuple[list, list[InputError], dict[str, str]]:
-    """The selected patients, the bad patients' errors and the declared covariate units."""
+    """The selected patients, the bad patients' errors and the declared covariate units
+    (``allow_unsupported``: keep steady-state doses and resets, for the library path)."""
     if args.example == bool(args.data):
         raise ValueError("give either a data file or --example")
     path = example_path() if args.example else Path(args.data)
@@ -648,6 +666,7 @@ def _read_dataset(
         input=getattr(args, "input", None),
         time_unit=getattr(args, "time_unit", "days"),
         units=getattr(args, "units", None),
+        allow_unsupported=allow_unsupported,
     )
     patients, errors = list(dataset.patients), list(dataset.errors)
     if args.ids:
@@ -763,6 +782,7 @@ def _forecast_library(args: argparse.Namespace) -> int:
     from asuc_bayes.forecast import patient_seed
     from asuc_bayes.inference import SamplerOptions, forecast_library_patient
     from asuc_bayes.inference.covariates import baseline_covariates
+    from asuc_bayes.inference.schedule import covariate_schedule
     from asuc_bayes.report import format_library_table
     from asuc_bayes.spec import MissingCovariateError, load_declaration
 
@@ -777,7 +797,10 @@ def _forecast_library(args: argparse.Namespace) -> int:
     try:
         declaration = load_declaration(args.model, variants=args.variant or ())
         patients, _, units = _read_dataset(
-            args, declaration.default_infusion_duration_day, collect_errors=False
+            args,
+            declaration.default_infusion_duration_day,
+            collect_errors=False,
+            allow_unsupported=True,  # SS and resets: evaluated by the library path
         )
         options = SamplerOptions(
             chains=args.chains,
@@ -793,6 +816,7 @@ def _forecast_library(args: argparse.Namespace) -> int:
                 attach_outcome=declaration.outcome is None,
                 random_seed=patient_seed(args.seed, patient.id),
                 options=options,
+                schedule=covariate_schedule(patient, declaration, units, args.covariates),
             )
             for patient in patients
         ]
@@ -802,6 +826,9 @@ def _forecast_library(args: argparse.Namespace) -> int:
         return _error(str(exc))
     if args.format == "table":
         print(format_library_table(declaration, results))
+        for result in results:
+            for note in result.covariates.notes(result.model):
+                print(f"asuc-bayes: note: patient {result.id!r}: {note}", file=sys.stderr)
     else:
         payload = {
             "model": {

@@ -16,6 +16,10 @@ Traceback (most recent call last):
 ...
 asuc_bayes.options.OptionError: --seed -1: must be an integer from 0 to 4294967295 (fix: \
 give a non-negative seed)
+>>> check_options("forecast", argparse.Namespace(covariates="last"))  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+asuc_bayes.options.OptionError: --covariates last: must be one of nonmem, locf (fix: ...
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from typing import Any
 
 from asuc_bayes.errors import AsucBayesError
 
-__all__ = ["RULES", "Number", "OptionError", "OutputDir", "OutputFile", "check_options"]
+__all__ = ["RULES", "Choice", "Number", "OptionError", "OutputDir", "OutputFile", "check_options"]
 
 
 class OptionError(AsucBayesError, ValueError):
@@ -68,6 +72,19 @@ class Number:
         if not ok:
             fix = f" (fix: {self.fix})" if self.fix else ""
             raise OptionError(f"{option} {_shown(value)}: must be {self.describe()}{fix}")
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One of a few words (``choices``), case as given."""
+
+    choices: tuple[str, ...]
+    fix: str = ""
+
+    def check(self, option: str, value: Any) -> None:
+        if value not in self.choices:
+            fix = f" (fix: {self.fix})" if self.fix else ""
+            raise OptionError(f"{option} {value}: must be one of {', '.join(self.choices)}{fix}")
 
 
 def _shown(value: Any) -> str:
@@ -185,6 +202,11 @@ RULES: dict[str, Any] = {
     "out": OutputFile(),
     "report": OutputFile("report.html"),
     "checkpoint": OutputDir(),
+    "covariates": Choice(
+        ("nonmem", "locf"),
+        fix="nonmem: a record's covariate values hold over the interval that ends at it "
+        "(NONMEM); locf: from the record onward (last value carried forward)",
+    ),
 }
 COMMAND_RULES: dict[tuple[str, str], Any] = {
     ("sensitivity", "population_draws"): Number(0, 5000, integer=True, fix="0: none; e.g. 200"),

@@ -1,8 +1,10 @@
 """A dataset patient's covariates for a library model: baseline values, units from the model.
 
 A NONMEM dataset keeps one covariate record per row (:class:`asuc_bayes.dataset.CovariateRecord`);
-a library model forecast today uses each covariate's **baseline** value (its first record), as
-the ASUC model does. A column's unit is the one the user declared for the dataset
+:func:`baseline_covariates` gives each covariate's **baseline** value (its first record), as the
+ASUC model uses them; covariates that a model file declares ``time_varying`` then take their
+per-record values from :func:`asuc_bayes.inference.schedule.covariate_schedule`.
+A column's unit is the one the user declared for the dataset
 (``--units ALB=g/L``, :attr:`asuc_bayes.dataset.PatientSet.units`), otherwise the unit the model
 file declares for that covariate: a dataset written for a g/dL model is read in g/dL.
 
@@ -41,11 +43,12 @@ PLAUSIBLE: dict[str, tuple[float, float, str]] = {
 }
 
 
-def _first_values(patient: Patient) -> dict[str, float]:
-    first: dict[str, float] = {}
+def _first_values(patient: Patient) -> dict[str, tuple[float, Any]]:
+    """{column: (first value, its row)}."""
+    first: dict[str, tuple[float, Any]] = {}
     for record in patient.covariate_records:
         for column, value in record.values:
-            first.setdefault(column.upper(), float(value))
+            first.setdefault(column.upper(), (float(value), record.row))
     return first
 
 
@@ -59,18 +62,26 @@ def baseline_covariates(
     units = {k.upper(): v for k, v in (units or {}).items()}
     declared = {c.name.upper(): c for c in declaration.covariates}
     extra: dict[str, Any] = {}
-    for column, value in _first_values(patient).items():
+    for column, (value, row) in _first_values(patient).items():
         if column in ("WT", "CRP") or column not in declared:
             continue
         unit = units.get(column, declared[column].unit)
-        check_plausible(patient.id, column, value, unit, column in units)
+        check_plausible(patient.id, column, value, unit, column in units, row)
         extra[declared[column].name] = (value, unit)
     return patient_covariates(patient, extra)
 
 
-def check_plausible(patient_id: str, column: str, value: float, unit: str, declared: bool) -> None:
-    """Raise :class:`InputError` naming the patient, the column and the unit when ``value``
-    (in ``unit``) is outside :data:`PLAUSIBLE` (columns without a range pass)."""
+def check_plausible(
+    patient_id: str,
+    column: str,
+    value: float,
+    unit: str,
+    declared: bool,
+    row: int | str | None = None,
+) -> None:
+    """Raise :class:`InputError` naming the patient, the row (when given), the column and the
+    unit when ``value`` (in ``unit``) is outside :data:`PLAUSIBLE` (columns without a range
+    pass)."""
     if column not in PLAUSIBLE:
         return
     low, high, canonical = PLAUSIBLE[column]
@@ -80,8 +91,16 @@ def check_plausible(patient_id: str, column: str, value: float, unit: str, decla
     if low <= canonical_value <= high:
         return
     source = "as declared with --units" if declared else "the model file's unit"
+    where = f"row {row}, " if isinstance(row, int) else (f"{row}, " if row else "")
+    detail = (
+        f"{value:g} {unit} ({source}) is {canonical_value:g} {canonical}, outside the "
+        f"plausible {low:g}-{high:g} {canonical} (fix: check the value, or declare the "
+        f"dataset's unit: --units {column}=UNIT)"
+    )
     raise InputError(
-        f"patient '{patient_id}', field {column}: {value:g} {unit} ({source}) is "
-        f"{canonical_value:g} {canonical}, outside the plausible {low:g}-{high:g} {canonical} "
-        f"(fix: check the value, or declare the dataset's unit: --units {column}=UNIT)"
+        f"patient '{patient_id}', {where}field {column}: {detail}",
+        patient_id=patient_id,
+        location=row,
+        field=column,
+        detail=detail,
     )

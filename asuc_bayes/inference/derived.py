@@ -4,7 +4,9 @@
 ``v`` the central volume of the PK structure (``V`` or ``V1``). The AUC window and the risk come
 from the declaration's outcome model (its own, or the ASUC one attached by
 :func:`asuc_bayes.spec.with_outcome_from`, flagged extrapolated); without one, the AUC is over
-days 14–28 and there is no risk.
+days 14–28 and there is no risk. With time-varying covariates the individual parameters are
+piecewise constant; the reported ones (and the CL of ln(AUC/CL)) are their time-weighted means
+over the AUC window (:meth:`PatientProblem.window_mean`).
 
 Examples
 --------
@@ -80,6 +82,8 @@ def derived_quantities(problem: PatientProblem, eta: np.ndarray) -> Derived:
     outcome = problem.declaration.outcome
     window = outcome.auc_window_day if outcome is not None else DEFAULT_AUC_WINDOW_DAY
     auc = np.asarray(problem.auc(eta, window), dtype=float)
+    if problem.time_varying:  # piecewise (..., n_piece): their means over the AUC window
+        parameters = problem.window_mean(parameters, window)
     cl = parameters["CL"]
     ln_auc_cl = np.log(np.maximum(auc, AUC_FLOOR_MG_DAY_L)) - np.log(cl)
     structure_params = problem.structure_parameters(parameters)

@@ -25,15 +25,16 @@ from typing import Any
 import numpy as np
 
 from asuc_bayes.dataset import Patient
-from asuc_bayes.inference.derived import derived_quantities
+from asuc_bayes.inference.derived import DEFAULT_AUC_WINDOW_DAY, derived_quantities
 from asuc_bayes.inference.map import find_map, single_threaded_blas
 from asuc_bayes.inference.problem import PatientProblem
-from asuc_bayes.inference.result import LibraryForecast, ObservationRow
+from asuc_bayes.inference.result import CovariateUse, LibraryForecast, ObservationRow
 from asuc_bayes.inference.sampler import (
     IMH_BURN,
     SamplerOptions,
     independence_draws,
 )
+from asuc_bayes.inference.schedule import CovariateSchedule
 from asuc_bayes.spec import ModelDeclaration, load_declaration, with_outcome_from
 
 __all__ = ["forecast_library_patient", "forecast_problem"]
@@ -132,6 +133,29 @@ def _forecast_problem(
         extrapolated_outcome=None if outcome is None else outcome.extrapolated,
         outcome_source=None if outcome is None else outcome.source_model,
         warnings=tuple(warnings),
+        covariates=covariate_use(problem),
+    )
+
+
+def covariate_use(problem: PatientProblem) -> CovariateUse:
+    """How the problem used the patient's per-record covariates (:class:`CovariateUse`)."""
+    schedule = problem.schedule
+    if schedule is None:
+        return CovariateUse()
+    outcome = problem.declaration.outcome
+    window = outcome.auc_window_day if outcome is not None else DEFAULT_AUC_WINDOW_DAY
+    return CovariateUse(
+        time_varying=problem.time_varying,
+        convention=schedule.convention,
+        change_days=tuple(float(t) for t in problem.change_day),
+        varying=schedule.varying if problem.time_varying else (),
+        baseline_only=schedule.baseline_only,
+        parameters=(
+            f"the reported parameters are their time-weighted means over the AUC window "
+            f"(days {window[0]:g}-{window[1]:g})"
+            if problem.time_varying
+            else None
+        ),
     )
 
 
@@ -144,6 +168,7 @@ def forecast_library_patient(
     attach_outcome: bool = False,
     random_seed: int = 0,
     options: SamplerOptions | None = None,
+    schedule: CovariateSchedule | None = None,
 ) -> LibraryForecast:
     """Posterior forecast of one patient under a library model.
 
@@ -165,6 +190,9 @@ def forecast_library_patient(
         Seed of the sampler.
     options
         Chains, draws and the fallback's NUTS settings.
+    schedule
+        The patient's time-varying covariates
+        (:func:`asuc_bayes.inference.schedule.covariate_schedule`); None: baseline values.
 
     Raises
     ------
@@ -175,5 +203,7 @@ def forecast_library_patient(
         declaration = load_declaration(declaration)
     if attach_outcome and declaration.outcome is None:
         declaration = with_outcome_from(declaration, load_declaration(ASUC_OUTCOME_MODEL))
-    problem = PatientProblem.from_patient(declaration, patient, covariates, impute=impute)
+    problem = PatientProblem.from_patient(
+        declaration, patient, covariates, impute=impute, schedule=schedule
+    )
     return forecast_problem(problem, patient.id, random_seed=random_seed, options=options)

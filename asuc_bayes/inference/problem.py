@@ -35,19 +35,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from asuc_bayes.dataset import ABOVE_ULOQ, BELOW_LLOQ, MEASURED, Patient
-from asuc_bayes.pk import DoseArrays, PKStructure, structure_from_name
+from asuc_bayes.dataset import ABOVE_ULOQ, BELOW_LLOQ, MEASURED, InputError, Patient
+from asuc_bayes.pk import DoseArrays, PKStructure, propagate, structure_from_name
 from asuc_bayes.spec import Imputation, ModelDeclaration, individual_parameters
 from asuc_bayes.spec.residual import PREDICTION_FLOOR_MG_L, residual_form
+
+if TYPE_CHECKING:
+    from asuc_bayes.inference.schedule import CovariateSchedule
 
 __all__ = [
     "PatientProblem",
     "doses_from_patient",
+    "library_unsupported",
     "patient_covariates",
     "structure_parameter_names",
 ]
@@ -80,12 +84,73 @@ def structure_parameter_names(
 
 
 def doses_from_patient(patient: Patient) -> DoseArrays:
-    """The patient's regimen (every dose record, given and planned) as :class:`DoseArrays`."""
+    """The patient's regimen (every dose record, given and planned) as :class:`DoseArrays`,
+    with NONMEM's steady state and resets.
+
+    ``SS=1`` and ``SS=2`` with ``II`` become ``steady_state_interval_day`` (the dose is the
+    last of an infinite train); the reset that ``SS=1`` and ``EVID`` 3/4 imply is already in
+    the earlier doses' ``end_time_day`` (the data layer sets it), which becomes ``end_day``.
+    The doses are read from :attr:`Patient.doses` directly: the library path evaluates
+    steady state and resets (see :func:`library_unsupported` for what it refuses).
+
+    Examples
+    --------
+    >>> from asuc_bayes.dataset import Dose, Patient
+    >>> doses = (Dose(0.0, 350.0, 1 / 12, end_time_day=30.0),
+    ...          Dose(30.0, 350.0, 1 / 12, steady_state=1, steady_state_interval_day=56.0))
+    >>> arrays = doses_from_patient(Patient("x", 70.0, 30.0, doses))
+    >>> arrays.steady_state_interval_day.tolist(), arrays.end_day.tolist()
+    ([0.0, 56.0], [30.0, inf])
+    """
+    error = library_unsupported(patient)
+    if error is not None:
+        raise error
+    doses = patient.doses
     return DoseArrays(
-        start_day=patient.dose_time_day,
-        amount_mg=patient.dose_amount_mg,
-        duration_day=patient.dose_duration_day,
+        start_day=[d.time_day for d in doses],
+        amount_mg=[d.amount_mg for d in doses],
+        duration_day=[d.duration_day for d in doses],
+        steady_state_interval_day=[
+            d.steady_state_interval_day if d.steady_state else 0.0 for d in doses
+        ],
+        end_day=[np.inf if d.end_time_day is None else d.end_time_day for d in doses],
     )
+
+
+def library_unsupported(patient: Patient) -> InputError | None:
+    """The error for a patient the library path cannot evaluate, naming the row; else None.
+
+    The library path evaluates steady state (``SS`` 1 and 2) and resets (``EVID`` 3/4), which
+    the default engine refuses (:func:`asuc_bayes.dataset.unsupported_by_engine`). It refuses
+    a steady-state dose whose infusion lasts longer than its interval ``II``.
+
+    Examples
+    --------
+    >>> from asuc_bayes.dataset import Dose, Patient
+    >>> dose = Dose(0.0, 350.0, 2.0, row=3, steady_state=1, steady_state_interval_day=1.0)
+    >>> print(library_unsupported(Patient("x", 70.0, 30.0, (dose,))))  # doctest: +ELLIPSIS
+    patient 'x', row 3, field II: the steady-state infusion lasts 2 day, longer than its ...
+    """
+    for dose in patient.doses:
+        if dose.steady_state and dose.duration_day > dose.steady_state_interval_day:
+            where = (
+                f"row {dose.row}, "
+                if isinstance(dose.row, int)
+                else (f"{dose.row}, " if dose.row else "")
+            )
+            detail = (
+                f"the steady-state infusion lasts {dose.duration_day:g} day, longer than its "
+                f"interval II = {dose.steady_state_interval_day:g} day (fix: give II >= the "
+                "infusion's duration, or check RATE/DUR)"
+            )
+            return InputError(
+                f"patient '{patient.id}', {where}field II: {detail}",
+                patient_id=patient.id,
+                location=dose.row,
+                field="II",
+                detail=detail,
+            )
+    return None
 
 
 def patient_covariates(
@@ -110,6 +175,35 @@ def patient_covariates(
     }
     out.update(covariates or {})
     return out
+
+
+_NO_CHANGE = np.zeros(0)
+_NO_CHANGE.flags.writeable = False
+
+
+def _piecewise_typical(
+    declaration: ModelDeclaration,
+    covariates: Mapping[str, Any],
+    schedule: CovariateSchedule | None,
+    impute: Mapping[str, Any] | str | None,
+) -> tuple[np.ndarray, tuple[tuple[str, tuple[float, ...]], ...]]:
+    """(change times, typical values per piece) of a schedule; pieces whose typical values
+    equal the previous piece's are merged, so covariates that change nothing (or do not
+    change) give no change time at all (and the constant-parameter path)."""
+    if schedule is None or not schedule.change_day:
+        return _NO_CHANGE, ()
+    rows = []
+    for piece in range(schedule.n_piece):
+        values = {**covariates, **schedule.piece_covariates(piece)}
+        typical = individual_parameters(declaration, values, None, np, impute=impute)
+        rows.append({k: float(np.asarray(v)) for k, v in typical.items()})
+    keep = [j for j in range(1, len(rows)) if rows[j] != rows[j - 1]]
+    if not keep:
+        return _NO_CHANGE, ()
+    change = np.array([schedule.change_day[j - 1] for j in keep], dtype=float)
+    change.flags.writeable = False
+    pieces = [0, *keep]
+    return change, tuple((name, tuple(rows[j][name] for j in pieces)) for name in rows[0])
 
 
 def _mvn_constants(omega: np.ndarray) -> tuple[np.ndarray, float]:
@@ -140,6 +234,14 @@ class PatientProblem:
     structure_names: tuple[tuple[str, str], ...]
     omega_inverse: np.ndarray
     log_normaliser: float
+    #: times (day) at which the typical values change (time-varying covariates; empty: none)
+    change_day: np.ndarray = field(default_factory=lambda: _NO_CHANGE)
+    #: the typical values per piece (``len(change_day) + 1``) when ``change_day`` is not empty
+    typical_pieces: tuple[tuple[str, tuple[float, ...]], ...] = ()
+    #: the piece in force at a change time itself (see :func:`asuc_bayes.pk.propagate`)
+    change_side: str = "right"
+    #: the covariate schedule the pieces came from (None: baseline covariates only)
+    schedule: CovariateSchedule | None = None
 
     @classmethod
     def build(
@@ -152,6 +254,7 @@ class PatientProblem:
         censoring: Any = None,
         covariates: Mapping[str, Any] | None = None,
         impute: Mapping[str, Any] | str | None = None,
+        schedule: CovariateSchedule | None = None,
     ) -> PatientProblem:
         """Check and bind one patient's data.
 
@@ -168,6 +271,12 @@ class PatientProblem:
         impute
             Explicit imputations of missing covariates (see
             :func:`asuc_bayes.spec.individual_parameters`); they are reported, never silent.
+        schedule
+            Time-varying covariates (:func:`asuc_bayes.inference.schedule.covariate_schedule`):
+            their values per piece override ``covariates``; the typical values become
+            piecewise constant and the predictions use exact propagation across the change
+            times (:func:`asuc_bayes.pk.propagate`). None, or values that change no
+            parameter: the constant-parameter superposition.
 
         Raises
         ------
@@ -202,6 +311,7 @@ class PatientProblem:
         names = structure_parameter_names(declaration, structure)
         omega_inverse, log_normaliser = _mvn_constants(declaration.random_effects.matrix)
         residual_form(declaration.residual.form)  # unknown forms fail here, not in a sampler
+        change, pieces = _piecewise_typical(declaration, covariates or {}, schedule, impute)
         return cls(
             declaration=declaration,
             doses=doses,
@@ -214,6 +324,10 @@ class PatientProblem:
             structure_names=tuple(names.items()),
             omega_inverse=omega_inverse,
             log_normaliser=log_normaliser,
+            change_day=change,
+            typical_pieces=pieces,
+            change_side="right" if schedule is None else schedule.change_side,
+            schedule=schedule,
         )
 
     @classmethod
@@ -224,9 +338,11 @@ class PatientProblem:
         covariates: Mapping[str, Any] | None = None,
         *,
         impute: Mapping[str, Any] | str | None = None,
+        schedule: CovariateSchedule | None = None,
     ) -> PatientProblem:
         """:meth:`build` from a dataset :class:`~asuc_bayes.dataset.Patient` (WT and CRP from
-        the patient, other covariates from ``covariates``; see :func:`patient_covariates`)."""
+        the patient, other covariates from ``covariates``; see :func:`patient_covariates`;
+        time-varying ones from ``schedule``)."""
         return cls.build(
             declaration,
             doses_from_patient(patient),
@@ -235,6 +351,7 @@ class PatientProblem:
             censoring=patient.obs_censoring,
             covariates=patient_covariates(patient, covariates),
             impute=impute,
+            schedule=schedule,
         )
 
     # -- sizes and names ----------------------------------------------------------------
@@ -261,6 +378,8 @@ class PatientProblem:
         """
         if xp is np:
             eta = np.asarray(eta, dtype=float)
+        if self.time_varying:
+            return self._piecewise_parameters(eta, xp)
         values: dict[str, Any] = {name: np.float64(v) for name, v in self.typical}
         for i, effect in enumerate(self.declaration.random_effects.effects):
             values[effect.parameter] = values[effect.parameter] * xp.exp(eta[..., i])
@@ -274,6 +393,53 @@ class PatientProblem:
             return {k: np.broadcast_to(v, shape) for k, v in values.items()}
         return {k: v + xp.zeros(shape) for k, v in values.items()}
 
+    def _piecewise_parameters(self, eta: Any, xp: Any) -> dict[str, Any]:
+        """:meth:`parameters` with a last axis of pieces, ``(..., n_piece)``."""
+        values: dict[str, Any] = {name: np.array(v) for name, v in self.typical_pieces}
+        for i, effect in enumerate(self.declaration.random_effects.effects):
+            values[effect.parameter] = values[effect.parameter] * xp.exp(eta[..., i])[..., None]
+        for derived in self.declaration.derived:
+            product = np.float64(1.0)
+            for factor in derived.product_of:
+                product = product * values[factor]
+            values[derived.name] = product
+        shape = (*eta.shape[:-1], self.change_day.size + 1)
+        if xp is np:
+            return {k: np.broadcast_to(v, shape) for k, v in values.items()}
+        return {k: v + xp.zeros(shape) for k, v in values.items()}
+
+    @property
+    def time_varying(self) -> bool:
+        """Whether the typical values change over time (pieces and exact propagation)."""
+        return self.change_day.size > 0
+
+    def window_mean(self, parameters: Mapping[str, Any], window_day) -> dict[str, Any]:
+        """Time-weighted means of piecewise parameters ``(..., n_piece)`` over ``window_day``
+        (the value in force at its start for an empty window); constant ones as they are.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from asuc_bayes.spec import load_declaration
+        >>> from asuc_bayes.pk import DoseArrays
+        >>> doses = DoseArrays(start_day=[0.0], amount_mg=[350.0], duration_day=[1 / 12])
+        >>> p = PatientProblem.build(load_declaration("niyigena2025"), doses,
+        ...                          covariates={"WT": 70.0, "CRP": 30.0})
+        >>> p.window_mean({"CL": np.array(0.5)}, (14.0, 28.0))["CL"]
+        array(0.5)
+        """
+        if not self.time_varying:
+            return dict(parameters)
+        start, end = (float(x) for x in window_day)
+        edges = np.concatenate([[-np.inf], self.change_day, [np.inf]])
+        if end > start:
+            weights = np.clip(np.minimum(edges[1:], end) - np.maximum(edges[:-1], start), 0, None)
+            weights = weights / (end - start)
+        else:
+            weights = np.zeros(edges.size - 1)
+            weights[np.searchsorted(self.change_day, start, side="right")] = 1.0
+        return {k: np.sum(np.asarray(v) * weights, axis=-1) for k, v in parameters.items()}
+
     def structure_parameters(self, parameters: Mapping[str, Any]) -> dict[str, Any]:
         """The PK structure's parameters (lower-case names) from the declaration's."""
         return {pk_name: parameters[name] for name, pk_name in self.structure_names}
@@ -282,7 +448,23 @@ class PatientProblem:
         """Central concentrations (mg/L), ``(..., n_time)``; default times: the records'."""
         times = self.time_day if time_day is None else np.asarray(time_day, dtype=float)
         params = self.structure_parameters(self.parameters(eta, xp))
+        if self.time_varying:
+            return self._propagate(params, times, None, xp).concentration
         return self.structure.concentration(times, self.doses, params, xp)
+
+    def _propagate(self, params, times, window, xp):
+        """Exact propagation across the change times (closed-form segments, any ``xp``)."""
+        return propagate(
+            self.structure,
+            self.doses,
+            params,
+            self.change_day,
+            times,
+            window,
+            method="closed_form",
+            xp=xp,
+            change_side=self.change_side,
+        )
 
     def log_prior(self, eta: Any, xp: Any = np) -> Any:
         """ln N(η; 0, Ω), normalised, ``(...)``."""
@@ -324,4 +506,6 @@ class PatientProblem:
     def auc(self, eta: Any, window_day: tuple[float, float], xp: Any = np) -> Any:
         """AUC (mg·day/L) of the central concentration over ``window_day``, ``(...)``."""
         params = self.structure_parameters(self.parameters(eta, xp))
+        if self.time_varying:
+            return self._propagate(params, (), window_day, xp).auc
         return self.structure.auc(window_day[0], window_day[1], self.doses, params, xp)

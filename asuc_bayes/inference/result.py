@@ -5,7 +5,9 @@
 ``a_priori``; ``diagnostics``) and the keys of issue 16: ``parameters`` (S per individual
 parameter), ``eta`` (S per random effect, the model file's names), ``map.eta`` (list, model file
 order), ``map.parameters``, ``observations`` ({time, dv, cens, pred, ipred}), ``imputed`` and
-``outcome``. S = {mean, sd, q2.5, q50, q97.5}. A model without an outcome model has
+``outcome``, and ``covariates`` (how per-record covariates were used: time-varying or not,
+the convention, the change days; :class:`CovariateUse`) with ``notes`` that say it in
+words. S = {mean, sd, q2.5, q50, q97.5}. A model without an outcome model has
 ``risk_90d``, ``p_high_risk`` and ``risk_class`` null. Non-finite numbers become null: the JSON
 never holds NaN or Infinity.
 
@@ -30,7 +32,7 @@ from asuc_bayes.inference.map import MapResult
 from asuc_bayes.risk_class import risk_class
 from asuc_bayes.spec import Imputation
 
-__all__ = ["STATISTICS", "LibraryForecast", "finite_or_none", "summary_statistics"]
+__all__ = ["STATISTICS", "CovariateUse", "LibraryForecast", "finite_or_none", "summary_statistics"]
 
 STATISTICS = ("mean", "sd", "q2.5", "q50", "q97.5")
 CONTRACT_KEYS = ("cl", "v", "auc_w2_4", "ln_auc_cl", "risk_90d")
@@ -74,6 +76,51 @@ class ObservationRow:
 
 
 @dataclass(frozen=True)
+class CovariateUse:
+    """How the patient's per-record covariates were used (JSON ``covariates``).
+
+    ``time_varying``: the individual parameters changed over time; ``convention``:
+    ``"nonmem"`` or ``"locf"`` (None without per-record covariates); ``change_days``: when
+    the parameters changed; ``varying``: the time-varying covariates that changed;
+    ``baseline_only``: covariates whose records vary but that the model takes at baseline.
+    """
+
+    time_varying: bool = False
+    convention: str | None = None
+    change_days: tuple[float, ...] = ()
+    varying: tuple[str, ...] = ()
+    baseline_only: tuple[str, ...] = ()
+    #: what the reported individual parameters are when they vary
+    parameters: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "time_varying": self.time_varying,
+            "convention": self.convention,
+            "change_days": [finite_or_none(t) for t in self.change_days],
+            "varying": list(self.varying),
+            "baseline_only": list(self.baseline_only),
+            "parameters": self.parameters,
+        }
+
+    def notes(self, model: str) -> list[str]:
+        """Plain-language notes for the output."""
+        out = []
+        if self.time_varying:
+            out.append(
+                f"time-varying covariates ({', '.join(self.varying)}), convention "
+                f"{self.convention}: the individual parameters change at day(s) "
+                f"{', '.join(f'{t:g}' for t in self.change_days)}; {self.parameters}"
+            )
+        if self.baseline_only:
+            out.append(
+                f"{', '.join(self.baseline_only)} vary between records, but model {model} "
+                "uses baseline values (the first record's) for them"
+            )
+        return out
+
+
+@dataclass(frozen=True)
 class LibraryForecast:
     """One patient's posterior under a library model (see the module docstring)."""
 
@@ -94,6 +141,7 @@ class LibraryForecast:
     extrapolated_outcome: bool | None = None
     outcome_source: str | None = None
     warnings: tuple[str, ...] = field(default=())
+    covariates: CovariateUse = field(default_factory=CovariateUse)
 
     @property
     def p_high_risk(self) -> float | None:
@@ -147,6 +195,8 @@ class LibraryForecast:
                 "extrapolated": bool(self.extrapolated_outcome),
                 "high_risk_threshold": self.high_risk_threshold,
             },
+            "covariates": self.covariates.to_json(),
+            "notes": self.covariates.notes(self.model),
             "warnings": list(self.warnings),
             "diagnostics": {
                 k: (finite_or_none(v) if isinstance(v, float) else v)

@@ -184,8 +184,22 @@ class _ExpmPropagators:
         return np.linalg.solve(identity - e_interval, u[..., None])[..., 0]
 
 
+#: up to this many draws, NumPy evaluates all the segments' closed forms in one call
+_BATCH_SEGMENTS_UP_TO_DRAWS = 512
+
+
+def _draws(pieces: Mapping[str, np.ndarray]) -> int:
+    """The number of parameter sets (the leading size) of NumPy piecewise parameters."""
+    return max((int(np.size(value[..., 0])) for value in pieces.values()), default=1)
+
+
 class _ClosedFormPropagators:
-    """Segment propagators and troughs from the structure's closed forms (any ``xp``)."""
+    """Segment propagators and troughs from the structure's closed forms (any ``xp``).
+
+    With NumPy and few draws all the segments are evaluated in one vectorised call (the
+    segment is one more leading axis: the MAP search's small batches pay the Python overhead
+    once); with many draws (their temporaries would leave the cache) and with PyTensor, one
+    segment at a time."""
 
     def __init__(self, structure, pieces, grid, piece, xp):
         self.structure, self.pieces, self.grid, self.piece, self.xp = (
@@ -195,8 +209,17 @@ class _ClosedFormPropagators:
             piece,
             xp,
         )
+        self.batched = None
+        if xp is np and grid.size > 1 and _draws(pieces) <= _BATCH_SEGMENTS_UP_TO_DRAWS:
+            by_segment = {name: value[..., piece[:-1]] for name, value in pieces.items()}
+            self.batched = structure.segment_propagator(by_segment, np.diff(grid), np)
 
     def segment(self, i: int) -> SegmentPropagator:
+        if self.batched is not None:
+            decay, input_column, auc_row, input_auc = self.batched
+            return SegmentPropagator(
+                decay[..., i, :, :], input_column[..., i, :], auc_row[..., i, :], input_auc[..., i]
+            )
         params = _piece(self.pieces, int(self.piece[i]))
         delta = float(self.grid[i + 1] - self.grid[i])
         return self.structure.segment_propagator(params, delta, self.xp)
@@ -234,6 +257,7 @@ def propagate(
     *,
     method: str = "expm",
     xp: Any = np,
+    change_side: str = "right",
 ) -> Propagation:
     """Concentrations and AUC with piecewise-constant parameters, by exact propagation.
 
@@ -259,6 +283,12 @@ def propagate(
             ``"closed_form"``: the structure's analytic propagators (NumPy or PyTensor).
         xp : module
             ``numpy`` or, with ``method="closed_form"``, ``pytensor.tensor``.
+        change_side : {"right", "left"}
+            Which piece holds *at* a change time itself, for the concentration of a sample
+            there and the trough of a steady-state dose starting there: ``"right"`` (default)
+            the new one (pieces [c_(j−1), c_j), last value carried forward); ``"left"`` the
+            old one (pieces (c_(j−1), c_j], NONMEM's convention: a record's covariates
+            hold over the interval that ends at it). Between events both are the same.
 
         Returns
         -------
@@ -288,6 +318,8 @@ def propagate(
         raise PropagationError(f"method must be one of {PROPAGATION_METHODS}, got {method!r}")
     if method == "expm" and xp is not np:
         raise PropagationError('method="expm" is NumPy only; use method="closed_form"')
+    if change_side not in ("right", "left"):
+        raise PropagationError(f'change_side must be "right" or "left", got {change_side!r}')
     times, window = _check_inputs(doses, time_day, auc_window)
     change = _change_times(change_day)
     pieces = _piecewise_parameters(structure, params, change.size + 1, xp)
@@ -298,7 +330,8 @@ def propagate(
     rate, interval = doses.rate_mg_day, doses.steady_state_interval_day
     events = [times, start, start + duration, end[np.isfinite(end)], change]
     grid = np.unique(np.concatenate([*events, np.asarray(window or (), dtype=float)]))
-    piece = np.searchsorted(change, grid, side="right")
+    piece = np.searchsorted(change, grid, side="right")  # of the segment starting there
+    at = np.searchsorted(change, grid, side=change_side)  # at the event time itself
     if method == "expm":
         source = _ExpmPropagators(structure, pieces, grid, piece)
     else:
@@ -312,10 +345,10 @@ def propagate(
         if not alive.all():
             state = xp.where(alive[:, None], state, 0.0)
         for d in np.flatnonzero(alive & (start == g) & (interval > 0)):
-            trough = source.trough(int(piece[i]), rate[d], duration[d], interval[d])
+            trough = source.trough(int(at[i]), rate[d], duration[d], interval[d])
             state = state + np.eye(doses.n_dose)[d][:, None] * trough[..., None, :]
         if g in times:
-            at_time[float(g)] = zero + state[..., :, 0].sum(axis=-1) / volume[..., piece[i]]
+            at_time[float(g)] = zero + state[..., :, 0].sum(axis=-1) / volume[..., at[i]]
         if i == grid.size - 1:
             break
         segment = source.segment(i)
