@@ -159,6 +159,7 @@ def _parser() -> argparse.ArgumentParser:
         "--format", choices=("table", "json", "csv"), default="table", help=FORMAT_HELP
     )
     _add_sampling_options(forecast)
+    _add_model_average_option(forecast)
     forecast.add_argument("--out", type=Path, help="write the results DataTree (netCDF)")
     forecast.add_argument(
         "--report",
@@ -212,6 +213,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_dosing_options(optimize)
     _add_sampling_options(optimize)
+    _add_model_average_option(optimize)
     _add_unconverged_option(optimize)
 
     sensitivity = sub.add_parser(
@@ -702,6 +704,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _forecast(args: argparse.Namespace) -> int:
+    if args.model_average:
+        return _model_average(args)
     if str(args.model).endswith(".nc"):
         return _forecast_population(args)
     if is_library_declaration(args.model):
@@ -915,6 +919,10 @@ def _compare_patient(args: argparse.Namespace) -> int:
 
 
 def _optimize(args: argparse.Namespace) -> int:
+    if args.model_average:
+        return _model_average(args)
+    if is_library_declaration(args.model):
+        return _optimize_library(args)
     from asuc_bayes.dosing import DosingError, PlanOptions, check_request, plan_dosing
     from asuc_bayes.forecast import forecast_patients, patient_seed
     from asuc_bayes.report import format_dosing, write_patient_reports
@@ -991,6 +999,180 @@ def _optimize(args: argparse.Namespace) -> int:
     if errors:
         return EXIT_INPUT
     return _unconverged_exit(results, args)
+
+
+#: Options of ``optimize`` that library models and model averaging do not take yet.
+_NOT_FOR_LIBRARY_DOSING = {
+    "report": None,
+    "timing_days": None,
+    "timing_dose_mg": None,
+    "next_sample": False,
+    "sample_days": None,
+}
+
+
+def _refused_option(args: argparse.Namespace, what: str) -> str | None:
+    """The error for an option the library-model paths (``what``) do not take, or None."""
+    refused = {**_NOT_FOR_LIBRARY_MODELS, **_NOT_FOR_LIBRARY_DOSING}
+    for option, default in refused.items():
+        if getattr(args, option, default) != default:
+            flag = option.replace("_", "-")
+            return f"--{flag}: not available yet with {what}; fix: leave --{flag} out"
+    if args.format == "csv":
+        return f"--format csv: not available yet with {what}; fix: --format json or table"
+    return None
+
+
+def _library_plan_inputs(args: argparse.Namespace):
+    """(SamplerOptions, DosingRequest or None, PlanOptions or None) of a library-model run."""
+    from asuc_bayes.dosing import PlanOptions
+    from asuc_bayes.inference import SamplerOptions
+
+    options = SamplerOptions(
+        chains=args.chains,
+        draws=args.draws or 1000,
+        tune=args.tune,
+        target_accept=args.target_accept,
+    )
+    if args.command != "optimize":
+        return options, None, None
+    plan = PlanOptions(
+        trough_target_mg_l=args.trough_target,
+        trough_interval_day=args.interval_days,
+        trough_dose_mg=args.trough_dose_mg,
+        maintenance_doses=args.maintenance_doses,
+    )
+    return options, _decision_request(args), plan
+
+
+def _optimize_library(args: argparse.Namespace) -> int:
+    """``optimize --model NAME`` for a library model: the dose to a target risk (the ASUC
+    outcome model attached, flagged extrapolated, to a model without one) or to a target trough,
+    from the model's posterior draws (:mod:`asuc_bayes.library_dosing`)."""
+    from asuc_bayes.dosing import DosingError
+    from asuc_bayes.forecast import patient_seed
+    from asuc_bayes.inference.covariates import baseline_covariates
+    from asuc_bayes.library_dosing import (
+        format_library_dosing,
+        library_posterior,
+        plan_library_dosing,
+    )
+    from asuc_bayes.spec import MissingCovariateError, load_declaration
+
+    refused = _refused_option(args, f"a library model (--model {args.model})")
+    if refused:
+        return _error(refused)
+    try:
+        declaration = load_declaration(args.model, variants=args.variant or ())
+        patients, _, units = _read_dataset(
+            args, declaration.default_infusion_duration_day, collect_errors=False
+        )
+        options, request, plan_options = _library_plan_inputs(args)
+    except (InputError, ModelSpecError, ValueError, OSError) as exc:
+        return _error(str(exc))
+    plans, errors = [], []
+    for patient in patients:
+        try:
+            posterior = library_posterior(
+                declaration,
+                patient,
+                baseline_covariates(patient, declaration, units),
+                random_seed=patient_seed(args.seed, patient.id),
+                options=options,
+            )
+            plans.append(plan_library_dosing(posterior, request, plan_options))
+        except MissingCovariateError as exc:
+            errors.append({"id": patient.id, "error": f"{exc} (a dataset column, e.g. ALB)"})
+        except (InputError, DosingError) as exc:
+            errors.append({"id": patient.id, "error": str(exc)})
+    if args.format == "json":
+        model = {"name": declaration.name, "sha256": _file_sha256(declaration.path)}
+        model |= {"variants": list(declaration.variants), "structure": declaration.structure}
+        entries = [plan.to_json() for plan in plans] + errors
+        print(dumps_json({"model": model, "patients": entries}))
+    else:
+        print(format_library_dosing(declaration, plans))
+    for error in errors:
+        print(f"asuc-bayes: error: {error['error']}", file=sys.stderr)
+    if errors:
+        return EXIT_INPUT
+    return _exit_for_unconverged(
+        [p.posterior.forecast.id for p in plans if p.to_json()["status"] != "ok"], args
+    )
+
+
+def _model_list(text: str) -> tuple[str, ...]:
+    """``--model-average A,B,C`` (argparse type: a bad list exits 2 naming the option)."""
+    from asuc_bayes.model_average import ModelAverageError, parse_model_list
+
+    try:
+        return parse_model_list(text)
+    except ModelAverageError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--model-average: ")) from None
+
+
+def _add_model_average_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model-average",
+        type=_model_list,
+        metavar="A,B,C",
+        help="average over these library models (at least two), weighted per patient by "
+        "posterior model probabilities (marginal likelihood of the patient's concentrations, "
+        "equal prior weights); AIC weights beside; replaces --model",
+    )
+
+
+def _model_average(args: argparse.Namespace) -> int:
+    """``forecast``/``optimize --model-average A,B,C``: per patient the models' weights, risks
+    and the averaged risk (and dose) of :func:`asuc_bayes.model_average.average_patient`."""
+    from asuc_bayes.dosing import DosingError
+    from asuc_bayes.forecast import patient_seed
+    from asuc_bayes.model_average import (
+        ModelAverageError,
+        average_patient,
+        format_model_average,
+    )
+    from asuc_bayes.spec import load_declaration
+
+    if args.model != DEFAULT_MODEL or args.variant:
+        return _error("--model-average replaces --model and --variant; fix: leave them out")
+    refused = _refused_option(args, "--model-average")
+    if refused:
+        return _error(refused)
+    try:
+        first = load_declaration(args.model_average[0])
+        patients, _, units = _read_dataset(
+            args, first.default_infusion_duration_day, collect_errors=False
+        )
+        options, request, plan_options = _library_plan_inputs(args)
+    except (InputError, ModelSpecError, ValueError, OSError) as exc:
+        return _error(str(exc))
+    averages, errors = [], []
+    for patient in patients:
+        try:
+            averages.append(
+                average_patient(
+                    args.model_average,
+                    patient,
+                    units,
+                    random_seed=patient_seed(args.seed, patient.id),
+                    options=options,
+                    request=request,
+                    plan_options=plan_options,
+                )
+            )
+        except (ModelAverageError, InputError, DosingError) as exc:
+            errors.append({"id": patient.id, "error": str(exc)})
+    if args.format == "json":
+        entries = [average.to_json() for average in averages] + errors
+        print(dumps_json({"models": list(args.model_average), "patients": entries}))
+    else:
+        print(format_model_average(averages))
+    for error in errors:
+        print(f"asuc-bayes: error: {error['error']}", file=sys.stderr)
+    if errors:
+        return EXIT_INPUT
+    return _exit_for_unconverged([a.patient_id for a in averages if a.status != "ok"], args)
 
 
 def _sensitivity(args: argparse.Namespace) -> int:
