@@ -1096,9 +1096,8 @@ def _optimize_library(args: argparse.Namespace) -> int:
         print(f"asuc-bayes: error: {error['error']}", file=sys.stderr)
     if errors:
         return EXIT_INPUT
-    return _exit_for_unconverged(
-        [p.posterior.forecast.id for p in plans if p.to_json()["status"] != "ok"], args
-    )
+    forecasts = [plan.posterior.forecast for plan in plans]
+    return _exit_for_unconverged([f.id for f in forecasts if f.status != "ok"], args)
 
 
 def _model_list(text: str) -> tuple[str, ...]:
