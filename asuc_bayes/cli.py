@@ -54,6 +54,8 @@ FORECAST_EXAMPLES = """examples:
   asuc-bayes forecast patients.csv --report report.html   one HTML report per patient
     (with the week-2 dose to a 20 % mean risk; 'asuc-bayes optimize' for other targets)
   asuc-bayes forecast patients.csv --model fit.nc   integrate over a population fit's posterior
+  asuc-bayes forecast cohort.csv --model-average niyigena2025,wojciechowski2017
+    per patient: posterior model probabilities, each model's risk and the averaged risk
   asuc-bayes forecast cohort.csv --workers 2 --checkpoint runs/c1 --format json
     batch: 2 worker processes, resumable; a bad patient is an error row, not the end
 
@@ -108,6 +110,8 @@ OPTIMIZE_EXAMPLES = """examples:
   asuc-bayes optimize patient.toml --target-risk 0.15 --dose-time 14 --timing-days 7:14
   asuc-bayes optimize patient.toml --next-sample --sample-days 8,10,12,13
   asuc-bayes optimize patient.toml --dose-time 42 --trough-target 5 --interval-days 56
+  asuc-bayes optimize cohort.csv --model wojciechowski2017    a library model (risk extrapolated)
+  asuc-bayes optimize cohort.csv --model-average niyigena2025,wojciechowski2017
 
 The dose at --dose-time (added if the regimen has none there) is chosen in whole vials from the
 patient's existing posterior; the other doses stay as given. mean: smallest dose with posterior

@@ -550,15 +550,14 @@ def average_dose(
         notes.append(f"the target is not met at the cap ({grid[-1]:g} mg): the cap is reported")
     risk = p_high = None
     if not trough:
-        columns = []
+        columns, model_mcse = [], []
         for posterior in posteriors:
             decision = decision_for(posterior, request)
             _, risk_at = risk_curve(posterior, decision, grid[at : at + 1], request.dose_time_day)
             columns.append(risk_at[:, 0])
+            model_mcse.append(_model_mcse(risk_at[:, 0].reshape(posterior.forecast.eta.shape[:2])))
         mixture = mixture_draws(columns, weights, MIXTURE_DRAWS, random_seed=random_seed)
-        risk = _summary(
-            mixture, _mixture_mcse(mixture, weights, [_model_mcse_flat(c) for c in columns])
-        )
+        risk = _summary(mixture, _mixture_mcse(mixture, weights, model_mcse))
         p_high = float(curve["p_high_risk"].iloc[at])
     return AveragedDose(
         mode="trough" if trough else "risk",
@@ -579,14 +578,6 @@ def average_dose(
 
 def _mix(weights: np.ndarray, columns: Sequence[Any]) -> np.ndarray:
     return np.sum(weights[:, None] * np.stack([np.asarray(c, dtype=float) for c in columns]), 0)
-
-
-def _model_mcse_flat(values: np.ndarray) -> dict[str, float | None]:
-    """:func:`_model_mcse` of flat draws (split into the 4 chains of the default run when
-    they divide evenly, else one chain)."""
-    values = np.asarray(values, dtype=float)
-    chains = 4 if values.size % 4 == 0 and values.size >= 16 else 1
-    return _model_mcse(values.reshape(chains, -1))
 
 
 # -- text -----------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import scipy.special
 
 from asuc_bayes.cli import EXIT_INPUT, EXIT_OK, main
 from asuc_bayes.dataset import CovariateRecord, Dose, Observation, Patient
-from asuc_bayes.dosing import DosingRequest
+from asuc_bayes.dosing import DosingRequest, PlanOptions
 from asuc_bayes.inference.covariates import baseline_covariates
 from asuc_bayes.inference.problem import PatientProblem
 from asuc_bayes.model_average import average_patient
@@ -147,6 +147,30 @@ def test_averaged_dose_on_the_mixture_curve(sparse_average):
     assert dose.feasible == bool(meets.size) and dose.monotone
 
 
+def test_averaged_trough_dose_on_the_mixture_curve(sparse_average):
+    patient, _ = sparse_average
+    request = DosingRequest(dose_time_day=42.0, probability=0.5)
+    average = average_patient(
+        MODELS,
+        patient,
+        random_seed=5,
+        request=request,
+        plan_options=PlanOptions(trough_target_mg_l=3.0),
+    )
+    dose = average.dose
+    assert dose.mode == "trough" and dose.risk is None
+    tables = [dose.per_model[n]["trough"]["for_interval"]["curve"] for n in MODELS]
+    p = sum(
+        w * np.array([r["p_trough_above_target"] for r in t])
+        for w, t in zip(average.weights, tables, strict=True)
+    )
+    np.testing.assert_allclose(dose.curve["p_trough_above_target"], p, rtol=1e-12)
+    grid = dose.curve["dose_mg"].to_numpy()
+    meets = np.flatnonzero(p >= 0.5)
+    assert dose.dose_mg == (grid[meets[0]] if meets.size else grid[-1])
+    assert dose.to_json()["trough_target_mg_l"] == 3.0
+
+
 @pytest.mark.parametrize("truth", MODELS)
 def test_the_simulating_model_gets_the_highest_weight(truth):
     for seed in (0, 1):
@@ -216,6 +240,17 @@ def test_bad_model_lists_exit_2_naming_the_option(dataset, capsys, value, messag
         err = capsys.readouterr().err
         assert exit_info.value.code == EXIT_INPUT
         assert "--model-average" in err and message in err and "Traceback" not in err
+
+
+def test_cli_table_and_an_excluded_model(dataset, capsys):
+    args = ["--model-average", "niyigena2025,wojciechowski2017"]
+    assert main(["forecast", str(dataset), *args, "--format", "json", "--id", "P2"]) == EXIT_OK
+    average = json.loads(capsys.readouterr().out)["patients"][0]["model_average"]
+    assert [e["name"] for e in average["excluded"]] == ["wojciechowski2017"]
+    assert "ALB" in average["excluded"][0]["reason"]
+    assert main(["forecast", str(dataset), *args]) == EXIT_OK
+    table = capsys.readouterr().out
+    assert "AVERAGE" in table and "wojciechowski2017 excluded" in table
 
 
 def test_cli_refuses_options_it_does_not_take(dataset, capsys):
