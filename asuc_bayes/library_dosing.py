@@ -324,14 +324,17 @@ def trough_curve(
         fixed.time_day[before], fixed.amount_mg[before], fixed.duration_day[before]
     )
     fixed_trough = _concentration(problem, eta, earlier, trough_day)
-    per_mg = np.empty_like(fixed_trough)
-    for k, interval in enumerate(intervals):
-        times = start + interval * np.arange(maintenance_doses)
-        schedule = _dose_arrays(
-            times, np.ones_like(times), np.full_like(times, decision.duration_day)
-        )
-        per_mg[:, k] = _concentration(problem, eta, schedule, [trough_day[k]])[:, 0]
-    return fixed_trough, per_mg
+    # 1 mg every interval (rows), on a common clock: the trough of every row at ``last``
+    last = float(trough_day.max())
+    times = last - intervals[:, None] * (maintenance_doses - np.arange(maintenance_doses))
+    schedule = DoseArrays(
+        start_day=times,
+        amount_mg=np.ones_like(times),
+        duration_day=np.full_like(times, decision.duration_day),
+    )
+    params = {k: v[:, None] for k, v in _structure_parameters(problem, eta).items()}
+    per_mg = problem.structure.concentration(np.array([last]), schedule, params)
+    return fixed_trough, np.asarray(per_mg, dtype=float)[..., 0]
 
 
 def _replaced_notes(patient: Patient, start: float) -> list[str]:
