@@ -145,6 +145,8 @@ class ModelEvidence:
     #: ln p(y, η̂) at the MAP (the objective of likelihood/AIC weights)
     map_log_density: float
     n_eta: int
+    #: Pareto k̂ of the importance weights (None for quadrature); above 0.7: unreliable
+    pareto_k: float | None = None
 
     @property
     def has_data(self) -> bool:
@@ -198,6 +200,7 @@ def fit_model(
         posterior=posterior,
         log_marginal=float(evidence.log_marginal),
         marginal_method=evidence.method,
+        pareto_k=evidence.pareto_k,
         marginal_mcse=float(evidence.mcse),
         map_log_density=float(posterior.forecast.map.log_density),
         n_eta=posterior.problem.n_eta,
@@ -290,6 +293,9 @@ class AveragedModel:
             "log_marginal_likelihood": finite_or_none(self.evidence.log_marginal),
             "marginal_method": self.evidence.marginal_method,
             "marginal_mcse": finite_or_none(self.evidence.marginal_mcse),
+            "marginal_pareto_k": None
+            if self.evidence.pareto_k is None
+            else finite_or_none(self.evidence.pareto_k),
             "status": posterior.forecast.status,
             "extrapolated": posterior.extrapolated,
             "risk": self.risk,
@@ -456,6 +462,11 @@ def average_patient(
         )
         if forecast.status != "ok":
             notes.append(f"{fit.name}: the posterior did not pass the convergence gates")
+        if fit.pareto_k is not None and fit.pareto_k > 0.7:
+            notes.append(
+                f"{fit.name}: the importance weights' Pareto k is {fit.pareto_k:.2f} (> 0.7): "
+                "its marginal likelihood, and so its weight, is unreliable"
+            )
         if fit.marginal_method == "importance" and fit.marginal_mcse > 0.1:
             notes.append(
                 f"{fit.name}: the marginal likelihood's Monte Carlo error is "
@@ -523,6 +534,8 @@ def average_dose(
     else:
         curves = [p.recommendation.curve for p in plans]
         grid = curves[0]["dose_mg"].to_numpy()
+        if any(not np.array_equal(c["dose_mg"], grid) for c in curves):  # the patient's grid
+            raise ModelAverageError("the models' dose grids differ: cannot average the curves")
         mean_risk = _mix(weights, [c["risk_mean"] for c in curves])
         p_meets = _mix(weights, [c["p_meets_target"] for c in curves])
         curve = pd.DataFrame(
