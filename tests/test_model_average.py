@@ -171,6 +171,30 @@ def test_averaged_trough_dose_on_the_mixture_curve(sparse_average):
     assert dose.to_json()["trough_target_mg_l"] == 3.0
 
 
+def test_four_random_effect_weight_against_gauss_hermite():
+    """Wojciechowski 2017 (four random effects): the importance-sampling evidence behind its
+    weight against adaptive Gauss-Hermite quadrature (9^4 nodes, another method) and a long
+    importance run of another seed."""
+    from asuc_bayes.validation.marginal import adaptive_quadrature, importance_sampling
+
+    record = CovariateRecord(0.0, (("ALB", 3.5), ("ADA", 0.0)))
+    patient = dataclasses.replace(
+        _simulated("niyigena2025", 7, times=(7.0, 13.9)), covariate_records=(record,)
+    )
+    average = average_patient(("niyigena2025", "wojciechowski2017"), patient, random_seed=3)
+    entry = average.models[1].evidence
+    assert entry.marginal_method == "importance" and entry.marginal_mcse < 0.05
+    problem = entry.posterior.problem
+    quadrature = adaptive_quadrature(problem, n=9).log_marginal
+    long_run = importance_sampling(problem, 100_000, random_seed=99)
+    tolerance = 4 * entry.marginal_mcse + 0.01
+    assert entry.log_marginal == pytest.approx(quadrature, abs=tolerance)
+    assert entry.log_marginal == pytest.approx(long_run.log_marginal, abs=tolerance)
+    grid = average.models[0].evidence.log_marginal
+    w = 1.0 / (1.0 + np.exp(grid - quadrature))
+    assert average.models[1].weight == pytest.approx(w, abs=0.01)
+
+
 @pytest.mark.parametrize("truth", MODELS)
 def test_the_simulating_model_gets_the_highest_weight(truth):
     for seed in (0, 1):
