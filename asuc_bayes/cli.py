@@ -55,6 +55,8 @@ FORECAST_EXAMPLES = """examples:
   asuc-bayes forecast patients.csv --report report.html   one HTML report per patient
     (with the week-2 dose to a 20 % mean risk; 'asuc-bayes optimize' for other targets)
   asuc-bayes forecast patients.csv --model fit.nc   integrate over a population fit's posterior
+  asuc-bayes forecast cohort.csv --model-average niyigena2025,wojciechowski2017
+    per patient: posterior model probabilities, each model's risk and the averaged risk
   asuc-bayes forecast cohort.csv --workers 2 --checkpoint runs/c1 --format json
     batch: 2 worker processes, resumable; a bad patient is an error row, not the end
 
@@ -109,6 +111,8 @@ OPTIMIZE_EXAMPLES = """examples:
   asuc-bayes optimize patient.toml --target-risk 0.15 --dose-time 14 --timing-days 7:14
   asuc-bayes optimize patient.toml --next-sample --sample-days 8,10,12,13
   asuc-bayes optimize patient.toml --dose-time 42 --trough-target 5 --interval-days 56
+  asuc-bayes optimize cohort.csv --model wojciechowski2017    a library model (risk extrapolated)
+  asuc-bayes optimize cohort.csv --model-average niyigena2025,wojciechowski2017
 
 The dose at --dose-time (added if the regimen has none there) is chosen in whole vials from the
 patient's existing posterior; the other doses stay as given. mean: smallest dose with posterior
@@ -161,6 +165,7 @@ def _parser() -> argparse.ArgumentParser:
         "--format", choices=("table", "json", "csv"), default="table", help=FORMAT_HELP
     )
     _add_sampling_options(forecast)
+    _add_model_average_option(forecast)
     forecast.add_argument("--out", type=Path, help="write the results DataTree (netCDF)")
     forecast.add_argument(
         "--report",
@@ -214,6 +219,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_dosing_options(optimize)
     _add_sampling_options(optimize)
+    _add_model_average_option(optimize)
     _add_unconverged_option(optimize)
 
     sensitivity = sub.add_parser(
@@ -725,6 +731,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _forecast(args: argparse.Namespace) -> int:
+    if args.model_average:
+        return _model_average(args)
     if str(args.model).endswith(".nc"):
         return _forecast_population(args)
     if is_library_declaration(args.model):
@@ -946,6 +954,10 @@ def _compare_patient(args: argparse.Namespace) -> int:
 
 
 def _optimize(args: argparse.Namespace) -> int:
+    if args.model_average:
+        return _model_average(args)
+    if is_library_declaration(args.model):
+        return _optimize_library(args)
     from asuc_bayes.dosing import DosingError, PlanOptions, check_request, plan_dosing
     from asuc_bayes.forecast import forecast_patients, patient_seed
     from asuc_bayes.report import format_dosing, write_patient_reports
@@ -1022,6 +1034,179 @@ def _optimize(args: argparse.Namespace) -> int:
     if errors:
         return EXIT_INPUT
     return _unconverged_exit(results, args)
+
+
+#: Options of ``optimize`` that library models and model averaging do not take yet.
+_NOT_FOR_LIBRARY_DOSING = {
+    "report": None,
+    "timing_days": None,
+    "timing_dose_mg": None,
+    "next_sample": False,
+    "sample_days": None,
+}
+
+
+def _refused_option(args: argparse.Namespace, what: str) -> str | None:
+    """The error for an option the library-model paths (``what``) do not take, or None."""
+    refused = {**_NOT_FOR_LIBRARY_MODELS, **_NOT_FOR_LIBRARY_DOSING}
+    for option, default in refused.items():
+        if getattr(args, option, default) != default:
+            flag = option.replace("_", "-")
+            return f"--{flag}: not available yet with {what}; fix: leave --{flag} out"
+    if args.format == "csv":
+        return f"--format csv: not available yet with {what}; fix: --format json or table"
+    return None
+
+
+def _library_plan_inputs(args: argparse.Namespace):
+    """(SamplerOptions, DosingRequest or None, PlanOptions or None) of a library-model run."""
+    from asuc_bayes.dosing import PlanOptions
+    from asuc_bayes.inference import SamplerOptions
+
+    options = SamplerOptions(
+        chains=args.chains,
+        draws=args.draws or 1000,
+        tune=args.tune,
+        target_accept=args.target_accept,
+    )
+    if args.command != "optimize":
+        return options, None, None
+    plan = PlanOptions(
+        trough_target_mg_l=args.trough_target,
+        trough_interval_day=args.interval_days,
+        trough_dose_mg=args.trough_dose_mg,
+        maintenance_doses=args.maintenance_doses,
+    )
+    return options, _decision_request(args), plan
+
+
+def _optimize_library(args: argparse.Namespace) -> int:
+    """``optimize --model NAME`` for a library model: the dose to a target risk (the ASUC
+    outcome model attached, flagged extrapolated, to a model without one) or to a target trough,
+    from the model's posterior draws (:mod:`asuc_bayes.library_dosing`)."""
+    from asuc_bayes.dosing import DosingError
+    from asuc_bayes.forecast import patient_seed
+    from asuc_bayes.inference.covariates import baseline_covariates
+    from asuc_bayes.library_dosing import (
+        format_library_dosing,
+        library_posterior,
+        plan_library_dosing,
+    )
+    from asuc_bayes.spec import MissingCovariateError, load_declaration
+
+    refused = _refused_option(args, f"a library model (--model {args.model})")
+    if refused:
+        return _error(refused)
+    try:
+        declaration = load_declaration(args.model, variants=args.variant or ())
+        patients, _, units = _read_dataset(
+            args, declaration.default_infusion_duration_day, collect_errors=False
+        )
+        options, request, plan_options = _library_plan_inputs(args)
+    except (InputError, ModelSpecError, ValueError, OSError) as exc:
+        return _error(str(exc))
+    plans, errors = [], []
+    for patient in patients:
+        try:
+            posterior = library_posterior(
+                declaration,
+                patient,
+                baseline_covariates(patient, declaration, units),
+                random_seed=patient_seed(args.seed, patient.id),
+                options=options,
+            )
+            plans.append(plan_library_dosing(posterior, request, plan_options))
+        except MissingCovariateError as exc:
+            errors.append({"id": patient.id, "error": f"{exc} (a dataset column, e.g. ALB)"})
+        except (InputError, DosingError) as exc:
+            errors.append({"id": patient.id, "error": str(exc)})
+    if args.format == "json":
+        model = {"name": declaration.name, "sha256": _file_sha256(declaration.path)}
+        model |= {"variants": list(declaration.variants), "structure": declaration.structure}
+        entries = [plan.to_json() for plan in plans] + errors
+        print(dumps_json({"model": model, "patients": entries}))
+    else:
+        print(format_library_dosing(declaration, plans))
+    for error in errors:
+        print(f"asuc-bayes: error: {error['error']}", file=sys.stderr)
+    if errors:
+        return EXIT_INPUT
+    forecasts = [plan.posterior.forecast for plan in plans]
+    return _exit_for_unconverged([f.id for f in forecasts if f.status != "ok"], args)
+
+
+def _model_list(text: str) -> tuple[str, ...]:
+    """``--model-average A,B,C`` (argparse type: a bad list exits 2 naming the option)."""
+    from asuc_bayes.model_average import ModelAverageError, parse_model_list
+
+    try:
+        return parse_model_list(text)
+    except ModelAverageError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--model-average: ")) from None
+
+
+def _add_model_average_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model-average",
+        type=_model_list,
+        metavar="A,B,C",
+        help="average over these library models (at least two), weighted per patient by "
+        "posterior model probabilities (marginal likelihood of the patient's concentrations, "
+        "equal prior weights); AIC weights beside; replaces --model",
+    )
+
+
+def _model_average(args: argparse.Namespace) -> int:
+    """``forecast``/``optimize --model-average A,B,C``: per patient the models' weights, risks
+    and the averaged risk (and dose) of :func:`asuc_bayes.model_average.average_patient`."""
+    from asuc_bayes.dosing import DosingError
+    from asuc_bayes.forecast import patient_seed
+    from asuc_bayes.model_average import (
+        ModelAverageError,
+        average_patient,
+        format_model_average,
+    )
+    from asuc_bayes.spec import load_declaration
+
+    if args.model != DEFAULT_MODEL or args.variant:
+        return _error("--model-average replaces --model and --variant; fix: leave them out")
+    refused = _refused_option(args, "--model-average")
+    if refused:
+        return _error(refused)
+    try:
+        first = load_declaration(args.model_average[0])
+        patients, _, units = _read_dataset(
+            args, first.default_infusion_duration_day, collect_errors=False
+        )
+        options, request, plan_options = _library_plan_inputs(args)
+    except (InputError, ModelSpecError, ValueError, OSError) as exc:
+        return _error(str(exc))
+    averages, errors = [], []
+    for patient in patients:
+        try:
+            averages.append(
+                average_patient(
+                    args.model_average,
+                    patient,
+                    units,
+                    random_seed=patient_seed(args.seed, patient.id),
+                    options=options,
+                    request=request,
+                    plan_options=plan_options,
+                )
+            )
+        except (ModelAverageError, InputError, DosingError) as exc:
+            errors.append({"id": patient.id, "error": str(exc)})
+    if args.format == "json":
+        entries = [average.to_json() for average in averages] + errors
+        print(dumps_json({"models": list(args.model_average), "patients": entries}))
+    else:
+        print(format_model_average(averages))
+    for error in errors:
+        print(f"asuc-bayes: error: {error['error']}", file=sys.stderr)
+    if errors:
+        return EXIT_INPUT
+    return _exit_for_unconverged([a.patient_id for a in averages if a.status != "ok"], args)
 
 
 def _sensitivity(args: argparse.Namespace) -> int:

@@ -86,6 +86,7 @@ __all__ = [
     "SamplingAnalysis",
     "TimingSearch",
     "TroughPlan",
+    "check_decision",
     "check_request",
     "clinical_text",
     "compare_regimens",
@@ -415,7 +416,26 @@ def last_sample_day(patient: Patient) -> float | None:
 
 
 def check_request(patient: Patient, spec: ModelSpec, request: DosingRequest) -> _Decision:
-    """Check ``request`` against ``patient`` (before any sampling) and set the decision up.
+    """Check ``request`` against ``patient`` (before any sampling) and set the decision up:
+    :func:`check_decision` with the model file's default infusion duration and AUC window."""
+    return check_decision(
+        patient,
+        request,
+        default_duration_day=spec.pk.default_infusion_duration_day,
+        auc_window_day=spec.tte.auc_window_day,
+    )
+
+
+def check_decision(
+    patient: Patient,
+    request: DosingRequest,
+    *,
+    default_duration_day: float,
+    auc_window_day: tuple[float, float],
+) -> _Decision:
+    """Check ``request`` against ``patient`` (before any sampling) and set the decision up,
+    for any model (``default_duration_day``: its infusion duration when the regimen has no
+    dose at the decision day; ``auc_window_day``: its exposure window).
 
     The dose grid holds the whole-vial doses from the minimum (rounded up) to the cap
     (rounded down).
@@ -438,9 +458,7 @@ def check_request(patient: Patient, spec: ModelSpec, request: DosingRequest) -> 
             clinical=f"{reason}; only a later infusion (day ≥ {last:g}) can be chosen",
         )
     replaced = next((d for d in patient.doses if abs(d.time_day - time) < 1e-9), None)
-    duration = request.duration_day or (
-        replaced.duration_day if replaced else spec.pk.default_infusion_duration_day
-    )
+    duration = request.duration_day or (replaced.duration_day if replaced else default_duration_day)
     fixed = [d for d in patient.doses if d is not replaced]
     for dose in fixed:
         if dose.time_day < time + duration and time < dose.time_day + dose.duration_day:
@@ -477,7 +495,7 @@ def check_request(patient: Patient, spec: ModelSpec, request: DosingRequest) -> 
             clinical=f"{reason}; widen the dose range or use smaller vials",
         )
     notes = []
-    start, end = spec.tte.auc_window_day
+    start, end = auc_window_day
     if time >= end:
         notes.append(
             f"a dose at day {time:g} does not enter AUC over days {start:g}-{end:g}: it cannot "
