@@ -1720,7 +1720,8 @@ leave-future-out (each concentration from the ones before it: posterior predicti
 Laplace); NPDE; the colectomy outcome from PK-only posteriors (the ASUC outcome model, flagged
 extrapolated, for a model without one); per-patient posterior model probabilities from each
 model's marginal likelihood, with likelihood/AIC and stacking weights beside them. Covariate
-columns (ALB, ADA) are read in --units, else in the dataset's units (ALB g/L).
+columns (ALB, ADA...) are read in --units, else in the unit the model files declare (ALB g/dL
+in every library model that uses it; models that disagree need --units).
 exit codes: 0 ok; 2 bad input, options or model file
 """
 
@@ -1749,13 +1750,15 @@ def _add_validate_command(sub) -> None:
 
 def _validate(args: argparse.Namespace) -> int:
     """``validate``: :func:`asuc_bayes.validation.validate_cohort` on the dataset's patients."""
+    from asuc_bayes.inference.covariates import dataset_covariates
     from asuc_bayes.report import format_validation
-    from asuc_bayes.structural_sensitivity import baseline_covariates
+    from asuc_bayes.spec import load_declaration
     from asuc_bayes.validation.study import validate_cohort
 
     try:
         patients, _, units = _read_dataset(args, 1.0 / 12.0, collect_errors=False)
-        covariates = {p.id: baseline_covariates(p, units) for p in patients}
+        declarations = [load_declaration(name) for name in args.models]
+        covariates = {p.id: dataset_covariates(p, declarations, units) for p in patients}
         result = validate_cohort(
             patients, args.models, covariates_of=covariates, random_seed=args.seed
         )

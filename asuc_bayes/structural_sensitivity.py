@@ -22,8 +22,6 @@ Examples
 >>> from asuc_bayes.spec import load_declaration
 >>> p = Patient("x", 70.0, 30.0, (Dose(0.0, 700.0, 1 / 12),),
 ...             covariate_records=(CovariateRecord(0.0, (("ALB", 35.0), ("WT", 70.0))),))
->>> baseline_covariates(p)
-{'ALB': (35.0, 'g/L')}
 >>> model_covariates(load_declaration("wojciechowski2017"))
 ('WT', 'ALB', 'ADA')
 >>> missing_covariates(load_declaration("wojciechowski2017"), p)
@@ -42,7 +40,11 @@ import numpy as np
 
 from asuc_bayes.dataset import Patient
 from asuc_bayes.inference import forecast_library_patient
-from asuc_bayes.inference.covariates import check_plausible
+from asuc_bayes.inference.covariates import (
+    dataset_column,
+    dataset_covariates,
+    missing_covariates,
+)
 from asuc_bayes.inference.result import LibraryForecast
 from asuc_bayes.inference.sampler import SamplerOptions
 from asuc_bayes.spec import (
@@ -55,17 +57,12 @@ from asuc_bayes.spec import (
 __all__ = [
     "STRUCTURAL_GROUP",
     "StructuralAlternative",
-    "baseline_covariates",
     "missing_covariates",
     "model_covariates",
     "structural_alternatives",
 ]
 
 STRUCTURAL_GROUP = "structural"
-#: The patient's own covariates (the dataset's WT and CRP, in these units).
-PATIENT_COVARIATES = ("WT", "CRP")
-#: Units of the dataset's per-record covariate columns when the user declares none.
-DATASET_UNITS = {"ALB": "g/L", "ADA": "1"}
 #: Chains and draws of a structural forecast (the library's defaults: 4 × 1000, so that the
 #: bulk-ESS gate of 400 can pass).
 DEFAULT_OPTIONS = SamplerOptions()
@@ -105,7 +102,8 @@ class StructuralAlternative:
             ]
             out += list(forecast.warnings)
         out += [
-            f"{name} taken in the model's unit (no declared unit)" for name in self.assumed_units
+            f"{name} read in the model file's unit (no --units for it)"
+            for name in self.assumed_units
         ]
         return tuple(out)
 
@@ -127,35 +125,6 @@ class StructuralAlternative:
 def model_covariates(declaration: ModelDeclaration) -> tuple[str, ...]:
     """The covariates the model's effects use, in the order of their first effect."""
     return tuple(dict.fromkeys(effect.covariate for effect in declaration.effects))
-
-
-def baseline_covariates(patient: Patient, units: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The patient's per-record covariates other than WT and CRP: for each column, the value of
-    the earliest record giving it, as ``(value, unit)`` when its unit is known (``units``,
-    else the dataset's: ALB in g/L) and as a bare value (the model's unit) otherwise."""
-    known = {**DATASET_UNITS, **(units or {})}
-    first: dict[str, tuple[float, float]] = {}
-    for record in patient.covariate_records:
-        for name, value in record.values:
-            if name in PATIENT_COVARIATES or not math.isfinite(value):
-                continue
-            if name not in first or record.time_day < first[name][0]:
-                first[name] = (record.time_day, float(value))
-    for name, (_, value) in first.items():
-        if name in known:
-            check_plausible(patient.id, name, value, known[name], name in (units or {}))
-    return {
-        name: ((value, known[name]) if name in known else value)
-        for name, (_, value) in first.items()
-    }
-
-
-def missing_covariates(
-    declaration: ModelDeclaration, patient: Patient, units: Mapping[str, str] | None = None
-) -> tuple[str, ...]:
-    """The covariates ``declaration`` needs that ``patient`` lacks (WT and CRP it always has)."""
-    available = set(PATIENT_COVARIATES) | set(baseline_covariates(patient, units))
-    return tuple(name for name in model_covariates(declaration) if name not in available)
 
 
 def library_models(exclude_path: str | Path | None = None) -> list[ModelDeclaration]:
@@ -181,19 +150,23 @@ def structural_alternative(
     """``patient`` under ``declaration`` with the ASUC outcome attached (see module doc)."""
     name, structure = declaration.name, declaration.structure
     try:  # an implausible covariate value (a unit mistake) is this model's error row
-        missing = missing_covariates(declaration, patient, units)
+        covariates = dataset_covariates(patient, [declaration], units)
     except ValueError as exc:
         return StructuralAlternative(name, structure, "error", message=str(exc))
+    missing = missing_covariates(declaration, patient)
     if missing and impute is None:
         return StructuralAlternative(name, structure, "missing_covariates", missing=missing)
-    covariates = baseline_covariates(patient, units)
-    needed = set(model_covariates(declaration))
-    assumed = tuple(k for k, v in covariates.items() if k in needed and not isinstance(v, tuple))
+    given = {k.upper() for k in (units or {})}
+    assumed = tuple(  # read in the model file's unit: the user declared none for the column
+        c.name
+        for c in declaration.covariates
+        if c.name in covariates and c.unit != "1" and dataset_column(c, given) is None
+    )
     try:
         forecast = forecast_library_patient(
             declaration,
             patient,
-            {k: v for k, v in covariates.items() if k in needed},
+            covariates,
             impute=impute,
             attach_outcome=True,
             random_seed=random_seed,

@@ -2,7 +2,7 @@
 
 References: the library models' covariates read from the TOML files directly; the rows'
 numbers against direct ``forecast_library_patient`` calls with the same seed; albumin given
-in g/L (the dataset's unit) against the same value in g/dL; missing covariates named, never
+in g/L (declared with units) against the same value in g/dL; missing covariates named, never
 skipped; unconverged forecasts flagged in the table, JSON and figure."""
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ import pytest
 from asuc_bayes.cli import main
 from asuc_bayes.dataset import CovariateRecord, Dose, Observation, Patient
 from asuc_bayes.inference import forecast_library_patient
+from asuc_bayes.inference.covariates import dataset_covariates
 from asuc_bayes.report import format_sensitivity
 from asuc_bayes.sensitivity import run_sensitivity, write_sensitivity
 from asuc_bayes.spec import available_declarations, load_declaration
 from asuc_bayes.structural_sensitivity import (
-    baseline_covariates,
     model_covariates,
     structural_alternative,
     structural_alternatives,
@@ -55,7 +55,14 @@ def spec():
 
 @pytest.fixture(scope="module")
 def with_alb_result(spec):
-    return run_sensitivity(spec, WITH_ALB, random_seed=SEED, grid_points=41, population_draws=0)
+    return run_sensitivity(
+        spec,
+        WITH_ALB,
+        random_seed=SEED,
+        grid_points=41,
+        population_draws=0,
+        covariate_units={"ALB": "g/L"},
+    )
 
 
 def _structural(result) -> dict[str, dict]:
@@ -71,11 +78,16 @@ def test_model_covariates_are_those_of_the_model_files():
         assert set(model_covariates(declaration)) == expected, name
 
 
-def test_baseline_covariates_take_the_earliest_record_in_the_dataset_units():
-    assert baseline_covariates(WITH_ALB) == {"ALB": (35.0, "g/L"), "ADA": (0.0, "1")}
-    with pytest.raises(ValueError, match="field ALB: 35 g/dL"):  # 350 g/L: a unit mistake
-        baseline_covariates(WITH_ALB, {"ALB": "g/dL"})
-    assert baseline_covariates(PLAIN) == {}
+def test_covariates_take_the_earliest_record_in_the_declared_or_model_files_unit():
+    woj = load_declaration("wojciechowski2017")
+    expected = {"ALB": (35.0, "g/L"), "ADA": (0.0, "1")}
+    assert dataset_covariates(WITH_ALB, [woj], {"ALB": "g/L"}) == expected
+    with pytest.raises(ValueError, match="field ALB: 35 g/dL"):  # the model file's unit: 350 g/L
+        dataset_covariates(WITH_ALB, [woj])
+    assert dataset_covariates(PLAIN, [woj]) == {}
+    # Fasanmade 2009 reads its ATI from the dataset's ADA column (dataset_columns)
+    fasanmade = load_declaration("fasanmade2009")
+    assert dataset_covariates(WITH_ALB, [fasanmade], {"ALB": "g/L"})["ATI"] == (0.0, "1")
 
 
 def test_patient_with_only_weight_and_crp_gets_a_missing_row_per_other_model(spec):
@@ -125,7 +137,7 @@ def test_wojciechowski_row_equals_a_direct_forecast(with_alb_result):
     assert row["structure"] == "two_compartment"
     assert np.isnan(row["recommended_dose_mg"])
     # the other models lack covariates this patient does not have
-    assert _structural(with_alb_result)["fasanmade2009"]["missing_covariates"] == "ATI, SEX"
+    assert _structural(with_alb_result)["fasanmade2009"]["missing_covariates"] == "SEX"
 
 
 def test_flags_table_json_and_figure(spec, with_alb_result, tmp_path):
@@ -157,7 +169,7 @@ def test_unconverged_forecast_is_flagged(spec, with_alb_result, monkeypatch, tmp
         lambda *a, **k: replace(real(*a, **k), status="unconverged"),
     )
     alternative = structural_alternative(
-        load_declaration("wojciechowski2017"), WITH_ALB, random_seed=SEED
+        load_declaration("wojciechowski2017"), WITH_ALB, units={"ALB": "g/L"}, random_seed=SEED
     )
     row = structural_row(alternative)
     assert row["status"] == "unconverged" and "UNCONVERGED" in row["flags"].split("; ")
@@ -200,7 +212,9 @@ def test_rejected_covariate_value_is_an_error_row():
     bad = replace(
         WITH_ALB, covariate_records=(CovariateRecord(0.0, (("ADA", 2.0), ("ALB", 35.0))),)
     )
-    alternative = structural_alternative(load_declaration("wojciechowski2017"), bad)
+    alternative = structural_alternative(
+        load_declaration("wojciechowski2017"), bad, units={"ALB": "g/L"}
+    )
     assert alternative.status == "error" and "ADA" in alternative.message
     assert "not run" in structural_row(alternative)["description"]
 
@@ -224,9 +238,11 @@ def test_cli_sensitivity_structural_options(capsys):
 
 
 def test_an_implausible_albumin_is_an_error_row_naming_the_unit():
-    """ALB 3.5 in a dataset read in g/L (a g/dL value): an error row, never a silent answer."""
+    """ALB 3.5 in a dataset declared in g/L (a g/dL value): an error row, never a silent
+    answer."""
     record = WITH_ALB.covariate_records[0]
     low = replace(record, values=tuple((k, 3.5 if k == "ALB" else v) for k, v in record.values))
     patient = replace(WITH_ALB, covariate_records=(low,))
-    row = structural_alternative(load_declaration("wojciechowski2017"), patient)
+    declaration = load_declaration("wojciechowski2017")
+    row = structural_alternative(declaration, patient, units={"ALB": "g/L"})
     assert row.status == "error" and "field ALB: 3.5 g/L" in row.message

@@ -24,6 +24,10 @@ def test_validate_json_schema_and_files(tmp_path, capsys):
     path.write_text(COHORT)
     out = tmp_path / "validation"
     argv = ["validate", str(path), "--model", "niyigena2025", "--model", "wojciechowski2017"]
+    # albumin in g/L: read in the model file's g/dL it is implausible, and the error says so
+    assert main(argv) == EXIT_INPUT
+    assert "field ALB: 35 g/dL (the model file's unit)" in capsys.readouterr().err
+    argv += ["--units", "ALB=g/L"]
     assert main([*argv, "--format", "json", "--out", str(out)]) == EXIT_OK
     document = json.loads(capsys.readouterr().out)
     assert json.loads((out / "validation.json").read_text()) == document

@@ -25,15 +25,26 @@ asuc_bayes.data.errors.InputError: patient 'x', field ALB: 38 g/dL (the model fi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from asuc_bayes.dataset import InputError, Patient
 from asuc_bayes.inference.problem import patient_covariates
 from asuc_bayes.spec import ModelDeclaration
+from asuc_bayes.spec.declaration import Covariate
 from asuc_bayes.spec.units import convert, convertible
 
-__all__ = ["PLAUSIBLE", "baseline_covariates", "check_plausible"]
+__all__ = [
+    "PLAUSIBLE",
+    "baseline_covariates",
+    "check_plausible",
+    "dataset_column",
+    "dataset_covariates",
+    "missing_covariates",
+]
+
+#: Covariates every patient has (the ASUC model's baseline weight and CRP).
+PATIENT_COLUMNS = ("WT", "CRP")
 
 #: Plausible range of a covariate column, in the unit given (checked once, at the boundary):
 #: a value outside is most often a unit mistake (albumin 3.5 read as g/L).
@@ -44,12 +55,67 @@ PLAUSIBLE: dict[str, tuple[float, float, str]] = {
 
 
 def _first_values(patient: Patient) -> dict[str, tuple[float, Any]]:
-    """{column: (first value, its row)}."""
-    first: dict[str, tuple[float, Any]] = {}
+    """{column: (value, row)} of each column's earliest record (the first of a time's records)."""
+    first: dict[str, tuple[float, float, Any]] = {}
     for record in patient.covariate_records:
         for column, value in record.values:
-            first.setdefault(column.upper(), (float(value), record.row))
-    return first
+            key = column.upper()
+            if key not in first or record.time_day < first[key][0]:
+                first[key] = (record.time_day, float(value), record.row)
+    return {column: (value, row) for column, (_, value, row) in first.items()}
+
+
+def dataset_column(covariate: Covariate, available: Iterable[str]) -> str | None:
+    """The dataset column read for ``covariate``: the first of :attr:`Covariate.columns` (its
+    own name, then the model file's ``dataset_columns``) that ``available`` holds."""
+    available = set(available)
+    return next((column for column in covariate.columns if column in available), None)
+
+
+def _column_unit(
+    column: str, declarations: Sequence[ModelDeclaration], units: Mapping[str, str]
+) -> str:
+    """The unit a dataset column is read in: ``units`` (``--units``), else the one unit every
+    model reading the column declares; models that disagree need ``--units``."""
+    if column in units:
+        return units[column]
+    declared = {
+        covariate.unit: declaration.name
+        for declaration in declarations
+        for covariate in declaration.covariates
+        if column in covariate.columns
+    }
+    if len(declared) > 1:
+        which = "; ".join(f"{unit} ({name})" for unit, name in declared.items())
+        raise InputError(
+            f"field {column}: the models declare different units for it ({which}); give the "
+            f"dataset's unit (fix: --units {column}=UNIT)"
+        )
+    return next(iter(declared))
+
+
+def dataset_covariates(
+    patient: Patient,
+    declarations: Sequence[ModelDeclaration],
+    units: Mapping[str, str] | None = None,
+) -> dict[str, tuple[float, str]]:
+    """``{covariate name: (value, unit)}`` of every covariate other than WT and CRP that one of
+    ``declarations`` declares and the patient's records give: the first recorded value of its
+    dataset column (:func:`dataset_column`), in the column's unit (:func:`_column_unit`),
+    checked for plausibility (the error names the row)."""
+    units = {k.upper(): v for k, v in (units or {}).items()}
+    first = _first_values(patient)
+    out: dict[str, tuple[float, str]] = {}
+    for declaration in declarations:
+        for covariate in declaration.covariates:
+            column = dataset_column(covariate, first)
+            if column is None or covariate.name.upper() in PATIENT_COLUMNS:
+                continue
+            value, row = first[column]
+            unit = _column_unit(column, declarations, units)
+            check_plausible(patient.id, column, value, unit, column in units, row)
+            out[covariate.name] = (value, unit)
+    return out
 
 
 def baseline_covariates(
@@ -59,16 +125,21 @@ def baseline_covariates(
 ) -> dict[str, Any]:
     """``{name: (value, unit)}``: WT and CRP of the patient, then the first recorded value of
     every other covariate the model declares (unit: ``units``, else the model's)."""
-    units = {k.upper(): v for k, v in (units or {}).items()}
-    declared = {c.name.upper(): c for c in declaration.covariates}
-    extra: dict[str, Any] = {}
-    for column, (value, row) in _first_values(patient).items():
-        if column in ("WT", "CRP") or column not in declared:
-            continue
-        unit = units.get(column, declared[column].unit)
-        check_plausible(patient.id, column, value, unit, column in units, row)
-        extra[declared[column].name] = (value, unit)
-    return patient_covariates(patient, extra)
+    return patient_covariates(patient, dataset_covariates(patient, [declaration], units))
+
+
+def missing_covariates(declaration: ModelDeclaration, patient: Patient) -> tuple[str, ...]:
+    """The covariates ``declaration``'s effects use that the patient's records do not give
+    (WT and CRP it always has), in the order of their first effect."""
+    first = _first_values(patient)
+    by_name = {c.name: c for c in declaration.covariates}
+    needed = dict.fromkeys(effect.covariate for effect in declaration.effects)
+    return tuple(
+        name
+        for name in needed
+        if name.upper() not in PATIENT_COLUMNS
+        and (name not in by_name or dataset_column(by_name[name], first) is None)
+    )
 
 
 def check_plausible(

@@ -165,8 +165,10 @@ def covariate_schedule(
     columns: list[tuple[str, str, dict[float, float], float]] = []
     baseline_only: list[str] = []
     for covariate in declaration.covariates:
-        column = covariate.name.upper()
-        series = _series(patient, column)
+        column, series = next(
+            ((c, found) for c in covariate.columns if (found := _series(patient, c))),
+            (covariate.name.upper(), []),
+        )
         if not series:
             continue
         unit = units.get(column, covariate.unit)
