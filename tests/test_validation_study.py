@@ -10,6 +10,7 @@ import pytest
 from asuc_bayes.spec import load_declaration
 from asuc_bayes.validation import validate_cohort, validate_patient
 from asuc_bayes.validation.simulation import simulate_validation_cohort, with_scaled_parameter
+from asuc_bayes.validation.study import validation_seed
 
 
 def test_missing_covariates_skip_patients_with_the_reason():
@@ -42,7 +43,7 @@ def test_one_patient_at_a_time_gives_the_cohort_result():
     decl = load_declaration("niyigena2025")
     cohort = simulate_validation_cohort(decl, 2, random_seed=5)
     result = validate_cohort(cohort, [decl], random_seed=3)
-    seed = int(np.random.SeedSequence([3, 1]).generate_state(1)[0])
+    seed = validation_seed(3, cohort[1].id)
     alone = validate_patient(cohort[1], [decl], random_seed=seed)
     assert alone.fits[0].log_marginal == result.patients[1].fits[0].log_marginal
     np.testing.assert_array_equal(alone.fits[0].npde, result.patients[1].fits[0].npde)
