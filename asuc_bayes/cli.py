@@ -1516,12 +1516,16 @@ def _add_validate_command(sub) -> None:
     )
     validate.add_argument("--seed", type=int, default=0, help="random seed (0)")
     validate.add_argument("--format", choices=("table", "json"), default="table")
-    validate.add_argument("--out", type=Path, help="folder for validation.json")
+    validate.add_argument(
+        "--out", type=Path, help="folder for validation.json and the HTML report validation.html"
+    )
+    _add_engine_options(validate)
     _add_quiet_option(validate)
 
 
 def _validate(args: argparse.Namespace) -> int:
     """``validate``: :func:`asuc_bayes.validation.validate_cohort` on the dataset's patients."""
+    from asuc_bayes.engine import Engine, EngineError
     from asuc_bayes.report import format_validation
     from asuc_bayes.structural_sensitivity import baseline_covariates
     from asuc_bayes.validation.study import validate_cohort
@@ -1529,10 +1533,17 @@ def _validate(args: argparse.Namespace) -> int:
     try:
         patients, _, units = _read_dataset(args, 1.0 / 12.0, collect_errors=False)
         covariates = {p.id: baseline_covariates(p, units) for p in patients}
-        result = validate_cohort(
-            patients, args.models, covariates_of=covariates, random_seed=args.seed
-        )
-    except (InputError, ModelSpecError, ValueError, OSError) as exc:
+        engine = Engine(workers=args.workers, scheduler=args.scheduler)
+        with _Progress("validate", len(patients), args.quiet) as progress:
+            result = validate_cohort(
+                patients,
+                args.models,
+                covariates_of=covariates,
+                random_seed=args.seed,
+                engine=engine,
+                progress=progress,
+            )
+    except (InputError, ModelSpecError, ValueError, OSError, EngineError) as exc:
         return _error(str(exc))
     document = result.to_json()
     if args.format == "json":
@@ -1540,9 +1551,15 @@ def _validate(args: argparse.Namespace) -> int:
     else:
         print(format_validation(document))
     if args.out:
+        from asuc_bayes.validation.report import write_validation_report
+
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "validation.json").write_text(dumps_json(document) + "\n")
-        print(f"asuc-bayes: validation written to {args.out}/validation.json", file=sys.stderr)
+        write_validation_report(result, args.out, random_seed=args.seed)
+        print(
+            f"asuc-bayes: validation written to {args.out}/validation.json and validation.html",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.stats
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from asuc_bayes.dataset import MEASURED
 from asuc_bayes.validation.vpc import VPC_PERCENTILES, ModelRecords, VpcTable
@@ -132,6 +133,8 @@ def observed_predicted_figure(records: ModelRecords) -> Figure:
             ax.plot([low, high], [low * factor, high * factor], color="grey", lw=0.8, ls=":")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_minor_formatter(NullFormatter())
         ax.set_xlim(low, high)
         ax.set_ylim(low, high)
         ax.set_xlabel("predicted (mg/L)")
@@ -213,19 +216,13 @@ def weights_figure(weights: np.ndarray, names: Sequence[str]) -> Figure:
     figure = Figure(figsize=(9.0, 3.0), layout="tight")
     ax = figure.add_subplot()
     bottom = np.zeros(n_patients)
-    x = np.arange(n_patients)
+    edges = np.arange(n_patients + 1) - 0.5
     for m, name in enumerate(names):
-        height = weights[order, m]
-        ax.bar(
-            x,
-            height,
-            bottom=bottom,
-            width=1.0,
-            color=MODEL_COLOURS[m % len(MODEL_COLOURS)],
-            label=name,
-            lw=0,
-        )
-        bottom += height
+        top = bottom + weights[order, m]
+        colour = MODEL_COLOURS[m % len(MODEL_COLOURS)]
+        if n_patients:  # one step patch per model, not a bar per patient (fast for 1000s)
+            ax.stairs(top, edges, baseline=bottom, fill=True, color=colour, label=name, lw=0)
+        bottom = top
     ax.set_xlim(-0.5, max(n_patients, 1) - 0.5)
     ax.set_ylim(0, 1)
     ax.set_xlabel("patients (ordered by weight)")

@@ -198,8 +198,9 @@ def vpc_table(records: ModelRecords, *, corrected: bool = False, n_bins: int = 6
     """The (prediction-corrected when ``corrected``) VPC table of a model's records."""
     if records.time_day.size == 0:
         raise ValueError("VPC: no records")
-    edges, bins = time_bins(records.time_day, n_bins)
-    n_bins = edges.size - 1
+    _, bins = time_bins(records.time_day, n_bins)
+    bins = np.unique(bins, return_inverse=True)[1].reshape(-1)  # empty bins dropped
+    n_bins = int(bins.max()) + 1
     factor = (
         _correction(records.pred_mg_l, bins, n_bins)
         if corrected
