@@ -7,6 +7,11 @@ forecast metrics (:mod:`.metrics`, :mod:`.leave_future_out`), NPDE and their tes
 (:mod:`.npde`), and per patient the model weights of :mod:`.averaging` from the marginal
 likelihoods of :mod:`.marginal`.
 
+Patients are independent: :func:`validate_cohort` maps :func:`validate_patient` over an
+:class:`~asuc_bayes.engine.Engine` (this process, local worker processes or a Dask cluster),
+each patient with the seed :func:`validation_seed` derives from the run's seed and its ID, so
+that neither the cohort's order nor the engine changes a patient's results.
+
 A patient for whom some model cannot be evaluated (a missing covariate, ...) is left out of
 every model's summary and listed in ``skipped`` with the reason, so that all the models are
 compared on the same patients.
