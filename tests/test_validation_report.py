@@ -14,7 +14,7 @@ from asuc_bayes.data.types import EventRecord
 from asuc_bayes.dataset import BELOW_LLOQ, MEASURED
 from asuc_bayes.validation import validate_cohort
 from asuc_bayes.validation.figures import _wilson, risk_groups
-from asuc_bayes.validation.report import cell, validation_report_html, write_validation_report
+from asuc_bayes.validation.report import cell, write_validation_report
 from asuc_bayes.validation.simulation import simulate_validation_cohort
 from asuc_bayes.validation.vpc import ModelRecords, row_percentiles, vpc_table
 
@@ -35,10 +35,15 @@ def result():
     )
 
 
-def test_report_is_self_contained_with_every_section_and_figure(result, tmp_path):
-    path = write_validation_report(result, tmp_path / "out", random_seed=0)
-    html = path.read_text(encoding="utf-8")
+@pytest.fixture(scope="module")
+def html(result, tmp_path_factory):
+    """The report, rendered once (figures are the slow part: ~1 s each on a busy machine)."""
+    path = write_validation_report(result, tmp_path_factory.mktemp("out") / "new", random_seed=0)
     assert path.name == "validation.html"
+    return path.read_text(encoding="utf-8")
+
+
+def test_report_is_self_contained_with_every_section_and_figure(html):
     # nothing loaded from elsewhere: no external source, stylesheet or script
     assert not re.search(r"""(src|href)=["'](?!data:)""", html)
     assert "<script" not in html and "<link" not in html
@@ -62,8 +67,7 @@ def test_report_is_self_contained_with_every_section_and_figure(result, tmp_path
     assert "--" not in text  # written for researchers: no command-line options
 
 
-def test_report_numbers_are_the_json_numbers(result):
-    html = validation_report_html(result, generated_at="today")
+def test_report_numbers_are_the_json_numbers(result, html):
     document = result.to_json()
     own = document["models"][0]
     assert cell(own["a_priori"]["mpe"], "pct") in html

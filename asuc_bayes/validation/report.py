@@ -43,6 +43,8 @@ from asuc_bayes.validation.vpc import model_records, vpc_table
 __all__ = ["cell", "validation_report_html", "write_validation_report"]
 
 MISSING = "–"
+#: Pareto k̂ above which an importance-sampling estimate is flagged (Vehtari et al. 2024).
+PARETO_K_RELIABLE = 0.7
 FORMATS = {
     "pct": lambda x: f"{100 * x:.1f} %",
     "3f": lambda x: f"{x:.3f}",
@@ -160,6 +162,12 @@ def _weight_rows(document: Mapping[str, Any]) -> list[dict]:
                 f"largest MCSE {cell(model.get('max_log_marginal_mcse'), '3f')})"
             )
         )
+        pareto_k = model.get("max_pareto_k")
+        if pareto_k is not None and pareto_k > PARETO_K_RELIABLE:
+            evidence += (
+                f"; a Pareto k above {PARETO_K_RELIABLE} means that patient's estimate may be "
+                "unreliable"
+            )
         cells = [
             cell(model.get("mean_weight"), "3f"),
             cell((average.get("likelihood") or {}).get(name), "3f"),
