@@ -1487,13 +1487,17 @@ def _models(args: argparse.Namespace) -> int:
 VALIDATE_EXAMPLES = """examples:
   asuc-bayes validate cohort.csv --model niyigena2025 --model wojciechowski2017 --units ALB=g/L
   asuc-bayes validate cohort.csv --model niyigena2025 --model fasanmade2009 --format json
+  asuc-bayes validate cohort.csv --model niyigena2025 --model fasanmade2009 --workers 2 --out v/
 
 Each model predicts every concentration a priori (covariates only) and by Bayesian forecasting
 leave-future-out (each concentration from the ones before it: posterior predictive and MAP +
 Laplace); NPDE; the colectomy outcome from PK-only posteriors (the ASUC outcome model, flagged
 extrapolated, for a model without one); per-patient posterior model probabilities from each
 model's marginal likelihood, with likelihood/AIC and stacking weights beside them. Covariate
-columns (ALB, ADA) are read in --units, else in the dataset's units (ALB g/L).
+columns (ALB, ADA) are read in --units, else in the dataset's units (ALB g/L). --out writes
+validation.json and validation.html (a self-contained report with VPC, pcVPC, NPDE, observed vs
+predicted, calibration and weight figures). Each patient's seed derives from --seed and its ID:
+the cohort's order and --workers/--scheduler do not change the results.
 exit codes: 0 ok; 2 bad input, options or model file
 """
 

@@ -14,7 +14,7 @@ from asuc_bayes.data.types import EventRecord
 from asuc_bayes.dataset import BELOW_LLOQ, MEASURED
 from asuc_bayes.validation import validate_cohort
 from asuc_bayes.validation.figures import _wilson, risk_groups
-from asuc_bayes.validation.report import cell, write_validation_report
+from asuc_bayes.validation.report import cell, validation_report_html, write_validation_report
 from asuc_bayes.validation.simulation import simulate_validation_cohort
 from asuc_bayes.validation.vpc import ModelRecords, row_percentiles, vpc_table
 
@@ -158,3 +158,26 @@ def test_wilson_interval_and_risk_groups():
         assert (low[0], high[0]) == pytest.approx((ci.low, ci.high), abs=1e-6)
     groups = risk_groups(np.linspace(0.01, 0.5, 50), 5)
     assert np.bincount(groups).tolist() == [10] * 5
+
+
+def test_report_of_awkward_cohort_renders_without_warnings():
+    """One sample, none, and only censored samples: bins with nothing uncensored stay empty."""
+    from asuc_bayes.dataset import Dose, Observation, Patient
+
+    dose = (Dose(0.0, 700.0, 1 / 12),)
+    cohort = [
+        Patient("one", 70.0, 30.0, dose, (Observation(2.0, 40.0),)),
+        Patient("none", 80.0, 60.0, dose, ()),
+        Patient(
+            "blq",
+            60.0,
+            90.0,
+            dose,
+            (Observation(60.0, 1.0, BELOW_LLOQ), Observation(70.0, 1.0, BELOW_LLOQ)),
+        ),
+    ]
+    result = validate_cohort(cohort, ["niyigena2025"], random_seed=1)
+    html = validation_report_html(result, generated_at="now")
+    assert "3 patients, 3 infliximab concentrations" in " ".join(html.split())
+    assert "(2 censored" in html
+    assert html.count("data:image/png;base64,") == 4 + 1
