@@ -74,6 +74,8 @@ def test_report_numbers_are_the_json_numbers(result, html):
     assert cell(own["npde"]["variance"], "3f") in html
     assert cell(own["mean_weight"], "3f") in html
     assert cell(own["outcome"]["brier"], "3f") in html
+    top = max(document["models"], key=lambda m: m["mean_weight"])
+    assert f"Highest mean posterior model probability: {top['name']} (" in html
 
 
 def test_missing_values_are_dashes():

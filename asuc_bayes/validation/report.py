@@ -179,6 +179,39 @@ def _weight_rows(document: Mapping[str, Any]) -> list[dict]:
     return rows
 
 
+def _findings(document: Mapping[str, Any]) -> list[str]:
+    """Plain sentences: the model with the highest mean weight, the smallest Bayesian RMSE, the
+    Bayesian 90 % coverage closest to 90 %, and NPDE rejected at the 5 % level."""
+    models = document["models"]
+    out = []
+    if len(models) > 1:
+        best = max(models, key=lambda m: m.get("mean_weight") or 0.0)
+        out.append(
+            f"Highest mean posterior model probability: {best['name']} "
+            f"({cell(best.get('mean_weight'), '2f')})."
+        )
+    scored = [m for m in models if m["bayesian"].get("rmse") is not None]
+    if len(scored) > 1:
+        best = min(scored, key=lambda m: m["bayesian"]["rmse"])
+        out.append(
+            f"Smallest imprecision of Bayesian forecasts (RMSE): {best['name']} "
+            f"({cell(best['bayesian']['rmse'], 'pct')})."
+        )
+    covered = [m for m in models if m["bayesian"].get("coverage_90") is not None]
+    if len(covered) > 1:
+        best = min(covered, key=lambda m: abs(m["bayesian"]["coverage_90"] - 0.9))
+        out.append(
+            f"Bayesian 90 % coverage closest to 90 %: {best['name']} "
+            f"({cell(best['bayesian']['coverage_90'], 'pct')})."
+        )
+    rejected = [m["name"] for m in models if (m["npde"] or {}).get("p_value", 1.0) < 0.05]
+    if rejected:
+        out.append(
+            "NPDE depart from N(0, 1) at the 5 % level (global test): " + ", ".join(rejected) + "."
+        )
+    return out
+
+
 def _model_figures(result: ValidationResult, m: int) -> dict[str, str]:
     records = model_records(result, m)
     name = records.name
@@ -234,6 +267,7 @@ def validation_report_html(
         n_censored=n_censored,
         names=names,
         skipped=document["skipped"],
+        findings=_findings(document),
         forecast_rows=_forecast_rows(document),
         npde_rows=_npde_rows(document),
         outcome_rows=_outcome_rows(document),
