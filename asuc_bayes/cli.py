@@ -1714,6 +1714,7 @@ def _models(args: argparse.Namespace) -> int:
 VALIDATE_EXAMPLES = """examples:
   asuc-bayes validate cohort.csv --model niyigena2025 --model wojciechowski2017 --units ALB=g/L
   asuc-bayes validate cohort.csv --model niyigena2025 --model fasanmade2009 --format json
+  asuc-bayes validate cohort.csv --model niyigena2025 --model fasanmade2009 --workers 2 --out v/
 
 Each model predicts every concentration a priori (covariates only) and by Bayesian forecasting
 leave-future-out (each concentration from the ones before it: posterior predictive and MAP +
@@ -1721,7 +1722,10 @@ Laplace); NPDE; the colectomy outcome from PK-only posteriors (the ASUC outcome 
 extrapolated, for a model without one); per-patient posterior model probabilities from each
 model's marginal likelihood, with likelihood/AIC and stacking weights beside them. Covariate
 columns (ALB, ADA...) are read in --units, else in the unit the model files declare (ALB g/dL
-in every library model that uses it; models that disagree need --units).
+in every library model that uses it; models that disagree need --units). --out writes
+validation.json and validation.html (a self-contained report with VPC, pcVPC, NPDE, observed vs
+predicted, calibration and weight figures). Each patient's seed derives from --seed and its ID:
+the cohort's order and --workers/--scheduler do not change the results.
 exit codes: 0 ok; 2 bad input, options or model file
 """
 
@@ -1744,12 +1748,16 @@ def _add_validate_command(sub) -> None:
     )
     validate.add_argument("--seed", type=int, default=0, help="random seed (0)")
     validate.add_argument("--format", choices=("table", "json"), default="table")
-    validate.add_argument("--out", type=Path, help="folder for validation.json")
+    validate.add_argument(
+        "--out", type=Path, help="folder for validation.json and the HTML report validation.html"
+    )
+    _add_engine_options(validate)
     _add_quiet_option(validate)
 
 
 def _validate(args: argparse.Namespace) -> int:
     """``validate``: :func:`asuc_bayes.validation.validate_cohort` on the dataset's patients."""
+    from asuc_bayes.engine import Engine, EngineError
     from asuc_bayes.inference.covariates import dataset_covariates
     from asuc_bayes.report import format_validation
     from asuc_bayes.spec import load_declaration
@@ -1759,10 +1767,17 @@ def _validate(args: argparse.Namespace) -> int:
         patients, _, units = _read_dataset(args, 1.0 / 12.0, collect_errors=False)
         declarations = [load_declaration(name) for name in args.models]
         covariates = {p.id: dataset_covariates(p, declarations, units) for p in patients}
-        result = validate_cohort(
-            patients, args.models, covariates_of=covariates, random_seed=args.seed
-        )
-    except (InputError, ModelSpecError, ValueError, OSError) as exc:
+        engine = Engine(workers=args.workers, scheduler=args.scheduler)
+        with _Progress("validate", len(patients), args.quiet) as progress:
+            result = validate_cohort(
+                patients,
+                args.models,
+                covariates_of=covariates,
+                random_seed=args.seed,
+                engine=engine,
+                progress=progress,
+            )
+    except (InputError, ModelSpecError, ValueError, OSError, EngineError) as exc:
         return _error(str(exc))
     document = result.to_json()
     if args.format == "json":
@@ -1770,9 +1785,15 @@ def _validate(args: argparse.Namespace) -> int:
     else:
         print(format_validation(document))
     if args.out:
+        from asuc_bayes.validation.report import write_validation_report
+
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "validation.json").write_text(dumps_json(document) + "\n")
-        print(f"asuc-bayes: validation written to {args.out}/validation.json", file=sys.stderr)
+        write_validation_report(result, args.out, random_seed=args.seed)
+        print(
+            f"asuc-bayes: validation written to {args.out}/validation.json and validation.html",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 

@@ -31,6 +31,8 @@ def test_validate_json_schema_and_files(tmp_path, capsys):
     assert main([*argv, "--format", "json", "--out", str(out)]) == EXIT_OK
     document = json.loads(capsys.readouterr().out)
     assert json.loads((out / "validation.json").read_text()) == document
+    html = (out / "validation.html").read_text(encoding="utf-8")
+    assert "niyigena2025" in html and "data:image/png;base64," in html
     assert (document["n_subjects"], document["n_concentrations"]) == (2, 5)
     assert [m["name"] for m in document["models"]] == ["niyigena2025", "wojciechowski2017"]
     for model in document["models"]:
@@ -50,3 +52,14 @@ def test_validate_unknown_model_is_named(tmp_path, capsys):
     assert main(["validate", str(path), "--model", "nosuchmodel2099"]) == EXIT_INPUT
     err = capsys.readouterr().err
     assert "nosuchmodel2099" in err and "Traceback" not in err
+
+
+def test_validate_engine_options_are_checked(tmp_path, capsys):
+    path = tmp_path / "cohort.csv"
+    path.write_text(COHORT)
+    argv = ["validate", str(path), "--model", "niyigena2025"]
+    assert main([*argv, "--workers", "0"]) == EXIT_INPUT
+    assert "--workers" in capsys.readouterr().err
+    assert main([*argv, "--seed", "-1"]) == EXIT_INPUT
+    err = capsys.readouterr().err
+    assert "--seed" in err and "Traceback" not in err

@@ -5,7 +5,9 @@
 - :mod:`.marginal` — marginal likelihood per patient (adaptive quadrature, importance sampling);
 - :mod:`.leave_future_out` — a-priori and leave-future-out Bayesian / MAP forecasts;
 - :mod:`.npde` — simulation-based decorrelated NPDE with censoring, and their tests;
-- :mod:`.averaging` — posterior model probabilities, likelihood/AIC and stacking weights.
+- :mod:`.averaging` — posterior model probabilities, likelihood/AIC and stacking weights;
+- :mod:`.vpc`, :mod:`.figures`, :mod:`.report` — VPC tables, figures and the self-contained
+  HTML report (imported on demand: they load matplotlib and jinja2).
 """
 
 from asuc_bayes.validation.study import (
@@ -16,6 +18,7 @@ from asuc_bayes.validation.study import (
     summarise,
     validate_cohort,
     validate_patient,
+    validation_seed,
 )
 
 __all__ = [
@@ -26,4 +29,5 @@ __all__ = [
     "summarise",
     "validate_cohort",
     "validate_patient",
+    "validation_seed",
 ]

@@ -36,7 +36,14 @@ from asuc_bayes.dataset import ABOVE_ULOQ, BELOW_LLOQ
 from asuc_bayes.inference.problem import PatientProblem
 from asuc_bayes.spec.residual import PREDICTION_FLOOR_MG_L, residual_form
 
-__all__ = ["NPDE_SIMULATIONS", "NpdeTests", "npde_tests", "patient_npde", "simulate_records"]
+__all__ = [
+    "NPDE_SIMULATIONS",
+    "NpdeTests",
+    "npde_and_simulations",
+    "npde_tests",
+    "patient_npde",
+    "simulate_records",
+]
 
 #: Replicates simulated per patient.
 NPDE_SIMULATIONS = 1000
@@ -62,9 +69,17 @@ def patient_npde(
     problem: PatientProblem, *, n_simulations: int = NPDE_SIMULATIONS, random_seed: int = 0
 ) -> np.ndarray:
     """The npde of a patient's records (see the module docstring), in the records' order."""
+    return npde_and_simulations(problem, n_simulations=n_simulations, random_seed=random_seed)[0]
+
+
+def npde_and_simulations(
+    problem: PatientProblem, *, n_simulations: int = NPDE_SIMULATIONS, random_seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """The npde of :func:`patient_npde` and the prior-predictive simulations they come from,
+    ``(n_simulations, n_records)`` (uncensored; for visual predictive checks)."""
     n = problem.time_day.size
     if n == 0:
-        return np.zeros(0)
+        return np.zeros(0), np.zeros((n_simulations, 0))
     rng = np.random.default_rng(random_seed)
     eta = rng.multivariate_normal(np.zeros(problem.n_eta), problem.omega, size=n_simulations)
     sims = simulate_records(problem, eta, rng)
@@ -76,7 +91,7 @@ def patient_npde(
     sims_star = np.linalg.solve(chol, (sims - mean).T).T
     pde = np.mean(sims_star < obs_star, axis=0)
     half = 0.5 / n_simulations
-    return scipy.special.ndtri(np.clip(pde, half, 1.0 - half))
+    return scipy.special.ndtri(np.clip(pde, half, 1.0 - half)), sims
 
 
 def _impute_censored(

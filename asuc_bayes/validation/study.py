@@ -7,6 +7,11 @@ forecast metrics (:mod:`.metrics`, :mod:`.leave_future_out`), NPDE and their tes
 (:mod:`.npde`), and per patient the model weights of :mod:`.averaging` from the marginal
 likelihoods of :mod:`.marginal`.
 
+Patients are independent: :func:`validate_cohort` maps :func:`validate_patient` over an
+:class:`~asuc_bayes.engine.Engine` (this process, local worker processes or a Dask cluster),
+each patient with the seed :func:`validation_seed` derives from the run's seed and its ID, so
+that neither the cohort's order nor the engine changes a patient's results.
+
 A patient for whom some model cannot be evaluated (a missing covariate, ...) is left out of
 every model's summary and listed in ``skipped`` with the reason, so that all the models are
 compared on the same patients.
@@ -24,6 +29,7 @@ Examples
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -34,12 +40,13 @@ import numpy as np
 import scipy.special
 
 from asuc_bayes.dataset import MEASURED, Patient
+from asuc_bayes.engine import Engine
 from asuc_bayes.inference.problem import PatientProblem
 from asuc_bayes.spec import ModelDeclaration, load_declaration
 from asuc_bayes.validation.averaging import aic_weights, probabilities, stacking_weights
 from asuc_bayes.validation.leave_future_out import Forecasts, LeaveFutureOut, leave_future_out
 from asuc_bayes.validation.metrics import PointMetrics, coverage, point_metrics
-from asuc_bayes.validation.npde import NpdeTests, npde_tests, patient_npde
+from asuc_bayes.validation.npde import NpdeTests, npde_and_simulations, npde_tests
 from asuc_bayes.validation.outcome import (
     OutcomeMetrics,
     PatientOutcome,
@@ -48,18 +55,39 @@ from asuc_bayes.validation.outcome import (
 )
 
 __all__ = [
+    "VPC_REPLICATES",
     "ForecastSummary",
     "ModelFit",
     "ModelSummary",
     "PatientValidation",
+    "StageSeconds",
     "ValidationResult",
     "average_forecasts",
     "summarise",
     "validate_cohort",
     "validate_patient",
+    "validation_seed",
 ]
 
+#: Prior-predictive replicates of each patient's records kept for the VPC figures (the first
+#: of the NPDE simulations).
+VPC_REPLICATES = 200
+
 Covariates = Callable[[Patient], Mapping[str, Any]] | Mapping[str, Mapping[str, Any]] | None
+
+
+@dataclass(frozen=True)
+class StageSeconds:
+    """Wall time of the stages of one patient under one model (seconds)."""
+
+    #: problem build (covariates, doses, the declaration's structure)
+    build: float = 0.0
+    #: a-priori and leave-future-out forecasts, with the full posterior and its evidence
+    forecasts: float = 0.0
+    #: NPDE (and the VPC replicates: the same simulations)
+    npde: float = 0.0
+    #: exposure and risk of the outcome model
+    outcome: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -80,6 +108,9 @@ class ModelFit:
     pareto_k: float | None = None
     #: posterior exposure/risk and label, for a patient with one colectomy record
     outcome: PatientOutcome | None = None
+    #: prior-predictive replicates of the records (VPC_REPLICATES, n_records), in time order
+    simulated_mg_l: np.ndarray | None = None
+    stage_seconds: StageSeconds = StageSeconds()
 
 
 @dataclass(frozen=True)
@@ -103,15 +134,24 @@ def _covariates(covariates_of: Covariates, patient: Patient) -> Mapping[str, Any
     return covariates_of.get(patient.id, {})
 
 
-def _fit(problem: PatientProblem, random_seed: int, patient: Patient | None = None) -> ModelFit:
+def _fit(
+    problem: PatientProblem,
+    random_seed: int,
+    patient: Patient | None = None,
+    build_seconds: float = 0.0,
+) -> ModelFit:
     start = time.perf_counter()
     lfo = leave_future_out(problem, random_seed=random_seed)
+    after_forecasts = time.perf_counter()
     order = np.argsort(problem.time_day, kind="stable")
-    npde = patient_npde(problem, random_seed=random_seed)[order]
+    npde, simulated = npde_and_simulations(problem, random_seed=random_seed)
+    npde, simulated = npde[order], simulated[:VPC_REPLICATES, order]
+    after_npde = time.perf_counter()
     full = lfo.full
     outcome = None
     if patient is not None and len(patient.events) == 1:
         outcome = patient_outcome(problem, full, patient)
+    end = time.perf_counter()
     return ModelFit(
         model=problem.declaration.label,
         n_eta=problem.n_eta,
@@ -122,9 +162,16 @@ def _fit(problem: PatientProblem, random_seed: int, patient: Patient | None = No
         log_marginal_method=full.method,
         ess=full.ess,
         map_log_density=float("nan") if full.map is None else full.map.log_density,
-        seconds=time.perf_counter() - start,
+        seconds=end - start + build_seconds,
         pareto_k=full.pareto_k,
         outcome=outcome,
+        simulated_mg_l=simulated,
+        stage_seconds=StageSeconds(
+            build=build_seconds,
+            forecasts=after_forecasts - start,
+            npde=after_npde - after_forecasts,
+            outcome=end - after_npde,
+        ),
     )
 
 
@@ -144,8 +191,9 @@ def validate_patient(
     fits = []
     try:
         for model in models:
+            start = time.perf_counter()
             problem = PatientProblem.from_patient(_declaration(model), patient, covariates)
-            fits.append(_fit(problem, random_seed, patient))
+            fits.append(_fit(problem, random_seed, patient, time.perf_counter() - start))
     except ValueError as error:  # MissingCovariateError, bad records
         return PatientValidation(patient.id, (), f"{type(error).__name__}: {error}")
     return PatientValidation(patient.id, tuple(fits))
@@ -418,6 +466,48 @@ def summarise(
     )
 
 
+def validation_seed(random_seed: int, patient_id: str) -> int:
+    """The seed of one patient: from the run's seed and the patient's ID, not its position.
+
+    The ID is hashed with SHA-256 (UTF-8 bytes; the first 8 bytes of the digest, little
+    endian), a hash that is the same in every process and Python version (Python's ``hash``
+    of a string is salted per process), and mixed with ``random_seed`` by
+    :class:`numpy.random.SeedSequence`. Reordering the cohort, or validating a patient alone,
+    therefore gives the patient the same draws.
+
+    Examples
+    --------
+    >>> validation_seed(0, "P01") == validation_seed(0, "P01") != validation_seed(1, "P01")
+    True
+    >>> import hashlib
+    >>> key = int.from_bytes(hashlib.sha256(b"P01").digest()[:8], "little")
+    >>> validation_seed(0, "P01") == int(np.random.SeedSequence([0, key]).generate_state(1)[0])
+    True
+    """
+    if isinstance(random_seed, bool) or not isinstance(random_seed, int | np.integer):
+        raise ValueError(f"random_seed must be a whole number >= 0, got {random_seed!r}")
+    if random_seed < 0:
+        raise ValueError(f"random seed must be >= 0 (--seed), got {random_seed}")
+    key = int.from_bytes(hashlib.sha256(str(patient_id).encode("utf-8")).digest()[:8], "little")
+    return int(np.random.SeedSequence([int(random_seed), key]).generate_state(1)[0])
+
+
+def _validate_task(
+    item: tuple[Patient, Mapping[str, Any]],
+    *,
+    declarations: Sequence[ModelDeclaration],
+    random_seed: int,
+) -> PatientValidation:
+    """One patient in whatever process runs it (module level: pickled by name)."""
+    patient, covariates = item
+    return validate_patient(
+        patient,
+        declarations,
+        covariates,
+        random_seed=validation_seed(random_seed, patient.id),
+    )
+
+
 def validate_cohort(
     patients: Sequence[Patient],
     models: Sequence[ModelDeclaration | str],
@@ -425,13 +515,17 @@ def validate_cohort(
     covariates_of: Covariates = None,
     prior_weights: Sequence[float] | None = None,
     random_seed: int = 0,
+    engine: Engine | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    chunk_size: int | None = None,
 ) -> ValidationResult:
     """Validate ``models`` on ``patients`` (see the module docstring).
 
     Parameters
     ----------
     patients
-        The cohort (e.g. :func:`asuc_bayes.dataset.read_patients`).
+        The cohort (e.g. :func:`asuc_bayes.dataset.read_patients`). Patient IDs must be
+        distinct (each patient's seed derives from its ID).
     models
         Declarations or library names.
     covariates_of
@@ -440,7 +534,15 @@ def validate_cohort(
     prior_weights
         Prior model probabilities (default: equal).
     random_seed
-        Seed; patient i uses a seed derived from (``random_seed``, i).
+        Seed (>= 0); each patient uses :func:`validation_seed` (``random_seed``, its ID), so
+        the results do not depend on the cohort's order nor on the engine.
+    engine
+        Where the patients are evaluated (default: this process, one after another); an
+        :class:`asuc_bayes.engine.Engine` with workers or a scheduler runs them in parallel.
+    progress
+        ``progress(done, total)`` after each patient.
+    chunk_size
+        Patients per task on a cluster (default: :func:`asuc_bayes.engine.auto_chunk_size`).
     """
     if not models:
         raise ValueError("validation: give at least one model (--model NAME)")
@@ -448,12 +550,26 @@ def validate_cohort(
     labels = [d.label for d in declarations]
     if len(set(labels)) != len(labels):
         raise ValueError(f"validation: models must be distinct, got {labels}")
-    results = []
-    for i, patient in enumerate(patients):
-        seed = int(np.random.SeedSequence([random_seed, i]).generate_state(1)[0])
-        results.append(
-            validate_patient(
-                patient, declarations, _covariates(covariates_of, patient), random_seed=seed
-            )
-        )
-    return summarise(results, prior_weights)
+    ids = [p.id for p in patients]
+    if len(set(ids)) != len(ids):
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        raise ValueError(f"validation: patient IDs must be distinct, repeated: {repeated[:5]}")
+    validation_seed(random_seed, "")  # the seed's own check, before any work
+    items = [(p, _covariates(covariates_of, p)) for p in patients]
+    results: list[PatientValidation | None] = [None] * len(items)
+    engine = engine or Engine()
+    with engine:
+        for done, (index, result) in enumerate(
+            engine.map(
+                _validate_task,
+                items,
+                chunk_size=chunk_size,
+                declarations=declarations,
+                random_seed=random_seed,
+            ),
+            start=1,
+        ):
+            results[index] = result
+            if progress is not None:
+                progress(done, len(items))
+    return summarise([r for r in results if r is not None], prior_weights)
