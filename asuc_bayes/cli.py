@@ -424,7 +424,7 @@ def _add_covariates_option(parser: argparse.ArgumentParser) -> None:
     :data:`asuc_bayes.options.RULES`."""
     parser.add_argument(
         "--covariates",
-        default="nonmem",
+        default=None,
         metavar="{nonmem,locf}",
         help="time-varying covariates of a library model: nonmem, a record's values hold over "
         "the interval that ends at it (default, as NONMEM); locf, from the record onward",
@@ -733,10 +733,17 @@ def main(argv: list[str] | None = None) -> int:
 def _forecast(args: argparse.Namespace) -> int:
     if args.model_average:
         return _model_average(args)
-    if str(args.model).endswith(".nc"):
-        return _forecast_population(args)
     if is_library_declaration(args.model):
         return _forecast_library(args)
+    if args.covariates is not None:
+        print(
+            f"asuc-bayes: note: --covariates {args.covariates} has no effect here: the ASUC "
+            "model takes each patient's baseline WT and CRP (time-varying covariates apply to "
+            "library models that declare them, --model NAME)",
+            file=sys.stderr,
+        )
+    if str(args.model).endswith(".nc"):
+        return _forecast_population(args)
     if args.workers != 1 or args.scheduler or args.checkpoint:
         return _forecast_batch(args)
     try:
@@ -824,7 +831,9 @@ def _forecast_library(args: argparse.Namespace) -> int:
                 attach_outcome=declaration.outcome is None,
                 random_seed=patient_seed(args.seed, patient.id),
                 options=options,
-                schedule=covariate_schedule(patient, declaration, units, args.covariates),
+                schedule=covariate_schedule(
+                    patient, declaration, units, args.covariates or "nonmem"
+                ),
             )
             for patient in patients
         ]

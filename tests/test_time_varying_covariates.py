@@ -454,3 +454,11 @@ def test_change_side_left_is_the_same_by_expm_and_closed_form():
     assert left[0] == right[0]  # away from a change time the side does not matter
     assert left[1] != right[1]  # at day 20: amount / V1 of the old piece against the new
     assert left[1] * 3.3 == pytest.approx(right[1] * 3.0, rel=1e-12)  # the same amount
+
+
+def test_covariates_option_says_it_has_no_effect_under_the_asuc_model(capsys):
+    from asuc_bayes.cli import main
+
+    assert main(["forecast", "--example", "--id", "P01", "--covariates", "locf"]) == 0
+    err = capsys.readouterr().err
+    assert "--covariates locf has no effect here" in err and "baseline WT and CRP" in err
