@@ -26,6 +26,7 @@ True
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,7 +40,9 @@ from asuc_bayes.spec.residual import PREDICTION_FLOOR_MG_L, residual_form
 __all__ = [
     "NPDE_SIMULATIONS",
     "NpdeTests",
+    "mixture_npde",
     "npde_and_simulations",
+    "npde_from_simulations",
     "npde_tests",
     "patient_npde",
     "simulate_records",
@@ -81,8 +84,88 @@ def npde_and_simulations(
     if n == 0:
         return np.zeros(0), np.zeros((n_simulations, 0))
     rng = np.random.default_rng(random_seed)
+    sims = _prior_predictive(problem, n_simulations, rng)
+    return npde_from_simulations(problem, sims, rng), sims
+
+
+def mixture_npde(
+    problems: Sequence[PatientProblem],
+    prior_weights: Sequence[float] | np.ndarray | None = None,
+    *,
+    n_simulations: int = NPDE_SIMULATIONS,
+    random_seed: int = 0,
+) -> np.ndarray:
+    """The npde of a patient's records under the model-averaged prior predictive.
+
+    ``problems``: the same patient's records under each model (in the same records' order).
+    The predictive is the mixture Σ_m π_m p_m(y) of the models' prior predictives with the
+    prior model weights π (``prior_weights``, equal by default): each replicate comes from
+    model m with probability π_m (η ~ N(0, Ω_m), then model m's residual error). The npde then
+    follow steps 2–4 of the module docstring. With one model of weight 1 these are that
+    model's npde (:func:`patient_npde`, the same draws).
+
+    Examples
+    --------
+    >>> from asuc_bayes.pk import DoseArrays
+    >>> from asuc_bayes.spec import load_declaration
+    >>> doses = DoseArrays(start_day=[0.0], amount_mg=[700.0], duration_day=[1 / 12])
+    >>> problem = PatientProblem.build(load_declaration("niyigena2025"), doses,
+    ...                                time_day=[7.0, 13.0], value_mg_l=[15.0, 9.0],
+    ...                                covariates={"WT": 70.0, "CRP": 30.0})
+    >>> bool(np.array_equal(mixture_npde([problem, problem], [1.0, 0.0], random_seed=3),
+    ...                     patient_npde(problem, random_seed=3)))
+    True
+    """
+    if not problems:
+        raise ValueError("NPDE of the model average: give at least one model")
+    weights = _prior_weights(prior_weights, len(problems))
+    n = problems[0].time_day.size
+    if any(p.time_day.size != n for p in problems):
+        raise ValueError("NPDE of the model average: the models must hold the same records")
+    if n == 0:
+        return np.zeros(0)
+    rng = np.random.default_rng(random_seed)
+    used = np.flatnonzero(weights > 0)
+    if used.size == 1:  # one model: its own npde, the same draws
+        sims = _prior_predictive(problems[used[0]], n_simulations, rng)
+        return npde_from_simulations(problems[used[0]], sims, rng)
+    choice = rng.choice(len(problems), size=n_simulations, p=weights)
+    sims = np.empty((n_simulations, n))
+    for m in used:
+        rows = np.flatnonzero(choice == m)
+        if rows.size:
+            sims[rows] = _prior_predictive(problems[m], rows.size, rng)
+    return npde_from_simulations(problems[0], sims, rng)
+
+
+def _prior_weights(prior_weights: Sequence[float] | np.ndarray | None, n: int) -> np.ndarray:
+    if prior_weights is None:
+        return np.full(n, 1.0 / n)
+    weights = np.asarray(prior_weights, dtype=float)
+    if weights.shape != (n,) or not np.all(np.isfinite(weights)) or np.any(weights < 0):
+        raise ValueError(
+            "NPDE of the model average: prior_weights must give one non-negative weight per "
+            f"model ({n}), got {list(np.atleast_1d(weights))}"
+        )
+    if weights.sum() <= 0:
+        raise ValueError("NPDE of the model average: prior_weights must not all be 0")
+    return weights / weights.sum()
+
+
+def _prior_predictive(
+    problem: PatientProblem, n_simulations: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Replicates ``(n_simulations, n_records)``: η ~ N(0, Ω), then the residual error."""
     eta = rng.multivariate_normal(np.zeros(problem.n_eta), problem.omega, size=n_simulations)
-    sims = simulate_records(problem, eta, rng)
+    return simulate_records(problem, eta, rng)
+
+
+def npde_from_simulations(
+    problem: PatientProblem, sims: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """Steps 2–4 of the module docstring: the npde of ``problem``'s records against the
+    replicates ``sims`` ``(K, n_records)`` (``rng`` imputes the censored records)."""
+    n_simulations, n = sims.shape
     observed = _impute_censored(problem, sims, rng)
     mean = sims.mean(axis=0)
     cov = np.atleast_2d(np.cov(sims, rowvar=False))
@@ -91,7 +174,7 @@ def npde_and_simulations(
     sims_star = np.linalg.solve(chol, (sims - mean).T).T
     pde = np.mean(sims_star < obs_star, axis=0)
     half = 0.5 / n_simulations
-    return scipy.special.ndtri(np.clip(pde, half, 1.0 - half)), sims
+    return scipy.special.ndtri(np.clip(pde, half, 1.0 - half))
 
 
 def _impute_censored(

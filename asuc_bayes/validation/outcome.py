@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,15 +42,21 @@ from asuc_bayes.validation.marginal import WeightedPosterior
 
 __all__ = [
     "EXPOSURE_END_DAY",
+    "SCORE_QUANTILES",
     "OutcomeMetrics",
     "PatientOutcome",
+    "average_outcome",
+    "mixture_median",
     "outcome_label",
     "outcome_metrics",
     "patient_outcome",
+    "weighted_quantiles",
 ]
 
 #: Colectomies up to this day are left out (the exposure window is not over).
 EXPOSURE_END_DAY = 28.0
+#: Equal-probability atoms kept of each patient's posterior of ln(AUC_w2-4/CL).
+SCORE_QUANTILES = 1000
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,9 @@ class PatientOutcome:
     label: int | None
     threshold: float
     extrapolated: bool
+    #: the posterior of ln(AUC_w2-4/CL) as :data:`SCORE_QUANTILES` equal-probability atoms
+    #: (its quantiles at levels (i + ½)/K), for the model average (:func:`average_outcome`)
+    ln_auc_cl_quantiles: np.ndarray | None = None
 
 
 def outcome_label(patient: Patient, horizon_day: float) -> int | None:
@@ -94,6 +104,84 @@ def patient_outcome(
         label=outcome_label(patient, outcome.horizon_day),
         threshold=outcome.high_risk_threshold,
         extrapolated=extrapolated or outcome.extrapolated,
+        ln_auc_cl_quantiles=weighted_quantiles(derived.ln_auc_cl, posterior.weight),
+    )
+
+
+def weighted_quantiles(
+    values: np.ndarray, weight: np.ndarray, n_levels: int | None = None
+) -> np.ndarray:
+    """Quantiles at the levels (i + ½)/K, i < K, of the distribution putting ``weight`` on
+    ``values`` (K = ``n_levels``, default :data:`SCORE_QUANTILES`): the generalised inverse
+    Q(p) = min{x : F(x) ≥ p}.
+
+    Examples
+    --------
+    >>> weighted_quantiles(np.array([3.0, 1.0, 2.0]), np.array([0.5, 0.25, 0.25]), 4).tolist()
+    [1.0, 2.0, 3.0, 3.0]
+    """
+    n_levels = SCORE_QUANTILES if n_levels is None else n_levels
+    x = np.asarray(values, dtype=float).reshape(-1)
+    w = np.asarray(weight, dtype=float).reshape(-1)
+    order = np.argsort(x, kind="stable")
+    cumulative = np.cumsum(w[order])
+    cumulative /= cumulative[-1]
+    levels = (np.arange(n_levels) + 0.5) / n_levels
+    index = np.minimum(np.searchsorted(cumulative, levels, side="left"), x.size - 1)
+    return x[order][index]
+
+
+def mixture_median(quantiles: Sequence[np.ndarray], weights: np.ndarray) -> float:
+    """The median of the mixture Σ_m w_m P_m, each P_m given by equal-probability atoms
+    ``quantiles[m]`` (:func:`weighted_quantiles`): the smallest atom where the mixture's
+    distribution function reaches ½.
+
+    Thresholding it is thresholding the mixture's probability: median < c iff
+    Σ_m w_m P_m(x < c) > ½ (to the atoms' resolution), the averaged P(high risk) > ½.
+
+    Examples
+    --------
+    >>> mixture_median([np.array([1.0, 2.0]), np.array([5.0, 6.0])], np.array([0.7, 0.3]))
+    2.0
+    """
+    w = np.asarray(weights, dtype=float)
+    atoms = np.concatenate([np.asarray(q, dtype=float) for q in quantiles])
+    mass = np.concatenate([np.full(len(q), w[m] / len(q)) for m, q in enumerate(quantiles)])
+    order = np.argsort(atoms, kind="stable")
+    cumulative = np.cumsum(mass[order]) / mass.sum()
+    return float(atoms[order][np.searchsorted(cumulative, 0.5 - 1e-12, side="left")])
+
+
+def average_outcome(outcomes: Sequence[PatientOutcome], weights: np.ndarray) -> PatientOutcome:
+    """One patient's outcome under the model average, from its outcome under each model and
+    the posterior model probabilities ``weights`` given all its concentrations: the risk
+    Σ_m w_m risk_m (the posterior mean of the risk under the mixture, as each model's risk is
+    its posterior mean), the score the mixture's posterior median of ln(AUC_w2-4/CL)
+    (:func:`mixture_median`), extrapolated if any model's is.
+
+    Raises
+    ------
+    ValueError
+        The models disagree on the label or the high-risk threshold, or a score's posterior
+        quantiles are missing.
+    """
+    w = np.asarray(weights, dtype=float)
+    labels = {o.label for o in outcomes}
+    thresholds = {o.threshold for o in outcomes}
+    if len(labels) != 1 or len(thresholds) != 1:
+        raise ValueError(
+            "outcome of the model average: the models must share the label and the high-risk "
+            f"threshold (labels {sorted(labels, key=str)}, thresholds {sorted(thresholds)})"
+        )
+    if any(o.ln_auc_cl_quantiles is None for o in outcomes):
+        raise ValueError("outcome of the model average: a model's score has no quantiles")
+    return PatientOutcome(
+        ln_auc_cl=mixture_median([o.ln_auc_cl_quantiles for o in outcomes], w),
+        risk=float(w @ np.array([o.risk for o in outcomes]) / w.sum()),
+        label=outcomes[0].label,
+        threshold=outcomes[0].threshold,
+        extrapolated=any(o.extrapolated for o in outcomes),
+        ln_auc_cl_quantiles=None,
     )
 
 

@@ -46,10 +46,16 @@ from asuc_bayes.spec import ModelDeclaration, load_declaration
 from asuc_bayes.validation.averaging import aic_weights, probabilities, stacking_weights
 from asuc_bayes.validation.leave_future_out import Forecasts, LeaveFutureOut, leave_future_out
 from asuc_bayes.validation.metrics import PointMetrics, coverage, point_metrics
-from asuc_bayes.validation.npde import NpdeTests, npde_and_simulations, npde_tests
+from asuc_bayes.validation.npde import (
+    NpdeTests,
+    mixture_npde,
+    npde_and_simulations,
+    npde_tests,
+)
 from asuc_bayes.validation.outcome import (
     OutcomeMetrics,
     PatientOutcome,
+    average_outcome,
     outcome_metrics,
     patient_outcome,
 )
@@ -63,6 +69,7 @@ __all__ = [
     "StageSeconds",
     "ValidationResult",
     "average_forecasts",
+    "average_outcomes",
     "summarise",
     "validate_cohort",
     "validate_patient",
@@ -72,6 +79,8 @@ __all__ = [
 #: Prior-predictive replicates of each patient's records kept for the VPC figures (the first
 #: of the NPDE simulations).
 VPC_REPLICATES = 200
+#: The name of the model-averaged predictor in the JSON and the report.
+AVERAGE_NAME = "model average"
 
 Covariates = Callable[[Patient], Mapping[str, Any]] | Mapping[str, Mapping[str, Any]] | None
 
@@ -120,6 +129,9 @@ class PatientValidation:
     patient_id: str
     fits: tuple[ModelFit, ...]
     error: str | None = None
+    #: npde of the records (in time order) under the model-averaged prior predictive
+    #: (:func:`~asuc_bayes.validation.npde.mixture_npde`, the prior model weights)
+    average_npde: np.ndarray | None = None
 
 
 def _declaration(model: ModelDeclaration | str) -> ModelDeclaration:
@@ -181,22 +193,39 @@ def validate_patient(
     covariates: Mapping[str, Any] | None = None,
     *,
     random_seed: int = 0,
+    prior_weights: Sequence[float] | None = None,
 ) -> PatientValidation:
     """Evaluate one patient under every model (see the module docstring).
 
     ``covariates``: what the dataset lacks (name -> value or ``(value, unit)``), as for
-    :meth:`PatientProblem.from_patient`. Errors of the patient's data or covariates are
-    returned in ``error``, never raised.
+    :meth:`PatientProblem.from_patient`. ``prior_weights``: the prior model probabilities of
+    the model-averaged prior predictive whose npde are ``average_npde`` (default: equal).
+    Errors of the patient's data or covariates are returned in ``error``, never raised.
     """
-    fits = []
+    fits, problems = [], []
     try:
         for model in models:
             start = time.perf_counter()
             problem = PatientProblem.from_patient(_declaration(model), patient, covariates)
             fits.append(_fit(problem, random_seed, patient, time.perf_counter() - start))
+            problems.append(problem)
     except ValueError as error:  # MissingCovariateError, bad records
         return PatientValidation(patient.id, (), f"{type(error).__name__}: {error}")
-    return PatientValidation(patient.id, tuple(fits))
+    average_npde = _average_npde(problems, fits, prior_weights, random_seed)
+    return PatientValidation(patient.id, tuple(fits), None, average_npde)
+
+
+def _average_npde(
+    problems: list[PatientProblem],
+    fits: list[ModelFit],
+    prior_weights: Sequence[float] | None,
+    random_seed: int,
+) -> np.ndarray:
+    """The npde under the model-averaged prior predictive, in time order (as ``fits``')."""
+    if len(problems) == 1:
+        return fits[0].npde
+    order = np.argsort(problems[0].time_day, kind="stable")
+    return mixture_npde(problems, prior_weights, random_seed=random_seed)[order]
 
 
 @dataclass(frozen=True)
@@ -249,6 +278,18 @@ class ValidationResult:
     average_bayesian: ForecastSummary | None
     patients: tuple[PatientValidation, ...]
     skipped: tuple[tuple[str, str], ...]
+    #: the model-averaged MAP + Laplace forecasts (:func:`average_forecasts`)
+    average_map: ForecastSummary | None = None
+    #: NPDE tests of the model-averaged prior predictive (``PatientValidation.average_npde``)
+    average_npde: NpdeTests | None = None
+    #: the outcome of the model-averaged predictor (:func:`average_outcomes`)
+    average_outcome: OutcomeMetrics | None = None
+    average_outcome_extrapolated: bool = False
+    #: per evaluated patient (in ``patients``' order, skipped ones left out): the averaged
+    #: outcome (None: no single colectomy record)
+    average_patient_outcomes: tuple[PatientOutcome | None, ...] = ()
+    #: the prior model probabilities (None: equal)
+    prior_weights: tuple[float, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict (relative errors as fractions, ``None`` for what is undefined)."""
@@ -257,13 +298,20 @@ class ValidationResult:
             "n_concentrations": self.n_concentrations,
             "models": [_model_json(m) for m in self.models],
             "average": {
-                "method": "posterior model probability (equal prior weights)",
+                "name": AVERAGE_NAME,
+                "method": "posterior model probability ("
+                + ("equal prior weights" if self.prior_weights is None else "given prior weights")
+                + ")",
                 "a_priori": None
                 if self.average_a_priori is None
                 else _forecast_json(self.average_a_priori),
-                "bayesian": None
-                if self.average_bayesian is None
-                else _forecast_json(self.average_bayesian),
+                "bayesian": _average_bayesian_json(self.average_bayesian, self.average_map),
+                "npde": _npde_json(self.average_npde),
+                "outcome": _outcome_metrics_json(
+                    self.average_outcome, self.average_outcome_extrapolated
+                ),
+                # the average has no weight of its own: null (README, "validate")
+                "mean_weight": None,
                 "posterior_probability": {m.name: _num(m.mean_weight) for m in self.models},
                 "likelihood": {m.name: _num(m.mean_likelihood_weight) for m in self.models},
                 "aic": {m.name: _num(m.mean_aic_weight) for m in self.models},
@@ -292,28 +340,42 @@ def _forecast_json(summary: ForecastSummary, prefix: str = "") -> dict[str, Any]
     return out
 
 
-def _outcome_json(m: ModelSummary) -> dict[str, Any] | None:
-    if m.outcome is None:
+def _average_bayesian_json(
+    bayesian: ForecastSummary | None, map_: ForecastSummary | None
+) -> dict[str, Any] | None:
+    if bayesian is None:
         return None
-    out = {k: v if isinstance(v, int) else _num(v) for k, v in vars(m.outcome).items()}
-    out["extrapolated"] = m.outcome_extrapolated
+    return {**_forecast_json(bayesian), **({} if map_ is None else _forecast_json(map_, "map_"))}
+
+
+def _outcome_metrics_json(
+    outcome: OutcomeMetrics | None, extrapolated: bool
+) -> dict[str, Any] | None:
+    if outcome is None:
+        return None
+    out = {k: v if isinstance(v, int) else _num(v) for k, v in vars(outcome).items()}
+    out["extrapolated"] = extrapolated
     return out
 
 
+def _npde_json(tests: NpdeTests | None) -> dict[str, Any] | None:
+    if tests is None:
+        return None
+    npde: dict[str, Any] = {
+        k: _num(getattr(tests, k))
+        for k in ("mean", "variance", "mean_p", "variance_p", "normality_p", "p_value")
+    }
+    npde["n"] = tests.n
+    return npde
+
+
 def _model_json(m: ModelSummary) -> dict[str, Any]:
-    npde = None
-    if m.npde is not None:
-        npde = {
-            k: _num(getattr(m.npde, k))
-            for k in ("mean", "variance", "mean_p", "variance_p", "normality_p", "p_value")
-        }
-        npde["n"] = m.npde.n
     return {
         "name": m.name,
         "a_priori": _forecast_json(m.a_priori),
         "bayesian": {**_forecast_json(m.bayesian), **_forecast_json(m.map, "map_")},
-        "npde": npde,
-        "outcome": _outcome_json(m),
+        "npde": _npde_json(m.npde),
+        "outcome": _outcome_metrics_json(m.outcome, m.outcome_extrapolated),
         "mean_weight": _num(m.mean_weight),
         "log_marginal_total": _num(m.log_marginal_total),
         "max_log_marginal_mcse": _num(m.max_log_marginal_mcse),
@@ -351,7 +413,10 @@ def _summary(lfos: list[LeaveFutureOut], which: str, skip_first: bool) -> Foreca
 
 def _outcome(done: list[PatientValidation], m: int) -> OutcomeMetrics | None:
     rows = [p.fits[m].outcome for p in done]
-    rows = [r for r in rows if r is not None and r.label is not None]
+    return _outcome_of([r for r in rows if r is not None and r.label is not None])
+
+
+def _outcome_of(rows: list[PatientOutcome]) -> OutcomeMetrics | None:
     if not rows:
         return None
     return outcome_metrics(
@@ -368,7 +433,9 @@ def average_forecasts(patient: PatientValidation, prior: np.ndarray | None) -> L
     Record k is forecast by the mixture of the models' forecasts with the weights
     p(m | y_<k) ∝ π_m p_m(y_<k) (the prior π for the first record, and a priori): the PIT,
     probability of a censored region and point prediction (mean of f) are the weighted sums,
-    the predictive density the weighted mixture.
+    the predictive density the weighted mixture. The MAP forecasts are mixed alike, with the
+    same weights p(m | y_<k) (the full posterior's evidence): the mixture of the models'
+    MAP + Laplace predictives, its point prediction Σ_m p(m | y_<k) f_m(η̂_m).
     """
     fits = patient.fits
     lfo0 = fits[0].forecasts
@@ -389,7 +456,10 @@ def average_forecasts(patient: PatientValidation, prior: np.ndarray | None) -> L
         )
 
     return dataclasses.replace(
-        lfo0, a_priori=mix("a_priori", prior_w), bayesian=mix("bayesian", bayes_w), map=lfo0.map
+        lfo0,
+        a_priori=mix("a_priori", prior_w),
+        bayesian=mix("bayesian", bayes_w),
+        map=mix("map", bayes_w),
     )
 
 
@@ -454,9 +524,17 @@ def summarise(
         )
     prior = None if prior_weights is None else np.array(prior_weights, dtype=float)
     averaged = [average_forecasts(p, prior) for p in done]
+    patient_outcomes = average_outcomes(done, posterior)
+    rows = [r for r in patient_outcomes if r is not None and r.label is not None]
     return ValidationResult(
         average_a_priori=_summary(averaged, "a_priori", skip_first=False),
         average_bayesian=_summary(averaged, "bayesian", skip_first=True),
+        average_map=_summary(averaged, "map", skip_first=True),
+        average_npde=_average_npde_tests(done, summaries),
+        average_outcome=_outcome_of(rows),
+        average_outcome_extrapolated=any(r.extrapolated for r in patient_outcomes if r),
+        average_patient_outcomes=tuple(patient_outcomes),
+        prior_weights=None if prior is None else tuple(float(x) for x in prior),
         n_subjects=len(done),
         n_concentrations=int(sum(p.fits[0].forecasts.time_day.size for p in done)),
         models=tuple(summaries),
@@ -464,6 +542,33 @@ def summarise(
         patients=tuple(patients),
         skipped=skipped,
     )
+
+
+def _average_npde_tests(
+    done: list[PatientValidation], summaries: list[ModelSummary]
+) -> NpdeTests | None:
+    """NPDE tests of the model average (a single model's own; None if a patient lacks them)."""
+    if len(summaries) == 1:
+        return summaries[0].npde
+    if any(p.average_npde is None for p in done):
+        return None
+    return npde_tests(np.concatenate([p.average_npde for p in done]))
+
+
+def average_outcomes(
+    done: Sequence[PatientValidation], weights: np.ndarray
+) -> list[PatientOutcome | None]:
+    """Per patient, the outcome of the model average (:func:`.outcome.average_outcome`) with
+    its posterior model probabilities given all its concentrations (``weights``, rows in
+    ``done``'s order); None for a patient without an outcome under every model."""
+    out: list[PatientOutcome | None] = []
+    for p, w in zip(done, np.atleast_2d(weights), strict=True):
+        rows = [f.outcome for f in p.fits]
+        if any(r is None for r in rows):
+            out.append(None)
+            continue
+        out.append(average_outcome(rows, w))
+    return out
 
 
 def validation_seed(random_seed: int, patient_id: str) -> int:
@@ -497,6 +602,7 @@ def _validate_task(
     *,
     declarations: Sequence[ModelDeclaration],
     random_seed: int,
+    prior_weights: Sequence[float] | None = None,
 ) -> PatientValidation:
     """One patient in whatever process runs it (module level: pickled by name)."""
     patient, covariates = item
@@ -505,6 +611,7 @@ def _validate_task(
         declarations,
         covariates,
         random_seed=validation_seed(random_seed, patient.id),
+        prior_weights=prior_weights,
     )
 
 
@@ -555,6 +662,9 @@ def validate_cohort(
         repeated = sorted({i for i in ids if ids.count(i) > 1})
         raise ValueError(f"validation: patient IDs must be distinct, repeated: {repeated[:5]}")
     validation_seed(random_seed, "")  # the seed's own check, before any work
+    if prior_weights is not None:  # its own check, before any work
+        probabilities(np.zeros((1, len(declarations))), np.array(prior_weights, dtype=float))
+        prior_weights = tuple(float(x) for x in prior_weights)
     items = [(p, _covariates(covariates_of, p)) for p in patients]
     results: list[PatientValidation | None] = [None] * len(items)
     engine = engine or Engine()
@@ -566,6 +676,8 @@ def validate_cohort(
                 chunk_size=chunk_size,
                 declarations=declarations,
                 random_seed=random_seed,
+                # only when given (a Dask scatter of None is avoided)
+                **({} if prior_weights is None else {"prior_weights": prior_weights}),
             ),
             start=1,
         ):
