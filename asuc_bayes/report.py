@@ -1008,7 +1008,7 @@ def format_validation(document: dict) -> str:
         f"  {'model':<22}{'NPDE mean':>10}{'var':>7}{'p':>8}{'AUROC':>7}{'Brier':>7}"
         f"{'cal. slope':>11}{'weight':>8}",
     ]
-    for name, entry in rows:
+    for name, entry in [*rows, ("model average", average)]:
         npde, outcome = entry.get("npde") or {}, entry.get("outcome") or {}
         lines.append(
             f"  {name:<22}{_num(npde.get('mean'), '{:+.3f}'):>10}"

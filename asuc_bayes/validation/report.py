@@ -37,7 +37,7 @@ from asuc_bayes.validation.figures import (
     weights_figure,
 )
 from asuc_bayes.validation.npde import NPDE_SIMULATIONS
-from asuc_bayes.validation.study import VPC_REPLICATES, ValidationResult
+from asuc_bayes.validation.study import AVERAGE_NAME, VPC_REPLICATES, ValidationResult
 from asuc_bayes.validation.vpc import model_records, vpc_table
 
 __all__ = ["cell", "validation_report_html", "write_validation_report"]
@@ -102,15 +102,24 @@ def _forecast_rows(document: Mapping[str, Any]) -> list[dict]:
         rows.append(_forecast_row(model["name"], "Bayesian, full posterior", model["bayesian"]))
         rows.append(_forecast_row(model["name"], "Bayesian, MAP", model["bayesian"], "map_"))
     average = document.get("average") or {}
-    rows.append(_forecast_row("model average", "a priori", average.get("a_priori")))
-    rows.append(_forecast_row("model average", "Bayesian", average.get("bayesian")))
+    rows.append(_forecast_row(AVERAGE_NAME, "a priori", average.get("a_priori")))
+    rows.append(_forecast_row(AVERAGE_NAME, "Bayesian, full posterior", average.get("bayesian")))
+    rows.append(_forecast_row(AVERAGE_NAME, "Bayesian, MAP", average.get("bayesian"), "map_"))
     return rows
+
+
+def _entries(document: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The models' entries, then the model average's (named :data:`AVERAGE_NAME`)."""
+    average = document.get("average")
+    if not average:
+        return list(document["models"])
+    return [*document["models"], {**average, "name": AVERAGE_NAME}]
 
 
 def _npde_rows(document: Mapping[str, Any]) -> list[dict]:
     rows = []
-    for model in document["models"]:
-        npde = model["npde"] or {}
+    for model in _entries(document):
+        npde = model.get("npde") or {}
         cells = [
             cell(npde.get("n"), "int"),
             cell(npde.get("mean"), "3f"),
@@ -126,8 +135,8 @@ def _npde_rows(document: Mapping[str, Any]) -> list[dict]:
 
 def _outcome_rows(document: Mapping[str, Any]) -> list[dict]:
     rows = []
-    for model in document["models"]:
-        outcome = model["outcome"]
+    for model in _entries(document):
+        outcome = model.get("outcome")
         if outcome is None:
             continue
         auroc = cell(outcome.get("auroc"), "2f")
@@ -239,6 +248,10 @@ def _calibration_image(result: ValidationResult) -> str | None:
         risk = np.array([r.risk for r in rows])
         label = np.array([r.label for r in rows])
         series.append((summary.name, risk, label))
+    averaged = [r for r in result.average_patient_outcomes if r is not None and r.label is not None]
+    if series and len(result.models) > 1 and result.average_outcome is not None and averaged:
+        risk = np.array([r.risk for r in averaged])
+        series.append((AVERAGE_NAME, risk, np.array([r.label for r in averaged])))
     return _image(calibration_figure(series)) if series else None
 
 
@@ -270,6 +283,7 @@ def validation_report_html(
         findings=_findings(document),
         forecast_rows=_forecast_rows(document),
         npde_rows=_npde_rows(document),
+        average_name=AVERAGE_NAME,
         outcome_rows=_outcome_rows(document),
         any_extrapolated=any(m.outcome_extrapolated for m in result.models if m.outcome),
         weight_rows=_weight_rows(document),
