@@ -14,6 +14,8 @@ patient with records y (n) under a model:
    npde_j = Φ⁻¹(pde_j).
 
 Under the model, the npde are N(0, 1); :func:`npde_tests` gives the usual tests.
+:func:`mixture_npde` does the same under the model-averaged prior predictive Σ_m π_m p_m(y)
+(step 1: each replicate from model m with probability π_m).
 
 Examples
 --------

@@ -15,6 +15,11 @@ sensitivity and specificity of x̄ < threshold (5.79); Brier score of the risk; 
 intercept (logistic, slope fixed at 1 with logit(risk) as offset) and slope (logistic
 regression of the label on logit(risk)).
 
+**Model average** (:func:`average_outcome`): with the posterior model probabilities w given the
+patient's concentrations, the risk Σ_m w_m risk_m and the score the median of the mixture
+Σ_m w_m p_m(x | y) (from each model's posterior kept as :data:`SCORE_QUANTILES` quantiles), so
+that the score is below the threshold iff the averaged P(x < threshold) exceeds ½.
+
 Examples
 --------
 >>> m = outcome_metrics(np.array([5.0, 5.5, 6.2, 6.5]), np.array([0.4, 0.3, 0.1, 0.05]),

@@ -7,6 +7,13 @@ forecast metrics (:mod:`.metrics`, :mod:`.leave_future_out`), NPDE and their tes
 (:mod:`.npde`), and per patient the model weights of :mod:`.averaging` from the marginal
 likelihoods of :mod:`.marginal`.
 
+The model-averaged predictor is scored with the same metrics: its forecasts (a priori, full
+posterior and MAP) mix the models' with the weights p(m | y_<k) (:func:`average_forecasts`);
+its NPDE are against the mixture of the models' prior predictives with the prior model weights
+(:func:`~asuc_bayes.validation.npde.mixture_npde`, per patient in :func:`validate_patient`);
+its outcome mixes each patient's models with their posterior probabilities given all the
+patient's concentrations (:func:`average_outcomes`).
+
 Patients are independent: :func:`validate_cohort` maps :func:`validate_patient` over an
 :class:`~asuc_bayes.engine.Engine` (this process, local worker processes or a Dask cluster),
 each patient with the seed :func:`validation_seed` derives from the run's seed and its ID, so
