@@ -425,3 +425,15 @@ def test_report_rows_of_the_average_beside_the_models():
     ]
     assert outcome_rows[-1]["cells"][1].startswith("1.00")  # AUROC of the average
     assert outcome_rows[-1]["cells"][3] == "50.0 %"  # its specificity
+
+
+def test_models_with_different_thresholds_have_no_averaged_outcome():
+    patients = _outcome_cohort()
+    first = patients[0]
+    other = dataclasses.replace(
+        first.fits[1], outcome=dataclasses.replace(first.fits[1].outcome, threshold=6.0)
+    )
+    patients[0] = dataclasses.replace(first, fits=(first.fits[0], other))
+    result = summarise(patients)
+    assert result.average_patient_outcomes[0] is None
+    assert result.to_json()["average"]["outcome"]["n_cases"] == 1  # the other three remain

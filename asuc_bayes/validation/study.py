@@ -567,14 +567,16 @@ def average_outcomes(
 ) -> list[PatientOutcome | None]:
     """Per patient, the outcome of the model average (:func:`.outcome.average_outcome`) with
     its posterior model probabilities given all its concentrations (``weights``, rows in
-    ``done``'s order); None for a patient without an outcome under every model."""
+    ``done``'s order); None for a patient without an outcome under every model, or whose
+    models' outcome models disagree on its label or the high-risk threshold (their horizons or
+    thresholds differ: no common score to average)."""
     out: list[PatientOutcome | None] = []
     for p, w in zip(done, np.atleast_2d(weights), strict=True):
         rows = [f.outcome for f in p.fits]
-        if any(r is None for r in rows):
-            out.append(None)
-            continue
-        out.append(average_outcome(rows, w))
+        comparable = all(r is not None for r in rows) and (
+            len({(r.label, r.threshold) for r in rows}) == 1
+        )
+        out.append(average_outcome(rows, w) if comparable else None)
     return out
 
 
