@@ -32,7 +32,7 @@ from asuc_bayes.validation.outcome import (
     outcome_metrics,
     weighted_quantiles,
 )
-from asuc_bayes.validation.report import _npde_rows, _outcome_rows
+from asuc_bayes.validation.report import _findings, _npde_rows, _outcome_rows
 from asuc_bayes.validation.simulation import simulate_validation_cohort, with_scaled_parameter
 from asuc_bayes.validation.study import (
     ModelFit,
@@ -40,6 +40,7 @@ from asuc_bayes.validation.study import (
     average_forecasts,
     summarise,
     validate_patient,
+    validation_seed,
 )
 
 THRESHOLD = 5.79
@@ -373,8 +374,6 @@ def test_average_has_the_keys_of_a_model_end_to_end():
         assert set(model[mode]) <= set(average[mode]), mode
     # the averaged npde: the patients' mixture npde, seeded as the rest (the patient's seed)
     patient = result.patients[0]
-    from asuc_bayes.validation.study import validation_seed
-
     seed = validation_seed(4, cohort[0].id)
     problems = [_problem(a, cohort[0]), _problem(b, cohort[0])]
     order = np.argsort(problems[0].time_day, kind="stable")
@@ -437,3 +436,10 @@ def test_models_with_different_thresholds_have_no_averaged_outcome():
     result = summarise(patients)
     assert result.average_patient_outcomes[0] is None
     assert result.to_json()["average"]["outcome"]["n_cases"] == 1  # the other three remain
+
+
+def test_findings_name_a_rejected_average():
+    out = summarise(_outcome_cohort()).to_json()
+    assert not any("NPDE" in line for line in _findings(out))
+    rejected = {**out, "average": {**out["average"], "npde": {"p_value": 0.001}}}
+    assert _findings(rejected)[-1].endswith("(global test): model average.")

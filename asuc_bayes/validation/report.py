@@ -190,7 +190,8 @@ def _weight_rows(document: Mapping[str, Any]) -> list[dict]:
 
 def _findings(document: Mapping[str, Any]) -> list[str]:
     """Plain sentences: the model with the highest mean weight, the smallest Bayesian RMSE, the
-    Bayesian 90 % coverage closest to 90 %, and NPDE rejected at the 5 % level."""
+    Bayesian 90 % coverage closest to 90 %, and NPDE rejected at the 5 % level (the models' and
+    the model average's)."""
     models = document["models"]
     out = []
     if len(models) > 1:
@@ -213,7 +214,9 @@ def _findings(document: Mapping[str, Any]) -> list[str]:
             f"Bayesian 90 % coverage closest to 90 %: {best['name']} "
             f"({cell(best['bayesian']['coverage_90'], 'pct')})."
         )
-    rejected = [m["name"] for m in models if (m["npde"] or {}).get("p_value", 1.0) < 0.05]
+    rejected = [
+        m["name"] for m in _entries(document) if (m.get("npde") or {}).get("p_value", 1.0) < 0.05
+    ]
     if rejected:
         out.append(
             "NPDE depart from N(0, 1) at the 5 % level (global test): " + ", ".join(rejected) + "."
