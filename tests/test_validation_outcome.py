@@ -77,3 +77,24 @@ def test_cohort_outcome_in_the_json():
     assert own["n_cases"] == 5 and own["n_controls"] == 11
     assert own["auroc"] > 0.7 and own["extrapolated"] is False
     assert out["models"][1]["outcome"]["extrapolated"] is True
+
+
+def test_patient_score_is_the_weighted_posterior_median_of_the_nodes():
+    """x̄ of one patient: the weighted median of ln(AUC/CL) over the posterior nodes, found
+    here by sorting the nodes by hand (and the risk their weighted mean)."""
+    from asuc_bayes.inference import PatientProblem, derived_quantities
+    from asuc_bayes.validation.marginal import posterior
+    from asuc_bayes.validation.outcome import patient_outcome
+
+    decl = load_declaration("niyigena2025")
+    (patient,) = simulate_validation_cohort(decl, 1, random_seed=3)
+    problem = PatientProblem.from_patient(decl, patient)
+    nodes = posterior(problem, random_seed=0)
+    result = patient_outcome(problem, nodes, patient)
+    x = derived_quantities(problem, nodes.eta).ln_auc_cl.ravel()
+    w = np.asarray(nodes.weight, dtype=float).ravel() / np.sum(nodes.weight)
+    order = np.argsort(x)
+    cumulative = np.cumsum(w[order])
+    by_hand = x[order][np.argmax(cumulative >= 0.5)]
+    assert abs(result.ln_auc_cl - by_hand) <= 0.02 * np.std(x)  # 1000 quantile atoms
+    assert result.risk == pytest.approx(float(w @ derived_quantities(problem, nodes.eta).risk_90d))

@@ -1,7 +1,8 @@
 """Outcome metrics: ln(AUC_w2-4/CL) from PK-only posteriors against observed colectomy.
 
 Per patient, from the posterior of η given the concentrations only (weighted nodes of
-:mod:`.marginal`): x̄ = the posterior mean of x = ln(AUC_w2-4/CL), and the posterior mean of
+:mod:`.marginal`): x̄ = the posterior median of x = ln(AUC_w2-4/CL) (the same rule as the
+model average's score below: x̄ < threshold iff P(high risk) > ½), and the posterior mean of
 the colectomy risk by the outcome model's horizon (the model's own outcome model, or the ASUC
 one of Niyigena 2025 attached and flagged ``extrapolated``).
 
@@ -103,13 +104,14 @@ def patient_outcome(
         problem = dataclasses.replace(problem, declaration=declaration)
     outcome = declaration.outcome
     derived = derived_quantities(problem, posterior.eta)
+    quantiles = weighted_quantiles(derived.ln_auc_cl, posterior.weight)
     return PatientOutcome(
-        ln_auc_cl=float(posterior.weight @ derived.ln_auc_cl),
+        ln_auc_cl=mixture_median([quantiles], np.ones(1)),  # the model average's rule
         risk=float(posterior.weight @ derived.risk_90d),
         label=outcome_label(patient, outcome.horizon_day),
         threshold=outcome.high_risk_threshold,
         extrapolated=extrapolated or outcome.extrapolated,
-        ln_auc_cl_quantiles=weighted_quantiles(derived.ln_auc_cl, posterior.weight),
+        ln_auc_cl_quantiles=quantiles,
     )
 
 
