@@ -896,6 +896,8 @@ def _forecast_with_progress(patients, spec, settings, args) -> list:
 
 
 def _compare_patient(args: argparse.Namespace) -> int:
+    if is_library_declaration(args.model):
+        return _compare_patient_library(args)
     try:
         spec, settings = _spec_and_settings(args)
         patients = _load_patients(args, spec)
@@ -912,6 +914,57 @@ def _compare_patient(args: argparse.Namespace) -> int:
     else:
         print(format_comparison(comparisons, spec))
     return _unconverged_exit(results, args)
+
+
+def _compare_patient_library(args: argparse.Namespace) -> int:
+    """``compare-patient --model NAME`` for a library model (:mod:`asuc_bayes.library_compare`)."""
+    from asuc_bayes.forecast import patient_seed
+    from asuc_bayes.inference import SamplerOptions
+    from asuc_bayes.inference.covariates import baseline_covariates
+    from asuc_bayes.library_compare import compare_library_patient, format_library_comparison
+    from asuc_bayes.spec import MissingCovariateError, load_declaration
+
+    try:
+        declaration = load_declaration(args.model, variants=args.variant or ())
+        patients, _, units = _read_dataset(
+            args, declaration.default_infusion_duration_day, collect_errors=False
+        )
+        options = SamplerOptions(
+            chains=args.chains,
+            draws=args.draws or 1000,
+            tune=args.tune,
+            target_accept=args.target_accept,
+            sampler="imh" if args.sampler == "imh" else "nuts",
+        )
+        comparisons = [
+            compare_library_patient(
+                declaration,
+                patient,
+                baseline_covariates(patient, declaration, units),
+                random_seed=patient_seed(args.seed, patient.id),
+                options=options,
+            )
+            for patient in patients
+        ]
+    except MissingCovariateError as exc:
+        return _error(f"{exc} (a NONMEM dataset gives it as a column, e.g. ALB or ADA)")
+    except (InputError, ModelSpecError, ValueError, OSError) as exc:
+        return _error(str(exc))
+    if args.format == "json":
+        payload = {
+            "model": {
+                "name": declaration.name,
+                "sha256": _file_sha256(declaration.path),
+                "variants": list(declaration.variants),
+                "structure": declaration.structure,
+            },
+            "patients": [c.to_json() for c in comparisons],
+        }
+        print(dumps_json(payload))
+    else:
+        print(format_library_comparison(declaration, comparisons))
+    unconverged = [c.forecast.id for c in comparisons if c.forecast.status != "ok"]
+    return _exit_for_unconverged(unconverged, args)
 
 
 def _optimize(args: argparse.Namespace) -> int:
