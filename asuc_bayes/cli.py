@@ -920,8 +920,11 @@ def _compare_patient_library(args: argparse.Namespace) -> int:
     """``compare-patient --model NAME`` for a library model (:mod:`asuc_bayes.library_compare`)."""
     from asuc_bayes.forecast import patient_seed
     from asuc_bayes.inference import SamplerOptions
-    from asuc_bayes.inference.covariates import baseline_covariates
-    from asuc_bayes.library_compare import compare_library_patient, format_library_comparison
+    from asuc_bayes.library_compare import (
+        compare_library_patient,
+        format_library_comparison,
+        library_covariates,
+    )
     from asuc_bayes.spec import MissingCovariateError, load_declaration
 
     try:
@@ -940,7 +943,7 @@ def _compare_patient_library(args: argparse.Namespace) -> int:
             compare_library_patient(
                 declaration,
                 patient,
-                baseline_covariates(patient, declaration, units),
+                library_covariates(patient, declaration, units),
                 random_seed=patient_seed(args.seed, patient.id),
                 options=options,
             )
@@ -1208,6 +1211,13 @@ def _add_population_commands(sub) -> None:
         "--model", default=DEFAULT_MODEL, help=f"model name or .toml file ({DEFAULT_MODEL})"
     )
     simulate.add_argument("--variant", action="append", default=[], metavar="NAME")
+    simulate.add_argument(
+        "--no-outcome",
+        dest="outcome",
+        action="store_false",
+        help="library models: no colectomy records (default: the model's outcome model, or the "
+        "ASUC one attached and flagged extrapolated)",
+    )
     _add_fit_command(sub)
     _add_evaluate_command(sub)
     _add_sbc_command(sub)
@@ -1217,6 +1227,8 @@ def _simulate(args: argparse.Namespace) -> int:
     from asuc_bayes.report import format_cohort_summary
     from asuc_bayes.simulate import TABLE1, cohort_summary, simulate_cohort, write_cohort
 
+    if is_library_declaration(args.model):
+        return _simulate_library(args)
     try:
         spec = load_model(args.model, variants=args.variant)
     except (ModelSpecError, ValueError) as exc:
@@ -1238,6 +1250,47 @@ def _simulate(args: argparse.Namespace) -> int:
             path = write_nonmem_csv(cohort.patients, Path(folder) / "cohort.csv")
             sys.stdout.write(path.read_text())
         print(summary, file=sys.stderr)
+    return EXIT_OK
+
+
+def _simulate_library(args: argparse.Namespace) -> int:
+    """``simulate --model NAME`` for a library model (:mod:`asuc_bayes.library_simulate`)."""
+    from asuc_bayes.library_simulate import simulate_library_cohort
+    from asuc_bayes.simulate import write_cohort
+    from asuc_bayes.spec import load_declaration
+
+    if args.population_uncertainty:
+        return _error(
+            "--population-uncertainty: not available with a library model (its parameters' "
+            f"uncertainty is not declared for sampling); fix: leave it out, or --model "
+            f"{DEFAULT_MODEL}"
+        )
+    try:
+        declaration = load_declaration(args.model, variants=args.variant or ())
+        cohort = simulate_library_cohort(declaration, args.n, args.seed, outcome=args.outcome)
+    except (ModelSpecError, ValueError) as exc:
+        return _error(str(exc))
+    note = (
+        f"asuc-bayes: note: cohort from {declaration.name}; ALB (if any) written in g/L "
+        "(read it with --units ALB=g/L under a g/dL model)"
+    )
+    if cohort.truth.get("extrapolated_outcome") is not None and bool(
+        cohort.truth["extrapolated_outcome"].any()
+    ):
+        note += "; colectomy records from the ASUC outcome model, EXTRAPOLATED to this model"
+    if args.out:
+        data_path, truth_path = write_cohort(cohort, args.out)
+        print(note, file=sys.stderr)
+        print(f"asuc-bayes: cohort written to {data_path}, truth to {truth_path}", file=sys.stderr)
+    else:
+        import tempfile
+
+        from asuc_bayes.dataset import write_nonmem_csv
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = write_nonmem_csv(cohort.patients, Path(folder) / "cohort.csv")
+            sys.stdout.write(path.read_text())
+        print(note, file=sys.stderr)
     return EXIT_OK
 
 

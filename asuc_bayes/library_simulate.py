@@ -109,7 +109,7 @@ def _fat_free_mass_kg(weight_kg: float, female: bool, bmi: float) -> float:
     """Janmahasatian 2005: 9270·WT/(6680 + 216·BMI) (male), 9270·WT/(8780 + 244·BMI) (female).
 
     >>> round(_fat_free_mass_kg(70.0, False, 22.0), 1)
-    56.4
+    56.8
     """
     if female:
         return 9270.0 * weight_kg / (8780.0 + 244.0 * bmi)
@@ -311,7 +311,9 @@ def _one_patient(decl, pid: str, design: CohortDesign, omega, outcome: bool, rng
         )
     )
     window_end = min(
-        observed, design.sampling_window_day, planned[-1].time_day + design.sampling_after_last_dose_day
+        observed,
+        design.sampling_window_day,
+        planned[-1].time_day + design.sampling_after_last_dose_day,
     )
     times = _sample_times(design, window_end, n_samples, rng)
     centre = int(rng.integers(len(design.centres)))
