@@ -9,9 +9,10 @@ censored at the centre's LLOQ/ULOQ as M3 records (value = the limit).
 Covariates other than weight and CRP are drawn from :data:`COVARIATE_DESIGN`, each from
 Table 1 of Niyigena 2025 (the ASUC cohort), independently of each other:
 
-- ``ALB``: log-normal, median 31 g/L, IQR 27-38 (log-SD ln(38/27)/1.349 = 0.253), clipped
-  to 15-50 g/L; written in g/L (the dataset convention: read it with ``--units ALB=g/L``
-  under a model declaring g/dL);
+- ``ALB``: log-normal, median 31 g/L, log-SD ln(38/27)/1.349 = 0.253 from the IQR 27-38
+  (the log-normal's IQR is 26.1-36.8: it cannot be as right-skewed), clipped to 15-50 g/L;
+  written in g/L, the dataset convention (read it with ``--units ALB=g/L`` under a model
+  declaring g/dL);
 - ``ADA``/``ATI`` (anti-drug antibodies): 1 with probability 0.04 (6 of 152 samples);
 - ``SEX`` (1 female): 0.35 (18 of 52 with sex known);
 - ``IMM`` (immunomodulator): 0.47 (thiopurine exposure, 14 of 30);
