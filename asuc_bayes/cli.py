@@ -1050,6 +1050,8 @@ def _optimize(args: argparse.Namespace) -> int:
 
 
 def _sensitivity(args: argparse.Namespace) -> int:
+    if is_library_declaration(args.model):
+        return _sensitivity_library(args)
     from asuc_bayes.forecast import patient_seed
     from asuc_bayes.report import format_sensitivity
     from asuc_bayes.sensitivity import run_sensitivity, write_sensitivity
@@ -1105,6 +1107,62 @@ def _sensitivity(args: argparse.Namespace) -> int:
         if fit is not None:
             print(fit_identity.header().replace("model: ", "also propagated: ", 1))
         print(format_sensitivity(results, spec))
+    return EXIT_OK
+
+
+def _sensitivity_library(args: argparse.Namespace) -> int:
+    """``sensitivity --model NAME`` for a library model (:mod:`asuc_bayes.library_sensitivity`)."""
+    from asuc_bayes.forecast import patient_seed
+    from asuc_bayes.library_compare import library_covariates
+    from asuc_bayes.library_sensitivity import (
+        format_library_sensitivity,
+        run_library_sensitivity,
+    )
+    from asuc_bayes.sensitivity import write_sensitivity
+    from asuc_bayes.spec import MissingCovariateError, load_declaration
+
+    if args.population_fit is not None:
+        return _error(
+            "--population-fit: not available with a library model (a fit of the default "
+            f"model); fix: leave it out, or use --model {DEFAULT_MODEL}"
+        )
+    try:
+        declaration = load_declaration(args.model, variants=args.variant or ())
+        patients, _, units = _read_dataset(
+            args, declaration.default_infusion_duration_day, collect_errors=False
+        )
+        results = [
+            run_library_sensitivity(
+                declaration,
+                patient,
+                library_covariates(patient, declaration, units),
+                random_seed=patient_seed(args.seed, patient.id),
+                structural=args.structural,
+                impute=args.impute,
+                covariate_units=units,
+            )
+            for patient in patients
+        ]
+    except MissingCovariateError as exc:
+        return _error(f"{exc} (a NONMEM dataset gives it as a column, e.g. ALB or ADA)")
+    except (InputError, ModelSpecError, ValueError, OSError) as exc:
+        return _error(str(exc))
+    if args.out:
+        written = write_sensitivity(results, args.out)
+        print(f"asuc-bayes: {len(written)} files written to {args.out}", file=sys.stderr)
+    if args.format == "json":
+        payload = {
+            "model": {
+                "name": declaration.name,
+                "sha256": _file_sha256(declaration.path),
+                "variants": list(declaration.variants),
+                "structure": declaration.structure,
+            },
+            "patients": [r.to_json() for r in results],
+        }
+        print(dumps_json(payload))
+    else:
+        print(format_library_sensitivity(declaration, results))
     return EXIT_OK
 
 
