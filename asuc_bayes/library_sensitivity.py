@@ -60,10 +60,17 @@ from asuc_bayes.sensitivity import (
 from asuc_bayes.spec import ModelDeclaration, load_declaration, with_outcome_from
 from asuc_bayes.structural_sensitivity import structural_alternatives, structural_row
 
-__all__ = ["LibraryAlternative", "library_alternatives", "run_library_sensitivity"]
+__all__ = [
+    "LibraryAlternative",
+    "alternative_changes",
+    "library_alternatives",
+    "run_library_sensitivity",
+]
 
 ASUC_OUTCOME_MODEL = "niyigena2025"
 SCALES = (0.5, 2.0)
+#: A power-scaled posterior that fails the gates is sampled once more, this many times longer.
+RETRY_DRAWS_FACTOR = 4
 NOT_APPLICABLE = (
     "library model: no dose rows (the dose search runs under the default model only), no "
     "population-uncertainty rows (the model file gives no sampling distribution of its "
@@ -217,6 +224,11 @@ def _posterior(
         eta, info = independence_draws(
             scaled, mode, omega, options=options, random_seed=random_seed
         )
+        if not info["passed"]:  # one longer run (there is no NUTS model of a scaled density)
+            longer = dataclasses.replace(options, draws=RETRY_DRAWS_FACTOR * options.draws)
+            eta, info = independence_draws(
+                scaled, mode, omega, options=longer, random_seed=random_seed + 1
+            )
     status = "ok" if info["passed"] else "unconverged"
     return _Posterior(
         derived_quantities(problem, eta),
@@ -226,18 +238,26 @@ def _posterior(
     )
 
 
-def _probe(problem: PatientProblem, a: float, b: float) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(0)
-    eta = rng.multivariate_normal(np.zeros(problem.n_eta), problem.omega, size=8)
+def _probe(
+    problem: PatientProblem, a: float, b: float, eta: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     density = a * problem.log_prior(eta) + b * problem.log_likelihood(eta)
     return np.asarray(density, dtype=float), derived_quantities(problem, eta).ln_auc_cl
 
 
-def _changes(base: PatientProblem, alternative: LibraryAlternative, covariates, impute):
+def alternative_changes(
+    base: PatientProblem,
+    alternative: LibraryAlternative,
+    covariates: Mapping[str, Any],
+    impute: Any = None,
+) -> tuple[bool, bool]:
+    """Whether ``alternative`` changes the log posterior and the map from η to ln(AUC/CL)
+    of the baseline ``base`` (at 8 prior draws of η); neither: it is neutral (the baseline)."""
     decl = _with_outcome(alternative.declaration)
     problem = PatientProblem.from_patient(decl, alternative.patient, covariates, impute=impute)
-    d0, x0 = _probe(base, 1.0, 1.0)
-    d1, x1 = _probe(problem, alternative.prior_power, alternative.likelihood_power)
+    eta = np.random.default_rng(0).multivariate_normal(np.zeros(base.n_eta), base.omega, size=8)
+    d0, x0 = _probe(base, 1.0, 1.0, eta)
+    d1, x1 = _probe(problem, alternative.prior_power, alternative.likelihood_power, eta)
     return (not np.allclose(d0, d1, rtol=1e-12, atol=1e-12)), (
         not np.allclose(x0, x1, rtol=1e-12, atol=1e-12)
     )
@@ -316,7 +336,7 @@ def run_library_sensitivity(
     rows = [_row(base_alt, base, (False, False), extrapolated)]
     notes = [NOT_APPLICABLE]
     for alternative in library_alternatives(declaration, patient):
-        changes = _changes(base.problem, alternative, covariates, impute_map)
+        changes = alternative_changes(base.problem, alternative, covariates, impute_map)
         if not any(changes):
             post = base
             notes.append(f"{alternative.name}: neutral for this patient (same posterior)")
