@@ -1377,12 +1377,20 @@ def _add_fit_command(sub) -> None:
     )
     fit.add_argument("--format", choices=("table", "json"), default="table")
     fit.add_argument("--out", type=Path, help="write the fit DataTree (netCDF)")
+    fit.add_argument(
+        "--units",
+        action="append",
+        metavar="NAME=UNIT",
+        help="library models: unit of a covariate column, e.g. ALB=g/L (repeatable)",
+    )
     _add_sampling_options(fit, population=True)
     fit.set_defaults(target_accept=None)
     _add_unconverged_option(fit)
 
 
 def _fit(args: argparse.Namespace) -> int:
+    if is_library_declaration(args.model):
+        return _fit_library(args)
     from asuc_bayes.dataset import read_cohort
     from asuc_bayes.population import PopulationSettings, fit_population, published_values
     from asuc_bayes.report import format_fit
@@ -1417,6 +1425,74 @@ def _fit(args: argparse.Namespace) -> int:
         print(dumps_json(summary))
     else:
         print(format_fit(summary, published_values(spec)))
+    if args.out:
+        result.save(args.out)
+        print(f"asuc-bayes: fit written to {args.out}", file=sys.stderr)
+    if summary["status"] != "ok" and not args.allow_unconverged:
+        print(
+            "asuc-bayes: the population posterior failed the convergence gates: do not use it "
+            "as it is (rerun with more --tune/--draws or a higher --target-accept, or pass "
+            "--allow-unconverged)",
+            file=sys.stderr,
+        )
+        return EXIT_UNCONVERGED
+    return EXIT_OK
+
+
+def _fit_library(args: argparse.Namespace) -> int:
+    """``fit --model NAME`` for a PK-only library model (:mod:`asuc_bayes.library_population`)."""
+    from asuc_bayes.library_compare import library_covariates
+    from asuc_bayes.library_population import (
+        LibraryCohortData,
+        LibraryFitSettings,
+        fit_library_population,
+        format_library_fit,
+    )
+    from asuc_bayes.spec import MissingCovariateError, load_declaration
+
+    for option, given in (
+        ("--two-stage", args.two_stage),
+        ("--prior", args.prior != "weak"),
+        ("--sampler", args.sampler != "nutpie"),
+    ):
+        if given:
+            return _error(
+                f"{option}: not available with a library model (popPK with the priors of "
+                "asuc_bayes.library_population, sampled by nutpie); fix: leave it out"
+            )
+    try:
+        declaration = load_declaration(args.model, variants=args.variant or ())
+        dataset = read_patients(
+            Path(args.data),
+            default_infusion_duration_day=declaration.default_infusion_duration_day,
+            units=args.units,
+        )
+        units = dict(dataset.units)
+        patients = list(dataset.patients)
+        covariates = [library_covariates(p, declaration, units) for p in patients]
+        data = LibraryCohortData.from_patients(declaration, patients, covariates)
+        settings = LibraryFitSettings(
+            draws=args.draws,
+            tune=args.tune,
+            chains=args.chains,
+            **({"target_accept": args.target_accept} if args.target_accept else {}),
+        )
+    except MissingCovariateError as exc:
+        return _error(f"{exc} (a NONMEM dataset gives it as a column, e.g. ALB or ADA)")
+    except (InputError, ModelSpecError, ValueError, OSError) as exc:
+        return _error(str(exc))
+    if any(p.events for p in patients):
+        print(
+            f"asuc-bayes: note: colectomy records are not fitted: {declaration.name} has no "
+            "outcome model (popPK only)",
+            file=sys.stderr,
+        )
+    result = fit_library_population(data, settings=settings, random_seed=args.seed)
+    summary = result.summary()
+    if args.format == "json":
+        print(dumps_json(summary))
+    else:
+        print(format_library_fit(summary))
     if args.out:
         result.save(args.out)
         print(f"asuc-bayes: fit written to {args.out}", file=sys.stderr)

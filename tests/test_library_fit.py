@@ -8,6 +8,7 @@ parameter recovery on a simulated cohort (slow).
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -87,3 +88,51 @@ def test_recovery_of_typical_values():
     attrs = fit.tree.attrs
     assert attrs["model_name"] == "wojciechowski2017" and len(attrs["model_sha256"]) == 64
     assert {"posterior", "sample_stats", "observed_data", "constant_data"} <= set(fit.tree.children)
+
+
+def test_cli_fit_library_refuses_what_does_not_apply(tmp_path, capsys):
+    from asuc_bayes.cli import main
+    from asuc_bayes.simulate import write_cohort
+
+    cohort = simulate_library_cohort("wojciechowski2017", 3, random_seed=2)
+    data, _ = write_cohort(cohort, tmp_path / "c.csv")
+    base = ["fit", str(data), "--model", "wojciechowski2017", "--units", "ALB=g/L"]
+    for extra in (["--two-stage"], ["--prior", "published"], ["--sampler", "pymc"]):
+        assert main([*base, *extra]) == 2
+        assert extra[0] in capsys.readouterr().err
+    assert main(["fit", str(data), "--model", "fasanmade2009", "--units", "ALB=g/L"]) == 2
+    assert "needs covariate SEX" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_fit_library_writes_an_identified_fit(tmp_path, capsys):
+    from asuc_bayes.cli import main
+    from asuc_bayes.fit_identity import identify_fit
+    from asuc_bayes.simulate import write_cohort
+
+    cohort = simulate_library_cohort("faelens2021", 6, random_seed=2, outcome=False)
+    data, _ = write_cohort(cohort, tmp_path / "c.csv")
+    out = tmp_path / "fit.nc"
+    code = main(
+        [
+            "fit",
+            str(data),
+            "--model",
+            "faelens2021",
+            "--draws",
+            "200",
+            "--tune",
+            "200",
+            "--out",
+            str(out),
+            "--format",
+            "json",
+            "--allow-unconverged",
+        ]
+    )
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["model"]["name"] == "faelens2021" and summary["n_subjects"] == 6
+    identity = identify_fit(out)
+    assert identity.model_name == "faelens2021" and len(identity.model_sha256) == 64
+    assert identity.converged == (summary["status"] == "ok")
