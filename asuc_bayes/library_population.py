@@ -68,6 +68,9 @@ __all__ = [
     "reference_log_density",
 ]
 
+#: The root ``kind`` attribute of a library popPK fit (``forecast --model FIT.nc`` does not take
+#: one yet: it reads fits of the ASUC model only, and says so).
+FIT_KIND = "asuc_bayes library popPK fit"
 #: Prior SD of the log shift of each typical value from the published one.
 TYPICAL_PRIOR_LOG_SD = 0.5
 #: ω and residual SD priors: HalfNormal with this multiple of the published value as scale.
@@ -440,6 +443,7 @@ def fit_library_population(
         **{f"published_sigma_{k}": float(v) for k, v in sigma_published.items()},
     }
     attrs = {
+        "kind": FIT_KIND,
         "model_name": decl.name,
         "model_sha256": hashlib.sha256(Path(decl.path).read_bytes()).hexdigest()
         if decl.path

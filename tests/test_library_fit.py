@@ -133,6 +133,10 @@ def test_cli_fit_library_writes_an_identified_fit(tmp_path, capsys):
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["model"]["name"] == "faelens2021" and summary["n_subjects"] == 6
-    identity = identify_fit(out)
+    import xarray as xr
+
+    tree = xr.load_datatree(out, engine="h5netcdf")
+    assert tree.attrs["kind"] == "asuc_bayes library popPK fit"
+    identity = identify_fit(out, tree)
     assert identity.model_name == "faelens2021" and len(identity.model_sha256) == 64
     assert identity.converged == (summary["status"] == "ok")
