@@ -357,16 +357,30 @@ def json_published(attrs: Mapping[str, Any]) -> dict[str, float]:
     }
 
 
+def _labels(variable) -> list[str]:
+    """``name[coord, coord]`` of each entry of a posterior variable (C order), e.g.
+    ``eta[L025, eta_Q]``."""
+    dims = [d for d in variable.dims if d not in ("chain", "draw")]
+    if not dims:
+        return [variable.name]
+    coords = [variable[d].values.tolist() for d in dims]
+    grid = np.array(np.meshgrid(*coords, indexing="ij"), dtype=object).reshape(len(dims), -1)
+    return [
+        f"{variable.name}[{', '.join(str(c) for c in grid[:, j])}]" for j in range(grid.shape[1])
+    ]
+
+
 def _gates(posterior, divergences: int, eta_names) -> dict[str, Any]:
     """Max R-hat and min bulk ESS over δ, ω, the residual SDs and every η."""
     columns, labels = [], []
     for name in posterior.data_vars:
         if name in ("z",) or name.startswith("typical_"):
             continue
-        values = posterior[name].values
+        variable = posterior[name]
+        values = variable.values
         flat = values.reshape(values.shape[0], values.shape[1], -1)
         columns.append(flat)
-        labels += [name] if flat.shape[-1] == 1 else [f"{name}[{j}]" for j in range(flat.shape[-1])]
+        labels += _labels(variable)
     draws = np.concatenate(columns, axis=-1)
     rhat, ess = rank_diagnostics(draws)
     rhat = np.where(np.isnan(rhat), np.inf, rhat)
