@@ -85,8 +85,13 @@ class LibraryFitSettings:
     tune: int = 1000
     chains: int = 4
     target_accept: float = 0.9
+    #: nutpie's mass-matrix adaptation: "diag" (default) or "low_rank" (learns the
+    #: correlation of each typical value with its random effects)
+    adaptation: str = "diag"
 
     def __post_init__(self) -> None:
+        if self.adaptation not in ("diag", "low_rank"):
+            raise ValueError("adaptation: 'diag' or 'low_rank'")
         for name in ("draws", "tune", "chains"):
             if int(getattr(self, name)) < (2 if name == "chains" else 1):
                 raise ValueError(f"--{name}: must be a positive integer (chains >= 2)")
@@ -424,6 +429,7 @@ def fit_library_population(
         chains=settings.chains,
         seed=random_seed,
         target_accept=settings.target_accept,
+        adaptation=settings.adaptation,
         progress_bar=False,
         save_warmup=False,
     )
@@ -474,6 +480,7 @@ def fit_library_population(
         "tune": settings.tune,
         "chains": settings.chains,
         "target_accept": settings.target_accept,
+        "adaptation": settings.adaptation,
         "random_seed": random_seed,
         "n_subjects": data.n_subjects,
         "n_concentrations": int(data.time_day.size),
