@@ -944,6 +944,10 @@ def _forecast_with_progress(patients, spec, settings, args) -> list:
 
 
 def _compare_patient(args: argparse.Namespace) -> int:
+    if is_library_declaration(args.model):
+        from asuc_bayes.library_cli import compare_patient
+
+        return compare_patient(args)
     try:
         spec, settings = _spec_and_settings(args)
         patients = _load_patients(args, spec)
@@ -1219,6 +1223,10 @@ def _model_average(args: argparse.Namespace) -> int:
 
 
 def _sensitivity(args: argparse.Namespace) -> int:
+    if is_library_declaration(args.model):
+        from asuc_bayes.library_cli import sensitivity
+
+        return sensitivity(args)
     from asuc_bayes.forecast import patient_seed
     from asuc_bayes.report import format_sensitivity
     from asuc_bayes.sensitivity import run_sensitivity, write_sensitivity
@@ -1380,6 +1388,13 @@ def _add_population_commands(sub) -> None:
         "--model", default=DEFAULT_MODEL, help=f"model name or .toml file ({DEFAULT_MODEL})"
     )
     simulate.add_argument("--variant", action="append", default=[], metavar="NAME")
+    simulate.add_argument(
+        "--no-outcome",
+        dest="outcome",
+        action="store_false",
+        help="library models: no colectomy records (default: the model's outcome model, or the "
+        "ASUC one attached and flagged extrapolated)",
+    )
     _add_fit_command(sub)
     _add_evaluate_command(sub)
     _add_sbc_command(sub)
@@ -1389,6 +1404,10 @@ def _simulate(args: argparse.Namespace) -> int:
     from asuc_bayes.report import format_cohort_summary
     from asuc_bayes.simulate import TABLE1, cohort_summary, simulate_cohort, write_cohort
 
+    if is_library_declaration(args.model):
+        from asuc_bayes.library_cli import simulate
+
+        return simulate(args)
     try:
         spec = load_model(args.model, variants=args.variant)
     except (ModelSpecError, ValueError) as exc:
@@ -1438,12 +1457,22 @@ def _add_fit_command(sub) -> None:
     )
     fit.add_argument("--format", choices=("table", "json"), default="table")
     fit.add_argument("--out", type=Path, help="write the fit DataTree (netCDF)")
+    fit.add_argument(
+        "--units",
+        action="append",
+        metavar="NAME=UNIT",
+        help="library models: unit of a covariate column, e.g. ALB=g/L (repeatable)",
+    )
     _add_sampling_options(fit, population=True)
     fit.set_defaults(target_accept=None)
     _add_unconverged_option(fit)
 
 
 def _fit(args: argparse.Namespace) -> int:
+    if is_library_declaration(args.model):
+        from asuc_bayes.library_cli import fit
+
+        return fit(args)
     from asuc_bayes.dataset import read_cohort
     from asuc_bayes.population import PopulationSettings, fit_population, published_values
     from asuc_bayes.report import format_fit

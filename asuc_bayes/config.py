@@ -363,9 +363,10 @@ def _reject_library_format(raw: dict[str, Any], path: Path) -> None:
         return
     raise ModelSpecError(
         f"model '{model.get('name', path.stem)}' ({path.name}: {model['structure']}) is a "
-        "library model declaration: 'asuc-bayes models' lists it and 'asuc-bayes forecast "
-        "--model NAME' forecasts with it, but dosing, comparisons and fitting do not run "
-        f"library models yet; use --model {DEFAULT_MODEL} (with --variant for its alternatives)"
+        "library model declaration: 'asuc-bayes models' lists it and forecast, "
+        "compare-patient, sensitivity, simulate and fit run it with --model NAME, but this "
+        f"command does not run library models yet; use --model {DEFAULT_MODEL} (with --variant "
+        "for its alternatives)"
     )
 
 
