@@ -33,10 +33,10 @@ def compare_patient(args: argparse.Namespace) -> int:
     """``compare-patient --model NAME`` for a library model (:mod:`asuc_bayes.library_compare`)."""
     from asuc_bayes.forecast import patient_seed
     from asuc_bayes.inference import SamplerOptions
+    from asuc_bayes.inference.covariates import baseline_covariates
     from asuc_bayes.library_compare import (
         compare_library_patient,
         format_library_comparison,
-        library_covariates,
     )
     from asuc_bayes.spec import MissingCovariateError, load_declaration
 
@@ -56,7 +56,7 @@ def compare_patient(args: argparse.Namespace) -> int:
             compare_library_patient(
                 declaration,
                 patient,
-                library_covariates(patient, declaration, units),
+                baseline_covariates(patient, declaration, units),
                 random_seed=patient_seed(args.seed, patient.id),
                 options=options,
             )
@@ -86,7 +86,7 @@ def compare_patient(args: argparse.Namespace) -> int:
 def sensitivity(args: argparse.Namespace) -> int:
     """``sensitivity --model NAME`` for a library model (:mod:`asuc_bayes.library_sensitivity`)."""
     from asuc_bayes.forecast import patient_seed
-    from asuc_bayes.library_compare import library_covariates
+    from asuc_bayes.inference.covariates import baseline_covariates
     from asuc_bayes.library_sensitivity import (
         format_library_sensitivity,
         run_library_sensitivity,
@@ -108,7 +108,7 @@ def sensitivity(args: argparse.Namespace) -> int:
             run_library_sensitivity(
                 declaration,
                 patient,
-                library_covariates(patient, declaration, units),
+                baseline_covariates(patient, declaration, units),
                 random_seed=patient_seed(args.seed, patient.id),
                 structural=args.structural,
                 impute=args.impute,
@@ -182,7 +182,7 @@ def simulate(args: argparse.Namespace) -> int:
 
 def fit(args: argparse.Namespace) -> int:
     """``fit --model NAME`` for a PK-only library model (:mod:`asuc_bayes.library_population`)."""
-    from asuc_bayes.library_compare import library_covariates
+    from asuc_bayes.inference.covariates import baseline_covariates
     from asuc_bayes.library_population import (
         LibraryCohortData,
         LibraryFitSettings,
@@ -210,7 +210,7 @@ def fit(args: argparse.Namespace) -> int:
         )
         units = dict(dataset.units)
         patients = list(dataset.patients)
-        covariates = [library_covariates(p, declaration, units) for p in patients]
+        covariates = [baseline_covariates(p, declaration, units) for p in patients]
         data = LibraryCohortData.from_patients(declaration, patients, covariates)
         settings = LibraryFitSettings(
             draws=args.draws,

@@ -28,7 +28,6 @@ Examples
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -54,7 +53,6 @@ __all__ = [
     "compare_library_patient",
     "compare_problem",
     "laplace_quantities",
-    "library_covariates",
 ]
 
 #: Draws of the Laplace approximation N(η_MAP, Σ_Laplace) summarised per patient.
@@ -194,41 +192,6 @@ class LibraryComparison:
             ],
             "warnings": list(f.warnings),
         }
-
-
-def library_covariates(
-    patient: Patient, declaration: ModelDeclaration, units: Mapping[str, str] | None = None
-) -> dict[str, Any]:
-    """:func:`asuc_bayes.inference.covariates.baseline_covariates`, plus every covariate the
-    model reads from another dataset column (``dataset_columns``: ``ATI`` from ``ADA``), at its
-    first record, in ``units`` of that column or else the model's unit.
-
-    Examples
-    --------
-    >>> from asuc_bayes.dataset import CovariateRecord, Dose
-    >>> record = CovariateRecord(0.0, (("ADA", 1.0), ("ALB", 38.0)))
-    >>> p = Patient("x", 70.0, 30.0, (Dose(0.0, 350.0, 1 / 12),), covariate_records=(record,))
-    >>> library_covariates(p, load_declaration("fasanmade2009"), {"ALB": "g/L"})["ATI"]
-    (1.0, '1')
-    """
-    from asuc_bayes.inference.covariates import baseline_covariates
-
-    out = baseline_covariates(patient, declaration, units)
-    units = {k.upper(): v for k, v in (units or {}).items()}
-    for covariate in declaration.covariates:
-        if covariate.name in out:
-            continue
-        for record in patient.covariate_records:
-            found = [
-                (column, value)
-                for column, value in record.values
-                if column.upper() in covariate.dataset_columns and math.isfinite(value)
-            ]
-            if found:
-                column, value = found[0]
-                out[covariate.name] = (float(value), units.get(column.upper(), covariate.unit))
-                break
-    return out
 
 
 def compare_problem(

@@ -11,8 +11,8 @@ Table 1 of Niyigena 2025 (the ASUC cohort), independently of each other:
 
 - ``ALB``: log-normal, median 31 g/L, log-SD ln(38/27)/1.349 = 0.253 from the IQR 27-38
   (the log-normal's IQR is 26.1-36.8: it cannot be as right-skewed), clipped to 15-50 g/L;
-  written in g/L, the dataset convention (read it with ``--units ALB=g/L`` under a model
-  declaring g/dL);
+  written in the unit the model file declares (g/dL in the library), so that the file reads
+  back under the model without ``--units``;
 - ``ADA``/``ATI`` (anti-drug antibodies): 1 with probability 0.04 (6 of 152 samples);
 - ``SEX`` (1 female): 0.35 (18 of 52 with sex known);
 - ``IMM`` (immunomodulator): 0.47 (thiopurine exposure, 14 of 30);
@@ -60,6 +60,7 @@ from asuc_bayes.inference.problem import doses_from_patient, patient_covariates
 from asuc_bayes.simulate import CohortDesign, SimulatedCohort, _planned_doses, _sample_times
 from asuc_bayes.spec import ModelDeclaration, load_declaration, with_outcome_from
 from asuc_bayes.spec.declaration import OutcomeModel
+from asuc_bayes.spec.units import convert
 from asuc_bayes.validation.npde import simulate_records
 
 __all__ = [
@@ -213,6 +214,12 @@ def _records(
     return tuple(out)
 
 
+def _in_model_unit(decl: ModelDeclaration, name: str, value: float, unit: str) -> float:
+    """``value`` (in ``unit``) in the unit ``decl`` declares for covariate ``name``."""
+    declared = next((c.unit for c in decl.covariates if c.name == name), unit)
+    return float(convert(value, unit, declared)) if declared != unit else value
+
+
 def _dataset_column(declaration: ModelDeclaration, name: str) -> str:
     for covariate in declaration.covariates:
         if covariate.name == name and covariate.dataset_columns:
@@ -325,7 +332,10 @@ def _one_patient(decl, pid: str, design: CohortDesign, omega, outcome: bool, rng
         0.0,
         tuple(
             sorted(
-                [(_dataset_column(decl, k), v) for k, (v, _) in covariates.items()]
+                [
+                    (_dataset_column(decl, k), _in_model_unit(decl, k, v, unit))
+                    for k, (v, unit) in covariates.items()
+                ]
                 + [("CRP", crp), ("WT", weight)]
             )
         ),

@@ -133,8 +133,6 @@ def test_cli_compare_patient_library(tmp_path, capsys):
             "L001",
             "--model",
             "wojciechowski2017",
-            "--units",
-            "ALB=g/L",
             "--format",
             "json",
         ]
@@ -145,7 +143,5 @@ def test_cli_compare_patient_library(tmp_path, capsys):
     assert out["patients"][0]["id"] == "L001"
     assert out["patients"][0]["status"] == ("ok" if code == 0 else "unconverged")
     # a model needing a covariate the dataset lacks: a clear error, exit 2
-    assert (
-        main(["compare-patient", str(data), "--model", "fasanmade2009", "--units", "ALB=g/L"]) == 2
-    )
+    assert main(["compare-patient", str(data), "--model", "fasanmade2009"]) == 2
     assert "needs covariate SEX" in capsys.readouterr().err

@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pytest
 
-from asuc_bayes.library_compare import library_covariates
+from asuc_bayes.inference.covariates import baseline_covariates
 from asuc_bayes.library_population import (
     LibraryCohortData,
     LibraryFitSettings,
@@ -33,7 +33,7 @@ RICH = CohortDesign(samples_per_patient_probabilities=(0, 0, 0, 0, 1.0), centres
 def _data(name: str, n: int, design: CohortDesign, seed: int = 1) -> LibraryCohortData:
     decl = load_declaration(name)
     cohort = simulate_library_cohort(decl, n, random_seed=seed, outcome=False, design=design)
-    covariates = [library_covariates(p, decl, {"ALB": "g/L"}) for p in cohort.patients]
+    covariates = [baseline_covariates(p, decl) for p in cohort.patients]
     return LibraryCohortData.from_patients(decl, cohort.patients, covariates), cohort
 
 
@@ -100,11 +100,11 @@ def test_cli_fit_library_refuses_what_does_not_apply(tmp_path, capsys):
 
     cohort = simulate_library_cohort("wojciechowski2017", 3, random_seed=2)
     data, _ = write_cohort(cohort, tmp_path / "c.csv")
-    base = ["fit", str(data), "--model", "wojciechowski2017", "--units", "ALB=g/L"]
+    base = ["fit", str(data), "--model", "wojciechowski2017"]
     for extra in (["--two-stage"], ["--prior", "published"], ["--sampler", "pymc"]):
         assert main([*base, *extra]) == 2
         assert extra[0] in capsys.readouterr().err
-    assert main(["fit", str(data), "--model", "fasanmade2009", "--units", "ALB=g/L"]) == 2
+    assert main(["fit", str(data), "--model", "fasanmade2009"]) == 2
     assert "needs covariate SEX" in capsys.readouterr().err
 
 

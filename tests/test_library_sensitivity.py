@@ -106,8 +106,6 @@ def test_cli_sensitivity_library(tmp_path, capsys):
         "L001",
         "--model",
         "wojciechowski2017",
-        "--units",
-        "ALB=g/L",
         "--format",
         "json",
     ]
