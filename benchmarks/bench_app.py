@@ -246,7 +246,34 @@ def update_costs(checker: Checker, n: int = 5) -> None:
         )
     print("  one update in a worker, step by step (median):")
     for name, seconds in steps.items():
-        print(f"    {name:34s} {1000 * statistics.median(seconds):7.1f} ms")
+        print(f"    {name:42s} {1000 * statistics.median(seconds):7.1f} ms")
+
+
+def pool_rate(checker: Checker, workers: int, jobs: int) -> float:
+    """Forecast updates per second of the worker pool alone (no server, no browser): ``jobs``
+    distinct forecast jobs (each a new weight, as a session's update) submitted at once."""
+    import asyncio
+
+    from asuc_bayes.app.pool import WorkerPool
+    from asuc_bayes.app.work import ForecastJob
+    from asuc_bayes.forecast import SamplerSettings
+
+    pool = WorkerPool(checker.spec, SamplerSettings(), workers)
+    pool.start()
+    patients = [dataclasses.replace(checker.patient, weight_kg=40.0 + 0.5 * k) for k in range(jobs)]
+
+    async def run_all() -> list:
+        return await asyncio.gather(*(pool.run(ForecastJob(p, 0)) for p in patients))
+
+    try:
+        begin = time.perf_counter()
+        views = asyncio.run(run_all())
+        seconds = time.perf_counter() - begin
+    finally:
+        pool.shutdown()
+    if not all(hasattr(view, "summary") for view in views):
+        raise SystemExit("a forecast job of the pool failed")
+    return jobs / seconds
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -282,6 +309,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--solo", type=int, default=5)
     parser.add_argument("--workers", type=int, default=default_workers())
+    parser.add_argument("--pool-jobs", type=int, default=60, help="jobs of the pool-alone rate")
     args = parser.parse_args()
     if not CHROMIUM.exists():
         raise SystemExit(f"{CHROMIUM} is missing (scripts/install-browser installs it)")
@@ -290,6 +318,12 @@ def main() -> None:
     print(f"app under {args.sessions} concurrent sessions (patient P01, weight changed)")
     print(f"  before: {load()}")
     update_costs(checker)
+    alone = {n: pool_rate(checker, n, args.pool_jobs) for n in (1, args.workers)}
+    print(
+        f"  the worker pool alone (no server, no browser), {args.pool_jobs} forecast updates at "
+        f"once: 1 worker {alone[1]:.2f}/s, {args.workers} workers {alone[args.workers]:.2f}/s "
+        f"(x{alone[args.workers] / alone[1]:.2f})"
+    )
     serial = measure(1, args.sessions, args.solo, args.rounds, checker, start=45.0)
     report(serial)
     pooled = measure(args.workers, args.sessions, args.solo, args.rounds, checker, start=45.0)
