@@ -6,10 +6,11 @@ import base64
 import re
 from pathlib import Path
 
-import jinja2
-
+from asuc_bayes._lazy import lazy_module
 from asuc_bayes.config import ModelSpec
 from asuc_bayes.dataset import ABOVE_ULOQ, BELOW_LLOQ, MEASURED
+
+jinja2 = lazy_module("jinja2")  # the HTML report only: not on a forecast's table or JSON path
 
 ROWS = (
     ("cl", "CL", "L/day", "{:.3g}"),
