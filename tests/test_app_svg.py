@@ -123,3 +123,26 @@ def test_a_forecast_gives_the_same_figure_as_its_data(forecaster):
     curves = result.tree["predictions"]["concentration"].values.reshape(-1, data.time_day.size)
     np.testing.assert_array_equal(data.median, np.median(curves, axis=0))
     ET.fromstring(svg)  # well-formed
+
+
+@pytest.mark.parametrize("log_scale", [True, False])
+def test_no_samples_and_undefined_values_still_give_a_valid_figure(log_scale):
+    data = _data()
+    empty = np.array([])
+    curve = data.median.copy()
+    curve[5] = np.nan  # an undefined value is drawn on the axis, never as "nan"
+    data = ConcentrationData(
+        **{
+            **data.__dict__,
+            "median": curve,
+            "obs_time_day": empty,
+            "observed": empty,
+            "censoring": empty.astype(int),
+        }
+    )
+    svg = concentration_svg_of(data, log_scale=log_scale).decode()
+    ET.fromstring(svg)
+    assert "nan" not in svg.lower() and "inf" not in svg.replace("infliximab", "").replace(
+        "infusion", ""
+    )
+    assert "measured" not in svg  # no legend entry for absent observations

@@ -69,9 +69,8 @@ class LinearScale:
     end: float
 
     def __call__(self, value):
-        return self.start + (np.asarray(value, dtype=float) - self.lo) * (
-            (self.end - self.start) / (self.hi - self.lo)
-        )
+        value = np.nan_to_num(np.asarray(value, dtype=float), nan=self.lo, posinf=self.hi)
+        return self.start + (value - self.lo) * ((self.end - self.start) / (self.hi - self.lo))
 
     def ticks(self) -> list[float]:
         step = nice_step(self.hi - self.lo)
@@ -91,7 +90,8 @@ class LogScale:
     end: float
 
     def __call__(self, value):
-        value = np.maximum(np.asarray(value, dtype=float), self.lo)
+        value = np.nan_to_num(np.asarray(value, dtype=float), nan=self.lo, posinf=self.hi)
+        value = np.maximum(value, self.lo)
         fraction = (np.log10(value) - math.log10(self.lo)) / (
             math.log10(self.hi) - math.log10(self.lo)
         )
@@ -168,11 +168,12 @@ class ConcentrationData:
 
 
 def _y_scale(data: ConcentrationData, log_scale: bool, bottom: float, top: float):
-    peak = max(float(np.max(data.high)), float(np.max(data.observed, initial=0.0)))
+    finite = data.high[np.isfinite(data.high)]
+    peak = max(float(np.max(finite, initial=0.0)), float(np.max(data.observed, initial=0.0)))
     if log_scale:
         floor = max(LOG_FLOOR_MG_L, 0.5 * float(np.min(data.observed, initial=np.inf)))
-        return LogScale(min(floor, 1.0), peak * 2.0, bottom, top)
-    return LinearScale(0.0, peak * 1.12, bottom, top)
+        return LogScale(min(floor, 1.0), max(peak * 2.0, 10.0), bottom, top)
+    return LinearScale(0.0, max(peak * 1.12, 1.0), bottom, top)
 
 
 def _axes(x, y, plot: tuple[float, float, float, float]) -> list[str]:
