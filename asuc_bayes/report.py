@@ -54,10 +54,14 @@ def _precision_line(d: dict) -> str | None:
 
 
 def _cell(stats: dict | None, fmt: str) -> str:
-    """``median [q2.5, q97.5]`` of an S, or ``-`` where the quantity is undefined."""
+    """``median [q2.5, q97.5]`` of an S, each ±its MCSE when the S has one (``"mcse"``), or
+    ``-`` where the quantity is undefined."""
     if not stats or stats.get("q50") is None:
         return "-"
-    low, mid, high = (fmt.format(stats[k]) for k in ("q2.5", "q50", "q97.5"))
+    mcse = stats.get("mcse") or {}
+    low, mid, high = (
+        _with_mcse(stats[k], mcse.get(k), fmt, bool(mcse)) for k in ("q2.5", "q50", "q97.5")
+    )
     return f"{mid} [{low}, {high}]"
 
 
@@ -66,7 +70,7 @@ def format_library_table(declaration, results) -> str:
     posterior median and 95 % CrI of every individual parameter, AUC, ln(AUC/CL) and risk."""
     lines = [
         f"model: {declaration.label}  ({declaration.structure}; {declaration.source})",
-        "  values: posterior median [95 % credible interval]",
+        "  values: posterior median [95 % credible interval], each ± its Monte Carlo SE",
     ]
     for result in results:
         entry = result.to_json()
@@ -96,6 +100,9 @@ def format_library_table(declaration, results) -> str:
                 f"  imputed {imputed['covariate']} = {imputed['value']:g} {imputed['unit']} "
                 f"({imputed['reason']})"
             )
+        precision = _precision_line(d)
+        if precision:
+            lines.append(precision)
         lines += [f"  warning: {w}" for w in entry["warnings"]]
     return "\n".join(lines)
 
