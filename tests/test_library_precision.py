@@ -137,3 +137,18 @@ def test_cli_table_shows_each_mcse_and_the_precision(tmp_path, capsys):
     ln_row = next(line for line in out.splitlines() if line.strip().startswith("ln(AUC/CL)"))
     assert ln_row.count("±") == 3  # median and both interval ends
     assert "Monte Carlo: tail-quantile MCSE" in out and "fixed: 4 x 300 draws" in out
+
+
+def test_the_first_piece_cap_and_target_are_the_default_paths():
+    from asuc_bayes import forecast
+    from asuc_bayes.inference import precision, sampler
+
+    assert sampler.DEFAULT_DRAWS == forecast.DEFAULT_DRAWS
+    assert sampler.MAX_DRAWS_FACTOR == forecast.MAX_DRAWS_FACTOR
+    assert precision.PRECISION_QUANTITIES == forecast.PRECISION_QUANTITIES
+    options = SamplerOptions()
+    settings = forecast.SamplerSettings()
+    assert (options.initial_draws, options.max_draws) == (
+        settings.initial_draws,
+        settings.max_draws,
+    )

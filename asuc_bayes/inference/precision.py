@@ -23,22 +23,29 @@ True
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from asuc_bayes.diagnostics import monte_carlo_errors
-from asuc_bayes.forecast import PRECISION_PROBS, PRECISION_QUANTITIES, PRECISION_TARGET, Precision
 from asuc_bayes.inference.derived import derived_quantities
 from asuc_bayes.inference.problem import PatientProblem
 from asuc_bayes.inference.sampler import SamplerOptions
 
-__all__ = ["Precision", "precision_of", "run_precision", "until_precise"]
+__all__ = ["precision_of", "run_precision", "until_precise"]
+
+#: The quantities whose tail quantiles the target covers (those of the default path).
+PRECISION_QUANTITIES = ("ln_auc_cl", "risk_90d")
 
 
 def precision_of(values: np.ndarray, options: SamplerOptions, *, independent: bool = False):
     """The :class:`~asuc_bayes.forecast.Precision` of draws ``(chain, draw, k)`` of the k
     quantities whose tail quantiles the target covers (infinite where an MCSE is undefined;
     an MCSE of 0, e.g. constant draws, is met)."""
+    # the default path's target and its Precision (imported here: asuc_bayes.forecast may
+    # import this package)
+    from asuc_bayes.forecast import PRECISION_PROBS, PRECISION_TARGET, Precision
+
     errors = monte_carlo_errors(values, PRECISION_PROBS, independent=independent)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(errors.quantile == 0.0, 0.0, errors.quantile / errors.sd)
@@ -62,7 +69,7 @@ def until_precise(
     eta: np.ndarray,
     options: SamplerOptions,
     extend: Callable[[int], np.ndarray],
-) -> tuple[np.ndarray, Precision]:
+) -> tuple[np.ndarray, Any]:
     """Continue a run until its precision is met (adaptive ``options`` only), within
     ``options.max_draws`` per chain.
 

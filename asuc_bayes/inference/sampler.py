@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 
 from asuc_bayes.diagnostics import rank_diagnostics
-from asuc_bayes.forecast import DEFAULT_DRAWS, MAX_DRAWS_FACTOR
 from asuc_bayes.independence import IndependenceChains, MixtureProposal, StudentTProposal
 from asuc_bayes.inference.map import MapResult
 
@@ -52,6 +51,11 @@ IMH_THIN = 4
 IMH_DF = 4.0
 IMH_SCALE = 1.5
 IMH_PRIOR_WEIGHT = 0.2
+#: Draws per chain of an adaptive run's first piece, and its cap (MAX_DRAWS_FACTOR x
+#: DEFAULT_DRAWS): those of the default path (``asuc_bayes.forecast``; tested equal). Not
+#: imported from it, so that ``asuc_bayes.forecast`` may import this package.
+DEFAULT_DRAWS = 1000
+MAX_DRAWS_FACTOR = 8
 
 
 @dataclass(frozen=True)
