@@ -819,7 +819,7 @@ def _forecast_library(args: argparse.Namespace) -> int:
         )
         options = SamplerOptions(
             chains=args.chains,
-            draws=args.draws or 1000,
+            draws=args.draws,
             tune=args.tune,
             target_accept=args.target_accept,
         )

@@ -6,10 +6,11 @@ import base64
 import re
 from pathlib import Path
 
-import jinja2
-
+from asuc_bayes._lazy import lazy_module
 from asuc_bayes.config import ModelSpec
 from asuc_bayes.dataset import ABOVE_ULOQ, BELOW_LLOQ, MEASURED
+
+jinja2 = lazy_module("jinja2")  # the HTML report only: not on a forecast's table or JSON path
 
 ROWS = (
     ("cl", "CL", "L/day", "{:.3g}"),
@@ -53,10 +54,14 @@ def _precision_line(d: dict) -> str | None:
 
 
 def _cell(stats: dict | None, fmt: str) -> str:
-    """``median [q2.5, q97.5]`` of an S, or ``-`` where the quantity is undefined."""
+    """``median [q2.5, q97.5]`` of an S, each ±its MCSE when the S has one (``"mcse"``), or
+    ``-`` where the quantity is undefined."""
     if not stats or stats.get("q50") is None:
         return "-"
-    low, mid, high = (fmt.format(stats[k]) for k in ("q2.5", "q50", "q97.5"))
+    mcse = stats.get("mcse") or {}
+    low, mid, high = (
+        _with_mcse(stats[k], mcse.get(k), fmt, bool(mcse)) for k in ("q2.5", "q50", "q97.5")
+    )
     return f"{mid} [{low}, {high}]"
 
 
@@ -65,7 +70,7 @@ def format_library_table(declaration, results) -> str:
     posterior median and 95 % CrI of every individual parameter, AUC, ln(AUC/CL) and risk."""
     lines = [
         f"model: {declaration.label}  ({declaration.structure}; {declaration.source})",
-        "  values: posterior median [95 % credible interval]",
+        "  values: posterior median [95 % credible interval], each ± its Monte Carlo SE",
     ]
     for result in results:
         entry = result.to_json()
@@ -95,6 +100,9 @@ def format_library_table(declaration, results) -> str:
                 f"  imputed {imputed['covariate']} = {imputed['value']:g} {imputed['unit']} "
                 f"({imputed['reason']})"
             )
+        precision = _precision_line(d)
+        if precision:
+            lines.append(precision)
         lines += [f"  warning: {w}" for w in entry["warnings"]]
     return "\n".join(lines)
 

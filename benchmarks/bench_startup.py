@@ -11,6 +11,11 @@ Measures, each in a new Python process and repeated (median and minimum reported
   folder — i.e. the first forecast on a fresh machine (``make example`` pays it once);
   then ``forecast recached``: again with those caches, now filled.
 
+Then, where a warm one-patient forecast spends its time (``PHASES``, each fresh process timing
+its own steps in order): importing the CLI, SciPy's optimizers, numba and the rest of the
+forecasting path; loading each cached density callback and its first evaluation (which compiles
+PyTensor's object-mode helpers); the forecast itself. Medians over the repeats.
+
 Usage: ``.venv/bin/python benchmarks/bench_startup.py [--repeats 5] [--cold-runs 1]``.
 Prints one line per measurement and the machine's load average before and after.
 """
@@ -38,6 +43,57 @@ def timed(command: list[str], env: dict[str, str] | None = None, expect: int = 0
     if completed.returncode != expect:
         raise RuntimeError(f"{command} exited {completed.returncode}: {completed.stderr[-2000:]}")
     return elapsed
+
+
+#: Run in a fresh process: prints one ``name seconds`` line per step of a warm forecast.
+PHASES = """
+import time
+marks = [("start", time.perf_counter())]
+def mark(name):
+    marks.append((name, time.perf_counter()))
+import asuc_bayes.cli
+mark("import the CLI")
+import scipy.optimize
+mark("import scipy.optimize (with scipy.linalg)")
+import numba
+mark("import numba")
+import numpy as np
+import asuc_bayes.forecast as F
+from asuc_bayes import example_path, load_model, read_patients
+from asuc_bayes.model import PatientData
+mark("import the rest of the forecasting path")
+spec = load_model()
+patient = [p for p in read_patients(example_path()).patients if p.id == "P01"][0]
+forecaster = F.forecaster_for(spec)
+buffer = F.pack_data({**PatientData.from_patient(patient).as_data(), **F.IDENTITY_WHITENING})
+mark("read the model and the patient")
+eta = forecaster._density("eta")
+mark("load the MAP callback (numba refresh, PyTensor imports)")
+eta.evaluate(np.zeros(2), buffer)
+mark("its first evaluation (compiles object-mode helpers)")
+sampler = forecaster._density("sampler")
+mark("load the sampler callback")
+sampler.evaluate(np.zeros(2), buffer)
+mark("the sampler callback's first evaluation (idem)")
+result = forecaster.forecast(patient, random_seed=F.patient_seed(0, patient.id))
+result.summary()
+mark("the forecast (MAP, IMH, adaptive run, summary)")
+for (_, before), (name, after) in zip(marks, marks[1:]):
+    print(f"{after - before:.4f} {name}")
+"""
+
+
+def phases(repeats: int) -> dict[str, list[float]]:
+    """Seconds of each step of :data:`PHASES` over ``repeats`` fresh processes."""
+    steps: dict[str, list[float]] = {}
+    for _ in range(repeats):
+        out = subprocess.run(
+            [sys.executable, "-c", PHASES], capture_output=True, text=True, check=True
+        ).stdout
+        for line in out.strip().splitlines():
+            seconds, name = line.split(" ", 1)
+            steps.setdefault(name, []).append(float(seconds))
+    return steps
 
 
 def cold_environment(folder: Path) -> dict[str, str]:
@@ -77,6 +133,9 @@ def main() -> None:
     for name, times in results.items():
         median = statistics.median(times)
         print(f"{name:<34} {median:9.2f} {min(times):7.2f} {median / baseline:11.1f}  {len(times)}")
+    print("where a warm one-patient forecast spends its time (medians, s):")
+    for name, times in phases(args.repeats).items():
+        print(f"  {statistics.median(times):6.3f}  {name}")
     print(f"load average after: {os.getloadavg()}")
 
 

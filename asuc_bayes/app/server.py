@@ -356,7 +356,7 @@ def _result_outputs(input, output, session, spec, checked, forecast_job, forecas
     def concentration_plot():
         value = ok_view()
         alt = "Concentration-time course: a priori, a posteriori and the 90 % band"
-        return None if value is None else figure_img(value.figure_png, alt)
+        return None if value is None else figure_img(value.figure_svg, alt, "image/svg+xml")
 
     @render.ui
     def summary_table():

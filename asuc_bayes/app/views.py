@@ -27,15 +27,18 @@ __all__ = [
 ]
 
 
-def figure_img(png: bytes | None, alt: str) -> ui.Tag:
-    """A PNG figure as an inline image (nothing when the figure could not be drawn).
+def figure_img(image: bytes | None, alt: str, media_type: str = "image/png") -> ui.Tag:
+    """A PNG (or, with ``media_type="image/svg+xml"``, SVG) figure as an inline image; a
+    message when the figure could not be drawn.
 
     >>> str(figure_img(None, "x"))
     '<div class="text-muted">The figure could not be drawn.</div>'
+    >>> str(figure_img(b"<svg/>", "x", "image/svg+xml"))
+    '<img src="data:image/svg+xml;base64,PHN2Zy8+" alt="x"/>'
     """
-    if png is None:
+    if image is None:
         return ui.div("The figure could not be drawn.", class_="text-muted")
-    source = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+    source = f"data:{media_type};base64," + base64.b64encode(image).decode("ascii")
     return ui.img(src=source, alt=alt)
 
 

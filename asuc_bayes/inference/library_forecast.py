@@ -20,6 +20,7 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -27,12 +28,14 @@ import numpy as np
 from asuc_bayes.dataset import Patient
 from asuc_bayes.inference.derived import DEFAULT_AUC_WINDOW_DAY, derived_quantities
 from asuc_bayes.inference.map import find_map, single_threaded_blas
+from asuc_bayes.inference.precision import run_precision, until_precise
 from asuc_bayes.inference.problem import PatientProblem
 from asuc_bayes.inference.result import CovariateUse, LibraryForecast, ObservationRow
 from asuc_bayes.inference.sampler import (
     IMH_BURN,
     SamplerOptions,
-    independence_draws,
+    convergence,
+    independence_chains,
 )
 from asuc_bayes.inference.schedule import CovariateSchedule
 from asuc_bayes.spec import ModelDeclaration, load_declaration, with_outcome_from
@@ -57,20 +60,56 @@ def _observations(problem: PatientProblem, eta_map: np.ndarray) -> tuple[Observa
 
 
 def _sample(problem: PatientProblem, mode, options: SamplerOptions, random_seed: int):
-    """(method, sampler, η draws, attempts): IMH, then NUTS when a gate fails."""
+    """(method, sampler, η draws, attempts, precision): IMH, then NUTS when a gate fails.
+
+    An adaptive run (``options.draws`` None) that passes the gates at its first piece is
+    extended until its precision is met (:func:`until_precise`: IMH chains continued, NUTS by
+    further independently seeded runs appended), and the gates are applied again to the whole
+    run."""
     attempts: list[dict[str, Any]] = []
     if options.sampler == "imh":
-        eta, info = independence_draws(
-            problem.log_posterior, mode, problem.omega, options=options, random_seed=random_seed
-        )
-        attempts.append({"sampler": "imh", **info})
+        run, to_eta = independence_chains(
+            problem.log_posterior, mode, problem.omega, chains=options.chains,
+            random_seed=random_seed,
+        )  # fmt: skip
+        eta = to_eta(run.extend(options.initial_draws))
+        info = convergence(eta)
+        precision = None
         if info["passed"]:
-            return "independence_mh", "imh", eta, attempts
+            eta, precision = until_precise(problem, eta, options, lambda n: to_eta(run.extend(n)))
+            info = convergence(eta)
+        attempts.append({"sampler": "imh", **info, "acceptance": float(run.acceptance.mean())})
+        if info["passed"]:
+            return "independence_mh", "imh", eta, attempts, precision
+    eta, info, precision = _nuts_precise(problem, mode, options, random_seed)
+    attempts.append({"sampler": "pymc", "target_accept": options.target_accept, **info})
+    return "nuts", "pymc", eta, attempts, precision
+
+
+def _nuts_precise(problem: PatientProblem, mode, options: SamplerOptions, random_seed: int):
+    """NUTS (PyMC) at the MAP, extended while adaptive and short of the precision target by
+    further runs of the same chains (seeds derived from ``random_seed``), each tuned on its
+    own: (η, gates, precision)."""
     from asuc_bayes.inference.pymc_model import nuts_draws
 
-    eta, info = nuts_draws(problem, start=mode.eta, options=options, random_seed=random_seed)
-    attempts.append({"sampler": "pymc", "target_accept": options.target_accept, **info})
-    return "nuts", "pymc", eta, attempts
+    def piece(draws: int, seed: int):
+        return nuts_draws(
+            problem, start=mode.eta, options=replace(options, draws=draws), random_seed=seed
+        )
+
+    eta, info = piece(options.initial_draws, random_seed)
+    if not info["passed"]:
+        return eta, info, run_precision(problem, eta, options)
+    divergences = [info["divergences"]]
+
+    def extend(n: int) -> np.ndarray:
+        seed = np.random.SeedSequence([random_seed, len(divergences)]).generate_state(1)[0]
+        more, more_info = piece(n, int(seed))
+        divergences.append(more_info["divergences"])
+        return more
+
+    eta, precision = until_precise(problem, eta, options, extend)
+    return eta, convergence(eta, sum(divergences)), precision
 
 
 def forecast_problem(
@@ -89,14 +128,14 @@ def _forecast_problem(
     problem: PatientProblem, patient_id: str, random_seed: int, options: SamplerOptions
 ) -> LibraryForecast:
     mode = find_map(problem.log_posterior, problem.omega)
-    method, sampler, eta, attempts = _sample(problem, mode, options, random_seed)
+    method, sampler, eta, attempts, precision = _sample(problem, mode, options, random_seed)
     last = attempts[-1]
     diagnostics: dict[str, Any] = {
         "rhat_max": last["rhat_max"],
         "ess_bulk_min": last["ess_bulk_min"],
         "divergences": last["divergences"],
         "chains": options.chains,
-        "draws": options.draws,
+        "draws": int(eta.shape[1]),
         "tune": IMH_BURN if method == "independence_mh" else options.tune,
         "method": method,
         "modes": mode.modes,
@@ -105,6 +144,7 @@ def _forecast_problem(
         "attempts": len(attempts),
         "map_optimizer_success": mode.optimizer_success,
         "laplace_ok": mode.laplace_ok,
+        "precision": precision.as_dict(),
     }
     if attempts[0]["sampler"] == "imh":
         diagnostics["imh_acceptance"] = attempts[0]["acceptance"]
@@ -189,7 +229,9 @@ def forecast_library_patient(
     random_seed
         Seed of the sampler.
     options
-        Chains, draws and the fallback's NUTS settings.
+        Chains, draws (default: adaptive, until the stated precision; see
+        :class:`~asuc_bayes.inference.sampler.SamplerOptions`) and the fallback's NUTS
+        settings.
     schedule
         The patient's time-varying covariates
         (:func:`asuc_bayes.inference.schedule.covariate_schedule`); None: baseline values.

@@ -7,7 +7,10 @@ parameter), ``eta`` (S per random effect, the model file's names), ``map.eta`` (
 order), ``map.parameters``, ``observations`` ({time, dv, cens, pred, ipred}), ``imputed`` and
 ``outcome``, and ``covariates`` (how per-record covariates were used: time-varying or not,
 the convention, the change days; :class:`CovariateUse`) with ``notes`` that say it in
-words. S = {mean, sd, q2.5, q50, q97.5}. A model without an outcome model has
+words. S = {mean, sd, q2.5, q50, q97.5, mcse}, ``mcse`` = {mean, q2.5, q50, q97.5}: the
+Monte Carlo standard error of each (:func:`summaries_with_mcse`, as the default path's S).
+``diagnostics.precision`` states the run's precision (:mod:`asuc_bayes.inference.precision`).
+A model without an outcome model has
 ``risk_90d``, ``p_high_risk`` and ``risk_class`` null. Non-finite numbers become null: the JSON
 never holds NaN or Infinity.
 
@@ -17,6 +20,10 @@ Examples
 2.0
 >>> finite_or_none(float("nan")) is None
 True
+>>> draws = np.random.default_rng(0).normal(size=(4, 1000))
+>>> s = summaries_with_mcse({"x": draws}, (4, 1000))["x"]
+>>> sorted(s["mcse"]), round(s["mcse"]["mean"], 2)  # ~ SD / sqrt(4000) = 0.016
+(['mean', 'q2.5', 'q50', 'q97.5'], 0.02)
 """
 
 from __future__ import annotations
@@ -27,14 +34,25 @@ from typing import Any
 
 import numpy as np
 
+from asuc_bayes.diagnostics import monte_carlo_errors
 from asuc_bayes.inference.derived import Derived
 from asuc_bayes.inference.map import MapResult
 from asuc_bayes.risk_class import risk_class
 from asuc_bayes.spec import Imputation
 
-__all__ = ["STATISTICS", "CovariateUse", "LibraryForecast", "finite_or_none", "summary_statistics"]
+__all__ = [
+    "STATISTICS",
+    "CovariateUse",
+    "LibraryForecast",
+    "finite_or_none",
+    "summaries_with_mcse",
+    "summary_statistics",
+]
 
 STATISTICS = ("mean", "sd", "q2.5", "q50", "q97.5")
+#: The statistics of S whose MCSE S["mcse"] reports, and the quantiles' probabilities.
+MCSE_STATISTICS = ("mean", "q2.5", "q50", "q97.5")
+MCSE_PROBS = (0.025, 0.5, 0.975)
 CONTRACT_KEYS = ("cl", "v", "auc_w2_4", "ln_auc_cl", "risk_90d")
 
 
@@ -50,6 +68,26 @@ def summary_statistics(values: np.ndarray) -> dict[str, float | None]:
     q = np.quantile(flat, [0.025, 0.5, 0.975])
     stats = (flat.mean(), flat.std(ddof=1), *q)
     return {k: finite_or_none(v) for k, v in zip(STATISTICS, stats, strict=True)}
+
+
+def summaries_with_mcse(
+    columns: dict[str, np.ndarray], shape: tuple[int, int]
+) -> dict[str, dict[str, Any]]:
+    """S of each array of draws (reshaped to ``shape`` = (chain, draw)) with ``"mcse"``: the
+    MCSE of its mean and 2.5/50/97.5 % quantiles, as ``az.mcse(method="mean")`` and
+    ``az.mcse(method="quantile", prob=p)`` (:func:`asuc_bayes.diagnostics.monte_carlo_errors`,
+    all columns at once); None where undefined."""
+    if not columns:
+        return {}
+    values = np.stack([np.asarray(v, dtype=float).reshape(shape) for v in columns.values()], -1)
+    errors = monte_carlo_errors(values, MCSE_PROBS)
+    table = np.vstack([errors.mean, errors.quantile])  # (statistic, column)
+    out = {}
+    for j, name in enumerate(columns):
+        stats: dict[str, Any] = summary_statistics(values[..., j])
+        stats["mcse"] = {k: finite_or_none(table[i, j]) for i, k in enumerate(MCSE_STATISTICS)}
+        out[name] = stats
+    return out
 
 
 def _point(derived: Derived, index: int) -> dict[str, Any]:
@@ -152,10 +190,9 @@ class LibraryForecast:
 
     def to_json(self) -> dict[str, Any]:
         """The JSON-ready entry of this patient (only finite numbers, None for missing)."""
-        contract = self.draws.contract()
-        posterior = {
-            k: (summary_statistics(contract[k]) if k in contract else None) for k in CONTRACT_KEYS
-        }
+        shape = self.eta.shape[:2]
+        contract = summaries_with_mcse(self.draws.contract(), shape)
+        posterior = {k: contract.get(k) for k in CONTRACT_KEYS}
         p = self.p_high_risk
         map_entry = _point(self.points, 0)
         map_entry["eta"] = [finite_or_none(x) for x in self.map.eta]
@@ -166,10 +203,10 @@ class LibraryForecast:
             "model": self.model,
             "status": self.status,
             "posterior": posterior,
-            "parameters": {k: summary_statistics(v) for k, v in self.draws.parameters.items()},
-            "eta": {
-                name: summary_statistics(self.eta[..., i]) for i, name in enumerate(self.eta_names)
-            },
+            "parameters": summaries_with_mcse(self.draws.parameters, shape),
+            "eta": summaries_with_mcse(
+                {name: self.eta[..., i] for i, name in enumerate(self.eta_names)}, shape
+            ),
             "p_high_risk": p,
             "risk_class": None if p is None else risk_class(p),
             "map": map_entry,

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from asuc_bayes.diagnostics import rank_diagnostics
-from asuc_bayes.independence import MixtureProposal, StudentTProposal, independence_metropolis
+from asuc_bayes.independence import IndependenceChains, MixtureProposal, StudentTProposal
 from asuc_bayes.inference.map import MapResult
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "LaplacePriorProposal",
     "SamplerOptions",
     "convergence",
+    "independence_chains",
     "independence_draws",
 ]
 
@@ -50,22 +51,56 @@ IMH_THIN = 4
 IMH_DF = 4.0
 IMH_SCALE = 1.5
 IMH_PRIOR_WEIGHT = 0.2
+#: Draws per chain of an adaptive run's first piece, and its cap (MAX_DRAWS_FACTOR x
+#: DEFAULT_DRAWS): those of the default path (``asuc_bayes.forecast``; tested equal). Not
+#: imported from it, so that ``asuc_bayes.forecast`` may import this package.
+DEFAULT_DRAWS = 1000
+MAX_DRAWS_FACTOR = 8
 
 
 @dataclass(frozen=True)
 class SamplerOptions:
-    """Chains and draws of the posterior; NUTS settings of the fallback."""
+    """Chains and draws of the posterior; NUTS settings of the fallback.
+
+    ``draws`` (per chain) fixes the size of the run; None (default) makes it adaptive: a first
+    piece of 1000 draws is continued until the Monte Carlo standard error of the 2.5 % and
+    97.5 % quantiles of ln(AUC/CL) and of the 90-day risk is at most 0.05 posterior SD, or
+    ``max_draws`` (8 x 1000) is reached: the first piece, cap and target of the default path
+    (:class:`asuc_bayes.forecast.SamplerSettings`; see :mod:`asuc_bayes.inference.precision`).
+
+    >>> SamplerOptions().initial_draws, SamplerOptions().max_draws, SamplerOptions().adaptive
+    (1000, 8000, True)
+    >>> SamplerOptions(draws=500).max_draws
+    500
+    """
 
     chains: int = 4
-    draws: int = 1000
+    draws: int | None = None
     tune: int = 1000
     target_accept: float = 0.95
     #: "imh" (default: IMH, NUTS when a gate fails) or "nuts" (NUTS only)
     sampler: str = "imh"
 
+    @property
+    def adaptive(self) -> bool:
+        """No ``draws`` given: the run is extended until it reaches the stated precision."""
+        return self.draws is None
+
+    @property
+    def initial_draws(self) -> int:
+        """Draws per chain of the first (for a fixed run: the only) piece of the run."""
+        return DEFAULT_DRAWS if self.draws is None else self.draws
+
+    @property
+    def max_draws(self) -> int:
+        """Draws per chain an adaptive run stops at, met or not (a fixed run: ``draws``)."""
+        return MAX_DRAWS_FACTOR * DEFAULT_DRAWS if self.draws is None else self.draws
+
     def __post_init__(self) -> None:
         for name in ("chains", "draws", "tune"):
             value = getattr(self, name)
+            if name == "draws" and value is None:
+                continue
             if not isinstance(value, int) or value < (0 if name == "tune" else 1):
                 raise ValueError(f"sampler option '{name}' must be a positive integer, got {value}")
         if self.chains < 2:
@@ -114,16 +149,16 @@ def convergence(eta: np.ndarray, divergences: int = 0) -> dict[str, Any]:
     }
 
 
-def independence_draws(
+def independence_chains(
     log_density: Callable[[np.ndarray], np.ndarray],
     mode: MapResult,
     omega: np.ndarray,
     *,
-    options: SamplerOptions | None = None,
+    chains: int = 4,
     random_seed: int | None = 0,
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """IMH draws of η ``(chains, draws, n_eta)`` and their diagnostics (with ``passed``)."""
-    options = options or SamplerOptions()
+) -> tuple[IndependenceChains, Callable[[np.ndarray], np.ndarray]]:
+    """Continuable IMH chains at the MAP (see the module docstring) and the map of their
+    draws z to η: ``run.extend(n)`` gives the next ``n`` draws of every chain in z."""
     shift = np.asarray(mode.eta, dtype=float)
     chol = np.linalg.cholesky(mode.covariance)
 
@@ -134,15 +169,26 @@ def independence_draws(
         [StudentTProposal(shift.size, IMH_DF, IMH_SCALE), LaplacePriorProposal(omega, shift, chol)],
         [1.0 - IMH_PRIOR_WEIGHT, IMH_PRIOR_WEIGHT],
     )
-    z, acceptance = independence_metropolis(
-        log_target,
-        proposal,
-        chains=options.chains,
-        draws=options.draws,
-        burn=IMH_BURN,
-        thin=IMH_THIN,
-        random_seed=random_seed,
+    run = IndependenceChains(
+        log_target, proposal, chains=chains, burn=IMH_BURN, thin=IMH_THIN, random_seed=random_seed
     )
-    eta = shift + z @ chol.T
-    info = {**convergence(eta), "acceptance": float(acceptance.mean())}
+    return run, lambda z: shift + z @ chol.T
+
+
+def independence_draws(
+    log_density: Callable[[np.ndarray], np.ndarray],
+    mode: MapResult,
+    omega: np.ndarray,
+    *,
+    options: SamplerOptions | None = None,
+    random_seed: int | None = 0,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """IMH draws of η ``(chains, initial_draws, n_eta)`` and their diagnostics (with
+    ``passed``): the first piece of a run (:func:`independence_chains`), never extended."""
+    options = options or SamplerOptions()
+    run, to_eta = independence_chains(
+        log_density, mode, omega, chains=options.chains, random_seed=random_seed
+    )
+    eta = to_eta(run.extend(options.initial_draws))
+    info = {**convergence(eta), "acceptance": float(run.acceptance.mean())}
     return eta, info
