@@ -8,12 +8,13 @@ Public API
   :class:`PatientForecast` holding an ArviZ-convention :class:`xarray.DataTree`.
 - :func:`forecast_patients`, :func:`results_json`, :func:`save_results`, :func:`load_results`.
 - :func:`recommend_dose`, :func:`plan_dosing` with :class:`DosingRequest` — dosing to a target
-  risk from an existing posterior (see :mod:`asuc_bayes.dosing`).
+  risk from an existing posterior (see :mod:`asuc_bayes.decisions.dosing`).
 - Population models (issue 3): :func:`simulate_cohort`, :func:`read_cohort`,
   :func:`fit_population`, :class:`PopulationDraws`, :func:`forecast_with_population`,
   :func:`evaluate_fit` (import them from their modules to keep ``import asuc_bayes`` light).
-- Simulation-based calibration of the population fit: :func:`asuc_bayes.sbc.run_population_sbc`
-  (any model through :func:`asuc_bayes.sbc.run_sbc`).
+- Simulation-based calibration of the population fit:
+:func:`asuc_bayes.studies.sbc.run_population_sbc`
+  (any model through :func:`asuc_bayes.studies.sbc.run_sbc`).
 
 The names above are imported on first use (module ``__getattr__``), so that ``import
 asuc_bayes`` and the command line start without loading PyMC, PyTensor or ArviZ.
@@ -33,10 +34,9 @@ from typing import TYPE_CHECKING, Any
 from asuc_bayes._version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from asuc_bayes.config import ModelSpec, ModelSpecError, available_models, load_model
-    from asuc_bayes.dataset import InputError, Patient, example_path, read_patients
-    from asuc_bayes.dosing import DosingError, DosingRequest, plan_dosing, recommend_dose
-    from asuc_bayes.forecast import (
+    from asuc_bayes.data.dataset import InputError, Patient, example_path, read_patients
+    from asuc_bayes.decisions.dosing import DosingError, DosingRequest, plan_dosing, recommend_dose
+    from asuc_bayes.inference.forecast import (
         Forecaster,
         PatientForecast,
         SamplerSettings,
@@ -45,28 +45,29 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         results_json,
         save_results,
     )
+    from asuc_bayes.spec.config import ModelSpec, ModelSpecError, available_models, load_model
 
 #: Public name -> the module defining it (imported when the name is first used).
 _PUBLIC = {
-    "ModelSpec": "config",
-    "ModelSpecError": "config",
-    "available_models": "config",
-    "load_model": "config",
-    "InputError": "dataset",
-    "Patient": "dataset",
-    "example_path": "dataset",
-    "read_patients": "dataset",
-    "DosingError": "dosing",
-    "DosingRequest": "dosing",
-    "plan_dosing": "dosing",
-    "recommend_dose": "dosing",
-    "Forecaster": "forecast",
-    "PatientForecast": "forecast",
-    "SamplerSettings": "forecast",
-    "forecast_patients": "forecast",
-    "load_results": "forecast",
-    "results_json": "forecast",
-    "save_results": "forecast",
+    "ModelSpec": "spec.config",
+    "ModelSpecError": "spec.config",
+    "available_models": "spec.config",
+    "load_model": "spec.config",
+    "InputError": "data.dataset",
+    "Patient": "data.dataset",
+    "example_path": "data.dataset",
+    "read_patients": "data.dataset",
+    "DosingError": "decisions.dosing",
+    "DosingRequest": "decisions.dosing",
+    "plan_dosing": "decisions.dosing",
+    "recommend_dose": "decisions.dosing",
+    "Forecaster": "inference.forecast",
+    "PatientForecast": "inference.forecast",
+    "SamplerSettings": "inference.forecast",
+    "forecast_patients": "inference.forecast",
+    "load_results": "inference.forecast",
+    "results_json": "inference.forecast",
+    "save_results": "inference.forecast",
 }
 
 __all__ = [

@@ -24,7 +24,7 @@ import importlib
 from types import ModuleType
 from typing import Any
 
-__all__ = ["lazy_module"]
+__all__ = ["lazy_exports", "lazy_module"]
 
 
 class _LazyModule:
@@ -48,3 +48,27 @@ class _LazyModule:
 def lazy_module(name: str) -> Any:
     """A stand-in for module ``name`` that imports it on first attribute access."""
     return _LazyModule(name)
+
+
+def lazy_exports(package: str, exports: dict[str, str]) -> tuple[Any, Any]:
+    """``(__getattr__, __dir__)`` for a package whose public names are imported on first use.
+
+    ``exports`` maps each public name to the submodule (relative to ``package``) defining it,
+    so that importing one submodule of the package does not import all the others.
+
+    >>> getattr_, dir_ = lazy_exports("fractions", {"gcd": "math"})  # doctest: +SKIP
+    """
+    namespace = importlib.import_module(package).__dict__
+
+    def __getattr__(name: str) -> Any:
+        module = exports.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(f"{package}.{module}"), name)
+        namespace[name] = value  # later look-ups skip this function
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*namespace, *exports})
+
+    return __getattr__, __dir__

@@ -1,7 +1,7 @@
 """The one base class of every error asuc_bayes raises on purpose.
 
 Each layer's error (:class:`~asuc_bayes.data.errors.InputError` for data,
-:class:`~asuc_bayes.config.ModelSpecError` for model files, ``DosingError``, ``OptionError``,
+:class:`~asuc_bayes.spec.config.ModelSpecError` for model files, ``DosingError``, ``OptionError``,
 the PK layer's errors...) derives from :class:`AsucBayesError`, so a caller catches every
 expected failure, and only those, with one ``except``; each also stays a ``ValueError`` (or
 ``RuntimeError``) as before. The command line turns them into one-line messages (exit 2)

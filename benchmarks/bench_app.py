@@ -41,11 +41,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from browser_harness import CHROMIUM, IDLE_JS, chromium, served_app
 
 from asuc_bayes import example_path, load_model, read_patients
-from asuc_bayes.app.pool import default_workers
-from asuc_bayes.app.svg import concentration_svg
-from asuc_bayes.dosing import recommend_dose
-from asuc_bayes.forecast import forecaster_for, patient_seed
-from asuc_bayes.plots import concentration_figure, dose_risk_figure, figure_png, ln_ratio_figure
+from asuc_bayes.decisions.dosing import recommend_dose
+from asuc_bayes.inference.forecast import forecaster_for, patient_seed
+from asuc_bayes.interfaces.app.pool import default_workers
+from asuc_bayes.interfaces.app.svg import concentration_svg
+from asuc_bayes.interfaces.plots import (
+    concentration_figure,
+    dose_risk_figure,
+    figure_png,
+    ln_ratio_figure,
+)
 
 RATE_TARGET = 1.7
 TIMEOUT_MS = 600_000
@@ -93,7 +98,7 @@ def _group(process: psutil.Process) -> str:
     """The group a process of this benchmark belongs to: the app's server, its workers, the
     browser (Chromium) or the Playwright driver."""
     command = " ".join(process.cmdline())
-    if "asuc_bayes.cli app" in command:
+    if "asuc_bayes.interfaces.cli app" in command:
         return "app server"
     if "multiprocessing" in command:
         return "app workers"
@@ -254,9 +259,9 @@ def pool_rate(checker: Checker, workers: int, jobs: int) -> float:
     distinct forecast jobs (each a new weight, as a session's update) submitted at once."""
     import asyncio
 
-    from asuc_bayes.app.pool import WorkerPool
-    from asuc_bayes.app.work import ForecastJob
-    from asuc_bayes.forecast import SamplerSettings
+    from asuc_bayes.inference.forecast import SamplerSettings
+    from asuc_bayes.interfaces.app.pool import WorkerPool
+    from asuc_bayes.interfaces.app.work import ForecastJob
 
     pool = WorkerPool(checker.spec, SamplerSettings(), workers)
     pool.start()

@@ -13,8 +13,8 @@ import argparse
 import time
 
 from asuc_bayes import load_model
-from asuc_bayes.comparison import SCENARIOS, run_study, simulate_scenario
-from asuc_bayes.forecast import forecaster_for
+from asuc_bayes.inference.forecast import forecaster_for
+from asuc_bayes.studies.comparison import SCENARIOS, run_study, simulate_scenario
 
 
 def main() -> None:

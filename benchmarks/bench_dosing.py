@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from asuc_bayes import example_path, load_model, read_patients
-from asuc_bayes.dosing import (
+from asuc_bayes.decisions.dosing import (
     DosingError,
     DosingRequest,
     PlanOptions,
@@ -29,7 +29,7 @@ from asuc_bayes.dosing import (
     recommend_dose,
     sampling_value,
 )
-from asuc_bayes.forecast import forecaster_for
+from asuc_bayes.inference.forecast import forecaster_for
 
 #: The full plan: the risk mode (recommendation, timing search, regimen table), then the
 #: trough mode (a plan of its own).

@@ -6,7 +6,7 @@ on the bundled example patients:
 - warm full posterior per patient (asuc_bayes: MAP + Laplace whitening + nutpie NUTS,
   4 chains x 1000 draws after 1000 tuning, derived quantities and curves);
 - warm MAP (posterior mode + Laplace covariance) per patient;
-- the exact-grid posterior (401 x 401 quadrature, :mod:`asuc_bayes.grid`) per patient;
+- the exact-grid posterior (401 x 401 quadrature, :mod:`asuc_bayes.inference.grid`) per patient;
 - plain ``pm.sample`` (PyMC's NUTS, non-centred η, default target_accept, same draws) on
   the plain PyMC model of the same patient;
 - a first process (import, compile with an empty PyTensor cache, one forecast) and a later
@@ -37,15 +37,15 @@ import warnings
 import pymc as pm
 
 from asuc_bayes import Forecaster, example_path, load_model, read_patients
-from asuc_bayes.forecast import SamplerSettings
-from asuc_bayes.grid import grid_posterior
-from asuc_bayes.model import (
+from asuc_bayes.graphs.model import (
     PatientData,
     censored_concentrations,
     data_dims,
     individual_parameters,
     omega_vector,
 )
+from asuc_bayes.inference.forecast import SamplerSettings
+from asuc_bayes.inference.grid import grid_posterior
 
 DRAWS, TUNE, CHAINS = 1000, 1000, 4
 

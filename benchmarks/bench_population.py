@@ -20,10 +20,10 @@ import time
 import numpy as np
 
 from asuc_bayes import load_model
-from asuc_bayes.config import TTE_PARAMETER_NAMES
-from asuc_bayes.population import PopulationSettings, fit_population
-from asuc_bayes.population_draws import PARAMETER_NAMES, point_values
-from asuc_bayes.simulate import simulate_cohort
+from asuc_bayes.graphs.population import PopulationSettings, fit_population
+from asuc_bayes.inference.population_draws import PARAMETER_NAMES, point_values
+from asuc_bayes.spec.config import TTE_PARAMETER_NAMES
+from asuc_bayes.studies.simulate import simulate_cohort
 
 LEVELS = (0.5, 0.9, 0.95)
 

@@ -2,11 +2,13 @@
 the population fit time grows with the cohort.
 
 Run with ``make bench-scale`` (or ``.venv/bin/python benchmarks/bench_scale.py``). Virtual
-patients come from :func:`asuc_bayes.simulate.simulate_patients` (fixed seed); a batch of n is
+patients come from :func:`asuc_bayes.studies.simulate.simulate_patients` (fixed seed); a batch of n
+is
 the first n of them. Measured, all in one run:
 
 - **warm**, in this process after a warm-up forecast of another patient: the posterior path
-  (:func:`asuc_bayes.batch.forecast_batch`: MAP, mode scan, NUTS or the exact-grid fallback,
+  (:func:`asuc_bayes.inference.batch.forecast_batch`: MAP, mode scan, NUTS or the exact-grid
+  fallback,
   gates, summary) in this process with nutpie's threads on every core (the library default),
   in this process with one core (``cores=1``), and on a local Dask cluster of ``--workers``
   single-core worker processes (cluster start and loading the compiled densities in every
@@ -59,11 +61,16 @@ from importlib.metadata import PackageNotFoundError, version
 import numpy as np
 
 from asuc_bayes import load_model
-from asuc_bayes.batch import forecast_batch
-from asuc_bayes.engine import Engine
-from asuc_bayes.forecast import SamplerSettings, exact_forecast, forecaster_for, patient_seed
-from asuc_bayes.population import PopulationSettings, fit_population
-from asuc_bayes.simulate import simulate_cohort, simulate_patients
+from asuc_bayes.graphs.population import PopulationSettings, fit_population
+from asuc_bayes.inference.batch import forecast_batch
+from asuc_bayes.inference.engine import Engine
+from asuc_bayes.inference.forecast import (
+    SamplerSettings,
+    exact_forecast,
+    forecaster_for,
+    patient_seed,
+)
+from asuc_bayes.studies.simulate import simulate_cohort, simulate_patients
 
 DEFAULT_SIZES = (1, 10, 100, 1000)
 QUICK_SIZES = (1, 10, 100)

@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-CLI = [sys.executable, "-m", "asuc_bayes.cli"]
+CLI = [sys.executable, "-m", "asuc_bayes.interfaces.cli"]
 FORECAST = [*CLI, "forecast", "--example", "--id", "P01", "--quiet", "--format", "json"]
 
 
@@ -51,16 +51,16 @@ import time
 marks = [("start", time.perf_counter())]
 def mark(name):
     marks.append((name, time.perf_counter()))
-import asuc_bayes.cli
+import asuc_bayes.interfaces.cli
 mark("import the CLI")
 import scipy.optimize
 mark("import scipy.optimize (with scipy.linalg)")
 import numba
 mark("import numba")
 import numpy as np
-import asuc_bayes.forecast as F
+import asuc_bayes.inference.forecast as F
 from asuc_bayes import example_path, load_model, read_patients
-from asuc_bayes.model import PatientData
+from asuc_bayes.graphs.model import PatientData
 mark("import the rest of the forecasting path")
 spec = load_model()
 patient = [p for p in read_patients(example_path()).patients if p.id == "P01"][0]

@@ -1,7 +1,7 @@
 """Cost of the external validation (issue 19: 200 patients, three models, <= 3 minutes on
 2 cores), beside the cost of its MAP-only part measured in the same run.
 
-Simulates a cohort from niyigena2025 (:mod:`asuc_bayes.validation.simulation`; 2-4 samples
+Simulates a cohort from niyigena2025 (:mod:`asuc_bayes.studies.validation.simulation`; 2-4 samples
 per patient, BLQ below 1 mg/L), gives every patient the covariates the other models need
 (albumin ~ U(25, 45) g/L, no antibodies, sex 0/1 at random), and validates it with
 niyigena2025, wojciechowski2017 and fasanmade2009:
@@ -30,14 +30,14 @@ from dataclasses import fields
 
 import numpy as np
 
-from asuc_bayes.engine import Engine
+from asuc_bayes.inference.engine import Engine
 from asuc_bayes.inference.map import find_map, single_threaded_blas
 from asuc_bayes.inference.problem import PatientProblem
 from asuc_bayes.spec import load_declaration
-from asuc_bayes.validation.leave_future_out import prefix
-from asuc_bayes.validation.report import write_validation_report
-from asuc_bayes.validation.simulation import simulate_validation_cohort
-from asuc_bayes.validation.study import StageSeconds, summarise, validate_cohort
+from asuc_bayes.studies.validation.leave_future_out import prefix
+from asuc_bayes.studies.validation.report import write_validation_report
+from asuc_bayes.studies.validation.simulation import simulate_validation_cohort
+from asuc_bayes.studies.validation.study import StageSeconds, summarise, validate_cohort
 
 MODELS = ("niyigena2025", "wojciechowski2017", "fasanmade2009")
 

@@ -1,6 +1,6 @@
 """Where do a population fit's divergent transitions sit? (diagnosis, not a benchmark)
 
-Fits one simulated cohort with the defaults of :func:`asuc_bayes.population.fit_population`
+Fits one simulated cohort with the defaults of :func:`asuc_bayes.graphs.population.fit_population`
 (same centring weights, compiled model and sampler settings), with nutpie storing each
 divergent transition's start and end in the sampler's unconstrained coordinates. Prints
 
@@ -24,9 +24,9 @@ import re
 import numpy as np
 
 from asuc_bayes import load_model
-from asuc_bayes.config import PK_PARAMETER_NAMES
-from asuc_bayes.population import CohortData, PopulationSettings, _compiled_model
-from asuc_bayes.simulate import simulate_cohort
+from asuc_bayes.graphs.population import CohortData, PopulationSettings, _compiled_model
+from asuc_bayes.spec.config import PK_PARAMETER_NAMES
+from asuc_bayes.studies.simulate import simulate_cohort
 
 POPULATION = PK_PARAMETER_NAMES
 WEIBULL = ("tte_log10_lambda", "tte_gamma", "tte_beta")

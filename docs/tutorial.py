@@ -8,8 +8,9 @@ Run it from the repository (after ``make example``, which also compiles and cach
 
 Everything below uses the public API only: ``asuc_bayes`` (load_model, read_patients,
 Forecaster, results_json, save_results, DosingRequest, recommend_dose, plan_dosing),
-``asuc_bayes.report.write_patient_reports``, ``asuc_bayes.simulate.simulate_patients`` and
-``asuc_bayes.forecast.derived_quantities``.
+``asuc_bayes.interfaces.report.write_patient_reports``,
+``asuc_bayes.studies.simulate.simulate_patients`` and
+``asuc_bayes.inference.forecast.derived_quantities``.
 The test suite runs this script (tests/test_tutorial.py) with a few patients.
 """
 
@@ -31,9 +32,9 @@ from asuc_bayes import (
     results_json,
     save_results,
 )
-from asuc_bayes.forecast import derived_quantities
-from asuc_bayes.report import write_patient_reports
-from asuc_bayes.simulate import simulate_patients
+from asuc_bayes.inference.forecast import derived_quantities
+from asuc_bayes.interfaces.report import write_patient_reports
+from asuc_bayes.studies.simulate import simulate_patients
 
 # -- 1. A patient file ------------------------------------------------------------------
 # A TOML patient file is the easiest input to write by hand (a NONMEM-style CSV works as

@@ -61,7 +61,15 @@ def served_app(timeout_s: float = 300.0, extra_args: tuple[str, ...] = ()) -> It
     """
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "asuc_bayes.cli", "app", "--port", str(port), "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "asuc_bayes.interfaces.cli",
+        "app",
+        "--port",
+        str(port),
+        "--quiet",
+    ]
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen([*command, *extra_args], stdout=log, stderr=subprocess.STDOUT)
         try:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from asuc_bayes.config import load_model
-from asuc_bayes.dataset import ABOVE_ULOQ, BELOW_LLOQ, Dose, Observation, Patient
-from asuc_bayes.forecast import forecaster_for
+from asuc_bayes.data.dataset import ABOVE_ULOQ, BELOW_LLOQ, Dose, Observation, Patient
+from asuc_bayes.inference.forecast import forecaster_for
+from asuc_bayes.spec.config import load_model
 
 INFUSION_DAY = 1.0 / 12.0
 
@@ -97,8 +97,8 @@ def truth_fit_tree(spec, cohort, noise_sd=0.05, draws=200, seed=0, checks=None):
     import numpy as np
     import xarray as xr
 
-    from asuc_bayes.population import CohortData, PopulationSettings, _fit_tree
-    from asuc_bayes.population_draws import point_values
+    from asuc_bayes.graphs.population import CohortData, PopulationSettings, _fit_tree
+    from asuc_bayes.inference.population_draws import point_values
 
     rng = np.random.default_rng(seed)
     data = CohortData.from_patients(cohort.patients)

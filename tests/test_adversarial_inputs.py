@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from asuc_bayes.cli import main
-from asuc_bayes.dataset import InputError, read_patients
+from asuc_bayes.data.dataset import InputError, read_patients
+from asuc_bayes.interfaces.cli import main
 
 H = "ID,TIME,EVID,AMT,DV,WT,CRP"
 DOSE = "P1,0,1,600,.,63,45"

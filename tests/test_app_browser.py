@@ -21,7 +21,7 @@ from browser_harness import IDLE_JS, chromium, served_app
 from playwright.sync_api import expect
 
 from asuc_bayes import example_path, read_patients
-from asuc_bayes.forecast import patient_seed
+from asuc_bayes.inference.forecast import patient_seed
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 RESULT_TIMEOUT_MS = 30_000
@@ -99,7 +99,7 @@ def test_example_patient_risk_matches_the_api_and_plots_render(page, forecaster)
 
 
 def test_dosing_panel_matches_the_api_for_both_criteria(page, forecaster):
-    from asuc_bayes.dosing import recommend_dose
+    from asuc_bayes.decisions.dosing import recommend_dose
 
     patient = read_patients(example_path()).patients[0]
     forecast = forecaster.forecast(patient, random_seed=patient_seed(0, patient.id))

@@ -17,7 +17,7 @@ import pytest
 from browser_harness import IDLE_JS, chromium, served_app
 
 from asuc_bayes import example_path, read_patients
-from asuc_bayes.forecast import SamplerSettings, patient_seed
+from asuc_bayes.inference.forecast import SamplerSettings, patient_seed
 
 pytestmark = pytest.mark.slow  # ~2 min on the shared 2-core machine (app start-up included)
 

@@ -9,11 +9,11 @@ import time
 
 import pytest
 
-from asuc_bayes.app.pool import WorkerPool
-from asuc_bayes.app.work import ForecastJob
-from asuc_bayes.config import load_model
-from asuc_bayes.dataset import example_path, read_patients
-from asuc_bayes.forecast import SamplerSettings
+from asuc_bayes.data.dataset import example_path, read_patients
+from asuc_bayes.inference.forecast import SamplerSettings
+from asuc_bayes.interfaces.app.pool import WorkerPool
+from asuc_bayes.interfaces.app.work import ForecastJob
+from asuc_bayes.spec.config import load_model
 
 
 def busy_interval(seconds: float) -> tuple[int, float, float]:

@@ -9,7 +9,8 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from asuc_bayes.app.svg import (
+from asuc_bayes.data.dataset import ABOVE_ULOQ, BELOW_LLOQ, MEASURED
+from asuc_bayes.interfaces.app.svg import (
     BOTTOM,
     HEIGHT_PX,
     LEFT,
@@ -22,7 +23,6 @@ from asuc_bayes.app.svg import (
     concentration_svg,
     concentration_svg_of,
 )
-from asuc_bayes.dataset import ABOVE_ULOQ, BELOW_LLOQ, MEASURED
 
 NS = {"svg": "http://www.w3.org/2000/svg"}
 

@@ -1,6 +1,7 @@
 """The app's per-session task and dosing text, without a browser (fast).
 
-:class:`asuc_bayes.app.pool.LatestTask` is driven with a stand-in pool whose jobs finish when
+:class:`asuc_bayes.interfaces.app.pool.LatestTask` is driven with a stand-in pool whose jobs finish
+when
 the test says so: a job superseded while it waits is never computed, an older result is never
 returned for a newer job, and the newest job's result is. The dose text never says "0 mg".
 """
@@ -15,8 +16,8 @@ import pytest
 from shiny import reactive
 from shiny.types import SilentOperationInProgressException
 
-from asuc_bayes.app.pool import LatestTask
-from asuc_bayes.app.views import dose_sentences
+from asuc_bayes.interfaces.app.pool import LatestTask
+from asuc_bayes.interfaces.app.views import dose_sentences
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ def test_dose_text_never_says_zero_mg(rec, decision):
 
 
 def test_app_refuses_fewer_than_one_worker(capsys):
-    from asuc_bayes.cli import EXIT_INPUT, main
+    from asuc_bayes.interfaces.cli import EXIT_INPUT, main
 
     assert main(["app", "--workers", "0"]) == EXIT_INPUT
     error = capsys.readouterr().err

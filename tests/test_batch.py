@@ -9,11 +9,11 @@ import os
 import dask
 import pytest
 
-import asuc_bayes.batch as batch_module
-from asuc_bayes.batch import CheckpointError, forecast_batch
-from asuc_bayes.dataset import example_path, read_patients
-from asuc_bayes.engine import Engine, EngineError
-from asuc_bayes.forecast import SamplerSettings, forecast_patients
+import asuc_bayes.inference.batch as batch_module
+from asuc_bayes.data.dataset import example_path, read_patients
+from asuc_bayes.inference.batch import CheckpointError, forecast_batch
+from asuc_bayes.inference.engine import Engine, EngineError
+from asuc_bayes.inference.forecast import SamplerSettings, forecast_patients
 
 SETTINGS = SamplerSettings(draws=500, tune=500)
 
@@ -144,7 +144,7 @@ BAD_PATIENT_CSV = (
 def test_cli_batch_reports_a_bad_patient_in_its_row_and_resumes(tmp_path, capsys, spec):
     """--checkpoint selects the batch path: P2's bad dose is an error row (exit code 2 after
     the others), and a second run takes every finished patient from the checkpoint."""
-    from asuc_bayes.cli import EXIT_INPUT, main
+    from asuc_bayes.interfaces.cli import EXIT_INPUT, main
 
     data = tmp_path / "patients.csv"
     data.write_text(BAD_PATIENT_CSV)
@@ -166,7 +166,7 @@ def test_cli_batch_reports_a_bad_patient_in_its_row_and_resumes(tmp_path, capsys
 
 
 def test_cli_batch_option_errors(tmp_path, capsys):
-    from asuc_bayes.cli import EXIT_INPUT, main
+    from asuc_bayes.interfaces.cli import EXIT_INPUT, main
 
     data = tmp_path / "patients.csv"
     data.write_text(BAD_PATIENT_CSV)

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from asuc_bayes import example_path, load_results, read_patients
-from asuc_bayes.cli import EXIT_INPUT, EXIT_OK, EXIT_UNCONVERGED, main
+from asuc_bayes.interfaces.cli import EXIT_INPUT, EXIT_OK, EXIT_UNCONVERGED, main
 
 PATIENT_CSV = """ID,TIME,EVID,AMT,DV,CENS,WT,CRP
 A1,0,1,700,.,0,68,45
@@ -124,7 +124,7 @@ def test_console_script_reports_errors_without_traceback(tmp_path):
     path = tmp_path / "bad.csv"
     path.write_text(PATIENT_CSV.replace("68,45", "68,abc", 1))
     completed = subprocess.run(
-        [sys.executable, "-m", "asuc_bayes.cli", "forecast", str(path)],
+        [sys.executable, "-m", "asuc_bayes.interfaces.cli", "forecast", str(path)],
         capture_output=True,
         text=True,
         check=False,
@@ -150,7 +150,7 @@ def test_help_shows_examples_and_exit_codes(capsys, command):
 def test_progress_bar_only_on_an_interactive_terminal(monkeypatch):
     import io
 
-    from asuc_bayes.cli import _Progress
+    from asuc_bayes.interfaces.cli import _Progress
 
     class Terminal(io.StringIO):
         def isatty(self):

@@ -15,8 +15,8 @@ import sys
 import pytest
 
 from asuc_bayes import example_path, read_patients
-from asuc_bayes.cli import EXIT_INPUT, EXIT_OK, main
-from asuc_bayes.output import DOSING_COLUMNS, FORECAST_COLUMNS, dumps_json
+from asuc_bayes.interfaces.cli import EXIT_INPUT, EXIT_OK, main
+from asuc_bayes.interfaces.output import DOSING_COLUMNS, FORECAST_COLUMNS, dumps_json
 
 FIRST = read_patients(example_path()).patients[0].id
 
@@ -126,7 +126,7 @@ def test_read_only_folder_is_refused(tmp_path, capsys):
 )
 def test_console_script_shows_no_traceback(argv):
     completed = subprocess.run(
-        [sys.executable, "-m", "asuc_bayes.cli", *argv],
+        [sys.executable, "-m", "asuc_bayes.interfaces.cli", *argv],
         capture_output=True,
         text=True,
         check=False,
@@ -228,7 +228,7 @@ def test_compare_writes_strict_json_even_with_undefined_metrics(tmp_path, capsys
 def test_diagnostics_tune_is_the_tuning_the_sampler_did(capsys):
     """--tune is NUTS warm-up: the default IMH path reports its own burn-in (not --tune);
     NUTS reports --tune."""
-    from asuc_bayes.forecast import IMH_BURN
+    from asuc_bayes.inference.forecast import IMH_BURN
 
     argv = ["forecast", "--example", "--id", FIRST, "--format", "json", "--allow-unconverged"]
     assert main([*argv, "--tune", "700"]) == EXIT_OK

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from asuc_bayes.cli import main
-from asuc_bayes.dataset import InputError, read_cohort, read_patients, write_nonmem_csv
-from asuc_bayes.kernels import auc_interval, weibull_cumulative_hazard
-from asuc_bayes.population_draws import PopulationDraws
-from asuc_bayes.simulate import TABLE1, cohort_summary, simulate_cohort
+from asuc_bayes.data.dataset import InputError, read_cohort, read_patients, write_nonmem_csv
+from asuc_bayes.inference.population_draws import PopulationDraws
+from asuc_bayes.interfaces.cli import main
+from asuc_bayes.pk.kernels import auc_interval, weibull_cumulative_hazard
+from asuc_bayes.studies.simulate import TABLE1, cohort_summary, simulate_cohort
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +152,7 @@ def test_cohort_at_given_population_values(spec):
     """population_values: the model file's point values give the default cohort exactly;
     other values are the ones the individual CL/V and the event times are drawn with
     (recomputed here by hand from the covariate model of the model card)."""
-    from asuc_bayes.population_draws import point_values
+    from asuc_bayes.inference.population_draws import point_values
 
     default = simulate_cohort(spec, 15, random_seed=8)
     same = simulate_cohort(spec, 15, random_seed=8, population_values=point_values(spec))

@@ -10,8 +10,11 @@ import pandas as pd
 import pytest
 import scipy.stats
 
-from asuc_bayes.cli import main
-from asuc_bayes.comparison import (
+from asuc_bayes.data.dataset import BELOW_LLOQ, MEASURED, Observation
+from asuc_bayes.inference.forecast import derived_quantities
+from asuc_bayes.inference.grid import log_posterior
+from asuc_bayes.interfaces.cli import main
+from asuc_bayes.studies.comparison import (
     SCENARIOS,
     calibration_bins,
     compare_patient,
@@ -20,9 +23,6 @@ from asuc_bayes.comparison import (
     run_study,
     simulate_scenario,
 )
-from asuc_bayes.dataset import BELOW_LLOQ, MEASURED, Observation
-from asuc_bayes.forecast import derived_quantities
-from asuc_bayes.grid import log_posterior
 
 from conftest import REFERENCE_PATIENTS
 
@@ -126,7 +126,7 @@ def test_loo_check_of_a_single_sample_is_its_prior_predictive_tail(spec, forecas
     rng = np.random.default_rng(9)
     eta = rng.normal(0.0, [spec.pk.omega_cl, spec.pk.omega_v], size=(200_000, 2))
     prior = derived_quantities(spec, base, eta)
-    from asuc_bayes.kernels import concentration
+    from asuc_bayes.pk.kernels import concentration
 
     f = concentration(
         np.array([obs.time_day]),
@@ -222,7 +222,7 @@ def test_cli_compare_rejects_bad_options(capsys):
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_study_on_a_local_cluster_equals_this_process(spec, forecaster):
     """The cohort study through the engine (2 worker processes) gives the same table."""
-    from asuc_bayes.engine import Engine
+    from asuc_bayes.inference.engine import Engine
 
     here = run_study(spec, "two_samples", 6, random_seed=5, forecaster=forecaster)
     with Engine(workers=2) as engine:

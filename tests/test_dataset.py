@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from asuc_bayes.dataset import (
+from asuc_bayes.data.dataset import (
     ABOVE_ULOQ,
     BELOW_LLOQ,
     MEASURED,

@@ -1,4 +1,5 @@
-"""The fast gate diagnostics (asuc_bayes.diagnostics) equal ArviZ's rank-normalised split R-hat
+"""The fast gate diagnostics (asuc_bayes.inference.diagnostics) equal ArviZ's rank-normalised split
+R-hat
 and bulk ESS, which they replace in the per-patient gates."""
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from asuc_bayes.diagnostics import monte_carlo_errors, rank_diagnostics
+from asuc_bayes.inference.diagnostics import monte_carlo_errors, rank_diagnostics
 
 
 def _arviz(draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -43,7 +44,7 @@ def test_rank_diagnostics_equal_arviz(name):
 
 
 def test_undefined_rhat_is_nan_and_fails_the_gate(spec):
-    from asuc_bayes.forecast import _convergence
+    from asuc_bayes.inference.forecast import _convergence
 
     draws = _cases()["constant_column"]
     assert np.isnan(rank_diagnostics(draws)[0][1])

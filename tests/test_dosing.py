@@ -13,9 +13,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from asuc_bayes.cli import main
-from asuc_bayes.dataset import BELOW_LLOQ, MEASURED, Dose
-from asuc_bayes.dosing import (
+from asuc_bayes.data.dataset import BELOW_LLOQ, MEASURED, Dose
+from asuc_bayes.decisions.dosing import (
     REGIMEN_TEMPLATES,
     DosingError,
     DosingRequest,
@@ -30,11 +29,17 @@ from asuc_bayes.dosing import (
     trough_targets,
     with_dose,
 )
-from asuc_bayes.forecast import PatientForecast, SamplerSettings, derived_quantities, patient_seed
-from asuc_bayes.grid import derived_on_grid, grid_posterior, observation_log_likelihood
-from asuc_bayes.kernels import concentration
-from asuc_bayes.report import format_dosing
-from asuc_bayes.simulate import add_residual_error
+from asuc_bayes.inference.forecast import (
+    PatientForecast,
+    SamplerSettings,
+    derived_quantities,
+    patient_seed,
+)
+from asuc_bayes.inference.grid import derived_on_grid, grid_posterior, observation_log_likelihood
+from asuc_bayes.interfaces.cli import main
+from asuc_bayes.interfaces.report import format_dosing
+from asuc_bayes.pk.kernels import concentration
+from asuc_bayes.studies.simulate import add_residual_error
 
 from conftest import INFUSION_DAY, REFERENCE_PATIENTS
 

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from asuc_bayes.cli import main
-from asuc_bayes.evaluation import (
+from asuc_bayes.inference.population_draws import PARAMETER_NAMES
+from asuc_bayes.interfaces.cli import main
+from asuc_bayes.studies.evaluation import (
     auroc,
     classification,
     evaluate_fit,
@@ -19,8 +20,7 @@ from asuc_bayes.evaluation import (
     roc_curve,
     youden_threshold,
 )
-from asuc_bayes.population_draws import PARAMETER_NAMES
-from asuc_bayes.simulate import simulate_cohort
+from asuc_bayes.studies.simulate import simulate_cohort
 
 from conftest import truth_fit_tree
 
@@ -136,9 +136,9 @@ def test_pk_only_ln_ratios_ignore_the_outcomes(spec):
     """Changing a subject's colectomy record leaves its pk-only ln ratio unchanged (same
     seed: identical draws), while the ratios track the truth and the standard quadrature
     forecast of that subject (401² grid at the published values, independent of the fit)."""
-    from asuc_bayes.evaluation import pk_only_ln_ratios
-    from asuc_bayes.grid import grid_posterior
-    from asuc_bayes.population import cohort_of_fit
+    from asuc_bayes.graphs.population import cohort_of_fit
+    from asuc_bayes.inference.grid import grid_posterior
+    from asuc_bayes.studies.evaluation import pk_only_ln_ratios
 
     cohort = simulate_cohort(spec, 12, random_seed=5)
     tree = truth_fit_tree(spec, cohort)
@@ -181,10 +181,10 @@ def test_pcvpc_percentiles_use_uncensored_data_and_censoring_has_its_own_panel(
     """Against a hand computation: the typical prediction from the kernels, the correction
     capped at 10, percentiles of the measured records only; censored fractions by counting;
     axis limits bounded and holding every plotted value."""
-    from asuc_bayes.dataset import ABOVE_ULOQ, BELOW_LLOQ
-    from asuc_bayes.evaluation import pcvpc, pcvpc_axis_limits
-    from asuc_bayes.kernels import concentration, individual_pk_parameters
-    from asuc_bayes.population import cohort_of_fit
+    from asuc_bayes.data.dataset import ABOVE_ULOQ, BELOW_LLOQ
+    from asuc_bayes.graphs.population import cohort_of_fit
+    from asuc_bayes.pk.kernels import concentration, individual_pk_parameters
+    from asuc_bayes.studies.evaluation import pcvpc, pcvpc_axis_limits
 
     _, tree = evaluation_setup
     posterior = tree["posterior"].to_dataset()
@@ -241,7 +241,7 @@ def test_pcvpc_percentiles_use_uncensored_data_and_censoring_has_its_own_panel(
 
 
 def test_prediction_correction_cannot_explode():
-    from asuc_bayes.evaluation import _prediction_correction
+    from asuc_bayes.studies.evaluation import _prediction_correction
 
     pred = np.array([1e-30, 0.0, 5.0, 10.0, 20.0, 1e6])
     factor = _prediction_correction(pred, np.zeros(6, dtype=int), 1)

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 import scipy.optimize
 
-from asuc_bayes.config import load_model
-from asuc_bayes.forecast import (
+from asuc_bayes.inference.forecast import (
     DERIVED,
     PriorProposal,
     SamplerSettings,
@@ -24,7 +23,8 @@ from asuc_bayes.forecast import (
     save_results,
     summarize_tree,
 )
-from asuc_bayes.grid import grid_posterior, log_posterior
+from asuc_bayes.inference.grid import grid_posterior, log_posterior
+from asuc_bayes.spec.config import load_model
 
 from conftest import MULTIMODAL_PATIENTS, REFERENCE_PATIENTS
 
@@ -59,7 +59,7 @@ def imh_reference_forecasts(forecaster):
 def _map_patients():
     """Reference and multimodal patients, and simulated ones whose MAP five fixed L-BFGS
     starts missed (by 0.7–8.7 log units: the line search stalled on a steep wall)."""
-    from asuc_bayes.simulate import simulate_patients
+    from asuc_bayes.studies.simulate import simulate_patients
 
     simulated = simulate_patients(load_model(), 130, random_seed=1).patients
     missed = {"SIM0008", "SIM0027", "SIM0033", "SIM0035", "SIM0122"}
@@ -78,7 +78,7 @@ def test_map_is_the_global_maximum_of_a_brute_force_grid(name, spec, forecaster)
     """Both MAP paths — the MAP alone (starts from scan_maxima) and the posterior's (starts
     from find_modes) — reach the highest point of the log posterior on a 401² grid over ±7
     prior SDs, polished by Nelder–Mead, and the forecast reports that MAP."""
-    from asuc_bayes.grid import find_modes
+    from asuc_bayes.inference.grid import find_modes
 
     patient = MAP_PATIENTS[name]
     omega = np.array([spec.pk.omega_cl, spec.pk.omega_v])
@@ -271,7 +271,7 @@ def test_pymc_sampler_is_selectable(spec, forecaster):
 def test_zero_divergences_on_simulated_patients(spec, forecaster, sampler):
     """The issue's bar: zero divergences (and gates passed) on >= 99 % of 200 patients, for
     NUTS alone and for the default (independence sampler, NUTS where it fails a gate)."""
-    from asuc_bayes.simulate import simulate_patients
+    from asuc_bayes.studies.simulate import simulate_patients
 
     cohort = simulate_patients(spec, 200, random_seed=20261122)
     results = forecast_patients(
@@ -333,7 +333,7 @@ def test_prior_proposal_is_a_normalised_density_of_its_samples(spec, forecaster)
 
 def test_independence_sampler_hands_over_to_nuts_when_a_gate_fails(spec, forecaster, monkeypatch):
     """A proposal far too narrow for the posterior fails the ESS gate; NUTS then samples."""
-    import asuc_bayes.forecast as forecast_module
+    import asuc_bayes.inference.forecast as forecast_module
 
     monkeypatch.setattr(forecast_module, "IMH_SCALE", 0.02)
     monkeypatch.setattr(forecast_module, "IMH_PRIOR_WEIGHT", 1e-9)

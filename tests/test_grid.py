@@ -1,4 +1,5 @@
-"""The exact quadrature posterior (asuc_bayes.grid) against independent brute-force checks."""
+"""The exact quadrature posterior (asuc_bayes.inference.grid) against independent brute-force
+checks."""
 
 from __future__ import annotations
 
@@ -8,9 +9,8 @@ import scipy.optimize
 from scipy.special import logsumexp
 from scipy.stats import lognorm, norm
 
-from asuc_bayes.config import load_model
-from asuc_bayes.dataset import Dose, Observation, Patient
-from asuc_bayes.grid import (
+from asuc_bayes.data.dataset import Dose, Observation, Patient
+from asuc_bayes.inference.grid import (
     DERIVED_KEYS,
     derived_on_grid,
     find_modes,
@@ -20,7 +20,8 @@ from asuc_bayes.grid import (
     observation_log_likelihood,
     polish_maxima,
 )
-from asuc_bayes.kernels import concentration
+from asuc_bayes.pk.kernels import concentration
+from asuc_bayes.spec.config import load_model
 
 from conftest import INFUSION_DAY, REFERENCE_PATIENTS
 

@@ -9,8 +9,8 @@ import pytest
 import scipy.stats
 import xarray as xr
 
-from asuc_bayes.diagnostics import monte_carlo_errors
-from asuc_bayes.independence import (
+from asuc_bayes.inference.diagnostics import monte_carlo_errors
+from asuc_bayes.inference.independence import (
     IndependenceChains,
     MixtureProposal,
     StudentTProposal,
@@ -155,7 +155,7 @@ def _chain_states_by_hand(log_weight, log_uniform):
 
 
 def test_compiled_chain_bookkeeping_equals_the_python_loop():
-    from asuc_bayes.independence import _chain_states
+    from asuc_bayes.inference.independence import _chain_states
 
     rng = np.random.default_rng(4)
     log_weight = rng.normal(scale=2.0, size=(4, 3000))

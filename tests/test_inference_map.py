@@ -11,7 +11,7 @@ from scipy.integrate import solve_ivp
 from scipy.optimize import minimize
 from scipy.stats import multivariate_normal, norm
 
-from asuc_bayes.dataset import BELOW_LLOQ, Dose, Observation, Patient
+from asuc_bayes.data.dataset import BELOW_LLOQ, Dose, Observation, Patient
 from asuc_bayes.inference import PatientProblem, find_map
 from asuc_bayes.inference.map import hessian
 from asuc_bayes.spec import load_declaration
@@ -152,8 +152,8 @@ def test_two_separated_modes_are_counted():
 
 @pytest.mark.parametrize("name", ["one_sample", "several_samples", "alq_sample"])
 def test_niyigena_map_equals_the_grid_mode(name):
-    from asuc_bayes.config import load_model
-    from asuc_bayes.grid import grid_posterior
+    from asuc_bayes.inference.grid import grid_posterior
+    from asuc_bayes.spec.config import load_model
 
     from conftest import REFERENCE_PATIENTS
 

@@ -9,19 +9,18 @@ import math
 import numpy as np
 import pytest
 
-from asuc_bayes import kernels
-from asuc_bayes.config import load_model
-from asuc_bayes.dataset import BELOW_LLOQ, Dose, Observation, Patient
-from asuc_bayes.grid import log_posterior as grid_log_posterior
+from asuc_bayes.data.dataset import BELOW_LLOQ, Dose, Observation, Patient
 from asuc_bayes.inference import (
     PatientProblem,
     SamplerOptions,
     derived_quantities,
     forecast_library_patient,
 )
+from asuc_bayes.inference.grid import log_posterior as grid_log_posterior
 from asuc_bayes.inference.pymc_model import build_pymc_model
-from asuc_bayes.pk import DoseArrays
+from asuc_bayes.pk import DoseArrays, kernels
 from asuc_bayes.spec import MissingCovariateError, individual_parameters, load_declaration
+from asuc_bayes.spec.config import load_model
 
 from conftest import REFERENCE_PATIENTS
 

@@ -7,10 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from asuc_bayes.config import load_model
-from asuc_bayes.dataset import Dose, Observation, Patient
-from asuc_bayes.diagnostics import rank_diagnostics
-from asuc_bayes.grid import grid_posterior
+from asuc_bayes.data.dataset import Dose, Observation, Patient
 from asuc_bayes.inference import (
     PatientProblem,
     SamplerOptions,
@@ -18,7 +15,10 @@ from asuc_bayes.inference import (
     forecast_library_patient,
     independence_draws,
 )
+from asuc_bayes.inference.diagnostics import rank_diagnostics
+from asuc_bayes.inference.grid import grid_posterior
 from asuc_bayes.spec import load_declaration
+from asuc_bayes.spec.config import load_model
 
 from conftest import REFERENCE_PATIENTS
 

@@ -12,8 +12,8 @@ import pytensor.tensor as pt
 import pytest
 import scipy.integrate
 
-from asuc_bayes import kernels
-from asuc_bayes.config import ModelSpecError, load_model, model_directory
+from asuc_bayes.pk import kernels
+from asuc_bayes.spec.config import ModelSpecError, load_model, model_directory
 
 H = 1.0 / 24.0  # one hour in days
 

@@ -11,10 +11,10 @@ import json
 
 import pytest
 
-from asuc_bayes.cli import EXIT_INPUT, EXIT_OK, main
-from asuc_bayes.dataset import read_patients
-from asuc_bayes.forecast import patient_seed
+from asuc_bayes.data.dataset import read_patients
 from asuc_bayes.inference import forecast_library_patient
+from asuc_bayes.inference.forecast import patient_seed
+from asuc_bayes.interfaces.cli import EXIT_INPUT, EXIT_OK, main
 from asuc_bayes.spec import load_declaration
 
 DATA = """ID,TIME,EVID,AMT,DV,WT,CRP,ALB,ADA

@@ -15,13 +15,13 @@ import pytest
 import scipy.optimize
 import scipy.stats
 
-from asuc_bayes.cli import main
-from asuc_bayes.dataset import Dose, Observation, Patient
+from asuc_bayes.data.dataset import Dose, Observation, Patient
 from asuc_bayes.inference import PatientProblem, SamplerOptions
-from asuc_bayes.library_compare import compare_library_patient, compare_problem
-from asuc_bayes.library_simulate import simulate_library_cohort
-from asuc_bayes.simulate import write_cohort
+from asuc_bayes.interfaces.cli import main
 from asuc_bayes.spec import load_declaration, with_outcome_from
+from asuc_bayes.studies.library_compare import compare_library_patient, compare_problem
+from asuc_bayes.studies.library_simulate import simulate_library_cohort
+from asuc_bayes.studies.simulate import write_cohort
 
 COVARIATES = {"ALB": (4.0, "g/dL"), "ADA": 0}
 OPTIONS = SamplerOptions(chains=4, draws=1000)

@@ -17,15 +17,15 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
-from asuc_bayes.cli import EXIT_INPUT, EXIT_OK, main
-from asuc_bayes.dataset import Dose, Observation, Patient
-from asuc_bayes.dosing import DosingRequest
-from asuc_bayes.library_dosing import (
+from asuc_bayes.data.dataset import Dose, Observation, Patient
+from asuc_bayes.decisions.dosing import DosingRequest
+from asuc_bayes.decisions.library_dosing import (
     library_posterior,
     library_trough_targets,
     plan_library_dosing,
     recommend_library_dose,
 )
+from asuc_bayes.interfaces.cli import EXIT_INPUT, EXIT_OK, main
 
 MODEL = "wojciechowski2017"
 COVARIATES = {"ALB": (3.5, "g/dL"), "ADA": 0}

@@ -14,17 +14,17 @@ import math
 import numpy as np
 import pytest
 
-from asuc_bayes.inference.covariates import baseline_covariates
-from asuc_bayes.library_population import (
+from asuc_bayes.graphs.library_population import (
     LibraryCohortData,
     LibraryFitSettings,
     build_library_population_model,
     fit_library_population,
     reference_log_density,
 )
-from asuc_bayes.library_simulate import simulate_library_cohort
-from asuc_bayes.simulate import CohortDesign
+from asuc_bayes.inference.covariates import baseline_covariates
 from asuc_bayes.spec import load_declaration
+from asuc_bayes.studies.library_simulate import simulate_library_cohort
+from asuc_bayes.studies.simulate import CohortDesign
 
 CENSORING = CohortDesign(centres=((2.0, 20.0),))  # many records below/above the limits
 RICH = CohortDesign(samples_per_patient_probabilities=(0, 0, 0, 0, 1.0), centres=((0.1, 1e3),))
@@ -95,8 +95,8 @@ def test_recovery_of_typical_values():
 
 
 def test_cli_fit_library_refuses_what_does_not_apply(tmp_path, capsys):
-    from asuc_bayes.cli import main
-    from asuc_bayes.simulate import write_cohort
+    from asuc_bayes.interfaces.cli import main
+    from asuc_bayes.studies.simulate import write_cohort
 
     cohort = simulate_library_cohort("wojciechowski2017", 3, random_seed=2)
     data, _ = write_cohort(cohort, tmp_path / "c.csv")
@@ -110,9 +110,9 @@ def test_cli_fit_library_refuses_what_does_not_apply(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_cli_fit_library_writes_an_identified_fit(tmp_path, capsys):
-    from asuc_bayes.cli import main
-    from asuc_bayes.fit_identity import identify_fit
-    from asuc_bayes.simulate import write_cohort
+    from asuc_bayes.inference.fit_identity import identify_fit
+    from asuc_bayes.interfaces.cli import main
+    from asuc_bayes.studies.simulate import write_cohort
 
     cohort = simulate_library_cohort("faelens2021", 6, random_seed=2, outcome=False)
     data, _ = write_cohort(cohort, tmp_path / "c.csv")

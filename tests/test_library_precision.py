@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from asuc_bayes.cli import EXIT_OK, EXIT_UNCONVERGED, main
 from asuc_bayes.inference import SamplerOptions, forecast_library_patient
+from asuc_bayes.interfaces.cli import EXIT_OK, EXIT_UNCONVERGED, main
 
 from conftest import REFERENCE_PATIENTS
 
@@ -140,8 +140,7 @@ def test_cli_table_shows_each_mcse_and_the_precision(tmp_path, capsys):
 
 
 def test_the_first_piece_cap_and_target_are_the_default_paths():
-    from asuc_bayes import forecast
-    from asuc_bayes.inference import precision, sampler
+    from asuc_bayes.inference import forecast, precision, sampler
 
     assert sampler.DEFAULT_DRAWS == forecast.DEFAULT_DRAWS
     assert sampler.MAX_DRAWS_FACTOR == forecast.MAX_DRAWS_FACTOR

@@ -12,17 +12,17 @@ import json
 import numpy as np
 import pytest
 
-from asuc_bayes.cli import main
-from asuc_bayes.dataset import BELOW_LLOQ, Dose, Observation, Patient
+from asuc_bayes.data.dataset import BELOW_LLOQ, Dose, Observation, Patient
 from asuc_bayes.inference import PatientProblem, SamplerOptions, forecast_library_patient
-from asuc_bayes.library_sensitivity import (
+from asuc_bayes.interfaces.cli import main
+from asuc_bayes.spec import load_declaration, with_outcome_from
+from asuc_bayes.studies.library_sensitivity import (
     alternative_changes,
     library_alternatives,
     run_library_sensitivity,
 )
-from asuc_bayes.library_simulate import simulate_library_cohort
-from asuc_bayes.simulate import write_cohort
-from asuc_bayes.spec import load_declaration, with_outcome_from
+from asuc_bayes.studies.library_simulate import simulate_library_cohort
+from asuc_bayes.studies.simulate import write_cohort
 
 WOJ = load_declaration("wojciechowski2017")
 COVARIATES = {"ALB": (4.0, "g/dL"), "ADA": 0}

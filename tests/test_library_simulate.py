@@ -18,17 +18,17 @@ import pytest
 import scipy.stats
 from pk_reference import OdeRegimen, solve
 
-from asuc_bayes.cli import main
-from asuc_bayes.dataset import MEASURED, read_patients
-from asuc_bayes.kernels import weibull_cumulative_hazard
-from asuc_bayes.library_simulate import (
+from asuc_bayes.data.dataset import MEASURED, read_patients
+from asuc_bayes.interfaces.cli import main
+from asuc_bayes.pk.kernels import weibull_cumulative_hazard
+from asuc_bayes.spec import load_declaration
+from asuc_bayes.studies.library_simulate import (
     _problem,
     draw_covariates,
     outcome_event_day,
     simulate_library_cohort,
 )
-from asuc_bayes.simulate import CohortDesign, Regimen, write_cohort
-from asuc_bayes.spec import load_declaration
+from asuc_bayes.studies.simulate import CohortDesign, Regimen, write_cohort
 
 WOJ = load_declaration("wojciechowski2017")
 
@@ -119,7 +119,7 @@ def test_typical_patient_trough_median_within_mc_error():
         centres=((-math.inf, math.inf),),
         samples_per_patient_probabilities=(1.0, 0.0, 0.0, 0.0, 0.0),
     )
-    from asuc_bayes import library_simulate
+    from asuc_bayes.studies import library_simulate
 
     original = library_simulate.COVARIATE_DESIGN
     fixed = dict(original)

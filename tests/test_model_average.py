@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 import scipy.special
 
-from asuc_bayes.cli import EXIT_INPUT, EXIT_OK, main
-from asuc_bayes.dataset import CovariateRecord, Dose, Observation, Patient
-from asuc_bayes.dosing import DosingRequest, PlanOptions
+from asuc_bayes.data.dataset import CovariateRecord, Dose, Observation, Patient
+from asuc_bayes.decisions.dosing import DosingRequest, PlanOptions
+from asuc_bayes.decisions.model_average import average_patient
 from asuc_bayes.inference.covariates import baseline_covariates
 from asuc_bayes.inference.problem import PatientProblem
-from asuc_bayes.model_average import average_patient
+from asuc_bayes.interfaces.cli import EXIT_INPUT, EXIT_OK, main
 from asuc_bayes.spec import load_declaration
 
 MODELS = ("niyigena2025", "fasanmade2009")
@@ -175,7 +175,7 @@ def test_four_random_effect_weight_against_gauss_hermite():
     """Wojciechowski 2017 (four random effects): the importance-sampling evidence behind its
     weight against adaptive Gauss-Hermite quadrature (9^4 nodes, another method) and a long
     importance run of another seed."""
-    from asuc_bayes.validation.marginal import adaptive_quadrature, importance_sampling
+    from asuc_bayes.studies.validation.marginal import adaptive_quadrature, importance_sampling
 
     record = CovariateRecord(0.0, (("ALB", 3.5), ("ADA", 0.0)))
     patient = dataclasses.replace(

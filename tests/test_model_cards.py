@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from asuc_bayes.cli import main
+from asuc_bayes.interfaces.cli import main
 from asuc_bayes.spec import available_declarations, load_declaration
 from asuc_bayes.spec.card import library_card, model_card
 

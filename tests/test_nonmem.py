@@ -12,8 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from asuc_bayes.config import load_model
-from asuc_bayes.dataset import (
+from asuc_bayes.data.dataset import (
     CovariateRecord,
     Dose,
     InputError,
@@ -24,8 +23,9 @@ from asuc_bayes.dataset import (
     unsupported_by_engine,
     write_nonmem_csv,
 )
-from asuc_bayes.grid import scan_maxima
-from asuc_bayes.kernels import concentration, individual_pk_parameters
+from asuc_bayes.inference.grid import scan_maxima
+from asuc_bayes.pk.kernels import concentration, individual_pk_parameters
+from asuc_bayes.spec.config import load_model
 
 TWO_HOURS = 1.0 / 12.0
 HEADER = "ID,TIME,EVID,AMT,ADDL,II,DV,WT,CRP"
@@ -473,7 +473,7 @@ def test_steady_state_inside_an_addl_series_is_an_error(tmp_path):
 
 
 def test_cohort_from_a_dataframe_equals_the_file(tmp_path):
-    from asuc_bayes.dataset import read_cohort
+    from asuc_bayes.data.dataset import read_cohort
 
     lines = [
         "ID,TIME,EVID,AMT,DV,DVID,WT,CRP",

@@ -2,7 +2,7 @@
 
 With PyTensor's default fast-math flags the two differed in the last bit of the gradient, so
 the first run on a machine drew other samples than every later run with the same seed
-(asuc_bayes.numerics). Each run here uses fresh, private PyTensor and numba caches.
+(asuc_bayes.inference.numerics). Each run here uses fresh, private PyTensor and numba caches.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import pytest
 PROBE = """
 import numpy as np
 from asuc_bayes import example_path, load_model, read_patients
-from asuc_bayes.forecast import IDENTITY_WHITENING, forecaster_for
-from asuc_bayes.model import PatientData
-from asuc_bayes.nutpie_density import pack_data
+from asuc_bayes.inference.forecast import IDENTITY_WHITENING, forecaster_for
+from asuc_bayes.graphs.model import PatientData
+from asuc_bayes.graphs.nutpie_density import pack_data
 
 forecaster = forecaster_for(load_model())
 patient = read_patients(example_path()).patients[1]

@@ -6,8 +6,8 @@ import numpy as np
 import pytensor
 import pytest
 
-from asuc_bayes.model import PatientData
-from asuc_bayes.nutpie_density import CachedDensity, eta_from_whitened, pack_data
+from asuc_bayes.graphs.model import PatientData
+from asuc_bayes.graphs.nutpie_density import CachedDensity, eta_from_whitened, pack_data
 
 from conftest import REFERENCE_PATIENTS
 
@@ -88,8 +88,8 @@ def test_nutpie_run_on_the_callback_is_seeded(density):
 def test_a_model_variant_gets_its_own_callback(spec, density):
     """The cache key follows the specification: a variant compiles (or loads) another
     callback, whose density differs where the variant changes the model."""
-    from asuc_bayes.config import load_model
-    from asuc_bayes.forecast import Forecaster
+    from asuc_bayes.inference.forecast import Forecaster
+    from asuc_bayes.spec.config import load_model
 
     variant = Forecaster(load_model(variants=["log_crp"]))._density("sampler")
     assert variant.cache_key != density.cache_key
@@ -126,9 +126,9 @@ def test_eta_density_equals_the_numpy_grid_density(variants, forecaster):
     −Σ ln(ω √(2π)), computed here by hand."""
     import pytensor.tensor as pt
 
-    from asuc_bayes.config import load_model
-    from asuc_bayes.grid import log_posterior
-    from asuc_bayes.model import build_patient_model, eta_log_density
+    from asuc_bayes.graphs.model import build_patient_model, eta_log_density
+    from asuc_bayes.inference.grid import log_posterior
+    from asuc_bayes.spec.config import load_model
 
     spec = load_model(variants=variants)
     omega = np.array([spec.pk.omega_cl, spec.pk.omega_v])

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from pk_reference import H, OdeRegimen, quad_auc, solve
 
-from asuc_bayes import kernels
 from asuc_bayes.pk import (
     STRUCTURES,
     DoseArrays,
@@ -16,6 +15,7 @@ from asuc_bayes.pk import (
     PKParameterError,
     TwoCompartment,
     UnknownStructureError,
+    kernels,
     register_structure,
     structure_from_name,
 )

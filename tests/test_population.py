@@ -10,11 +10,8 @@ import pytest
 import scipy.stats
 import xarray as xr
 
-from asuc_bayes import grid, kernels
-from asuc_bayes.cli import main
-from asuc_bayes.config import PK_PARAMETER_NAMES
-from asuc_bayes.dataset import ABOVE_ULOQ, BELOW_LLOQ, MEASURED, write_nonmem_csv
-from asuc_bayes.population import (
+from asuc_bayes.data.dataset import ABOVE_ULOQ, BELOW_LLOQ, MEASURED, write_nonmem_csv
+from asuc_bayes.graphs.population import (
     JSON_PARAMETERS,
     CohortData,
     PopulationSettings,
@@ -24,8 +21,12 @@ from asuc_bayes.population import (
     fit_population,
     load_fit,
 )
-from asuc_bayes.population_draws import PARAMETER_NAMES, PopulationDraws, point_values
-from asuc_bayes.simulate import cohort_summary, simulate_cohort
+from asuc_bayes.inference import grid
+from asuc_bayes.inference.population_draws import PARAMETER_NAMES, PopulationDraws, point_values
+from asuc_bayes.interfaces.cli import main
+from asuc_bayes.pk import kernels
+from asuc_bayes.spec.config import PK_PARAMETER_NAMES
+from asuc_bayes.studies.simulate import cohort_summary, simulate_cohort
 
 CENSORING = np.array([MEASURED, MEASURED, BELOW_LLOQ, BELOW_LLOQ, ABOVE_ULOQ, ABOVE_ULOQ, MEASURED])
 VALUES = np.array([12.0, 0.3, 0.5, 2.0, 45.0, 10.0, 3.0])
@@ -78,7 +79,7 @@ def test_censored_likelihood_terms_against_scipy(form):
     # the same terms as the independent quadrature reference (grid.py)
     from dataclasses import replace
 
-    from asuc_bayes.config import load_model
+    from asuc_bayes.spec.config import load_model
 
     spec = load_model()
     spec = replace(spec, pk=replace(spec.pk, residual_form=form))
@@ -160,7 +161,7 @@ def test_sparse_pairs_reproduce_the_padded_kernels(spec, cohort72):
     after the AUC window and an infusion straddling the window's start."""
     import pytensor.tensor as pt
 
-    from asuc_bayes.population import ln_auc_over_cl, predicted_concentration
+    from asuc_bayes.graphs.population import ln_auc_over_cl, predicted_concentration
 
     edge = CohortData(
         ids=("A", "B", "C"),
@@ -405,8 +406,8 @@ def test_convergence_gates_treat_a_stuck_parameter_as_failing():
 def test_an_undefined_diagnostic_is_the_worst_of_two_stages_and_null_in_json():
     """Two-stage fits keep the worse stage's R-hat and ESS; NaN (a stuck parameter) must win,
     whichever stage it is in, and the JSON summary carries it as null, not a bare NaN."""
-    from asuc_bayes.population import _combined_checks, _json_diagnostic
-    from asuc_bayes.report import _diagnostic
+    from asuc_bayes.graphs.population import _combined_checks, _json_diagnostic
+    from asuc_bayes.interfaces.report import _diagnostic
 
     def stage(rhat, ess, where, divergences=0):
         converged = divergences == 0 and rhat <= 1.01 and ess >= 400

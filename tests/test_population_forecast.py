@@ -9,16 +9,17 @@ import numpy as np
 import pytest
 from scipy.special import logsumexp
 
-from asuc_bayes import grid, kernels
-from asuc_bayes.cli import main
-from asuc_bayes.config import cv_to_omega
-from asuc_bayes.dataset import Dose, Observation, Patient
-from asuc_bayes.population_draws import PARAMETER_NAMES, PopulationDraws, point_values
-from asuc_bayes.population_forecast import (
+from asuc_bayes.data.dataset import Dose, Observation, Patient
+from asuc_bayes.inference import grid
+from asuc_bayes.inference.population_draws import PARAMETER_NAMES, PopulationDraws, point_values
+from asuc_bayes.inference.population_forecast import (
     forecast_with_population,
     log_marginal_likelihood,
 )
-from asuc_bayes.simulate import simulate_cohort
+from asuc_bayes.interfaces.cli import main
+from asuc_bayes.pk import kernels
+from asuc_bayes.spec.config import cv_to_omega
+from asuc_bayes.studies.simulate import simulate_cohort
 
 from conftest import truth_fit_tree
 
@@ -266,7 +267,7 @@ def test_forecast_with_an_allowed_unconverged_fit_names_the_fit(
     assert fit["converged"] is False
     assert fit["diagnostics"] == {"rhat_max": 1.31, "ess_bulk_min": 7.0, "divergences": 3}
     assert fit["structure_model"]["sha256"] == spec.sha256
-    from asuc_bayes.forecast import load_results
+    from asuc_bayes.inference.forecast import load_results
 
     saved = load_results(tmp_path / "f.nc")["P01"]
     assert saved.attrs["population_fit_sha256"] == sha
@@ -293,7 +294,7 @@ def test_evaluate_with_an_allowed_unconverged_fit_records_it(unconverged_fit, tm
 def test_a_real_tiny_fit_is_refused(spec, tmp_path, capsys):
     """2 chains x 20 draws after 20 tuning steps on 8 patients: the fit's own gates fail, and
     forecast --model refuses it (exit 2) until --allow-unconverged."""
-    from asuc_bayes.population import PopulationSettings, fit_population
+    from asuc_bayes.graphs.population import PopulationSettings, fit_population
 
     fit = fit_population(
         simulate_cohort(spec, 8, random_seed=6).patients,

@@ -1,5 +1,6 @@
 """Stated precision: the reported Monte Carlo standard errors against the exact quadrature
-posterior (asuc_bayes.grid), and the adaptive run length that reaches the precision target."""
+posterior (asuc_bayes.inference.grid), and the adaptive run length that reaches the precision
+target."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import json
 import numpy as np
 import pytest
 
-from asuc_bayes.diagnostics import monte_carlo_errors
-from asuc_bayes.forecast import (
+from asuc_bayes.inference.diagnostics import monte_carlo_errors
+from asuc_bayes.inference.forecast import (
     DERIVED,
     MAX_DRAWS_FACTOR,
     PRECISION_TARGET,
@@ -19,7 +20,7 @@ from asuc_bayes.forecast import (
     results_json,
     summary_mcse,
 )
-from asuc_bayes.grid import grid_posterior
+from asuc_bayes.inference.grid import grid_posterior
 
 from conftest import MULTIMODAL_PATIENTS, REFERENCE_PATIENTS
 
@@ -156,7 +157,7 @@ def test_next_draws_follow_the_inverse_square_root_law():
 
 def test_independent_precision_of_the_tails(spec):
     """run_precision with independent draws equals the i.i.d. formulas applied by hand."""
-    from asuc_bayes.forecast import derived_quantities, run_precision
+    from asuc_bayes.inference.forecast import derived_quantities, run_precision
 
     patient = REFERENCE_PATIENTS["several_samples"]
     eta = np.random.default_rng(5).normal(scale=0.3, size=(4, 500, 2))

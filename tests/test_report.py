@@ -12,17 +12,17 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from asuc_bayes.cli import EXIT_OK, main
-from asuc_bayes.dataset import BELOW_LLOQ
-from asuc_bayes.kernels import concentration
-from asuc_bayes.plots import (
+from asuc_bayes.data.dataset import BELOW_LLOQ
+from asuc_bayes.interfaces.cli import EXIT_OK, main
+from asuc_bayes.interfaces.plots import (
     CREDIBLE_BAND,
     concentration_figure,
     dose_risk_figure,
     figure_png,
     ln_ratio_figure,
 )
-from asuc_bayes.report import patient_report_html, report_paths, write_patient_reports
+from asuc_bayes.interfaces.report import patient_report_html, report_paths, write_patient_reports
+from asuc_bayes.pk.kernels import concentration
 
 from conftest import REFERENCE_PATIENTS
 
@@ -71,7 +71,7 @@ def test_report_holds_the_patients_numbers_and_embedded_figures(blq_forecast, tm
 
 
 def test_report_dose_section_from_the_dosing_module(blq_forecast):
-    from asuc_bayes.dosing import recommend_dose
+    from asuc_bayes.decisions.dosing import recommend_dose
 
     recommendation = recommend_dose(blq_forecast).to_json()
     document = patient_report_html(blq_forecast, dosing=recommendation)
@@ -266,14 +266,14 @@ def test_report_speaks_to_clinicians_and_shows_the_users_seed(capsys, tmp_path):
     assert "No dose recommendation" in text and "a later infusion (day ≥ 20)" in text
     (seed,) = re.findall(r'<dd class="seed">(.*?)</dd>', text, flags=re.S)
     assert seed.startswith("7 ")
-    from asuc_bayes.forecast import patient_seed
+    from asuc_bayes.inference.forecast import patient_seed
 
     derived = str(patient_seed(7, "P02"))
     assert derived in seed and text.count(derived) == 1  # only as the technical detail
 
 
 def test_report_trough_section_from_a_trough_plan(blq_forecast):
-    from asuc_bayes.dosing import DosingRequest, PlanOptions, plan_dosing
+    from asuc_bayes.decisions.dosing import DosingRequest, PlanOptions, plan_dosing
 
     plan = plan_dosing(
         blq_forecast, DosingRequest(), PlanOptions(trough_target_mg_l=5.0, trough_interval_day=28.0)
@@ -294,7 +294,7 @@ def test_report_trough_section_from_a_trough_plan(blq_forecast):
 def test_binned_density_matches_scipys_gaussian_kde(bimodal):
     import scipy.stats
 
-    from asuc_bayes.plots import _density
+    from asuc_bayes.interfaces.plots import _density
 
     rng = np.random.default_rng(5)
     values = rng.normal(6.0, 0.8, 4000)

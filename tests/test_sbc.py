@@ -14,12 +14,12 @@ import pytest
 import scipy.stats
 import xarray as xr
 
-from asuc_bayes.cli import EXIT_INPUT, EXIT_OK, main
-from asuc_bayes.config import ModelSpecError
-from asuc_bayes.engine import Engine
-from asuc_bayes.population import PopulationSettings
-from asuc_bayes.population_draws import PARAMETER_NAMES
-from asuc_bayes.sbc import (
+from asuc_bayes.graphs.population import PopulationSettings
+from asuc_bayes.inference.engine import Engine
+from asuc_bayes.inference.population_draws import PARAMETER_NAMES
+from asuc_bayes.interfaces.cli import EXIT_INPUT, EXIT_OK, main
+from asuc_bayes.spec.config import ModelSpecError
+from asuc_bayes.studies.sbc import (
     MISSING_RANK,
     PopulationReplicate,
     ReplicateDraws,

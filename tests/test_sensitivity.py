@@ -10,13 +10,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from asuc_bayes.cli import main
-from asuc_bayes.config import load_model
-from asuc_bayes.dataset import ABOVE_ULOQ, BELOW_LLOQ, MEASURED, Dose, Observation
-from asuc_bayes.forecast import SamplerSettings, exact_forecast
-from asuc_bayes.grid import grid_posterior, log_likelihood, log_prior
-from asuc_bayes.kernels import weibull_cumulative_hazard, weibull_risk
-from asuc_bayes.sensitivity import (
+from asuc_bayes.data.dataset import ABOVE_ULOQ, BELOW_LLOQ, MEASURED, Dose, Observation
+from asuc_bayes.inference.forecast import SamplerSettings, exact_forecast
+from asuc_bayes.inference.grid import grid_posterior, log_likelihood, log_prior
+from asuc_bayes.interfaces.cli import main
+from asuc_bayes.pk.kernels import weibull_cumulative_hazard, weibull_risk
+from asuc_bayes.spec.config import load_model
+from asuc_bayes.studies.sensitivity import (
     alternatives,
     censoring_strategy,
     power_scaling_diagnostic,
@@ -344,8 +344,8 @@ def test_population_uncertainty_alternatives(spec, blq_result):
 def test_population_draws_at_the_point_values_are_neutral(spec):
     """Population draws all equal to the model file's values: the alternative is flagged
     neutral, and its mixture forecast reproduces the baseline's exact posterior."""
-    from asuc_bayes.population_draws import PopulationDraws
-    from asuc_bayes.sensitivity import Alternative, _changes, _forecast
+    from asuc_bayes.inference.population_draws import PopulationDraws
+    from asuc_bayes.studies.sensitivity import Alternative, _changes, _forecast
 
     patient = REFERENCE_PATIENTS["one_sample"]
     baseline = Alternative("baseline", "baseline", "", spec, patient)
@@ -361,7 +361,7 @@ def test_population_draws_at_the_point_values_are_neutral(spec):
 
 
 def test_population_fit_alternative_and_cli(spec, tmp_path, capsys):
-    from asuc_bayes.simulate import simulate_cohort
+    from asuc_bayes.studies.simulate import simulate_cohort
 
     from conftest import truth_fit_tree
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from asuc_bayes.cli import EXIT_INPUT, EXIT_OK, main
+from asuc_bayes.interfaces.cli import EXIT_INPUT, EXIT_OK, main
 from asuc_bayes.spec import available_declarations
 
 KEYS = {
@@ -60,7 +60,7 @@ def test_models_reports_a_broken_library_file(capsys, monkeypatch, tmp_path):
 def test_engine_refuses_a_library_model_it_cannot_run_yet(capsys):
     """A library declaration is listed and forecast, but the paths that do not run library
     models say so plainly (instead of an 'unknown key' message about the file's format)."""
-    assert main(["compare-patient", "--example", "--model", "wojciechowski2017"]) == EXIT_INPUT
+    assert main(["compare", "--n", "2", "--model", "wojciechowski2017"]) == EXIT_INPUT
     err = capsys.readouterr().err
     assert "library model" in err and "--model niyigena2025" in err
     assert "Traceback" not in err

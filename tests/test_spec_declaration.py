@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from asuc_bayes import kernels
-from asuc_bayes.config import load_model
-from asuc_bayes.grid import observation_log_likelihood as grid_log_likelihood
+from asuc_bayes.inference.grid import observation_log_likelihood as grid_log_likelihood
+from asuc_bayes.pk import kernels
 from asuc_bayes.spec import (
     MissingCovariateError,
     Quantity,
@@ -19,6 +18,7 @@ from asuc_bayes.spec import (
     load_declaration,
     with_outcome_from,
 )
+from asuc_bayes.spec.config import load_model
 from asuc_bayes.spec.residual import observation_log_likelihood, residual_form
 
 VARIANTS = [[]] + [[v] for v in load_model().available_variants]

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from asuc_bayes.config import model_directory
 from asuc_bayes.spec import available_declarations, individual_parameters, load_declaration
+from asuc_bayes.spec.config import model_directory
 
 LIBRARY = ("faelens2021", "fasanmade2009", "fasanmade2011", "niyigena2025", "wojciechowski2017")
 

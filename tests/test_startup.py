@@ -25,14 +25,14 @@ def _imported_after(code: str) -> list[str]:
     return [name for name in HEAVY if name in loaded]
 
 
-@pytest.mark.parametrize("module", ["asuc_bayes", "asuc_bayes.cli"])
+@pytest.mark.parametrize("module", ["asuc_bayes", "asuc_bayes.interfaces.cli"])
 def test_importing_the_cli_loads_no_pymc_pytensor_or_dask(module):
     assert _imported_after(f"import {module}") == []
 
 
 def test_help_and_argument_errors_load_nothing_heavy():
     code = (
-        "from asuc_bayes.cli import main\n"
+        "from asuc_bayes.interfaces.cli import main\n"
         "assert main(['forecast', '--example', '--seed', '-1']) == 2\n"
         "for argv in (['optimize', '--bogus'], ['forecast', '--help']):\n"
         "    try:\n"
@@ -49,7 +49,7 @@ def test_a_forecast_from_cached_densities_does_not_import_pymc(forecaster):
     forecaster._density("eta"), forecaster._density("sampler")  # compiled and cached
     code = (
         "import contextlib, io\n"
-        "from asuc_bayes.cli import main\n"
+        "from asuc_bayes.interfaces.cli import main\n"
         "from asuc_bayes import example_path, read_patients\n"
         "first = read_patients(example_path()).patients[0].id\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
@@ -77,8 +77,8 @@ def test_lazy_public_names_are_the_module_objects():
 
 
 def test_scenario_names_written_in_the_cli_match_the_study():
-    from asuc_bayes.cli import SCENARIO_NAMES
-    from asuc_bayes.comparison import SCENARIOS
+    from asuc_bayes.interfaces.cli import SCENARIO_NAMES
+    from asuc_bayes.studies.comparison import SCENARIOS
 
     assert list(SCENARIO_NAMES) == sorted(SCENARIOS)
 
@@ -86,7 +86,7 @@ def test_scenario_names_written_in_the_cli_match_the_study():
 def test_average_ranks_equal_scipy_rankdata_with_ties_and_nan():
     import scipy.stats
 
-    from asuc_bayes.diagnostics import _average_ranks
+    from asuc_bayes.inference.diagnostics import _average_ranks
 
     rng = np.random.default_rng(7)
     values = rng.integers(0, 12, size=(400, 3)).astype(float)  # many ties (as IMH repeats)
@@ -112,7 +112,7 @@ def test_lazy_module_imports_on_first_attribute_only():
 def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
     from pathlib import Path
 
-    from asuc_bayes.nutpie_density import cache_dir
+    from asuc_bayes.graphs.nutpie_density import cache_dir
 
     monkeypatch.delenv("ASUC_BAYES_CACHE_DIR", raising=False)
     monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)

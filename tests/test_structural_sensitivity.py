@@ -15,14 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from asuc_bayes.cli import main
-from asuc_bayes.dataset import CovariateRecord, Dose, Observation, Patient
+from asuc_bayes.data.dataset import CovariateRecord, Dose, Observation, Patient
 from asuc_bayes.inference import forecast_library_patient
 from asuc_bayes.inference.covariates import dataset_covariates
-from asuc_bayes.report import format_sensitivity
-from asuc_bayes.sensitivity import run_sensitivity, write_sensitivity
+from asuc_bayes.interfaces.cli import main
+from asuc_bayes.interfaces.report import format_sensitivity
 from asuc_bayes.spec import available_declarations, load_declaration
-from asuc_bayes.structural_sensitivity import (
+from asuc_bayes.studies.sensitivity import run_sensitivity, write_sensitivity
+from asuc_bayes.studies.structural_sensitivity import (
     model_covariates,
     structural_alternative,
     structural_alternatives,
@@ -48,7 +48,7 @@ OTHER_MODELS = sorted(set(available_declarations()) - {"niyigena2025"})
 
 @pytest.fixture(scope="module")
 def spec():
-    from asuc_bayes.config import load_model
+    from asuc_bayes.spec.config import load_model
 
     return load_model()
 
@@ -159,8 +159,8 @@ def test_flags_table_json_and_figure(spec, with_alb_result, tmp_path):
 
 
 def test_unconverged_forecast_is_flagged(spec, with_alb_result, monkeypatch, tmp_path):
-    import asuc_bayes.structural_sensitivity as module
-    from asuc_bayes.sensitivity import _structural_notes
+    import asuc_bayes.studies.structural_sensitivity as module
+    from asuc_bayes.studies.sensitivity import _structural_notes
 
     real = module.forecast_library_patient
     monkeypatch.setattr(
@@ -227,7 +227,7 @@ def test_cli_sensitivity_structural_options(capsys):
     structural = {a["name"]: a for a in entry["alternatives"] if a["group"] == "structural"}
     assert sorted(structural) == OTHER_MODELS
     assert any(f.startswith("imputed ALB") for f in structural["wojciechowski2017"]["flags"])
-    from asuc_bayes.cli import _parser
+    from asuc_bayes.interfaces.cli import _parser
 
     assert _parser().parse_args([*args, "--no-structural"]).structural is False
     assert _parser().parse_args(args).structural is True

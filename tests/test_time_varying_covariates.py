@@ -21,8 +21,7 @@ import pytest
 import scipy.integrate
 import scipy.optimize
 
-from asuc_bayes.cli import EXIT_INPUT, EXIT_OK, main
-from asuc_bayes.dataset import read_patients
+from asuc_bayes.data.dataset import read_patients
 from asuc_bayes.inference import (
     PatientProblem,
     covariate_schedule,
@@ -30,6 +29,7 @@ from asuc_bayes.inference import (
     forecast_library_patient,
 )
 from asuc_bayes.inference.covariates import baseline_covariates
+from asuc_bayes.interfaces.cli import EXIT_INPUT, EXIT_OK, main
 from asuc_bayes.spec import load_declaration
 
 H2 = 2.0 / 24.0  # the model's 2 h infusion
@@ -457,7 +457,7 @@ def test_change_side_left_is_the_same_by_expm_and_closed_form():
 
 
 def test_covariates_option_says_it_has_no_effect_under_the_asuc_model(capsys):
-    from asuc_bayes.cli import main
+    from asuc_bayes.interfaces.cli import main
 
     assert main(["forecast", "--example", "--id", "P01", "--covariates", "locf"]) == 0
     err = capsys.readouterr().err

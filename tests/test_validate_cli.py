@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from asuc_bayes.cli import EXIT_INPUT, EXIT_OK, main
+from asuc_bayes.interfaces.cli import EXIT_INPUT, EXIT_OK, main
 
 COHORT = """ID,TIME,EVID,AMT,DV,WT,CRP,ALB,ADA
 P1,0,1,400,.,70,30,35,0

@@ -21,20 +21,27 @@ import scipy.stats
 from asuc_bayes.data.types import EventRecord
 from asuc_bayes.inference.problem import PatientProblem
 from asuc_bayes.spec import load_declaration
-from asuc_bayes.validation import validate_cohort
-from asuc_bayes.validation.leave_future_out import Forecasts, LeaveFutureOut, forecast_record
-from asuc_bayes.validation.marginal import WeightedPosterior, prior_nodes
-from asuc_bayes.validation.npde import mixture_npde, npde_tests, patient_npde
-from asuc_bayes.validation.outcome import (
+from asuc_bayes.studies.validation import validate_cohort
+from asuc_bayes.studies.validation.leave_future_out import (
+    Forecasts,
+    LeaveFutureOut,
+    forecast_record,
+)
+from asuc_bayes.studies.validation.marginal import WeightedPosterior, prior_nodes
+from asuc_bayes.studies.validation.npde import mixture_npde, npde_tests, patient_npde
+from asuc_bayes.studies.validation.outcome import (
     PatientOutcome,
     average_outcome,
     mixture_median,
     outcome_metrics,
     weighted_quantiles,
 )
-from asuc_bayes.validation.report import _findings, _npde_rows, _outcome_rows
-from asuc_bayes.validation.simulation import simulate_validation_cohort, with_scaled_parameter
-from asuc_bayes.validation.study import (
+from asuc_bayes.studies.validation.report import _findings, _npde_rows, _outcome_rows
+from asuc_bayes.studies.validation.simulation import (
+    simulate_validation_cohort,
+    with_scaled_parameter,
+)
+from asuc_bayes.studies.validation.study import (
     ModelFit,
     PatientValidation,
     average_forecasts,

@@ -8,10 +8,10 @@ import hashlib
 import numpy as np
 import pytest
 
-from asuc_bayes.engine import Engine
-from asuc_bayes.validation import validate_cohort
-from asuc_bayes.validation.simulation import simulate_validation_cohort
-from asuc_bayes.validation.study import ValidationResult, validation_seed
+from asuc_bayes.inference.engine import Engine
+from asuc_bayes.studies.validation import validate_cohort
+from asuc_bayes.studies.validation.simulation import simulate_validation_cohort
+from asuc_bayes.studies.validation.study import ValidationResult, validation_seed
 
 
 def _per_patient(result: ValidationResult) -> dict[str, tuple]:

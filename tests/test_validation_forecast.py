@@ -10,8 +10,8 @@ from asuc_bayes.inference.map import find_map
 from asuc_bayes.inference.problem import PatientProblem
 from asuc_bayes.pk import DoseArrays
 from asuc_bayes.spec import load_declaration
-from asuc_bayes.validation.leave_future_out import forecast_record, leave_future_out, prefix
-from asuc_bayes.validation.marginal import WeightedPosterior
+from asuc_bayes.studies.validation.leave_future_out import forecast_record, leave_future_out, prefix
+from asuc_bayes.studies.validation.marginal import WeightedPosterior
 
 SIGMA = 0.44  # niyigena2025 proportional residual SD
 DOSES = DoseArrays(

@@ -12,8 +12,8 @@ import scipy.special
 from asuc_bayes.inference.problem import PatientProblem
 from asuc_bayes.pk import DoseArrays
 from asuc_bayes.spec import load_declaration
-from asuc_bayes.validation.averaging import aic_weights, probabilities, stacking_weights
-from asuc_bayes.validation.marginal import (
+from asuc_bayes.studies.validation.averaging import aic_weights, probabilities, stacking_weights
+from asuc_bayes.studies.validation.marginal import (
     adaptive_quadrature,
     importance_sampling,
     pareto_k,

@@ -8,8 +8,11 @@ import scipy.stats
 
 from asuc_bayes.inference.problem import PatientProblem
 from asuc_bayes.spec import load_declaration
-from asuc_bayes.validation.npde import npde_tests, patient_npde
-from asuc_bayes.validation.simulation import simulate_validation_cohort, with_scaled_parameter
+from asuc_bayes.studies.validation.npde import npde_tests, patient_npde
+from asuc_bayes.studies.validation.simulation import (
+    simulate_validation_cohort,
+    with_scaled_parameter,
+)
 
 
 def test_npde_tests_by_hand():

@@ -11,9 +11,9 @@ import scipy.special
 
 from asuc_bayes.data.types import EventRecord
 from asuc_bayes.spec import load_declaration
-from asuc_bayes.validation import validate_cohort
-from asuc_bayes.validation.outcome import outcome_label, outcome_metrics
-from asuc_bayes.validation.simulation import simulate_validation_cohort
+from asuc_bayes.studies.validation import validate_cohort
+from asuc_bayes.studies.validation.outcome import outcome_label, outcome_metrics
+from asuc_bayes.studies.validation.simulation import simulate_validation_cohort
 
 
 def test_discrimination_and_brier_by_hand():
@@ -83,8 +83,8 @@ def test_patient_score_is_the_weighted_posterior_median_of_the_nodes():
     """x̄ of one patient: the weighted median of ln(AUC/CL) over the posterior nodes, found
     here by sorting the nodes by hand (and the risk their weighted mean)."""
     from asuc_bayes.inference import PatientProblem, derived_quantities
-    from asuc_bayes.validation.marginal import posterior
-    from asuc_bayes.validation.outcome import patient_outcome
+    from asuc_bayes.studies.validation.marginal import posterior
+    from asuc_bayes.studies.validation.outcome import patient_outcome
 
     decl = load_declaration("niyigena2025")
     (patient,) = simulate_validation_cohort(decl, 1, random_seed=3)

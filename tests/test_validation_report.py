@@ -10,13 +10,17 @@ import numpy as np
 import pytest
 import scipy.stats
 
+from asuc_bayes.data.dataset import BELOW_LLOQ, MEASURED
 from asuc_bayes.data.types import EventRecord
-from asuc_bayes.dataset import BELOW_LLOQ, MEASURED
-from asuc_bayes.validation import validate_cohort
-from asuc_bayes.validation.figures import _wilson, risk_groups
-from asuc_bayes.validation.report import cell, validation_report_html, write_validation_report
-from asuc_bayes.validation.simulation import simulate_validation_cohort
-from asuc_bayes.validation.vpc import ModelRecords, row_percentiles, vpc_table
+from asuc_bayes.studies.validation import validate_cohort
+from asuc_bayes.studies.validation.figures import _wilson, risk_groups
+from asuc_bayes.studies.validation.report import (
+    cell,
+    validation_report_html,
+    write_validation_report,
+)
+from asuc_bayes.studies.validation.simulation import simulate_validation_cohort
+from asuc_bayes.studies.validation.vpc import ModelRecords, row_percentiles, vpc_table
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +168,7 @@ def test_wilson_interval_and_risk_groups():
 
 def test_report_of_awkward_cohort_renders_without_warnings():
     """One sample, none, and only censored samples: bins with nothing uncensored stay empty."""
-    from asuc_bayes.dataset import Dose, Observation, Patient
+    from asuc_bayes.data.dataset import Dose, Observation, Patient
 
     dose = (Dose(0.0, 700.0, 1 / 12),)
     cohort = [

@@ -8,9 +8,12 @@ import numpy as np
 import pytest
 
 from asuc_bayes.spec import load_declaration
-from asuc_bayes.validation import validate_cohort, validate_patient
-from asuc_bayes.validation.simulation import simulate_validation_cohort, with_scaled_parameter
-from asuc_bayes.validation.study import validation_seed
+from asuc_bayes.studies.validation import validate_cohort, validate_patient
+from asuc_bayes.studies.validation.simulation import (
+    simulate_validation_cohort,
+    with_scaled_parameter,
+)
+from asuc_bayes.studies.validation.study import validation_seed
 
 
 def test_missing_covariates_skip_patients_with_the_reason():

@@ -1,4 +1,4 @@
-"""The data layer. :mod:`asuc_bayes.dataset` is the public entry point (readers, validation,
+"""The data layer. :mod:`asuc_bayes.data.dataset` is the public entry point (readers, validation,
 writer; every name is importable from there); the parts live here:
 
 - :mod:`~asuc_bayes.data.errors`: :class:`InputError`, messages naming patient, row, field;

@@ -23,7 +23,7 @@ _COVARIATE, _RESET, _DOSE, _SAMPLE, _EVENT = range(5)
 
 
 def write_nonmem_csv(patients: Iterable[Patient], path: str | Path) -> Path:
-    """Write patients as a NONMEM-style CSV that :func:`~asuc_bayes.dataset.read_patients`
+    """Write patients as a NONMEM-style CSV that :func:`~asuc_bayes.data.dataset.read_patients`
     reads back unchanged.
 
     Columns ``ID,TIME,EVID,AMT,DUR,DV,CENS,MDV,DVID``, then ``SS,II`` when a dose is at

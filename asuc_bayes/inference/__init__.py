@@ -11,23 +11,30 @@
   (``to_json()``).
 """
 
-from asuc_bayes.inference.derived import Derived, derived_quantities
-from asuc_bayes.inference.library_forecast import forecast_library_patient, forecast_problem
-from asuc_bayes.inference.map import MapResult, find_map
-from asuc_bayes.inference.problem import (
-    PatientProblem,
-    doses_from_patient,
-    library_unsupported,
-    patient_covariates,
-    structure_parameter_names,
-)
-from asuc_bayes.inference.result import LibraryForecast
-from asuc_bayes.inference.sampler import SamplerOptions, independence_draws
-from asuc_bayes.inference.schedule import (
-    COVARIATE_CONVENTIONS,
-    CovariateSchedule,
-    covariate_schedule,
-)
+from asuc_bayes._lazy import lazy_exports
+
+#: Public name -> the submodule defining it (imported on first use: importing one
+#: submodule, e.g. the default forecast, does not import the others).
+_EXPORTS = {
+    "Derived": "derived",
+    "derived_quantities": "derived",
+    "forecast_library_patient": "library_forecast",
+    "forecast_problem": "library_forecast",
+    "MapResult": "map",
+    "find_map": "map",
+    "PatientProblem": "problem",
+    "doses_from_patient": "problem",
+    "library_unsupported": "problem",
+    "patient_covariates": "problem",
+    "structure_parameter_names": "problem",
+    "LibraryForecast": "result",
+    "SamplerOptions": "sampler",
+    "independence_draws": "sampler",
+    "COVARIATE_CONVENTIONS": "schedule",
+    "CovariateSchedule": "schedule",
+    "covariate_schedule": "schedule",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "COVARIATE_CONVENTIONS",

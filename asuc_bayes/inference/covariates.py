@@ -1,16 +1,18 @@
 """A dataset patient's covariates for a library model: baseline values, units from the model.
 
-A NONMEM dataset keeps one covariate record per row (:class:`asuc_bayes.dataset.CovariateRecord`);
+A NONMEM dataset keeps one covariate record per row
+(:class:`asuc_bayes.data.dataset.CovariateRecord`);
 :func:`baseline_covariates` gives each covariate's **baseline** value (its first record), as the
 ASUC model uses them; covariates that a model file declares ``time_varying`` then take their
 per-record values from :func:`asuc_bayes.inference.schedule.covariate_schedule`.
 A column's unit is the one the user declared for the dataset
-(``--units ALB=g/L``, :attr:`asuc_bayes.dataset.PatientSet.units`), otherwise the unit the model
+(``--units ALB=g/L``, :attr:`asuc_bayes.data.dataset.PatientSet.units`), otherwise the unit the
+model
 file declares for that covariate: a dataset written for a g/dL model is read in g/dL.
 
 Examples
 --------
->>> from asuc_bayes.dataset import CovariateRecord, Dose, Patient
+>>> from asuc_bayes.data.dataset import CovariateRecord, Dose, Patient
 >>> from asuc_bayes.spec import load_declaration
 >>> record = CovariateRecord(0.0, (("ADA", 0.0), ("ALB", 38.0), ("WT", 70.0)))
 >>> p = Patient("x", 70.0, 30.0, (Dose(0.0, 350.0, 1 / 12),), covariate_records=(record,))
@@ -28,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from asuc_bayes.dataset import InputError, Patient
+from asuc_bayes.data.dataset import InputError, Patient
 from asuc_bayes.inference.problem import patient_covariates
 from asuc_bayes.spec import ModelDeclaration
 from asuc_bayes.spec.declaration import Covariate

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from asuc_bayes.inference.problem import PatientProblem
-from asuc_bayes.kernels import AUC_FLOOR_MG_DAY_L, weibull_risk
+from asuc_bayes.pk.kernels import AUC_FLOOR_MG_DAY_L, weibull_risk
 from asuc_bayes.spec.declaration import OutcomeModel
 
 __all__ = ["DEFAULT_AUC_WINDOW_DAY", "Derived", "derived_quantities", "risk_90d"]

@@ -1,12 +1,12 @@
 """Forecast one patient under any library model: MAP, posterior, derived quantities, result.
 
 :func:`forecast_library_patient` is the entry point: a declaration, a dataset
-:class:`~asuc_bayes.dataset.Patient` and the covariates the dataset lacks give a
+:class:`~asuc_bayes.data.dataset.Patient` and the covariates the dataset lacks give a
 :class:`~asuc_bayes.inference.result.LibraryForecast`.
 
 Examples
 --------
->>> from asuc_bayes.dataset import Dose, Observation, Patient
+>>> from asuc_bayes.data.dataset import Dose, Observation, Patient
 >>> from asuc_bayes.spec import load_declaration
 >>> decl = load_declaration("wojciechowski2017")
 >>> doses = tuple(Dose(t, 350.0, 1 / 12) for t in (0.0, 14.0, 42.0))
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from asuc_bayes.dataset import Patient
+from asuc_bayes.data.dataset import Patient
 from asuc_bayes.inference.derived import DEFAULT_AUC_WINDOW_DAY, derived_quantities
 from asuc_bayes.inference.map import find_map, single_threaded_blas
 from asuc_bayes.inference.precision import run_precision, until_precise

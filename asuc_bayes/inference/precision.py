@@ -1,9 +1,11 @@
 """The stated Monte Carlo precision of a library-model posterior, and the adaptive run length.
 
-The target and the cap are those of the default path (:mod:`asuc_bayes.forecast`): a run is
+The target and the cap are those of the default path (:mod:`asuc_bayes.inference.forecast`): a run
+is
 precise when the Monte Carlo standard error (MCSE) of the 2.5 % and 97.5 % quantiles of
 ln(AUC_w2-4/CL) and of the 90-day risk (only ln(AUC/CL) for a model without an outcome model)
-is at most :data:`~asuc_bayes.forecast.PRECISION_TARGET` (0.05) posterior SD of that quantity.
+is at most :data:`~asuc_bayes.inference.forecast.PRECISION_TARGET` (0.05) posterior SD of that
+quantity.
 An adaptive run (``SamplerOptions(draws=None)``) is continued until it is, within
 ``max_draws`` per chain; a fixed run only reports its precision.
 
@@ -27,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from asuc_bayes.diagnostics import monte_carlo_errors
 from asuc_bayes.inference.derived import derived_quantities
+from asuc_bayes.inference.diagnostics import monte_carlo_errors
 from asuc_bayes.inference.problem import PatientProblem
 from asuc_bayes.inference.sampler import SamplerOptions
 
@@ -39,12 +41,12 @@ PRECISION_QUANTITIES = ("ln_auc_cl", "risk_90d")
 
 
 def precision_of(values: np.ndarray, options: SamplerOptions, *, independent: bool = False):
-    """The :class:`~asuc_bayes.forecast.Precision` of draws ``(chain, draw, k)`` of the k
+    """The :class:`~asuc_bayes.inference.forecast.Precision` of draws ``(chain, draw, k)`` of the k
     quantities whose tail quantiles the target covers (infinite where an MCSE is undefined;
     an MCSE of 0, e.g. constant draws, is met)."""
-    # the default path's target and its Precision (imported here: asuc_bayes.forecast may
+    # the default path's target and its Precision (imported here: asuc_bayes.inference.forecast may
     # import this package)
-    from asuc_bayes.forecast import PRECISION_PROBS, PRECISION_TARGET, Precision
+    from asuc_bayes.inference.forecast import PRECISION_PROBS, PRECISION_TARGET, Precision
 
     errors = monte_carlo_errors(values, PRECISION_PROBS, independent=independent)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -57,7 +59,7 @@ def precision_of(values: np.ndarray, options: SamplerOptions, *, independent: bo
 
 
 def run_precision(problem: PatientProblem, eta: np.ndarray, options: SamplerOptions):
-    """The :class:`~asuc_bayes.forecast.Precision` of η draws ``(chain, draw, n_eta)``."""
+    """The :class:`~asuc_bayes.inference.forecast.Precision` of η draws ``(chain, draw, n_eta)``."""
     derived = derived_quantities(problem, eta)
     columns = [getattr(derived, name) for name in PRECISION_QUANTITIES]
     values = np.stack([c.reshape(eta.shape[:2]) for c in columns if c is not None], axis=-1)

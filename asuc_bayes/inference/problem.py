@@ -2,7 +2,7 @@
 
 A :class:`PatientProblem` joins a :class:`~asuc_bayes.spec.ModelDeclaration`, a regimen
 (:class:`~asuc_bayes.pk.DoseArrays`), concentration records (value, censoring code of
-:mod:`asuc_bayes.dataset`: 0 measured, 1 below the LLOQ with value = LLOQ, −1 above the ULOQ
+:mod:`asuc_bayes.data.dataset`: 0 measured, 1 below the LLOQ with value = LLOQ, −1 above the ULOQ
 with value = ULOQ) and the patient's covariates. Its log posterior over η (``(..., n_eta)``,
 in the declaration's random-effect order) is
 
@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from asuc_bayes.dataset import ABOVE_ULOQ, BELOW_LLOQ, MEASURED, InputError, Patient
+from asuc_bayes.data.dataset import ABOVE_ULOQ, BELOW_LLOQ, MEASURED, InputError, Patient
 from asuc_bayes.pk import DoseArrays, PKStructure, propagate, structure_from_name
 from asuc_bayes.spec import Imputation, ModelDeclaration, individual_parameters
 from asuc_bayes.spec.residual import PREDICTION_FLOOR_MG_L, residual_form
@@ -95,7 +95,7 @@ def doses_from_patient(patient: Patient) -> DoseArrays:
 
     Examples
     --------
-    >>> from asuc_bayes.dataset import Dose, Patient
+    >>> from asuc_bayes.data.dataset import Dose, Patient
     >>> doses = (Dose(0.0, 350.0, 1 / 12, end_time_day=30.0),
     ...          Dose(30.0, 350.0, 1 / 12, steady_state=1, steady_state_interval_day=56.0))
     >>> arrays = doses_from_patient(Patient("x", 70.0, 30.0, doses))
@@ -121,12 +121,12 @@ def library_unsupported(patient: Patient) -> InputError | None:
     """The error for a patient the library path cannot evaluate, naming the row; else None.
 
     The library path evaluates steady state (``SS`` 1 and 2) and resets (``EVID`` 3/4), which
-    the default engine refuses (:func:`asuc_bayes.dataset.unsupported_by_engine`). It refuses
+    the default engine refuses (:func:`asuc_bayes.data.dataset.unsupported_by_engine`). It refuses
     a steady-state dose whose infusion lasts longer than its interval ``II``.
 
     Examples
     --------
-    >>> from asuc_bayes.dataset import Dose, Patient
+    >>> from asuc_bayes.data.dataset import Dose, Patient
     >>> dose = Dose(0.0, 350.0, 2.0, row=3, steady_state=1, steady_state_interval_day=1.0)
     >>> print(library_unsupported(Patient("x", 70.0, 30.0, (dose,))))  # doctest: +ELLIPSIS
     patient 'x', row 3, field II: the steady-state infusion lasts 2 day, longer than its ...
@@ -156,7 +156,7 @@ def library_unsupported(patient: Patient) -> InputError | None:
 def patient_covariates(
     patient: Patient, covariates: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
-    """A :class:`~asuc_bayes.dataset.Patient`'s covariates with units, then ``covariates``.
+    """A :class:`~asuc_bayes.data.dataset.Patient`'s covariates with units, then ``covariates``.
 
     The dataset holds body weight (``WT``, kg) and CRP (``CRP``, mg/L); any other covariate a
     model needs (albumin, antibodies, ...) comes in ``covariates`` (name -> value in the model's
@@ -164,7 +164,7 @@ def patient_covariates(
 
     Examples
     --------
-    >>> from asuc_bayes.dataset import Dose, Patient
+    >>> from asuc_bayes.data.dataset import Dose, Patient
     >>> p = Patient("x", 70.0, 30.0, (Dose(0.0, 700.0, 1 / 12),))
     >>> patient_covariates(p, {"ALB": (4.0, "g/dL")})
     {'WT': (70.0, 'kg'), 'CRP': (30.0, 'mg/L'), 'ALB': (4.0, 'g/dL')}
@@ -340,7 +340,7 @@ class PatientProblem:
         impute: Mapping[str, Any] | str | None = None,
         schedule: CovariateSchedule | None = None,
     ) -> PatientProblem:
-        """:meth:`build` from a dataset :class:`~asuc_bayes.dataset.Patient` (WT and CRP from
+        """:meth:`build` from a dataset :class:`~asuc_bayes.data.dataset.Patient` (WT and CRP from
         the patient, other covariates from ``covariates``; see :func:`patient_covariates`;
         time-varying ones from ``schedule``)."""
         return cls.build(

@@ -3,7 +3,7 @@
 The graph is :meth:`PatientProblem.log_likelihood` evaluated with ``xp = pytensor.tensor`` (a
 ``pm.Potential``) under the prior ``eta ~ MvNormal(0, Ω)`` with dim ``random_effect`` whose
 coordinates are the model file's random-effect names (PyMC forbids a dim named like its
-variable, ``eta``; ``random_effect`` is the dim of today's :mod:`asuc_bayes.model` too).
+variable, ``eta``; ``random_effect`` is the dim of today's :mod:`asuc_bayes.graphs.model` too).
 Its log density equals the NumPy :meth:`PatientProblem.log_posterior` (tested to 1e-10 for
 every library model). It serves as the NUTS reference and the fallback of the independence
 sampler.
@@ -30,9 +30,9 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
+from asuc_bayes.inference.numerics import reproducible_numba
 from asuc_bayes.inference.problem import PatientProblem
 from asuc_bayes.inference.sampler import SamplerOptions, convergence
-from asuc_bayes.numerics import reproducible_numba
 
 __all__ = ["build_pymc_model", "nuts_draws"]
 

@@ -34,10 +34,10 @@ from typing import Any
 
 import numpy as np
 
-from asuc_bayes.diagnostics import monte_carlo_errors
+from asuc_bayes.decisions.risk_class import risk_class
 from asuc_bayes.inference.derived import Derived
+from asuc_bayes.inference.diagnostics import monte_carlo_errors
 from asuc_bayes.inference.map import MapResult
-from asuc_bayes.risk_class import risk_class
 from asuc_bayes.spec import Imputation
 
 __all__ = [
@@ -75,7 +75,8 @@ def summaries_with_mcse(
 ) -> dict[str, dict[str, Any]]:
     """S of each array of draws (reshaped to ``shape`` = (chain, draw)) with ``"mcse"``: the
     MCSE of its mean and 2.5/50/97.5 % quantiles, as ``az.mcse(method="mean")`` and
-    ``az.mcse(method="quantile", prob=p)`` (:func:`asuc_bayes.diagnostics.monte_carlo_errors`,
+    ``az.mcse(method="quantile", prob=p)``
+    (:func:`asuc_bayes.inference.diagnostics.monte_carlo_errors`,
     all columns at once); None where undefined."""
     if not columns:
         return {}

@@ -1,13 +1,15 @@
 """The default posterior sampler for any number of random effects, with gates and a fallback.
 
-1. Independence Metropolis–Hastings (:mod:`asuc_bayes.independence`) in the coordinates z of
+1. Independence Metropolis–Hastings (:mod:`asuc_bayes.inference.independence`) in the coordinates z
+of
    the Laplace approximation (η = m + C z, C Cᵀ the Laplace covariance at the MAP m): the
    proposal is a multivariate t (df 4, scale 1.5) mixed with the prior of η (weight 0.2, the
    defensive component that bounds every importance weight by max likelihood / 0.2), as
-   today's two-effect engine (:mod:`asuc_bayes.forecast`) does. The log posterior of all the
+   today's two-effect engine (:mod:`asuc_bayes.inference.forecast`) does. The log posterior of all
+   the
    proposals of all chains is one vectorised NumPy call.
 2. Gates (as today's): rank-normalised split R-hat ≤ 1.01 and bulk ESS ≥ 400 for every η
-   (:func:`asuc_bayes.diagnostics.rank_diagnostics`).
+   (:func:`asuc_bayes.inference.diagnostics.rank_diagnostics`).
 3. If a gate fails: NUTS (PyMC) on the graph of the same declaration (:mod:`.pymc_model`),
    started at the MAP. If NUTS fails a gate too, the result is flagged ``unconverged``.
 
@@ -30,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from asuc_bayes.diagnostics import rank_diagnostics
-from asuc_bayes.independence import IndependenceChains, MixtureProposal, StudentTProposal
+from asuc_bayes.inference.diagnostics import rank_diagnostics
+from asuc_bayes.inference.independence import IndependenceChains, MixtureProposal, StudentTProposal
 from asuc_bayes.inference.map import MapResult
 
 __all__ = [
@@ -52,8 +54,8 @@ IMH_DF = 4.0
 IMH_SCALE = 1.5
 IMH_PRIOR_WEIGHT = 0.2
 #: Draws per chain of an adaptive run's first piece, and its cap (MAX_DRAWS_FACTOR x
-#: DEFAULT_DRAWS): those of the default path (``asuc_bayes.forecast``; tested equal). Not
-#: imported from it, so that ``asuc_bayes.forecast`` may import this package.
+#: DEFAULT_DRAWS): those of the default path (``asuc_bayes.inference.forecast``; tested equal). Not
+#: imported from it, so that ``asuc_bayes.inference.forecast`` may import this package.
 DEFAULT_DRAWS = 1000
 MAX_DRAWS_FACTOR = 8
 
@@ -66,7 +68,8 @@ class SamplerOptions:
     piece of 1000 draws is continued until the Monte Carlo standard error of the 2.5 % and
     97.5 % quantiles of ln(AUC/CL) and of the 90-day risk is at most 0.05 posterior SD, or
     ``max_draws`` (8 x 1000) is reached: the first piece, cap and target of the default path
-    (:class:`asuc_bayes.forecast.SamplerSettings`; see :mod:`asuc_bayes.inference.precision`).
+    (:class:`asuc_bayes.inference.forecast.SamplerSettings`; see
+    :mod:`asuc_bayes.inference.precision`).
 
     >>> SamplerOptions().initial_draws, SamplerOptions().max_draws, SamplerOptions().adaptive
     (1000, 8000, True)

@@ -1,6 +1,7 @@
 """Time-varying covariates of a dataset patient: piecewise-constant values for a library model.
 
-A NONMEM dataset gives covariate values per record (:class:`asuc_bayes.dataset.CovariateRecord`:
+A NONMEM dataset gives covariate values per record
+(:class:`asuc_bayes.data.dataset.CovariateRecord`:
 doses, samples, ``EVID=2`` rows...). A covariate that the model file declares
 ``time_varying = true`` becomes a step function of time, by one of two conventions:
 
@@ -19,7 +20,7 @@ schedule lists them in :attr:`CovariateSchedule.baseline_only` so that the outpu
 
 Examples
 --------
->>> from asuc_bayes.dataset import CovariateRecord, Dose, Patient
+>>> from asuc_bayes.data.dataset import CovariateRecord, Dose, Patient
 >>> from asuc_bayes.spec import load_declaration
 >>> records = (CovariateRecord(0.0, (("ADA", 0.0), ("ALB", 4.0), ("WT", 70.0))),
 ...            CovariateRecord(20.0, (("ADA", 1.0), ("ALB", 4.0), ("WT", 70.0))),
@@ -40,7 +41,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from asuc_bayes.dataset import Patient
+from asuc_bayes.data.dataset import Patient
 from asuc_bayes.inference.covariates import check_plausible
 from asuc_bayes.spec import ModelDeclaration
 
@@ -145,7 +146,7 @@ def covariate_schedule(
     Parameters
     ----------
     patient
-        A dataset patient with :attr:`~asuc_bayes.dataset.Patient.covariate_records`.
+        A dataset patient with :attr:`~asuc_bayes.data.dataset.Patient.covariate_records`.
     declaration
         The model: which covariates it declares, their units and which are time-varying.
     units
@@ -155,7 +156,7 @@ def covariate_schedule(
 
     Raises
     ------
-    asuc_bayes.dataset.InputError
+    asuc_bayes.data.dataset.InputError
         A record's value is implausible in its unit (the message names the row).
     ValueError
         An unknown convention.

@@ -42,7 +42,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.linalg
 
 from asuc_bayes.errors import AsucBayesError
 from asuc_bayes.pk.closed_form import SegmentPropagator
@@ -121,6 +120,8 @@ def propagators(rate_matrix: np.ndarray, delta_day) -> tuple[np.ndarray, ...]:
     augmented[..., :n, n : 2 * n] = identity
     augmented[..., n : 2 * n, 2 * n :] = identity
     with _single_threaded_blas():
+        import scipy.linalg  # only the NumPy expm path needs it (start-up)
+
         exponential = scipy.linalg.expm(augmented)
     return (
         exponential[..., :n, :n],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from asuc_bayes.config import ModelSpecError
+from asuc_bayes.spec.config import ModelSpecError
 
 __all__ = ["ModelFileError"]
 
@@ -10,7 +10,7 @@ __all__ = ["ModelFileError"]
 class ModelFileError(ModelSpecError):
     """A model file is broken: ``file``, ``key`` and ``fix`` name where and what to do.
 
-    A subclass of :class:`asuc_bayes.config.ModelSpecError`, so that every caller that reports
+    A subclass of :class:`asuc_bayes.spec.config.ModelSpecError`, so that every caller that reports
     a broken model file today (exit code 2 of the CLI) reports these too.
 
     Examples

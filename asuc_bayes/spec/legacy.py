@@ -1,7 +1,8 @@
 """Adapter: today's Niyigena-format model file (``[pk]``/``[tte]``) as a ModelDeclaration.
 
-The file is read by :func:`asuc_bayes.config.load_model` exactly as today (variants included),
-and its :class:`~asuc_bayes.config.ModelSpec` is translated: CL = θ_CL·(WT/ref)^0.75·f(CRP)·e^η,
+The file is read by :func:`asuc_bayes.spec.config.load_model` exactly as today (variants included),
+and its :class:`~asuc_bayes.spec.config.ModelSpec` is translated: CL =
+θ_CL·(WT/ref)^0.75·f(CRP)·e^η,
 V = θ_V·(WT/ref)^1·e^η, f(CRP) in the ``power`` or ``log`` form, IIV from CV % by
 ω² = ln(1 + CV²), proportional or log-normal residual error, the Weibull outcome model.
 
@@ -15,8 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from asuc_bayes.config import ModelSpec, load_model
-from asuc_bayes.config import Parameter as SpecParameter
+from asuc_bayes.spec.config import ModelSpec, load_model
+from asuc_bayes.spec.config import Parameter as SpecParameter
 from asuc_bayes.spec.declaration import (
     Covariate,
     CovariateEffect,
@@ -58,7 +59,7 @@ def legacy_residual(form: str, sd: Any) -> tuple[ResidualForm, dict[str, Any]]:
 
 
 def load_legacy(path: str, variants: tuple[str, ...], name: str) -> ModelDeclaration:
-    """Load a legacy-format file with :func:`asuc_bayes.config.load_model` and translate it."""
+    """Load a legacy-format file with :func:`asuc_bayes.spec.config.load_model` and translate it."""
     return declaration_from_spec(load_model(path, variants=list(variants)), name=name)
 
 
@@ -74,7 +75,7 @@ def _value(p: SpecParameter, source: str) -> Value:
 
 
 def declaration_from_spec(spec: ModelSpec, name: str = NIYIGENA_NAME) -> ModelDeclaration:
-    """The :class:`ModelDeclaration` of a legacy :class:`~asuc_bayes.config.ModelSpec`."""
+    """The :class:`ModelDeclaration` of a legacy :class:`~asuc_bayes.spec.config.ModelSpec`."""
     pk = spec.pk
     source = spec.source
     weight_unit, crp_unit = "kg", "mg/L"

@@ -1,7 +1,7 @@
 """Reading model files (TOML) into :class:`~asuc_bayes.spec.declaration.ModelDeclaration`.
 
 Two formats are read. A file with a ``[pk]`` table is today's Niyigena format, read by
-:func:`asuc_bayes.config.load_model` and translated (:mod:`asuc_bayes.spec.legacy`). Any other
+:func:`asuc_bayes.spec.config.load_model` and translated (:mod:`asuc_bayes.spec.legacy`). Any other
 file is the generic format::
 
     [model]            name, title, population, source, structure, structural_parameters,
@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from asuc_bayes.config import ModelSpecError, model_directory, read_toml
+from asuc_bayes.spec.config import ModelSpecError, model_directory, read_toml
 from asuc_bayes.spec.covariates import COVARIATE_FORMS, covariate_form
 from asuc_bayes.spec.declaration import (
     Covariate,

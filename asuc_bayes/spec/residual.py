@@ -212,7 +212,7 @@ def observation_log_likelihood(
 ) -> Any:
     """Per-record log-likelihood: the density of measured records, M3 terms of censored ones.
 
-    ``censoring`` holds the codes of :mod:`asuc_bayes.dataset` (0 measured, 1 below the LLOQ
+    ``censoring`` holds the codes of :mod:`asuc_bayes.data.dataset` (0 measured, 1 below the LLOQ
     with ``values`` = LLOQ, −1 above the ULOQ with ``values`` = ULOQ). Arguments broadcast.
     A measured record contributes the density of y (for ``log_normal`` too, −ln y included,
     as NONMEM's OFV and PyMC's LogNormal), a censored one ln Φ(±z)
@@ -228,7 +228,7 @@ def observation_log_likelihood(
     >>> bool(np.allclose(ll, [norm.logpdf(10, 8, 3.52), norm.logcdf(0.5, 8, 3.52)]))
     True
     """
-    from asuc_bayes.dataset import ABOVE_ULOQ, BELOW_LLOQ
+    from asuc_bayes.data.dataset import ABOVE_ULOQ, BELOW_LLOQ
 
     if xp is np:
         return _numpy_log_likelihood(form, values, censoring, prediction, sigma)
@@ -246,7 +246,7 @@ def _numpy_log_likelihood(
     form: ResidualForm, values: Any, censoring: Any, prediction: Any, sigma: Mapping[str, Any]
 ) -> np.ndarray:
     """:func:`observation_log_likelihood` in NumPy, ln Φ only where a record is censored."""
-    from asuc_bayes.dataset import ABOVE_ULOQ, BELOW_LLOQ, MEASURED
+    from asuc_bayes.data.dataset import ABOVE_ULOQ, BELOW_LLOQ, MEASURED
 
     values = np.asarray(values, dtype=float)
     censoring = np.asarray(censoring)
