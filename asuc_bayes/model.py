@@ -23,7 +23,7 @@ import numpy as np
 from asuc_bayes._lazy import lazy_module
 from asuc_bayes.config import ModelSpec
 from asuc_bayes.dataset import Patient
-from asuc_bayes.kernels import concentration, individual_pk_parameters
+from asuc_bayes.kernels import NO_END_DAY, concentration, individual_pk_parameters
 from asuc_bayes.numerics import reproducible_numba
 from asuc_bayes.spec.legacy import legacy_residual
 from asuc_bayes.spec.residual import observation_log_likelihood
@@ -50,6 +50,17 @@ class PatientData:
     obs_value_mg_l: np.ndarray
     #: censoring codes of :mod:`asuc_bayes.dataset` as floats (0 measured, 1 BLQ, −1 ALQ)
     obs_censoring: np.ndarray
+    #: end of each dose's effect (a reset), :data:`~asuc_bayes.kernels.NO_END_DAY` if none
+    dose_end_day: np.ndarray | None = None
+    #: interval II of each steady-state dose, 0 for a plain infusion
+    dose_ss_interval_day: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        n_dose = np.shape(self.dose_time_day)
+        if self.dose_end_day is None:
+            object.__setattr__(self, "dose_end_day", np.full(n_dose, NO_END_DAY))
+        if self.dose_ss_interval_day is None:
+            object.__setattr__(self, "dose_ss_interval_day", np.zeros(n_dose))
 
     @classmethod
     def from_patient(cls, patient: Patient) -> PatientData:
@@ -63,6 +74,8 @@ class PatientData:
             obs_time_day=patient.obs_time_day,
             obs_value_mg_l=patient.obs_value_mg_l,
             obs_censoring=np.asarray(patient.obs_censoring, dtype=float),
+            dose_end_day=patient.dose_end_day,
+            dose_ss_interval_day=patient.dose_ss_interval_day,
         )
 
     @staticmethod
@@ -73,6 +86,8 @@ class PatientData:
             "dose_time_day",
             "dose_amount_mg",
             "dose_duration_day",
+            "dose_end_day",
+            "dose_ss_interval_day",
             "obs_time_day",
             "obs_value_mg_l",
             "obs_censoring",
@@ -86,6 +101,8 @@ class PatientData:
             "dose_time_day": self.dose_time_day,
             "dose_amount_mg": self.dose_amount_mg,
             "dose_duration_day": self.dose_duration_day,
+            "dose_end_day": self.dose_end_day,
+            "dose_ss_interval_day": self.dose_ss_interval_day,
             "obs_time_day": self.obs_time_day,
             "obs_value_mg_l": self.obs_value_mg_l,
             "obs_censoring": self.obs_censoring,
@@ -187,7 +204,8 @@ def individual_parameters(spec: ModelSpec, bound, eta):
 
 
 def predicted_concentration(bound, cl, v):
-    """The predicted concentrations at the bound observation times (kernels' superposition)."""
+    """The predicted concentrations at the bound observation times (kernels' superposition,
+    with steady-state trains and resets)."""
     return concentration(
         bound["obs_time_day"],
         bound["dose_time_day"],
@@ -196,6 +214,8 @@ def predicted_concentration(bound, cl, v):
         cl,
         v,
         xp=pt,
+        dose_end_day=bound["dose_end_day"],
+        dose_ss_interval_day=bound["dose_ss_interval_day"],
     )
 
 

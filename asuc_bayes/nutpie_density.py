@@ -66,6 +66,8 @@ INPUT_LAYOUT: tuple[tuple[str, str], ...] = (
     ("dose_time_day", "dose"),
     ("dose_amount_mg", "dose"),
     ("dose_duration_day", "dose"),
+    ("dose_end_day", "dose"),
+    ("dose_ss_interval_day", "dose"),
     ("obs_time_day", "obs"),
     ("obs_value_mg_l", "obs"),
     ("obs_censoring", "obs"),
@@ -74,7 +76,8 @@ _FIXED_SIZE = {"scalar": 1, "vec2": 2, "mat2": 4}
 _SHAPE_SUFFIX = {"scalar": ".reshape(())", "vec2": "", "mat2": ".reshape((2, 2))"}
 HEADER = 2
 #: Bump when the generated callback's source or the buffer layout changes meaning.
-CALLBACK_VERSION = 3  # 2: censoring codes in the buffer; 3: compiled without fast-math
+CALLBACK_VERSION = 4  # 2: censoring codes in the buffer; 3: compiled without fast-math;
+# 4: dose ends (resets) and steady-state intervals in the buffer
 
 
 def _callback_source(function_name: str) -> str:
