@@ -12,7 +12,8 @@ and the command line.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pytensor
@@ -21,6 +22,8 @@ import pytest
 import scipy.integrate
 
 from asuc_bayes import kernels
+from asuc_bayes.dataset import Dose, read_patients
+from asuc_bayes.forecast import SamplerSettings
 from asuc_bayes.kernels import NO_END_DAY
 
 H = 1.0 / 24.0
@@ -310,3 +313,146 @@ def test_pytensor_equals_numpy_and_gradients_are_finite_with_padding_and_sentine
     np.testing.assert_allclose(
         gradient(t, time, amount, duration, end, ii, cl, v), numeric, rtol=1e-5
     )
+
+
+# --------------------------------------------------------------------------------------
+# The whole path: reader, forecast (MAP, sampler), dosing, command line
+# --------------------------------------------------------------------------------------
+SS_CSV = """ID,TIME,EVID,AMT,SS,II,DV,WT,CRP
+P1,0,1,700,1,28,.,63,45
+P1,7,0,.,.,.,30,63,45
+P1,14,1,700,.,.,.,63,45
+P1,21,0,.,.,.,25,63,45
+"""
+#: Infusions written out for the SS=1 dose's train (e^(−k·28·200) of the train is left out:
+#: below 1e-40 for the posterior's k).
+EXPLICIT_HISTORY = tuple(Dose(-28.0 * n, 700.0, 1 / 12) for n in range(200, 0, -1))
+
+RESET_CSV = """ID,TIME,EVID,AMT,DV,WT,CRP
+P1,0,1,700,.,63,45
+P1,14,1,700,.,63,45
+P1,21,4,700,.,63,45
+P1,24,0,.,40,63,45
+P1,28,0,.,30,63,45
+P1,35,1,700,.,63,45
+P1,42,0,.,15,63,45
+"""
+#: The same patient from the reset on, its clock restarted there.
+RESTARTED_CSV = """ID,TIME,EVID,AMT,DV,WT,CRP
+P1,0,1,700,.,63,45
+P1,3,0,.,40,63,45
+P1,7,0,.,30,63,45
+P1,14,1,700,.,63,45
+P1,21,0,.,15,63,45
+"""
+
+
+def _read(tmp_path, text, name="p.csv"):
+    path = tmp_path / name
+    path.write_text(text)
+    (patient,) = read_patients(path).patients
+    return patient
+
+
+def _plain(patient):
+    doses = tuple(replace(d, steady_state=0, steady_state_interval_day=0.0) for d in patient.doses)
+    return replace(patient, doses=doses)
+
+
+def _posterior(result, name):
+    return result.summary()["posterior"][name]
+
+
+@pytest.mark.parametrize("sampler", ["auto", "nutpie"])
+def test_ss_file_forecasts_as_the_explicit_history(tmp_path, spec, forecaster, sampler):
+    patient = _read(tmp_path, SS_CSV)
+    assert patient.doses[0].steady_state == 1
+    explicit = replace(_plain(patient), doses=EXPLICIT_HISTORY + _plain(patient).doses)
+    settings = SamplerSettings(draws=500, tune=300)
+    if sampler == "nutpie":
+        settings = replace(settings, sampler="nutpie", method="nuts")
+    at_ss, written = (
+        forecaster.forecast(p, random_seed=3, settings=settings) for p in (patient, explicit)
+    )
+    ignored = forecaster.forecast(_plain(patient), random_seed=3, settings=settings)
+    for name in ("cl", "v", "auc_w2_4", "risk_90d"):
+        np.testing.assert_allclose(
+            at_ss.summary()["map"][name], written.summary()["map"][name], rtol=1e-6
+        )
+        mean, other = _posterior(at_ss, name), _posterior(written, name)
+        assert abs(mean["mean"] - other["mean"]) <= mean["mcse"]["mean"], name
+    np.testing.assert_allclose(
+        at_ss.tree["point_estimates"]["eta"].values,
+        written.tree["point_estimates"]["eta"].values,
+        atol=1e-6,
+    )
+    # the steady state matters here: ignoring it moves the risk by many MCSEs
+    risk, plain = _posterior(at_ss, "risk_90d"), _posterior(ignored, "risk_90d")
+    assert abs(risk["mean"] - plain["mean"]) > 5 * risk["mcse"]["mean"]
+
+
+def test_reset_forecasts_as_the_patient_restarted_at_the_reset(tmp_path, spec, forecaster):
+    """EVID=4 at day 21: the samples after it inform η as they do for the patient whose
+    earlier doses are deleted and whose clock restarts at day 21."""
+    patient = _read(tmp_path, RESET_CSV)
+    assert [d.end_time_day for d in patient.doses] == [21.0, 21.0, None, None]
+    restarted = _read(tmp_path, RESTARTED_CSV, "restarted.csv")
+    not_reset = _read(tmp_path, RESET_CSV.replace("P1,21,4,", "P1,21,1,"), "not_reset.csv")
+    settings = SamplerSettings(draws=500, tune=300)
+    results = [
+        forecaster.forecast(p, random_seed=3, settings=settings)
+        for p in (patient, restarted, not_reset)
+    ]
+    eta = [r.tree["point_estimates"]["eta"].values[0] for r in results]
+    np.testing.assert_allclose(eta[0], eta[1], atol=1e-6)
+    assert np.abs(eta[0] - eta[2]).max() > 1e-2  # the reset matters
+    for name in ("cl", "v"):
+        mean, other = _posterior(results[0], name), _posterior(results[1], name)
+        assert abs(mean["mean"] - other["mean"]) <= mean["mcse"]["mean"], name
+    # the AUC over days 14-28 counts the doses of days 0 and 14 up to day 21 only, then the
+    # one of day 21: by quadrature of the event-driven ODE
+    records = [Record(0.0, 700.0), Record(14.0, 700.0), Record(21.0, 700.0, reset=True)]
+    cl, v = results[0].summary()["map"]["cl"], results[0].summary()["map"]["v"]
+    reference, _, _ = ode_reference(records, cl, v, 30.0)
+    expected = scipy.integrate.quad(
+        reference,
+        14.0,
+        28.0,
+        points=[14 + 1 / 12, 21.0, 21 + 1 / 12],
+        epsabs=1e-10,
+        epsrel=1e-10,
+        limit=200,
+    )[0]
+    np.testing.assert_allclose(results[0].summary()["map"]["auc_w2_4"], expected, rtol=1e-7)
+
+
+def test_dosing_on_a_steady_state_patient(tmp_path, spec, forecaster):
+    from asuc_bayes.dosing import DosingError, DosingRequest, recommend_dose
+
+    patient = _read(tmp_path, SS_CSV)
+    explicit = replace(_plain(patient), doses=EXPLICIT_HISTORY + _plain(patient).doses)
+    settings = SamplerSettings(draws=500, tune=300)
+    request = DosingRequest(dose_time_day=28.0, target_risk=0.1)
+    doses = [
+        recommend_dose(forecaster.forecast(p, random_seed=3, settings=settings), request)
+        for p in (patient, explicit)
+    ]
+    assert doses[0].dose_mg == doses[1].dose_mg
+    # a dose before a (planned) reset would be wiped out: refused, naming the reset
+    later_reset = _read(tmp_path, SS_CSV + "P1,35,3,.,.,.,.,63,45\n", "reset.csv")
+    forecast = forecaster.forecast(later_reset, random_seed=3, settings=settings)
+    with pytest.raises(DosingError, match="comes before the reset at day 35"):
+        recommend_dose(forecast, request)
+
+
+def test_cli_forecasts_a_file_with_steady_state_and_resets(tmp_path, capsys):
+    from asuc_bayes.cli import EXIT_OK, main
+
+    text = SS_CSV.replace("ID,TIME,EVID,AMT,SS,II,DV,WT,CRP", "ID,TIME,EVID,AMT,SS,II,DV,WT,CRP")
+    text += "P1,30,3,.,.,.,.,63,45\nP1,35,1,700,2,14,.,63,45\nP1,40,0,.,.,.,30,63,45\n"
+    path = tmp_path / "data.csv"
+    path.write_text(text)
+    assert main(["forecast", str(path), "--format", "json", "--tune", "300"]) == EXIT_OK
+    out, err = capsys.readouterr()
+    document = json.loads(out)
+    assert "Traceback" not in err and document
