@@ -456,3 +456,47 @@ def test_cli_forecasts_a_file_with_steady_state_and_resets(tmp_path, capsys):
     out, err = capsys.readouterr()
     document = json.loads(out)
     assert "Traceback" not in err and document
+
+
+def test_population_data_cut_pairs_at_resets_and_refuse_steady_state(tmp_path):
+    from asuc_bayes.data.errors import InputError
+    from asuc_bayes.dataset import EventRecord
+    from asuc_bayes.population import CohortData
+
+    reset = replace(_read(tmp_path, RESET_CSV), events=(EventRecord(60.0, 0),))
+    plain = replace(_read(tmp_path, RESTARTED_CSV, "restarted.csv"), id="P2")
+    plain = replace(plain, events=(EventRecord(60.0, 1),))
+    data = CohortData.from_patients([reset, plain])
+    assert [p.doses for p in data.patients()] == [reset.doses, plain.doses]
+    values = data.model_data((14.0, 28.0))
+    cl, v = np.array([0.4, 0.7]), np.array([11.0, 15.0])
+    pair_obs, pair_subject = values["pair_index"].T
+    during, after, rate = values["pair_phase"].T
+    per_pair = kernels.infusion_concentration(
+        during, after, rate, cl[pair_subject], cl[pair_subject] / v[pair_subject]
+    )
+    sparse = np.zeros(len(data.obs_time_day))
+    np.add.at(sparse, pair_obs, per_pair)
+    auc_phase = values["auc_phase"]
+    subject = values["auc_subject"]
+    per_dose = kernels.infusion_auc(*auc_phase.T, cl[subject], cl[subject] / v[subject])
+    sparse_auc = np.zeros(2)
+    np.add.at(sparse_auc, subject, per_dose)
+    for i, patient in enumerate((reset, plain)):
+        (time, amount, duration), options = (
+            (patient.dose_time_day, patient.dose_amount_mg, patient.dose_duration_day),
+            {"dose_end_day": patient.dose_end_day},
+        )
+        expected = kernels.concentration(
+            patient.obs_time_day, time, amount, duration, cl[i], v[i], **options
+        )
+        np.testing.assert_allclose(sparse[data.obs_subject == i], expected, rtol=1e-13)
+        expected_auc = kernels.auc_interval(
+            14.0, 28.0, time, amount, duration, cl[i], v[i], **options
+        )
+        np.testing.assert_allclose(sparse_auc[i], expected_auc, rtol=1e-13)
+    steady = replace(_read(tmp_path, SS_CSV, "ss.csv"), events=(EventRecord(60.0, 0),))
+    with pytest.raises(
+        InputError, match=r"row 2, field SS: SS=1 .* not supported by the population fit"
+    ):
+        CohortData.from_patients([steady, plain])
