@@ -494,11 +494,13 @@ def test_cli_layout_options(tmp_path, capsys):
     capsys.readouterr()
 
 
-def test_ss_patient_through_the_cli_exits_2_naming_the_row(tmp_path, capsys):
-    path = write(tmp_path, "ss.csv", csv(x(ss="1", ii="56"), x("7", "0", "."), header=HX))
+def test_ss_shorter_than_its_infusion_through_the_cli_exits_2_naming_the_row(tmp_path, capsys):
+    # SS is evaluated by the engine now (tests/test_steady_state_engine.py); an interval
+    # shorter than the infusion is still refused
+    path = write(tmp_path, "ss.csv", csv(x(ss="1", ii="0.01"), x("7", "0", "."), header=HX))
     assert main(["forecast", str(path)]) == 2
     err = capsys.readouterr().err
-    assert "row 2, field SS: SS=1 (steady state" in err and "not yet supported" in err
+    assert "row 2, field II: SS=1 needs a dosing interval II ≥ the infusion duration" in err
 
 
 # --------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ from asuc_bayes.data.dataset import (
     write_nonmem_csv,
 )
 from asuc_bayes.inference.grid import scan_maxima
-from asuc_bayes.pk.kernels import concentration, individual_pk_parameters
+from asuc_bayes.pk.kernels import NO_END_DAY, concentration, individual_pk_parameters
 from asuc_bayes.spec.config import load_model
 
 TWO_HOURS = 1.0 / 12.0
@@ -310,23 +311,22 @@ def test_evid2_covariate_change_is_kept_and_the_baseline_used(tmp_path):
     assert "row 5, field MDV: observation row with MDV=1 ignored" in notes
 
 
-def test_steady_state_is_kept_but_refused_by_the_current_engine(tmp_path):
+def test_steady_state_is_kept_and_reaches_the_engine(tmp_path):
     rows = [FULL, "P1,0,1,600,.,1,56,1,1,.,63,45,.", "P1,7,0,.,.,.,.,1,0,25,63,45,."]
-    with raises("patient 'P1', row 2, field SS", "SS=1 (steady state", "not yet supported"):
-        read_patients(write(tmp_path, rows))
-    patient = only(read_patients(write(tmp_path, rows), allow_unsupported=True))
+    patient = only(read_patients(write(tmp_path, rows)))
     assert patient.doses[0].steady_state == 1
     assert patient.doses[0].steady_state_interval_day == 56.0
-    with raises("row 2, field SS", "write the doses out explicitly"):
-        _ = patient.dose_time_day  # the arrays every forecasting path reads refuse it
-    # batch runs keep the other patients
-    both = [*rows, "P2,0,1,600,.,.,.,1,1,.,63,45,.", "P2,7,0,.,.,.,.,1,0,25,63,45,."]
-    patient_set = read_patients(write(tmp_path, both), collect_errors=True)
-    assert patient_set.ids == ("P2",)
-    assert patient_set.errors[0].patient_id == "P1" and patient_set.errors[0].field == "SS"
+    assert unsupported_by_engine(patient) is None
+    # the arrays every forecasting path reads carry the steady state
+    assert patient.dose_ss_interval_day.tolist() == [56.0]
+    assert patient.dose_end_day.tolist() == [NO_END_DAY]
+    # an infusion longer than its interval is refused, naming the row
+    long = replace(patient, doses=(replace(patient.doses[0], steady_state_interval_day=0.05),))
+    with raises("row 2, field II", "shorter than the infusion"):
+        _ = long.dose_time_day
 
 
-def test_reset_cuts_earlier_doses_and_is_refused_by_the_current_engine(tmp_path):
+def test_reset_cuts_earlier_doses_and_reaches_the_engine(tmp_path):
     rows = [
         FULL,
         "P1,0,1,600,.,.,.,1,1,.,63,45,.",
@@ -334,15 +334,15 @@ def test_reset_cuts_earlier_doses_and_is_refused_by_the_current_engine(tmp_path)
         "P1,20,4,700,.,.,.,1,1,.,63,45,.",
         "P1,27,0,.,.,.,.,1,0,30,63,45,.",
     ]
-    with raises("patient 'P1', row 4, field EVID", "reset at day 20", "not yet supported"):
-        read_patients(write(tmp_path, rows))
-    patient = only(read_patients(write(tmp_path, rows), allow_unsupported=True))
+    patient = only(read_patients(write(tmp_path, rows)))
     assert patient.resets == (Reset(20.0),)
     assert patient.doses == (
         Dose(0.0, 600.0, TWO_HOURS, end_time_day=20.0),
         Dose(20.0, 700.0, TWO_HOURS),
     )
-    assert unsupported_by_engine(patient) is not None
+    assert unsupported_by_engine(patient) is None
+    assert patient.dose_end_day.tolist() == [20.0, NO_END_DAY]
+    assert patient.dose_ss_interval_day.tolist() == [0.0, 0.0]
 
 
 def test_reset_before_any_dose_is_exact_and_dropped(tmp_path):

@@ -198,9 +198,9 @@ def read_patients(
         Units of covariate columns (``{"ALB": "g/L"}`` or ``["ALB=g/L"]``), checked against
         :data:`KNOWN_UNITS` and kept in :attr:`PatientSet.units`.
     allow_unsupported
-        Return steady-state doses (SS) and resets (EVID 3/4) as read, for an engine that
-        evaluates them. By default such a patient is an error naming the row: the
-        forecasting engine of this version does not evaluate them.
+        Return patients that the forecasting engine cannot evaluate as read (see
+        :func:`~asuc_bayes.data.types.unsupported_by_engine`); by default such a patient is
+        an error naming the row. Steady-state doses (SS) and resets (EVID 3/4) are evaluated.
 
     Returns
     -------

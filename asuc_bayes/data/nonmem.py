@@ -104,9 +104,9 @@ class NonmemOptions:
     collect_errors
         Keep a bad patient's first error and read the others.
     allow_unsupported
-        Return patients with steady-state doses or resets (for engines that evaluate them);
-        by default they are errors naming the row (see
-        :func:`~asuc_bayes.data.types.unsupported_by_engine`).
+        Return patients that the forecasting engine cannot evaluate as read; by default they
+        are errors naming the row (see :func:`~asuc_bayes.data.types.unsupported_by_engine`;
+        steady-state doses and resets are evaluated).
     time_unit
         Unit of TIME/DUR/II in the source (``"days"`` or ``"hours"``), for messages.
     """

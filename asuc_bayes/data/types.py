@@ -1,15 +1,21 @@
 """Record types of the data layer: doses, samples, events, covariates, patients, limits.
 
 Doses carry NONMEM's steady state (``SS``/``II``) and the end of their effect at a reset
-(``EVID`` 3/4) faithfully; the forecasting engine of this version evaluates neither, so the
-dose arrays that it reads (:attr:`Patient.dose_time_day`...) refuse a patient that uses them
-(:func:`unsupported_by_engine`) instead of computing a wrong answer.
+(``EVID`` 3/4) faithfully; the dose arrays that the forecasting engine reads
+(:attr:`Patient.dose_time_day`, ..., :attr:`Patient.dose_end_day`,
+:attr:`Patient.dose_ss_interval_day`) carry both to the kernels
+(:func:`asuc_bayes.pk.kernels.concentration`), which evaluate them exactly. A steady state the
+engine cannot evaluate (an infusion longer than its interval) is refused, naming the row
+(:func:`unsupported_by_engine`), instead of computing a wrong answer.
 
 >>> dose = Dose(0.0, 600.0, 1 / 12)
 >>> dose.steady_state, dose.steady_state_interval_day, dose.end_time_day
 (0, 0.0, None)
 >>> unsupported_by_engine(Patient("P1", 70.0, 30.0, (dose,))) is None
 True
+>>> at_steady_state = Patient("P2", 70.0, 30.0, (Dose(0.0, 600.0, 1 / 12, None, 1, 56.0),))
+>>> at_steady_state.dose_ss_interval_day.tolist(), at_steady_state.dose_end_day.tolist()
+([56.0], [1000000000000.0])
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from asuc_bayes.data.errors import InputError, _error, _fmt, _where
+from asuc_bayes.data.errors import InputError, _error, _fmt
+from asuc_bayes.pk.kernels import NO_END_DAY
 
 __all__ = [
     "ABOVE_ULOQ",
@@ -33,6 +40,7 @@ __all__ = [
     "PatientSet",
     "PlausibilityLimits",
     "Reset",
+    "dose_kernel_options",
     "unsupported_by_engine",
 ]
 
@@ -160,6 +168,22 @@ class Patient:
         return np.array([d.duration_day for d in self._explicit_doses()], dtype=float)
 
     @property
+    def dose_end_day(self) -> np.ndarray:
+        """When each dose's effect ends (a reset), :data:`~asuc_bayes.pk.kernels.NO_END_DAY` if
+        never."""
+        return dose_kernel_options(self._explicit_doses())["dose_end_day"]
+
+    @property
+    def dose_ss_interval_day(self) -> np.ndarray:
+        """Interval II of each steady-state dose (SS=1 or 2), 0 for a plain infusion."""
+        return dose_kernel_options(self._explicit_doses())["dose_ss_interval_day"]
+
+    @property
+    def has_steady_state_or_reset(self) -> bool:
+        """Whether a dose is at steady state or cut by a reset."""
+        return any(d.steady_state or d.end_time_day is not None for d in self.doses)
+
+    @property
     def obs_time_day(self) -> np.ndarray:
         return np.array([o.time_day for o in self.observations], dtype=float)
 
@@ -172,38 +196,59 @@ class Patient:
         return np.array([o.censoring for o in self.observations], dtype=np.int64)
 
 
+def dose_kernel_options(doses) -> dict[str, np.ndarray]:
+    """The optional per-dose arrays of the PK kernels for ``doses``: ``dose_end_day`` (the end
+    of each dose's effect at a reset, :data:`~asuc_bayes.pk.kernels.NO_END_DAY` if none) and
+    ``dose_ss_interval_day`` (II of a steady-state dose, 0 for a plain infusion), to pass as
+    keywords to :func:`asuc_bayes.pk.kernels.concentration` and
+    :func:`~asuc_bayes.pk.kernels.auc_interval`.
+
+    Examples
+    --------
+    >>> options = dose_kernel_options([Dose(0.0, 600.0, 1 / 12, end_time_day=20.0),
+    ...                                Dose(20.0, 600.0, 1 / 12, None, 1, 56.0)])
+    >>> options["dose_end_day"].tolist(), options["dose_ss_interval_day"].tolist()
+    ([20.0, 1000000000000.0], [0.0, 56.0])
+    """
+    return {
+        "dose_end_day": np.array(
+            [NO_END_DAY if d.end_time_day is None else d.end_time_day for d in doses],
+            dtype=float,
+        ),
+        "dose_ss_interval_day": np.array(
+            [d.steady_state_interval_day if d.steady_state else 0.0 for d in doses],
+            dtype=float,
+        ),
+    }
+
+
 def unsupported_by_engine(patient: Patient) -> InputError | None:
     """The error for a patient that the forecasting engine of this version cannot evaluate.
 
-    Steady-state doses (``SS``) and doses cut by a reset (``EVID`` 3/4) are read and kept in
-    :class:`Dose`, but the PK kernels of this version superpose plain infusions only: such a
-    patient is refused, naming the row, rather than forecast wrongly. ``None`` when the
-    patient is fine.
+    Steady-state doses (``SS=1``/``2`` with ``II``) and doses cut by a reset (``EVID`` 3/4)
+    are evaluated exactly (:mod:`asuc_bayes.pk.kernels`); a steady state needs its infusion to
+    end before the next one of its train starts (duration ≤ II), otherwise the patient is
+    refused, naming the row. ``None`` when the patient is fine.
+
+    Examples
+    --------
+    >>> long = Dose(0.0, 600.0, 0.5, 7, steady_state=1, steady_state_interval_day=0.25)
+    >>> print(unsupported_by_engine(Patient("P1", 70.0, 30.0, (long,))))  # doctest: +ELLIPSIS
+    patient 'P1', row 7, field II: SS=1 with II=0.25 day shorter than the infusion (0.5 day)...
     """
     for dose in patient.doses:
-        if dose.steady_state:
+        interval = dose.steady_state_interval_day
+        if dose.steady_state and not interval >= dose.duration_day > 0:
             return _error(
                 patient.id,
                 dose.row,
-                "SS",
-                f"SS={dose.steady_state} (steady state, II={_fmt(dose.steady_state_interval_day)}"
-                " day) is read but not yet supported by the forecasting engine",
-                "write the doses out explicitly (one row per infusion, or ADDL/II)",
+                "II",
+                f"SS={dose.steady_state} with II={_fmt(interval)} day shorter than the infusion "
+                f"({_fmt(dose.duration_day)} day): the steady state of overlapping infusions is "
+                "not supported by the forecasting engine",
+                "give II ≥ the infusion duration, or write the doses out explicitly",
             )
-    cut = next((d for d in patient.doses if d.end_time_day is not None), None)
-    if cut is None:
-        return None
-    reset = next((r for r in patient.resets if r.time_day == cut.end_time_day), None)
-    return _error(
-        patient.id,
-        reset.row if reset is not None else cut.row,
-        "EVID" if reset is not None else "TIME",
-        f"the reset at day {_fmt(cut.end_time_day or 0.0)} wipes out the dose of day "
-        f"{_fmt(cut.time_day)} ({_where(cut.row) or 'a dose'}); resets are read but not yet "
-        "supported by the forecasting engine",
-        "split the patient into one patient per occasion, or remove the reset if the earlier "
-        "doses are washed out",
-    )
+    return None
 
 
 @dataclass(frozen=True)

@@ -311,19 +311,35 @@ class DrawSet:
 # -- regimen arithmetic -------------------------------------------------------------------
 @dataclass(frozen=True)
 class _Regimen:
-    """Dose arrays of a regimen (times, amounts, durations)."""
+    """Dose arrays of a regimen (times, amounts, durations, ends at a reset, steady-state
+    intervals; see :mod:`asuc_bayes.pk.kernels`) and the doses they come from."""
 
     time_day: np.ndarray
     amount_mg: np.ndarray
     duration_day: np.ndarray
+    end_day: np.ndarray
+    ss_interval_day: np.ndarray
+    doses: tuple[Dose, ...] = ()
 
     @classmethod
     def of(cls, doses) -> _Regimen:
+        doses = tuple(doses)
+        patient = Patient("regimen", 1.0, 1.0, doses)
         return cls(
-            np.array([d.time_day for d in doses], dtype=float),
-            np.array([d.amount_mg for d in doses], dtype=float),
-            np.array([d.duration_day for d in doses], dtype=float),
+            patient.dose_time_day,
+            patient.dose_amount_mg,
+            patient.dose_duration_day,
+            patient.dose_end_day,
+            patient.dose_ss_interval_day,
+            doses,
         )
+
+    def kernel_options(self, keep=slice(None)) -> dict[str, np.ndarray]:
+        """The optional dose arrays of the kernels (of the doses ``keep`` selects)."""
+        return {
+            "dose_end_day": self.end_day[keep],
+            "dose_ss_interval_day": self.ss_interval_day[keep],
+        }
 
 
 def _window_auc(spec: ModelSpec, regimen: _Regimen, draws: DrawSet) -> np.ndarray:
@@ -339,6 +355,7 @@ def _window_auc(spec: ModelSpec, regimen: _Regimen, draws: DrawSet) -> np.ndarra
         regimen.duration_day,
         draws.clearance,
         draws.volume,
+        **regimen.kernel_options(),
     )
 
 
@@ -458,6 +475,7 @@ def check_decision(
             clinical=f"{reason}; only a later infusion (day ≥ {last:g}) can be chosen",
         )
     replaced = next((d for d in patient.doses if abs(d.time_day - time) < 1e-9), None)
+    _check_no_later_reset(patient, time, replaced)
     duration = request.duration_day or (replaced.duration_day if replaced else default_duration_day)
     fixed = [d for d in patient.doses if d is not replaced]
     for dose in fixed:
@@ -513,6 +531,31 @@ def check_decision(
         dose_grid_mg=request.vial_mg * np.arange(min_vials, n_vials + 1, dtype=float),
         notes=tuple(notes),
     )
+
+
+def _check_no_later_reset(patient: Patient, time: float, replaced: Dose | None) -> None:
+    """A chosen dose must come after every reset (EVID 3/4, SS=1) and not replace a
+    steady-state dose: what a reset would cut, or a train the new dose would stand for, is
+    not a decision this module models."""
+    resets = [r.time_day for r in patient.resets]
+    resets += [d.time_day for d in patient.doses if d.steady_state == 1]
+    later = [r for r in resets if r > time + 1e-9]
+    if later:
+        reason = (
+            f"patient {patient.id}: the dose at day {time:g} comes before the reset at day "
+            f"{min(later):g} (EVID 3/4 or SS=1), which would wipe it out"
+        )
+        raise DosingError(
+            f"{reason}; choose a --dose-time after it", clinical=f"{reason}; choose a later day"
+        )
+    if replaced is not None and replaced.steady_state:
+        reason = (
+            f"patient {patient.id}: the dose at day {time:g} is a steady-state dose "
+            f"(SS={replaced.steady_state}); a recommendation would replace the whole train"
+        )
+        raise DosingError(
+            f"{reason}; choose another --dose-time", clinical=f"{reason}; choose another day"
+        )
 
 
 def _context(forecast: PatientForecast, request: DosingRequest) -> _Context:
@@ -886,15 +929,7 @@ class RegimenComparison:
 def _regimens(context: _Context, recommendation: DoseRecommendation) -> RegimenComparison:
     spec, request = context.spec, context.request
     recommended = [
-        *(
-            Dose(t, a, d)
-            for t, a, d in zip(
-                context.decision.fixed.time_day,
-                context.decision.fixed.amount_mg,
-                context.decision.fixed.duration_day,
-                strict=True,
-            )
-        ),
+        *context.decision.fixed.doses,
         Dose(request.dose_time_day, recommendation.dose_mg, context.decision.duration_day),
     ]
     candidates = [
@@ -1073,6 +1108,7 @@ def _unit_trough(
         context.decision.fixed.duration_day[before],
         draws.clearance,
         draws.volume,
+        **context.decision.fixed.kernel_options(before),
     )
     times = start + np.arange(maintenance_doses)[None, :] * intervals[:, None]  # (k, m)
     per_mg = concentration(
@@ -1291,6 +1327,8 @@ def _preposterior_day(
         patient.dose_duration_day,
         draws.clearance,
         draws.volume,
+        dose_end_day=patient.dose_end_day,
+        dose_ss_interval_day=patient.dose_ss_interval_day,
     )[:, 0]
     truth = rng.integers(draws.size, size=n_simulations)
     values = add_residual_error(

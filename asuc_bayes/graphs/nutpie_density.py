@@ -12,9 +12,10 @@ define the graphs and the library versions, so a later process loads both callba
 disk (~0.4 s) without building or compiling any graph.
 
 Patient data reach a callback as one flat float64 buffer (nutpie's ``user_data``): the
-dose and observation counts, then the scalar, 2-vector, 2×2 and per-dose / per-observation
-inputs in :data:`INPUT_LAYOUT` order. The sampler draws the whitened coordinates ``z``;
-η follows in NumPy (:func:`eta_from_whitened`); the expansion callback is a plain copy.
+counts of plain doses, observations and doses at steady state or cut by a reset, then the
+scalar, 2-vector, 2×2 and per-record inputs in :data:`INPUT_LAYOUT` order. The sampler
+draws the whitened coordinates ``z``; η follows in NumPy (:func:`eta_from_whitened`); the
+expansion callback is a plain copy.
 The MAP optimiser calls the η callback through ``ctypes`` (~µs per call).
 """
 
@@ -39,7 +40,12 @@ import numpy as np
 from numba.core.caching import CacheImpl, _CacheLocator
 
 from asuc_bayes._lazy import lazy_module
-from asuc_bayes.graphs.model import RANDOM_EFFECTS, PatientData, sampler_to_log_relative
+from asuc_bayes.graphs.model import (
+    RANDOM_EFFECTS,
+    SPECIAL_DOSE_NAMES,
+    PatientData,
+    sampler_to_log_relative,
+)
 from asuc_bayes.inference.numerics import reproducible_numba
 
 # Only a cache miss (compiling a graph) needs PyTensor and PyMC: a cache hit imports neither.
@@ -55,9 +61,11 @@ __all__ = [
     "sampler_density",
 ]
 
-#: (data name, kind): the order of the flat data buffer after its two-entry header
-#: (number of doses, number of observations). Kinds: ``scalar``, ``vec2``, ``mat2``,
-#: ``dose`` (one value per dose) and ``obs`` (one value per observation).
+#: (data name, kind): the order of the flat data buffer after its three-entry header
+#: (number of plain doses, of observations, of doses at steady state or cut by a reset).
+#: Kinds: ``scalar``, ``vec2``, ``mat2``, ``dose`` (one value per plain dose), ``obs`` (one
+#: value per observation) and ``special`` (one value per dose at steady state or cut by a
+#: reset, :class:`asuc_bayes.graphs.model.PatientData`).
 INPUT_LAYOUT: tuple[tuple[str, str], ...] = (
     ("weight_kg", "scalar"),
     ("crp_mg_l", "scalar"),
@@ -69,12 +77,16 @@ INPUT_LAYOUT: tuple[tuple[str, str], ...] = (
     ("obs_time_day", "obs"),
     ("obs_value_mg_l", "obs"),
     ("obs_censoring", "obs"),
+    *((name, "special") for name in SPECIAL_DOSE_NAMES),
 )
 _FIXED_SIZE = {"scalar": 1, "vec2": 2, "mat2": 4}
 _SHAPE_SUFFIX = {"scalar": ".reshape(())", "vec2": "", "mat2": ".reshape((2, 2))"}
-HEADER = 2
+HEADER = 3
+#: The header's count of each per-record kind.
+_COUNTS = {"dose": "n_dose", "obs": "n_obs", "special": "n_special"}
 #: Bump when the generated callback's source or the buffer layout changes meaning.
-CALLBACK_VERSION = 3  # 2: censoring codes in the buffer; 3: compiled without fast-math
+CALLBACK_VERSION = 4  # 2: censoring codes in the buffer; 3: compiled without fast-math;
+# 4: doses at steady state or cut by a reset in the buffer (a third count in the header)
 
 
 def _callback_source(function_name: str) -> str:
@@ -84,19 +96,21 @@ def _callback_source(function_name: str) -> str:
         "    if dim != 2:",
         "        return -1",
         "    try:",
-        "        header = numba.carray(user_data_, (2,), np.float64)",
+        f"        header = numba.carray(user_data_, ({HEADER},), np.float64)",
         "        n_dose = int(header[0])",
         "        n_obs = int(header[1])",
+        "        n_special = int(header[2])",
     ]
     fixed = sum(_FIXED_SIZE.get(kind, 0) for _, kind in INPUT_LAYOUT)
-    per_dose = sum(kind == "dose" for _, kind in INPUT_LAYOUT)
-    per_obs = sum(kind == "obs" for _, kind in INPUT_LAYOUT)
-    total = f"{HEADER + fixed} + {per_dose} * n_dose + {per_obs} * n_obs"
+    per_record = " + ".join(
+        f"{sum(k == kind for _, k in INPUT_LAYOUT)} * {count}" for kind, count in _COUNTS.items()
+    )
+    total = f"{HEADER + fixed} + {per_record}"
     lines.append(f"        buf = numba.carray(user_data_, ({total},), np.float64)")
     lines.append(f"        i0 = {HEADER}")
     arguments = []
     for index, (_, kind) in enumerate(INPUT_LAYOUT):
-        size = {"dose": "n_dose", "obs": "n_obs"}.get(kind, str(_FIXED_SIZE.get(kind)))
+        size = _COUNTS.get(kind, str(_FIXED_SIZE.get(kind)))
         lines.append(f"        i{index + 1} = i{index} + {size}")
         arguments.append(f"buf[i{index}:i{index + 1}]{_SHAPE_SUFFIX.get(kind, '')}")
     lines += [
@@ -119,12 +133,15 @@ def _callback_source(function_name: str) -> str:
 
 def pack_data(data: dict[str, Any]) -> np.ndarray:
     """The flat buffer the callback reads: header, then :data:`INPUT_LAYOUT` order."""
-    n_dose = len(np.atleast_1d(data["dose_time_day"]))
-    n_obs = len(np.atleast_1d(data["obs_time_day"]))
-    parts = [np.array([n_dose, n_obs], dtype=float)]
+    counts = {
+        "dose": len(np.atleast_1d(data["dose_time_day"])),
+        "obs": len(np.atleast_1d(data["obs_time_day"])),
+        "special": len(np.atleast_1d(data["special_dose_time_day"])),
+    }
+    parts = [np.array(list(counts.values()), dtype=float)]
     for name, kind in INPUT_LAYOUT:
         values = np.asarray(data[name], dtype=float).ravel()
-        expected = {"dose": n_dose, "obs": n_obs}.get(kind, _FIXED_SIZE.get(kind))
+        expected = counts.get(kind, _FIXED_SIZE.get(kind))
         if values.size != expected:
             raise ValueError(f"{name}: expected {expected} values, got {values.size}")
         parts.append(values)

@@ -55,6 +55,7 @@ from asuc_bayes.inference.diagnostics import ESS_BULK_MIN, RHAT_MAX
 from asuc_bayes.inference.numerics import reproducible_numba
 from asuc_bayes.inference.population_draws import omega_to_cv
 from asuc_bayes.pk.kernels import (
+    NO_END_DAY,
     auc_window_phases,
     dose_phase_times,
     individual_clearance,
@@ -159,6 +160,16 @@ class CohortData:
     #: Centring weights w of the random effects (0 non-centred, 1 centred), per subject.
     centring_cl: np.ndarray | None = None
     centring_v: np.ndarray | None = None
+    #: End of each dose's effect at a reset (EVID 3/4), (subject, dose); ``None``: no resets
+    #: (:data:`~asuc_bayes.pk.kernels.NO_END_DAY` everywhere).
+    dose_end_day: np.ndarray | None = None
+
+    @property
+    def dose_end(self) -> np.ndarray:
+        """:attr:`dose_end_day`, with :data:`~asuc_bayes.pk.kernels.NO_END_DAY` where none."""
+        if self.dose_end_day is None:
+            return np.full(self.dose_time_day.shape, NO_END_DAY)
+        return self.dose_end_day
 
     @property
     def n_subjects(self) -> int:
@@ -179,16 +190,19 @@ class CohortData:
                     f"patient {p.id!r}: a population fit needs exactly one colectomy record "
                     "(read the data with asuc_bayes.data.dataset.read_cohort)"
                 )
+        _refuse_steady_state(patients)
         n_dose = max(len(p.doses) for p in patients)
         shape = (len(patients), n_dose)
         dose_time = np.zeros(shape)
         dose_amount = np.zeros(shape)
         dose_duration = np.full(shape, default_duration_day)
+        dose_end = np.full(shape, NO_END_DAY)
         for i, p in enumerate(patients):
             k = len(p.doses)
             dose_time[i, :k] = p.dose_time_day
             dose_amount[i, :k] = p.dose_amount_mg
             dose_duration[i, :k] = p.dose_duration_day
+            dose_end[i, :k] = p.dose_end_day
         obs_subject = np.concatenate(
             [np.full(len(p.observations), i, dtype=np.int64) for i, p in enumerate(patients)]
         )
@@ -205,6 +219,7 @@ class CohortData:
             obs_censoring=np.concatenate([p.obs_censoring for p in patients]).astype(float),
             event_time_day=np.array([p.events[0].time_day for p in patients]),
             event=np.array([float(p.events[0].event) for p in patients]),
+            dose_end_day=dose_end if np.any(dose_end < NO_END_DAY) else None,
         )
 
     def model_data(self, auc_window_day: tuple[float, float]) -> dict[str, np.ndarray]:
@@ -214,9 +229,11 @@ class CohortData:
         :data:`OBSERVATION_COLUMNS`) hold the per-subject and per-observation values; the
         concentrations and AUCs are sums over sparse (observation, dose) and (subject, dose)
         pairs. Only pairs that can contribute are kept: a real dose (amount > 0) started
-        before the sample (``pair_index``: observation, subject; ``pair_phase``: time inside
-        the infusion, after its end, rate), or before the end of the AUC window
-        (``auc_subject``; ``auc_phase``: a0, a1, b0, b1, duration, rate). Every other pair
+        before the sample and not ended by a reset by then (``pair_index``: observation,
+        subject; ``pair_phase``: time inside the infusion, after its end, rate), or before the
+        end of the AUC window (``auc_subject``; ``auc_phase``: a0, a1, b0, b1, duration, rate,
+        with the window cut at the dose's end, as :func:`asuc_bayes.pk.kernels.auc_interval`
+        does). Every other pair
         contributes exactly 0 to :func:`asuc_bayes.pk.kernels.concentration` and
         :func:`asuc_bayes.pk.kernels.auc_interval`, so the sums are the same; the padded form
         spent ~2/3 of the gradient's time on those zeros (measured). The phases depend on
@@ -230,6 +247,7 @@ class CohortData:
         real = self.dose_amount_mg > 0
         dose_rate = self.dose_amount_mg / self.dose_duration_day
         started = real[subject] & (self.dose_time_day[subject] < self.obs_time_day[:, None])
+        started &= self.obs_time_day[:, None] < self.dose_end[subject]
         pair_obs, pair_dose = np.nonzero(started)
         pair_subject = subject[pair_obs]
         during, after = dose_phase_times(
@@ -240,8 +258,12 @@ class CohortData:
         start_day, end_day = auc_window_day
         auc_subject, auc_dose = np.nonzero(real & (self.dose_time_day < end_day))
         duration = self.dose_duration_day[auc_subject, auc_dose]
+        dose_end = np.minimum(end_day, self.dose_end[auc_subject, auc_dose])  # end_day if none
         a0, a1, b0, b1 = auc_window_phases(
-            start_day, end_day, self.dose_time_day[auc_subject, auc_dose], duration
+            np.minimum(start_day, dose_end),
+            dose_end,
+            self.dose_time_day[auc_subject, auc_dose],
+            duration,
         )
         censored = np.flatnonzero(self.obs_censoring != MEASURED)
         subject_columns = {
@@ -295,11 +317,12 @@ class CohortData:
         for i, pid in enumerate(self.ids):
             keep = self.dose_amount_mg[i] > 0
             doses = tuple(
-                Dose(float(t), float(a), float(d))
-                for t, a, d in zip(
+                Dose(float(t), float(a), float(d), end_time_day=None if e >= NO_END_DAY else e)
+                for t, a, d, e in zip(
                     self.dose_time_day[i][keep],
                     self.dose_amount_mg[i][keep],
                     self.dose_duration_day[i][keep],
+                    self.dose_end[i][keep].tolist(),
                     strict=True,
                 )
             )
@@ -837,6 +860,7 @@ def _fit_tree(
             "dose_time_day": (("subject", "dose"), data.dose_time_day),
             "dose_amount_mg": (("subject", "dose"), data.dose_amount_mg),
             "dose_duration_day": (("subject", "dose"), data.dose_duration_day),
+            "dose_end_day": (("subject", "dose"), data.dose_end),
             "obs_subject": (("obs",), data.obs_subject),
             "obs_time_day": (("obs",), data.obs_time_day),
             "obs_censoring": (("obs",), data.obs_censoring.astype(np.int64)),
@@ -915,7 +939,26 @@ def cohort_of_fit(tree: xr.DataTree) -> CohortData:
         event=o["colectomy"].values.astype(float),
         centring_cl=c["centring_cl"].values,
         centring_v=c["centring_v"].values,
+        dose_end_day=c["dose_end_day"].values if "dose_end_day" in c else None,
     )
+
+
+def _refuse_steady_state(patients) -> None:
+    """The population model's sparse graph superposes plain infusions (resets are cut in the
+    data, :meth:`CohortData.model_data`): a steady-state dose is an error naming the row."""
+    from asuc_bayes.data.errors import _error
+
+    for p in patients:
+        dose = next((d for d in p.doses if d.steady_state), None)
+        if dose is not None:
+            raise _error(
+                p.id,
+                dose.row,
+                "SS",
+                f"SS={dose.steady_state} (steady state) is not supported by the population fit",
+                "write the doses out explicitly (one row per infusion, or ADDL/II), or forecast "
+                "the patient alone",
+            )
 
 
 def _statistics(values) -> dict[str, float]:

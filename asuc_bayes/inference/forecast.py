@@ -220,6 +220,8 @@ def derived_quantities(spec: ModelSpec, patient: Patient, eta: np.ndarray) -> di
         patient.dose_duration_day,
         cl,
         v,
+        dose_end_day=patient.dose_end_day,
+        dose_ss_interval_day=patient.dose_ss_interval_day,
     )
     ln_ratio = ln_auc_cl(auc, cl)
     risk = weibull_risk(tte.horizon_day, ln_ratio, **weibull_parameters(tte))
@@ -1026,6 +1028,8 @@ def forecast_tree(
         patient.dose_duration_day,
         derived["cl"][:, curve_draws],
         derived["v"][:, curve_draws],
+        dose_end_day=patient.dose_end_day,
+        dose_ss_interval_day=patient.dose_ss_interval_day,
     )
     point_eta, point = map_and_a_priori(spec, patient, map_result["eta"])
     point_curve = concentration(
@@ -1035,6 +1039,8 @@ def forecast_tree(
         patient.dose_duration_day,
         point["cl"],
         point["v"],
+        dose_end_day=patient.dose_end_day,
+        dose_ss_interval_day=patient.dose_ss_interval_day,
     )
     predictions = xr.Dataset(
         {

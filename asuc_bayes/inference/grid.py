@@ -152,6 +152,8 @@ def log_likelihood(spec: ModelSpec, patient: Patient, eta_cl: Any, eta_v: Any) -
             patient.dose_duration_day,
             cl,
             v,
+            dose_end_day=patient.dose_end_day,
+            dose_ss_interval_day=patient.dose_ss_interval_day,
         )
         out[start:stop] = _observation_log_likelihood(spec, values, censoring, prediction).sum(
             axis=-1
@@ -244,6 +246,8 @@ def derived_on_grid(
             patient.dose_duration_day,
             cl[lo:hi],
             v[lo:hi],
+            dose_end_day=patient.dose_end_day,
+            dose_ss_interval_day=patient.dose_ss_interval_day,
         )
     ln_auc_cl = kernels.ln_auc_cl(auc, cl)
     tte = spec.tte

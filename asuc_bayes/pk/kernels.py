@@ -7,6 +7,21 @@ the tests share one implementation of each equation (model card, sections 1-2).
 Shapes: times ``(..., n_time)``, doses ``(n_dose,)``, individual parameters broadcastable
 to the leading ``...`` shape (e.g. one value per posterior draw).
 
+Steady state and resets (NONMEM ``SS``/``II`` and ``EVID`` 3/4). Two optional per-dose arrays
+extend a regimen: ``dose_end_day``, when the dose's effect is wiped out by a reset
+(:data:`NO_END_DAY` when never), and ``dose_ss_interval_day``, the interval II of a
+steady-state dose (0 for a plain infusion). A dose contributes nothing at or after its end.
+A steady-state dose of rate R = D/T starting at t_s stands for the same infusion repeated
+every II ≥ T days since forever: for τ = t − t_s ≥ 0 it contributes its own infusion plus
+the infusions started at t_s − n·II (n = 1, 2, ...), which have all ended (n·II ≥ T), so each
+adds R/CL · (1 − e^(−kT)) · e^(−k(τ + n·II − T)); the geometric series
+Σ_(n≥1) e^(−k n II) = e^(−k II)/(1 − e^(−k II)) gives the train
+R/CL · F · e^(−kτ) with F = (1 − e^(−kT)) e^(−k(II − T)) / (1 − e^(−k II))
+(:func:`steady_state_factor`). Before t_s the dose contributes nothing, as in NONMEM, where
+the steady state is the amount set at t_s (``SS=1`` also resets earlier doses: the data layer
+gives them ``dose_end_day`` = t_s; ``SS=2`` adds to them). Without these arrays (or with
+all doses plain) the results are bit-identical to plain superposition.
+
 Examples
 --------
 >>> import numpy as np
@@ -28,6 +43,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "NO_END_DAY",
     "auc_interval",
     "auc_window_phases",
     "concentration",
@@ -38,6 +54,7 @@ __all__ = [
     "infusion_auc",
     "infusion_concentration",
     "ln_auc_cl",
+    "steady_state_factor",
     "weibull_baseline_cumulative_hazard",
     "weibull_cumulative_hazard",
     "weibull_hazard",
@@ -81,15 +98,80 @@ def infusion_concentration(during_day, after_day, rate_mg_day, clearance, k_per_
     )
 
 
+#: ``dose_end_day`` of a dose without a reset: a finite sentinel far beyond any time the
+#: model is asked about (finite, so that no ``inf`` reaches a gradient or a JSON file).
+NO_END_DAY = 1e12
+
+
+def _uses(values, xp: Any, test) -> bool:
+    """Whether the optional per-dose ``values`` can change a result: NumPy decides from the
+    data (plain regimens keep the plain, bit-identical code path); a symbolic graph always
+    includes the terms (its data are bound later)."""
+    if values is None:
+        return False
+    if xp is np:
+        return bool(np.any(test(np.asarray(values, dtype=float))))
+    return True
+
+
+def steady_state_factor(k_per_day, duration_day, interval_day, xp: Any = np):
+    """F = (1 − e^(−kT)) e^(−k(II − T)) / (1 − e^(−k II)), and 0 where II = 0 (elementwise).
+
+    R/CL · F · e^(−kτ) is the concentration left at τ ≥ 0 after the start of a steady-state
+    dose by the infusions of its train before it (module docstring). Written with
+    non-positive exponents only and with safe values in the masked entries, so that neither
+    the value nor a gradient is ever NaN.
+
+    Examples
+    --------
+    >>> # a bolus-like infusion every II: the trough of the train is r/(1 − r), r = e^(−k II)
+    >>> k, ii = 0.05, 14.0
+    >>> f = steady_state_factor(k, 1e-9, ii) / (k * 1e-9)
+    >>> bool(np.isclose(f, np.exp(-k * ii) / (1 - np.exp(-k * ii)), rtol=1e-6))
+    True
+    >>> float(steady_state_factor(k, 1 / 12, 0.0))
+    0.0
+    """
+    has_train = interval_day > 0
+    safe_interval = xp.where(has_train, interval_day, 1.0)
+    factor = (
+        -xp.expm1(-k_per_day * duration_day)
+        * xp.exp(-k_per_day * xp.maximum(safe_interval - duration_day, 0.0))
+        / -xp.expm1(-k_per_day * safe_interval)
+    )
+    return xp.where(has_train, factor, 0.0)
+
+
 def concentration(
-    time_day, dose_time_day, dose_amount_mg, dose_duration_day, clearance, volume, xp: Any = np
+    time_day,
+    dose_time_day,
+    dose_amount_mg,
+    dose_duration_day,
+    clearance,
+    volume,
+    xp: Any = np,
+    *,
+    dose_end_day=None,
+    dose_ss_interval_day=None,
 ):
     """Concentration (mg/L) of a one-compartment model with zero-order infusions.
 
     For one infusion of amount D over T days starting at t_d, with k = CL/V and τ = t − t_d,
     C = D/(T·CL) · (1 − e^(−k·min(τ, T))) · e^(−k·max(τ − T, 0)) for τ > 0 and 0 otherwise;
     doses add by superposition (:func:`infusion_concentration` per dose). Doses of amount 0
-    contribute nothing (padding).
+    contribute nothing (padding). A steady-state dose (``dose_ss_interval_day`` II > 0) adds
+    its train R/CL · F · e^(−kτ) for τ ≥ 0 (:func:`steady_state_factor`); a dose contributes
+    nothing at or after ``dose_end_day`` (a reset). Both are optional (module docstring).
+
+    Examples
+    --------
+    >>> cl, v = np.float64(0.49), np.float64(13.2)
+    >>> plain = concentration(np.array([20.0]), np.array([0.0]), np.array([700.0]),
+    ...                       np.array([1 / 12]), cl, v)
+    >>> reset = concentration(np.array([20.0]), np.array([0.0]), np.array([700.0]),
+    ...                       np.array([1 / 12]), cl, v, dose_end_day=np.array([15.0]))
+    >>> float(reset[0]), bool(plain[0] > 0)
+    (0.0, True)
     """
     time_day, dose_time_day, dose_amount_mg, dose_duration_day, clearance, volume = (
         _as_array(a, xp)
@@ -99,7 +181,17 @@ def concentration(
     k = cl / volume[..., None, None]
     during, after = dose_phase_times(time_day, dose_time_day, dose_duration_day, xp)
     rate = dose_amount_mg[..., None, :] / dose_duration_day[..., None, :]
-    return infusion_concentration(during, after, rate, cl, k, xp).sum(axis=-1)
+    per_dose = infusion_concentration(during, after, rate, cl, k, xp)
+    if _uses(dose_ss_interval_day, xp, lambda ii: ii > 0):
+        interval = _as_array(dose_ss_interval_day, xp)[..., None, :]
+        since_start = time_day[..., :, None] - dose_time_day[..., None, :]
+        factor = steady_state_factor(k, dose_duration_day[..., None, :], interval, xp)
+        train = rate / cl * factor * xp.exp(-k * xp.maximum(since_start, 0.0))
+        per_dose = per_dose + xp.where(since_start >= 0.0, train, 0.0)
+    if _uses(dose_end_day, xp, lambda end: end < NO_END_DAY):
+        alive = time_day[..., :, None] < _as_array(dose_end_day, xp)[..., None, :]
+        per_dose = xp.where(alive, per_dose, 0.0)
+    return per_dose.sum(axis=-1)
 
 
 def auc_interval(
@@ -111,13 +203,27 @@ def auc_interval(
     clearance,
     volume,
     xp: Any = np,
+    *,
+    dose_end_day=None,
+    dose_ss_interval_day=None,
 ):
     """AUC (mg·day/L) of :func:`concentration` between ``start_day`` and ``end_day``.
 
     Each infusion (rate R = D/T, k = CL/V) is integrated piecewise over the window
     (:func:`auc_window_phases`, :func:`infusion_auc`). Every term is non-negative, so a fast
     clearance gives a small positive AUC rather than the cancellation error of a difference
-    of cumulative AUCs. Returns the leading shape of ``clearance``.
+    of cumulative AUCs. Returns the leading shape of ``clearance``. With ``dose_end_day``
+    each dose's window is cut at its end; a steady-state dose (``dose_ss_interval_day``)
+    adds the integral of its train, R/CL · F · e^(−k s0) (1 − e^(−k (s1 − s0)))/k with
+    [s0, s1] the window's part since the dose's start.
+
+    Examples
+    --------
+    >>> # a dose wiped out at day 10: the AUC over days 0-30 is the AUC over days 0-10
+    >>> args = (np.array([0.0]), np.array([700.0]), np.array([1 / 12]), 0.49, 13.2)
+    >>> cut = auc_interval(0.0, 30.0, *args, dose_end_day=np.array([10.0]))
+    >>> bool(np.isclose(cut, auc_interval(0.0, 10.0, *args)))
+    True
     """
     dose_time_day, dose_amount_mg, dose_duration_day, clearance, volume = (
         _as_array(a, xp)
@@ -125,9 +231,19 @@ def auc_interval(
     )
     cl = clearance[..., None]
     k = cl / volume[..., None]
+    if _uses(dose_end_day, xp, lambda end: end < NO_END_DAY):
+        end_day = xp.minimum(_as_array(end_day, xp), _as_array(dose_end_day, xp))
+        start_day = xp.minimum(_as_array(start_day, xp), end_day)
     phases = auc_window_phases(start_day, end_day, dose_time_day, dose_duration_day, xp)
     rate = dose_amount_mg / dose_duration_day
-    return infusion_auc(*phases, dose_duration_day, rate, cl, k, xp).sum(axis=-1)
+    per_dose = infusion_auc(*phases, dose_duration_day, rate, cl, k, xp)
+    if _uses(dose_ss_interval_day, xp, lambda ii: ii > 0):
+        interval = _as_array(dose_ss_interval_day, xp)
+        s0 = xp.maximum(_as_array(start_day, xp) - dose_time_day, 0.0)
+        s1 = xp.maximum(_as_array(end_day, xp) - dose_time_day, 0.0)
+        factor = steady_state_factor(k, dose_duration_day, interval, xp)
+        per_dose = per_dose + rate / cl * factor * xp.exp(-k * s0) * -xp.expm1(-k * (s1 - s0)) / k
+    return per_dose.sum(axis=-1)
 
 
 def auc_window_phases(start_day, end_day, dose_time_day, dose_duration_day, xp: Any = np):

@@ -109,6 +109,8 @@ def _observe(spec: ModelSpec, patient: Patient, eta: np.ndarray, days, rng) -> n
         patient.dose_duration_day,
         np.float64(truth["cl"][0]),
         np.float64(truth["v"][0]),
+        dose_end_day=patient.dose_end_day,
+        dose_ss_interval_day=patient.dose_ss_interval_day,
     )
     return add_residual_error(prediction, spec.pk.residual_sd.estimate, spec.pk.residual_form, rng)
 
@@ -227,6 +229,8 @@ def predictive_check(
             patient.dose_duration_day,
             loo.derived["cl"].ravel(),
             loo.derived["v"].ravel(),
+            dose_end_day=patient.dose_end_day,
+            dose_ss_interval_day=patient.dose_ss_interval_day,
         )[:, 0]
         f = np.maximum(f, PREDICTION_FLOOR_MG_L)
         if proportional:

@@ -202,6 +202,7 @@ def _predict(data: CohortData, cl, v) -> np.ndarray:
         data.dose_duration_day[s],
         cl[s],
         v[s],
+        dose_end_day=data.dose_end[s],
     )[:, 0]
 
 

@@ -504,6 +504,8 @@ def power_scaling_diagnostic(forecast: PatientForecast) -> pd.DataFrame | None:
         patient.dose_duration_day,
         cl,
         v,
+        dose_end_day=patient.dose_end_day,
+        dose_ss_interval_day=patient.dose_ss_interval_day,
     )
     log_lik = observation_log_likelihood(
         patient.obs_value_mg_l,

@@ -41,6 +41,7 @@ from asuc_bayes.data.dataset import (
     Observation,
     Patient,
 )
+from asuc_bayes.data.types import dose_kernel_options
 from asuc_bayes.pk.kernels import (
     auc_interval,
     concentration,
@@ -101,6 +102,7 @@ def noisy_observations(spec: ModelSpec, times, doses, cl, v, limits, rng) -> tup
         np.array([d.duration_day for d in doses]),
         np.float64(cl),
         np.float64(v),
+        **dose_kernel_options(doses),
     )
     values = add_residual_error(
         prediction, spec.pk.residual_sd.estimate, spec.pk.residual_form, rng
@@ -392,6 +394,7 @@ def _ln_ratio(spec: ModelSpec, doses: list[Dose], cl: float, v: float) -> float:
         np.array([d.duration_day for d in doses]),
         np.float64(cl),
         np.float64(v),
+        **dose_kernel_options(doses),
     )
     return float(ln_auc_cl(float(auc), cl))
 
