@@ -202,8 +202,13 @@ def test_json_contract(spec, reference_forecasts):
         "map",
         "a_priori",
         "diagnostics",
+        "parameters",
+        "eta",
+        "observations",
     }
-    assert set(entry["posterior"]) == set(DERIVED) == set(entry["map"]) == set(entry["a_priori"])
+    point_keys = {*DERIVED, "eta", "parameters"}
+    assert set(entry["posterior"]) == set(DERIVED)
+    assert set(entry["map"]) == point_keys == set(entry["a_priori"])
     for stats in entry["posterior"].values():
         assert set(stats) == {"mean", "sd", "q2.5", "q50", "q97.5", "mcse"}
         assert set(stats["mcse"]) == {"mean", "q2.5", "q50", "q97.5"}
@@ -344,3 +349,46 @@ def test_independence_sampler_hands_over_to_nuts_when_a_gate_fails(spec, forecas
     assert result.diagnostics["attempts"] >= 2
     assert result.diagnostics["imh_acceptance"] < 0.2
     assert result.status == "ok"
+
+
+def test_per_patient_keys_of_every_model(spec, reference_forecasts):
+    """The keys every model's forecast carries (as ``forecast --model NAME``): the individual
+    parameters and random effects with their MCSE, the MAP and a-priori η, and the
+    observations with PRED (η = 0) and IPRED (MAP), checked against the DataTree's draws and
+    the one-infusion closed form written here."""
+    result = reference_forecasts["several_samples"]
+    entry = result.summary()
+    tree = result.tree
+    eta = tree["posterior"]["eta"].values
+    assert entry["parameters"]["CL"] == entry["posterior"]["cl"]
+    assert entry["parameters"]["V"] == entry["posterior"]["v"]
+    for i, name in enumerate(("eta_CL", "eta_V")):
+        stats = entry["eta"][name]
+        assert stats["mean"] == pytest.approx(eta[..., i].mean(), rel=1e-12)
+        assert stats["q97.5"] == pytest.approx(np.quantile(eta[..., i], 0.975), rel=1e-12)
+        assert 0 < stats["mcse"]["mean"] < stats["sd"]
+    point = tree["point_estimates"]["eta"].values
+    assert entry["map"]["eta"] == pytest.approx(point[0].tolist())
+    assert entry["a_priori"]["eta"] == [0.0, 0.0]
+    assert entry["map"]["parameters"] == {"CL": entry["map"]["cl"], "V": entry["map"]["v"]}
+    patient = result.patient
+    rows = entry["observations"]
+    assert [r["time"] for r in rows] == [o.time_day for o in patient.observations]
+    assert [r["cens"] for r in rows] == [o.censoring for o in patient.observations]
+
+    def by_hand(t, cl, v):  # superposition of D/(T CL) (1 - e^-kT') e^-k(t - s - T')
+        k, total = cl / v, 0.0
+        for dose in patient.doses:
+            tau = t - dose.time_day
+            if tau <= 0:
+                continue
+            inside = min(tau, dose.duration_day)
+            rate = dose.amount_mg / dose.duration_day
+            total += rate / cl * (1 - np.exp(-k * inside)) * np.exp(-k * (tau - inside))
+        return total
+
+    for row in rows:
+        ipred = by_hand(row["time"], entry["map"]["cl"], entry["map"]["v"])
+        pred = by_hand(row["time"], entry["a_priori"]["cl"], entry["a_priori"]["v"])
+        assert row["ipred"] == pytest.approx(ipred, rel=1e-10)
+        assert row["pred"] == pytest.approx(pred, rel=1e-10)

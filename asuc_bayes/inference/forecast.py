@@ -66,6 +66,7 @@ from asuc_bayes.pk.kernels import (
 )
 from asuc_bayes.provenance import check_result_tree, netcdf_attrs, provenance_attrs
 from asuc_bayes.spec.config import ModelSpec
+from asuc_bayes.spec.legacy import RANDOM_EFFECT_NAMES, STRUCTURAL_PARAMETERS
 
 __all__ = [
     "DERIVED",
@@ -100,6 +101,8 @@ DERIVED = {
     "ln_auc_cl": "ln((mg*day/L)/(L/day))",
     "risk_90d": "probability",
 }
+#: The derived quantities that are the individual PK parameters (CL, V), in declaration order.
+DERIVED_PK = ("cl", "v")
 #: Summary statistics of every posterior quantity (the output contract's S).
 STATISTICS = ("mean", "sd", "q2.5", "q50", "q97.5")
 #: The statistics of S whose Monte Carlo standard error S["mcse"] reports, and the quantiles'
@@ -277,7 +280,15 @@ class PatientForecast:
         """The patient's entry of the JSON output contract."""
         if self._summary is not None:
             return copy.deepcopy(self._summary)
-        return summarize_tree(self.tree, self.spec, self.patient.id, self.status, self.diagnostics)
+        tree = self.tree
+        entry = summarize_tree(tree, self.spec, self.patient.id, self.status, self.diagnostics)
+        return patient_details(
+            entry,
+            self.patient,
+            tree["posterior"]["eta"].values,
+            tree["point_estimates"]["eta"].values,
+            independent="exact_summary" in tree.children,
+        )
 
 
 def summary_statistics(values: np.ndarray) -> dict[str, float]:
@@ -318,14 +329,15 @@ def summary_mcse(
     >>> sorted(mcse["v"]), round(mcse["v"]["mean"], 3)
     (['mean', 'q2.5', 'q50', 'q97.5'], 0.016)
     """
-    values = np.stack([np.asarray(derived[name], dtype=float) for name in DERIVED], axis=-1)
+    names = tuple(derived)
+    values = np.stack([np.asarray(derived[name], dtype=float) for name in names], axis=-1)
     if values.ndim == 2:  # one chain, flat
         values = values[None]
     errors = monte_carlo_errors(values, MCSE_PROBS, independent=independent)
     columns = np.vstack([errors.mean, errors.quantile])  # (statistic, quantity)
     return {
         name: {k: _json_number(columns[i, j]) for i, k in enumerate(MCSE_STATISTICS)}
-        for j, name in enumerate(DERIVED)
+        for j, name in enumerate(names)
     }
 
 
@@ -462,6 +474,61 @@ def summarize_draws(derived, point, exact, spec, patient_id, status, diagnostics
         "a_priori": {name: float(point[name][1]) for name in DERIVED},
         "diagnostics": diagnostics,
     }
+
+
+def patient_details(
+    entry: dict[str, Any],
+    patient: Patient,
+    eta: np.ndarray,
+    point_eta: np.ndarray,
+    *,
+    independent: bool,
+) -> dict[str, Any]:
+    """``entry`` (:func:`summarize_draws`) with the per-patient keys every model's forecast
+    carries (as ``forecast --model NAME``): ``parameters`` (S of CL and V: the posterior's
+    ``cl`` and ``v``), ``eta`` (S per random effect, with its MCSE), ``map.eta`` and
+    ``a_priori.eta`` (lists), ``map.parameters`` and ``a_priori.parameters``, and
+    ``observations`` ({time, dv, cens, pred, ipred}: ``pred`` at η = 0, ``ipred`` at the MAP,
+    as in NONMEM tables). ``eta`` (chain, draw, 2) are the posterior draws and ``point_eta``
+    (2, 2) the MAP and a-priori η."""
+    entry["parameters"] = {
+        name: entry["posterior"][key]
+        for name, key in zip(STRUCTURAL_PARAMETERS, DERIVED_PK, strict=True)
+    }
+    draws = {name: eta[..., i] for i, name in enumerate(RANDOM_EFFECT_NAMES)}
+    mcse = summary_mcse(draws, independent=independent)
+    entry["eta"] = {
+        name: {**summary_statistics(values), "mcse": mcse[name]} for name, values in draws.items()
+    }
+    for row, estimate in enumerate(("map", "a_priori")):
+        entry[estimate]["eta"] = [float(x) for x in point_eta[row]]
+        entry[estimate]["parameters"] = {
+            name: entry[estimate][key]
+            for name, key in zip(STRUCTURAL_PARAMETERS, DERIVED_PK, strict=True)
+        }
+    cl = np.array([entry["map"]["cl"], entry["a_priori"]["cl"]])
+    v = np.array([entry["map"]["v"], entry["a_priori"]["v"]])
+    predicted = concentration(
+        patient.obs_time_day,
+        patient.dose_time_day,
+        patient.dose_amount_mg,
+        patient.dose_duration_day,
+        cl,
+        v,
+        dose_end_day=patient.dose_end_day,
+        dose_ss_interval_day=patient.dose_ss_interval_day,
+    )
+    entry["observations"] = [
+        {
+            "time": float(obs.time_day),
+            "dv": float(obs.value_mg_l),
+            "cens": int(obs.censoring),
+            "pred": _json_number(predicted[1, k]),
+            "ipred": _json_number(predicted[0, k]),
+        }
+        for k, obs in enumerate(patient.observations)
+    ]
+    return entry
 
 
 def map_and_a_priori(spec: ModelSpec, patient: Patient, eta_map: np.ndarray):
@@ -979,6 +1046,8 @@ def _forecast_result(
     derived = derived_quantities(spec, patient, eta)
     _, point = map_and_a_priori(spec, patient, map_result["eta"])
     summary = summarize_draws(derived, point, exact, spec, patient.id, status, diagnostics)
+    point_eta = np.stack([np.asarray(map_result["eta"], dtype=float), np.zeros(2)])
+    summary = patient_details(summary, patient, eta, point_eta, independent=exact is not None)
 
     def build_tree() -> xr.DataTree:
         tree = forecast_tree(

@@ -74,6 +74,12 @@ def _value(p: SpecParameter, source: str) -> Value:
     )
 
 
+#: The ASUC model's structural parameters and random effects, as its declaration names them
+#: (the default engine's JSON uses the same names).
+STRUCTURAL_PARAMETERS = ("CL", "V")
+RANDOM_EFFECT_NAMES = tuple(f"eta_{name}" for name in STRUCTURAL_PARAMETERS)
+
+
 def declaration_from_spec(spec: ModelSpec, name: str = NIYIGENA_NAME) -> ModelDeclaration:
     """The :class:`ModelDeclaration` of a legacy :class:`~asuc_bayes.spec.config.ModelSpec`."""
     pk = spec.pk
@@ -106,7 +112,7 @@ def declaration_from_spec(spec: ModelSpec, name: str = NIYIGENA_NAME) -> ModelDe
         ),
     )
     random = []
-    for parameter, iiv in (("CL", pk.iiv_cv_cl), ("V", pk.iiv_cv_v)):
+    for parameter, iiv in zip(STRUCTURAL_PARAMETERS, (pk.iiv_cv_cl, pk.iiv_cv_v), strict=True):
         variance = cv_percent_to_variance(iiv.estimate)
         random.append(
             RandomEffect(
@@ -138,7 +144,7 @@ def declaration_from_spec(spec: ModelSpec, name: str = NIYIGENA_NAME) -> ModelDe
         population="Adults with acute severe ulcerative colitis (ASUC), infliximab rescue therapy",
         source=source,
         structure="one_compartment",
-        structural_parameters=("CL", "V"),
+        structural_parameters=STRUCTURAL_PARAMETERS,
         parameters=(
             Parameter("CL", _value(pk.theta_cl, source), "clearance"),
             Parameter("V", _value(pk.theta_v, source), "volume of distribution"),
