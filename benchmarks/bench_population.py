@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from asuc_bayes import load_model
-from asuc_bayes.graphs.population import PopulationSettings, fit_population
+from asuc_bayes.inference.population import PopulationSettings, fit_population
 from asuc_bayes.inference.population_draws import PARAMETER_NAMES, point_values
 from asuc_bayes.spec.config import TTE_PARAMETER_NAMES
 from asuc_bayes.studies.simulate import simulate_cohort

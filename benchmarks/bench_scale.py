@@ -61,7 +61,6 @@ from importlib.metadata import PackageNotFoundError, version
 import numpy as np
 
 from asuc_bayes import load_model
-from asuc_bayes.graphs.population import PopulationSettings, fit_population
 from asuc_bayes.inference.batch import forecast_batch
 from asuc_bayes.inference.engine import Engine
 from asuc_bayes.inference.forecast import (
@@ -70,6 +69,7 @@ from asuc_bayes.inference.forecast import (
     forecaster_for,
     patient_seed,
 )
+from asuc_bayes.inference.population import PopulationSettings, fit_population
 from asuc_bayes.studies.simulate import simulate_cohort, simulate_patients
 
 DEFAULT_SIZES = (1, 10, 100, 1000)

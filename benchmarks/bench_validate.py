@@ -33,9 +33,9 @@ import numpy as np
 from asuc_bayes.inference.engine import Engine
 from asuc_bayes.inference.map import find_map, single_threaded_blas
 from asuc_bayes.inference.problem import PatientProblem
+from asuc_bayes.interfaces.validation_report import write_validation_report
 from asuc_bayes.spec import load_declaration
 from asuc_bayes.studies.validation.leave_future_out import prefix
-from asuc_bayes.studies.validation.report import write_validation_report
 from asuc_bayes.studies.validation.simulation import simulate_validation_cohort
 from asuc_bayes.studies.validation.study import StageSeconds, summarise, validate_cohort
 

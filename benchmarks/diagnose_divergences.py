@@ -1,6 +1,7 @@
 """Where do a population fit's divergent transitions sit? (diagnosis, not a benchmark)
 
-Fits one simulated cohort with the defaults of :func:`asuc_bayes.graphs.population.fit_population`
+Fits one simulated cohort with the defaults of
+:func:`asuc_bayes.inference.population.fit_population`
 (same centring weights, compiled model and sampler settings), with nutpie storing each
 divergent transition's start and end in the sampler's unconstrained coordinates. Prints
 
@@ -24,7 +25,7 @@ import re
 import numpy as np
 
 from asuc_bayes import load_model
-from asuc_bayes.graphs.population import CohortData, PopulationSettings, _compiled_model
+from asuc_bayes.inference.population import CohortData, PopulationSettings, _compiled_model
 from asuc_bayes.spec.config import PK_PARAMETER_NAMES
 from asuc_bayes.studies.simulate import simulate_cohort
 

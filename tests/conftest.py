@@ -97,7 +97,7 @@ def truth_fit_tree(spec, cohort, noise_sd=0.05, draws=200, seed=0, checks=None):
     import numpy as np
     import xarray as xr
 
-    from asuc_bayes.graphs.population import CohortData, PopulationSettings, _fit_tree
+    from asuc_bayes.inference.population import CohortData, PopulationSettings, _fit_tree
     from asuc_bayes.inference.population_draws import point_values
 
     rng = np.random.default_rng(seed)

@@ -39,7 +39,7 @@ from asuc_bayes.inference.grid import derived_on_grid, grid_posterior, observati
 from asuc_bayes.interfaces.cli import main
 from asuc_bayes.interfaces.report import format_dosing
 from asuc_bayes.pk.kernels import concentration
-from asuc_bayes.studies.simulate import add_residual_error
+from asuc_bayes.spec.residual import add_residual_error
 
 from conftest import INFUSION_DAY, REFERENCE_PATIENTS
 

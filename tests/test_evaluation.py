@@ -136,8 +136,8 @@ def test_pk_only_ln_ratios_ignore_the_outcomes(spec):
     """Changing a subject's colectomy record leaves its pk-only ln ratio unchanged (same
     seed: identical draws), while the ratios track the truth and the standard quadrature
     forecast of that subject (401² grid at the published values, independent of the fit)."""
-    from asuc_bayes.graphs.population import cohort_of_fit
     from asuc_bayes.inference.grid import grid_posterior
+    from asuc_bayes.inference.population import cohort_of_fit
     from asuc_bayes.studies.evaluation import pk_only_ln_ratios
 
     cohort = simulate_cohort(spec, 12, random_seed=5)
@@ -182,7 +182,7 @@ def test_pcvpc_percentiles_use_uncensored_data_and_censoring_has_its_own_panel(
     capped at 10, percentiles of the measured records only; censored fractions by counting;
     axis limits bounded and holding every plotted value."""
     from asuc_bayes.data.dataset import ABOVE_ULOQ, BELOW_LLOQ
-    from asuc_bayes.graphs.population import cohort_of_fit
+    from asuc_bayes.inference.population import cohort_of_fit
     from asuc_bayes.pk.kernels import concentration, individual_pk_parameters
     from asuc_bayes.studies.evaluation import pcvpc, pcvpc_axis_limits
 

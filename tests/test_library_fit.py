@@ -14,14 +14,14 @@ import math
 import numpy as np
 import pytest
 
-from asuc_bayes.graphs.library_population import (
+from asuc_bayes.inference.covariates import baseline_covariates
+from asuc_bayes.inference.library_population import (
     LibraryCohortData,
     LibraryFitSettings,
     build_library_population_model,
     fit_library_population,
     reference_log_density,
 )
-from asuc_bayes.inference.covariates import baseline_covariates
 from asuc_bayes.spec import load_declaration
 from asuc_bayes.studies.library_simulate import simulate_library_cohort
 from asuc_bayes.studies.simulate import CohortDesign

@@ -175,7 +175,7 @@ def test_four_random_effect_weight_against_gauss_hermite():
     """Wojciechowski 2017 (four random effects): the importance-sampling evidence behind its
     weight against adaptive Gauss-Hermite quadrature (9^4 nodes, another method) and a long
     importance run of another seed."""
-    from asuc_bayes.studies.validation.marginal import adaptive_quadrature, importance_sampling
+    from asuc_bayes.inference.marginal import adaptive_quadrature, importance_sampling
 
     record = CovariateRecord(0.0, (("ALB", 3.5), ("ADA", 0.0)))
     patient = dataclasses.replace(

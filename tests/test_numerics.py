@@ -2,7 +2,7 @@
 
 With PyTensor's default fast-math flags the two differed in the last bit of the gradient, so
 the first run on a machine drew other samples than every later run with the same seed
-(asuc_bayes.inference.numerics). Each run here uses fresh, private PyTensor and numba caches.
+(asuc_bayes.graphs.numerics). Each run here uses fresh, private PyTensor and numba caches.
 """
 
 from __future__ import annotations

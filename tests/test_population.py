@@ -11,7 +11,8 @@ import scipy.stats
 import xarray as xr
 
 from asuc_bayes.data.dataset import ABOVE_ULOQ, BELOW_LLOQ, MEASURED, write_nonmem_csv
-from asuc_bayes.graphs.population import (
+from asuc_bayes.inference import grid
+from asuc_bayes.inference.population import (
     JSON_PARAMETERS,
     CohortData,
     PopulationSettings,
@@ -21,7 +22,6 @@ from asuc_bayes.graphs.population import (
     fit_population,
     load_fit,
 )
-from asuc_bayes.inference import grid
 from asuc_bayes.inference.population_draws import PARAMETER_NAMES, PopulationDraws, point_values
 from asuc_bayes.interfaces.cli import main
 from asuc_bayes.pk import kernels
@@ -161,7 +161,7 @@ def test_sparse_pairs_reproduce_the_padded_kernels(spec, cohort72):
     after the AUC window and an infusion straddling the window's start."""
     import pytensor.tensor as pt
 
-    from asuc_bayes.graphs.population import ln_auc_over_cl, predicted_concentration
+    from asuc_bayes.inference.population import ln_auc_over_cl, predicted_concentration
 
     edge = CohortData(
         ids=("A", "B", "C"),
@@ -406,7 +406,7 @@ def test_convergence_gates_treat_a_stuck_parameter_as_failing():
 def test_an_undefined_diagnostic_is_the_worst_of_two_stages_and_null_in_json():
     """Two-stage fits keep the worse stage's R-hat and ESS; NaN (a stuck parameter) must win,
     whichever stage it is in, and the JSON summary carries it as null, not a bare NaN."""
-    from asuc_bayes.graphs.population import _combined_checks, _json_diagnostic
+    from asuc_bayes.inference.population import _combined_checks, _json_diagnostic
     from asuc_bayes.interfaces.report import _diagnostic
 
     def stage(rhat, ess, where, divergences=0):

@@ -294,7 +294,7 @@ def test_evaluate_with_an_allowed_unconverged_fit_records_it(unconverged_fit, tm
 def test_a_real_tiny_fit_is_refused(spec, tmp_path, capsys):
     """2 chains x 20 draws after 20 tuning steps on 8 patients: the fit's own gates fail, and
     forecast --model refuses it (exit 2) until --allow-unconverged."""
-    from asuc_bayes.graphs.population import PopulationSettings, fit_population
+    from asuc_bayes.inference.population import PopulationSettings, fit_population
 
     fit = fit_population(
         simulate_cohort(spec, 8, random_seed=6).patients,

@@ -1,5 +1,5 @@
 """One tie rule for the risk class: P(high risk) >= 0.5 is high, in forecast, compare-patient,
-the text and HTML reports (the rule lives in asuc_bayes.decisions.risk_class)."""
+the text and HTML reports (the rule lives in asuc_bayes.inference.risk_class)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import math
 import numpy as np
 import pytest
 
-from asuc_bayes.decisions.risk_class import HIGH_RISK_PROBABILITY, is_high_risk, risk_class
 from asuc_bayes.inference.forecast import SamplerSettings
+from asuc_bayes.inference.risk_class import HIGH_RISK_PROBABILITY, is_high_risk, risk_class
 from asuc_bayes.interfaces.report import format_table, interpretation, patient_report_html
 from asuc_bayes.studies.comparison import compare_patient
 

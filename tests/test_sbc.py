@@ -14,10 +14,11 @@ import pytest
 import scipy.stats
 import xarray as xr
 
-from asuc_bayes.graphs.population import PopulationSettings
 from asuc_bayes.inference.engine import Engine
+from asuc_bayes.inference.population import PopulationSettings
 from asuc_bayes.inference.population_draws import PARAMETER_NAMES
 from asuc_bayes.interfaces.cli import EXIT_INPUT, EXIT_OK, main
+from asuc_bayes.interfaces.sbc_output import write_sbc
 from asuc_bayes.spec.config import ModelSpecError
 from asuc_bayes.studies.sbc import (
     MISSING_RANK,
@@ -32,7 +33,6 @@ from asuc_bayes.studies.sbc import (
     run_population_sbc,
     run_sbc,
     thin_draws,
-    write_sbc,
 )
 
 # -- an exact case: conjugate normal and gamma models ------------------------------------

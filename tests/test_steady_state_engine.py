@@ -461,7 +461,7 @@ def test_cli_forecasts_a_file_with_steady_state_and_resets(tmp_path, capsys):
 def test_population_data_cut_pairs_at_resets_and_refuse_steady_state(tmp_path):
     from asuc_bayes.data.dataset import EventRecord
     from asuc_bayes.data.errors import InputError
-    from asuc_bayes.graphs.population import CohortData
+    from asuc_bayes.inference.population import CohortData
 
     reset = replace(_read(tmp_path, RESET_CSV), events=(EventRecord(60.0, 0),))
     plain = replace(_read(tmp_path, RESTARTED_CSV, "restarted.csv"), id="P2")

@@ -19,7 +19,9 @@ import scipy.special
 import scipy.stats
 
 from asuc_bayes.data.types import EventRecord
+from asuc_bayes.inference.marginal import WeightedPosterior, prior_nodes
 from asuc_bayes.inference.problem import PatientProblem
+from asuc_bayes.interfaces.validation_report import _findings, _npde_rows, _outcome_rows
 from asuc_bayes.spec import load_declaration
 from asuc_bayes.studies.validation import validate_cohort
 from asuc_bayes.studies.validation.leave_future_out import (
@@ -27,7 +29,6 @@ from asuc_bayes.studies.validation.leave_future_out import (
     LeaveFutureOut,
     forecast_record,
 )
-from asuc_bayes.studies.validation.marginal import WeightedPosterior, prior_nodes
 from asuc_bayes.studies.validation.npde import mixture_npde, npde_tests, patient_npde
 from asuc_bayes.studies.validation.outcome import (
     PatientOutcome,
@@ -36,7 +37,6 @@ from asuc_bayes.studies.validation.outcome import (
     outcome_metrics,
     weighted_quantiles,
 )
-from asuc_bayes.studies.validation.report import _findings, _npde_rows, _outcome_rows
 from asuc_bayes.studies.validation.simulation import (
     simulate_validation_cohort,
     with_scaled_parameter,

@@ -7,11 +7,11 @@ import pytest
 import scipy.stats
 
 from asuc_bayes.inference.map import find_map
+from asuc_bayes.inference.marginal import WeightedPosterior
 from asuc_bayes.inference.problem import PatientProblem
 from asuc_bayes.pk import DoseArrays
 from asuc_bayes.spec import load_declaration
 from asuc_bayes.studies.validation.leave_future_out import forecast_record, leave_future_out, prefix
-from asuc_bayes.studies.validation.marginal import WeightedPosterior
 
 SIGMA = 0.44  # niyigena2025 proportional residual SD
 DOSES = DoseArrays(

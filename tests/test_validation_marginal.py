@@ -9,17 +9,17 @@ import pytest
 import scipy.optimize
 import scipy.special
 
-from asuc_bayes.inference.problem import PatientProblem
-from asuc_bayes.pk import DoseArrays
-from asuc_bayes.spec import load_declaration
-from asuc_bayes.studies.validation.averaging import aic_weights, probabilities, stacking_weights
-from asuc_bayes.studies.validation.marginal import (
+from asuc_bayes.inference.averaging import aic_weights, probabilities, stacking_weights
+from asuc_bayes.inference.marginal import (
     adaptive_quadrature,
     importance_sampling,
     pareto_k,
     posterior,
     prior_nodes,
 )
+from asuc_bayes.inference.problem import PatientProblem
+from asuc_bayes.pk import DoseArrays
+from asuc_bayes.spec import load_declaration
 
 DOSES = DoseArrays(
     start_day=[0.0, 14.0, 42.0], amount_mg=[350.0, 350.0, 350.0], duration_day=[1 / 12] * 3

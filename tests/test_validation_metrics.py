@@ -9,8 +9,8 @@ import math
 import numpy as np
 import pytest
 
+from asuc_bayes.inference.marginal import WeightedPosterior
 from asuc_bayes.studies.validation.leave_future_out import Forecasts, LeaveFutureOut
-from asuc_bayes.studies.validation.marginal import WeightedPosterior
 from asuc_bayes.studies.validation.metrics import coverage, point_metrics
 from asuc_bayes.studies.validation.study import (
     ModelFit,

@@ -83,7 +83,7 @@ def test_patient_score_is_the_weighted_posterior_median_of_the_nodes():
     """x̄ of one patient: the weighted median of ln(AUC/CL) over the posterior nodes, found
     here by sorting the nodes by hand (and the risk their weighted mean)."""
     from asuc_bayes.inference import PatientProblem, derived_quantities
-    from asuc_bayes.studies.validation.marginal import posterior
+    from asuc_bayes.inference.marginal import posterior
     from asuc_bayes.studies.validation.outcome import patient_outcome
 
     decl = load_declaration("niyigena2025")

@@ -12,13 +12,13 @@ import scipy.stats
 
 from asuc_bayes.data.dataset import BELOW_LLOQ, MEASURED
 from asuc_bayes.data.types import EventRecord
-from asuc_bayes.studies.validation import validate_cohort
-from asuc_bayes.studies.validation.figures import _wilson, risk_groups
-from asuc_bayes.studies.validation.report import (
+from asuc_bayes.interfaces.validation_figures import _wilson, risk_groups
+from asuc_bayes.interfaces.validation_report import (
     cell,
     validation_report_html,
     write_validation_report,
 )
+from asuc_bayes.studies.validation import validate_cohort
 from asuc_bayes.studies.validation.simulation import simulate_validation_cohort
 from asuc_bayes.studies.validation.vpc import ModelRecords, row_percentiles, vpc_table
 

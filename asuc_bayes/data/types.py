@@ -25,13 +25,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from asuc_bayes.data.errors import InputError, _error, _fmt
-from asuc_bayes.pk.kernels import NO_END_DAY
 
 __all__ = [
     "ABOVE_ULOQ",
     "BELOW_LLOQ",
     "DEFAULT_INFUSION_DURATION_DAY",
     "MEASURED",
+    "NO_END_DAY",
     "CovariateRecord",
     "Dose",
     "EventRecord",
@@ -47,6 +47,10 @@ __all__ = [
 MEASURED = 0
 BELOW_LLOQ = 1
 ABOVE_ULOQ = -1
+
+#: The end of the effect of a dose that no reset ends: a finite sentinel far beyond any time
+#: the model is asked about (finite, so that no ``inf`` reaches a gradient or a JSON file).
+NO_END_DAY = 1e12
 
 #: Default infusion duration when a record gives none: 2 h, in days.
 DEFAULT_INFUSION_DURATION_DAY = 1.0 / 12.0
@@ -169,7 +173,7 @@ class Patient:
 
     @property
     def dose_end_day(self) -> np.ndarray:
-        """When each dose's effect ends (a reset), :data:`~asuc_bayes.pk.kernels.NO_END_DAY` if
+        """When each dose's effect ends (a reset), :data:`NO_END_DAY` if
         never."""
         return dose_kernel_options(self._explicit_doses())["dose_end_day"]
 
@@ -198,7 +202,7 @@ class Patient:
 
 def dose_kernel_options(doses) -> dict[str, np.ndarray]:
     """The optional per-dose arrays of the PK kernels for ``doses``: ``dose_end_day`` (the end
-    of each dose's effect at a reset, :data:`~asuc_bayes.pk.kernels.NO_END_DAY` if none) and
+    of each dose's effect at a reset, :data:`NO_END_DAY` if none) and
     ``dose_ss_interval_day`` (II of a steady-state dose, 0 for a plain infusion), to pass as
     keywords to :func:`asuc_bayes.pk.kernels.concentration` and
     :func:`~asuc_bayes.pk.kernels.auc_interval`.

@@ -60,10 +60,10 @@ import xarray as xr
 
 from asuc_bayes.data.dataset import ABOVE_ULOQ, BELOW_LLOQ, MEASURED, Dose, Patient
 from asuc_bayes.decisions.dosing_defaults import DEFAULT_MIN_MG_PER_KG, DEFAULT_TURNAROUND_DAY
-from asuc_bayes.decisions.risk_class import is_high_risk
 from asuc_bayes.errors import AsucBayesError
 from asuc_bayes.inference.forecast import PatientForecast, summary_statistics
 from asuc_bayes.inference.grid import observation_log_likelihood
+from asuc_bayes.inference.risk_class import is_high_risk
 from asuc_bayes.pk.kernels import (
     auc_interval,
     concentration,
@@ -72,7 +72,7 @@ from asuc_bayes.pk.kernels import (
     weibull_risk,
 )
 from asuc_bayes.spec.config import ModelSpec
-from asuc_bayes.studies.simulate import add_residual_error
+from asuc_bayes.spec.residual import add_residual_error
 
 __all__ = [
     "REGIMEN_TEMPLATES",

@@ -74,7 +74,6 @@ __all__ = [
     "LibraryDosingPlan",
     "LibraryPosterior",
     "decision_for",
-    "format_library_dosing",
     "library_posterior",
     "library_trough_targets",
     "plan_library_dosing",
@@ -509,46 +508,3 @@ def plan_library_dosing(
         )
         return LibraryDosingPlan(posterior, request, trough=trough)
     return LibraryDosingPlan(posterior, request, recommend_library_dose(posterior, request))
-
-
-def format_library_dosing(declaration: ModelDeclaration, plans) -> str:
-    """One block per patient: the answer, then the dose–risk (or dose–trough) table."""
-    from asuc_bayes.interfaces.report import _trough_lines
-
-    lines = [f"model: {declaration.label}  ({declaration.structure}; {declaration.source})"]
-    for plan in plans:
-        entry = plan.to_json()
-        lines += ["", f"patient {entry['id']}: {entry['status'].upper()}"]
-        if plan.trough is not None:
-            lines += _trough_lines(plan.trough, plan.request)
-        else:
-            lines += _risk_lines(plan.recommendation)
-        lines += [f"  note: {note}" for note in entry["notes"]]
-        if entry["status"] != "ok":
-            lines.append("  WARNING: the posterior did not pass the convergence gates")
-    return "\n".join(lines)
-
-
-def _risk_lines(rec: DoseRecommendation) -> list[str]:
-    request, risk = rec.request, rec.risk_90d
-    criterion = (
-        f"posterior mean 90-day risk <= {request.target_risk:.0%}"
-        if request.criterion == "mean"
-        else f"P(90-day risk <= {request.target_risk:.0%}) >= {request.probability:.0%}"
-    )
-    verdict = "TARGET NOT REACHABLE; at the cap" if not rec.feasible else "RECOMMENDED"
-    lines = [
-        f"  criterion: {criterion}; dose at day {request.dose_time_day:g}",
-        f"  {verdict}: {rec.dose_mg:g} mg ({rec.dose_mg / rec.weight_kg:.1f} mg/kg): risk "
-        f"{risk['mean']:.1%} [95% CrI {risk['q2.5']:.1%}, {risk['q97.5']:.1%}], P(risk <= "
-        f"target) {rec.p_meets_target:.2f}, P(high risk) {rec.p_high_risk:.2f}",
-        f"  MAP: {rec.map_dose_mg:g} mg, MAP risk {rec.map_risk_90d:.1%}",
-        f"  {'dose mg':>8}{'mg/kg':>7}{'mean risk':>11}{'P(high)':>9}{'P(<=target)':>12}",
-    ]
-    for row in rec.curve.to_dict(orient="records"):
-        mark = "  <--" if row["dose_mg"] == rec.dose_mg else ""
-        lines.append(
-            f"  {row['dose_mg']:>8g}{row['dose_mg_kg']:>7.1f}{row['risk_mean']:>11.1%}"
-            f"{row['p_high_risk']:>9.2f}{row['p_meets_target']:>12.2f}{mark}"
-        )
-    return lines

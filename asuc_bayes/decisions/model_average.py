@@ -3,11 +3,11 @@
 ``forecast``/``optimize --model-average A,B,C``: each model's posterior of the patient
 (:func:`asuc_bayes.decisions.library_dosing.library_posterior`, the ASUC outcome model attached,
 extrapolated, to a model without one) and its marginal likelihood of the patient's
-concentrations, ln p(y | m) = ln ∫ p(y | η) p(η) dη (:mod:`asuc_bayes.studies.validation.marginal`:
+concentrations, ln p(y | m) = ln ∫ p(y | η) p(η) dη (:mod:`asuc_bayes.inference.marginal`:
 trapezoid quadrature over the prior for two random effects, importance sampling with its MCSE
 beyond). With equal prior weights the posterior model probabilities are
-w_m = p(y | m) / Σ_k p(y | k) (:func:`asuc_bayes.studies.validation.averaging.probabilities`); the
-mapbayr-style AIC weights (:func:`~asuc_bayes.studies.validation.averaging.aic_weights`, from the
+w_m = p(y | m) / Σ_k p(y | k) (:func:`asuc_bayes.inference.averaging.probabilities`); the
+mapbayr-style AIC weights (:func:`~asuc_bayes.inference.averaging.aic_weights`, from the
 MAP
 fit) are reported beside them, for information.
 
@@ -57,20 +57,20 @@ from asuc_bayes.decisions.library_dosing import (
     risk_curve,
     with_outcome,
 )
-from asuc_bayes.decisions.risk_class import risk_class
+from asuc_bayes.inference.averaging import aic_weights, probabilities
 from asuc_bayes.inference.covariates import baseline_covariates
 from asuc_bayes.inference.diagnostics import monte_carlo_errors
-from asuc_bayes.inference.result import finite_or_none, summary_statistics
-from asuc_bayes.inference.sampler import SamplerOptions
-from asuc_bayes.spec import MissingCovariateError, available_declarations, load_declaration
-from asuc_bayes.studies.validation.averaging import aic_weights, probabilities
-from asuc_bayes.studies.validation.marginal import (
+from asuc_bayes.inference.marginal import (
     QUADRATURE_MAX_DIM,
     WeightedPosterior,
     grid_quadrature,
     importance_sampling,
     prior_nodes,
 )
+from asuc_bayes.inference.result import finite_or_none, summary_statistics
+from asuc_bayes.inference.risk_class import risk_class
+from asuc_bayes.inference.sampler import SamplerOptions
+from asuc_bayes.spec import MissingCovariateError, available_declarations, load_declaration
 
 __all__ = [
     "AveragedDose",
@@ -163,11 +163,11 @@ class ExcludedModel:
 
 
 def model_evidence(posterior: LibraryPosterior, *, random_seed: int = 0) -> WeightedPosterior:
-    """The :class:`~asuc_bayes.studies.validation.marginal.WeightedPosterior` of the patient's data
+    """The :class:`~asuc_bayes.inference.marginal.WeightedPosterior` of the patient's data
     under the posterior's model, reusing its MAP: the prior without data, trapezoid
-    quadrature up to :data:`~asuc_bayes.studies.validation.marginal.QUADRATURE_MAX_DIM` random
+    quadrature up to :data:`~asuc_bayes.inference.marginal.QUADRATURE_MAX_DIM` random
     effects, importance sampling beyond (as
-    :func:`asuc_bayes.studies.validation.marginal.posterior`).
+    :func:`asuc_bayes.inference.marginal.posterior`).
     """
     problem = posterior.problem
     mode = posterior.forecast.map

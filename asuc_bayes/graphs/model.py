@@ -22,7 +22,7 @@ import numpy as np
 
 from asuc_bayes._lazy import lazy_module
 from asuc_bayes.data.dataset import Patient
-from asuc_bayes.inference.numerics import reproducible_numba
+from asuc_bayes.graphs.numerics import reproducible_numba
 from asuc_bayes.pk.kernels import NO_END_DAY, concentration, individual_pk_parameters
 from asuc_bayes.spec.config import ModelSpec
 from asuc_bayes.spec.legacy import legacy_residual

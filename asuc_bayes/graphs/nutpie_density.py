@@ -46,7 +46,7 @@ from asuc_bayes.graphs.model import (
     PatientData,
     sampler_to_log_relative,
 )
-from asuc_bayes.inference.numerics import reproducible_numba
+from asuc_bayes.graphs.numerics import reproducible_numba
 
 # Only a cache miss (compiling a graph) needs PyTensor and PyMC: a cache hit imports neither.
 pytensor = lazy_module("pytensor")

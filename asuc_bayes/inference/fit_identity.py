@@ -4,7 +4,8 @@ Every command that takes a fit (``forecast --model FIT.nc``, ``sensitivity
 --population-fit FIT.nc``, ``evaluate FIT.nc``) reads its :class:`FitIdentity`: the file, its
 sha256 (of the bytes on disk, so two different fits never look alike), the structural model
 file it was made with, and the fit's own stored convergence gates (R-hat, bulk ESS,
-divergences, written by :func:`asuc_bayes.graphs.population.fit_population`). An unconverged fit is
+divergences, written by :func:`asuc_bayes.inference.population.fit_population`). An unconverged fit
+is
 refused (:class:`UnconvergedFitError`) unless the user allows it explicitly; the output then
 names the fit, not the published model.
 
@@ -132,7 +133,7 @@ def identify_fit(path, tree: xr.DataTree | None = None) -> FitIdentity:
     ValueError
         If the file is not a population fit written by ``asuc-bayes fit --out``.
     """
-    from asuc_bayes.graphs.population import load_fit
+    from asuc_bayes.inference.population import load_fit
 
     path = Path(path)
     if not path.is_file():

@@ -26,7 +26,6 @@ import scipy.optimize
 
 from asuc_bayes._lazy import lazy_module
 from asuc_bayes.data.dataset import Dose, Observation, Patient
-from asuc_bayes.decisions.risk_class import risk_class
 from asuc_bayes.graphs.model import (
     RANDOM_EFFECTS,
     PatientData,
@@ -56,6 +55,7 @@ from asuc_bayes.inference.grid import (
     scan_maxima,
 )
 from asuc_bayes.inference.independence import IndependenceChains, MixtureProposal, StudentTProposal
+from asuc_bayes.inference.risk_class import risk_class
 from asuc_bayes.pk.kernels import (
     auc_interval,
     concentration,

@@ -30,7 +30,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from asuc_bayes.inference.numerics import reproducible_numba
+from asuc_bayes.graphs.numerics import reproducible_numba
 from asuc_bayes.inference.problem import PatientProblem
 from asuc_bayes.inference.sampler import SamplerOptions, convergence
 

@@ -34,10 +34,10 @@ from typing import Any
 
 import numpy as np
 
-from asuc_bayes.decisions.risk_class import risk_class
 from asuc_bayes.inference.derived import Derived
 from asuc_bayes.inference.diagnostics import monte_carlo_errors
 from asuc_bayes.inference.map import MapResult
+from asuc_bayes.inference.risk_class import risk_class
 from asuc_bayes.spec import Imputation
 
 __all__ = [

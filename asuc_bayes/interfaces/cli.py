@@ -1101,13 +1101,10 @@ def _optimize_library(args: argparse.Namespace) -> int:
     outcome model attached, flagged extrapolated, to a model without one) or to a target trough,
     from the model's posterior draws (:mod:`asuc_bayes.decisions.library_dosing`)."""
     from asuc_bayes.decisions.dosing import DosingError
-    from asuc_bayes.decisions.library_dosing import (
-        format_library_dosing,
-        library_posterior,
-        plan_library_dosing,
-    )
+    from asuc_bayes.decisions.library_dosing import library_posterior, plan_library_dosing
     from asuc_bayes.inference.covariates import baseline_covariates
     from asuc_bayes.inference.forecast import patient_seed
+    from asuc_bayes.interfaces.report import format_library_dosing
     from asuc_bayes.spec import MissingCovariateError, load_declaration
 
     refused = _refused_option(args, f"a library model (--model {args.model})")
@@ -1244,8 +1241,8 @@ def _sensitivity(args: argparse.Namespace) -> int:
         request = _decision_request(args)
         fit = None
         if args.population_fit is not None:
-            from asuc_bayes.graphs.population import load_fit
             from asuc_bayes.inference.fit_identity import identify_fit, require_converged
+            from asuc_bayes.inference.population import load_fit
 
             if not args.population_fit.is_file():
                 raise ValueError(f"--population-fit {args.population_fit}: no such file")
@@ -1478,7 +1475,7 @@ def _fit(args: argparse.Namespace) -> int:
 
         return fit(args)
     from asuc_bayes.data.dataset import read_cohort
-    from asuc_bayes.graphs.population import PopulationSettings, fit_population, published_values
+    from asuc_bayes.inference.population import PopulationSettings, fit_population, published_values
     from asuc_bayes.interfaces.report import format_fit
 
     try:
@@ -1562,8 +1559,8 @@ def _add_evaluate_command(sub) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from asuc_bayes.graphs.population import load_fit
     from asuc_bayes.inference.fit_identity import identify_fit, require_converged
+    from asuc_bayes.inference.population import load_fit
     from asuc_bayes.inference.population_draws import spec_of_fit
     from asuc_bayes.interfaces.report import format_evaluation
     from asuc_bayes.studies.evaluation import evaluate_fit, write_evaluation
@@ -1675,15 +1672,11 @@ def _add_sbc_command(sub) -> None:
 
 
 def _sbc(args: argparse.Namespace) -> int:
-    from asuc_bayes.graphs.population import PopulationSettings
     from asuc_bayes.inference.engine import Engine, EngineError
+    from asuc_bayes.inference.population import PopulationSettings
     from asuc_bayes.interfaces.report import format_sbc
-    from asuc_bayes.studies.sbc import (
-        PopulationReplicate,
-        rank_uniformity,
-        run_population_sbc,
-        write_sbc,
-    )
+    from asuc_bayes.interfaces.sbc_output import write_sbc
+    from asuc_bayes.studies.sbc import PopulationReplicate, rank_uniformity, run_population_sbc
 
     try:
         spec = load_model(args.model, variants=args.variant)
@@ -1833,7 +1826,7 @@ def _validate(args: argparse.Namespace) -> int:
     else:
         print(format_validation(document))
     if args.out:
-        from asuc_bayes.studies.validation.report import write_validation_report
+        from asuc_bayes.interfaces.validation_report import write_validation_report
 
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "validation.json").write_text(dumps_json(document) + "\n")

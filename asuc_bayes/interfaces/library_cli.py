@@ -186,14 +186,14 @@ def simulate(args: argparse.Namespace) -> int:
 
 def fit(args: argparse.Namespace) -> int:
     """``fit --model NAME`` for a PK-only library model
-    (:mod:`asuc_bayes.graphs.library_population`)."""
-    from asuc_bayes.graphs.library_population import (
+    (:mod:`asuc_bayes.inference.library_population`)."""
+    from asuc_bayes.inference.covariates import baseline_covariates
+    from asuc_bayes.inference.library_population import (
         LibraryCohortData,
         LibraryFitSettings,
         fit_library_population,
         format_library_fit,
     )
-    from asuc_bayes.inference.covariates import baseline_covariates
     from asuc_bayes.spec import MissingCovariateError, load_declaration
 
     for option, given in (
@@ -204,7 +204,7 @@ def fit(args: argparse.Namespace) -> int:
         if given:
             return _error(
                 f"{option}: not available with a library model (popPK with the priors of "
-                "asuc_bayes.graphs.library_population, sampled by nutpie); fix: leave it out"
+                "asuc_bayes.inference.library_population, sampled by nutpie); fix: leave it out"
             )
     try:
         declaration = load_declaration(args.model, variants=args.variant or ())

@@ -41,10 +41,11 @@ Examples
 from __future__ import annotations
 
 import csv
-import json
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any, TextIO
+
+from asuc_bayes.strict_json import dumps_json, finite_json
 
 __all__ = [
     "DOSING_COLUMNS",
@@ -111,35 +112,6 @@ DOSING_FIELDS: dict[str, tuple[str, ...]] = {
     "map_dose_risk_90d": ("map_recommended", "risk_90d"),
 }
 DOSING_COLUMNS: tuple[str, ...] = (*FORECAST_COLUMNS, *DOSING_FIELDS)
-
-
-def finite_json(value: Any) -> Any:
-    """``value`` with every non-finite float (NaN, ±inf, NumPy's too) replaced by None,
-    NumPy scalars made Python numbers, tuples made lists (recursively).
-
-    >>> finite_json({"rhat": float("nan"), "uloq": [1.5, float("inf")]})
-    {'rhat': None, 'uloq': [1.5, None]}
-    """
-    if isinstance(value, Mapping):
-        return {key: finite_json(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite_json(item) for item in value]
-    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # NumPy scalar
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def dumps_json(document: Any) -> str:
-    """The CLI's JSON text of ``document`` (indented; non-finite numbers as null).
-
-    >>> print(dumps_json({"p": float("nan")}))
-    {
-      "p": null
-    }
-    """
-    return json.dumps(finite_json(document), indent=2, allow_nan=False)
 
 
 def _get(entry: Mapping[str, Any], *path: str) -> Any:

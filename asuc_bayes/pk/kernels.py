@@ -25,6 +25,7 @@ all doses plain) the results are bit-identical to plain superposition.
 Examples
 --------
 >>> import numpy as np
+
 >>> c = concentration(np.array([1.0]), np.array([0.0]), np.array([700.0]), np.array([1 / 12]),
 ...                   np.float64(0.49), np.float64(13.2))
 >>> round(float(c[0]), 2)
@@ -41,6 +42,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
+from asuc_bayes.data.types import NO_END_DAY
 
 __all__ = [
     "NO_END_DAY",
@@ -96,11 +99,6 @@ def infusion_concentration(during_day, after_day, rate_mg_day, clearance, k_per_
         * (-xp.expm1(-k_per_day * during_day))
         * xp.exp(-k_per_day * after_day)
     )
-
-
-#: ``dose_end_day`` of a dose without a reset: a finite sentinel far beyond any time the
-#: model is asked about (finite, so that no ``inf`` reaches a gradient or a JSON file).
-NO_END_DAY = 1e12
 
 
 def _uses(values, xp: Any, test) -> bool:

@@ -280,3 +280,26 @@ def _numpy_log_likelihood(
     subset_sigma = {k: at(v) if np.ndim(v) else v for k, v in sigma.items()}
     out[index] = form.log_censored(at(safe), at(prediction), subset_sigma, sign, np)
     return out
+
+
+def add_residual_error(prediction, sigma, residual_form: str, rng: np.random.Generator):
+    """Measurements around ``prediction`` with the model's residual error (model card, §1).
+
+    ``proportional``: y = f (1 + σ ε); ``log_normal``: y = f e^(σ ε), with ε ~ N(0, 1) of
+    the broadcast shape of ``prediction`` and ``sigma``. A proportional draw can be ≤ 0: it
+    is below any LLOQ, and callers censor it there.
+
+    Examples
+    --------
+    >>> y = add_residual_error(np.full(20000, 10.0), 0.44, "proportional",
+    ...                        np.random.default_rng(0))
+    >>> round(float(y.mean()), 1), round(float(y.std() / 10.0), 2)
+    (10.0, 0.44)
+    """
+    prediction = np.asarray(prediction, dtype=float)
+    noise = rng.standard_normal(np.broadcast_shapes(prediction.shape, np.shape(sigma)))
+    if residual_form == "proportional":
+        return prediction * (1.0 + sigma * noise)
+    if residual_form == "log_normal":
+        return prediction * np.exp(sigma * noise)
+    raise ValueError(f"unknown residual form {residual_form!r}")

@@ -31,7 +31,6 @@ import pandas as pd
 import scipy.stats
 
 from asuc_bayes.data.dataset import ABOVE_ULOQ, BELOW_LLOQ, MEASURED, Observation, Patient
-from asuc_bayes.decisions.risk_class import is_high_risk, risk_class
 from asuc_bayes.inference.engine import Engine
 from asuc_bayes.inference.forecast import (
     Forecaster,
@@ -42,11 +41,12 @@ from asuc_bayes.inference.forecast import (
     patient_seed,
 )
 from asuc_bayes.inference.grid import grid_posterior
-from asuc_bayes.interfaces.output import dumps_json
+from asuc_bayes.inference.risk_class import is_high_risk, risk_class
 from asuc_bayes.pk.kernels import concentration
 from asuc_bayes.spec.config import ModelSpec
-from asuc_bayes.spec.residual import PREDICTION_FLOOR_MG_L
-from asuc_bayes.studies.simulate import add_residual_error, simulate_patients
+from asuc_bayes.spec.residual import PREDICTION_FLOOR_MG_L, add_residual_error
+from asuc_bayes.strict_json import dumps_json
+from asuc_bayes.studies.simulate import simulate_patients
 
 __all__ = [
     "INTERVAL_LEVELS",

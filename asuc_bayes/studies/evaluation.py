@@ -44,11 +44,11 @@ import scipy.stats
 import xarray as xr
 
 from asuc_bayes.data.dataset import ABOVE_ULOQ, BELOW_LLOQ
-from asuc_bayes.graphs.population import CohortData, cohort_of_fit
+from asuc_bayes.inference.population import CohortData, cohort_of_fit
 from asuc_bayes.inference.population_draws import PopulationDraws
-from asuc_bayes.interfaces.output import dumps_json
 from asuc_bayes.pk.kernels import concentration, individual_clearance, individual_volume
 from asuc_bayes.spec.config import PARAMETER_NAMES, PK_PARAMETER_NAMES, ModelSpec
+from asuc_bayes.strict_json import dumps_json
 from asuc_bayes.studies.simulate import weibull_event_time
 
 __all__ = [

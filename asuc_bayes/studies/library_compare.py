@@ -35,7 +35,6 @@ from typing import Any
 import numpy as np
 
 from asuc_bayes.data.dataset import Patient
-from asuc_bayes.decisions.risk_class import risk_class
 from asuc_bayes.inference import (
     LibraryForecast,
     PatientProblem,
@@ -45,6 +44,7 @@ from asuc_bayes.inference import (
 )
 from asuc_bayes.inference.derived import Derived
 from asuc_bayes.inference.result import finite_or_none
+from asuc_bayes.inference.risk_class import risk_class
 from asuc_bayes.spec import ModelDeclaration, load_declaration, with_outcome_from
 
 __all__ = [

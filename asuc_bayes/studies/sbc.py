@@ -10,7 +10,8 @@ For replicate r (its seed derived from the run's seed and r, never from the orde
 replicates finish): draw θ̃ from the *same* prior the fit uses (:func:`draw_population_prior`,
 the model file's ``[population.priors.<name>]``), simulate a cohort of ``n_subjects`` at θ̃
 (:func:`asuc_bayes.studies.simulate.simulate_cohort` with ``population_values``), fit it
-(:func:`asuc_bayes.graphs.population.fit_population`), thin the posterior to L equally spaced draws
+(:func:`asuc_bayes.inference.population.fit_population`), thin the posterior to L equally spaced
+draws
 and record the rank of θ̃ for each of the nine population parameters, with the fit's
 diagnostics. A failing replicate is a row with its error; the run goes on.
 
@@ -47,7 +48,6 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -56,8 +56,8 @@ import scipy.stats
 import xarray as xr
 
 from asuc_bayes._version import __version__
-from asuc_bayes.graphs.population import PopulationSettings
 from asuc_bayes.inference.engine import Engine
+from asuc_bayes.inference.population import PopulationSettings
 from asuc_bayes.spec.config import PARAMETER_NAMES, ModelSpec
 from asuc_bayes.studies.simulate import CohortDesign, simulate_cohort
 
@@ -73,13 +73,11 @@ __all__ = [
     "draw_population_prior",
     "load_sbc",
     "posterior_ranks",
-    "rank_histogram_figure",
     "rank_uniformity",
     "replicate_seed",
     "run_population_sbc",
     "run_sbc",
     "thin_draws",
-    "write_sbc",
 ]
 
 Status = Literal["ok", "unconverged", "error"]
@@ -124,7 +122,7 @@ def draw_population_prior(
     spec: ModelSpec, prior: str, n: int, random_seed: int
 ) -> dict[str, np.ndarray]:
     """``n`` independent draws of the population parameters from the model file's prior set
-    ``prior`` — the prior :func:`asuc_bayes.graphs.population.fit_population` uses.
+    ``prior`` — the prior :func:`asuc_bayes.inference.population.fit_population` uses.
 
     Returns ``{name: array (n,)}`` for
     :data:`~asuc_bayes.inference.population_draws.PARAMETER_NAMES`:
@@ -394,7 +392,7 @@ class PopulationReplicate:
     prior
         The prior set θ̃ is drawn from and the fit uses (``published`` or ``weak``).
     settings
-        Sampler settings of each fit (:class:`~asuc_bayes.graphs.population.PopulationSettings`).
+        Sampler settings of each fit (:class:`~asuc_bayes.inference.population.PopulationSettings`).
     design
         The simulated cohorts' design (:class:`~asuc_bayes.studies.simulate.CohortDesign`).
     """
@@ -419,7 +417,7 @@ class PopulationReplicate:
 
     def __call__(self, seed: int) -> ReplicateDraws:
         """Draw θ̃, simulate a cohort at θ̃, fit it: truth, posterior draws, diagnostics."""
-        from asuc_bayes.graphs.population import fit_population
+        from asuc_bayes.inference.population import fit_population
 
         prior_seed, cohort_seed, fit_seed = (
             int(child.generate_state(1)[0]) for child in np.random.SeedSequence(seed).spawn(3)
@@ -464,7 +462,7 @@ class PopulationReplicate:
 
     def prepare(self) -> None:
         """Compile the population model for this cohort size in this process."""
-        from asuc_bayes.graphs.population import prepare_population_model
+        from asuc_bayes.inference.population import prepare_population_model
 
         if self.settings.sampler == "nutpie":
             prepare_population_model(self.spec, self.n_subjects, prior=self.prior)
@@ -583,7 +581,7 @@ def run_population_sbc(
     prior
         Prior set of the model file θ̃ is drawn from and the fit uses.
     settings
-        :class:`~asuc_bayes.graphs.population.PopulationSettings` of each fit (default 2 chains x
+        :class:`~asuc_bayes.inference.population.PopulationSettings` of each fit (default 2 chains x
         500 draws after 500 tuning steps); on a cluster each fit uses one core.
     n_rank_draws, random_seed, engine, progress
         As in :func:`run_sbc`.
@@ -784,10 +782,6 @@ class SBCResult:
         ranks.columns = [f"rank_{c}" for c in ranks.columns]
         return frame.join(ranks)
 
-    def figure(self, n_bins: int | None = None, include: Iterable[str] = FITTED):
-        """The rank histograms (:func:`rank_histogram_figure`)."""
-        return rank_histogram_figure(self, n_bins=n_bins, include=include)
-
     def save(self, path) -> None:
         """Write the ranks (netCDF, h5netcdf); :func:`load_sbc` reads them back."""
         self.dataset.to_netcdf(path, engine="h5netcdf")
@@ -799,93 +793,3 @@ def load_sbc(path) -> SBCResult:
     if dataset.attrs.get("kind") != "asuc_bayes simulation-based calibration":
         raise ValueError(f"{path}: not an asuc_bayes SBC result (write one with asuc-bayes sbc)")
     return SBCResult(dataset)
-
-
-def rank_histogram_figure(
-    result: SBCResult, *, n_bins: int | None = None, include: Iterable[str] = FITTED
-):
-    """One panel per parameter: the histogram of ranks, the expected count and the
-    :data:`BAND_PROBABILITY` binomial band of each bin under uniformity, the chi-square p."""
-    from matplotlib.figure import Figure
-
-    from asuc_bayes.interfaces.plots import POSTERIOR_COLOUR, PRIOR_COLOUR
-
-    include = tuple(include)
-    parameters = result.parameters
-    n_cols = min(3, len(parameters))
-    n_rows = math.ceil(len(parameters) / n_cols)
-    figure = Figure(figsize=(3.4 * n_cols, 2.6 * n_rows + 0.7), layout="constrained")
-    axes = figure.subplots(n_rows, n_cols, squeeze=False)
-    n_ranks = result.n_rank_draws + 1
-    for ax, name in zip(axes.ravel(), parameters, strict=False):
-        test = result.uniformity(name, n_bins, include)
-        left = test.edges[:-1] / n_ranks
-        width = np.diff(test.edges) / n_ranks
-        steps = test.edges / n_ranks
-        ax.fill_between(
-            steps,
-            np.append(test.band_low, test.band_low[-1]),
-            np.append(test.band_high, test.band_high[-1]),
-            step="post",
-            color=PRIOR_COLOUR,
-            alpha=0.22,
-            lw=0,
-        )
-        ax.bar(
-            left,
-            test.counts,
-            width=width,
-            align="edge",
-            color=POSTERIOR_COLOUR,
-            alpha=0.85,
-            edgecolor="white",
-            lw=0.6,
-        )
-        ax.step(
-            steps, np.append(test.expected, test.expected[-1]), where="post", color="black", lw=0.8
-        )
-        outside = int(np.sum((test.counts < test.band_low) | (test.counts > test.band_high)))
-        p_text = "p = n/a" if math.isnan(test.p_value) else f"χ² p = {test.p_value:.2g}"
-        ax.set_title(
-            f"{PARAMETER_LABELS.get(name, name)}\n{p_text}, {outside} bin(s) outside band",
-            fontsize=9,
-        )
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, max(test.band_high.max(), test.counts.max()) * 1.15 + 0.5)
-        ax.tick_params(labelsize=8)
-        ax.grid(alpha=0.25, axis="y")
-    for ax in axes.ravel()[len(parameters) :]:
-        ax.set_visible(False)
-    for ax in axes[-1]:
-        ax.set_xlabel("rank / (L + 1)", fontsize=8)
-    for ax in axes[:, 0]:
-        ax.set_ylabel("replicates", fontsize=8)
-    counts = result.counts
-    n_used = int(np.isin(result.dataset["status"].values, list(include)).sum())
-    figure.suptitle(
-        f"SBC rank histograms: {n_used} replicates ({counts['unconverged']} unconverged, "
-        f"{counts['error']} failed), L = {result.n_rank_draws}; grey: "
-        f"{BAND_PROBABILITY:.0%} band of each bin under uniformity",
-        fontsize=9,
-    )
-    return figure
-
-
-def write_sbc(result: SBCResult, folder, n_bins: int | None = None) -> list[Path]:
-    """``sbc.nc`` (ranks), ``uniformity.csv`` (per parameter), ``replicates.csv`` (per
-    replicate) and ``rank_histograms.png`` into ``folder``."""
-    from asuc_bayes.interfaces.plots import figure_png
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "ranks": folder / "sbc.nc",
-        "table": folder / "uniformity.csv",
-        "replicates": folder / "replicates.csv",
-        "figure": folder / "rank_histograms.png",
-    }
-    result.save(paths["ranks"])
-    result.table(n_bins).to_csv(paths["table"], float_format="%.6g")
-    result.replicates().to_csv(paths["replicates"], float_format="%.6g")
-    paths["figure"].write_bytes(figure_png(result.figure(n_bins), dpi=120))
-    return list(paths.values())

@@ -72,9 +72,9 @@ from asuc_bayes.inference.grid import (
 from asuc_bayes.inference.population_draws import PopulationDraws, point_values
 from asuc_bayes.inference.population_forecast import forecast_with_population
 from asuc_bayes.inference.sampler import SamplerOptions
-from asuc_bayes.interfaces.output import dumps_json
 from asuc_bayes.pk.kernels import concentration
 from asuc_bayes.spec.config import ModelSpec, calibrate_x_ref, cv_to_omega, load_model
+from asuc_bayes.strict_json import dumps_json
 from asuc_bayes.studies.structural_sensitivity import (
     STRUCTURAL_GROUP,
     StructuralAlternative,

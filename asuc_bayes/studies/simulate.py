@@ -17,7 +17,8 @@ simulated cohorts; the paper's 32 days (11 events) lies within one cohort's spre
 
 Examples
 --------
->>> from asuc_bayes.spec.config import load_model
+>>> from asuc_bayes.spec.residual import add_residual_error
+from asuc_bayes.spec.config import load_model
 >>> cohort = simulate_patients(load_model(), n=3, random_seed=1)
 >>> len(cohort.patients), sorted(cohort.truth.columns)[:3]
 (3, ['cl', 'eta_cl', 'eta_v'])
@@ -51,6 +52,7 @@ from asuc_bayes.pk.kernels import (
     weibull_risk,
 )
 from asuc_bayes.spec.config import ModelSpec
+from asuc_bayes.spec.residual import add_residual_error
 
 __all__ = [
     "REGIMENS",
@@ -58,7 +60,6 @@ __all__ = [
     "CohortDesign",
     "Regimen",
     "SimulatedCohort",
-    "add_residual_error",
     "cohort_summary",
     "simulate_cohort",
     "simulate_patients",
@@ -663,26 +664,3 @@ def write_cohort(cohort: SimulatedCohort, path) -> tuple[Path, Path]:
         truth[f"pop_{name}"] = value
     truth.to_csv(truth_path)
     return path, truth_path
-
-
-def add_residual_error(prediction, sigma, residual_form: str, rng: np.random.Generator):
-    """Measurements around ``prediction`` with the model's residual error (model card, §1).
-
-    ``proportional``: y = f (1 + σ ε); ``log_normal``: y = f e^(σ ε), with ε ~ N(0, 1) of
-    the broadcast shape of ``prediction`` and ``sigma``. A proportional draw can be ≤ 0: it
-    is below any LLOQ, and callers censor it there.
-
-    Examples
-    --------
-    >>> y = add_residual_error(np.full(20000, 10.0), 0.44, "proportional",
-    ...                        np.random.default_rng(0))
-    >>> round(float(y.mean()), 1), round(float(y.std() / 10.0), 2)
-    (10.0, 0.44)
-    """
-    prediction = np.asarray(prediction, dtype=float)
-    noise = rng.standard_normal(np.broadcast_shapes(prediction.shape, np.shape(sigma)))
-    if residual_form == "proportional":
-        return prediction * (1.0 + sigma * noise)
-    if residual_form == "log_normal":
-        return prediction * np.exp(sigma * noise)
-    raise ValueError(f"unknown residual form {residual_form!r}")

@@ -40,15 +40,15 @@ import scipy.special
 
 from asuc_bayes.data.dataset import ABOVE_ULOQ, BELOW_LLOQ, MEASURED
 from asuc_bayes.inference.map import MapResult, find_map, single_threaded_blas
-from asuc_bayes.inference.problem import PatientProblem
-from asuc_bayes.spec.residual import PREDICTION_FLOOR_MG_L, residual_form
-from asuc_bayes.studies.validation.marginal import (
+from asuc_bayes.inference.marginal import (
     QUADRATURE_NODES,
     WeightedPosterior,
     gauss_hermite_normal,
     posterior,
     prior_nodes,
 )
+from asuc_bayes.inference.problem import PatientProblem
+from asuc_bayes.spec.residual import PREDICTION_FLOOR_MG_L, residual_form
 
 __all__ = ["Forecasts", "LeaveFutureOut", "forecast_record", "leave_future_out", "prefix"]
 

@@ -42,9 +42,9 @@ import scipy.special
 
 from asuc_bayes.data.types import Patient
 from asuc_bayes.inference.derived import derived_quantities
+from asuc_bayes.inference.marginal import WeightedPosterior
 from asuc_bayes.inference.problem import PatientProblem
 from asuc_bayes.spec import load_declaration, with_outcome_from
-from asuc_bayes.studies.validation.marginal import WeightedPosterior
 
 __all__ = [
     "EXPOSURE_END_DAY",

@@ -48,10 +48,10 @@ import numpy as np
 import scipy.special
 
 from asuc_bayes.data.dataset import MEASURED, Patient
+from asuc_bayes.inference.averaging import aic_weights, probabilities, stacking_weights
 from asuc_bayes.inference.engine import Engine
 from asuc_bayes.inference.problem import PatientProblem
 from asuc_bayes.spec import ModelDeclaration, load_declaration
-from asuc_bayes.studies.validation.averaging import aic_weights, probabilities, stacking_weights
 from asuc_bayes.studies.validation.leave_future_out import (
     Forecasts,
     LeaveFutureOut,

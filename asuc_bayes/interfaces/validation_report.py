@@ -30,7 +30,7 @@ import numpy as np
 
 from asuc_bayes._version import __version__
 from asuc_bayes.interfaces.plots import figure_png
-from asuc_bayes.studies.validation.figures import (
+from asuc_bayes.interfaces.validation_figures import (
     calibration_figure,
     npde_figure,
     observed_predicted_figure,
@@ -268,7 +268,7 @@ def validation_report_html(
     n_censored = sum(int(np.sum(p.fits[0].forecasts.censoring != 0)) for p in done)
     names = [m.name for m in result.models]
     environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("asuc_bayes", "templates"),
+        loader=jinja2.PackageLoader("asuc_bayes.interfaces", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,

@@ -50,9 +50,17 @@ import pytensor.tensor as pt
 import xarray as xr
 
 from asuc_bayes._version import __version__
-from asuc_bayes.data.dataset import BELOW_LLOQ, DEFAULT_INFUSION_DURATION_DAY, MEASURED, Patient
+from asuc_bayes.data.dataset import (
+    BELOW_LLOQ,
+    DEFAULT_INFUSION_DURATION_DAY,
+    MEASURED,
+    Dose,
+    EventRecord,
+    Observation,
+    Patient,
+)
+from asuc_bayes.graphs.numerics import reproducible_numba
 from asuc_bayes.inference.diagnostics import ESS_BULK_MIN, RHAT_MAX
-from asuc_bayes.inference.numerics import reproducible_numba
 from asuc_bayes.inference.population_draws import omega_to_cv
 from asuc_bayes.pk.kernels import (
     NO_END_DAY,
@@ -598,25 +606,6 @@ def _compiled_model(spec, priors, data: CohortData, method: str, extra: dict):
     return compiled.with_data(**{k: v for k, v in values.items() if k in used})
 
 
-def prepare_population_model(
-    spec: ModelSpec,
-    n_subjects: int,
-    *,
-    prior: str = "weak",
-    method: Literal["joint", "two_stage"] = "joint",
-) -> None:
-    """Compile (once per process) the nutpie model that :func:`fit_population` uses for
-    cohorts of ``n_subjects``, e.g. on every worker before a batch of fits, so that the first
-    fit's time is sampling only."""
-    from asuc_bayes.studies.simulate import simulate_cohort
-
-    priors = spec.priors(prior)
-    cohort = simulate_cohort(spec, n_subjects, 0)
-    data = CohortData.from_patients(cohort.patients, spec.pk.default_infusion_duration_day)
-    for structure in ("joint",) if method == "joint" else ("pk", "tte"):
-        _compiled_model(spec, priors, data, structure, {})
-
-
 def _sample(spec, priors, data, method, settings: PopulationSettings, seed: int, extra=None):
     """Posterior and sampler statistics (xarray Datasets, subject coords set) of one model."""
     extra = extra or {}
@@ -1033,3 +1022,31 @@ def published_values(spec: ModelSpec) -> dict[str, tuple[float, tuple[float, flo
         "tte_gamma": (tte.gamma.estimate, boot(tte.gamma)),
         "tte_beta": (tte.beta.estimate, boot(tte.beta)),
     }
+
+
+def prepare_population_model(
+    spec: ModelSpec,
+    n_subjects: int,
+    *,
+    prior: str = "weak",
+    method: Literal["joint", "two_stage"] = "joint",
+) -> None:
+    """Compile (once per process) the nutpie model that :func:`fit_population` uses for
+    cohorts of ``n_subjects``, e.g. on every worker before a batch of fits, so that the first
+    fit's time is sampling only."""
+    priors = spec.priors(prior)
+    duration = spec.pk.default_infusion_duration_day
+    placeholder = [  # the compiled model depends on the number of subjects only
+        Patient(
+            f"S{i}",
+            70.0,
+            30.0,
+            (Dose(0.0, 700.0, duration),),
+            (Observation(7.0, 20.0),),
+            events=(EventRecord(90.0, 0),),
+        )
+        for i in range(n_subjects)
+    ]
+    data = CohortData.from_patients(placeholder, duration)
+    for structure in ("joint",) if method == "joint" else ("pk", "tte"):
+        _compiled_model(spec, priors, data, structure, {})
