@@ -25,6 +25,7 @@ from asuc_bayes.decisions.library_dosing import (
     plan_library_dosing,
     recommend_library_dose,
 )
+from asuc_bayes.inference import derived_quantities
 from asuc_bayes.interfaces.cli import EXIT_INPUT, EXIT_OK, main
 
 MODEL = "wojciechowski2017"
@@ -42,7 +43,9 @@ def _patient() -> Patient:
 def posterior():
     """The posterior, thinned to 4 × 100 draws (the ODE reference integrates each draw)."""
     full = library_posterior(MODEL, _patient(), COVARIATES, random_seed=3)
-    thinned = dataclasses.replace(full.forecast, eta=full.forecast.eta[:, ::10])
+    eta = full.forecast.eta[:, ::10]
+    draws = derived_quantities(full.problem, eta)  # the forecast's draws, thinned alike
+    thinned = dataclasses.replace(full.forecast, eta=eta, draws=draws)
     return dataclasses.replace(full, forecast=thinned)
 
 

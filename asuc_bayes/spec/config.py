@@ -313,6 +313,14 @@ def load_model(
     )
 
 
+def _detail(exc: Exception) -> str:
+    """The parser's message, or a short one when formatting it recurses too deeply."""
+    try:
+        return str(exc)
+    except RecursionError:
+        return "nested too deeply (fix: a model file needs 3 levels of tables)"
+
+
 def read_toml(raw_bytes: bytes, path: Path) -> dict[str, Any]:
     """The table of a model file's bytes; anything unreadable is a :class:`ModelSpecError`
     naming the file (bad UTF-8 or TOML, nesting too deep, a number too long to convert).
@@ -327,7 +335,7 @@ def read_toml(raw_bytes: bytes, path: Path) -> dict[str, Any]:
     try:
         return tomllib.loads(raw_bytes.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ModelSpecError(f"model file '{path}' is not valid TOML: {exc}") from None
+        raise ModelSpecError(f"model file '{path}' is not valid TOML: {_detail(exc)}") from None
     except RecursionError:
         raise ModelSpecError(
             f"model file '{path}' is not valid TOML: nested too deeply (fix: a model file "

@@ -17,8 +17,7 @@ simulated cohorts; the paper's 32 days (11 events) lies within one cohort's spre
 
 Examples
 --------
->>> from asuc_bayes.spec.residual import add_residual_error
-from asuc_bayes.spec.config import load_model
+>>> from asuc_bayes.spec.config import load_model
 >>> cohort = simulate_patients(load_model(), n=3, random_seed=1)
 >>> len(cohort.patients), sorted(cohort.truth.columns)[:3]
 (3, ['cl', 'eta_cl', 'eta_v'])
