@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from asuc_bayes.pk.doses import DoseArrays
+from asuc_bayes.pk.kernels import steady_state_factor
 
 __all__ = ["modal_auc", "modal_concentration"]
 
@@ -60,19 +61,6 @@ def _dose_fields(doses: DoseArrays) -> dict[str, np.ndarray]:
         "interval": doses.steady_state_interval_day,
         "end": doses.end_day,
     }
-
-
-def _steady_state_factor(rates, duration, interval, xp):
-    """(1 − e^(−λT)) e^(−λ(II − T)) / (1 − e^(−λ II)), and 0 where II = 0."""
-    has_train = interval > 0
-    safe_interval = np.where(has_train, interval, 1.0)
-    safe_duration = np.where(has_train, duration, 0.5)
-    factor = (
-        -xp.expm1(-rates * safe_duration)
-        * xp.exp(-rates * (safe_interval - safe_duration))
-        / -xp.expm1(-rates * safe_interval)
-    )
-    return xp.where(has_train, factor, 0.0)
 
 
 #: NumPy evaluates many draws in blocks of this many: the temporaries of a block stay in
@@ -144,7 +132,7 @@ def modal_concentration(time_day, doses: DoseArrays, rates, weights, xp: Any = n
     minus_after = -xp.maximum(tau - duration, 0.0)
     terms = xp.expm1(lam * minus_during) * xp.exp(lam * minus_after)  # −(1 − e^(−λ d)) e^(−λ a)
     if doses.has_steady_state:
-        train = _steady_state_factor(lam, duration, dose["interval"][..., None, None, :], xp)
+        train = steady_state_factor(lam, duration, dose["interval"][..., None, None, :], xp)
         since_start = xp.maximum(tau, 0.0)
         terms = terms - xp.where(tau >= 0.0, train * xp.exp(-lam * since_start), 0.0)
     if doses.has_end:
@@ -216,6 +204,6 @@ def modal_auc(start_day, end_day, doses: DoseArrays, rates, weights, xp: Any = n
     terms = inside + decay
     if doses.has_steady_state:
         interval = dose["interval"][..., None, :]
-        train = _steady_state_factor(lam, duration, interval, xp)
+        train = steady_state_factor(lam, duration, interval, xp)
         terms = terms + train * xp.exp(-lam * s0) * -xp.expm1(-lam * (s1 - s0)) / lam
     return (gain * terms).sum(axis=-1).sum(axis=-1)
