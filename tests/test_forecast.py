@@ -21,7 +21,7 @@ from asuc_bayes.inference.forecast import (
     patient_seed,
     results_json,
     save_results,
-    summarize_tree,
+    summary_from_tree,
 )
 from asuc_bayes.inference.grid import grid_posterior, log_posterior
 from asuc_bayes.spec.config import load_model
@@ -106,8 +106,8 @@ def test_map_is_the_global_maximum_of_a_brute_force_grid(name, spec, forecaster)
     assert reported == pytest.approx(from_modes["eta"], abs=1e-12)
     # the summary computed from the draws equals the one read back from the built tree
     summary = forecast.summary()
-    assert summary == summarize_tree(
-        forecast.tree, spec, patient.id, forecast.status, forecast.diagnostics
+    assert summary == summary_from_tree(
+        forecast.tree, spec, patient, forecast.status, forecast.diagnostics
     )
     summary["status"] = "changed"
     assert forecast.summary()["status"] == forecast.status  # a fresh copy each time

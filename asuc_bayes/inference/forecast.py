@@ -280,15 +280,7 @@ class PatientForecast:
         """The patient's entry of the JSON output contract."""
         if self._summary is not None:
             return copy.deepcopy(self._summary)
-        tree = self.tree
-        entry = summarize_tree(tree, self.spec, self.patient.id, self.status, self.diagnostics)
-        return patient_details(
-            entry,
-            self.patient,
-            tree["posterior"]["eta"].values,
-            tree["point_estimates"]["eta"].values,
-            independent="exact_summary" in tree.children,
-        )
+        return summary_from_tree(self.tree, self.spec, self.patient, self.status, self.diagnostics)
 
 
 def summary_statistics(values: np.ndarray) -> dict[str, float]:
@@ -441,6 +433,19 @@ def summarize_tree(tree, spec, patient_id, status, diagnostics) -> dict[str, Any
         patient_id,
         status,
         diagnostics,
+    )
+
+
+def summary_from_tree(tree, spec, patient: Patient, status, diagnostics) -> dict[str, Any]:
+    """The output contract's entry of a patient's result tree, with the per-patient keys of
+    every model (:func:`summarize_tree`, then :func:`patient_details`)."""
+    entry = summarize_tree(tree, spec, patient.id, status, diagnostics)
+    return patient_details(
+        entry,
+        patient,
+        tree["posterior"]["eta"].values,
+        tree["point_estimates"]["eta"].values,
+        independent="exact_summary" in tree.children,
     )
 
 
