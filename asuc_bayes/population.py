@@ -85,6 +85,7 @@ __all__ = [
     "cohort_of_fit",
     "concentration_log_likelihood",
     "convergence",
+    "default_settings",
     "fit_population",
     "fit_summary",
     "load_fit",
@@ -757,6 +758,30 @@ class PopulationFit:
         self.tree.to_netcdf(path, engine="h5netcdf")
 
 
+def default_settings(method: str = "marginal", **overrides) -> PopulationSettings:
+    """The sampler settings of a fit ``method`` (4 chains; the marginal model's ~10
+    parameters 500 + 500 draws at target acceptance 0.9, the full model 1000 + 1000 at 0.995),
+    with ``overrides`` (``None`` values ignored).
+
+    Examples
+    --------
+    >>> default_settings("marginal").draws, default_settings("joint", draws=200).draws
+    (500, 200)
+    """
+    base = {}
+    if method == "marginal":
+        from asuc_bayes.population_marginal import (
+            MARGINAL_DRAWS,
+            MARGINAL_TARGET_ACCEPT,
+            MARGINAL_TUNE,
+        )
+
+        base = {"draws": MARGINAL_DRAWS, "tune": MARGINAL_TUNE}
+        base["target_accept"] = MARGINAL_TARGET_ACCEPT
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    return PopulationSettings(**base)
+
+
 def fit_population(
     patients,
     spec: ModelSpec,
@@ -787,7 +812,8 @@ def fit_population(
     random_seed
         Seed of the sampler.
     """
-    settings = settings or PopulationSettings()
+    if settings is None:
+        settings = default_settings(method)
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     priors = spec.priors(prior)
