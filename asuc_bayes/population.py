@@ -597,7 +597,7 @@ def prepare_population_model(
     n_subjects: int,
     *,
     prior: str = "weak",
-    method: Literal["joint", "two_stage"] = "joint",
+    method: Literal["marginal", "joint", "two_stage"] = "marginal",
 ) -> None:
     """Compile (once per process) the nutpie model that :func:`fit_population` uses for
     cohorts of ``n_subjects``, e.g. on every worker before a batch of fits, so that the first
@@ -605,6 +605,11 @@ def prepare_population_model(
     from asuc_bayes.simulate import simulate_cohort
 
     priors = spec.priors(prior)
+    if method == "marginal":  # one compilation serves every cohort size
+        from asuc_bayes.population_marginal import prepare_marginal_model
+
+        prepare_marginal_model(spec, priors)
+        return
     cohort = simulate_cohort(spec, n_subjects, 0)
     data = CohortData.from_patients(cohort.patients, spec.pk.default_infusion_duration_day)
     for structure in ("joint",) if method == "joint" else ("pk", "tte"):
