@@ -418,7 +418,7 @@ def _add_sampling_options(parser: argparse.ArgumentParser, population: bool = Fa
         type=int,
         default=1000 if population else None,
         help=(
-            "draws per chain (500 with --method marginal, 1000 otherwise; at most 100000)"
+            "draws per chain (1000; at most 100000)"
             if population
             else "draws per chain (default: adaptive, 1000 extended up to 8000 until the tail "
             "quantiles' MCSE is <= 0.05 SD; at most 100000)"
@@ -1222,7 +1222,8 @@ def _add_fit_command(sub) -> None:
         choices=tuple(FIT_METHODS),
         default=None,
         help="marginal (default): each subject's random effects integrated out by quadrature, "
-        "NUTS over the population parameters (500 + 500 draws, target acceptance 0.9), each "
+        "NUTS over the population parameters (1000 draws after 500 tuning steps, target "
+        "acceptance 0.9), each "
         "eta drawn per posterior draw; full: the same joint model with every eta sampled by "
         "NUTS (1000 + 1000, 0.995); two-stage",
     )

@@ -765,12 +765,12 @@ class PopulationFit:
 
 def default_settings(method: str = "marginal", **overrides) -> PopulationSettings:
     """The sampler settings of a fit ``method`` (4 chains; the marginal model's ~10
-    parameters 500 + 500 draws at target acceptance 0.9, the full model 1000 + 1000 at 0.995),
-    with ``overrides`` (``None`` values ignored).
+    parameters 1000 draws after 500 tuning steps at target acceptance 0.9, the full model
+    1000 + 1000 at 0.995), with ``overrides`` (``None`` values ignored).
 
     Examples
     --------
-    >>> default_settings("marginal").draws, default_settings("joint", draws=200).draws
+    >>> default_settings("marginal").tune, default_settings("joint", draws=200).draws
     (500, 200)
     """
     base = {}

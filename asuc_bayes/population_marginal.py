@@ -80,7 +80,7 @@ __all__ = [
 
 #: Sampler settings of a marginal fit when none are given: ~10 parameters need fewer draws
 #: and a lower target acceptance than the full model (README, "Population model").
-MARGINAL_DRAWS = 500
+MARGINAL_DRAWS = 1000
 MARGINAL_TUNE = 500
 MARGINAL_TARGET_ACCEPT = 0.9
 #: Nodes per axis tried per subject, coarsest first (N² nodes before pruning).
