@@ -63,6 +63,7 @@ from asuc_bayes import kernels
 from asuc_bayes.config import ModelSpec, PopulationPriors
 from asuc_bayes.dataset import BELOW_LLOQ, MEASURED
 from asuc_bayes.spec.legacy import legacy_residual
+from asuc_bayes.spec.residual import PREDICTION_FLOOR_MG_L
 
 __all__ = [
     "HALF_WIDTH",
@@ -316,6 +317,7 @@ class QuadratureRule:
     """
 
     subjects: tuple[SubjectRule, ...]
+    residual_form: str
     node_subject: np.ndarray
     node_data: np.ndarray
     pair_index: np.ndarray
@@ -347,16 +349,48 @@ class QuadratureRule:
                 gather[row, : counts[i]] = first[i] + np.arange(counts[i])
             gathers[f"gather_{b}"] = gather
             lower = upper
+        measured_node = node[measured]
+        measured_data = self.pair_data[measured][:, [0, 3]]
+        node_stats = np.zeros((len(self.node_subject), 3))
+        if _is_scale_family(self.residual_form, measured_data[:, 0], measured_data[:, 1]):
+            # Σ_j ln p(y_j | f_kj, σ) = −½ G_k/σ² − m_k ln σ − H_k − m_k ln √(2π) per node
+            form, unit = legacy_residual(self.residual_form, 1.0)
+            y, f = measured_data[:, 0], np.maximum(measured_data[:, 1], PREDICTION_FLOOR_MG_L)
+            size = len(self.node_subject)
+            node_stats[:, 0] = np.bincount(measured_node, form.z(y, f, unit, np) ** 2, size)
+            node_stats[:, 1] = np.bincount(measured_node, form.log_scale(y, f, unit, np), size)
+            node_stats[:, 2] = np.bincount(measured_node, minlength=size)
+            measured_node, measured_data = measured_node[:0], measured_data[:0]
         return {
             "subject_data": np.stack([data.weight_kg, data.crp_mg_l], axis=1),
             "node_subject": self.node_subject,
             "node_data": self.node_data,
-            "measured_node": node[measured],
-            "measured_data": self.pair_data[measured][:, [0, 3]],
+            "node_stats": node_stats,
+            "measured_node": measured_node,
+            "measured_data": measured_data,
             "censored_node": node[~measured],
             "censored_data": self.pair_data[~measured][:, [0, 2, 3]],
             **gathers,
         }
+
+
+def _is_scale_family(residual_form: str, y: np.ndarray, f: np.ndarray) -> bool:
+    """Whether the measured records' log density is −½ (g/σ)² − ln σ − h − ln √(2π) with g
+    and h free of σ (proportional and log-normal errors), checked numerically at two σ on
+    these records; then per-node sums of g² and h replace the (observation, node) pairs."""
+    if len(y) == 0:
+        return False
+    form, unit = legacy_residual(residual_form, 1.0)
+    floored = np.maximum(f, PREDICTION_FLOOR_MG_L)
+    g2 = form.z(y, floored, unit, np) ** 2
+    h = form.log_scale(y, floored, unit, np)
+    for sd in (0.3, 0.7):
+        _, sigma = legacy_residual(residual_form, sd)
+        exact = form.log_density(y, f, sigma, np)
+        fast = -0.5 * g2 / sd**2 - math.log(sd) - h - 0.5 * math.log(2 * math.pi)
+        if not np.allclose(exact, fast, rtol=1e-9, atol=1e-9):
+            return False
+    return True
 
 
 def refinement_points(spec: ModelSpec) -> list[MarginalPoint]:
@@ -557,6 +591,7 @@ def quadrature_rule(
         start += k
     return QuadratureRule(
         subjects=tuple(rules),
+        residual_form=spec.pk.residual_form,
         node_subject=np.concatenate([*node_subject, [0]]).astype(np.int64),
         node_data=np.concatenate([*node_rows, padding]),
         pair_index=np.concatenate([p[0] for p in pair_rows]).astype(np.int64).reshape(-1, 2),
@@ -584,6 +619,12 @@ def _rule_log_marginal(spec, point: MarginalPoint, rule: dict, xp=np):
         xp,
     )
     form, sigma = legacy_residual(spec.pk.residual_form, point.residual_sd)
+    stats = rule["node_stats"]
+    terms = terms - (
+        0.5 * stats[:, 0] / point.residual_sd**2
+        + stats[:, 2] * (xp.log(point.residual_sd) + 0.5 * math.log(2 * math.pi))
+        + stats[:, 1]
+    )
     measured, censored = rule["measured_data"], rule["censored_data"]
     density = form.log_density(measured[:, 0], measured[:, 1], sigma, xp)
     m3 = form.log_censored(censored[:, 0], censored[:, 2], sigma, censored[:, 1], xp)
