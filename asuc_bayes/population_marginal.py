@@ -330,8 +330,10 @@ class QuadratureRule:
         return np.array([len(r.kept) for r in self.subjects])
 
     def model_data(self, data) -> dict[str, np.ndarray]:
-        """Values of the marginal model's ``pm.Data`` containers: measured and censored
-        (observation, node) pairs apart (each gets only its own term), and the subjects in
+        """Values of the marginal model's ``pm.Data`` containers: measured records as
+        per-node sufficient statistics (``node_stats``: Σ g², Σ h, count; when the residual
+        form is a scale family, :func:`_is_scale_family`) or else as (observation, node)
+        pairs, censored pairs apart (each gets only its own term), and the subjects in
         buckets of similar node counts (:data:`BUCKETS`), each bucket's table of node indices
         padded to its largest subject only."""
         measured = self.pair_data[:, 1] > 0
