@@ -257,3 +257,20 @@ def test_sbc_style_ranks_of_a_few_replicates(spec):
     outer = sum(r <= 5 or r >= 95 for r in ranks)
     print("\nranks:", ranks)
     assert outer <= 8, ranks
+
+
+def test_per_node_sufficient_statistics_equal_the_pairs(spec, data, rule, monkeypatch):
+    """The measured records' per-node sums (Σ g², Σ h) give the same log marginal as one
+    term per (observation, node) pair, for the proportional and log-normal errors."""
+    import asuc_bayes.population_marginal as marginal
+
+    values = rule.model_data(data)
+    assert len(values["measured_node"]) == 0 and values["node_stats"][:, 2].sum() > 0
+    point = random_points(spec, 1, seed=13)[0]
+    fast = subject_log_marginal(spec, point, data, rule)
+    monkeypatch.setattr(marginal, "_is_scale_family", lambda *args: False)
+    np.testing.assert_allclose(fast, subject_log_marginal(spec, point, data, rule), rtol=1e-10)
+    y, f = np.array([2.0, 30.0]), np.array([3.0, 20.0])
+    monkeypatch.undo()
+    assert marginal._is_scale_family("proportional", y, f)
+    assert marginal._is_scale_family("log_normal", y, f)
