@@ -5,10 +5,17 @@ Target of the issue: a 72-patient joint fit (4 chains x 1000 draws) in <= 2 minu
 2-core machine, beside the same model sampled by plain PyMC NUTS.
 
 Usage: ``python benchmarks/bench_population.py [--cohorts 8] [--n 72] [--skip-pymc]
-[--out results.json]``. Cohorts are simulated with ``simulate_cohort`` (seeds 1, 2, ...)
-from the model file's point estimates and fitted with the weak priors; the coverage of
-the 50/90/95 % central intervals of the nine population parameters is counted over all
-cohorts (the true value is known), with its binomial standard error.
+[--out results.json]``; the gates study of the default (marginal) fit:
+``python benchmarks/bench_population.py --gates --sizes 72 120 300 --cohorts 10
+[--full-cohorts 1] [--out gates.json]``: fits ``--cohorts`` simulated cohorts of each size
+with the default method and counts those passing every gate (R-hat <= 1.01, bulk ESS >= 400
+over the population parameters and every eta, no divergence), with times; in the same run
+fits ``--full-cohorts`` of them with plain PyMC NUTS on the full model (``method="joint"``,
+``sampler="pymc"``) and with nutpie on the full model. Cohorts are simulated with
+``simulate_cohort`` (seeds 1, 2, ...) from the model file's point estimates and fitted
+with the weak priors; the coverage of the 50/90/95 % central intervals of the nine
+population parameters is counted over all cohorts (the true value is known), with its
+binomial standard error.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import time
 import numpy as np
 
 from asuc_bayes import load_model
-from asuc_bayes.inference.population import PopulationSettings, fit_population
+from asuc_bayes.inference.population import PopulationSettings, default_settings, fit_population
 from asuc_bayes.inference.population_draws import PARAMETER_NAMES, point_values
 from asuc_bayes.spec.config import TTE_PARAMETER_NAMES
 from asuc_bayes.studies.simulate import simulate_cohort
@@ -41,9 +48,18 @@ def main() -> None:
     parser.add_argument("--skip-pymc", action="store_true")
     parser.add_argument("--skip-speed", action="store_true", help="only the cohort study")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--gates", action="store_true", help="the default fit's gates study")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[72, 120])
+    parser.add_argument("--full-cohorts", type=int, default=1)
     args = parser.parse_args()
     spec = load_model()
     truth = point_values(spec)
+    if args.gates:
+        report = gates_study(spec, args, truth)
+        if args.out:
+            with open(args.out, "w") as handle:
+                json.dump(report, handle, indent=2, default=float)
+        return
     report: dict = {"n": args.n, "fits": []}
 
     if not args.skip_speed:
@@ -139,6 +155,86 @@ def cohort_study(spec, args, report, truth) -> None:
         f"divergences per fit: {divergences}; fits passing every gate: "
         f"{sum(bool(f['converged']) for f in report['fits'])}/{len(report['fits'])}"
     )
+
+
+def _load() -> float:
+    with open("/proc/loadavg") as handle:
+        return float(handle.read().split()[0])
+
+
+def _entry(fit, seconds, seed, truth) -> dict:
+    d = fit.diagnostics
+    posterior = fit.tree["posterior"]
+    covered = {}
+    for name in PARAMETER_NAMES:
+        low, high = np.quantile(posterior[name].values, [0.05, 0.95])
+        covered[name] = bool(low <= truth[name] <= high)
+    return {
+        "seed": seed,
+        "seconds": seconds,
+        "load": _load(),
+        "means": {name: float(posterior[name].mean()) for name in PARAMETER_NAMES},
+        "covered_90": covered,
+        **{k: v for k, v in d.items() if isinstance(v, (int, float, str))},
+    }
+
+
+def gates_study(spec, args, truth) -> dict:
+    """Default fits of ``--cohorts`` cohorts per size: passes, times; full-model fits."""
+    report: dict = {"sizes": {}}
+    for n in args.sizes:
+        fits = []
+        for seed in range(1, args.cohorts + 1):
+            cohort = simulate_cohort(spec, n, random_seed=1000 * n + seed)
+            fit, seconds = timed_fit(cohort, spec, random_seed=seed)
+            entry = _entry(fit, seconds, 1000 * n + seed, truth)
+            fits.append(entry)
+            print(
+                f"n={n} cohort {seed}: {seconds:.0f} s (rule {entry['rule_seconds']:.0f}, "
+                f"compile {entry['compile_seconds']:.0f}, sampling "
+                f"{entry['sampling_seconds']:.0f}, eta {entry['random_effects_seconds']:.0f}), "
+                f"R-hat {entry['rhat_max']:.4f} ({entry['rhat_max_at']}), ESS "
+                f"{entry['ess_bulk_min']:.0f} ({entry['ess_bulk_min_at']}), "
+                f"{entry['divergences']} div, importance ESS min "
+                f"{entry['importance_ess_min']:.1f}, converged {bool(entry['converged'])}, "
+                f"load {entry['load']:.1f}",
+                flush=True,
+            )
+        full = []
+        for seed in range(1, args.full_cohorts + 1):
+            cohort = simulate_cohort(spec, n, random_seed=1000 * n + seed)
+            for label, sampler in (("pymc", "pymc"), ("nutpie", "nutpie")):
+                if label == "pymc" and args.skip_pymc:
+                    continue
+                settings = default_settings("joint", sampler=sampler, cores=2)
+                fit, seconds = timed_fit(
+                    cohort, spec, random_seed=seed, method="joint", settings=settings
+                )
+                entry = {"sampler": label, **_entry(fit, seconds, 1000 * n + seed, truth)}
+                full.append(entry)
+                print(
+                    f"n={n} cohort {seed} FULL model, {label} NUTS: {seconds:.0f} s, R-hat "
+                    f"{entry['rhat_max']:.4f}, ESS {entry['ess_bulk_min']:.0f}, "
+                    f"{entry['divergences']} div, converged {bool(entry['converged'])}, "
+                    f"load {entry['load']:.1f}",
+                    flush=True,
+                )
+        passes = sum(bool(f["converged"]) for f in fits)
+        hits = [h for f in fits for h in f["covered_90"].values()]
+        coverage = float(np.mean(hits)) if hits else float("nan")
+        report["sizes"][str(n)] = {
+            "fits": fits,
+            "full": full,
+            "passes": passes,
+            "coverage_90": coverage,
+        }
+        print(
+            f"n={n}: {passes}/{len(fits)} default fits pass every gate; parameter recovery: "
+            f"90 % CrIs cover the truth in {coverage:.2f} of {len(hits)} parameter-cohorts "
+            f"(binomial SE {np.sqrt(0.09 / max(1, len(hits))):.2f})",
+            flush=True,
+        )
+    return report
 
 
 if __name__ == "__main__":

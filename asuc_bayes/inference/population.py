@@ -86,6 +86,7 @@ from asuc_bayes.spec.legacy import legacy_residual
 
 __all__ = [
     "JSON_PARAMETERS",
+    "METHODS",
     "CohortData",
     "PopulationFit",
     "PopulationSettings",
@@ -93,6 +94,7 @@ __all__ = [
     "cohort_of_fit",
     "concentration_log_likelihood",
     "convergence",
+    "default_settings",
     "fit_population",
     "fit_summary",
     "load_fit",
@@ -115,6 +117,9 @@ JSON_PARAMETERS = {
     "tte_beta": "tte_beta",
 }
 INDIVIDUAL = ("eta_cl", "eta_v")
+_GATED = (*PARAMETER_NAMES, *INDIVIDUAL)
+#: Fit methods: ``marginal`` (default), ``joint`` (full NUTS), ``two_stage``.
+METHODS = ("marginal", "joint", "two_stage")
 #: Columns of the model's ``subject_data`` and ``obs_data`` containers.
 SUBJECT_COLUMNS = ("weight_kg", "crp_mg_l", "centring_cl", "centring_v", "event_time_day", "event")
 OBSERVATION_COLUMNS = ("value_mg_l", "measured")
@@ -414,6 +419,34 @@ def _prior_variable(prior: Prior, name: str, dims=None):
     return pm.HalfNormal(name, sigma=prior.param("sd"), dims=dims)
 
 
+def pk_variables(priors: PopulationPriors) -> dict[str, Any]:
+    """The six PK population parameters as PyMC variables (inside a model context)."""
+    return {
+        name: _prior_variable(priors[name], name)
+        for name in ("theta_cl", "theta_v", "crp_exponent_cl", "omega_cl", "omega_v", "residual_sd")
+    }
+
+
+def tte_variables(spec: ModelSpec, priors: PopulationPriors):
+    """(λ, γ, β) of the Weibull model as PyMC variables (inside a model context).
+
+    λ and γ are strongly correlated (H = λ t^γ over event times of weeks): the sampler
+    moves log10 H0(t_c) at a reference time instead, and the prior of log10 λ is applied at
+    log10 λ = log10 H0(t_c) − γ log10 t_c (a shear: unit Jacobian).
+    """
+    gamma = _prior_variable(priors["tte_gamma"], "tte_gamma")
+    beta = _prior_variable(priors["tte_beta"], "tte_beta")
+    log10_h_ref = pm.Flat("tte_log10_hazard_at_ref")
+    log10_lambda = pm.Deterministic(
+        "tte_log10_lambda", log10_h_ref - _log10_ref_scale(spec.tte, gamma)
+    )
+    pm.Potential(
+        "tte_log10_lambda_prior",
+        pm.logp(_prior_distribution(priors["tte_log10_lambda"]), log10_lambda),
+    )
+    return pm.Deterministic("tte_lambda", 10.0**log10_lambda), gamma, beta
+
+
 def individual_pk(spec: ModelSpec, theta_cl, theta_v, crp_exponent, weight, crp, eta_cl, eta_v):
     """(CL_i, V_i) graphs of the population parameters (kernels' covariate model)."""
     pk = spec.pk
@@ -494,12 +527,9 @@ def build_population_model(
         for index, name in enumerate(OBSERVATION_COLUMNS):
             bound[f"obs_{name}"] = bound["obs_data"][:, index]
         if method in ("joint", "pk"):
-            theta_cl = _prior_variable(priors["theta_cl"], "theta_cl")
-            theta_v = _prior_variable(priors["theta_v"], "theta_v")
-            crp_exponent = _prior_variable(priors["crp_exponent_cl"], "crp_exponent_cl")
-            omega_cl = _prior_variable(priors["omega_cl"], "omega_cl")
-            omega_v = _prior_variable(priors["omega_v"], "omega_v")
-            residual_sd = _prior_variable(priors["residual_sd"], "residual_sd")
+            pk = pk_variables(priors)
+            theta_cl, theta_v, crp_exponent = pk["theta_cl"], pk["theta_v"], pk["crp_exponent_cl"]
+            omega_cl, omega_v, residual_sd = pk["omega_cl"], pk["omega_v"], pk["residual_sd"]
             # Partially non-centred random effects: η = ω^(1−w) η̃ with η̃ ~ N(0, ω^(2w)), so
             # η ~ N(0, ω²) exactly for any w in [0, 1]; w = 0 is non-centred (subjects the data
             # say little about), w = 1 centred (well-informed subjects).
@@ -540,21 +570,8 @@ def build_population_model(
             x_std = pm.Normal("x_standardised", 0.0, 1.0, dims="subject")
             x = pm.Deterministic("ln_auc_cl", x_mean + x_sd * x_std, dims="subject")
         if method in ("joint", "tte"):
-            gamma = _prior_variable(priors["tte_gamma"], "tte_gamma")
-            beta = _prior_variable(priors["tte_beta"], "tte_beta")
             tte = spec.tte
-            # λ and γ are strongly correlated (H = λ t^γ over event times of weeks): the sampler
-            # moves log10 H0(t_c) at a reference time instead, and the prior of log10 λ is
-            # applied at log10 λ = log10 H0(t_c) − γ log10 t_c (a shear: unit Jacobian).
-            log10_h_ref = pm.Flat("tte_log10_hazard_at_ref")
-            log10_lambda = pm.Deterministic(
-                "tte_log10_lambda", log10_h_ref - _log10_ref_scale(tte, gamma)
-            )
-            pm.Potential(
-                "tte_log10_lambda_prior",
-                pm.logp(_prior_distribution(priors["tte_log10_lambda"]), log10_lambda),
-            )
-            tte_lambda = pm.Deterministic("tte_lambda", 10.0**log10_lambda)
+            tte_lambda, gamma, beta = tte_variables(spec, priors)
             pm.Potential(
                 "colectomy_loglik",
                 weibull_log_likelihood(
@@ -753,12 +770,36 @@ class PopulationFit:
         self.tree.to_netcdf(path, engine="h5netcdf")
 
 
+def default_settings(method: str = "marginal", **overrides) -> PopulationSettings:
+    """The sampler settings of a fit ``method`` (4 chains; the marginal model's ~10
+    parameters 1000 draws after 500 tuning steps at target acceptance 0.9, the full model
+    1000 + 1000 at 0.995), with ``overrides`` (``None`` values ignored).
+
+    Examples
+    --------
+    >>> default_settings("marginal").tune, default_settings("joint", draws=200).draws
+    (500, 200)
+    """
+    base = {}
+    if method == "marginal":
+        from asuc_bayes.inference.population_marginal import (
+            MARGINAL_DRAWS,
+            MARGINAL_TARGET_ACCEPT,
+            MARGINAL_TUNE,
+        )
+
+        base = {"draws": MARGINAL_DRAWS, "tune": MARGINAL_TUNE}
+        base["target_accept"] = MARGINAL_TARGET_ACCEPT
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    return PopulationSettings(**base)
+
+
 def fit_population(
     patients,
     spec: ModelSpec,
     *,
     prior: str = "weak",
-    method: Literal["joint", "two_stage"] = "joint",
+    method: Literal["marginal", "joint", "two_stage"] = "marginal",
     settings: PopulationSettings | None = None,
     random_seed: int = 0,
 ) -> PopulationFit:
@@ -774,24 +815,34 @@ def fit_population(
     prior
         Name of the prior set in the model file (``weak`` or ``published``).
     method
-        ``joint`` (PK and TTE together) or ``two_stage`` (see the module docstring).
+        ``marginal`` (default: the joint model with each subject's random effects integrated
+        out by quadrature, NUTS over the population parameters only, then each subject's η
+        drawn given each population draw; :mod:`asuc_bayes.inference.population_marginal`),
+        ``joint``
+        (the same model with every η sampled by NUTS: "full") or ``two_stage`` (see the
+        module docstring).
     settings
         Sampler settings (4 chains × 1000 draws after 1000 tuning steps by default).
     random_seed
         Seed of the sampler.
     """
-    settings = settings or PopulationSettings()
-    if method not in ("joint", "two_stage"):
-        raise ValueError(f"method must be 'joint' or 'two_stage', got {method!r}")
+    if settings is None:
+        settings = default_settings(method)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     priors = spec.priors(prior)
     data = CohortData.from_patients(patients, spec.pk.default_infusion_duration_day)
-    data = data.with_centring(spec)
+    if method == "marginal":
+        from asuc_bayes.inference.population_marginal import fit_marginal
+
+        posterior, stats, checks, timing = fit_marginal(spec, priors, data, settings, random_seed)
+        checks = {**convergence(posterior, int(stats["diverging"].sum()), _GATED), **checks}
+    else:
+        data = data.with_centring(spec)
     if method == "joint":
         posterior, stats, timing = _sample(spec, priors, data, "joint", settings, random_seed)
-        checks = convergence(
-            posterior, int(stats["diverging"].sum()), (*PARAMETER_NAMES, *INDIVIDUAL)
-        )
-    else:
+        checks = convergence(posterior, int(stats["diverging"].sum()), _GATED)
+    elif method == "two_stage":
         posterior, stats, timing = _sample(spec, priors, data, "pk", settings, random_seed)
         pk_checks = convergence(
             posterior, int(stats["diverging"].sum()), (*PK_PARAMETER_NAMES, *INDIVIDUAL)
@@ -1029,24 +1080,35 @@ def prepare_population_model(
     n_subjects: int,
     *,
     prior: str = "weak",
-    method: Literal["joint", "two_stage"] = "joint",
+    method: Literal["marginal", "joint", "two_stage"] = "marginal",
 ) -> None:
     """Compile (once per process) the nutpie model that :func:`fit_population` uses for
     cohorts of ``n_subjects``, e.g. on every worker before a batch of fits, so that the first
     fit's time is sampling only."""
     priors = spec.priors(prior)
+    if method == "marginal":  # one compilation serves every cohort size
+        from asuc_bayes.inference.population_marginal import prepare_marginal_model
+
+        prepare_marginal_model(spec, priors)
+        return
     duration = spec.pk.default_infusion_duration_day
-    placeholder = [  # the compiled model depends on the number of subjects only
+    data = CohortData.from_patients(placeholder_cohort(n_subjects, duration), duration)
+    for structure in ("joint",) if method == "joint" else ("pk", "tte"):
+        _compiled_model(spec, priors, data, structure, {})
+
+
+def placeholder_cohort(n_subjects: int, duration_day: float) -> list[Patient]:
+    """``n_subjects`` identical one-dose, one-sample patients without colectomy: data for
+    compiling a population model ahead of time (its compiled form depends on the number of
+    subjects, not on their records, which are bound later)."""
+    return [
         Patient(
             f"S{i}",
             70.0,
             30.0,
-            (Dose(0.0, 700.0, duration),),
+            (Dose(0.0, 700.0, duration_day),),
             (Observation(7.0, 20.0),),
             events=(EventRecord(90.0, 0),),
         )
         for i in range(n_subjects)
     ]
-    data = CohortData.from_patients(placeholder, duration)
-    for structure in ("joint",) if method == "joint" else ("pk", "tte"):
-        _compiled_model(spec, priors, data, structure, {})

@@ -451,7 +451,12 @@ def _add_sampling_options(parser: argparse.ArgumentParser, population: bool = Fa
         "--tune",
         type=int,
         default=1000,
-        help="NUTS warm-up steps per chain (1000; at most 100000)"
+        help=(
+            "NUTS warm-up steps per chain (500 with --method marginal, 1000 otherwise; "
+            "at most 100000)"
+            if population
+            else "NUTS warm-up steps per chain (1000; at most 100000)"
+        )
         + (
             ""
             if population
@@ -467,7 +472,7 @@ def _add_sampling_options(parser: argparse.ArgumentParser, population: bool = Fa
         type=float,
         default=0.95,
         help=(
-            "NUTS target acceptance (0.995, one run)"
+            "NUTS target acceptance (0.9 with --method marginal, 0.995 otherwise; one run)"
             if population
             else "NUTS target acceptance (0.95; escalated to 0.99 on failure)"
         ),
@@ -1437,6 +1442,7 @@ FIT_EXAMPLES = """examples:
   asuc-bayes fit cohort.csv                                 weak priors, table
   asuc-bayes fit cohort.csv --prior published --out fit.nc --seed 3
   asuc-bayes fit cohort.csv --two-stage --format json
+  asuc-bayes fit cohort.csv --method full                   every eta sampled by NUTS
 
 exit codes: 0 ok; 1 unconverged posterior (unless --allow-unconverged); 2 bad input
 """
@@ -1454,7 +1460,17 @@ def _add_fit_command(sub) -> None:
     fit.add_argument(
         "--two-stage",
         action="store_true",
-        help="PK posterior first, then the Weibull model on it (default: joint fit)",
+        help="PK posterior first, then the Weibull model on it (= --method two-stage)",
+    )
+    fit.add_argument(
+        "--method",
+        choices=tuple(FIT_METHODS),
+        default=None,
+        help="marginal (default): each subject's random effects integrated out by quadrature, "
+        "NUTS over the population parameters (1000 draws after 500 tuning steps, target "
+        "acceptance 0.9), each "
+        "eta drawn per posterior draw; full: the same joint model with every eta sampled by "
+        "NUTS (1000 + 1000, 0.995); two-stage",
     )
     fit.add_argument("--format", choices=("table", "json"), default="table")
     fit.add_argument("--out", type=Path, help="write the fit DataTree (netCDF)")
@@ -1465,8 +1481,18 @@ def _add_fit_command(sub) -> None:
         help="library models: unit of a covariate column, e.g. ALB=g/L (repeatable)",
     )
     _add_sampling_options(fit, population=True)
-    fit.set_defaults(target_accept=None)
+    fit.set_defaults(target_accept=None, draws=None, tune=None)
     _add_unconverged_option(fit)
+
+
+#: ``fit --method`` -> :func:`asuc_bayes.inference.population.fit_population`'s method.
+FIT_METHODS = {"marginal": "marginal", "full": "joint", "two-stage": "two_stage"}
+
+
+def _fit_method(args: argparse.Namespace) -> str:
+    if args.two_stage and args.method not in (None, "two-stage"):
+        raise ValueError(f"--two-stage contradicts --method {args.method} (give one of them)")
+    return FIT_METHODS[args.method or ("two-stage" if args.two_stage else "marginal")]
 
 
 def _fit(args: argparse.Namespace) -> int:
@@ -1475,18 +1501,20 @@ def _fit(args: argparse.Namespace) -> int:
 
         return fit(args)
     from asuc_bayes.data.dataset import read_cohort
-    from asuc_bayes.inference.population import PopulationSettings, fit_population, published_values
+    from asuc_bayes.inference.population import default_settings, fit_population, published_values
     from asuc_bayes.interfaces.report import format_fit
 
     try:
         spec = load_model(args.model, variants=args.variant)
         spec.priors(args.prior)
-        settings = PopulationSettings(
+        method = _fit_method(args)
+        settings = default_settings(
+            method,
             draws=args.draws,
             tune=args.tune,
             chains=args.chains,
             sampler=args.sampler,
-            **({"target_accept": args.target_accept} if args.target_accept else {}),
+            target_accept=args.target_accept,
         )
         cohort = read_cohort(
             args.data, default_infusion_duration_day=spec.pk.default_infusion_duration_day
@@ -1499,7 +1527,7 @@ def _fit(args: argparse.Namespace) -> int:
         cohort.patients,
         spec,
         prior=args.prior,
-        method="two_stage" if args.two_stage else "joint",
+        method=method,
         settings=settings,
         random_seed=args.seed,
     )
