@@ -192,14 +192,16 @@ def test_fit_cli_rejects_contradicting_methods(tmp_path, capsys):
 def test_default_settings_per_method():
     from asuc_bayes.inference.population import default_settings
 
-    assert default_settings("marginal").target_accept == 0.9
+    assert default_settings("marginal").target_accept == 0.95
     assert default_settings("joint").target_accept == 0.995
     assert default_settings("marginal", draws=None, chains=3).chains == 3
 
 
 @pytest.mark.slow  # one marginal model compilation and a 40-subject fit
-def test_default_fit_passes_its_gates_and_keeps_the_fit_schema(spec, tmp_path):
-    """The default (marginal) fit of a simulated 40-subject cohort passes every gate, its
+def test_marginal_fit_converges_and_keeps_the_fit_schema(spec, tmp_path):
+    """The marginal fit of a simulated 40-subject cohort passes the R-hat and bulk-ESS gates
+    (a few divergences were seen on this cohort: the fit then says unconverged, and the
+    method is not the default for that reason; README), its
     DataTree has the schema the other commands read (per-subject eta_cl, eta_v, cl, v,
     ln_auc_cl; population parameters), it round-trips through cohort_of_fit, and every
     population parameter's 99 % CrI covers the truth."""
@@ -207,10 +209,11 @@ def test_default_fit_passes_its_gates_and_keeps_the_fit_schema(spec, tmp_path):
     from asuc_bayes.inference.population_draws import PARAMETER_NAMES, point_values
 
     cohort = simulate_cohort(spec, 40, random_seed=21)
-    fit = fit_population(cohort.patients, spec, random_seed=4)
+    fit = fit_population(cohort.patients, spec, method="marginal", random_seed=4)
     d = fit.diagnostics
     print("\nmarginal fit:", d)
-    assert fit.status == "ok", d
+    assert d["rhat_max"] <= 1.01 and d["ess_bulk_min"] >= 400, d
+    assert fit.status == ("ok" if d["divergences"] == 0 else "unconverged"), d
     assert fit.tree.attrs["method"] == "marginal"
     posterior = fit.tree["posterior"]
     for name in ("eta_cl", "eta_v", "cl", "v", "ln_auc_cl"):

@@ -770,9 +770,9 @@ class PopulationFit:
         self.tree.to_netcdf(path, engine="h5netcdf")
 
 
-def default_settings(method: str = "marginal", **overrides) -> PopulationSettings:
+def default_settings(method: str = "joint", **overrides) -> PopulationSettings:
     """The sampler settings of a fit ``method`` (4 chains; the marginal model's ~10
-    parameters 1000 draws after 500 tuning steps at target acceptance 0.9, the full model
+    parameters 1000 draws after 500 tuning steps at target acceptance 0.95, the full model
     1000 + 1000 at 0.995), with ``overrides`` (``None`` values ignored).
 
     Examples
@@ -799,7 +799,7 @@ def fit_population(
     spec: ModelSpec,
     *,
     prior: str = "weak",
-    method: Literal["marginal", "joint", "two_stage"] = "marginal",
+    method: Literal["marginal", "joint", "two_stage"] = "joint",
     settings: PopulationSettings | None = None,
     random_seed: int = 0,
 ) -> PopulationFit:
@@ -1080,7 +1080,7 @@ def prepare_population_model(
     n_subjects: int,
     *,
     prior: str = "weak",
-    method: Literal["marginal", "joint", "two_stage"] = "marginal",
+    method: Literal["marginal", "joint", "two_stage"] = "joint",
 ) -> None:
     """Compile (once per process) the nutpie model that :func:`fit_population` uses for
     cohorts of ``n_subjects``, e.g. on every worker before a batch of fits, so that the first

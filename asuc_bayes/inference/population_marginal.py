@@ -83,7 +83,7 @@ __all__ = [
 #: and a lower target acceptance than the full model (README, "Population model").
 MARGINAL_DRAWS = 1000
 MARGINAL_TUNE = 500
-MARGINAL_TARGET_ACCEPT = 0.9
+MARGINAL_TARGET_ACCEPT = 0.95
 #: Nodes per axis tried per subject, coarsest first (N² nodes before pruning).
 LEVELS = (9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257)
 #: Refinement stops when the log integral changes by at most this at every test point.

@@ -1492,7 +1492,7 @@ FIT_METHODS = {"marginal": "marginal", "full": "joint", "two-stage": "two_stage"
 def _fit_method(args: argparse.Namespace) -> str:
     if args.two_stage and args.method not in (None, "two-stage"):
         raise ValueError(f"--two-stage contradicts --method {args.method} (give one of them)")
-    return FIT_METHODS[args.method or ("two-stage" if args.two_stage else "marginal")]
+    return FIT_METHODS[args.method or ("two-stage" if args.two_stage else "full")]
 
 
 def _fit(args: argparse.Namespace) -> int:
