@@ -327,7 +327,7 @@ def read_toml(raw_bytes: bytes, path: Path) -> dict[str, Any]:
 
     >>> read_toml(b"a = 1", Path("m.toml"))
     {'a': 1}
-    >>> read_toml(b"a = " + b"[" * 3000 + b"]" * 3000, Path("m.toml"))
+    >>> read_toml(b"a = [", Path("m.toml"))
     Traceback (most recent call last):
     ...
     asuc_bayes.spec.config.ModelSpecError: model file 'm.toml' is not valid TOML: ...

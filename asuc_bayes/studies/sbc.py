@@ -395,6 +395,9 @@ class PopulationReplicate:
         Sampler settings of each fit (:class:`~asuc_bayes.inference.population.PopulationSettings`).
     design
         The simulated cohorts' design (:class:`~asuc_bayes.studies.simulate.CohortDesign`).
+    method
+        The fit's method (:func:`~asuc_bayes.inference.population.fit_population`): ``"joint"``
+        (the full model, default) or ``"marginal"``.
     """
 
     spec: ModelSpec
@@ -402,6 +405,7 @@ class PopulationReplicate:
     prior: str = "published"
     settings: PopulationSettings = SBC_SETTINGS
     design: CohortDesign | None = None
+    method: str = "joint"
 
     def __post_init__(self):
         if isinstance(self.n_subjects, bool) or not isinstance(self.n_subjects, int):
@@ -437,6 +441,7 @@ class PopulationReplicate:
             cohort.patients,
             self.spec,
             prior=self.prior,
+            method=self.method,
             settings=self.settings,
             random_seed=fit_seed,
         )
