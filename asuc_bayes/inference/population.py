@@ -49,7 +49,6 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 
-from asuc_bayes._version import __version__
 from asuc_bayes.data.dataset import (
     BELOW_LLOQ,
     DEFAULT_INFUSION_DURATION_DAY,
@@ -74,6 +73,7 @@ from asuc_bayes.pk.kernels import (
     weibull_log_likelihood,
     weibull_parameters,
 )
+from asuc_bayes.provenance import netcdf_attrs, provenance_attrs
 from asuc_bayes.spec.config import (
     PARAMETER_NAMES,
     PK_PARAMETER_NAMES,
@@ -890,7 +890,6 @@ def fit_population(
 def _fit_tree(
     spec, prior, method, settings, seed, data: CohortData, posterior, stats, checks, timing
 ):
-    import nutpie
 
     subject = {"subject": list(data.ids)}
     constant = xr.Dataset(
@@ -918,27 +917,28 @@ def _fit_tree(
         coords=subject,
     )
     attrs = {
-        "kind": "asuc_bayes population fit",
-        "model_name": spec.name,
-        "model_path": spec.path,
-        "model_sha256": spec.sha256,
-        "model_variants": ",".join(spec.variants),
+        **provenance_attrs(
+            "asuc_bayes population fit",
+            model_name=spec.name,
+            model_label=spec.label,
+            model_path=spec.path,
+            model_sha256=spec.sha256,
+            model_variants=spec.variants,
+            random_seed=seed,
+            sampler={
+                "sampler": settings.sampler,
+                "draws": settings.draws,
+                "tune": settings.tune,
+                "chains": settings.chains,
+                "target_accept": settings.target_accept,
+            },
+        ),
         "x_ref": spec.tte.x_ref,
         "prior": prior,
         "priors": "; ".join(f"{p.name} ~ {p.describe()}" for p in spec.priors(prior).priors),
         "method": method,
-        "asuc_bayes_version": __version__,
-        "pymc_version": pm.__version__,
-        "nutpie_version": nutpie.__version__,
-        "arviz_version": az.__version__,
-        "sampler": settings.sampler,
-        "draws": settings.draws,
-        "tune": settings.tune,
-        "chains": settings.chains,
-        "target_accept": settings.target_accept,
-        "random_seed": seed,
-        **{f"diagnostics_{k}": (int(v) if isinstance(v, bool) else v) for k, v in checks.items()},
-        **{f"diagnostics_{k}": v for k, v in timing.items()},
+        **netcdf_attrs(checks, prefix="diagnostics_"),
+        **netcdf_attrs(timing, prefix="diagnostics_"),
     }
     return xr.DataTree.from_dict(
         {
