@@ -51,7 +51,6 @@ from asuc_bayes.data.dataset import (
     BELOW_LLOQ,
     MEASURED,
     CovariateRecord,
-    Dose,
     EventRecord,
     Observation,
     Patient,
@@ -61,7 +60,15 @@ from asuc_bayes.inference.problem import doses_from_patient, patient_covariates
 from asuc_bayes.spec import ModelDeclaration, load_declaration, with_outcome_from
 from asuc_bayes.spec.declaration import OutcomeModel
 from asuc_bayes.spec.units import convert
-from asuc_bayes.studies.simulate import CohortDesign, SimulatedCohort, _planned_doses, _sample_times
+from asuc_bayes.studies.course import (
+    draw_follow_up,
+    draw_samples,
+    draw_weight_crp,
+    observed_course,
+    planned_doses,
+    settle_event_time,
+)
+from asuc_bayes.studies.simulate import CohortDesign, SimulatedCohort
 from asuc_bayes.studies.validation.npde import simulate_records
 
 __all__ = [
@@ -283,49 +290,24 @@ def simulate_library_cohort(
     )
 
 
-def _weight_crp(design: CohortDesign, rng) -> tuple[float, float]:
-    weight = np.round(rng.lognormal(np.log(design.weight_kg_median), design.weight_log_sd), 1)
-    crp = np.round(rng.lognormal(np.log(design.crp_mg_l_median), design.crp_log_sd), 1)
-    return float(np.clip(weight, *design.weight_kg_range)), float(
-        np.clip(crp, *design.crp_mg_l_range)
-    )
-
-
 def _one_patient(decl, pid: str, design: CohortDesign, omega, outcome: bool, rng):
-    weight, crp = _weight_crp(design, rng)
+    weight, crp = draw_weight_crp(design, rng)
     covariates = draw_covariates(decl, weight, rng)
-    planned = _planned_doses(design, weight, decl.default_infusion_duration_day, rng)
+    planned = planned_doses(design, weight, decl.default_infusion_duration_day, rng)
     eta = rng.multivariate_normal(np.zeros(omega.shape[0]), omega)
-    target = -math.log(rng.uniform())
-    lost = rng.uniform() < design.loss_probability
-    end = float(np.round(rng.uniform(*design.loss_window_day), 1)) if lost else design.follow_up_day
-    given, event_time, event = planned, math.inf, False
+    target, _, end = draw_follow_up(design, rng)
+    event_time = math.inf
     if outcome:
-        for _ in range(len(planned) + 1):
-            x = _ln_ratio(decl, Patient(pid, weight, crp, tuple(given)), covariates, eta)
-            event_time = outcome_event_day(decl.outcome, target, x)
-            new = [d for d in planned if d.time_day < event_time or d.time_day == 0.0]
-            if len(new) == len(given):
-                break
-            given = new
-        event = event_time <= end
-    observed = max(float(np.round(event_time, 2)) if event else end, 0.05)
-    doses: tuple[Dose, ...] = tuple(
-        d for d in planned if d.time_day < observed or d.time_day == 0.0
-    )
-    n_samples = 1 + int(
-        rng.choice(
-            len(design.samples_per_patient_probabilities),
-            p=design.samples_per_patient_probabilities,
+        event_time, _ = settle_event_time(
+            planned,
+            lambda given: outcome_event_day(
+                decl.outcome,
+                target,
+                _ln_ratio(decl, Patient(pid, weight, crp, tuple(given)), covariates, eta),
+            ),
         )
-    )
-    window_end = min(
-        observed,
-        design.sampling_window_day,
-        planned[-1].time_day + design.sampling_after_last_dose_day,
-    )
-    times = _sample_times(design, window_end, n_samples, rng)
-    centre = int(rng.integers(len(design.centres)))
+    event, observed, doses = observed_course(planned, event_time, end)
+    times, centre = draw_samples(design, planned, observed, rng)
     shell = Patient(pid, weight, crp, doses)
     problem = _problem(decl, shell, covariates, times)
     values = simulate_records(problem, eta[None, :], rng)[0] if times.size else np.zeros(0)

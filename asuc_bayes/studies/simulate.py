@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,14 @@ from asuc_bayes.pk.kernels import (
 )
 from asuc_bayes.spec.config import ModelSpec
 from asuc_bayes.spec.residual import add_residual_error
+from asuc_bayes.studies.course import (
+    draw_follow_up,
+    draw_samples,
+    draw_weight_crp,
+    observed_course,
+    planned_doses,
+    settle_event_time,
+)
 
 __all__ = [
     "REGIMENS",
@@ -339,25 +348,6 @@ class CohortDesign:
             raise ValueError("regimen_probabilities must sum to 1")
 
 
-def _vials(mg_per_kg: float, weight_kg: float, vial_mg: float) -> float:
-    return max(vial_mg, float(np.round(mg_per_kg * weight_kg / vial_mg)) * vial_mg)
-
-
-def _planned_doses(design: CohortDesign, weight_kg: float, duration: float, rng) -> list[Dose]:
-    """One patient's planned infusions: a regimen, its dose in vials, jittered later days."""
-    regimen = design.regimens[rng.choice(len(design.regimens), p=design.regimen_probabilities)]
-    schedule = np.array(regimen.days)
-    jitter = np.round(rng.uniform(-1, 1, schedule.size) * design.schedule_jitter_day, 1)
-    jitter[0] = 0.0
-    days = np.unique(np.maximum.accumulate(schedule + jitter))
-    first = _vials(regimen.mg_per_kg, weight_kg, design.vial_mg)
-    later = regimen.mg_per_kg if regimen.later_mg_per_kg is None else regimen.later_mg_per_kg
-    amount = _vials(later, weight_kg, design.vial_mg)
-    if rng.uniform() < design.high_first_dose_probability:
-        first = _vials(design.high_first_dose_mg_kg, weight_kg, design.vial_mg)
-    return [Dose(float(t), first if k == 0 else amount, duration) for k, t in enumerate(days)]
-
-
 def weibull_event_time(cumulative_hazard_target, covariate, *, spec: ModelSpec):
     """Time T with H(T; x) = ``cumulative_hazard_target`` under ``spec``'s Weibull model.
 
@@ -384,6 +374,11 @@ def weibull_event_time(cumulative_hazard_target, covariate, *, spec: ModelSpec):
     return baseline ** (1.0 / gamma) / lam
 
 
+def _event_day_given(spec: ModelSpec, target: float, cl: float, v: float, given) -> float:
+    """The event day under ``spec`` with cumulative-hazard target ``target`` and doses ``given``."""
+    return float(weibull_event_time(target, _ln_ratio(spec, given, cl, v), spec=spec))
+
+
 def _ln_ratio(spec: ModelSpec, doses: list[Dose], cl: float, v: float) -> float:
     start, end = spec.tte.auc_window_day
     auc = auc_interval(
@@ -397,20 +392,6 @@ def _ln_ratio(spec: ModelSpec, doses: list[Dose], cl: float, v: float) -> float:
         **dose_kernel_options(doses),
     )
     return float(ln_auc_cl(float(auc), cl))
-
-
-def _sample_times(design: CohortDesign, end_day: float, n: int, rng) -> np.ndarray:
-    """``n`` distinct sample days in (0, end_day), skewed late (Beta(a, b) on the window):
-    TDM samples in the paper were taken a median 26 days after the most recent infusion."""
-    times: list[float] = []
-    a, b = design.sample_time_beta
-    for _ in range(200):
-        if len(times) == n:
-            break
-        t = round(0.25 + (end_day - 0.3) * float(rng.beta(a, b)), 2)
-        if 0.0 < t < end_day and all(abs(t - other) > 0.2 for other in times):
-            times.append(t)
-    return np.sort(np.array(times))
 
 
 def simulate_cohort(
@@ -500,56 +481,18 @@ def simulate_cohort(
     patients, rows = [], []
     for index in range(n):
         pid = f"{id_prefix}{index + 1:03d}"
-        weight = float(
-            np.clip(
-                np.round(rng.lognormal(np.log(design.weight_kg_median), design.weight_log_sd), 1),
-                *design.weight_kg_range,
-            )
-        )
-        crp = float(
-            np.clip(
-                np.round(rng.lognormal(np.log(design.crp_mg_l_median), design.crp_log_sd), 1),
-                *design.crp_mg_l_range,
-            )
-        )
-        planned = _planned_doses(design, weight, duration, rng)
+        weight, crp = draw_weight_crp(design, rng)
+        planned = planned_doses(design, weight, duration, rng)
         eta_cl = float(rng.normal(0.0, pk.omega_cl))
         eta_v = float(rng.normal(0.0, pk.omega_v))
         cl, v = true_parameters(spec, Patient(pid, weight, crp, tuple(planned)), eta_cl, eta_v)
-        target = -np.log(rng.uniform())  # E ~ Exp(1): the event happens when H(T) = E
-        lost = rng.uniform() < design.loss_probability
-        end_of_follow_up = (
-            float(np.round(rng.uniform(*design.loss_window_day), 1))
-            if lost
-            else design.follow_up_day
+        target, lost, end_of_follow_up = draw_follow_up(design, rng)
+        event_time, consistent = settle_event_time(
+            planned,
+            partial(_event_day_given, spec, target, cl, v),
         )
-        given = planned
-        consistent = False
-        for _ in range(len(planned) + 1):
-            x = _ln_ratio(spec, given, cl, v)
-            event_time = float(weibull_event_time(target, x, spec=spec))
-            new_given = [d for d in planned if d.time_day < event_time or d.time_day == 0.0]
-            if len(new_given) == len(given):
-                consistent = True
-                break
-            given = new_given
-        event = event_time <= end_of_follow_up
-        observed_time = float(np.round(event_time, 2)) if event else end_of_follow_up
-        observed_time = max(observed_time, 0.05)
-        recorded = [d for d in planned if d.time_day < observed_time or d.time_day == 0.0]
-        n_samples = 1 + int(
-            rng.choice(
-                len(design.samples_per_patient_probabilities),
-                p=design.samples_per_patient_probabilities,
-            )
-        )
-        window_end = min(
-            observed_time,
-            design.sampling_window_day,
-            planned[-1].time_day + design.sampling_after_last_dose_day,
-        )
-        sample_days = _sample_times(design, window_end, n_samples, rng)
-        centre = int(rng.integers(len(design.centres)))
+        event, observed_time, recorded = observed_course(planned, event_time, end_of_follow_up)
+        sample_days, centre = draw_samples(design, planned, observed_time, rng)
         lloq, uloq = design.centres[centre]
         observations = noisy_observations(
             spec, sample_days, recorded, cl, v, design.centres[centre], rng
