@@ -46,7 +46,8 @@ __all__ = ["forecast_library_patient", "forecast_problem"]
 ASUC_OUTCOME_MODEL = "niyigena2025"
 
 
-def _observations(problem: PatientProblem, eta_map: np.ndarray) -> tuple[ObservationRow, ...]:
+def observation_rows(problem: PatientProblem, eta_map: np.ndarray) -> tuple[ObservationRow, ...]:
+    """Each record with its PRED (η = 0) and IPRED (η at the MAP), as in NONMEM tables."""
     if problem.time_day.size == 0:
         return ()
     points = np.stack([np.zeros(problem.n_eta), eta_map])
@@ -166,7 +167,7 @@ def _forecast_problem(
         draws=derived_quantities(problem, eta),
         points=derived_quantities(problem, np.stack([mode.eta, np.zeros(problem.n_eta)])),
         map=mode,
-        observations=_observations(problem, mode.eta),
+        observations=observation_rows(problem, mode.eta),
         imputed=problem.imputed,
         diagnostics=diagnostics,
         high_risk_threshold=None if outcome is None else outcome.high_risk_threshold,
