@@ -671,7 +671,7 @@ def build_marginal_model(spec: ModelSpec, priors: PopulationPriors, values: dict
     import pymc as pm
     import pytensor.tensor as pt
 
-    from asuc_bayes.inference.population import pk_variables, tte_variables
+    from asuc_bayes.inference.population.model import pk_variables, tte_variables
 
     with pm.Model() as model:
         bound = {name: pm.Data(name, value) for name, value in values.items()}
@@ -700,7 +700,7 @@ def _compiled(spec: ModelSpec, priors: PopulationPriors, values: dict):
     cohort of any size), with ``values`` bound."""
     import nutpie
 
-    from asuc_bayes.inference.population import INIT_JITTER, INIT_LOG10_HAZARD_AT_REF
+    from asuc_bayes.inference.population.model import INIT_JITTER, INIT_LOG10_HAZARD_AT_REF
 
     key = (repr(spec), priors)
     if key not in _COMPILED:
@@ -724,7 +724,7 @@ def _compiled(spec: ModelSpec, priors: PopulationPriors, values: dict):
 
 def prepare_marginal_model(spec: ModelSpec, priors: PopulationPriors) -> None:
     """Compile the marginal model once in this process (e.g. on every worker)."""
-    from asuc_bayes.inference.population import CohortData, placeholder_cohort
+    from asuc_bayes.inference.population.data import CohortData, placeholder_cohort
 
     duration = spec.pk.default_infusion_duration_day
     data = CohortData.from_patients(placeholder_cohort(2, duration), duration)
@@ -914,7 +914,7 @@ def _sample_pymc(spec, priors, data, rule: QuadratureRule, settings, seed: int):
     """:func:`sample_marginal` with PyMC's own NUTS (``sampler="pymc"``)."""
     import pymc as pm
 
-    from asuc_bayes.inference.population import INIT_LOG10_HAZARD_AT_REF
+    from asuc_bayes.inference.population.model import INIT_LOG10_HAZARD_AT_REF
 
     started = time.perf_counter()
     model = build_marginal_model(spec, priors, rule.model_data(data))
