@@ -8,8 +8,9 @@ The package, by responsibility:
 - :mod:`~asuc_bayes.inference.population.model` — the PyMC model (priors, PK and Weibull
   variables, likelihoods, :func:`build_population_model`) and its compiled form, cached per
   process (:func:`prepare_population_model`); the model card is its docstring;
-- :mod:`~asuc_bayes.inference.population.sampling` — NUTS on one model and the convergence
-  gates (:func:`convergence`);
+- :mod:`~asuc_bayes.inference.population.sampling` — NUTS on one model (the gates,
+  :func:`convergence`, and the fit's DataTree are :mod:`asuc_bayes.inference.fit_tree`'s, shared
+  with the marginal and library fits);
 - :mod:`~asuc_bayes.inference.population.fit` — :func:`fit_population`, the fit's DataTree
   (:class:`PopulationFit`, :func:`load_fit`, :func:`cohort_of_fit`) and its JSON summary
   (:func:`fit_summary`, :func:`published_values`).
@@ -28,6 +29,7 @@ Examples
 
 from __future__ import annotations
 
+from asuc_bayes.inference.fit_tree import convergence
 from asuc_bayes.inference.population.data import (
     METHODS,
     OBSERVATION_COLUMNS,
@@ -44,8 +46,8 @@ from asuc_bayes.inference.population.fit import (
     cohort_of_fit,
     fit_population,
     fit_summary,
-    fit_tree,
     load_fit,
+    population_fit_tree,
     published_values,
 )
 from asuc_bayes.inference.population.model import (
@@ -64,16 +66,17 @@ from asuc_bayes.inference.population.model import (
 )
 from asuc_bayes.inference.population.sampling import (
     combined_checks,
-    convergence,
-    json_diagnostic,
+    nutpie_trace,
+    pymc_trace,
     sample_model,
 )
+from asuc_bayes.inference.result import finite_or_none
 
 #: The names these had before the split (tests and benchmarks import them).
-_fit_tree = fit_tree
+_fit_tree = population_fit_tree
 _compiled_model = compiled_model
 _combined_checks = combined_checks
-_json_diagnostic = json_diagnostic
+_json_diagnostic = finite_or_none
 
 __all__ = [
     "INDIVIDUAL",
@@ -96,16 +99,17 @@ __all__ = [
     "default_settings",
     "fit_population",
     "fit_summary",
-    "fit_tree",
     "individual_pk",
-    "json_diagnostic",
     "ln_auc_over_cl",
     "load_fit",
+    "nutpie_trace",
     "pk_variables",
     "placeholder_cohort",
+    "population_fit_tree",
     "predicted_concentration",
     "prepare_population_model",
     "published_values",
+    "pymc_trace",
     "sample_model",
     "tte_variables",
 ]

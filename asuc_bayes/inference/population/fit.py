@@ -9,6 +9,7 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
+from asuc_bayes.inference.fit_tree import build_fit_tree, convergence, diagnostics_of
 from asuc_bayes.inference.population.data import (
     METHODS,
     CohortData,
@@ -18,12 +19,10 @@ from asuc_bayes.inference.population.data import (
 )
 from asuc_bayes.inference.population.sampling import (
     combined_checks,
-    convergence,
-    json_diagnostic,
     sample_model,
 )
 from asuc_bayes.inference.population_draws import omega_to_cv
-from asuc_bayes.provenance import netcdf_attrs, provenance_attrs
+from asuc_bayes.inference.result import finite_or_none
 from asuc_bayes.spec.config import (
     PARAMETER_NAMES,
     PK_PARAMETER_NAMES,
@@ -32,6 +31,7 @@ from asuc_bayes.spec.config import (
 )
 
 __all__ = [
+    "FIT_KIND",
     "GATED",
     "INDIVIDUAL",
     "JSON_PARAMETERS",
@@ -39,8 +39,8 @@ __all__ = [
     "cohort_of_fit",
     "fit_population",
     "fit_summary",
-    "fit_tree",
     "load_fit",
+    "population_fit_tree",
     "published_values",
 ]
 
@@ -56,6 +56,8 @@ JSON_PARAMETERS = {
     "tte_gamma": "tte_gamma",
     "tte_beta": "tte_beta",
 }
+#: The root ``kind`` attribute of a population fit of the ASUC model.
+FIT_KIND = "asuc_bayes population fit"
 INDIVIDUAL = ("eta_cl", "eta_v")
 GATED = (*PARAMETER_NAMES, *INDIVIDUAL)
 
@@ -70,11 +72,7 @@ class PopulationFit:
 
     @property
     def diagnostics(self) -> dict[str, Any]:
-        return {
-            k[len("diagnostics_") :]: v
-            for k, v in self.tree.attrs.items()
-            if k.startswith("diagnostics_")
-        }
+        return diagnostics_of(self.tree.attrs)
 
     @property
     def status(self) -> str:
@@ -176,16 +174,28 @@ def fit_population(
         )
         if n in posterior
     ]
-    tree = fit_tree(
+    tree = population_fit_tree(
         spec, prior, method, settings, random_seed, data, posterior[keep], stats, checks, timing
     )
     return PopulationFit(tree=tree, spec=spec)
 
 
-def fit_tree(
-    spec, prior, method, settings, seed, data: CohortData, posterior, stats, checks, timing
-):
-
+def population_fit_tree(
+    spec: ModelSpec,
+    prior: str,
+    method: str,
+    settings: PopulationSettings,
+    seed: int,
+    data: CohortData,
+    posterior: xr.Dataset,
+    stats: xr.Dataset,
+    checks: dict[str, Any],
+    timing: dict[str, float],
+) -> xr.DataTree:
+    """The DataTree of an ASUC-model population fit
+    (:func:`asuc_bayes.inference.fit_tree.build_fit_tree`): the cohort's data as
+    ``constant_data`` and ``observed_data``, the model file and prior as attributes, the gates
+    (``checks``) and ``timing`` as diagnostics."""
     subject = {"subject": list(data.ids)}
     constant = xr.Dataset(
         {
@@ -211,45 +221,41 @@ def fit_tree(
         },
         coords=subject,
     )
-    attrs = {
-        **provenance_attrs(
-            "asuc_bayes population fit",
-            model_name=spec.name,
-            model_label=spec.label,
-            model_path=spec.path,
-            model_sha256=spec.sha256,
-            model_variants=spec.variants,
-            random_seed=seed,
-            sampler={
-                "sampler": settings.sampler,
-                "draws": settings.draws,
-                "tune": settings.tune,
-                "chains": settings.chains,
-                "target_accept": settings.target_accept,
-            },
-        ),
-        "x_ref": spec.tte.x_ref,
-        "prior": prior,
-        "priors": "; ".join(f"{p.name} ~ {p.describe()}" for p in spec.priors(prior).priors),
-        "method": method,
-        **netcdf_attrs(checks, prefix="diagnostics_"),
-        **netcdf_attrs(timing, prefix="diagnostics_"),
-    }
-    return xr.DataTree.from_dict(
-        {
-            "/": xr.Dataset(attrs=attrs),
-            "posterior": posterior,
-            "sample_stats": stats,
-            "observed_data": observed,
-            "constant_data": constant,
-        }
+    return build_fit_tree(
+        FIT_KIND,
+        model={
+            "model_name": spec.name,
+            "model_label": spec.label,
+            "model_path": spec.path,
+            "model_sha256": spec.sha256,
+            "model_variants": spec.variants,
+        },
+        random_seed=seed,
+        sampler={
+            "sampler": settings.sampler,
+            "draws": settings.draws,
+            "tune": settings.tune,
+            "chains": settings.chains,
+            "target_accept": settings.target_accept,
+        },
+        attrs={
+            "x_ref": spec.tte.x_ref,
+            "prior": prior,
+            "priors": "; ".join(f"{p.name} ~ {p.describe()}" for p in spec.priors(prior).priors),
+            "method": method,
+        },
+        diagnostics={**checks, **timing},
+        posterior=posterior,
+        sample_stats=stats,
+        observed_data=observed,
+        constant_data=constant,
     )
 
 
 def load_fit(path) -> xr.DataTree:
     """Read a fit written by :meth:`PopulationFit.save` (``asuc-bayes fit --out``)."""
     tree = xr.load_datatree(path, engine="h5netcdf")
-    if tree.attrs.get("kind") != "asuc_bayes population fit":
+    if tree.attrs.get("kind") != FIT_KIND:
         raise ValueError(
             f"{path}: not an asuc_bayes population fit (write one with asuc-bayes fit)"
         )
@@ -294,9 +300,7 @@ def fit_summary(tree: xr.DataTree) -> dict[str, Any]:
     """``{"n_subjects", "n_concentrations", "n_events", "parameters", "diagnostics", ...}``."""
     posterior = tree["posterior"]
     attrs = tree.attrs
-    diagnostics = {
-        k[len("diagnostics_") :]: v for k, v in attrs.items() if k.startswith("diagnostics_")
-    }
+    diagnostics = diagnostics_of(attrs)
     return {
         "n_subjects": int(tree["constant_data"].sizes["subject"]),
         "n_concentrations": int(tree["constant_data"].sizes.get("obs", 0)),
@@ -305,8 +309,8 @@ def fit_summary(tree: xr.DataTree) -> dict[str, Any]:
             key: _statistics(posterior[name].values) for key, name in JSON_PARAMETERS.items()
         },
         "diagnostics": {
-            "rhat_max": json_diagnostic(diagnostics["rhat_max"]),
-            "ess_bulk_min": json_diagnostic(diagnostics["ess_bulk_min"]),
+            "rhat_max": finite_or_none(diagnostics["rhat_max"]),
+            "ess_bulk_min": finite_or_none(diagnostics["ess_bulk_min"]),
             "divergences": int(diagnostics["divergences"]),
             "converged": bool(diagnostics["converged"]),
             "rhat_max_at": str(diagnostics.get("rhat_max_at", "")),

@@ -60,6 +60,7 @@ __all__ = [
     "INIT_LOG10_HAZARD_AT_REF",
     "TTE_REFERENCE_DAY",
     "build_population_model",
+    "compile_jittered",
     "compiled_model",
     "concentration_log_likelihood",
     "individual_pk",
@@ -302,27 +303,34 @@ INIT_JITTER = 0.3
 INIT_LOG10_HAZARD_AT_REF = -1.5
 
 
-def compiled_model(spec, priors, data: CohortData, method: str, extra: dict):
-    """nutpie's compiled model for this structure (cached per process), with ``data`` bound."""
+def compile_jittered(model: pm.Model, initial_points: dict[str, float]):
+    """nutpie's compiled ``model`` (numba) started at its support point, with
+    ``initial_points`` overriding it, and a uniform ±:data:`INIT_JITTER` in the unconstrained
+    coordinates (the seed's own generator) instead of PyMC's ±1."""
     import dataclasses
 
     import nutpie
 
+    compiled = nutpie.compile_pymc_model(
+        model, backend="numba", jitter_rvs=set(), initial_points=initial_points
+    )
+    support_point = compiled.initial_point_func
+
+    def initial_point(seed):
+        base = np.asarray(support_point(seed), dtype=float)
+        jitter = np.random.default_rng(seed).uniform(-INIT_JITTER, INIT_JITTER, base.shape)
+        return base + jitter
+
+    return dataclasses.replace(compiled, initial_point_func=initial_point)
+
+
+def compiled_model(spec, priors, data: CohortData, method: str, extra: dict):
+    """nutpie's compiled model for this structure (cached per process), with ``data`` bound."""
     key = (repr(spec), priors, method, data.n_subjects)
     if key not in _COMPILED:
         model = build_population_model(spec, priors, data, method)
         initial = {"tte_log10_hazard_at_ref": INIT_LOG10_HAZARD_AT_REF} if method != "pk" else {}
-        compiled = nutpie.compile_pymc_model(
-            model, backend="numba", jitter_rvs=set(), initial_points=initial
-        )
-        support_point = compiled.initial_point_func
-
-        def initial_point(seed):
-            base = np.asarray(support_point(seed), dtype=float)
-            jitter = np.random.default_rng(seed).uniform(-INIT_JITTER, INIT_JITTER, base.shape)
-            return base + jitter
-
-        _COMPILED[key] = dataclasses.replace(compiled, initial_point_func=initial_point)
+        _COMPILED[key] = compile_jittered(model, initial)
     compiled = _COMPILED[key]
     used = {variable.name for variable in compiled.shared_var_keys}  # e.g. no events in "pk"
     values = {**data.model_data(spec.tte.auc_window_day), **extra}
