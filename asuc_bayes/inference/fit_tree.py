@@ -106,11 +106,11 @@ def convergence(posterior, divergences: int, names: Iterable[str]) -> dict[str, 
     rhat_max, ess_min = float(rhat[worst_rhat]), float(ess[worst_ess])
     return {
         "rhat_max": rhat_max,
+        "rhat_max_at": labels[worst_rhat],
         "ess_bulk_min": ess_min,
+        "ess_bulk_min_at": labels[worst_ess],
         "divergences": int(divergences),
         "converged": bool(divergences == 0 and rhat_max <= RHAT_MAX and ess_min >= ESS_BULK_MIN),
-        "rhat_max_at": labels[worst_rhat],
-        "ess_bulk_min_at": labels[worst_ess],
     }
 
 
