@@ -39,6 +39,7 @@ from asuc_bayes.provenance import netcdf_attrs, provenance_attrs
 __all__ = [
     "DIAGNOSTICS_PREFIX",
     "SAMPLE_STATS",
+    "FitResult",
     "build_fit_tree",
     "convergence",
     "diagnostics_of",
@@ -169,3 +170,24 @@ def diagnostics_of(attrs: Mapping[str, Any]) -> dict[str, Any]:
     """The ``diagnostics_*`` root attributes of a fit, without the prefix."""
     n = len(DIAGNOSTICS_PREFIX)
     return {k[n:]: v for k, v in attrs.items() if k.startswith(DIAGNOSTICS_PREFIX)}
+
+
+class FitResult:
+    """What every fit result has: its DataTree (``tree``), the diagnostics and status read
+    from it, and saving it."""
+
+    tree: Any
+
+    @property
+    def diagnostics(self) -> dict[str, Any]:
+        """The gates and timings (:func:`diagnostics_of`)."""
+        return diagnostics_of(self.tree.attrs)
+
+    @property
+    def status(self) -> str:
+        """``"ok"`` if the fit passed its gates, else ``"unconverged"``."""
+        return "ok" if self.diagnostics.get("converged") else "unconverged"
+
+    def save(self, path) -> None:
+        """Write the fit (netCDF, h5netcdf)."""
+        self.tree.to_netcdf(path, engine="h5netcdf")

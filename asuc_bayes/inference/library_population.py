@@ -55,7 +55,7 @@ import numpy as np
 
 from asuc_bayes.data.dataset import ABOVE_ULOQ, BELOW_LLOQ, MEASURED, Patient
 from asuc_bayes.inference import PatientProblem
-from asuc_bayes.inference.fit_tree import build_fit_tree, convergence, diagnostics_of, trace_result
+from asuc_bayes.inference.fit_tree import FitResult, build_fit_tree, convergence, trace_result
 from asuc_bayes.pk import DoseArrays
 from asuc_bayes.spec import ModelDeclaration
 from asuc_bayes.spec.residual import PREDICTION_FLOOR_MG_L, residual_form
@@ -304,18 +304,10 @@ def reference_log_density(
 
 
 @dataclass
-class LibraryPopulationFit:
+class LibraryPopulationFit(FitResult):
     """A library popPK fit: its DataTree and gates (``tree.attrs['diagnostics_*']``)."""
 
     tree: Any
-
-    @property
-    def diagnostics(self) -> dict[str, Any]:
-        return diagnostics_of(self.tree.attrs)
-
-    @property
-    def status(self) -> str:
-        return "ok" if self.diagnostics.get("converged") else "unconverged"
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready: the population parameters (mean, SD, 2.5/50/97.5 %), the published
@@ -348,10 +340,6 @@ class LibraryPopulationFit:
                 for k, v in self.diagnostics.items()
             },
         }
-
-    def save(self, path) -> None:
-        """Write the fit (netCDF, h5netcdf)."""
-        self.tree.to_netcdf(path, engine="h5netcdf")
 
 
 def json_published(attrs: Mapping[str, Any]) -> dict[str, float]:

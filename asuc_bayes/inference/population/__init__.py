@@ -16,15 +16,6 @@ The package, by responsibility:
   (:func:`fit_summary`, :func:`published_values`).
 
 Every name is importable from ``asuc_bayes.inference.population`` as before the split.
-
-Examples
---------
->>> from asuc_bayes.spec.config import load_model
->>> from asuc_bayes.studies.simulate import simulate_cohort
->>> cohort = simulate_cohort(load_model(), n=4, random_seed=1)
->>> data = CohortData.from_patients(cohort.patients)
->>> data.n_subjects, data.dose_time_day.shape[0]
-(4, 4)
 """
 
 from __future__ import annotations

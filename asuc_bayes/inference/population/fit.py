@@ -9,7 +9,12 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
-from asuc_bayes.inference.fit_tree import build_fit_tree, convergence, diagnostics_of
+from asuc_bayes.inference.fit_tree import (
+    FitResult,
+    build_fit_tree,
+    convergence,
+    diagnostics_of,
+)
 from asuc_bayes.inference.population.data import (
     METHODS,
     CohortData,
@@ -63,28 +68,17 @@ GATED = (*PARAMETER_NAMES, *INDIVIDUAL)
 
 
 @dataclass
-class PopulationFit:
+class PopulationFit(FitResult):
     """A population fit: its DataTree (groups ``posterior``, ``sample_stats``,
-    ``observed_data``, ``constant_data``; provenance in the root attrs) and diagnostics."""
+    ``observed_data``, ``constant_data``; provenance in the root attrs) and diagnostics;
+    :meth:`save` writes it, :func:`load_fit` reads it back."""
 
     tree: xr.DataTree
     spec: ModelSpec = field(repr=False)
 
-    @property
-    def diagnostics(self) -> dict[str, Any]:
-        return diagnostics_of(self.tree.attrs)
-
-    @property
-    def status(self) -> str:
-        return "ok" if self.diagnostics.get("converged") else "unconverged"
-
     def summary(self) -> dict[str, Any]:
         """The JSON output contract of ``asuc-bayes fit --format json``."""
         return fit_summary(self.tree)
-
-    def save(self, path) -> None:
-        """Write the fit (netCDF, h5netcdf); :func:`load_fit` reads it back."""
-        self.tree.to_netcdf(path, engine="h5netcdf")
 
 
 def fit_population(
