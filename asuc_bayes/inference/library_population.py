@@ -23,7 +23,8 @@ Sampled with nutpie (numba); the gates are those of every posterior here
 (:data:`~asuc_bayes.inference.diagnostics.RHAT_MAX`,
 :data:`~asuc_bayes.inference.diagnostics.ESS_BULK_MIN`, no
 divergence) over δ, ω, the residual SDs and every η. The result is a DataTree (``posterior``,
-``sample_stats``, ``observed_data``, ``constant_data``) whose root attributes carry the
+``sample_stats``, ``observed_data``, ``constant_data``; built as every population fit's,
+:func:`asuc_bayes.inference.fit_tree.build_fit_tree`) whose root attributes carry the
 provenance (model name and sha256 of the file, versions, settings, seed) and the
 ``diagnostics_*`` that :func:`asuc_bayes.inference.fit_identity.identify_fit` reads.
 
@@ -54,7 +55,7 @@ import numpy as np
 
 from asuc_bayes.data.dataset import ABOVE_ULOQ, BELOW_LLOQ, MEASURED, Patient
 from asuc_bayes.inference import PatientProblem
-from asuc_bayes.inference.diagnostics import ESS_BULK_MIN, RHAT_MAX, rank_diagnostics
+from asuc_bayes.inference.fit_tree import FitResult, build_fit_tree, convergence, trace_result
 from asuc_bayes.pk import DoseArrays
 from asuc_bayes.spec import ModelDeclaration
 from asuc_bayes.spec.residual import PREDICTION_FLOOR_MG_L, residual_form
@@ -303,22 +304,10 @@ def reference_log_density(
 
 
 @dataclass
-class LibraryPopulationFit:
+class LibraryPopulationFit(FitResult):
     """A library popPK fit: its DataTree and gates (``tree.attrs['diagnostics_*']``)."""
 
     tree: Any
-
-    @property
-    def diagnostics(self) -> dict[str, Any]:
-        return {
-            k[len("diagnostics_") :]: v
-            for k, v in self.tree.attrs.items()
-            if k.startswith("diagnostics_")
-        }
-
-    @property
-    def status(self) -> str:
-        return "ok" if self.diagnostics.get("converged") else "unconverged"
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready: the population parameters (mean, SD, 2.5/50/97.5 %), the published
@@ -352,55 +341,10 @@ class LibraryPopulationFit:
             },
         }
 
-    def save(self, path) -> None:
-        """Write the fit (netCDF, h5netcdf)."""
-        self.tree.to_netcdf(path, engine="h5netcdf")
-
 
 def json_published(attrs: Mapping[str, Any]) -> dict[str, float]:
     return {
         k[len("published_") :]: float(v) for k, v in attrs.items() if k.startswith("published_")
-    }
-
-
-def _labels(variable) -> list[str]:
-    """``name[coord, coord]`` of each entry of a posterior variable (C order), e.g.
-    ``eta[L025, eta_Q]``."""
-    dims = [d for d in variable.dims if d not in ("chain", "draw")]
-    if not dims:
-        return [variable.name]
-    coords = [variable[d].values.tolist() for d in dims]
-    grid = np.array(np.meshgrid(*coords, indexing="ij"), dtype=object).reshape(len(dims), -1)
-    return [
-        f"{variable.name}[{', '.join(str(c) for c in grid[:, j])}]" for j in range(grid.shape[1])
-    ]
-
-
-def _gates(posterior, divergences: int, eta_names) -> dict[str, Any]:
-    """Max R-hat and min bulk ESS over δ, ω, the residual SDs and every η."""
-    columns, labels = [], []
-    for name in posterior.data_vars:
-        if name in ("z",) or name.startswith("typical_"):
-            continue
-        variable = posterior[name]
-        values = variable.values
-        flat = values.reshape(values.shape[0], values.shape[1], -1)
-        columns.append(flat)
-        labels += _labels(variable)
-    draws = np.concatenate(columns, axis=-1)
-    rhat, ess = rank_diagnostics(draws)
-    rhat = np.where(np.isnan(rhat), np.inf, rhat)
-    ess = np.where(np.isnan(ess), 0.0, ess)
-    worst_rhat, worst_ess = int(np.argmax(rhat)), int(np.argmin(ess))
-    return {
-        "rhat_max": float(rhat[worst_rhat]),
-        "rhat_max_at": labels[worst_rhat],
-        "ess_bulk_min": float(ess[worst_ess]),
-        "ess_bulk_min_at": labels[worst_ess],
-        "divergences": int(divergences),
-        "converged": bool(
-            divergences == 0 and rhat[worst_rhat] <= RHAT_MAX and ess[worst_ess] >= ESS_BULK_MIN
-        ),
     }
 
 
@@ -411,12 +355,8 @@ def fit_library_population(
     random_seed: int = 0,
 ) -> LibraryPopulationFit:
     """Sample the popPK posterior of a cohort (see the module docstring) with nutpie."""
-    from importlib.metadata import version
-
     import nutpie
     import xarray as xr
-
-    from asuc_bayes import __version__
 
     settings = settings or LibraryFitSettings()
     started = time.perf_counter()
@@ -434,11 +374,9 @@ def fit_library_population(
         progress_bar=False,
         save_warmup=False,
     )
-    finished = time.perf_counter()
-    posterior = trace["posterior"].to_dataset()
-    stats = trace["sample_stats"].to_dataset()
-    keep = [n for n in ("diverging", "step_size", "depth", "n_steps", "energy") if n in stats]
-    gates = _gates(posterior, int(stats["diverging"].sum()), data.declaration.random_effects.names)
+    posterior, stats, timing = trace_result(trace, started, compiled_at, time.perf_counter())
+    gated = [n for n in posterior.data_vars if n != "z" and not n.startswith("typical_")]
+    gates = convergence(posterior, int(stats["diverging"].sum()), gated)
     decl = data.declaration
     observed = xr.Dataset(
         {"concentration": ("record", data.value_mg_l)},
@@ -463,57 +401,55 @@ def fit_library_population(
         },
         **{f"published_sigma_{k}": float(v) for k, v in sigma_published.items()},
     }
-    attrs = {
-        "kind": FIT_KIND,
-        "model_name": decl.name,
-        "model_sha256": hashlib.sha256(Path(decl.path).read_bytes()).hexdigest()
-        if decl.path
-        else "",
-        "model_variants": ",".join(decl.variants),
-        "method": "popPK",
-        "prior": f"typical: lognormal(published, {TYPICAL_PRIOR_LOG_SD}); omega, sigma: "
-        f"halfnormal({SCALE_PRIOR_FACTOR:g} x published)",
-        "asuc_bayes_version": __version__,
-        "pymc_version": version("pymc"),
-        "nutpie_version": version("nutpie"),
-        "sampler": "nutpie",
-        "draws": settings.draws,
-        "tune": settings.tune,
-        "chains": settings.chains,
-        "target_accept": settings.target_accept,
-        "adaptation": settings.adaptation,
-        "random_seed": random_seed,
-        "n_subjects": data.n_subjects,
-        "n_concentrations": int(data.time_day.size),
-        "diagnostics_compile_seconds": compiled_at - started,
-        "diagnostics_sampling_seconds": finished - compiled_at,
-        **{f"diagnostics_{k}": v for k, v in gates.items()},
-        **published,
-    }
-    tree = xr.DataTree.from_dict(
-        {
-            "posterior": posterior,
-            "sample_stats": stats[keep],
-            "observed_data": observed,
-            "constant_data": constant,
-        }
+    tree = build_fit_tree(
+        FIT_KIND,
+        model={
+            "model_name": decl.name,
+            "model_label": decl.label,
+            "model_path": str(decl.path or ""),
+            "model_sha256": hashlib.sha256(Path(decl.path).read_bytes()).hexdigest()
+            if decl.path
+            else "",
+            "model_variants": decl.variants,
+        },
+        random_seed=random_seed,
+        sampler={
+            "sampler": "nutpie",
+            "draws": settings.draws,
+            "tune": settings.tune,
+            "chains": settings.chains,
+            "target_accept": settings.target_accept,
+            "adaptation": settings.adaptation,
+        },
+        attrs={
+            "method": "popPK",
+            "prior": f"typical: lognormal(published, {TYPICAL_PRIOR_LOG_SD}); omega, sigma: "
+            f"halfnormal({SCALE_PRIOR_FACTOR:g} x published)",
+            "n_subjects": data.n_subjects,
+            "n_concentrations": int(data.time_day.size),
+            **published,
+        },
+        diagnostics={**timing, **gates},
+        posterior=posterior,
+        sample_stats=stats,
+        observed_data=observed,
+        constant_data=constant,
     )
-    tree.attrs = {k: (int(v) if isinstance(v, bool) else v) for k, v in attrs.items()}
     return LibraryPopulationFit(tree)
 
 
 def format_library_fit(summary: Mapping[str, Any]) -> str:
     """The posterior of each population parameter beside the published value."""
     d = summary["diagnostics"]
-    rhat = d.get("rhat_max")
+    rhat, ess = d.get("rhat_max"), d.get("ess_bulk_min")
     lines = [
         f"popPK fit of {summary['model']['name']}: {summary['n_subjects']} subjects, "
         f"{summary['n_concentrations']} concentrations",
         f"NUTS (nutpie): {d['divergences']} divergences, R-hat max "
         f"{'n/a' if rhat is None else f'{rhat:.3f}'} ({d['rhat_max_at']}), bulk ESS min "
-        f"{d['ess_bulk_min']:.0f} ({d['ess_bulk_min_at']}) over the population parameters and "
-        f"every eta; {d['sampling_seconds']:.0f} s sampling, {d['compile_seconds']:.0f} s "
-        f"compiling: {summary['status'].upper()}",
+        f"{'n/a' if ess is None else f'{ess:.0f}'} ({d['ess_bulk_min_at']}) over the population "
+        f"parameters and every eta; {d['sampling_seconds']:.0f} s sampling, "
+        f"{d['compile_seconds']:.0f} s compiling: {summary['status'].upper()}",
         f"  {'parameter':<34}{'mean':>10}{'95% CrI':>24}{'published':>12}",
     ]
     published = summary["published"]

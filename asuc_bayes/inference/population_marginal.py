@@ -60,6 +60,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 from asuc_bayes.data.dataset import BELOW_LLOQ, MEASURED
+from asuc_bayes.inference.fit_tree import trace_result
 from asuc_bayes.pk import kernels
 from asuc_bayes.spec.config import ModelSpec, PopulationPriors
 from asuc_bayes.spec.legacy import legacy_residual
@@ -671,7 +672,7 @@ def build_marginal_model(spec: ModelSpec, priors: PopulationPriors, values: dict
     import pymc as pm
     import pytensor.tensor as pt
 
-    from asuc_bayes.inference.population import pk_variables, tte_variables
+    from asuc_bayes.inference.population.model import pk_variables, tte_variables
 
     with pm.Model() as model:
         bound = {name: pm.Data(name, value) for name, value in values.items()}
@@ -698,33 +699,20 @@ _COMPILED: dict[tuple, Any] = {}
 def _compiled(spec: ModelSpec, priors: PopulationPriors, values: dict):
     """nutpie's compiled marginal model (cached per process: one compilation serves every
     cohort of any size), with ``values`` bound."""
-    import nutpie
-
-    from asuc_bayes.inference.population import INIT_JITTER, INIT_LOG10_HAZARD_AT_REF
+    from asuc_bayes.inference.population.model import INIT_LOG10_HAZARD_AT_REF, compile_jittered
 
     key = (repr(spec), priors)
     if key not in _COMPILED:
         model = build_marginal_model(spec, priors, values)
-        compiled = nutpie.compile_pymc_model(
-            model,
-            backend="numba",
-            jitter_rvs=set(),
-            initial_points={"tte_log10_hazard_at_ref": INIT_LOG10_HAZARD_AT_REF},
+        _COMPILED[key] = compile_jittered(
+            model, {"tte_log10_hazard_at_ref": INIT_LOG10_HAZARD_AT_REF}
         )
-        support_point = compiled.initial_point_func
-
-        def initial_point(seed):
-            base = np.asarray(support_point(seed), dtype=float)
-            jitter = np.random.default_rng(seed).uniform(-INIT_JITTER, INIT_JITTER, base.shape)
-            return base + jitter
-
-        _COMPILED[key] = dataclasses.replace(compiled, initial_point_func=initial_point)
     return _COMPILED[key].with_data(**values)
 
 
 def prepare_marginal_model(spec: ModelSpec, priors: PopulationPriors) -> None:
     """Compile the marginal model once in this process (e.g. on every worker)."""
-    from asuc_bayes.inference.population import CohortData, placeholder_cohort
+    from asuc_bayes.inference.population.data import CohortData, placeholder_cohort
 
     duration = spec.pk.default_infusion_duration_day
     data = CohortData.from_patients(placeholder_cohort(2, duration), duration)
@@ -734,28 +722,13 @@ def prepare_marginal_model(spec: ModelSpec, priors: PopulationPriors) -> None:
 def sample_marginal(spec, priors, data, rule: QuadratureRule, settings, seed: int):
     """NUTS (nutpie) over the population parameters: posterior and sampler statistics
     (xarray Datasets) and the compile/sampling times."""
-    import nutpie
+    from asuc_bayes.inference.population.sampling import nutpie_trace
 
     started = time.perf_counter()
     compiled = _compiled(spec, priors, rule.model_data(data))
     compiled_at = time.perf_counter()
-    trace = nutpie.sample(
-        compiled,
-        draws=settings.draws,
-        tune=settings.tune,
-        chains=settings.chains,
-        cores=settings.cores,
-        seed=seed,
-        target_accept=settings.target_accept,
-        progress_bar=False,
-        save_warmup=False,
-    )
-    finished = time.perf_counter()
-    posterior = trace["posterior"].to_dataset()
-    stats = trace["sample_stats"].to_dataset()
-    keep = [n for n in ("diverging", "step_size", "depth", "n_steps", "energy") if n in stats]
-    timing = {"compile_seconds": compiled_at - started, "sampling_seconds": finished - compiled_at}
-    return posterior, stats[keep], timing
+    trace = nutpie_trace(compiled, settings, seed)
+    return trace_result(trace, started, compiled_at, time.perf_counter())
 
 
 # -- each subject's random effects, drawn exactly given each population draw ----------------
@@ -912,31 +885,12 @@ def fit_marginal(spec: ModelSpec, priors: PopulationPriors, data, settings, rand
 
 def _sample_pymc(spec, priors, data, rule: QuadratureRule, settings, seed: int):
     """:func:`sample_marginal` with PyMC's own NUTS (``sampler="pymc"``)."""
-    import pymc as pm
-
-    from asuc_bayes.inference.population import INIT_LOG10_HAZARD_AT_REF
+    from asuc_bayes.inference.population.model import INIT_LOG10_HAZARD_AT_REF
+    from asuc_bayes.inference.population.sampling import pymc_trace
 
     started = time.perf_counter()
     model = build_marginal_model(spec, priors, rule.model_data(data))
     compiled_at = time.perf_counter()
-    trace = pm.sample(
-        draws=settings.draws,
-        tune=settings.tune,
-        chains=settings.chains,
-        cores=settings.cores or 1,
-        random_seed=seed,
-        nuts_sampler="pymc",
-        target_accept=settings.target_accept,
-        progressbar=False,
-        quiet=True,
-        compute_convergence_checks=False,
-        model=model,
-        init="adapt_diag",
-        initvals={"tte_log10_hazard_at_ref": INIT_LOG10_HAZARD_AT_REF},
-    )
-    finished = time.perf_counter()
-    posterior = trace["posterior"].to_dataset()
-    stats = trace["sample_stats"].to_dataset()
-    keep = [n for n in ("diverging", "step_size", "depth", "n_steps", "energy") if n in stats]
-    timing = {"compile_seconds": compiled_at - started, "sampling_seconds": finished - compiled_at}
-    return posterior, stats[keep], timing
+    initvals = {"tte_log10_hazard_at_ref": INIT_LOG10_HAZARD_AT_REF}
+    trace = pymc_trace(model, settings, seed, initvals)
+    return trace_result(trace, started, compiled_at, time.perf_counter())
