@@ -72,6 +72,7 @@ from asuc_bayes.inference.forecast.quantities import (
     curve_times,
     derived_quantities,
     map_and_a_priori,
+    patient_concentration,
 )
 from asuc_bayes.inference.forecast.results import (
     CURVE_THIN,
@@ -154,6 +155,7 @@ __all__ = [
     "map_and_a_priori",
     "maximize",
     "nutpie_draws",
+    "patient_concentration",
     "patient_details",
     "patient_seed",
     "precise_grid_draws",

@@ -24,6 +24,7 @@ import numpy as np
 from asuc_bayes.data.dataset import Patient
 from asuc_bayes.pk.kernels import (
     auc_interval,
+    concentration,
     individual_pk_parameters,
     ln_auc_cl,
     weibull_parameters,
@@ -38,6 +39,7 @@ __all__ = [
     "curve_times",
     "derived_quantities",
     "map_and_a_priori",
+    "patient_concentration",
 ]
 
 #: Quantities reported for every patient (posterior, MAP, a priori), with units.
@@ -77,10 +79,30 @@ def derived_quantities(spec: ModelSpec, patient: Patient, eta: np.ndarray) -> di
     return {"cl": cl, "v": v, "auc_w2_4": auc, "ln_auc_cl": ln_ratio, "risk_90d": risk}
 
 
-def map_and_a_priori(spec: ModelSpec, patient: Patient, eta_map: np.ndarray):
+def map_and_a_priori(
+    spec: ModelSpec, patient: Patient, eta_map: np.ndarray
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """η (2, 2) of the MAP and the a-priori prediction (η = 0), and their derived quantities."""
     point_eta = np.stack([np.asarray(eta_map, dtype=float), np.zeros(2)])
     return point_eta, derived_quantities(spec, patient, point_eta)
+
+
+def patient_concentration(
+    patient: Patient, time_day: np.ndarray, cl: np.ndarray, v: np.ndarray
+) -> np.ndarray:
+    """Concentrations (mg/L) after ``patient``'s doses at ``time_day`` (last axis) for
+    individual CL (L/day) and V (L) of any leading shape
+    (:func:`asuc_bayes.pk.kernels.concentration`, with the patient's steady-state dosing)."""
+    return concentration(
+        time_day,
+        patient.dose_time_day,
+        patient.dose_amount_mg,
+        patient.dose_duration_day,
+        cl,
+        v,
+        dose_end_day=patient.dose_end_day,
+        dose_ss_interval_day=patient.dose_ss_interval_day,
+    )
 
 
 def curve_times(spec: ModelSpec, patient: Patient) -> np.ndarray:

@@ -19,6 +19,7 @@ from asuc_bayes.inference.forecast.quantities import (
     curve_times,
     derived_quantities,
     map_and_a_priori,
+    patient_concentration,
 )
 from asuc_bayes.inference.forecast.settings import DEFAULT_DRAWS, SamplerSettings
 from asuc_bayes.inference.forecast.summary import (
@@ -26,7 +27,6 @@ from asuc_bayes.inference.forecast.summary import (
     summarize_draws,
     summary_from_tree,
 )
-from asuc_bayes.pk.kernels import concentration
 from asuc_bayes.provenance import check_result_tree, netcdf_attrs, provenance_attrs
 from asuc_bayes.spec.config import ModelSpec
 
@@ -103,7 +103,16 @@ class PatientForecast:
 
 
 def forecast_result(
-    spec, patient, eta, trace, map_result, diagnostics, status, settings, seed, exact
+    spec: ModelSpec,
+    patient: Patient,
+    eta: np.ndarray,
+    trace: dict[str, np.ndarray] | None,
+    map_result: dict[str, Any],
+    diagnostics: dict[str, Any],
+    status: Literal["ok", "unconverged"],
+    settings: SamplerSettings,
+    seed: int,
+    exact: xr.Dataset | None,
 ) -> PatientForecast:
     """The :class:`PatientForecast` of η draws: its summary now, its DataTree when asked for
     (``exact``: the quadrature summary of an exact-grid posterior, or None)."""
@@ -127,7 +136,16 @@ def forecast_result(
 
 
 def forecast_tree(
-    spec, patient, eta, trace, map_result, diagnostics, status, settings, seed, derived=None
+    spec: ModelSpec,
+    patient: Patient,
+    eta: np.ndarray,
+    trace: dict[str, np.ndarray] | None,
+    map_result: dict[str, Any],
+    diagnostics: dict[str, Any],
+    status: str,
+    settings: SamplerSettings,
+    seed: int,
+    derived: dict[str, np.ndarray] | None = None,
 ) -> xr.DataTree:
     """The result DataTree of one patient from η draws (chain, draw, 2); ``derived`` (the
     :data:`DERIVED` quantities per draw) defaults to :func:`derived_quantities` under ``spec``
@@ -154,27 +172,11 @@ def forecast_tree(
     time_day = curve_times(spec, patient)
     stride = CURVE_THIN * max(1, -(-draws // DEFAULT_DRAWS))  # ~1000 curves however long
     curve_draws = np.arange(0, draws, stride)
-    curve = concentration(
-        time_day,
-        patient.dose_time_day,
-        patient.dose_amount_mg,
-        patient.dose_duration_day,
-        derived["cl"][:, curve_draws],
-        derived["v"][:, curve_draws],
-        dose_end_day=patient.dose_end_day,
-        dose_ss_interval_day=patient.dose_ss_interval_day,
+    curve = patient_concentration(
+        patient, time_day, derived["cl"][:, curve_draws], derived["v"][:, curve_draws]
     )
     point_eta, point = map_and_a_priori(spec, patient, map_result["eta"])
-    point_curve = concentration(
-        time_day,
-        patient.dose_time_day,
-        patient.dose_amount_mg,
-        patient.dose_duration_day,
-        point["cl"],
-        point["v"],
-        dose_end_day=patient.dose_end_day,
-        dose_ss_interval_day=patient.dose_ss_interval_day,
-    )
+    point_curve = patient_concentration(patient, time_day, point["cl"], point["v"])
     predictions = xr.Dataset(
         {
             "concentration": (("chain", "draw", "time"), curve),

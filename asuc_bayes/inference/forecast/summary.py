@@ -5,16 +5,19 @@ every model carries (parameters, η, observations with PRED and IPRED).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from asuc_bayes.data.dataset import Patient
 from asuc_bayes.inference.diagnostics import monte_carlo_errors
-from asuc_bayes.inference.forecast.quantities import DERIVED, DERIVED_PK
+from asuc_bayes.inference.forecast.quantities import DERIVED, DERIVED_PK, patient_concentration
 from asuc_bayes.inference.risk_class import risk_class
-from asuc_bayes.pk.kernels import concentration
+from asuc_bayes.spec.config import ModelSpec
 from asuc_bayes.spec.legacy import RANDOM_EFFECT_NAMES, STRUCTURAL_PARAMETERS
+
+if TYPE_CHECKING:  # annotations only: xarray is imported on first use elsewhere (start-up)
+    import xarray as xr
 
 __all__ = [
     "MCSE_PROBS",
@@ -91,7 +94,13 @@ def summary_mcse(
     }
 
 
-def summarize_tree(tree, spec, patient_id, status, diagnostics) -> dict[str, Any]:
+def summarize_tree(
+    tree: xr.DataTree,
+    spec: ModelSpec,
+    patient_id: str,
+    status: str,
+    diagnostics: dict[str, Any],
+) -> dict[str, Any]:
     """The output contract's entry of a result tree (see :func:`summarize_draws`)."""
     points = tree["point_estimates"]
     return summarize_draws(
@@ -105,7 +114,13 @@ def summarize_tree(tree, spec, patient_id, status, diagnostics) -> dict[str, Any
     )
 
 
-def summary_from_tree(tree, spec, patient: Patient, status, diagnostics) -> dict[str, Any]:
+def summary_from_tree(
+    tree: xr.DataTree,
+    spec: ModelSpec,
+    patient: Patient,
+    status: str,
+    diagnostics: dict[str, Any],
+) -> dict[str, Any]:
     """The output contract's entry of a patient's result tree, with the per-patient keys of
     every model (:func:`summarize_tree`, then :func:`patient_details`)."""
     entry = summarize_tree(tree, spec, patient.id, status, diagnostics)
@@ -118,7 +133,15 @@ def summary_from_tree(tree, spec, patient: Patient, status, diagnostics) -> dict
     )
 
 
-def summarize_draws(derived, point, exact, spec, patient_id, status, diagnostics) -> dict[str, Any]:
+def summarize_draws(
+    derived: dict[str, np.ndarray],
+    point: dict[str, np.ndarray],
+    exact: xr.Dataset | None,
+    spec: ModelSpec,
+    patient_id: str,
+    status: str,
+    diagnostics: dict[str, Any],
+) -> dict[str, Any]:
     """The output contract's entry of one patient from its draws.
 
     ``derived`` and ``point`` map every :data:`DERIVED` quantity to its posterior draws
@@ -183,16 +206,7 @@ def patient_details(
         }
     cl = np.array([entry["map"]["cl"], entry["a_priori"]["cl"]])
     v = np.array([entry["map"]["v"], entry["a_priori"]["v"]])
-    predicted = concentration(
-        patient.obs_time_day,
-        patient.dose_time_day,
-        patient.dose_amount_mg,
-        patient.dose_duration_day,
-        cl,
-        v,
-        dose_end_day=patient.dose_end_day,
-        dose_ss_interval_day=patient.dose_ss_interval_day,
-    )
+    predicted = patient_concentration(patient, patient.obs_time_day, cl, v)
     entry["observations"] = [
         {
             "time": float(obs.time_day),
