@@ -290,7 +290,7 @@ class Forecaster:
         ``sampler="imh"`` the independence sampler first and NUTS only if it fails a gate.
 
         An adaptive run (``settings.draws`` None) that passes the gates at its first
-        :data:`DEFAULT_DRAWS` draws is then extended (:func:`until_precise`: IMH chains
+        :data:`~.settings.DEFAULT_DRAWS` draws is then extended (:func:`until_precise`: IMH chains
         continued, NUTS by further independently seeded runs of the same chains appended) and
         the gates are applied again to the whole run."""
         whitening = self._whitening(patient, map_result["eta"])
