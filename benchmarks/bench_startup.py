@@ -61,11 +61,12 @@ import numpy as np
 import asuc_bayes.inference.forecast as F
 from asuc_bayes import example_path, load_model, read_patients
 from asuc_bayes.graphs.model import PatientData
+from asuc_bayes.graphs.nutpie_density import pack_data
 mark("import the rest of the forecasting path")
 spec = load_model()
 patient = [p for p in read_patients(example_path()).patients if p.id == "P01"][0]
 forecaster = F.forecaster_for(spec)
-buffer = F.pack_data({**PatientData.from_patient(patient).as_data(), **F.IDENTITY_WHITENING})
+buffer = pack_data({**PatientData.from_patient(patient).as_data(), **F.IDENTITY_WHITENING})
 mark("read the model and the patient")
 eta = forecaster._density("eta")
 mark("load the MAP callback (numba refresh, PyTensor imports)")

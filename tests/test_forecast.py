@@ -338,10 +338,10 @@ def test_prior_proposal_is_a_normalised_density_of_its_samples(spec, forecaster)
 
 def test_independence_sampler_hands_over_to_nuts_when_a_gate_fails(spec, forecaster, monkeypatch):
     """A proposal far too narrow for the posterior fails the ESS gate; NUTS then samples."""
-    import asuc_bayes.inference.forecast as forecast_module
+    import asuc_bayes.inference.forecast.imh as imh_module  # where the run reads them
 
-    monkeypatch.setattr(forecast_module, "IMH_SCALE", 0.02)
-    monkeypatch.setattr(forecast_module, "IMH_PRIOR_WEIGHT", 1e-9)
+    monkeypatch.setattr(imh_module, "IMH_SCALE", 0.02)
+    monkeypatch.setattr(imh_module, "IMH_PRIOR_WEIGHT", 1e-9)
     settings = SamplerSettings(draws=500, tune=500, sampler="imh")
     result = forecaster.forecast(REFERENCE_PATIENTS["one_sample"], random_seed=6, settings=settings)
     assert result.diagnostics["method"] == "nuts"
