@@ -13,7 +13,10 @@ The risk is the outcome model's (Weibull on x = ln(AUC_w2-4/CL)); a model withou
 ASUC outcome model of Niyigena 2025 attached, and every result says it is **extrapolated**.
 The request, the whole-vial dose grid (from ``min_mg_per_kg``, rounded up, to the cap), the
 criterion and the result types (:class:`~asuc_bayes.decisions.dosing.DoseRecommendation`,
-:class:`~asuc_bayes.decisions.dosing.TroughPlan`) are those of :mod:`asuc_bayes.decisions.dosing`.
+:class:`~asuc_bayes.decisions.dosing.TroughPlan`) are those of :mod:`asuc_bayes.decisions.dosing`,
+and so are the searches: the curves computed here go through the same
+:func:`~asuc_bayes.decisions.dosing.dose.recommendation_from_risk` and
+:func:`~asuc_bayes.decisions.dosing.trough.trough_plan`.
 
 - :func:`library_posterior` — a patient's posterior under a library model, ready for decisions;
 - :func:`risk_curve` — ln(AUC/CL) and the 90-day risk, draws × candidate doses;

@@ -38,6 +38,7 @@ from asuc_bayes.inference.forecast import PatientForecast
 __all__ = ["DosingPlan", "PlanOptions", "plan_dosing", "with_dose"]
 
 
+@dataclass(frozen=True)
 class DosingPlan:
     """One patient's dosing answer. Risk mode (the default): the recommendation, timing,
     regimens and optionally the value of one more sample. Trough mode (a trough target given):
