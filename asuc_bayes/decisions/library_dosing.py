@@ -394,12 +394,7 @@ def plan_library_dosing(
     options = options or PlanOptions()
     if options.trough_target_mg_l is not None:
         trough = library_trough_targets(
-            posterior,
-            options.trough_target_mg_l,
-            interval_day=options.trough_interval_day,
-            dose_mg=options.trough_dose_mg,
-            maintenance_doses=options.maintenance_doses,
-            request=request,
+            posterior, options.trough_target_mg_l, request=request, **options.trough_search()
         )
         return LibraryDosingPlan(posterior, request, trough=trough)
     return LibraryDosingPlan(posterior, request, recommend_library_dose(posterior, request))

@@ -203,6 +203,16 @@ class PlanOptions:
         check_sampling_options(self.n_simulations, self.lloq_mg_l, self.uloq_mg_l)
         check_turnaround(self.turnaround_day)
 
+    def trough_search(self) -> dict[str, Any]:
+        """The trough mode's options as keywords of :func:`trough_targets` (and of the
+        library model's :func:`~asuc_bayes.decisions.library_dosing.library_trough_targets`):
+        ``interval_day``, ``dose_mg``, ``maintenance_doses``."""
+        return {
+            "interval_day": self.trough_interval_day,
+            "dose_mg": self.trough_dose_mg,
+            "maintenance_doses": self.maintenance_doses,
+        }
+
 
 def plan_dosing(
     forecast: PatientForecast,
@@ -223,12 +233,7 @@ def plan_dosing(
     options = options or PlanOptions()
     if options.trough_target_mg_l is not None:
         trough = trough_targets(
-            forecast,
-            options.trough_target_mg_l,
-            interval_day=options.trough_interval_day,
-            dose_mg=options.trough_dose_mg,
-            maintenance_doses=options.maintenance_doses,
-            request=request,
+            forecast, options.trough_target_mg_l, request=request, **options.trough_search()
         )
         return DosingPlan(forecast=forecast, request=request, trough=trough)
     context = dosing_context(forecast, request)
