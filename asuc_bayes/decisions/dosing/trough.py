@@ -32,6 +32,7 @@ from asuc_bayes.pk.kernels import concentration
 
 __all__ = [
     "DEFAULT_INTERVALS_DAY",
+    "TroughCurve",
     "TroughPlan",
     "TroughStatus",
     "check_trough_options",
