@@ -13,7 +13,10 @@ The risk is the outcome model's (Weibull on x = ln(AUC_w2-4/CL)); a model withou
 ASUC outcome model of Niyigena 2025 attached, and every result says it is **extrapolated**.
 The request, the whole-vial dose grid (from ``min_mg_per_kg``, rounded up, to the cap), the
 criterion and the result types (:class:`~asuc_bayes.decisions.dosing.DoseRecommendation`,
-:class:`~asuc_bayes.decisions.dosing.TroughPlan`) are those of :mod:`asuc_bayes.decisions.dosing`.
+:class:`~asuc_bayes.decisions.dosing.TroughPlan`) are those of :mod:`asuc_bayes.decisions.dosing`,
+and so are the searches: the curves computed here go through the same
+:func:`~asuc_bayes.decisions.dosing.dose.recommendation_from_risk` and
+:func:`~asuc_bayes.decisions.dosing.trough.trough_plan`.
 
 - :func:`library_posterior` — a patient's posterior under a library model, ready for decisions;
 - :func:`risk_curve` — ln(AUC/CL) and the 90-day risk, draws × candidate doses;
@@ -41,26 +44,22 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from asuc_bayes.data.dataset import Patient
 from asuc_bayes.decisions.dosing import (
     DoseRecommendation,
-    DosingError,
     DosingRequest,
     PlanOptions,
     TroughPlan,
-    TroughStatus,
-    _check_trough_options,
-    _finite_in,
-    _first_meeting,
-    _is_monotone,
-    _meets,
-    _trough_quantiles,
     check_decision,
 )
+from asuc_bayes.decisions.dosing.dose import recommendation_from_risk
+from asuc_bayes.decisions.dosing.trough import (
+    check_trough_request,
+    replaced_schedule_notes,
+    trough_plan,
+)
 from asuc_bayes.inference.derived import risk_90d
-from asuc_bayes.inference.forecast import summary_statistics
 from asuc_bayes.inference.library_forecast import ASUC_OUTCOME_MODEL, forecast_problem
 from asuc_bayes.inference.problem import PatientProblem
 from asuc_bayes.inference.result import LibraryForecast
@@ -82,10 +81,6 @@ __all__ = [
     "trough_curve",
     "with_outcome",
 ]
-
-#: Candidate maintenance intervals of the interval search (days), as
-#: :mod:`asuc_bayes.decisions.dosing`.
-DEFAULT_INTERVALS_DAY = np.arange(7.0, 85.0, 1.0)
 
 
 def with_outcome(declaration: ModelDeclaration) -> ModelDeclaration:
@@ -251,55 +246,19 @@ def recommend_library_dose(
     grid = decision.dose_grid_mg
     time = request.dose_time_day
     ln_ratio, risk = risk_curve(posterior, decision, grid, time)
-    meets, _ = _meets(risk, request)
     _, map_risk = risk_curve(posterior, decision, grid, time, posterior.map_eta)
-    p_meets = (risk <= request.target_risk).mean(axis=0)
-    weight_kg = float(posterior.patient.weight_kg)
-    curve = pd.DataFrame(
-        {
-            "dose_mg": grid,
-            "dose_mg_kg": grid / weight_kg,
-            "risk_mean": risk.mean(axis=0),
-            "risk_q2.5": np.quantile(risk, 0.025, axis=0),
-            "risk_q97.5": np.quantile(risk, 0.975, axis=0),
-            "p_high_risk": (ln_ratio < posterior.outcome.high_risk_threshold).mean(axis=0),
-            "p_meets_target": p_meets,
-            "map_risk": map_risk[0],
-        }
-    )
-    monotone = _is_monotone(curve["risk_mean"], increasing=False) and _is_monotone(
-        p_meets, increasing=True
-    )
-    notes = [*decision.notes, *_outcome_note(posterior)]
-    if not monotone:
-        notes.append("the risk is not monotone in the dose over the grid: check the curve")
-    index = _first_meeting(meets)
-    feasible = index is not None
-    if index is None:
-        index = len(grid) - 1
-        notes.append(
-            f"the target is not met at the cap of {request.max_mg_per_kg:g} mg/kg "
-            f"({grid[-1]:g} mg): the risk reached at the cap is reported"
-        )
-    map_index = _first_meeting(map_risk[0] <= request.target_risk)
-    map_at = len(grid) - 1 if map_index is None else map_index
-    return DoseRecommendation(
+    return recommendation_from_risk(
         patient_id=posterior.patient.id,
         request=request,
-        weight_kg=weight_kg,
-        feasible=feasible,
-        dose_mg=float(grid[index]),
-        risk_90d=summary_statistics(risk[:, index]),
-        p_high_risk=float(curve["p_high_risk"][index]),
-        p_meets_target=float(p_meets[index]),
-        map_feasible=map_index is not None,
-        map_dose_mg=float(grid[map_at]),
-        map_risk_90d=float(map_risk[0][map_at]),
-        curve=curve,
-        monotone=monotone,
-        notes=tuple(notes),
-        met_at_minimum=feasible and index == 0,
-        map_met_at_minimum=map_index == 0,
+        weight_kg=float(posterior.patient.weight_kg),
+        dose_grid_mg=grid,
+        ln_ratio=ln_ratio,
+        risk=risk,
+        map_risk=map_risk,
+        high_risk_threshold=posterior.outcome.high_risk_threshold,
+        notes=[*decision.notes, *_outcome_note(posterior)],
+        non_monotone_note="the risk is not monotone in the dose over the grid: check the curve",
+        note_met_at_minimum=False,
     )
 
 
@@ -339,16 +298,6 @@ def trough_curve(
     return fixed_trough, np.asarray(per_mg, dtype=float)[..., 0]
 
 
-def _replaced_notes(patient: Patient, start: float) -> list[str]:
-    replaced = [d for d in patient.doses if d.time_day >= start - 1e-9]
-    if not replaced:
-        return []
-    listed = ", ".join(f"{d.amount_mg:g} mg at day {d.time_day:g}" for d in replaced)
-    return [
-        f"the maintenance schedule from day {start:g} replaces the planned infusions ({listed})"
-    ]
-
-
 def library_trough_targets(
     posterior: LibraryPosterior,
     target_mg_l: float,
@@ -365,71 +314,21 @@ def library_trough_targets(
     every ``interval_day`` (status ``met_at_minimum``, ``reachable``, or ``not_reachable``
     with the cap's trough), then the longest interval meeting it with that dose."""
     request = request or DosingRequest()
-    _check_trough_options(target_mg_l, interval_day, maintenance_doses)
-    if dose_mg is not None:
-        _finite_in(dose_mg, 1.0, 3000.0, "trough dose", "mg", "--trough-dose-mg")
+    check_trough_request(target_mg_l, interval_day, maintenance_doses, dose_mg)
     decision = decision_for(posterior, request)
-    notes = _replaced_notes(posterior.patient, request.dose_time_day)
-    grid = decision.dose_grid_mg
-    weight_kg = float(posterior.patient.weight_kg)
-    fixed, per_mg = trough_curve(posterior, decision, request, [interval_day], maintenance_doses)
-    troughs = fixed[:, :1] + per_mg[:, :1] * grid[None, :]
-    p_dose = (troughs >= target_mg_l).mean(axis=0)
-    meets_dose = p_dose >= request.probability
-    dose_table = pd.DataFrame(
-        {
-            "dose_mg": grid,
-            "dose_mg_kg": grid / weight_kg,
-            **_trough_quantiles(troughs),
-            "p_trough_above_target": p_dose,
-            "meets_target": meets_dose,
-        }
-    )
-    index = _first_meeting(meets_dose)
-    status: TroughStatus = (
-        "not_reachable" if index is None else "met_at_minimum" if index == 0 else "reachable"
-    )
-    chosen_index = len(grid) - 1 if index is None else index
-    chosen = float(grid[chosen_index])
-    if not _is_monotone(p_dose, increasing=True):
-        notes.append("P(trough ≥ target) is not monotone in the dose: check the table")
-    interval_dose = chosen if dose_mg is None else float(dose_mg)
-    candidates = DEFAULT_INTERVALS_DAY if intervals_day is None else intervals_day
-    intervals = np.asarray(sorted(set(np.asarray(candidates, dtype=float))), dtype=float)
-    if intervals.size == 0 or intervals.min() <= 0:
-        raise DosingError("candidate intervals must be positive numbers of days")
-    fixed_i, per_mg_i = trough_curve(posterior, decision, request, intervals, maintenance_doses)
-    troughs_interval = fixed_i + per_mg_i * interval_dose
-    p_interval = (troughs_interval >= target_mg_l).mean(axis=0)
-    meets = p_interval >= request.probability
-    interval_table = pd.DataFrame(
-        {
-            "interval_day": intervals,
-            **_trough_quantiles(troughs_interval),
-            "p_trough_above_target": p_interval,
-            "meets_target": meets,
-        }
-    )
-    if not _is_monotone(p_interval, increasing=False):
-        notes.append("P(trough ≥ target) is not monotone in the interval: check the table")
-    hits = np.flatnonzero(meets)
-    row = dose_table.iloc[chosen_index]
-    return TroughPlan(
-        target_mg_l=float(target_mg_l),
-        probability=request.probability,
-        interval_day=float(interval_day),
-        start_day=float(request.dose_time_day),
+    return trough_plan(
+        target_mg_l,
+        request,
+        dose_grid_mg=decision.dose_grid_mg,
+        weight_kg=float(posterior.patient.weight_kg),
+        troughs=lambda intervals: trough_curve(
+            posterior, decision, request, intervals, maintenance_doses
+        ),
+        interval_day=interval_day,
+        dose_mg=dose_mg,
+        intervals_day=intervals_day,
         maintenance_doses=maintenance_doses,
-        weight_kg=weight_kg,
-        status=status,
-        dose_mg=chosen,
-        trough_mg_l={q: float(row[f"trough_{q}"]) for q in ("q2.5", "q50", "q97.5")},
-        p_trough_above_target=float(row["p_trough_above_target"]),
-        dose_table=dose_table,
-        interval_dose_mg=interval_dose,
-        longest_interval_day=float(intervals[hits[-1]]) if hits.size else None,
-        interval_table=interval_table,
-        notes=tuple(notes),
+        notes=replaced_schedule_notes(posterior.patient, request.dose_time_day),
     )
 
 
@@ -469,13 +368,9 @@ class LibraryDosingPlan:
             "outcome": self.outcome_json(),
         }
         if self.trough is not None:
-            request = self.request
             return {
                 **common,
-                "dose_time_day": request.dose_time_day,
-                "vial_mg": request.vial_mg,
-                "min_mg_kg": request.min_mg_per_kg,
-                "max_mg_kg": request.max_mg_per_kg,
+                **self.request.dose_range_json(),
                 "trough": self.trough.to_json(),
                 "diagnostics": forecast.to_json()["diagnostics"],
                 "notes": [*self.trough.notes, *_outcome_note(self.posterior)],
@@ -499,12 +394,7 @@ def plan_library_dosing(
     options = options or PlanOptions()
     if options.trough_target_mg_l is not None:
         trough = library_trough_targets(
-            posterior,
-            options.trough_target_mg_l,
-            interval_day=options.trough_interval_day,
-            dose_mg=options.trough_dose_mg,
-            maintenance_doses=options.maintenance_doses,
-            request=request,
+            posterior, options.trough_target_mg_l, request=request, **options.trough_search()
         )
         return LibraryDosingPlan(posterior, request, trough=trough)
     return LibraryDosingPlan(posterior, request, recommend_library_dose(posterior, request))

@@ -42,13 +42,9 @@ import numpy as np
 import pandas as pd
 
 from asuc_bayes.data.dataset import InputError, Patient
-from asuc_bayes.decisions.dosing import (
-    DosingRequest,
-    PlanOptions,
-    _first_meeting,
-    _is_monotone,
-    _records,
-)
+from asuc_bayes.decisions.dosing import DosingRequest, PlanOptions
+from asuc_bayes.decisions.dosing.criteria import dose_choice, is_monotone, json_records
+from asuc_bayes.decisions.dosing.dose import dose_json
 from asuc_bayes.decisions.library_dosing import (
     LibraryPosterior,
     decision_for,
@@ -335,15 +331,12 @@ class AveragedDose:
         out: dict[str, Any] = {
             "mode": self.mode,
             "feasible": self.feasible,
-            "dose_mg": self.dose_mg,
-            "dose_mg_kg": self.dose_mg / self.weight_kg,
-            "vials": round(self.dose_mg / request.vial_mg),
-            "time_day": request.dose_time_day,
+            **dose_json(self.dose_mg, self.weight_kg, request),
             "min_mg_kg": request.min_mg_per_kg,
             "max_mg_kg": request.max_mg_per_kg,
             "probability": request.probability,
             "monotone": self.monotone,
-            "curve": _records(self.curve),
+            "curve": json_records(self.curve),
             "per_model": self.per_model,
             "notes": list(self.notes),
         }
@@ -533,7 +526,7 @@ def average_dose(
         curve = pd.DataFrame(
             {"dose_mg": grid, "dose_mg_kg": grid / weight_kg, "p_trough_above_target": p_meets}
         )
-        monotone = _is_monotone(p_meets, increasing=True)
+        monotone = is_monotone(p_meets, increasing=True)
     else:
         curves = [p.recommendation.curve for p in plans]
         grid = curves[0]["dose_mg"].to_numpy()
@@ -555,12 +548,10 @@ def average_dose(
             if request.criterion == "mean"
             else p_meets >= request.probability
         )
-        monotone = _is_monotone(mean_risk, increasing=False) and _is_monotone(
+        monotone = is_monotone(mean_risk, increasing=False) and is_monotone(
             p_meets, increasing=True
         )
-    index = _first_meeting(meets)
-    feasible = index is not None
-    at = len(grid) - 1 if index is None else index
+    at, feasible = dose_choice(meets)
     notes = [] if monotone else ["the averaged curve is not monotone in the dose: check it"]
     if not feasible:
         notes.append(f"the target is not met at the cap ({grid[-1]:g} mg): the cap is reported")
