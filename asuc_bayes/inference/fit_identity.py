@@ -34,6 +34,7 @@ from typing import Any
 import xarray as xr
 
 from asuc_bayes.errors import AsucBayesError
+from asuc_bayes.inference.fit_tree import LIBRARY_FIT_KIND, POPULATION_FIT_KIND, read_fit
 
 __all__ = ["FitIdentity", "UnconvergedFitError", "identify_fit", "require_converged"]
 
@@ -70,6 +71,10 @@ class FitIdentity:
         ``joint`` / ``two_stage`` and the prior set the fit used.
     model_name, model_sha256
         The structural model file the fit was made with.
+    kind
+        The fit's kind (:data:`~asuc_bayes.inference.fit_tree.POPULATION_FIT_KIND`, a fit of the
+        ASUC model, or :data:`~asuc_bayes.inference.fit_tree.LIBRARY_FIT_KIND`, a library
+        model's popPK fit).
     """
 
     path: str
@@ -82,6 +87,12 @@ class FitIdentity:
     prior: str
     model_name: str
     model_sha256: str
+    kind: str = POPULATION_FIT_KIND
+
+    @property
+    def library(self) -> bool:
+        """Whether this is a library model's popPK fit."""
+        return self.kind == LIBRARY_FIT_KIND
 
     def gates(self) -> str:
         """The diagnostics in one phrase (table headers and error messages)."""
@@ -112,6 +123,7 @@ class FitIdentity:
             "method": self.method,
             "prior": self.prior,
             "structure_model": {"name": self.model_name, "sha256": self.model_sha256},
+            "kind": self.kind,
         }
 
 
@@ -131,14 +143,13 @@ def identify_fit(path, tree: xr.DataTree | None = None) -> FitIdentity:
     FileNotFoundError
         If there is no such file.
     ValueError
-        If the file is not a population fit written by ``asuc-bayes fit --out``.
+        If the file is not a fit written by ``asuc-bayes fit --out`` (of the ASUC model or of
+        a library model).
     """
-    from asuc_bayes.inference.population import load_fit
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such fit file (write one with asuc-bayes fit --out)")
-    tree = load_fit(path) if tree is None else tree
+    tree = read_fit(path) if tree is None else tree
     attrs = tree.attrs
     if "diagnostics_converged" not in attrs:
         raise ValueError(
@@ -156,6 +167,7 @@ def identify_fit(path, tree: xr.DataTree | None = None) -> FitIdentity:
         prior=str(attrs.get("prior", "")),
         model_name=str(attrs.get("model_name", "")),
         model_sha256=str(attrs.get("model_sha256", "")),
+        kind=str(attrs.get("kind", POPULATION_FIT_KIND)),
     )
 
 

@@ -38,19 +38,53 @@ from asuc_bayes.provenance import netcdf_attrs, provenance_attrs
 
 __all__ = [
     "DIAGNOSTICS_PREFIX",
+    "LIBRARY_FIT_KIND",
+    "POPULATION_FIT_KIND",
     "SAMPLE_STATS",
     "FitResult",
     "build_fit_tree",
     "convergence",
     "diagnostics_of",
     "entry_labels",
+    "read_fit",
     "trace_result",
 ]
+
+#: The root ``kind`` attribute of a fit of the ASUC model (joint, two-stage or marginal).
+POPULATION_FIT_KIND = "asuc_bayes population fit"
+#: The root ``kind`` attribute of a library model's popPK fit (``fit --model NAME``).
+LIBRARY_FIT_KIND = "asuc_bayes library popPK fit"
+FIT_KINDS = {
+    POPULATION_FIT_KIND: "a fit of the ASUC model (asuc-bayes fit)",
+    LIBRARY_FIT_KIND: "a library model's popPK fit (asuc-bayes fit --model NAME)",
+}
 
 #: The sampler statistics a fit keeps (those the sampler wrote).
 SAMPLE_STATS = ("diverging", "step_size", "depth", "n_steps", "energy")
 #: Prefix of the root attributes holding the gates and timings.
 DIAGNOSTICS_PREFIX = "diagnostics_"
+
+
+def read_fit(path, kinds: Iterable[str] = tuple(FIT_KINDS), purpose: str = "this") -> Any:
+    """The DataTree of a fit file written by ``asuc-bayes fit --out``, of one of ``kinds``.
+
+    A fit of another kind, or a file that is no fit, is a :class:`ValueError` naming the file,
+    what it is, what ``purpose`` needs and how to write one.
+    """
+    import xarray as xr
+
+    tree = xr.load_datatree(path, engine="h5netcdf")
+    kind = tree.attrs.get("kind")
+    kinds = tuple(kinds)
+    needed = " or ".join(FIT_KINDS[k] for k in kinds)
+    if kind not in FIT_KINDS:
+        raise ValueError(f"{path}: not an asuc_bayes fit; {purpose} needs {needed}")
+    if kind not in kinds:
+        model = tree.attrs.get("model_name", "?")
+        raise ValueError(
+            f"{path}: {FIT_KINDS[kind].split(' (')[0]} of model {model}; {purpose} needs {needed}"
+        )
+    return tree
 
 
 def trace_result(trace, started: float, compiled_at: float, finished: float):

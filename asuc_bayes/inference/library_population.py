@@ -55,7 +55,13 @@ import numpy as np
 
 from asuc_bayes.data.dataset import ABOVE_ULOQ, BELOW_LLOQ, MEASURED, Patient
 from asuc_bayes.inference import PatientProblem
-from asuc_bayes.inference.fit_tree import FitResult, build_fit_tree, convergence, trace_result
+from asuc_bayes.inference.fit_tree import (
+    LIBRARY_FIT_KIND,
+    FitResult,
+    build_fit_tree,
+    convergence,
+    trace_result,
+)
 from asuc_bayes.pk import DoseArrays
 from asuc_bayes.spec import ModelDeclaration
 from asuc_bayes.spec.residual import PREDICTION_FLOOR_MG_L, residual_form
@@ -70,9 +76,9 @@ __all__ = [
     "reference_log_density",
 ]
 
-#: The root ``kind`` attribute of a library popPK fit (``forecast --model FIT.nc`` does not take
-#: one yet: it reads fits of the ASUC model only, and says so).
-FIT_KIND = "asuc_bayes library popPK fit"
+#: The root ``kind`` attribute of a library popPK fit (``forecast --model FIT.nc`` integrates
+#: over it: :mod:`asuc_bayes.inference.library_population_forecast`).
+FIT_KIND = LIBRARY_FIT_KIND
 #: Prior SD of the log shift of each typical value from the published one.
 TYPICAL_PRIOR_LOG_SD = 0.5
 #: ω and residual SD priors: HalfNormal with this multiple of the published value as scale.

@@ -10,10 +10,12 @@ import numpy as np
 import xarray as xr
 
 from asuc_bayes.inference.fit_tree import (
+    POPULATION_FIT_KIND,
     FitResult,
     build_fit_tree,
     convergence,
     diagnostics_of,
+    read_fit,
 )
 from asuc_bayes.inference.population.data import (
     METHODS,
@@ -62,7 +64,7 @@ JSON_PARAMETERS = {
     "tte_beta": "tte_beta",
 }
 #: The root ``kind`` attribute of a population fit of the ASUC model.
-FIT_KIND = "asuc_bayes population fit"
+FIT_KIND = POPULATION_FIT_KIND
 INDIVIDUAL = ("eta_cl", "eta_v")
 GATED = (*PARAMETER_NAMES, *INDIVIDUAL)
 
@@ -248,12 +250,7 @@ def population_fit_tree(
 
 def load_fit(path) -> xr.DataTree:
     """Read a fit written by :meth:`PopulationFit.save` (``asuc-bayes fit --out``)."""
-    tree = xr.load_datatree(path, engine="h5netcdf")
-    if tree.attrs.get("kind") != FIT_KIND:
-        raise ValueError(
-            f"{path}: not an asuc_bayes population fit (write one with asuc-bayes fit)"
-        )
-    return tree
+    return read_fit(path, (FIT_KIND,), purpose="this command")
 
 
 def cohort_of_fit(tree: xr.DataTree) -> CohortData:
