@@ -150,7 +150,7 @@ def test_help_shows_examples_and_exit_codes(capsys, command):
 def test_progress_bar_only_on_an_interactive_terminal(monkeypatch):
     import io
 
-    from asuc_bayes.interfaces.cli import _Progress
+    from asuc_bayes.interfaces.cli import Progress
 
     class Terminal(io.StringIO):
         def isatty(self):
@@ -159,7 +159,7 @@ def test_progress_bar_only_on_an_interactive_terminal(monkeypatch):
     for terminal, quiet, shown in ((True, False, True), (True, True, False), (False, False, False)):
         stream = Terminal() if terminal else io.StringIO()
         monkeypatch.setattr(sys, "stderr", stream)
-        progress = _Progress("forecast", 4, quiet=quiet)
+        progress = Progress("forecast", 4, quiet=quiet)
         for done in range(1, 5):
             progress(done, 4)
         progress.close()

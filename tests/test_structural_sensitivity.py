@@ -227,10 +227,10 @@ def test_cli_sensitivity_structural_options(capsys):
     structural = {a["name"]: a for a in entry["alternatives"] if a["group"] == "structural"}
     assert sorted(structural) == OTHER_MODELS
     assert any(f.startswith("imputed ALB") for f in structural["wojciechowski2017"]["flags"])
-    from asuc_bayes.interfaces.cli import _parser
+    from asuc_bayes.interfaces.cli import build_parser
 
-    assert _parser().parse_args([*args, "--no-structural"]).structural is False
-    assert _parser().parse_args(args).structural is True
+    assert build_parser().parse_args([*args, "--no-structural"]).structural is False
+    assert build_parser().parse_args(args).structural is True
     with pytest.raises(SystemExit) as exc:
         main([*args, "--impute", "mean"])
     assert exc.value.code == 2

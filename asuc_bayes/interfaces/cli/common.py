@@ -1,0 +1,201 @@
+"""What every command shares: exit codes, error and exit messages, reading the selected
+patients (default and library models), the progress bar, and the outputs several commands
+write (HTML reports, simulated cohorts, population fits).
+
+Only light modules at the top (NumPy, PyYAML): the heavy ones are imported inside the
+functions that need them (tests/test_startup.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from asuc_bayes.data.dataset import InputError, example_path, read_patients
+
+if TYPE_CHECKING:  # pragma: no cover
+    from asuc_bayes.spec import ModelDeclaration
+    from asuc_bayes.spec.config import ModelSpec
+
+#: Exit codes: success; an unconverged posterior (without ``--allow-unconverged``); bad input,
+#: options or model file.
+EXIT_OK, EXIT_UNCONVERGED, EXIT_INPUT = 0, 1, 2
+
+#: What a missing covariate's error adds: where the covariate comes from.
+MISSING_COVARIATE_HINT = "(a NONMEM dataset gives it as a column, e.g. ALB or ADA)"
+
+
+def error(message: str) -> int:
+    """Print ``message`` as the CLI's error on stderr and return :data:`EXIT_INPUT`."""
+    print(f"asuc-bayes: error: {message}", file=sys.stderr)
+    return EXIT_INPUT
+
+
+def exit_for_unconverged(unconverged: list[str], args: argparse.Namespace) -> int:
+    """:data:`EXIT_UNCONVERGED` (with a warning) when a patient in ``unconverged`` and no
+    ``--allow-unconverged``, else :data:`EXIT_OK`."""
+    if unconverged and not args.allow_unconverged:
+        print(
+            f"asuc-bayes: unconverged posterior for {', '.join(unconverged)}: do not use these "
+            "results as they are (rerun with more --tune/--draws, or pass --allow-unconverged)",
+            file=sys.stderr,
+        )
+        return EXIT_UNCONVERGED
+    return EXIT_OK
+
+
+def unconverged_exit(results: list, args: argparse.Namespace) -> int:
+    """:func:`exit_for_unconverged` of default-model forecast results."""
+    return exit_for_unconverged([r.patient.id for r in results if r.status != "ok"], args)
+
+
+def exit_after_errors(
+    errors: list[dict[str, str]], unconverged: list[str], args: argparse.Namespace
+) -> int:
+    """Print each patient's error (``{"id", "error"}``); :data:`EXIT_INPUT` if any, else
+    :func:`exit_for_unconverged`."""
+    for entry in errors:
+        print(f"asuc-bayes: error: {entry['error']}", file=sys.stderr)
+    if errors:
+        return EXIT_INPUT
+    return exit_for_unconverged(unconverged, args)
+
+
+def file_sha256(path: str) -> str:
+    """SHA-256 of the file at ``path`` (hex; ``""`` for no path)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else ""
+
+
+def declaration_json(declaration: ModelDeclaration, *, source: bool = False) -> dict[str, Any]:
+    """The ``model`` object of a library model's JSON output (``source``: with its source)."""
+    model = {
+        "name": declaration.name,
+        "sha256": file_sha256(declaration.path),
+        "variants": list(declaration.variants),
+        "structure": declaration.structure,
+    }
+    if source:
+        model["source"] = declaration.source
+    return model
+
+
+def spec_json(spec: ModelSpec) -> dict[str, Any]:
+    """The ``model`` object of a default-path JSON output: name, hash and variants."""
+    return {"name": spec.name, "sha256": spec.sha256, "variants": list(spec.variants)}
+
+
+def read_dataset(
+    args: argparse.Namespace,
+    default_infusion_duration_day: float,
+    collect_errors: bool,
+    allow_unsupported: bool = False,
+) -> tuple[list, list[InputError], dict[str, str]]:
+    """The selected patients, the bad patients' errors and the declared covariate units
+    (``allow_unsupported``: keep steady-state doses and resets, for the library path); notes
+    about ignored records on stderr.
+
+    Raises ``InputError``/``OSError`` for bad data and ``ValueError`` for unknown IDs.
+    """
+    if args.example == bool(args.data):
+        raise ValueError("give either a data file or --example")
+    path = example_path() if args.example else Path(args.data)
+    dataset = read_patients(
+        path,
+        default_infusion_duration_day=default_infusion_duration_day,
+        collect_errors=collect_errors,
+        ignore=getattr(args, "ignore", "#"),
+        input=getattr(args, "input", None),
+        time_unit=getattr(args, "time_unit", "days"),
+        units=getattr(args, "units", None),
+        allow_unsupported=allow_unsupported,
+    )
+    patients, errors = list(dataset.patients), list(dataset.errors)
+    if args.ids:
+        known = {p.id for p in patients} | {e.patient_id for e in errors}
+        missing = [i for i in args.ids if i not in known]
+        if missing:
+            raise ValueError(f"--id {', '.join(missing)}: not in {path} (IDs: {sorted(known)})")
+        patients = [p for p in patients if p.id in args.ids]
+        errors = [e for e in errors if e.patient_id in args.ids]
+    for note in dataset.notes:
+        print(f"asuc-bayes: note: {note}", file=sys.stderr)
+    return patients, errors, dict(dataset.units)
+
+
+def load_patients(args: argparse.Namespace, spec: ModelSpec) -> list:
+    """The selected patients of the data options for the default model ``spec``."""
+    return read_dataset(args, spec.pk.default_infusion_duration_day, collect_errors=False)[0]
+
+
+def library_patients(
+    args: argparse.Namespace, model: str, allow_unsupported: bool = False
+) -> tuple[ModelDeclaration, list, dict[str, str]]:
+    """The library model ``model`` (with ``--variant``), the selected patients and the
+    declared covariate units."""
+    from asuc_bayes.spec import load_declaration
+
+    declaration = load_declaration(model, variants=getattr(args, "variant", None) or ())
+    patients, _, units = read_dataset(
+        args,
+        declaration.default_infusion_duration_day,
+        collect_errors=False,
+        allow_unsupported=allow_unsupported,
+    )
+    return declaration, patients, units
+
+
+class Progress:
+    """A progress bar on stderr, only when stderr is a terminal and not ``--quiet``."""
+
+    WIDTH = 28
+
+    def __init__(self, label: str, total: int, quiet: bool) -> None:
+        self.label, self.total = label, total
+        self.enabled = not quiet and total > 1 and sys.stderr.isatty()
+        self.start = time.monotonic()
+
+    def __call__(self, done: int, total: int | None = None) -> None:
+        if not self.enabled:
+            return
+        total = total or self.total
+        filled = round(self.WIDTH * done / max(total, 1))
+        elapsed = time.monotonic() - self.start
+        eta = f", ~{elapsed / done * (total - done):.0f} s left" if 0 < done < total else ""
+        bar = "#" * filled + "-" * (self.WIDTH - filled)
+        print(
+            f"\r{self.label} [{bar}] {done}/{total} ({elapsed:.0f} s{eta})  ",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def close(self) -> None:
+        """End the bar's line."""
+        if self.enabled:
+            print(file=sys.stderr, flush=True)
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()  # end the bar's line whether the work finished or failed
+
+
+def write_reports(forecasts: list, dosing: dict[str, dict], args: argparse.Namespace) -> int:
+    """``--report FILE``: one HTML report per forecast with its ``dosing`` section;
+    :data:`EXIT_OK`, or :data:`EXIT_INPUT` when the file cannot be written."""
+    from asuc_bayes.interfaces.report import write_patient_reports
+
+    try:
+        written = write_patient_reports(
+            forecasts, args.report, dosing=dosing, random_seed=args.seed
+        )
+    except OSError as exc:
+        return error(f"--report {args.report}: {exc.strerror or exc}")
+    where = written[0] if len(written) == 1 else f"{len(written)} files ({written[0]} ...)"
+    print(f"asuc-bayes: report written to {where}", file=sys.stderr)
+    return EXIT_OK

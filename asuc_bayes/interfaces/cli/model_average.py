@@ -1,0 +1,59 @@
+"""``forecast``/``optimize --model-average A,B,C``: Bayesian model averaging over library
+models, per patient (:mod:`asuc_bayes.decisions.model_average`)."""
+
+from __future__ import annotations
+
+import argparse
+
+from asuc_bayes.data.dataset import InputError
+from asuc_bayes.interfaces.cli.arguments import library_plan_inputs, refused_dosing_option
+from asuc_bayes.interfaces.cli.common import error, exit_after_errors, library_patients
+from asuc_bayes.interfaces.output import dumps_json
+from asuc_bayes.spec.config import DEFAULT_MODEL, ModelSpecError
+
+
+def run_model_average(args: argparse.Namespace) -> int:
+    """``forecast``/``optimize --model-average A,B,C``: per patient the models' weights, risks
+    and the averaged risk (and dose) of
+    :func:`asuc_bayes.decisions.model_average.average_patient`."""
+    from asuc_bayes.decisions.dosing import DosingError
+    from asuc_bayes.decisions.model_average import (
+        ModelAverageError,
+        average_patient,
+        format_model_average,
+    )
+    from asuc_bayes.inference.forecast import patient_seed
+
+    if args.model != DEFAULT_MODEL or args.variant:
+        return error("--model-average replaces --model and --variant; fix: leave them out")
+    refused = refused_dosing_option(args, "--model-average")
+    if refused:
+        return error(refused)
+    try:
+        # the patients are read with the first model's default infusion duration
+        _, patients, units = library_patients(args, args.model_average[0])
+        options, request, plan_options = library_plan_inputs(args)
+    except (InputError, ModelSpecError, ValueError, OSError) as exc:
+        return error(str(exc))
+    averages, errors = [], []
+    for patient in patients:
+        try:
+            averages.append(
+                average_patient(
+                    args.model_average,
+                    patient,
+                    units,
+                    random_seed=patient_seed(args.seed, patient.id),
+                    options=options,
+                    request=request,
+                    plan_options=plan_options,
+                )
+            )
+        except (ModelAverageError, InputError, DosingError) as exc:
+            errors.append({"id": patient.id, "error": str(exc)})
+    if args.format == "json":
+        entries = [average.to_json() for average in averages] + errors
+        print(dumps_json({"models": list(args.model_average), "patients": entries}))
+    else:
+        print(format_model_average(averages))
+    return exit_after_errors(errors, [a.patient_id for a in averages if a.status != "ok"], args)
