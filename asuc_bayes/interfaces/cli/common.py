@@ -16,14 +16,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from asuc_bayes.data.dataset import InputError, example_path, read_patients
+from asuc_bayes.interfaces.cli.arguments import spec_and_settings
+from asuc_bayes.spec.config import ModelSpecError
+from asuc_bayes.spec.declaration import MissingCovariateError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
+
+    from asuc_bayes.inference.fit_identity import FitIdentity
+    from asuc_bayes.inference.forecast import SamplerSettings
     from asuc_bayes.spec import ModelDeclaration
     from asuc_bayes.spec.config import ModelSpec
 
 #: Exit codes: success; an unconverged posterior (without ``--allow-unconverged``); bad input,
 #: options or model file.
 EXIT_OK, EXIT_UNCONVERGED, EXIT_INPUT = 0, 1, 2
+
+#: The errors of bad input data, options or model files: exit code 2 with the message.
+INPUT_ERRORS = (InputError, ModelSpecError, ValueError, OSError)
 
 #: What a missing covariate's error adds: where the covariate comes from.
 MISSING_COVARIATE_HINT = "(a NONMEM dataset gives it as a column, e.g. ALB or ADA)"
@@ -33,6 +43,14 @@ def error(message: str) -> int:
     """Print ``message`` as the CLI's error on stderr and return :data:`EXIT_INPUT`."""
     print(f"asuc-bayes: error: {message}", file=sys.stderr)
     return EXIT_INPUT
+
+
+def input_error(exc: Exception) -> int:
+    """:func:`error` for one of :data:`INPUT_ERRORS`; a covariate a library model needs and
+    the patient lacks with where it comes from."""
+    if isinstance(exc, MissingCovariateError):
+        return error(f"{exc} {MISSING_COVARIATE_HINT}")
+    return error(str(exc))
 
 
 def exit_for_unconverged(unconverged: list[str], args: argparse.Namespace) -> int:
@@ -131,6 +149,12 @@ def load_patients(args: argparse.Namespace, spec: ModelSpec) -> list:
     return read_dataset(args, spec.pk.default_infusion_duration_day, collect_errors=False)[0]
 
 
+def default_inputs(args: argparse.Namespace) -> tuple[ModelSpec, SamplerSettings, list]:
+    """The default-path model, sampler settings and selected patients of the options."""
+    spec, settings = spec_and_settings(args)
+    return spec, settings, load_patients(args, spec)
+
+
 def library_patients(
     args: argparse.Namespace, model: str, allow_unsupported: bool = False
 ) -> tuple[ModelDeclaration, list, dict[str, str]]:
@@ -146,6 +170,42 @@ def library_patients(
         allow_unsupported=allow_unsupported,
     )
     return declaration, patients, units
+
+
+def for_each_library_patient(
+    compute: Callable[..., Any],
+    declaration: ModelDeclaration,
+    patients: list,
+    units: dict[str, str],
+    seed: int,
+    **options: Any,
+) -> list:
+    """``compute(declaration, patient, covariates, random_seed=..., **options)`` for each
+    patient: its baseline covariates under the declared ``units`` and its own seed."""
+    from asuc_bayes.inference.covariates import baseline_covariates
+    from asuc_bayes.inference.forecast import patient_seed
+
+    return [
+        compute(
+            declaration,
+            patient,
+            baseline_covariates(patient, declaration, units),
+            random_seed=patient_seed(seed, patient.id),
+            **options,
+        )
+        for patient in patients
+    ]
+
+
+def identified_fit(path: Path | str, allow: bool, option: str, tree=None) -> FitIdentity:
+    """The identity of the population fit at ``path`` (``tree``: already loaded); raises
+    :class:`~asuc_bayes.inference.fit_identity.UnconvergedFitError` (a ``ValueError``) for a fit
+    that failed its gates unless ``allow`` (``option`` names it)."""
+    from asuc_bayes.inference.fit_identity import identify_fit, require_converged
+
+    fit = identify_fit(path, tree)
+    require_converged(fit, allow=allow, option=option)
+    return fit
 
 
 class Progress:

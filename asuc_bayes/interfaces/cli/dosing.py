@@ -12,21 +12,21 @@ from asuc_bayes.interfaces.cli.arguments import (
     library_plan_inputs,
     plan_options,
     refused_dosing_option,
-    spec_and_settings,
 )
 from asuc_bayes.interfaces.cli.common import (
     EXIT_OK,
+    INPUT_ERRORS,
     declaration_json,
+    default_inputs,
     error,
     exit_after_errors,
     library_patients,
-    load_patients,
     spec_json,
     write_reports,
 )
 from asuc_bayes.interfaces.cli.model_average import run_model_average
 from asuc_bayes.interfaces.output import DOSING_COLUMNS, dosing_row, dumps_json, write_csv
-from asuc_bayes.spec.config import ModelSpecError, is_library_declaration
+from asuc_bayes.spec.config import is_library_declaration
 
 
 def run_optimize(args: argparse.Namespace) -> int:
@@ -41,11 +41,10 @@ def run_optimize(args: argparse.Namespace) -> int:
     from asuc_bayes.interfaces.report import format_dosing
 
     try:
-        spec, settings = spec_and_settings(args)
-        patients = load_patients(args, spec)
+        spec, settings, patients = default_inputs(args)
         request = decision_request(args)
         options = plan_options(args)
-    except (InputError, ModelSpecError, ValueError, OSError) as exc:
+    except INPUT_ERRORS as exc:
         return error(str(exc))
     errors = []
     for patient in patients:  # before any sampling: a request this patient cannot take
@@ -107,7 +106,7 @@ def optimize_library(args: argparse.Namespace) -> int:
     try:
         declaration, patients, units = library_patients(args, args.model)
         options, request, plan = library_plan_inputs(args)
-    except (InputError, ModelSpecError, ValueError, OSError) as exc:
+    except INPUT_ERRORS as exc:
         return error(str(exc))
     plans, errors = [], []
     for patient in patients:

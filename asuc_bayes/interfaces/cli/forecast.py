@@ -19,11 +19,15 @@ from asuc_bayes.interfaces.cli.arguments import (
 from asuc_bayes.interfaces.cli.common import (
     EXIT_INPUT,
     EXIT_OK,
-    MISSING_COVARIATE_HINT,
+    INPUT_ERRORS,
     Progress,
     declaration_json,
+    default_inputs,
     error,
     exit_for_unconverged,
+    for_each_library_patient,
+    identified_fit,
+    input_error,
     library_patients,
     load_patients,
     read_dataset,
@@ -54,9 +58,8 @@ def run_forecast(args: argparse.Namespace) -> int:
     if args.workers != 1 or args.scheduler or args.checkpoint:
         return forecast_batch(args)
     try:
-        spec, settings = spec_and_settings(args)
-        patients = load_patients(args, spec)
-    except (InputError, ModelSpecError, ValueError, OSError) as exc:
+        spec, settings, patients = default_inputs(args)
+    except INPUT_ERRORS as exc:
         return error(str(exc))
     from asuc_bayes.inference.forecast import results_json, save_results
     from asuc_bayes.interfaces.report import format_overview, format_table
@@ -110,7 +113,6 @@ def forecast_library(args: argparse.Namespace) -> int:
     from asuc_bayes.inference.forecast import patient_seed
     from asuc_bayes.inference.schedule import covariate_schedule
     from asuc_bayes.interfaces.report import format_library_table
-    from asuc_bayes.spec import MissingCovariateError
 
     what = f"a library model (--model {args.model})"
     refused = refused_option(
@@ -138,10 +140,8 @@ def forecast_library(args: argparse.Namespace) -> int:
             )
             for patient in patients
         ]
-    except MissingCovariateError as exc:
-        return error(f"{exc} {MISSING_COVARIATE_HINT}")
-    except (InputError, ModelSpecError, ValueError, OSError) as exc:
-        return error(str(exc))
+    except INPUT_ERRORS as exc:  # a missing covariate: where it comes from
+        return input_error(exc)
     if args.format == "table":
         print(format_library_table(declaration, results))
         for result in results:
@@ -213,7 +213,6 @@ def forecast_batch(args: argparse.Namespace) -> int:
 
 def forecast_population(args: argparse.Namespace) -> int:
     """``forecast --model FIT.nc``: integrate over the fitted population posterior."""
-    from asuc_bayes.inference.fit_identity import identify_fit, require_converged
     from asuc_bayes.inference.forecast import results_json, save_results
     from asuc_bayes.inference.population_draws import PopulationDraws
     from asuc_bayes.inference.population_forecast import forecast_patients_with_population
@@ -222,11 +221,10 @@ def forecast_population(args: argparse.Namespace) -> int:
     try:
         if args.variant:
             raise ValueError("--variant cannot be combined with a population fit (--model *.nc)")
-        fit = identify_fit(args.model)
-        require_converged(fit, allow=args.allow_unconverged, option="--model")
+        fit = identified_fit(args.model, args.allow_unconverged, "--model")
         draws = PopulationDraws.from_fit(args.model, n=args.population_draws, random_seed=args.seed)
         patients = load_patients(args, draws.spec)
-    except (InputError, ModelSpecError, ValueError, OSError) as exc:
+    except INPUT_ERRORS as exc:
         return error(str(exc))
     results = forecast_patients_with_population(
         patients,
@@ -256,9 +254,8 @@ def run_compare_patient(args: argparse.Namespace) -> int:
     if is_library_declaration(args.model):
         return compare_patient_library(args)
     try:
-        spec, settings = spec_and_settings(args)
-        patients = load_patients(args, spec)
-    except (InputError, ModelSpecError, ValueError, OSError) as exc:
+        spec, settings, patients = default_inputs(args)
+    except INPUT_ERRORS as exc:
         return error(str(exc))
     from asuc_bayes.interfaces.report import format_comparison
     from asuc_bayes.studies.comparison import compare_patient
@@ -276,9 +273,6 @@ def run_compare_patient(args: argparse.Namespace) -> int:
 def compare_patient_library(args: argparse.Namespace) -> int:
     """``compare-patient --model NAME`` for a library model
     (:mod:`asuc_bayes.studies.library_compare`)."""
-    from asuc_bayes.inference.covariates import baseline_covariates
-    from asuc_bayes.inference.forecast import patient_seed
-    from asuc_bayes.spec import MissingCovariateError
     from asuc_bayes.studies.library_compare import (
         compare_library_patient,
         format_library_comparison,
@@ -286,21 +280,16 @@ def compare_patient_library(args: argparse.Namespace) -> int:
 
     try:
         declaration, patients, units = library_patients(args, args.model)
-        options = library_sampler_options(args)
-        comparisons = [
-            compare_library_patient(
-                declaration,
-                patient,
-                baseline_covariates(patient, declaration, units),
-                random_seed=patient_seed(args.seed, patient.id),
-                options=options,
-            )
-            for patient in patients
-        ]
-    except MissingCovariateError as exc:
-        return error(f"{exc} {MISSING_COVARIATE_HINT}")
-    except (InputError, ModelSpecError, ValueError, OSError) as exc:
-        return error(str(exc))
+        comparisons = for_each_library_patient(
+            compare_library_patient,
+            declaration,
+            patients,
+            units,
+            args.seed,
+            options=library_sampler_options(args),
+        )
+    except INPUT_ERRORS as exc:  # a missing covariate: where it comes from
+        return input_error(exc)
     if args.format == "json":
         payload = {
             "model": declaration_json(declaration),

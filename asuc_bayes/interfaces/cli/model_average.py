@@ -7,9 +7,14 @@ import argparse
 
 from asuc_bayes.data.dataset import InputError
 from asuc_bayes.interfaces.cli.arguments import library_plan_inputs, refused_dosing_option
-from asuc_bayes.interfaces.cli.common import error, exit_after_errors, library_patients
+from asuc_bayes.interfaces.cli.common import (
+    INPUT_ERRORS,
+    error,
+    exit_after_errors,
+    library_patients,
+)
 from asuc_bayes.interfaces.output import dumps_json
-from asuc_bayes.spec.config import DEFAULT_MODEL, ModelSpecError
+from asuc_bayes.spec.config import DEFAULT_MODEL
 
 
 def run_model_average(args: argparse.Namespace) -> int:
@@ -33,7 +38,7 @@ def run_model_average(args: argparse.Namespace) -> int:
         # the patients are read with the first model's default infusion duration
         _, patients, units = library_patients(args, args.model_average[0])
         options, request, plan_options = library_plan_inputs(args)
-    except (InputError, ModelSpecError, ValueError, OSError) as exc:
+    except INPUT_ERRORS as exc:
         return error(str(exc))
     averages, errors = [], []
     for patient in patients:

@@ -43,6 +43,16 @@ FORMAT_HELP = (
 )
 
 
+def add_command(
+    sub: argparse._SubParsersAction, name: str, help_text: str, epilog: str
+) -> argparse.ArgumentParser:
+    """The sub-parser of command ``name`` (``help_text`` in the command list, ``epilog`` its
+    examples, kept as written)."""
+    return sub.add_parser(
+        name, help=help_text, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every command (``asuc-bayes --help``)."""
     parser = argparse.ArgumentParser(
@@ -52,11 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    forecast = sub.add_parser(
+    forecast = add_command(
+        sub,
         "forecast",
-        help="posterior of CL, V, AUC_w2-4, ln(AUC/CL) and 90-day colectomy risk per patient",
-        epilog=FORECAST_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "posterior of CL, V, AUC_w2-4, ln(AUC/CL) and 90-day colectomy risk per patient",
+        FORECAST_EXAMPLES,
     )
     add_data_options(forecast)
     add_covariates_option(forecast)
@@ -94,11 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="record finished patients in DIR; a rerun with the same settings resumes there",
     )
 
-    compare_patient = sub.add_parser(
+    compare_patient = add_command(
+        sub,
         "compare-patient",
-        help="MAP (the published tool) against the full posterior for each patient",
-        epilog=COMPARE_PATIENT_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "MAP (the published tool) against the full posterior for each patient",
+        COMPARE_PATIENT_EXAMPLES,
     )
     add_data_options(compare_patient)
     compare_patient.add_argument("--format", choices=("table", "json"), default="table")
@@ -106,11 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_quiet_option(compare_patient)
     add_unconverged_option(compare_patient)
 
-    optimize = sub.add_parser(
+    optimize = add_command(
+        sub,
         "optimize",
-        help="dose (and timing) to a target 90-day colectomy risk under uncertainty",
-        epilog=OPTIMIZE_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "dose (and timing) to a target 90-day colectomy risk under uncertainty",
+        OPTIMIZE_EXAMPLES,
     )
     add_data_options(optimize)
     optimize.add_argument(
@@ -121,11 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_average_option(optimize)
     add_unconverged_option(optimize)
 
-    sensitivity = sub.add_parser(
+    sensitivity = add_command(
+        sub,
         "sensitivity",
-        help="how risk, P(high risk) and the recommended dose move under alternative assumptions",
-        epilog=SENSITIVITY_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "how risk, P(high risk) and the recommended dose move under alternative assumptions",
+        SENSITIVITY_EXAMPLES,
     )
     add_data_options(sensitivity)
     sensitivity.add_argument("--format", choices=("table", "json"), default="table")
@@ -157,11 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_decision_options(sensitivity)
     add_fit_unconverged_option(sensitivity)
 
-    compare = sub.add_parser(
+    compare = add_command(
+        sub,
         "compare",
-        help="simulation study: MAP + Laplace against the full posterior under sampling scenarios",
-        epilog=COMPARE_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "simulation study: MAP + Laplace against the full posterior under sampling scenarios",
+        COMPARE_EXAMPLES,
     )
     compare.add_argument("--n", type=int, default=500, help="virtual patients per scenario")
     compare.add_argument(
@@ -176,11 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_sampling_options(compare)
     add_engine_options(compare)
 
-    app = sub.add_parser(
+    app = add_command(
+        sub,
         "app",
-        help="the web app (Shiny): enter a patient, see the forecast, download the report",
-        epilog=APP_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "the web app (Shiny): enter a patient, see the forecast, download the report",
+        APP_EXAMPLES,
     )
     app.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     app.add_argument("--port", type=int, default=8000, help="port (8000)")
@@ -206,11 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_population_commands(sub: argparse._SubParsersAction) -> None:
     """``simulate``, ``fit``, ``evaluate`` and ``sbc``: the population commands."""
-    simulate = sub.add_parser(
+    simulate = add_command(
+        sub,
         "simulate",
-        help="a Table-1-like virtual cohort (NONMEM-style CSV with colectomy records + truth)",
-        epilog=SIMULATE_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "a Table-1-like virtual cohort (NONMEM-style CSV with colectomy records + truth)",
+        SIMULATE_EXAMPLES,
     )
     simulate.add_argument("--n", type=int, default=72, help="patients (72)")
     simulate.add_argument("--seed", type=int, default=0, help="random seed (0)")
@@ -242,11 +252,11 @@ def add_population_commands(sub: argparse._SubParsersAction) -> None:
 
 def add_fit_command(sub: argparse._SubParsersAction) -> None:
     """``fit``: a population fit of a cohort."""
-    fit = sub.add_parser(
+    fit = add_command(
+        sub,
         "fit",
-        help="hierarchical popPK + Weibull time-to-colectomy fit of a cohort (NUTS)",
-        epilog=FIT_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "hierarchical popPK + Weibull time-to-colectomy fit of a cohort (NUTS)",
+        FIT_EXAMPLES,
     )
     fit.add_argument("data", help="NONMEM-style .csv (or .toml/.yaml) with one DVID=2 record each")
     fit.add_argument("--prior", default="weak", help="prior set of the model file: weak|published")
@@ -280,11 +290,11 @@ def add_fit_command(sub: argparse._SubParsersAction) -> None:
 
 def add_evaluate_command(sub: argparse._SubParsersAction) -> None:
     """``evaluate``: predictive checks and ROC of a population fit."""
-    evaluate = sub.add_parser(
+    evaluate = add_command(
+        sub,
         "evaluate",
-        help="pcVPC, KM-VPC by risk group, ROC/AUROC, Youden threshold of a population fit",
-        epilog=EVALUATE_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "pcVPC, KM-VPC by risk group, ROC/AUROC, Youden threshold of a population fit",
+        EVALUATE_EXAMPLES,
     )
     evaluate.add_argument("fit", type=Path, help="a fit written by asuc-bayes fit --out")
     evaluate.add_argument("--out", type=Path, required=True, help="folder for figures and tables")
@@ -304,11 +314,11 @@ def add_evaluate_command(sub: argparse._SubParsersAction) -> None:
 
 def add_sbc_command(sub: argparse._SubParsersAction) -> None:
     """``sbc``: simulation-based calibration of the population fit."""
-    sbc = sub.add_parser(
+    sbc = add_command(
+        sub,
         "sbc",
-        help="simulation-based calibration of the population fit (rank histograms)",
-        epilog=SBC_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "simulation-based calibration of the population fit (rank histograms)",
+        SBC_EXAMPLES,
     )
     sbc.add_argument("--replicates", type=int, required=True, help="replicates (cohorts)")
     sbc.add_argument("--subjects", type=int, required=True, help="subjects per cohort")
@@ -348,11 +358,11 @@ def add_models_command(sub: argparse._SubParsersAction) -> None:
 
 def add_validate_command(sub: argparse._SubParsersAction) -> None:
     """``validate``: external validation of library models on a cohort."""
-    validate = sub.add_parser(
+    validate = add_command(
+        sub,
         "validate",
-        help="external validation of library models on a cohort, and model averaging",
-        epilog=VALIDATE_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "external validation of library models on a cohort, and model averaging",
+        VALIDATE_EXAMPLES,
     )
     add_data_options(validate)
     validate.add_argument(

@@ -9,15 +9,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from asuc_bayes.data.dataset import InputError, read_patients
+from asuc_bayes.data.dataset import read_patients
 from asuc_bayes.inference.engine import Engine, EngineError
 from asuc_bayes.interfaces.cli.arguments import fit_method, library_fit_settings
 from asuc_bayes.interfaces.cli.common import (
     EXIT_OK,
     EXIT_UNCONVERGED,
-    MISSING_COVARIATE_HINT,
+    INPUT_ERRORS,
     Progress,
     error,
+    identified_fit,
+    input_error,
 )
 from asuc_bayes.interfaces.output import dumps_json
 from asuc_bayes.spec.config import ModelSpecError, is_library_declaration, load_model
@@ -68,7 +70,7 @@ def run_fit(args: argparse.Namespace) -> int:
         cohort = read_cohort(
             args.data, default_infusion_duration_day=spec.pk.default_infusion_duration_day
         )
-    except (InputError, ModelSpecError, ValueError, OSError) as exc:
+    except INPUT_ERRORS as exc:
         return error(str(exc))
     for note in cohort.notes:
         print(f"asuc-bayes: note: {note}", file=sys.stderr)
@@ -92,7 +94,7 @@ def fit_library(args: argparse.Namespace) -> int:
         fit_library_population,
         format_library_fit,
     )
-    from asuc_bayes.spec import MissingCovariateError, load_declaration
+    from asuc_bayes.spec import load_declaration
 
     for option, given in (
         ("--two-stage", args.two_stage),
@@ -116,10 +118,8 @@ def fit_library(args: argparse.Namespace) -> int:
         covariates = [baseline_covariates(p, declaration, units) for p in patients]
         data = LibraryCohortData.from_patients(declaration, patients, covariates)
         settings = library_fit_settings(args)
-    except MissingCovariateError as exc:
-        return error(f"{exc} {MISSING_COVARIATE_HINT}")
-    except (InputError, ModelSpecError, ValueError, OSError) as exc:
-        return error(str(exc))
+    except INPUT_ERRORS as exc:  # a missing covariate: where it comes from
+        return input_error(exc)
     if any(p.events for p in patients):
         print(
             f"asuc-bayes: note: colectomy records are not fitted: {declaration.name} has no "
@@ -132,7 +132,6 @@ def fit_library(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """``evaluate``: pcVPC, KM-VPC, ROC/AUROC and Youden threshold of a population fit."""
-    from asuc_bayes.inference.fit_identity import identify_fit, require_converged
     from asuc_bayes.inference.population import load_fit
     from asuc_bayes.inference.population_draws import spec_of_fit
     from asuc_bayes.interfaces.report import format_evaluation
@@ -140,8 +139,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     try:
         tree = load_fit(args.fit)
-        fit = identify_fit(args.fit, tree)
-        require_converged(fit, allow=args.allow_unconverged, option="evaluate")
+        fit = identified_fit(args.fit, args.allow_unconverged, "evaluate", tree)
         spec = spec_of_fit(tree)
     except (ModelSpecError, ValueError, OSError) as exc:
         return error(str(exc))

@@ -15,10 +15,13 @@ from asuc_bayes.inference.engine import Engine, EngineError
 from asuc_bayes.interfaces.cli.arguments import SCENARIO_NAMES, decision_request, spec_and_settings
 from asuc_bayes.interfaces.cli.common import (
     EXIT_OK,
-    MISSING_COVARIATE_HINT,
+    INPUT_ERRORS,
     Progress,
     declaration_json,
     error,
+    for_each_library_patient,
+    identified_fit,
+    input_error,
     library_patients,
     load_patients,
     read_dataset,
@@ -61,17 +64,17 @@ def run_sensitivity(args: argparse.Namespace) -> int:
         request = decision_request(args)
         fit = None
         if args.population_fit is not None:
-            from asuc_bayes.inference.fit_identity import identify_fit, require_converged
             from asuc_bayes.inference.population import load_fit
 
             if not args.population_fit.is_file():
                 raise ValueError(f"--population-fit {args.population_fit}: no such file")
             fit = load_fit(args.population_fit)
-            fit_identity = identify_fit(args.population_fit, fit)
-            require_converged(fit_identity, allow=args.allow_unconverged, option="--population-fit")
+            fit_identity = identified_fit(
+                args.population_fit, args.allow_unconverged, "--population-fit", fit
+            )
             if args.population_draws == 0:
                 raise ValueError("--population-fit needs --population-draws > 0")
-    except (InputError, ModelSpecError, ValueError, OSError) as exc:
+    except INPUT_ERRORS as exc:
         return error(str(exc))
     results = [
         patient_sensitivity(
@@ -100,9 +103,6 @@ def run_sensitivity(args: argparse.Namespace) -> int:
 def sensitivity_library(args: argparse.Namespace) -> int:
     """``sensitivity --model NAME`` for a library model
     (:mod:`asuc_bayes.studies.library_sensitivity`)."""
-    from asuc_bayes.inference.covariates import baseline_covariates
-    from asuc_bayes.inference.forecast import patient_seed
-    from asuc_bayes.spec import MissingCovariateError
     from asuc_bayes.studies.library_sensitivity import (
         format_library_sensitivity,
         run_library_sensitivity,
@@ -115,22 +115,18 @@ def sensitivity_library(args: argparse.Namespace) -> int:
         )
     try:
         declaration, patients, units = library_patients(args, args.model)
-        results = [
-            run_library_sensitivity(
-                declaration,
-                patient,
-                baseline_covariates(patient, declaration, units),
-                random_seed=patient_seed(args.seed, patient.id),
-                structural=args.structural,
-                impute=args.impute,
-                covariate_units=units,
-            )
-            for patient in patients
-        ]
-    except MissingCovariateError as exc:
-        return error(f"{exc} {MISSING_COVARIATE_HINT}")
-    except (InputError, ModelSpecError, ValueError, OSError) as exc:
-        return error(str(exc))
+        results = for_each_library_patient(
+            run_library_sensitivity,
+            declaration,
+            patients,
+            units,
+            args.seed,
+            structural=args.structural,
+            impute=args.impute,
+            covariate_units=units,
+        )
+    except INPUT_ERRORS as exc:  # a missing covariate: where it comes from
+        return input_error(exc)
     model = declaration_json(declaration)
     return _write_sensitivity(
         results, args, model, lambda: format_library_sensitivity(declaration, results)
