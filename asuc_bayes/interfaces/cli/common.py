@@ -1,6 +1,6 @@
-"""What every command shares: exit codes, error and exit messages, reading the selected
-patients (default and library models), the progress bar, and the outputs several commands
-write (HTML reports, simulated cohorts, population fits).
+"""What the commands share: exit codes, error and exit messages, reading the selected
+patients (default and library models), per-patient library runs, population-fit identity,
+the progress bar and the HTML reports of ``forecast`` and ``optimize``.
 
 Only light modules at the top (NumPy, PyYAML): the heavy ones are imported inside the
 functions that need them (tests/test_startup.py).
