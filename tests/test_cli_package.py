@@ -22,6 +22,7 @@ MODULES = (
     "dosing",
     "examples",
     "forecast",
+    "library_fit",
     "model_average",
     "models",
     "option_groups",

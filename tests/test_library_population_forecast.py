@@ -175,3 +175,101 @@ def test_from_fit_reads_a_fit_tree_in_the_model_files_order():
     np.testing.assert_array_equal(sample.log_typical_shift, shift.reshape(-1, 4))
     assert sample.sigma["proportional"].shape == (chains * draws,)
     assert sample.source == "fit"
+
+
+def _synthetic_fit(path, decl, *, converged: bool = True, sha256: str | None = None) -> None:
+    """A library popPK fit file whose posterior is the published values with a little spread
+    (the attributes identify_fit reads, the groups PopulationSample.from_fit reads)."""
+    import hashlib
+    from pathlib import Path
+
+    from asuc_bayes.inference.fit_tree import LIBRARY_FIT_KIND
+
+    rng = np.random.default_rng(4)
+    names = list(decl.random_effects.names)
+    shape = (2, 50)
+    posterior = xr.Dataset(
+        {
+            "log_typical_shift": (
+                ("chain", "draw", "eta_name"),
+                rng.normal(0.0, 0.05, (*shape, len(names))),
+            ),
+            "omega_sd": (
+                ("chain", "draw", "eta_name"),
+                decl.random_effects.sd * np.exp(rng.normal(0.0, 0.05, (*shape, len(names)))),
+            ),
+            **{
+                f"sigma_{name}": (("chain", "draw"), np.full(shape, value.estimate))
+                for name, value in decl.residual.sigma
+            },
+        },
+        coords={"eta_name": names},
+    )
+    tree = xr.DataTree.from_dict({"posterior": posterior})
+    tree.attrs = {
+        "kind": LIBRARY_FIT_KIND,
+        "model_name": decl.name,
+        "model_sha256": sha256 or hashlib.sha256(Path(decl.path).read_bytes()).hexdigest(),
+        "model_variants": "",
+        "method": "popPK",
+        "prior": "test",
+        "diagnostics_converged": int(converged),
+        "diagnostics_rhat_max": 1.003 if converged else 1.2,
+        "diagnostics_ess_bulk_min": 900.0 if converged else 40.0,
+        "diagnostics_divergences": 0,
+    }
+    tree.to_netcdf(path, engine="h5netcdf")
+
+
+def _cohort_csv(tmp_path):
+    from asuc_bayes.studies.library_simulate import simulate_library_cohort
+    from asuc_bayes.studies.simulate import write_cohort
+
+    cohort = simulate_library_cohort("wojciechowski2017", 2, random_seed=2, outcome=False)
+    data, _ = write_cohort(cohort, tmp_path / "cohort.csv")
+    return data
+
+
+def test_cli_forecast_over_a_library_fit_names_the_fit(tmp_path, capsys):
+    import json
+
+    from asuc_bayes.interfaces.cli import main
+
+    decl = load_declaration("wojciechowski2017")
+    fit = tmp_path / "fit.nc"
+    _synthetic_fit(fit, decl)
+    data = _cohort_csv(tmp_path)
+    args = ["forecast", str(data), "--model", str(fit), "--population-draws", "20"]
+    code = main([*args, "--draws", "250", "--format", "json", "--seed", "3"])
+    payload = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert payload["model"]["name"] == "wojciechowski2017"
+    assert payload["model"]["population_fit"]["kind"] == "asuc_bayes library popPK fit"
+    assert payload["model"]["population_fit"]["converged"] is True
+    assert len(payload["patients"]) == 2
+    for entry in payload["patients"]:
+        assert entry["diagnostics"]["method"] == "population_mixture"
+        assert entry["diagnostics"]["population_draws"] == 20
+        assert sorted(entry["eta"]) == sorted(decl.random_effects.names)
+    # the same seed gives the same JSON
+    assert main([*args, "--draws", "250", "--format", "json", "--seed", "3"]) == 0
+    assert json.loads(capsys.readouterr().out) == payload
+
+
+def test_cli_refuses_an_unconverged_or_stale_library_fit(tmp_path, capsys):
+    from asuc_bayes.interfaces.cli import main
+
+    decl = load_declaration("wojciechowski2017")
+    data = _cohort_csv(tmp_path)
+    unconverged = tmp_path / "unconverged.nc"
+    _synthetic_fit(unconverged, decl, converged=False)
+    assert main(["forecast", str(data), "--model", str(unconverged)]) == 2
+    assert "--allow-unconverged" in capsys.readouterr().err
+    stale = tmp_path / "stale.nc"
+    _synthetic_fit(stale, decl, sha256="0" * 64)
+    assert main(["forecast", str(data), "--model", str(stale)]) == 2
+    err = capsys.readouterr().err
+    assert "the fit was made with wojciechowski2017" in err and "refit" in err
+    # a command that needs a fit of the ASUC model says what the file is
+    assert main(["evaluate", str(stale), "--out", str(tmp_path / "ev")]) == 2
+    assert "library model's popPK fit of model wojciechowski2017" in capsys.readouterr().err

@@ -212,7 +212,8 @@ def forecast_batch(args: argparse.Namespace) -> int:
 
 
 def forecast_population(args: argparse.Namespace) -> int:
-    """``forecast --model FIT.nc``: integrate over the fitted population posterior."""
+    """``forecast --model FIT.nc``: integrate over the fitted population posterior (of the ASUC
+    model, or of a library model: :mod:`asuc_bayes.interfaces.cli.library_fit`)."""
     from asuc_bayes.inference.forecast import results_json, save_results
     from asuc_bayes.inference.population_draws import PopulationDraws
     from asuc_bayes.inference.population_forecast import forecast_patients_with_population
@@ -222,6 +223,11 @@ def forecast_population(args: argparse.Namespace) -> int:
         if args.variant:
             raise ValueError("--variant cannot be combined with a population fit (--model *.nc)")
         fit = identified_fit(args.model, args.allow_unconverged, "--model")
+        if fit.library:
+            from asuc_bayes.inference.fit_tree import read_fit
+            from asuc_bayes.interfaces.cli.library_fit import forecast_library_fit
+
+            return forecast_library_fit(args, fit, read_fit(args.model))
         draws = PopulationDraws.from_fit(args.model, n=args.population_draws, random_seed=args.seed)
         patients = load_patients(args, draws.spec)
     except INPUT_ERRORS as exc:
