@@ -103,10 +103,8 @@ def run_sensitivity(args: argparse.Namespace) -> int:
 def sensitivity_library(args: argparse.Namespace) -> int:
     """``sensitivity --model NAME`` for a library model
     (:mod:`asuc_bayes.studies.library_sensitivity`)."""
-    from asuc_bayes.studies.library_sensitivity import (
-        format_library_sensitivity,
-        run_library_sensitivity,
-    )
+    from asuc_bayes.interfaces.report import format_library_sensitivity
+    from asuc_bayes.studies.library_sensitivity import run_library_sensitivity
 
     if args.population_fit is not None:
         return error(

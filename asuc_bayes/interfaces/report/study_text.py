@@ -89,26 +89,61 @@ def _structural_lines(rows: list[dict], baseline: dict) -> list[str]:
         "  structural: the patient under the other library models (posterior sampling; "
         f"baseline ln(AUC/CL) {baseline['ln_auc_cl_q50']:.2f} [{baseline['ln_auc_cl_q2.5']:.2f}, "
         f"{baseline['ln_auc_cl_q97.5']:.2f}])",
-        f"  {'model':<20}{'structure':<36}{'ln(AUC/CL) [95% CrI]':<24}{'mean risk':>10}  "
-        f"{'95% CrI':<16}{'P(high)':>8}  status / flags",
+        f"  {'model':<20}{'structure':<36}{POSTERIOR_COLUMNS}",
     ]
     for row in rows:
         if row["ln_auc_cl_q50"] != row["ln_auc_cl_q50"]:  # not run
             lines.append(f"  {row['name']:<20}{row['description']}")
             continue
-        ln_auc = (
-            f"{row['ln_auc_cl_q50']:.2f} [{row['ln_auc_cl_q2.5']:.2f}, "
-            f"{row['ln_auc_cl_q97.5']:.2f}]"
-        )
-        risk = row["risk_mean"]
-        interval = "" if risk != risk else f"[{row['risk_q2.5']:.1%}, {row['risk_q97.5']:.1%}]"
-        p_high = row["p_high_risk"]
-        lines.append(
-            f"  {row['name']:<20}{row['structure']:<36}{ln_auc:<24}"
-            f"{'' if risk != risk else f'{risk:.1%}':>10}  {interval:<16}"
-            f"{'' if p_high != p_high else f'{p_high:.2f}':>8}  {row['status']}; {row['flags']}"
-        )
+        lines.append(f"  {row['name']:<20}{row['structure']:<36}{posterior_cells(row)}")
     return lines
+
+
+#: Header of the posterior columns of :func:`posterior_cells`.
+POSTERIOR_COLUMNS = (
+    f"{'ln(AUC/CL) [95% CrI]':<24}{'mean risk':>10}  {'95% CrI':<16}{'P(high)':>8}  status / flags"
+)
+
+
+def posterior_cells(row: dict) -> str:
+    """A sensitivity row's posterior columns (:data:`POSTERIOR_COLUMNS`): ln(AUC/CL) median
+    [95 % CrI], mean risk [95 % CrI], P(high risk), status and flags (blank when missing)."""
+    ln_auc = (
+        f"{row['ln_auc_cl_q50']:.2f} [{row['ln_auc_cl_q2.5']:.2f}, {row['ln_auc_cl_q97.5']:.2f}]"
+    )
+    risk = row["risk_mean"]
+    interval = "" if risk != risk else f"[{row['risk_q2.5']:.1%}, {row['risk_q97.5']:.1%}]"
+    p_high = row["p_high_risk"]
+    return (
+        f"{ln_auc:<24}{'' if risk != risk else f'{risk:.1%}':>10}  {interval:<16}"
+        f"{'' if p_high != p_high else f'{p_high:.2f}':>8}  {row['status']}; {row['flags']}"
+    )
+
+
+def format_library_sensitivity(declaration, results) -> str:
+    """One table per patient under a library model: each alternative's ln(AUC/CL), risk and
+    P(high risk) (:func:`asuc_bayes.studies.library_sensitivity.run_library_sensitivity`)."""
+    lines = [f"model: {declaration.label}  ({declaration.structure}; {declaration.source})"]
+    for result in results:
+        lines += [
+            "",
+            f"patient {result.patient_id}: posterior of each alternative (MAP + IMH, gated)",
+            f"  {'group':<12}{'alternative':<28}{POSTERIOR_COLUMNS}",
+        ]
+        for row in result.table.to_dict(orient="records"):
+            if row["ln_auc_cl_q50"] != row["ln_auc_cl_q50"]:  # a structural row not run
+                lines.append(f"  {row['group']:<12}{row['name']:<28}{row['description']}")
+                continue
+            lines.append(f"  {row['group']:<12}{row['name']:<28}{posterior_cells(row)}")
+        thresholds = ", ".join(
+            f"{t:g}: {p:.2f}"
+            for t, p in zip(
+                result.thresholds["threshold"], result.thresholds["p_high_risk"], strict=True
+            )
+        )
+        lines.append(f"  P(high risk) by threshold: {thresholds}")
+        lines += [f"  note: {note}" for note in result.notes]
+    return "\n".join(lines)
 
 
 def format_sensitivity(results, spec: ModelSpec) -> str:
