@@ -68,3 +68,32 @@ def test_missing_covariate_and_unsupported_options(tmp_path, dataset, capsys):
     report = str(tmp_path / "r.html")
     code = main(["forecast", str(dataset), "--model", "wojciechowski2017", "--report", report])
     assert code == EXIT_INPUT and "--report: not available yet" in capsys.readouterr().err
+
+
+def test_explicit_imputation_is_applied_and_reported(tmp_path, dataset, capsys):
+    """--impute NAME=VALUE gives the same answer as the covariate in the data, and says so;
+    --impute reference uses the model's reference values; a malformed entry is an error."""
+    path = tmp_path / "no_alb.csv"
+    path.write_text(DATA.replace(",ALB,ADA", "").replace(",3.5,0", ""))
+    base = ["forecast", "--model", "wojciechowski2017", "--format", "json", "--seed", "4"]
+    assert main([*base[:1], str(dataset), *base[1:]]) == EXIT_OK
+    given = json.loads(capsys.readouterr().out)["patients"][0]
+    imputed_args = [*base[:1], str(path), *base[1:], "--impute", "ALB=3.5", "--impute", "ADA=0"]
+    assert main(imputed_args) == EXIT_OK
+    imputed = json.loads(capsys.readouterr().out)["patients"][0]
+    assert imputed["posterior"]["ln_auc_cl"] == given["posterior"]["ln_auc_cl"]
+    assert {i["covariate"]: i["value"] for i in imputed["imputed"]} == {"ALB": 3.5, "ADA": 0.0}
+    assert main([*base[:1], str(path), *base[1:], "--impute", "reference"]) == EXIT_OK
+    reference = json.loads(capsys.readouterr().out)["patients"][0]
+    assert {i["covariate"]: i["value"] for i in reference["imputed"]} == {"ALB": 4.0, "ADA": 0.0}
+    for bad in (["--impute", "ALB"], ["--impute", "ALB=high"], ["--impute", "reference",
+                "--impute", "ADA=0"]):  # fmt: skip
+        assert main([*base[:1], str(path), *base[1:], *bad]) == EXIT_INPUT
+        err = capsys.readouterr().err
+        assert "--impute" in err and "Traceback" not in err
+    # optimize takes it too; the ASUC model says it has no effect
+    code = main(["optimize", str(path), "--model", "wojciechowski2017", "--impute", "reference",
+                 "--format", "json", "--seed", "4"])  # fmt: skip
+    assert code == EXIT_OK and "ALB" in capsys.readouterr().out
+    assert main(["forecast", str(dataset), "--impute", "reference", "--draws", "200"]) == EXIT_OK
+    assert "--impute reference has no effect here" in capsys.readouterr().err

@@ -357,29 +357,30 @@ class LibraryDosingPlan:
 
     def to_json(self) -> dict[str, Any]:
         """The patient's entry of the ``optimize --model NAME`` JSON (the keys of the default
-        model's entry, with ``model``, ``outcome`` and ``extrapolated``)."""
-        forecast = self.posterior.forecast
+        model's entry, with ``model``, ``outcome``, ``extrapolated`` and ``imputed``)."""
+        forecast = self.posterior.forecast.to_json()
         common = {
-            "id": forecast.id,
-            "model": forecast.model,
+            "id": forecast["id"],
+            "model": forecast["model"],
             "mode": self.mode,
-            "status": forecast.status,
+            "status": forecast["status"],
             "extrapolated": self.posterior.extrapolated,
             "outcome": self.outcome_json(),
+            "imputed": forecast["imputed"],
         }
         if self.trough is not None:
             return {
                 **common,
                 **self.request.dose_range_json(),
                 "trough": self.trough.to_json(),
-                "diagnostics": forecast.to_json()["diagnostics"],
+                "diagnostics": forecast["diagnostics"],
                 "notes": [*self.trough.notes, *_outcome_note(self.posterior)],
             }
         assert self.recommendation is not None
         return {
             **self.recommendation.to_json(),
             **common,
-            "diagnostics": forecast.to_json()["diagnostics"],
+            "diagnostics": forecast["diagnostics"],
         }
 
 

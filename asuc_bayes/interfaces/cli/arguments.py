@@ -145,6 +145,43 @@ def spec_and_settings(args: argparse.Namespace) -> tuple[ModelSpec, SamplerSetti
     return spec, settings
 
 
+def imputation(entries: list[str] | None) -> str | dict[str, float | str] | None:
+    """The ``impute`` argument of the library API from ``--impute`` entries: None (none given),
+    ``"reference"`` (every missing covariate at the model's reference value) or
+    ``{NAME: value or "reference"}`` (values in the model's unit).
+
+    >>> imputation(["reference"]), imputation(["ALB=4", "ADA=reference"])
+    ('reference', {'ALB': 4.0, 'ADA': 'reference'})
+    """
+    if not entries:
+        return None
+    if entries == ["reference"]:
+        return "reference"
+    chosen: dict[str, float | str] = {}
+    for entry in entries:
+        name, sep, value = entry.partition("=")
+        name, value = name.strip().upper(), value.strip()
+        if entry == "reference" or not sep or not name or not value:
+            raise ValueError(
+                f"--impute {entry}: give 'reference' alone, or NAME=VALUE / NAME=reference "
+                "entries (e.g. --impute ALB=4 --impute ADA=0)"
+            )
+        if value.lower() == "reference":
+            chosen[name] = "reference"
+            continue
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if not math.isfinite(number):
+            raise ValueError(
+                f"--impute {entry}: {value!r} is not a finite number (fix: NAME=VALUE in the "
+                "model's unit, e.g. ALB=4 for g/dL, or NAME=reference)"
+            )
+        chosen[name] = number
+    return chosen
+
+
 def library_sampler_options(args: argparse.Namespace, adaptive: bool = False) -> SamplerOptions:
     """The sampling options of a library-model run (``adaptive``: no ``--draws`` means an
     adaptive run; otherwise 1000 draws per chain)."""

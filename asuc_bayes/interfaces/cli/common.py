@@ -36,7 +36,10 @@ EXIT_OK, EXIT_UNCONVERGED, EXIT_INPUT = 0, 1, 2
 INPUT_ERRORS = (InputError, ModelSpecError, ValueError, OSError)
 
 #: What a missing covariate's error adds: where the covariate comes from.
-MISSING_COVARIATE_HINT = "(a NONMEM dataset gives it as a column, e.g. ALB or ADA)"
+MISSING_COVARIATE_HINT = (
+    "(a NONMEM dataset gives it as a column, e.g. ALB or ADA; or ask for an imputation with "
+    "--impute, see --help)"
+)
 
 
 def error(message: str) -> int:
@@ -51,6 +54,24 @@ def input_error(exc: Exception) -> int:
     if isinstance(exc, MissingCovariateError):
         return error(f"{exc} {MISSING_COVARIATE_HINT}")
     return error(str(exc))
+
+
+def note_library_only_options(args: argparse.Namespace) -> None:
+    """A note on stderr for each option given that only library models use (``--covariates``,
+    ``--impute``): the ASUC model takes each patient's baseline WT and CRP."""
+    given = {
+        "--covariates": getattr(args, "covariates", None),
+        "--impute": getattr(args, "impute", None),
+    }
+    for option, value in given.items():
+        if value:
+            shown = " ".join(value) if isinstance(value, list) else value
+            print(
+                f"asuc-bayes: note: {option} {shown} has no effect here: the ASUC model takes each "
+                "patient's baseline WT and CRP (it applies to library models that declare other "
+                "covariates, --model NAME)",
+                file=sys.stderr,
+            )
 
 
 def exit_for_unconverged(unconverged: list[str], args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ import sys
 from asuc_bayes.data.dataset import InputError
 from asuc_bayes.interfaces.cli.arguments import (
     decision_request,
+    imputation,
     library_plan_inputs,
     plan_options,
     refused_dosing_option,
@@ -16,11 +17,13 @@ from asuc_bayes.interfaces.cli.arguments import (
 from asuc_bayes.interfaces.cli.common import (
     EXIT_OK,
     INPUT_ERRORS,
+    MISSING_COVARIATE_HINT,
     declaration_json,
     default_inputs,
     error,
     exit_after_errors,
     library_patients,
+    note_library_only_options,
     spec_json,
     write_reports,
 )
@@ -36,6 +39,7 @@ def run_optimize(args: argparse.Namespace) -> int:
         return run_model_average(args)
     if is_library_declaration(args.model):
         return optimize_library(args)
+    note_library_only_options(args)
     from asuc_bayes.decisions.dosing import DosingError, check_request, plan_dosing
     from asuc_bayes.inference.forecast import forecast_patients, patient_seed
     from asuc_bayes.interfaces.report import format_dosing
@@ -106,6 +110,7 @@ def optimize_library(args: argparse.Namespace) -> int:
     try:
         declaration, patients, units = library_patients(args, args.model)
         options, request, plan = library_plan_inputs(args)
+        impute = imputation(args.impute)
     except INPUT_ERRORS as exc:
         return error(str(exc))
     plans, errors = [], []
@@ -115,12 +120,13 @@ def optimize_library(args: argparse.Namespace) -> int:
                 declaration,
                 patient,
                 baseline_covariates(patient, declaration, units),
+                impute=impute,
                 random_seed=patient_seed(args.seed, patient.id),
                 options=options,
             )
             plans.append(plan_library_dosing(posterior, request, plan))
         except MissingCovariateError as exc:
-            errors.append({"id": patient.id, "error": f"{exc} (a dataset column, e.g. ALB)"})
+            errors.append({"id": patient.id, "error": f"{exc} {MISSING_COVARIATE_HINT}"})
         except (InputError, DosingError) as exc:
             errors.append({"id": patient.id, "error": str(exc)})
     if args.format == "json":

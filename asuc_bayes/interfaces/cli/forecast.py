@@ -12,6 +12,7 @@ from asuc_bayes.data.dataset import InputError
 from asuc_bayes.inference.engine import Engine, EngineError
 from asuc_bayes.interfaces.cli.arguments import (
     NOT_FOR_LIBRARY_MODELS,
+    imputation,
     library_sampler_options,
     refused_option,
     spec_and_settings,
@@ -30,6 +31,7 @@ from asuc_bayes.interfaces.cli.common import (
     input_error,
     library_patients,
     load_patients,
+    note_library_only_options,
     read_dataset,
     spec_json,
     unconverged_exit,
@@ -46,13 +48,7 @@ def run_forecast(args: argparse.Namespace) -> int:
         return run_model_average(args)
     if is_library_declaration(args.model):
         return forecast_library(args)
-    if args.covariates is not None:
-        print(
-            f"asuc-bayes: note: --covariates {args.covariates} has no effect here: the ASUC "
-            "model takes each patient's baseline WT and CRP (time-varying covariates apply to "
-            "library models that declare them, --model NAME)",
-            file=sys.stderr,
-        )
+    note_library_only_options(args)
     if str(args.model).endswith(".nc"):
         return forecast_population(args)
     if args.workers != 1 or args.scheduler or args.checkpoint:
@@ -126,11 +122,13 @@ def forecast_library(args: argparse.Namespace) -> int:
         # SS and resets: evaluated by the library path
         declaration, patients, units = library_patients(args, args.model, allow_unsupported=True)
         options = library_sampler_options(args, adaptive=True)
+        impute = imputation(args.impute)
         results = [
             forecast_library_patient(
                 declaration,
                 patient,
                 baseline_covariates(patient, declaration, units),
+                impute=impute,
                 attach_outcome=declaration.outcome is None,
                 random_seed=patient_seed(args.seed, patient.id),
                 options=options,
@@ -259,6 +257,7 @@ def run_compare_patient(args: argparse.Namespace) -> int:
     """``compare-patient``: MAP (the published tool) against the full posterior."""
     if is_library_declaration(args.model):
         return compare_patient_library(args)
+    note_library_only_options(args)
     try:
         spec, settings, patients = default_inputs(args)
     except INPUT_ERRORS as exc:
@@ -293,6 +292,7 @@ def compare_patient_library(args: argparse.Namespace) -> int:
             units,
             args.seed,
             options=library_sampler_options(args),
+            impute=imputation(args.impute),
         )
     except INPUT_ERRORS as exc:  # a missing covariate: where it comes from
         return input_error(exc)

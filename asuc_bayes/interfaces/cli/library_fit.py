@@ -11,7 +11,11 @@ from __future__ import annotations
 import argparse
 
 from asuc_bayes.inference.fit_identity import FitIdentity
-from asuc_bayes.interfaces.cli.arguments import NOT_FOR_LIBRARY_MODELS, refused_option
+from asuc_bayes.interfaces.cli.arguments import (
+    NOT_FOR_LIBRARY_MODELS,
+    imputation,
+    refused_option,
+)
 from asuc_bayes.interfaces.cli.common import (
     INPUT_ERRORS,
     declaration_json,
@@ -70,6 +74,7 @@ def forecast_library_fit(args: argparse.Namespace, fit: FitIdentity, tree) -> in
             collect_errors=False,
             allow_unsupported=True,
         )
+        impute = imputation(args.impute)
         sample = PopulationSample.from_fit(
             tree, declaration, n=args.population_draws, random_seed=args.seed
         )
@@ -78,6 +83,7 @@ def forecast_library_fit(args: argparse.Namespace, fit: FitIdentity, tree) -> in
                 patient,
                 sample,
                 baseline_covariates(patient, declaration, units),
+                impute=impute,
                 attach_outcome=declaration.outcome is None,
                 schedule=covariate_schedule(
                     patient, declaration, units, args.covariates or "nonmem"

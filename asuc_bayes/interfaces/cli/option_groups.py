@@ -59,6 +59,20 @@ def add_covariates_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_impute_option(parser: argparse.ArgumentParser) -> None:
+    """``--impute reference|NAME=VALUE`` (repeatable): explicit imputation of the covariates a
+    library model needs and a patient lacks (see :func:`.arguments.imputation`)."""
+    parser.add_argument(
+        "--impute",
+        action="append",
+        default=None,
+        metavar="reference|NAME=VALUE",
+        help="library models: impute a covariate the model needs and the patient lacks, "
+        "reported in the output: 'reference' (each at the model's reference value), or NAME=VALUE "
+        "in the model's unit, or NAME=reference (repeatable); default: an error naming it",
+    )
+
+
 def add_sampling_options(parser: argparse.ArgumentParser, population: bool = False) -> None:
     """Draws, tuning, chains, seed, target acceptance, sampler and the model options; a
     ``population`` fit has no independence sampler (its posterior has hundreds of dimensions)."""

@@ -28,6 +28,7 @@ from asuc_bayes.interfaces.cli.option_groups import (
     add_dosing_options,
     add_engine_options,
     add_fit_unconverged_option,
+    add_impute_option,
     add_model_average_option,
     add_model_options,
     add_quiet_option,
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_data_options(forecast)
     add_covariates_option(forecast)
+    add_impute_option(forecast)
     forecast.add_argument(
         "--format", choices=("table", "json", "csv"), default="table", help=FORMAT_HELP
     )
@@ -111,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
         COMPARE_PATIENT_EXAMPLES,
     )
     add_data_options(compare_patient)
+    add_impute_option(compare_patient)
     compare_patient.add_argument("--format", choices=("table", "json"), default="table")
     add_sampling_options(compare_patient)
     add_quiet_option(compare_patient)
@@ -123,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
         OPTIMIZE_EXAMPLES,
     )
     add_data_options(optimize)
+    add_impute_option(optimize)
     optimize.add_argument(
         "--format", choices=("table", "json", "csv"), default="table", help=FORMAT_HELP
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from asuc_bayes.interfaces.report.tables import imputation_lines
 from asuc_bayes.spec.config import ModelSpec
 
 if TYPE_CHECKING:  # annotations only
@@ -202,6 +203,7 @@ def format_library_dosing(declaration: ModelDeclaration, plans) -> str:
     for plan in plans:
         entry = plan.to_json()
         lines += ["", f"patient {entry['id']}: {entry['status'].upper()}"]
+        lines += imputation_lines(entry["imputed"])
         if plan.trough is not None:
             lines += _trough_lines(plan.trough, plan.request)
         else:

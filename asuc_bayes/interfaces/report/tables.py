@@ -58,6 +58,13 @@ def _cell(stats: dict | None, fmt: str) -> str:
     return f"{mid} [{low}, {high}]"
 
 
+def imputation_lines(imputed: list[dict]) -> list[str]:
+    """One line per imputed covariate of a library-model entry (its ``imputed`` JSON)."""
+    return [
+        f"  imputed {i['covariate']} = {i['value']:g} {i['unit']} ({i['reason']})" for i in imputed
+    ]
+
+
 def format_library_table(declaration, results) -> str:
     """One block per patient forecast under a library model (:class:`LibraryForecast`):
     posterior median and 95 % CrI of every individual parameter, AUC, ln(AUC/CL) and risk."""
@@ -88,11 +95,7 @@ def format_library_table(declaration, results) -> str:
                 f"  P(high risk: ln(AUC/CL) < {outcome['high_risk_threshold']}) = "
                 f"{entry['p_high_risk']:.2f}   risk class: {entry['risk_class'].upper()}{note}"
             )
-        for imputed in entry["imputed"]:
-            lines.append(
-                f"  imputed {imputed['covariate']} = {imputed['value']:g} {imputed['unit']} "
-                f"({imputed['reason']})"
-            )
+        lines += imputation_lines(entry["imputed"])
         precision = _precision_line(d)
         if precision:
             lines.append(precision)
