@@ -91,7 +91,11 @@ def test_explicit_imputation_is_applied_and_reported(tmp_path, dataset, capsys):
         assert main([*base[:1], str(path), *base[1:], *bad]) == EXIT_INPUT
         err = capsys.readouterr().err
         assert "--impute" in err and "Traceback" not in err
-    # optimize takes it too; the ASUC model says it has no effect
+    # compare-patient and optimize take it too; the ASUC model says it has no effect
+    code = main(["compare-patient", str(path), "--model", "wojciechowski2017", "--impute",
+                 "ALB=3.5", "--impute", "ADA=0", "--format", "json", "--seed", "4"])  # fmt: skip
+    compared = json.loads(capsys.readouterr().out)["patients"][0]
+    assert code == EXIT_OK and [i["covariate"] for i in compared["imputed"]] == ["ALB", "ADA"]
     code = main(["optimize", str(path), "--model", "wojciechowski2017", "--impute", "reference",
                  "--format", "json", "--seed", "4"])  # fmt: skip
     assert code == EXIT_OK and "ALB" in capsys.readouterr().out

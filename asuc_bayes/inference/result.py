@@ -189,6 +189,13 @@ class LibraryForecast:
             return None
         return float(np.mean(self.draws.ln_auc_cl < self.high_risk_threshold))
 
+    def imputed_json(self) -> list[dict[str, Any]]:
+        """The covariates imputed on request: ``[{covariate, value, unit, reason}]``."""
+        return [
+            {"covariate": i.covariate, "value": i.value, "unit": i.unit, "reason": i.reason}
+            for i in self.imputed
+        ]
+
     def to_json(self) -> dict[str, Any]:
         """The JSON-ready entry of this patient (only finite numbers, None for missing)."""
         shape = self.eta.shape[:2]
@@ -222,10 +229,7 @@ class LibraryForecast:
                 }
                 for o in self.observations
             ],
-            "imputed": [
-                {"covariate": i.covariate, "value": i.value, "unit": i.unit, "reason": i.reason}
-                for i in self.imputed
-            ],
+            "imputed": self.imputed_json(),
             "outcome": None
             if self.high_risk_threshold is None
             else {

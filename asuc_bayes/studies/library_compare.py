@@ -177,6 +177,7 @@ class LibraryComparison:
             else ("high" if map_ln < self.threshold else "low"),
             "posterior_class": None if p is None else risk_class(p),
             "flags": self.flags(),
+            "imputed": f.imputed_json(),
             "map": {"eta": [finite_or_none(x) for x in f.map.eta], "eta_names": list(f.eta_names)},
             "outcome": None
             if self.threshold is None
@@ -251,6 +252,10 @@ def format_library_comparison(declaration: ModelDeclaration, comparisons) -> str
     for c in comparisons:
         e = c.to_json()
         lines += ["", f"patient {e['id']}: {e['status'].upper()}  (posterior by {e['method']})"]
+        lines += [
+            f"  imputed {i['covariate']} = {i['value']:g} {i['unit']} ({i['reason']})"
+            for i in e["imputed"]
+        ]
         risk = e["risk_90d"]
         if risk is not None:
             lines.append(
