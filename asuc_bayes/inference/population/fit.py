@@ -17,6 +17,7 @@ from asuc_bayes.inference.fit_tree import (
     diagnostics_of,
     read_fit,
 )
+from asuc_bayes.inference.forecast.summary import summary_statistics
 from asuc_bayes.inference.population.data import (
     METHODS,
     CohortData,
@@ -275,18 +276,6 @@ def cohort_of_fit(tree: xr.DataTree) -> CohortData:
     )
 
 
-def _statistics(values) -> dict[str, float]:
-    flat = np.asarray(values, dtype=float).ravel()
-    q = np.quantile(flat, [0.025, 0.5, 0.975])
-    return {
-        "mean": float(flat.mean()),
-        "sd": float(flat.std(ddof=1)),
-        "q2.5": float(q[0]),
-        "q50": float(q[1]),
-        "q97.5": float(q[2]),
-    }
-
-
 def fit_summary(tree: xr.DataTree) -> dict[str, Any]:
     """``{"n_subjects", "n_concentrations", "n_events", "parameters", "diagnostics", ...}``."""
     posterior = tree["posterior"]
@@ -297,7 +286,7 @@ def fit_summary(tree: xr.DataTree) -> dict[str, Any]:
         "n_concentrations": int(tree["constant_data"].sizes.get("obs", 0)),
         "n_events": int(tree["observed_data"]["colectomy"].sum()),
         "parameters": {
-            key: _statistics(posterior[name].values) for key, name in JSON_PARAMETERS.items()
+            key: summary_statistics(posterior[name].values) for key, name in JSON_PARAMETERS.items()
         },
         "diagnostics": {
             "rhat_max": finite_or_none(diagnostics["rhat_max"]),
