@@ -6,13 +6,12 @@ the tests share one implementation of each equation (model card, sections 1-2).
 
 The per-mode maths of linear PK is written here once, for one exponential mode e^(−λt):
 the phases of an infusion (:func:`infusion_phases`, :func:`window_until`,
-:func:`window_phases`), the response to a unit-gain zero-order infusion and its integral
-over a window (:func:`unit_infusion_response`, :func:`unit_infusion_auc`), the train of a
-steady-state dose (:func:`steady_state_factor`, :func:`unit_train_response`,
-:func:`unit_train_auc`) and φ(λ) = ∫₀^Δ e^(−λs) ds (:func:`phi`). The one-compartment
-kernels here use them with one mode (λ = k = CL/V, gain R/CL), :mod:`asuc_bayes.pk.linear`
-with the modes of any linear structure (gain R w/λ), :mod:`asuc_bayes.pk.closed_form` for
-its segment propagators and steady-state troughs.
+:func:`window_phases`), its response to a zero-order infusion and that response's integral
+over a window (:func:`mode_infusion_response`, :func:`mode_infusion_auc`) and the train of
+a steady-state dose (:func:`steady_state_factor`, :func:`mode_train_response`,
+:func:`mode_train_auc`). The one-compartment kernels here use them with one mode (λ = k =
+CL/V, gain R/CL), :mod:`asuc_bayes.pk.linear` with the modes of any linear structure (gain
+R w/λ) and :mod:`asuc_bayes.pk.closed_form` for its steady-state troughs (F/λ).
 
 Shapes: times ``(..., n_time)``, doses ``(n_dose,)``, individual parameters broadcastable
 to the leading ``...`` shape (e.g. one value per posterior draw).
@@ -68,12 +67,11 @@ __all__ = [
     "infusion_concentration",
     "infusion_phases",
     "ln_auc_cl",
-    "phi",
+    "mode_infusion_auc",
+    "mode_infusion_response",
+    "mode_train_auc",
+    "mode_train_response",
     "steady_state_factor",
-    "unit_infusion_auc",
-    "unit_infusion_response",
-    "unit_train_auc",
-    "unit_train_response",
     "weibull_baseline_cumulative_hazard",
     "weibull_cumulative_hazard",
     "weibull_hazard",
@@ -90,17 +88,6 @@ def _as_array(x: Any, xp: Any) -> Any:
     if xp is np:
         return np.asarray(x, dtype=float)
     return xp.as_tensor_variable(x)
-
-
-def phi(rate, delta_day, xp: Any = np):
-    """φ(λ) = (1 − e^(−λΔ)) / λ = ∫₀^Δ e^(−λs) ds, without cancellation.
-
-    Examples
-    --------
-    >>> bool(np.isclose(phi(np.float64(1e-12), 3.0), 3.0))
-    True
-    """
-    return -xp.expm1(-rate * delta_day) / rate
 
 
 def infusion_phases(since_start_day, duration_day, xp: Any = np):
@@ -121,32 +108,38 @@ def dose_phase_times(time_day, dose_time_day, dose_duration_day, xp: Any = np):
     return infusion_phases(tau, dose_duration_day[..., None, :], xp)
 
 
-def unit_infusion_response(during_day, after_day, rate_per_day, xp: Any = np):
-    """(1 − e^(−λ·during)) · e^(−λ·after): one mode's response to a zero-order infusion per
-    unit of its gain (R w/λ for a mode of weight w; R/CL for one compartment), elementwise.
+def mode_infusion_response(during_day, after_day, rate_per_day, xp: Any = np, *, gain=None):
+    """g · (1 − e^(−λ·during)) · e^(−λ·after): one exponential mode's response to a
+    zero-order infusion, elementwise.
 
     ``during``/``after`` are the times spent inside the infusion and elapsed after its end
-    (:func:`infusion_phases`); both 0 (a dose not yet started) give 0.
+    (:func:`infusion_phases`); both 0 (a dose not yet started) give 0. The gain g is R w/λ
+    for a mode of weight w and R/CL for one compartment; without ``gain`` the response is
+    per unit gain. The gain multiplies first, as the kernels have always rounded.
 
     Examples
     --------
-    >>> # long after the start of a long infusion: the plateau
-    >>> float(unit_infusion_response(1e3, 0.0, 0.1))
-    1.0
+    >>> # long after the start of a long infusion: the plateau, g
+    >>> float(mode_infusion_response(1e3, 0.0, 0.1, gain=2.0))
+    2.0
     """
-    minus_rate = -rate_per_day  # negated once, on the (small) array of rates
-    return -xp.expm1(minus_rate * during_day) * xp.exp(minus_rate * after_day)
+    minus_rate = -rate_per_day
+    rise = -xp.expm1(minus_rate * during_day)
+    if gain is not None:
+        rise = gain * rise
+    return rise * xp.exp(minus_rate * after_day)
 
 
 def infusion_concentration(during_day, after_day, rate_mg_day, clearance, k_per_day, xp: Any = np):
     """Concentration (mg/L) left by one zero-order infusion, elementwise.
 
-    R/CL · (1 − e^(−k·during)) · e^(−k·after) (:func:`unit_infusion_response`), with
+    R/CL · (1 − e^(−k·during)) · e^(−k·after) (:func:`mode_infusion_response`), with
     ``during``/``after`` the time spent inside the infusion and elapsed after its end
     (:func:`dose_phase_times`), R the infusion rate and k = CL/V. Both times 0 (a dose not
     yet started) give 0.
     """
-    return rate_mg_day / clearance * unit_infusion_response(during_day, after_day, k_per_day, xp)
+    gain = rate_mg_day / clearance
+    return mode_infusion_response(during_day, after_day, k_per_day, xp, gain=gain)
 
 
 def _uses(values, xp: Any, test) -> bool:
@@ -164,10 +157,10 @@ def steady_state_factor(k_per_day, duration_day, interval_day, xp: Any = np):
     """F = (1 − e^(−kT)) e^(−k(II − T)) / (1 − e^(−k II)), and 0 where II = 0 (elementwise).
 
     R/CL · F · e^(−kτ) is the concentration left at τ ≥ 0 after the start of a steady-state
-    dose by the infusions of its train before it (module docstring); for a mode of rate λ,
-    F(λ)/λ is the train's trough per unit rate. Written with non-positive exponents only and
-    with safe values in the masked entries, so that neither the value nor a gradient is ever
-    NaN.
+    dose by the infusions of its train before it (module docstring); for any mode of rate λ,
+    F/λ is the trough of the train per unit infusion rate. Written with non-positive
+    exponents only and with safe values in the masked entries, so that neither the value
+    nor a gradient is ever NaN.
 
     Examples
     --------
@@ -189,12 +182,17 @@ def steady_state_factor(k_per_day, duration_day, interval_day, xp: Any = np):
     return xp.where(has_train, factor, 0.0)
 
 
-def unit_train_response(since_start_day, rate_per_day, duration_day, interval_day, xp: Any = np):
-    """F · e^(−λτ) for τ ≥ 0 and 0 before: the response, per unit gain, to the earlier
-    infusions of a steady-state dose's train (:func:`steady_state_factor`), elementwise."""
+def mode_train_response(
+    since_start_day, rate_per_day, duration_day, interval_day, xp: Any = np, *, gain=None
+):
+    """g · F · e^(−λτ) for τ ≥ 0 and 0 before: one mode's response to the earlier
+    infusions of a steady-state dose's train (:func:`steady_state_factor`; the gain g as in
+    :func:`mode_infusion_response`), elementwise."""
     factor = steady_state_factor(rate_per_day, duration_day, interval_day, xp)
-    decay = xp.exp(-rate_per_day * xp.maximum(since_start_day, 0.0))
-    return xp.where(since_start_day >= 0.0, factor * decay, 0.0)
+    if gain is not None:
+        factor = gain * factor
+    train = factor * xp.exp(-rate_per_day * xp.maximum(since_start_day, 0.0))
+    return xp.where(since_start_day >= 0.0, train, 0.0)
 
 
 def window_until(start_day, end_day, dose_end_day, xp: Any = np):
@@ -226,28 +224,36 @@ def window_phases(start_since_dose_day, end_since_dose_day, duration_day, xp: An
     )
 
 
-def unit_infusion_auc(a0, a1, b0, b1, duration_day, rate_per_day, xp: Any = np):
-    """∫ of :func:`unit_infusion_response` over a window given by its phases
-    (:func:`window_phases`), elementwise: (a1 − a0) − e^(−λ a0) φ(λ, a1 − a0)
-    + (1 − e^(−λT)) e^(−λ b0) φ(λ, b1 − b0) (:func:`phi`). Every term is non-negative.
+def mode_infusion_auc(a0, a1, b0, b1, duration_day, rate_per_day, xp: Any = np):
+    """∫ of :func:`mode_infusion_response` per unit gain over a window given by its phases
+    (:func:`window_phases`), elementwise: (a1 − a0) − e^(−λ a0)(1 − e^(−λ(a1 − a0)))/λ
+    + (1 − e^(−λT)) e^(−λ b0)(1 − e^(−λ(b1 − b0)))/λ. Every term is non-negative.
 
     Examples
     --------
     >>> # all of a very short infusion's decay: (1 − e^(−λT))/λ ≈ T
-    >>> round(float(unit_infusion_auc(0.0, 1e-9, 0.0, 1e4, 1e-9, 0.5) / 1e-9), 6)
+    >>> round(float(mode_infusion_auc(0.0, 1e-9, 0.0, 1e4, 1e-9, 0.5) / 1e-9), 6)
     1.0
     """
     minus_rate = -rate_per_day
-    inside = (a1 - a0) - xp.exp(minus_rate * a0) * phi(rate_per_day, a1 - a0, xp)
-    decay = -xp.expm1(minus_rate * duration_day) * xp.exp(minus_rate * b0)
-    return inside + decay * phi(rate_per_day, b1 - b0, xp)
+    inside = (a1 - a0) - xp.exp(minus_rate * a0) * -xp.expm1(minus_rate * (a1 - a0)) / rate_per_day
+    decay = (
+        -xp.expm1(minus_rate * duration_day)
+        * xp.exp(minus_rate * b0)
+        * -xp.expm1(minus_rate * (b1 - b0))
+        / rate_per_day
+    )
+    return inside + decay
 
 
-def unit_train_auc(s0, s1, rate_per_day, duration_day, interval_day, xp: Any = np):
-    """∫ of :func:`unit_train_response` over the part [s0, s1] of a window since a
-    steady-state dose's start: F · e^(−λ s0) · φ(λ, s1 − s0), elementwise."""
+def mode_train_auc(s0, s1, rate_per_day, duration_day, interval_day, xp: Any = np, *, gain=None):
+    """∫ of :func:`mode_train_response` over the part [s0, s1] of a window since a
+    steady-state dose's start: g · F · e^(−λ s0)(1 − e^(−λ(s1 − s0)))/λ, elementwise."""
     factor = steady_state_factor(rate_per_day, duration_day, interval_day, xp)
-    return factor * xp.exp(-rate_per_day * s0) * phi(rate_per_day, s1 - s0, xp)
+    if gain is not None:
+        factor = gain * factor
+    minus_rate = -rate_per_day
+    return factor * xp.exp(minus_rate * s0) * -xp.expm1(minus_rate * (s1 - s0)) / rate_per_day
 
 
 def concentration(
@@ -266,9 +272,9 @@ def concentration(
 
     For one infusion of amount D over T days starting at t_d, with k = CL/V and τ = t − t_d,
     C = D/(T·CL) · (1 − e^(−k·min(τ, T))) · e^(−k·max(τ − T, 0)) for τ > 0 and 0 otherwise;
-    doses add by superposition (R/CL times :func:`unit_infusion_response` per dose). Doses of
+    doses add by superposition (R/CL times :func:`mode_infusion_response` per dose). Doses of
     amount 0 contribute nothing (padding). A steady-state dose (``dose_ss_interval_day``
-    II > 0) adds its train R/CL · F · e^(−kτ) for τ ≥ 0 (:func:`unit_train_response`,
+    II > 0) adds its train R/CL · F · e^(−kτ) for τ ≥ 0 (:func:`mode_train_response`,
     :func:`steady_state_factor`); a dose contributes
     nothing at or after ``dose_end_day`` (a reset). Both are optional (module docstring).
 
@@ -290,16 +296,17 @@ def concentration(
     k = cl / volume[..., None, None]
     since_start = time_day[..., :, None] - dose_time_day[..., None, :]
     duration = dose_duration_day[..., None, :]
+    rate = dose_amount_mg[..., None, :] / duration
     during, after = infusion_phases(since_start, duration, xp)
-    unit = unit_infusion_response(during, after, k, xp)
+    per_dose = infusion_concentration(during, after, rate, cl, k, xp)
     if _uses(dose_ss_interval_day, xp, lambda ii: ii > 0):
         interval = _as_array(dose_ss_interval_day, xp)[..., None, :]
-        unit = unit + unit_train_response(since_start, k, duration, interval, xp)
+        train = mode_train_response(since_start, k, duration, interval, xp, gain=rate / cl)
+        per_dose = per_dose + train
     if _uses(dose_end_day, xp, lambda end: end < NO_END_DAY):
         alive = time_day[..., :, None] < _as_array(dose_end_day, xp)[..., None, :]
-        unit = xp.where(alive, unit, 0.0)
-    rate = dose_amount_mg[..., None, :] / duration
-    return (rate / cl * unit).sum(axis=-1)
+        per_dose = xp.where(alive, per_dose, 0.0)
+    return per_dose.sum(axis=-1)
 
 
 def auc_interval(
@@ -318,13 +325,13 @@ def auc_interval(
     """AUC (mg·day/L) of :func:`concentration` between ``start_day`` and ``end_day``.
 
     Each infusion (rate R = D/T, k = CL/V) is integrated piecewise over the window
-    (:func:`window_phases`; R/CL times :func:`unit_infusion_auc`). Every term is
+    (:func:`window_phases`; R/CL times :func:`mode_infusion_auc`). Every term is
     non-negative, so a fast clearance gives a small positive AUC rather than the
     cancellation error of a difference of cumulative AUCs. Returns the leading shape of
     ``clearance``. With ``dose_end_day`` each dose's window is cut at its end
     (:func:`window_until`); a steady-state dose (``dose_ss_interval_day``) adds the integral
     of its train, R/CL · F · e^(−k s0) (1 − e^(−k (s1 − s0)))/k with [s0, s1] the window's
-    part since the dose's start (:func:`unit_train_auc`).
+    part since the dose's start (:func:`mode_train_auc`).
 
     Examples
     --------
@@ -346,12 +353,13 @@ def auc_interval(
     a0, a1, b0, b1, s0, s1 = window_phases(
         start_day - dose_time_day, end_day - dose_time_day, dose_duration_day, xp
     )
-    unit = unit_infusion_auc(a0, a1, b0, b1, dose_duration_day, k, xp)
+    rate = dose_amount_mg / dose_duration_day
+    per_dose = infusion_auc(a0, a1, b0, b1, dose_duration_day, rate, cl, k, xp)
     if _uses(dose_ss_interval_day, xp, lambda ii: ii > 0):
         interval = _as_array(dose_ss_interval_day, xp)
-        unit = unit + unit_train_auc(s0, s1, k, dose_duration_day, interval, xp)
-    rate = dose_amount_mg / dose_duration_day
-    return (rate / cl * unit).sum(axis=-1)
+        train = mode_train_auc(s0, s1, k, dose_duration_day, interval, xp, gain=rate / cl)
+        per_dose = per_dose + train
+    return per_dose.sum(axis=-1)
 
 
 def auc_window_phases(start_day, end_day, dose_time_day, dose_duration_day, xp: Any = np):
@@ -366,8 +374,8 @@ def auc_window_phases(start_day, end_day, dose_time_day, dose_duration_day, xp: 
 def infusion_auc(a0, a1, b0, b1, duration_day, rate_mg_day, clearance, k_per_day, xp: Any = np):
     """AUC (mg·day/L) of one infusion's :func:`infusion_concentration` over a window given by
     its phases (:func:`auc_window_phases`), elementwise: R/CL times
-    :func:`unit_infusion_auc`. Every term is non-negative."""
-    unit = unit_infusion_auc(a0, a1, b0, b1, duration_day, k_per_day, xp)
+    :func:`mode_infusion_auc`. Every term is non-negative."""
+    unit = mode_infusion_auc(a0, a1, b0, b1, duration_day, k_per_day, xp)
     return rate_mg_day / clearance * unit
 
 
