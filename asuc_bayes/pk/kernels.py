@@ -123,11 +123,11 @@ def mode_infusion_response(during_day, after_day, rate_per_day, xp: Any = np, *,
     >>> float(mode_infusion_response(1e3, 0.0, 0.1, gain=2.0))
     2.0
     """
-    minus_rate = -rate_per_day
-    rise = -xp.expm1(minus_rate * during_day)
-    if gain is not None:
-        rise = gain * rise
-    return rise * xp.exp(minus_rate * after_day)
+    minus_rate = -rate_per_day  # negated once, on the (small) array of rates
+    # one expression, so that NumPy reuses its full-size temporaries instead of copying
+    if gain is None:
+        return -xp.expm1(minus_rate * during_day) * xp.exp(minus_rate * after_day)
+    return gain * -xp.expm1(minus_rate * during_day) * xp.exp(minus_rate * after_day)
 
 
 def infusion_concentration(during_day, after_day, rate_mg_day, clearance, k_per_day, xp: Any = np):
@@ -301,8 +301,8 @@ def concentration(
     per_dose = infusion_concentration(during, after, rate, cl, k, xp)
     if _uses(dose_ss_interval_day, xp, lambda ii: ii > 0):
         interval = _as_array(dose_ss_interval_day, xp)[..., None, :]
-        train = mode_train_response(since_start, k, duration, interval, xp, gain=rate / cl)
-        per_dose = per_dose + train
+        gain = rate / cl
+        per_dose = per_dose + mode_train_response(since_start, k, duration, interval, xp, gain=gain)
     if _uses(dose_end_day, xp, lambda end: end < NO_END_DAY):
         alive = time_day[..., :, None] < _as_array(dose_end_day, xp)[..., None, :]
         per_dose = xp.where(alive, per_dose, 0.0)
@@ -357,8 +357,8 @@ def auc_interval(
     per_dose = infusion_auc(a0, a1, b0, b1, dose_duration_day, rate, cl, k, xp)
     if _uses(dose_ss_interval_day, xp, lambda ii: ii > 0):
         interval = _as_array(dose_ss_interval_day, xp)
-        train = mode_train_auc(s0, s1, k, dose_duration_day, interval, xp, gain=rate / cl)
-        per_dose = per_dose + train
+        gain = rate / cl
+        per_dose = per_dose + mode_train_auc(s0, s1, k, dose_duration_day, interval, xp, gain=gain)
     return per_dose.sum(axis=-1)
 
 
