@@ -1,5 +1,8 @@
 """PK structures as registered classes: pure, xp-generic maths (no I/O, no PyMC).
 
+* :mod:`asuc_bayes.pk.kernels` — the ASUC one-compartment kernels and covariate model, and
+  the per-mode maths of linear PK that every path uses (written once);
+* :mod:`asuc_bayes.pk.weibull` — the Weibull time-to-colectomy kernels;
 * :mod:`asuc_bayes.pk.doses` — :class:`DoseArrays`, the regimen as arrays (with NONMEM
   steady state and resets);
 * :mod:`asuc_bayes.pk.registry` — :data:`STRUCTURES`, :func:`register_structure`,

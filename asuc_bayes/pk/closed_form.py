@@ -24,6 +24,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from asuc_bayes.pk.kernels import steady_state_factor
+
 __all__ = [
     "SegmentPropagator",
     "one_compartment_propagator",
@@ -126,14 +128,10 @@ def phi_divided_difference(alpha, beta, delta_day, xp: Any = np):
     return xp.where(small, series, exact)
 
 
-def _trough_factor(rate, duration_day, interval_day, xp):
-    """e^(−λ(II − T)) φ_T(λ) / (1 − e^(−λ II)): the trough of an infinite train per unit
-    rate, for one mode."""
-    return (
-        xp.exp(-rate * (interval_day - duration_day))
-        * phi(rate, duration_day, xp)
-        / -xp.expm1(-rate * interval_day)
-    )
+def _train_trough(rate, duration_day, interval_day, xp):
+    """e^(−λ(II − T)) φ_T(λ) / (1 − e^(−λ II)) = F/λ: the trough of an infinite train per
+    unit rate, for one mode (F the :func:`~asuc_bayes.pk.kernels.steady_state_factor`)."""
+    return steady_state_factor(rate, duration_day, interval_day, xp) / rate
 
 
 def one_compartment_propagator(cl, v, delta_day, xp: Any = np) -> SegmentPropagator:
@@ -169,7 +167,7 @@ def one_compartment_trough(cl, v, rate, duration_day, interval_day, xp: Any = np
     True
     """
     k = cl / v
-    return (rate * _trough_factor(k, duration_day, interval_day, xp))[..., None]
+    return (rate * _train_trough(k, duration_day, interval_day, xp))[..., None]
 
 
 def two_compartment_macro(cl, v1, q, v2, xp: Any = np):
@@ -250,8 +248,8 @@ def two_compartment_trough(cl, v1, q, v2, rate, duration_day, interval_day, xp: 
     ((2,), True)
     """
     alpha, beta, f_alpha, f_beta, d, k12, _ = two_compartment_macro(cl, v1, q, v2, xp)
-    c_alpha = _trough_factor(alpha, duration_day, interval_day, xp)
-    c_beta = _trough_factor(beta, duration_day, interval_day, xp)
+    c_alpha = _train_trough(alpha, duration_day, interval_day, xp)
+    c_beta = _train_trough(beta, duration_day, interval_day, xp)
     central = rate * (f_alpha * c_alpha + f_beta * c_beta)
     peripheral = rate * k12 * (c_beta - c_alpha) / d
     return xp.stack([central, peripheral], axis=-1)

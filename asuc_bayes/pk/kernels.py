@@ -1,8 +1,18 @@
-"""Pure numeric kernels: PK concentration, closed-form AUC, covariate model, Weibull hazard.
+"""Pure numeric kernels: PK concentration, closed-form AUC, covariate model (and, re-exported
+from :mod:`asuc_bayes.pk.weibull`, the Weibull hazard and its exposure covariate).
 
 Every function takes an array namespace ``xp`` (``numpy`` by default, or
 ``pytensor.tensor``) so that the PyMC graph, the simulator, the exact-grid reference and
 the tests share one implementation of each equation (model card, sections 1-2).
+
+The per-mode maths of linear PK is written here once, for one exponential mode e^(−λt):
+the phases of an infusion (:func:`infusion_phases`, :func:`window_until`,
+:func:`window_phases`), its response to a zero-order infusion and that response's integral
+over a window (:func:`mode_infusion_response`, :func:`mode_infusion_auc`) and the train of
+a steady-state dose (:func:`steady_state_factor`, :func:`mode_train_response`,
+:func:`mode_train_auc`). The one-compartment kernels here use them with one mode (λ = k =
+CL/V, gain R/CL), :mod:`asuc_bayes.pk.linear` with the modes of any linear structure (gain
+R w/λ) and :mod:`asuc_bayes.pk.closed_form` for its steady-state troughs (F/λ).
 
 Shapes: times ``(..., n_time)``, doses ``(n_dose,)``, individual parameters broadcastable
 to the leading ``...`` shape (e.g. one value per posterior draw).
@@ -44,8 +54,20 @@ from typing import Any
 import numpy as np
 
 from asuc_bayes.data.types import NO_END_DAY
+from asuc_bayes.pk.weibull import (
+    AUC_FLOOR_MG_DAY_L,
+    ln_auc_cl,
+    weibull_baseline_cumulative_hazard,
+    weibull_cumulative_hazard,
+    weibull_hazard,
+    weibull_log_cumulative_hazard,
+    weibull_log_likelihood,
+    weibull_parameters,
+    weibull_risk,
+)
 
 __all__ = [
+    "AUC_FLOOR_MG_DAY_L",
     "NO_END_DAY",
     "auc_interval",
     "auc_window_phases",
@@ -56,7 +78,12 @@ __all__ = [
     "individual_volume",
     "infusion_auc",
     "infusion_concentration",
+    "infusion_phases",
     "ln_auc_cl",
+    "mode_infusion_auc",
+    "mode_infusion_response",
+    "mode_train_auc",
+    "mode_train_response",
     "steady_state_factor",
     "weibull_baseline_cumulative_hazard",
     "weibull_cumulative_hazard",
@@ -65,6 +92,8 @@ __all__ = [
     "weibull_log_likelihood",
     "weibull_parameters",
     "weibull_risk",
+    "window_phases",
+    "window_until",
 ]
 
 
@@ -74,31 +103,56 @@ def _as_array(x: Any, xp: Any) -> Any:
     return xp.as_tensor_variable(x)
 
 
+def infusion_phases(since_start_day, duration_day, xp: Any = np):
+    """(during, after): of the time τ since an infusion's start, the part inside the
+    infusion, τ clipped to [0, T], and the part after its end, (τ − T)⁺. Elementwise."""
+    during = xp.clip(since_start_day, 0.0, duration_day)
+    after = xp.maximum(since_start_day - duration_day, 0.0)
+    return during, after
+
+
 def dose_phase_times(time_day, dose_time_day, dose_duration_day, xp: Any = np):
     """Per (time, dose): time spent inside the infusion and time elapsed after its end.
 
-    ``time_day`` (..., n_time) against doses (..., n_dose) gives (..., n_time, n_dose).
+    ``time_day`` (..., n_time) against doses (..., n_dose) gives (..., n_time, n_dose)
+    (:func:`infusion_phases`).
     """
     tau = time_day[..., :, None] - dose_time_day[..., None, :]
-    duration = dose_duration_day[..., None, :]
-    during = xp.clip(tau, 0.0, duration)
-    after = xp.maximum(tau - duration, 0.0)
-    return during, after
+    return infusion_phases(tau, dose_duration_day[..., None, :], xp)
+
+
+def mode_infusion_response(during_day, after_day, rate_per_day, xp: Any = np, *, gain=None):
+    """g · (1 − e^(−λ·during)) · e^(−λ·after): one exponential mode's response to a
+    zero-order infusion, elementwise.
+
+    ``during``/``after`` are the times spent inside the infusion and elapsed after its end
+    (:func:`infusion_phases`); both 0 (a dose not yet started) give 0. The gain g is R w/λ
+    for a mode of weight w and R/CL for one compartment; without ``gain`` the response is
+    per unit gain. The gain multiplies first, as the kernels have always rounded.
+
+    Examples
+    --------
+    >>> # long after the start of a long infusion: the plateau, g
+    >>> float(mode_infusion_response(1e3, 0.0, 0.1, gain=2.0))
+    2.0
+    """
+    minus_rate = -rate_per_day  # negated once, on the (small) array of rates
+    # one expression, so that NumPy reuses its full-size temporaries instead of copying
+    if gain is None:
+        return -xp.expm1(minus_rate * during_day) * xp.exp(minus_rate * after_day)
+    return gain * -xp.expm1(minus_rate * during_day) * xp.exp(minus_rate * after_day)
 
 
 def infusion_concentration(during_day, after_day, rate_mg_day, clearance, k_per_day, xp: Any = np):
     """Concentration (mg/L) left by one zero-order infusion, elementwise.
 
-    R/CL · (1 − e^(−k·during)) · e^(−k·after), with ``during``/``after`` the time spent inside
-    the infusion and elapsed after its end (:func:`dose_phase_times`), R the infusion rate
-    and k = CL/V. Both times 0 (a dose not yet started) give 0.
+    R/CL · (1 − e^(−k·during)) · e^(−k·after) (:func:`mode_infusion_response`), with
+    ``during``/``after`` the time spent inside the infusion and elapsed after its end
+    (:func:`dose_phase_times`), R the infusion rate and k = CL/V. Both times 0 (a dose not
+    yet started) give 0.
     """
-    return (
-        rate_mg_day
-        / clearance
-        * (-xp.expm1(-k_per_day * during_day))
-        * xp.exp(-k_per_day * after_day)
-    )
+    gain = rate_mg_day / clearance
+    return mode_infusion_response(during_day, after_day, k_per_day, xp, gain=gain)
 
 
 def _uses(values, xp: Any, test) -> bool:
@@ -116,9 +170,10 @@ def steady_state_factor(k_per_day, duration_day, interval_day, xp: Any = np):
     """F = (1 − e^(−kT)) e^(−k(II − T)) / (1 − e^(−k II)), and 0 where II = 0 (elementwise).
 
     R/CL · F · e^(−kτ) is the concentration left at τ ≥ 0 after the start of a steady-state
-    dose by the infusions of its train before it (module docstring). Written with
-    non-positive exponents only and with safe values in the masked entries, so that neither
-    the value nor a gradient is ever NaN.
+    dose by the infusions of its train before it (module docstring); for any mode of rate λ,
+    F/λ is the trough of the train per unit infusion rate. Written with non-positive
+    exponents only and with safe values in the masked entries, so that neither the value
+    nor a gradient is ever NaN.
 
     Examples
     --------
@@ -140,6 +195,80 @@ def steady_state_factor(k_per_day, duration_day, interval_day, xp: Any = np):
     return xp.where(has_train, factor, 0.0)
 
 
+def mode_train_response(
+    since_start_day, rate_per_day, duration_day, interval_day, xp: Any = np, *, gain=None
+):
+    """g · F · e^(−λτ) for τ ≥ 0 and 0 before: one mode's response to the earlier
+    infusions of a steady-state dose's train (:func:`steady_state_factor`; the gain g as in
+    :func:`mode_infusion_response`), elementwise."""
+    factor = steady_state_factor(rate_per_day, duration_day, interval_day, xp)
+    if gain is not None:
+        factor = gain * factor
+    train = factor * xp.exp(-rate_per_day * xp.maximum(since_start_day, 0.0))
+    return xp.where(since_start_day >= 0.0, train, 0.0)
+
+
+def window_until(start_day, end_day, dose_end_day, xp: Any = np):
+    """A window [start, end] cut at a dose's end (a reset), as (min(start, end'), end') with
+    end' = min(end, dose_end): the dose contributes nothing after its end."""
+    end_day = xp.minimum(end_day, dose_end_day)
+    return xp.minimum(start_day, end_day), end_day
+
+
+def window_phases(start_since_dose_day, end_since_dose_day, duration_day, xp: Any = np):
+    """A window in a dose's own times, elementwise: (a0, a1, b0, b1, s0, s1), with [s0, s1]
+    its part since the dose's start, [a0, a1] its part inside the infusion (clipped to
+    [0, T]) and [b0, b1] its part after the infusion's end (time since the end, from 0).
+
+    Examples
+    --------
+    >>> [float(x) for x in window_phases(-1.0, 3.0, 2.0)]
+    [0.0, 2.0, 0.0, 1.0, 0.0, 3.0]
+    """
+    s0 = xp.maximum(start_since_dose_day, 0.0)
+    s1 = xp.maximum(end_since_dose_day, 0.0)
+    return (
+        xp.minimum(s0, duration_day),
+        xp.minimum(s1, duration_day),
+        xp.maximum(s0 - duration_day, 0.0),
+        xp.maximum(s1 - duration_day, 0.0),
+        s0,
+        s1,
+    )
+
+
+def mode_infusion_auc(a0, a1, b0, b1, duration_day, rate_per_day, xp: Any = np):
+    """∫ of :func:`mode_infusion_response` per unit gain over a window given by its phases
+    (:func:`window_phases`), elementwise: (a1 − a0) − e^(−λ a0)(1 − e^(−λ(a1 − a0)))/λ
+    + (1 − e^(−λT)) e^(−λ b0)(1 − e^(−λ(b1 − b0)))/λ. Every term is non-negative.
+
+    Examples
+    --------
+    >>> # all of a very short infusion's decay: (1 − e^(−λT))/λ ≈ T
+    >>> round(float(mode_infusion_auc(0.0, 1e-9, 0.0, 1e4, 1e-9, 0.5) / 1e-9), 6)
+    1.0
+    """
+    minus_rate = -rate_per_day
+    inside = (a1 - a0) - xp.exp(minus_rate * a0) * -xp.expm1(minus_rate * (a1 - a0)) / rate_per_day
+    decay = (
+        -xp.expm1(minus_rate * duration_day)
+        * xp.exp(minus_rate * b0)
+        * -xp.expm1(minus_rate * (b1 - b0))
+        / rate_per_day
+    )
+    return inside + decay
+
+
+def mode_train_auc(s0, s1, rate_per_day, duration_day, interval_day, xp: Any = np, *, gain=None):
+    """∫ of :func:`mode_train_response` over the part [s0, s1] of a window since a
+    steady-state dose's start: g · F · e^(−λ s0)(1 − e^(−λ(s1 − s0)))/λ, elementwise."""
+    factor = steady_state_factor(rate_per_day, duration_day, interval_day, xp)
+    if gain is not None:
+        factor = gain * factor
+    minus_rate = -rate_per_day
+    return factor * xp.exp(minus_rate * s0) * -xp.expm1(minus_rate * (s1 - s0)) / rate_per_day
+
+
 def concentration(
     time_day,
     dose_time_day,
@@ -156,9 +285,10 @@ def concentration(
 
     For one infusion of amount D over T days starting at t_d, with k = CL/V and τ = t − t_d,
     C = D/(T·CL) · (1 − e^(−k·min(τ, T))) · e^(−k·max(τ − T, 0)) for τ > 0 and 0 otherwise;
-    doses add by superposition (:func:`infusion_concentration` per dose). Doses of amount 0
-    contribute nothing (padding). A steady-state dose (``dose_ss_interval_day`` II > 0) adds
-    its train R/CL · F · e^(−kτ) for τ ≥ 0 (:func:`steady_state_factor`); a dose contributes
+    doses add by superposition (R/CL times :func:`mode_infusion_response` per dose). Doses of
+    amount 0 contribute nothing (padding). A steady-state dose (``dose_ss_interval_day``
+    II > 0) adds its train R/CL · F · e^(−kτ) for τ ≥ 0 (:func:`mode_train_response`,
+    :func:`steady_state_factor`); a dose contributes
     nothing at or after ``dose_end_day`` (a reset). Both are optional (module docstring).
 
     Examples
@@ -177,15 +307,15 @@ def concentration(
     )
     cl = clearance[..., None, None]
     k = cl / volume[..., None, None]
-    during, after = dose_phase_times(time_day, dose_time_day, dose_duration_day, xp)
-    rate = dose_amount_mg[..., None, :] / dose_duration_day[..., None, :]
+    since_start = time_day[..., :, None] - dose_time_day[..., None, :]
+    duration = dose_duration_day[..., None, :]
+    rate = dose_amount_mg[..., None, :] / duration
+    during, after = infusion_phases(since_start, duration, xp)
     per_dose = infusion_concentration(during, after, rate, cl, k, xp)
     if _uses(dose_ss_interval_day, xp, lambda ii: ii > 0):
         interval = _as_array(dose_ss_interval_day, xp)[..., None, :]
-        since_start = time_day[..., :, None] - dose_time_day[..., None, :]
-        factor = steady_state_factor(k, dose_duration_day[..., None, :], interval, xp)
-        train = rate / cl * factor * xp.exp(-k * xp.maximum(since_start, 0.0))
-        per_dose = per_dose + xp.where(since_start >= 0.0, train, 0.0)
+        gain = rate / cl
+        per_dose = per_dose + mode_train_response(since_start, k, duration, interval, xp, gain=gain)
     if _uses(dose_end_day, xp, lambda end: end < NO_END_DAY):
         alive = time_day[..., :, None] < _as_array(dose_end_day, xp)[..., None, :]
         per_dose = xp.where(alive, per_dose, 0.0)
@@ -208,12 +338,13 @@ def auc_interval(
     """AUC (mg·day/L) of :func:`concentration` between ``start_day`` and ``end_day``.
 
     Each infusion (rate R = D/T, k = CL/V) is integrated piecewise over the window
-    (:func:`auc_window_phases`, :func:`infusion_auc`). Every term is non-negative, so a fast
-    clearance gives a small positive AUC rather than the cancellation error of a difference
-    of cumulative AUCs. Returns the leading shape of ``clearance``. With ``dose_end_day``
-    each dose's window is cut at its end; a steady-state dose (``dose_ss_interval_day``)
-    adds the integral of its train, R/CL · F · e^(−k s0) (1 − e^(−k (s1 − s0)))/k with
-    [s0, s1] the window's part since the dose's start.
+    (:func:`window_phases`; R/CL times :func:`mode_infusion_auc`). Every term is
+    non-negative, so a fast clearance gives a small positive AUC rather than the
+    cancellation error of a difference of cumulative AUCs. Returns the leading shape of
+    ``clearance``. With ``dose_end_day`` each dose's window is cut at its end
+    (:func:`window_until`); a steady-state dose (``dose_ss_interval_day``) adds the integral
+    of its train, R/CL · F · e^(−k s0) (1 − e^(−k (s1 − s0)))/k with [s0, s1] the window's
+    part since the dose's start (:func:`mode_train_auc`).
 
     Examples
     --------
@@ -229,62 +360,36 @@ def auc_interval(
     )
     cl = clearance[..., None]
     k = cl / volume[..., None]
+    start_day, end_day = _as_array(start_day, xp), _as_array(end_day, xp)
     if _uses(dose_end_day, xp, lambda end: end < NO_END_DAY):
-        end_day = xp.minimum(_as_array(end_day, xp), _as_array(dose_end_day, xp))
-        start_day = xp.minimum(_as_array(start_day, xp), end_day)
-    phases = auc_window_phases(start_day, end_day, dose_time_day, dose_duration_day, xp)
+        start_day, end_day = window_until(start_day, end_day, _as_array(dose_end_day, xp), xp)
+    a0, a1, b0, b1, s0, s1 = window_phases(
+        start_day - dose_time_day, end_day - dose_time_day, dose_duration_day, xp
+    )
     rate = dose_amount_mg / dose_duration_day
-    per_dose = infusion_auc(*phases, dose_duration_day, rate, cl, k, xp)
+    per_dose = infusion_auc(a0, a1, b0, b1, dose_duration_day, rate, cl, k, xp)
     if _uses(dose_ss_interval_day, xp, lambda ii: ii > 0):
         interval = _as_array(dose_ss_interval_day, xp)
-        s0 = xp.maximum(_as_array(start_day, xp) - dose_time_day, 0.0)
-        s1 = xp.maximum(_as_array(end_day, xp) - dose_time_day, 0.0)
-        factor = steady_state_factor(k, dose_duration_day, interval, xp)
-        per_dose = per_dose + rate / cl * factor * xp.exp(-k * s0) * -xp.expm1(-k * (s1 - s0)) / k
+        gain = rate / cl
+        per_dose = per_dose + mode_train_auc(s0, s1, k, dose_duration_day, interval, xp, gain=gain)
     return per_dose.sum(axis=-1)
 
 
 def auc_window_phases(start_day, end_day, dose_time_day, dose_duration_day, xp: Any = np):
     """(a0, a1, b0, b1) of each dose for a window [start, end]: [a0, a1] the window's part of
     the infusion (time since its start, clipped to [0, T]), [b0, b1] its part after the
-    infusion's end (time since the end, from 0)."""
+    infusion's end (time since the end, from 0); the first four of :func:`window_phases`."""
     since_start = _as_array(start_day, xp) - dose_time_day
     since_end = _as_array(end_day, xp) - dose_time_day
-    a0 = xp.clip(since_start, 0.0, dose_duration_day)
-    a1 = xp.clip(since_end, 0.0, dose_duration_day)
-    b0 = xp.maximum(since_start - dose_duration_day, 0.0)
-    b1 = xp.maximum(since_end - dose_duration_day, 0.0)
-    return a0, a1, b0, b1
+    return window_phases(since_start, since_end, dose_duration_day, xp)[:4]
 
 
 def infusion_auc(a0, a1, b0, b1, duration_day, rate_mg_day, clearance, k_per_day, xp: Any = np):
     """AUC (mg·day/L) of one infusion's :func:`infusion_concentration` over a window given by
-    its phases (:func:`auc_window_phases`), elementwise:
-    R/CL · [(a1 − a0) − e^(−k a0)(1 − e^(−k (a1 − a0)))/k
-    + (1 − e^(−k T)) e^(−k b0)(1 − e^(−k (b1 − b0)))/k]. Every term is non-negative."""
-    k = k_per_day
-    infusion = (a1 - a0) - xp.exp(-k * a0) * (-xp.expm1(-k * (a1 - a0))) / k
-    decay = -xp.expm1(-k * duration_day) * xp.exp(-k * b0) * (-xp.expm1(-k * (b1 - b0))) / k
-    return rate_mg_day / clearance * (infusion + decay)
-
-
-#: AUCs are floored here before taking logs: below it the concentration has underflowed and
-#: ln(AUC/CL) ≈ −700 (90-day risk 1) is the right limit for every reported quantity.
-AUC_FLOOR_MG_DAY_L = 1e-300
-
-
-def ln_auc_cl(auc_mg_day_l, clearance_l_day, xp: Any = np):
-    """x = ln(AUC/CL), the Weibull model's exposure covariate, with the AUC floored at
-    :data:`AUC_FLOOR_MG_DAY_L` (an underflowed AUC gives x ≈ −700, not −inf). Broadcasts.
-
-    Examples
-    --------
-    >>> float(ln_auc_cl(np.float64(600.0), 0.5)) == float(np.log(1200.0))
-    True
-    >>> bool(np.isfinite(ln_auc_cl(0.0, 0.5)))
-    True
-    """
-    return xp.log(xp.maximum(auc_mg_day_l, AUC_FLOOR_MG_DAY_L)) - xp.log(clearance_l_day)
+    its phases (:func:`auc_window_phases`), elementwise: R/CL times
+    :func:`mode_infusion_auc`. Every term is non-negative."""
+    unit = mode_infusion_auc(a0, a1, b0, b1, duration_day, k_per_day, xp)
+    return rate_mg_day / clearance * unit
 
 
 def _crp_factor(crp_mg_l, reference_crp_mg_l, crp_exponent, crp_form, xp):
@@ -351,98 +456,3 @@ def individual_pk_parameters(pk, weight_kg, crp_mg_l, eta_cl, eta_v, xp: Any = n
         xp=xp,
     )
     return clearance, volume
-
-
-def weibull_parameters(tte, *, baseline_lambda=None, gamma=None, beta=None) -> dict[str, Any]:
-    """The keyword arguments of the Weibull kernels (``baseline_lambda``, ``gamma``, ``beta``,
-    ``x_ref``, ``form``) for a :class:`asuc_bayes.spec.config.TTESpec`: its point estimates, or the
-    values given (per-draw arrays, PyTensor variables) in their place.
-
-    Examples
-    --------
-    >>> from asuc_bayes.spec.config import load_model
-    >>> tte = load_model().tte
-    >>> risk = weibull_risk(tte.horizon_day, tte.high_risk_threshold, **weibull_parameters(tte))
-    >>> round(float(risk), 3) == tte.risk_at_threshold
-    True
-    >>> weibull_parameters(tte, gamma=np.array([0.5, 0.6]))["gamma"].shape
-    (2,)
-    """
-    return {
-        "baseline_lambda": tte.baseline_lambda if baseline_lambda is None else baseline_lambda,
-        "gamma": tte.gamma.estimate if gamma is None else gamma,
-        "beta": tte.beta.estimate if beta is None else beta,
-        "x_ref": tte.x_ref,
-        "form": tte.form,
-    }
-
-
-def weibull_baseline_cumulative_hazard(time_day, baseline_lambda, gamma, form, xp: Any = np):
-    """Baseline cumulative hazard H0(t): λ t^γ, or (λ t)^γ for ``lambda_t_all_gamma``."""
-    if form == "lambda_t_gamma":
-        return baseline_lambda * time_day**gamma
-    if form == "lambda_t_all_gamma":
-        return (baseline_lambda * time_day) ** gamma
-    raise ValueError(f"unknown Weibull form {form!r}")
-
-
-def weibull_cumulative_hazard(
-    time_day,
-    covariate,
-    *,
-    baseline_lambda,
-    gamma,
-    beta,
-    x_ref,
-    form="lambda_t_gamma",
-    xp: Any = np,
-):
-    """H(t) = H0(t) · exp(β (x − x_ref)); the definition every other TTE quantity derives from."""
-    return weibull_baseline_cumulative_hazard(time_day, baseline_lambda, gamma, form, xp) * xp.exp(
-        beta * (covariate - x_ref)
-    )
-
-
-def weibull_hazard(time_day, covariate, *, gamma, xp: Any = np, **params):
-    """h(t) = dH/dt = γ H(t) / t for both Weibull forms."""
-    return (
-        gamma
-        * weibull_cumulative_hazard(time_day, covariate, gamma=gamma, xp=xp, **params)
-        / time_day
-    )
-
-
-def weibull_risk(time_day, covariate, xp: Any = np, **params):
-    """Probability of the event by ``time_day``: 1 − exp(−H(t))."""
-    return -xp.expm1(-weibull_cumulative_hazard(time_day, covariate, xp=xp, **params))
-
-
-def weibull_log_cumulative_hazard(
-    time_day,
-    covariate,
-    *,
-    baseline_lambda,
-    gamma,
-    beta,
-    x_ref,
-    form="lambda_t_gamma",
-    xp: Any = np,
-):
-    """ln H(t) of :func:`weibull_cumulative_hazard`, written on the log scale so that it
-    neither underflows nor overflows for extreme covariates (ln H0(t) + β (x − x_ref))."""
-    log_time = xp.log(time_day)
-    if form == "lambda_t_gamma":
-        log_baseline = xp.log(baseline_lambda) + gamma * log_time
-    elif form == "lambda_t_all_gamma":
-        log_baseline = gamma * (xp.log(baseline_lambda) + log_time)
-    else:
-        raise ValueError(f"unknown Weibull form {form!r}")
-    return log_baseline + beta * (covariate - x_ref)
-
-
-def weibull_log_likelihood(time_day, event, covariate, xp: Any = np, **params):
-    """Right-censored log-likelihood: event · ln h(t) − H(t), with ln h = ln γ + ln H − ln t
-    (h = dH/dt = γ H / t) and ln H from :func:`weibull_log_cumulative_hazard`."""
-    log_cumulative = weibull_log_cumulative_hazard(time_day, covariate, xp=xp, **params)
-    log_hazard = xp.log(params["gamma"]) + log_cumulative - xp.log(time_day)
-    return event * log_hazard - xp.exp(log_cumulative)

@@ -13,6 +13,10 @@ the macro-constants α, β and their coefficients). Everything else follows per 
 * a dose with an end (reset) contributes nothing at or after it;
 * AUCs integrate each term in closed form; every term is non-negative.
 
+Each per-mode formula is written once, for one mode, in :mod:`asuc_bayes.pk.kernels`
+(``mode_infusion_response``, ``mode_train_response``, ``window_phases``,
+``mode_infusion_auc``, ``mode_train_auc``); here every mode is weighted by its gain R w/λ.
+
 Every function takes the array namespace ``xp`` (``numpy`` or ``pytensor.tensor``); the
 doses are NumPy data (:class:`~asuc_bayes.pk.doses.DoseArrays`), so the branches on
 steady state and resets are decided once, outside the graph.
@@ -41,7 +45,15 @@ from typing import Any
 import numpy as np
 
 from asuc_bayes.pk.doses import DoseArrays
-from asuc_bayes.pk.kernels import steady_state_factor
+from asuc_bayes.pk.kernels import (
+    infusion_phases,
+    mode_infusion_auc,
+    mode_infusion_response,
+    mode_train_auc,
+    mode_train_response,
+    window_phases,
+    window_until,
+)
 
 __all__ = ["modal_auc", "modal_concentration"]
 
@@ -128,36 +140,29 @@ def modal_concentration(time_day, doses: DoseArrays, rates, weights, xp: Any = n
     gain = (weights / rates)[..., :, None] * dose["rate"][..., None, :]  # (..., n_mode, n_dose)
     tau = time_day[..., None, :, None] - dose["start"][..., None, None, :]
     duration = dose["duration"][..., None, None, :]
-    minus_during = -xp.clip(tau, 0.0, duration)
-    minus_after = -xp.maximum(tau - duration, 0.0)
-    terms = xp.expm1(lam * minus_during) * xp.exp(lam * minus_after)  # −(1 − e^(−λ d)) e^(−λ a)
+    during, after = infusion_phases(tau, duration, xp)
+    terms = mode_infusion_response(during, after, lam, xp)  # per unit gain
     if doses.has_steady_state:
-        train = steady_state_factor(lam, duration, dose["interval"][..., None, None, :], xp)
-        since_start = xp.maximum(tau, 0.0)
-        terms = terms - xp.where(tau >= 0.0, train * xp.exp(-lam * since_start), 0.0)
+        interval = dose["interval"][..., None, None, :]
+        terms = terms + mode_train_response(tau, lam, duration, interval, xp)
     if doses.has_end:
         alive = time_day[..., None, :, None] < dose["end"][..., None, None, :]
         terms = xp.where(alive, terms, 0.0)
-    return (terms @ -gain[..., :, :, None])[..., 0].sum(axis=-2)
+    return (terms @ gain[..., :, :, None])[..., 0].sum(axis=-2)
 
 
 def _window_phases(start_day, end_day, dose: dict[str, Any], xp):
-    """Window [a, b] (clipped to each dose's end) in the dose's own times: (a0, a1) inside
-    the infusion, (b0, b1) after its end, (s0, s1) since its start."""
-    a = xp.minimum(_tensor(start_day, xp)[..., None, None], dose["end"][..., None, :])
-    b = xp.minimum(_tensor(end_day, xp)[..., None, None], dose["end"][..., None, :])
-    a = xp.minimum(a, b)
-    s0 = xp.maximum(a - dose["start"][..., None, :], 0.0)
-    s1 = xp.maximum(b - dose["start"][..., None, :], 0.0)
-    duration = dose["duration"][..., None, :]
-    return (
-        xp.minimum(s0, duration),
-        xp.minimum(s1, duration),
-        xp.maximum(s0 - duration, 0.0),
-        xp.maximum(s1 - duration, 0.0),
-        s0,
-        s1,
+    """Window [a, b] (cut at each dose's end) in the dose's own times, layout
+    (..., n_mode, n_dose): (a0, a1) inside the infusion, (b0, b1) after its end, (s0, s1)
+    since its start (:func:`~asuc_bayes.pk.kernels.window_phases`)."""
+    a, b = window_until(
+        _tensor(start_day, xp)[..., None, None],
+        _tensor(end_day, xp)[..., None, None],
+        dose["end"][..., None, :],
+        xp,
     )
+    start = dose["start"][..., None, :]
+    return window_phases(a - start, b - start, dose["duration"][..., None, :], xp)
 
 
 def modal_auc(start_day, end_day, doses: DoseArrays, rates, weights, xp: Any = np):
@@ -199,11 +204,8 @@ def modal_auc(start_day, end_day, doses: DoseArrays, rates, weights, xp: Any = n
     gain = (weights / rates)[..., :, None] * dose["rate"][..., None, :]
     a0, a1, b0, b1, s0, s1 = _window_phases(start_day, end_day, dose, xp)
     duration = dose["duration"][..., None, :]
-    inside = (a1 - a0) - xp.exp(-lam * a0) * -xp.expm1(-lam * (a1 - a0)) / lam
-    decay = -xp.expm1(-lam * duration) * xp.exp(-lam * b0) * -xp.expm1(-lam * (b1 - b0)) / lam
-    terms = inside + decay
+    terms = mode_infusion_auc(a0, a1, b0, b1, duration, lam, xp)
     if doses.has_steady_state:
         interval = dose["interval"][..., None, :]
-        train = steady_state_factor(lam, duration, interval, xp)
-        terms = terms + train * xp.exp(-lam * s0) * -xp.expm1(-lam * (s1 - s0)) / lam
+        terms = terms + mode_train_auc(s0, s1, lam, duration, interval, xp)
     return (gain * terms).sum(axis=-1).sum(axis=-1)
