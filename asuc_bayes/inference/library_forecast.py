@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from asuc_bayes.data.dataset import Patient
-from asuc_bayes.inference.derived import DEFAULT_AUC_WINDOW_DAY, derived_quantities
-from asuc_bayes.inference.map import find_map, single_threaded_blas
+from asuc_bayes.inference.derived import DEFAULT_AUC_WINDOW_DAY, Derived, derived_quantities
+from asuc_bayes.inference.map import MapResult, find_map, single_threaded_blas
 from asuc_bayes.inference.precision import run_precision, until_precise
 from asuc_bayes.inference.problem import PatientProblem
 from asuc_bayes.inference.result import CovariateUse, LibraryForecast, ObservationRow
@@ -156,15 +156,40 @@ def _forecast_problem(
         )
     if not mode.laplace_ok:
         warnings.append("the Hessian at the MAP is not negative definite: proposal from Omega")
-    decl = problem.declaration
-    outcome = decl.outcome
-    return LibraryForecast(
-        id=patient_id,
-        model=decl.label,
+    return assemble_forecast(
+        problem,
+        patient_id,
         status="ok" if last["passed"] else "unconverged",
-        eta_names=problem.eta_names,
         eta=eta,
         draws=derived_quantities(problem, eta),
+        mode=mode,
+        diagnostics=diagnostics,
+        warnings=warnings,
+    )
+
+
+def assemble_forecast(
+    problem: PatientProblem,
+    patient_id: str,
+    *,
+    status: str,
+    eta: np.ndarray,
+    draws: Derived,
+    mode: MapResult,
+    diagnostics: dict[str, Any],
+    warnings: list[str],
+) -> LibraryForecast:
+    """The :class:`LibraryForecast` of posterior ``eta`` (chain, draw, n_eta) and their
+    ``draws``: MAP and a-priori points, PRED/IPRED, imputations, outcome and covariate use from
+    ``problem`` (the one whose MAP ``mode`` is)."""
+    outcome = problem.declaration.outcome
+    return LibraryForecast(
+        id=patient_id,
+        model=problem.declaration.label,
+        status=status,
+        eta_names=problem.eta_names,
+        eta=eta,
+        draws=draws,
         points=derived_quantities(problem, np.stack([mode.eta, np.zeros(problem.n_eta)])),
         map=mode,
         observations=observation_rows(problem, mode.eta),

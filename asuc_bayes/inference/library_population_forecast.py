@@ -49,11 +49,7 @@ from scipy.special import logsumexp
 
 from asuc_bayes.data.dataset import Patient
 from asuc_bayes.inference.derived import Derived, derived_quantities
-from asuc_bayes.inference.library_forecast import (
-    ASUC_OUTCOME_MODEL,
-    covariate_use,
-    observation_rows,
-)
+from asuc_bayes.inference.library_forecast import ASUC_OUTCOME_MODEL, assemble_forecast
 from asuc_bayes.inference.map import find_map, single_threaded_blas
 from asuc_bayes.inference.marginal import WeightedPosterior, importance_sampling
 from asuc_bayes.inference.population_forecast import MIN_POPULATION_ESS
@@ -363,22 +359,13 @@ def forecast_with_library_fit(
             f"the patient's data are covered by few population draws (Kish ESS {kish:.0f} of "
             f"{sample.n}" + ("" if worst_k is None else f", Pareto k {worst_k:.2f}") + ")"
         )
-    outcome = center.declaration.outcome
-    return LibraryForecast(
-        id=patient.id,
-        model=center.declaration.label,
+    return assemble_forecast(
+        center,
+        patient.id,
         status="ok" if ok else "unconverged",
-        eta_names=center.eta_names,
         eta=eta,
         draws=_reshape(derived, shape),
-        points=derived_quantities(center, np.stack([mode.eta, np.zeros(center.n_eta)])),
-        map=mode,
-        observations=observation_rows(center, mode.eta),
-        imputed=center.imputed,
+        mode=mode,
         diagnostics=diagnostics,
-        high_risk_threshold=None if outcome is None else outcome.high_risk_threshold,
-        extrapolated_outcome=None if outcome is None else outcome.extrapolated,
-        outcome_source=None if outcome is None else outcome.source_model,
-        warnings=tuple(warnings),
-        covariates=covariate_use(center),
+        warnings=warnings,
     )
