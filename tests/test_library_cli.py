@@ -101,3 +101,29 @@ def test_explicit_imputation_is_applied_and_reported(tmp_path, dataset, capsys):
     assert code == EXIT_OK and "ALB" in capsys.readouterr().out
     assert main(["forecast", str(dataset), "--impute", "reference", "--draws", "200"]) == EXIT_OK
     assert "--impute reference has no effect here" in capsys.readouterr().err
+
+
+def test_csv_rows_carry_the_json_numbers(dataset, capsys):
+    """forecast --model NAME --format csv: the standard columns, the model's parameters and
+    the imputations, each equal to the JSON of the same run."""
+    import io
+
+    import pandas as pd
+
+    base = ["forecast", str(dataset), "--model", "wojciechowski2017", "--seed", "4"]
+    assert main([*base, "--format", "json"]) == EXIT_OK
+    entry = json.loads(capsys.readouterr().out)["patients"][0]
+    assert main([*base, "--format", "csv"]) == EXIT_OK
+    table = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    row = table.iloc[0]
+    assert row["id"] == "P1" and row["model"] == "wojciechowski2017"
+    assert row["ln_auc_cl_q50"] == pytest.approx(entry["posterior"]["ln_auc_cl"]["q50"], rel=1e-12)
+    assert row["risk_90d_mcse_q97.5"] == pytest.approx(
+        entry["posterior"]["risk_90d"]["mcse"]["q97.5"], rel=1e-12
+    )
+    for name in ("CL", "V1", "Q", "V2"):
+        assert row[f"param_{name}_mean"] == pytest.approx(
+            entry["parameters"][name]["mean"], rel=1e-12
+        )
+    assert bool(row["outcome_extrapolated"]) is True
+    assert row["diag_method"] == entry["diagnostics"]["method"]

@@ -54,6 +54,8 @@ __all__ = [
     "dumps_json",
     "finite_json",
     "forecast_row",
+    "library_forecast_columns",
+    "library_forecast_row",
     "write_csv",
 ]
 
@@ -144,6 +146,33 @@ def forecast_row(entry: Mapping[str, Any]) -> dict[str, Any]:
         row[f"diag_{d}"] = _get(entry, "diagnostics", d)
     for p in PRECISION:
         row[f"diag_precision_{p}"] = _get(entry, "diagnostics", "precision", p)
+    return row
+
+
+def library_forecast_columns(parameter_names: Iterable[str]) -> tuple[str, ...]:
+    """``forecast --model NAME --format csv`` columns: :data:`FORECAST_COLUMNS`, then ``model``,
+    ``outcome_extrapolated``, ``imputed`` (``NAME=value unit``; ``;``-separated) and
+    ``param_<P>_<s>`` for each individual parameter P of the model and statistic s."""
+    return (
+        *FORECAST_COLUMNS,
+        "model",
+        "outcome_extrapolated",
+        "imputed",
+        *(f"param_{name}_{s}" for name in parameter_names for s in STATISTICS),
+    )
+
+
+def library_forecast_row(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """The CSV row of one patient's entry of the ``forecast --model NAME`` JSON."""
+    row = forecast_row(entry)
+    row["model"] = entry.get("model")
+    row["outcome_extrapolated"] = _get(entry, "outcome", "extrapolated")
+    row["imputed"] = "; ".join(
+        f"{i['covariate']}={i['value']:g} {i['unit']}" for i in entry.get("imputed") or ()
+    )
+    for name, stats in (entry.get("parameters") or {}).items():
+        for s in STATISTICS:
+            row[f"param_{name}_{s}"] = stats.get(s)
     return row
 
 

@@ -74,6 +74,21 @@ def note_library_only_options(args: argparse.Namespace) -> None:
             )
 
 
+def write_library_csv(results: list) -> None:
+    """Library-model forecasts (:class:`~asuc_bayes.inference.result.LibraryForecast`) as CSV
+    on stdout, one row per patient (:func:`asuc_bayes.interfaces.output.library_forecast_row`)."""
+    from asuc_bayes.interfaces.output import (
+        library_forecast_columns,
+        library_forecast_row,
+        write_csv,
+    )
+
+    entries = [result.to_json() for result in results]
+    names = list(dict.fromkeys(name for entry in entries for name in entry["parameters"]))
+    rows = [library_forecast_row(entry) for entry in entries]
+    write_csv(rows, library_forecast_columns(names), sys.stdout)
+
+
 def exit_for_unconverged(unconverged: list[str], args: argparse.Namespace) -> int:
     """:data:`EXIT_UNCONVERGED` (with a warning) when a patient in ``unconverged`` and no
     ``--allow-unconverged``, else :data:`EXIT_OK`."""

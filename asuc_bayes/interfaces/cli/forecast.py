@@ -35,6 +35,7 @@ from asuc_bayes.interfaces.cli.common import (
     read_dataset,
     spec_json,
     unconverged_exit,
+    write_library_csv,
     write_reports,
 )
 from asuc_bayes.interfaces.cli.model_average import run_model_average
@@ -116,8 +117,6 @@ def forecast_library(args: argparse.Namespace) -> int:
     )
     if refused:
         return error(refused)
-    if args.format == "csv":
-        return error("--format csv: not available yet with a library model; fix: --format json")
     try:
         # SS and resets: evaluated by the library path
         declaration, patients, units = library_patients(args, args.model, allow_unsupported=True)
@@ -145,6 +144,8 @@ def forecast_library(args: argparse.Namespace) -> int:
         for result in results:
             for note in result.covariates.notes(result.model):
                 print(f"asuc-bayes: note: patient {result.id!r}: {note}", file=sys.stderr)
+    elif args.format == "csv":
+        write_library_csv(results)
     else:
         payload = {
             "model": declaration_json(declaration, source=True),

@@ -24,6 +24,7 @@ from asuc_bayes.interfaces.cli.common import (
     file_sha256,
     input_error,
     read_dataset,
+    write_library_csv,
 )
 from asuc_bayes.interfaces.output import dumps_json
 
@@ -62,8 +63,6 @@ def forecast_library_fit(args: argparse.Namespace, fit: FitIdentity, tree) -> in
     refused = refused_option(args, NOT_FOR_LIBRARY_MODELS, what)
     if refused:
         return error(refused)
-    if args.format == "csv":
-        return error(f"--format csv: not available yet with {what}; fix: --format json")
     if args.population_draws < 1:
         return error("--population-draws: must be at least 1 with a population fit")
     try:
@@ -96,7 +95,9 @@ def forecast_library_fit(args: argparse.Namespace, fit: FitIdentity, tree) -> in
         ]
     except INPUT_ERRORS as exc:
         return input_error(exc)
-    if args.format == "json":
+    if args.format == "csv":
+        write_library_csv(results)
+    elif args.format == "json":
         model = declaration_json(declaration, source=True) | {"population_fit": fit.to_json()}
         print(dumps_json({"model": model, "patients": [r.to_json() for r in results]}))
     else:
