@@ -113,6 +113,35 @@ def test_failed_gates_fall_back_to_nuts_and_are_flagged():
     options = SamplerOptions(draws=60, tune=60, chains=2)
     result = forecast_library_patient("niyigena2025", patient, random_seed=4, options=options)
     d = result.to_json()["diagnostics"]
-    assert d["attempts"] == 2 and d["method"] == "nuts" and d["sampler"] == "pymc"
+    # two IMH attempts (Laplace, then moment-matched proposal) before NUTS
+    assert d["attempts"] == 3 and d["method"] == "nuts" and d["sampler"] == "pymc"
     assert d["ess_bulk_min"] < 400
     assert result.status == "unconverged"
+
+
+@pytest.mark.slow  # a long NUTS reference run (PyMC's compilation and 4 x 4000 draws)
+def test_a_moment_matched_imh_attempt_agrees_with_a_long_nuts_run():
+    """The bundled example patient whose Laplace proposal fails the gates under Wojciechowski
+    2017 (skewed η_Q/η_V2): the second IMH attempt, moment-matched to the first, passes, and
+    its posterior agrees with a long NUTS run within Monte Carlo error."""
+    from asuc_bayes import example_path, read_patients
+    from asuc_bayes.inference import forecast_problem
+    from asuc_bayes.inference.pymc_model import nuts_draws
+
+    patient = list(read_patients(example_path()).patients)[2]
+    problem = PatientProblem.from_patient(
+        load_declaration("wojciechowski2017"), patient, {"ALB": (4.0, "g/dL"), "ADA": 0}
+    )
+    result = forecast_problem(problem, patient.id, random_seed=1)
+    d = result.diagnostics
+    assert result.status == "ok" and d["method"] == "independence_mh" and d["attempts"] == 2
+    mode = find_map(problem.log_posterior, problem.omega)
+    long = SamplerOptions(draws=4000, tune=1000, chains=4)
+    reference, checks = nuts_draws(problem, start=mode.eta, options=long, random_seed=6)
+    assert checks["passed"], checks
+    for i in range(problem.n_eta):
+        ref = reference[..., i].ravel()
+        q = np.quantile(ref, [0.025, 0.5, 0.975])
+        ref_mcse = ref.std(ddof=1) / np.sqrt(_ess(reference[..., i]))
+        summary = {"mean": ref.mean(), "q2.5": q[0], "q50": q[1], "q97.5": q[2]}
+        assert_agrees(result.eta[..., i], summary, slack=Z * ref_mcse)

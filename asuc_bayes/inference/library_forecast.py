@@ -44,6 +44,8 @@ __all__ = ["forecast_library_patient", "forecast_problem"]
 
 #: The model whose outcome (Weibull time to colectomy) ``attach_outcome`` adds.
 ASUC_OUTCOME_MODEL = "niyigena2025"
+#: IMH runs before the NUTS fallback: at the Laplace proposal, then moment-matched to the first.
+IMH_ATTEMPTS = 2
 
 
 def observation_rows(problem: PatientProblem, eta_map: np.ndarray) -> tuple[ObservationRow, ...]:
@@ -69,22 +71,46 @@ def _sample(problem: PatientProblem, mode, options: SamplerOptions, random_seed:
     run."""
     attempts: list[dict[str, Any]] = []
     if options.sampler == "imh":
-        run, to_eta = independence_chains(
-            problem.log_posterior, mode, problem.omega, chains=options.chains,
-            random_seed=random_seed,
-        )  # fmt: skip
-        eta = to_eta(run.extend(options.initial_draws))
-        info = convergence(eta)
-        precision = None
-        if info["passed"]:
-            eta, precision = until_precise(problem, eta, options, lambda n: to_eta(run.extend(n)))
+        proposal, seed = mode, random_seed
+        for _ in range(IMH_ATTEMPTS):
+            run, to_eta = independence_chains(
+                problem.log_posterior, proposal, problem.omega, chains=options.chains,
+                random_seed=seed,
+            )  # fmt: skip
+            eta = to_eta(run.extend(options.initial_draws))
             info = convergence(eta)
-        attempts.append({"sampler": "imh", **info, "acceptance": float(run.acceptance.mean())})
-        if info["passed"]:
-            return "independence_mh", "imh", eta, attempts, precision
+            precision = None
+            if info["passed"]:
+                extend = lambda n, run=run, to_eta=to_eta: to_eta(run.extend(n))  # noqa: E731
+                eta, precision = until_precise(problem, eta, options, extend)
+                info = convergence(eta)
+            attempts.append({"sampler": "imh", **info, "acceptance": float(run.acceptance.mean())})
+            if info["passed"]:
+                return "independence_mh", "imh", eta, attempts, precision
+            proposal = moment_matched(mode, eta)
+            if proposal is None:
+                break
+            seed = int(np.random.SeedSequence([random_seed, len(attempts)]).generate_state(1)[0])
     eta, info, precision = _nuts_precise(problem, mode, options, random_seed)
     attempts.append({"sampler": "pymc", "target_accept": options.target_accept, **info})
     return "nuts", "pymc", eta, attempts, precision
+
+
+def moment_matched(mode: MapResult, eta: np.ndarray) -> MapResult | None:
+    """The IMH proposal of a second attempt: centred at the first attempt's posterior mean with
+    its covariance (draws ``(chain, draw, n_eta)``), or None when that covariance is singular.
+
+    The Laplace covariance at the MAP misses skewed, weakly identified directions (η_Q and
+    η_V2 of a two-compartment model: for one example patient under Wojciechowski 2017 the
+    first IMH run reached R-hat 1.020 and ESS 354; the moment-matched one 1.001 and 1940, where
+    the NUTS fallback took ~30 s). Any proposal leaves IMH exact; the gates decide as before.
+    """
+    flat = np.asarray(eta, dtype=float).reshape(-1, mode.eta.size)
+    covariance = np.atleast_2d(np.cov(flat.T))
+    eigenvalues = np.linalg.eigvalsh(0.5 * (covariance + covariance.T))
+    if not np.all(np.isfinite(eigenvalues)) or eigenvalues[0] <= 1e-10 * eigenvalues[-1]:
+        return None
+    return replace(mode, eta=flat.mean(axis=0), covariance=covariance)
 
 
 def _nuts_precise(problem: PatientProblem, mode, options: SamplerOptions, random_seed: int):
