@@ -273,3 +273,22 @@ def test_cli_refuses_an_unconverged_or_stale_library_fit(tmp_path, capsys):
     # a command that needs a fit of the ASUC model says what the file is
     assert main(["evaluate", str(stale), "--out", str(tmp_path / "ev")]) == 2
     assert "library model's popPK fit of model wojciechowski2017" in capsys.readouterr().err
+
+
+def test_cli_csv_over_a_library_fit(tmp_path, capsys):
+    import io
+
+    import pandas as pd
+
+    from asuc_bayes.interfaces.cli import main
+
+    decl = load_declaration("wojciechowski2017")
+    fit = tmp_path / "fit.nc"
+    _synthetic_fit(fit, decl)
+    data = _cohort_csv(tmp_path)
+    args = ["forecast", str(data), "--model", str(fit), "--population-draws", "10"]
+    assert main([*args, "--draws", "200", "--format", "csv", "--seed", "3"]) == 0
+    captured = capsys.readouterr()
+    table = pd.read_csv(io.StringIO(captured.out))
+    assert list(table["model"]) == ["wojciechowski2017"] * 2
+    assert "param_Q_q50" in table.columns and "population fit fit.nc" in captured.err

@@ -213,6 +213,18 @@ def test_forecast_cli_with_a_population_fit(spec, tmp_path, capsys):
     assert set(patient["posterior"]) == {"cl", "v", "auc_w2_4", "ln_auc_cl", "risk_90d"}
     assert payload["model"]["population_fit"]["file"] == str(path)
     assert main(["forecast", "--example", "--model", str(path), "--variant", "log_crp"]) == 2
+    capsys.readouterr()
+    # CSV: the JSON's numbers, one row per patient; the fit named on stderr
+    csv_args = ["forecast", "--example", "--id", "P01", "--model", str(path)]
+    csv_args += ["--population-draws", "20", "--draws", "200", "--format", "csv"]
+    assert main(csv_args) == 0
+    captured = capsys.readouterr()
+    header, row = captured.out.splitlines()[:2]
+    values = dict(zip(header.split(","), row.split(","), strict=True))
+    assert float(values["ln_auc_cl_q50"]) == pytest.approx(
+        patient["posterior"]["ln_auc_cl"]["q50"], rel=1e-12
+    )
+    assert values["diag_method"] == "population_mixture" and "population fit" in captured.err
     assert point_values(spec)["theta_cl"] == spec.pk.theta_cl.estimate
 
 

@@ -246,6 +246,9 @@ def forecast_population(args: argparse.Namespace) -> int:
         payload["model"] = {"name": f"fit:{Path(fit.path).name}", "sha256": fit.sha256}
         payload["model"] |= {"variants": [], "population_fit": fit.to_json()}
         print(dumps_json(payload))
+    elif args.format == "csv":
+        write_csv([forecast_row(r.summary()) for r in results], FORECAST_COLUMNS, sys.stdout)
+        print(f"asuc-bayes: {fit.header()}", file=sys.stderr)
     else:
         print(fit.header() + "\n" + format_table(results, draws.spec).split("\n", 1)[1])
     if args.out:

@@ -9,6 +9,7 @@ names the fit (file, sha256, gates) beside the model.
 from __future__ import annotations
 
 import argparse
+import sys
 
 from asuc_bayes.inference.fit_identity import FitIdentity
 from asuc_bayes.interfaces.cli.arguments import (
@@ -97,6 +98,7 @@ def forecast_library_fit(args: argparse.Namespace, fit: FitIdentity, tree) -> in
         return input_error(exc)
     if args.format == "csv":
         write_library_csv(results)
+        print(f"asuc-bayes: {fit.header()}", file=sys.stderr)
     elif args.format == "json":
         model = declaration_json(declaration, source=True) | {"population_fit": fit.to_json()}
         print(dumps_json({"model": model, "patients": [r.to_json() for r in results]}))
