@@ -173,8 +173,9 @@ def _forecast_problem(
         "laplace_ok": mode.laplace_ok,
         "precision": precision.as_dict(),
     }
-    if attempts[0]["sampler"] == "imh":
-        diagnostics["imh_acceptance"] = attempts[0]["acceptance"]
+    imh = [a for a in attempts if a["sampler"] == "imh"]
+    if imh:  # the last IMH run's (the one used, when IMH passed)
+        diagnostics["imh_acceptance"] = imh[-1]["acceptance"]
     warnings = []
     if mode.modes > 1:
         warnings.append(
