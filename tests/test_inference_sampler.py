@@ -78,6 +78,17 @@ def _wojciechowski_problem() -> PatientProblem:
 
 
 @pytest.mark.slow  # a long NUTS run (PyMC, C compilation): ~1-2 min on a loaded machine
+def assert_agrees_with_reference_draws(eta: np.ndarray, reference: np.ndarray) -> None:
+    """Each η of ``eta`` against a long reference run ``reference`` (both (chain, draw, n_eta)),
+    with the reference's own Monte Carlo error added (its ESS ~ 4 x ours or more)."""
+    for i in range(reference.shape[-1]):
+        ref = reference[..., i].ravel()
+        q = np.quantile(ref, [0.025, 0.5, 0.975])
+        ref_mcse = ref.std(ddof=1) / np.sqrt(_ess(reference[..., i]))
+        summary = {"mean": ref.mean(), "q2.5": q[0], "q50": q[1], "q97.5": q[2]}
+        assert_agrees(eta[..., i], summary, slack=Z * ref_mcse)
+
+
 def test_wojciechowski_imh_agrees_with_a_long_nuts_run():
     from asuc_bayes.inference.pymc_model import nuts_draws
 
@@ -88,13 +99,7 @@ def test_wojciechowski_imh_agrees_with_a_long_nuts_run():
     long = SamplerOptions(draws=5000, tune=1000, chains=4)
     reference, checks = nuts_draws(problem, start=mode.eta, options=long, random_seed=6)
     assert checks["passed"], checks
-    for i in range(problem.n_eta):
-        ref = reference[..., i].ravel()
-        q = np.quantile(ref, [0.025, 0.5, 0.975])
-        # the reference has its own Monte Carlo error: add it (its ESS ~ 4 x ours or more)
-        ref_mcse = ref.std(ddof=1) / np.sqrt(_ess(reference[..., i]))
-        summary = {"mean": ref.mean(), "q2.5": q[0], "q50": q[1], "q97.5": q[2]}
-        assert_agrees(eta[..., i], summary, slack=Z * ref_mcse)
+    assert_agrees_with_reference_draws(eta, reference)
 
 
 def test_imh_gates_pass_for_four_random_effects():
@@ -139,9 +144,4 @@ def test_a_moment_matched_imh_attempt_agrees_with_a_long_nuts_run():
     long = SamplerOptions(draws=4000, tune=1000, chains=4)
     reference, checks = nuts_draws(problem, start=mode.eta, options=long, random_seed=6)
     assert checks["passed"], checks
-    for i in range(problem.n_eta):
-        ref = reference[..., i].ravel()
-        q = np.quantile(ref, [0.025, 0.5, 0.975])
-        ref_mcse = ref.std(ddof=1) / np.sqrt(_ess(reference[..., i]))
-        summary = {"mean": ref.mean(), "q2.5": q[0], "q50": q[1], "q97.5": q[2]}
-        assert_agrees(result.eta[..., i], summary, slack=Z * ref_mcse)
+    assert_agrees_with_reference_draws(result.eta, reference)

@@ -91,6 +91,12 @@ def test_explicit_imputation_is_applied_and_reported(tmp_path, dataset, capsys):
         assert main([*base[:1], str(path), *base[1:], *bad]) == EXIT_INPUT
         err = capsys.readouterr().err
         assert "--impute" in err and "Traceback" not in err
+    # a covariate the model does not have, and albumin in g/L for a model in g/dL
+    assert main([*base[:1], str(path), *base[1:], "--impute", "CRPX=3"]) == EXIT_INPUT
+    assert "has no covariate CRPX" in capsys.readouterr().err
+    assert main([*base[:1], str(path), *base[1:], "--impute", "ALB=40"]) == EXIT_INPUT
+    err = capsys.readouterr().err
+    assert "400 g/L, outside the plausible 10-60 g/L" in err and "give ALB in g/dL" in err
     # compare-patient and optimize take it too; the ASUC model says it has no effect
     code = main(["compare-patient", str(path), "--model", "wojciechowski2017", "--impute",
                  "ALB=3.5", "--impute", "ADA=0", "--format", "json", "--seed", "4"])  # fmt: skip

@@ -42,6 +42,7 @@ __all__ = [
     "check_plausible",
     "dataset_column",
     "dataset_covariates",
+    "implausible",
     "missing_covariates",
 ]
 
@@ -144,6 +145,24 @@ def missing_covariates(declaration: ModelDeclaration, patient: Patient) -> tuple
     )
 
 
+def implausible(column: str, value: float, unit: str) -> str | None:
+    """Why ``value`` (in ``unit``) of covariate ``column`` is implausible (outside
+    :data:`PLAUSIBLE`, e.g. "4 g/L, outside the plausible 10-60 g/L"), or None.
+
+    >>> implausible("ALB", 40.0, "g/dL"), implausible("ALB", 4.0, "g/dL")
+    ('400 g/L, outside the plausible 10-60 g/L', None)
+    """
+    if column not in PLAUSIBLE:
+        return None
+    low, high, canonical = PLAUSIBLE[column]
+    if not convertible(unit, canonical):
+        return None
+    canonical_value = float(convert(value, unit, canonical))
+    if low <= canonical_value <= high:
+        return None
+    return f"{canonical_value:g} {canonical}, outside the plausible {low:g}-{high:g} {canonical}"
+
+
 def check_plausible(
     patient_id: str,
     column: str,
@@ -155,19 +174,13 @@ def check_plausible(
     """Raise :class:`InputError` naming the patient, the row (when given), the column and the
     unit when ``value`` (in ``unit``) is outside :data:`PLAUSIBLE` (columns without a range
     pass)."""
-    if column not in PLAUSIBLE:
-        return
-    low, high, canonical = PLAUSIBLE[column]
-    if not convertible(unit, canonical):
-        return
-    canonical_value = float(convert(value, unit, canonical))
-    if low <= canonical_value <= high:
+    problem = implausible(column, value, unit)
+    if problem is None:
         return
     source = "as declared with --units" if declared else "the model file's unit"
     where = f"row {row}, " if isinstance(row, int) else (f"{row}, " if row else "")
     detail = (
-        f"{value:g} {unit} ({source}) is {canonical_value:g} {canonical}, outside the "
-        f"plausible {low:g}-{high:g} {canonical} (fix: check the value, or declare the "
+        f"{value:g} {unit} ({source}) is {problem} (fix: check the value, or declare the "
         f"dataset's unit: --units {column}=UNIT)"
     )
     raise InputError(

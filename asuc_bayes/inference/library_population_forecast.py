@@ -49,7 +49,11 @@ from scipy.special import logsumexp
 
 from asuc_bayes.data.dataset import Patient
 from asuc_bayes.inference.derived import Derived, derived_quantities
-from asuc_bayes.inference.library_forecast import ASUC_OUTCOME_MODEL, assemble_forecast
+from asuc_bayes.inference.library_forecast import (
+    ASUC_OUTCOME_MODEL,
+    assemble_forecast,
+    moment_matched,
+)
 from asuc_bayes.inference.map import find_map, single_threaded_blas
 from asuc_bayes.inference.marginal import WeightedPosterior, importance_sampling
 from asuc_bayes.inference.population_forecast import MIN_POPULATION_ESS
@@ -211,14 +215,9 @@ def adaptive_importance(problem: PatientProblem, random_seed: int) -> WeightedPo
     first = importance_sampling(problem, random_seed=random_seed)
     if first.map is None:
         return first
-    mean = first.weight @ first.eta
-    centred = first.eta - mean
-    covariance = (centred.T * first.weight) @ centred
-    covariance = 0.5 * (covariance + covariance.T)
-    eigenvalues = np.linalg.eigvalsh(covariance)
-    if not np.all(np.isfinite(eigenvalues)) or eigenvalues[0] <= 1e-10 * eigenvalues[-1]:
+    moved = moment_matched(first.map, first.eta, first.weight)
+    if moved is None:
         return first  # the first round's draws collapsed on too few points
-    moved = dataclasses.replace(first.map, eta=mean, covariance=covariance)
     try:
         return importance_sampling(problem, random_seed=random_seed + 1, mode=moved)
     except (np.linalg.LinAlgError, ValueError):

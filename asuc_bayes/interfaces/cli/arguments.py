@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from asuc_bayes.inference.forecast import SamplerSettings
     from asuc_bayes.inference.library_population import LibraryFitSettings
     from asuc_bayes.spec.config import ModelSpec
+    from asuc_bayes.spec.declaration import ModelDeclaration
 
 #: ``asuc_bayes.studies.comparison.SCENARIOS``'s names, sorted (written out so that parsing the
 #: command line does not import the simulation study; tests/test_startup.py checks they agree).
@@ -145,27 +146,44 @@ def spec_and_settings(args: argparse.Namespace) -> tuple[ModelSpec, SamplerSetti
     return spec, settings
 
 
-def imputation(entries: list[str] | None) -> str | dict[str, float | str] | None:
-    """The ``impute`` argument of the library API from ``--impute`` entries: None (none given),
-    ``"reference"`` (every missing covariate at the model's reference value) or
-    ``{NAME: value or "reference"}`` (values in the model's unit).
+def imputation(
+    entries: list[str] | None, declaration: ModelDeclaration
+) -> str | dict[str, float | str] | None:
+    """The ``impute`` argument of the library API from ``--impute`` entries for
+    ``declaration``: None (none given), ``"reference"`` (every missing covariate at the model's
+    reference value) or ``{NAME: value or "reference"}`` (values in the model's unit).
 
-    >>> imputation(["reference"]), imputation(["ALB=4", "ADA=reference"])
+    A name the model does not declare (a dataset column such as ADA names its covariate), a
+    value that is not a number or one implausible in the model's unit (albumin 40 for a model
+    in g/dL) is a :class:`ValueError` naming the entry and the fix.
+
+    >>> from asuc_bayes.spec import load_declaration
+    >>> model = load_declaration("wojciechowski2017")
+    >>> imputation(["reference"], model), imputation(["ALB=4", "ADA=reference"], model)
     ('reference', {'ALB': 4.0, 'ADA': 'reference'})
     """
+    from asuc_bayes.inference.covariates import implausible
+
     if not entries:
         return None
     if entries == ["reference"]:
         return "reference"
+    names = {column: c.name for c in declaration.covariates for column in c.columns}
     chosen: dict[str, float | str] = {}
     for entry in entries:
-        name, sep, value = entry.partition("=")
-        name, value = name.strip().upper(), value.strip()
-        if entry == "reference" or not sep or not name or not value:
+        column, sep, value = entry.partition("=")
+        column, value = column.strip().upper(), value.strip()
+        if entry == "reference" or not sep or not column or not value:
             raise ValueError(
                 f"--impute {entry}: give 'reference' alone, or NAME=VALUE / NAME=reference "
                 "entries (e.g. --impute ALB=4 --impute ADA=0)"
             )
+        if column not in names:
+            raise ValueError(
+                f"--impute {entry}: model {declaration.name} has no covariate {column} "
+                f"(its covariates: {', '.join(c.name for c in declaration.covariates)})"
+            )
+        name = names[column]
         if value.lower() == "reference":
             chosen[name] = "reference"
             continue
@@ -173,10 +191,17 @@ def imputation(entries: list[str] | None) -> str | dict[str, float | str] | None
             number = float(value)
         except ValueError:
             number = math.nan
+        unit = declaration.covariate(name).unit
         if not math.isfinite(number):
             raise ValueError(
                 f"--impute {entry}: {value!r} is not a finite number (fix: NAME=VALUE in the "
-                "model's unit, e.g. ALB=4 for g/dL, or NAME=reference)"
+                f"model's unit, here {unit}, or NAME=reference)"
+            )
+        problem = implausible(name, number, unit)
+        if problem is not None:
+            raise ValueError(
+                f"--impute {entry}: {number:g} {unit} (the model's unit) is {problem} "
+                f"(fix: give {name} in {unit})"
             )
         chosen[name] = number
     return chosen

@@ -110,7 +110,7 @@ def optimize_library(args: argparse.Namespace) -> int:
     try:
         declaration, patients, units = library_patients(args, args.model)
         options, request, plan = library_plan_inputs(args)
-        impute = imputation(args.impute)
+        impute = imputation(args.impute, declaration)
     except INPUT_ERRORS as exc:
         return error(str(exc))
     plans, errors = [], []

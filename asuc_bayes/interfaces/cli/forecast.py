@@ -121,7 +121,7 @@ def forecast_library(args: argparse.Namespace) -> int:
         # SS and resets: evaluated by the library path
         declaration, patients, units = library_patients(args, args.model, allow_unsupported=True)
         options = library_sampler_options(args, adaptive=True)
-        impute = imputation(args.impute)
+        impute = imputation(args.impute, declaration)
         results = [
             forecast_library_patient(
                 declaration,
@@ -296,7 +296,7 @@ def compare_patient_library(args: argparse.Namespace) -> int:
             units,
             args.seed,
             options=library_sampler_options(args),
-            impute=imputation(args.impute),
+            impute=imputation(args.impute, declaration),
         )
     except INPUT_ERRORS as exc:  # a missing covariate: where it comes from
         return input_error(exc)

@@ -74,7 +74,7 @@ def forecast_library_fit(args: argparse.Namespace, fit: FitIdentity, tree) -> in
             collect_errors=False,
             allow_unsupported=True,
         )
-        impute = imputation(args.impute)
+        impute = imputation(args.impute, declaration)
         sample = PopulationSample.from_fit(
             tree, declaration, n=args.population_draws, random_seed=args.seed
         )
