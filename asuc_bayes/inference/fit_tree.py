@@ -54,9 +54,10 @@ __all__ = [
 POPULATION_FIT_KIND = "asuc_bayes population fit"
 #: The root ``kind`` attribute of a library model's popPK fit (``fit --model NAME``).
 LIBRARY_FIT_KIND = "asuc_bayes library popPK fit"
+#: What each kind of fit is, and the command that writes one.
 FIT_KINDS = {
-    POPULATION_FIT_KIND: "a fit of the ASUC model (asuc-bayes fit)",
-    LIBRARY_FIT_KIND: "a library model's popPK fit (asuc-bayes fit --model NAME)",
+    POPULATION_FIT_KIND: ("a fit of the ASUC model", "asuc-bayes fit"),
+    LIBRARY_FIT_KIND: ("a library model's popPK fit", "asuc-bayes fit --model NAME"),
 }
 
 #: The sampler statistics a fit keeps (those the sampler wrote).
@@ -76,14 +77,12 @@ def read_fit(path, kinds: Iterable[str] = tuple(FIT_KINDS), purpose: str = "this
     tree = xr.load_datatree(path, engine="h5netcdf")
     kind = tree.attrs.get("kind")
     kinds = tuple(kinds)
-    needed = " or ".join(FIT_KINDS[k] for k in kinds)
+    needed = " or ".join(f"{FIT_KINDS[k][0]} ({FIT_KINDS[k][1]})" for k in kinds)
     if kind not in FIT_KINDS:
         raise ValueError(f"{path}: not an asuc_bayes fit; {purpose} needs {needed}")
     if kind not in kinds:
         model = tree.attrs.get("model_name", "?")
-        raise ValueError(
-            f"{path}: {FIT_KINDS[kind].split(' (')[0]} of model {model}; {purpose} needs {needed}"
-        )
+        raise ValueError(f"{path}: {FIT_KINDS[kind][0]} of model {model}; {purpose} needs {needed}")
     return tree
 
 
