@@ -470,7 +470,9 @@ class PopulationReplicate:
         from asuc_bayes.inference.population import prepare_population_model
 
         if self.settings.sampler == "nutpie":
-            prepare_population_model(self.spec, self.n_subjects, prior=self.prior)
+            prepare_population_model(
+                self.spec, self.n_subjects, prior=self.prior, method=self.method
+            )
 
     def provenance(self) -> dict[str, Any]:
         """Attributes describing the replicates (for the result's provenance)."""
@@ -485,7 +487,7 @@ class PopulationReplicate:
                 f"{p.name} ~ {p.describe()}" for p in spec.priors(self.prior).priors
             ),
             "n_subjects": self.n_subjects,
-            "method": "joint",
+            "method": self.method,
             **{key: value for key, value in asdict(settings).items() if value is not None},
         }
 

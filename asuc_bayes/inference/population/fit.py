@@ -105,11 +105,11 @@ def fit_population(
     prior
         Name of the prior set in the model file (``weak`` or ``published``).
     method
-        ``marginal`` (default: the joint model with each subject's random effects integrated
+        ``marginal`` (the joint model with each subject's random effects integrated
         out by quadrature, NUTS over the population parameters only, then each subject's η
         drawn given each population draw; :mod:`asuc_bayes.inference.population_marginal`),
-        ``joint``
-        (the same model with every η sampled by NUTS: "full") or ``two_stage`` (see
+        ``joint`` (default:
+        the same model with every η sampled by NUTS: "full") or ``two_stage`` (see
         :mod:`asuc_bayes.inference.population.model`).
     settings
         Sampler settings (4 chains × 1000 draws after 1000 tuning steps by default).

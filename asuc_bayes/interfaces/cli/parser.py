@@ -273,11 +273,10 @@ def add_fit_command(sub: argparse._SubParsersAction) -> None:
         "--method",
         choices=tuple(FIT_METHODS),
         default=None,
-        help="marginal (default): each subject's random effects integrated out by quadrature, "
-        "NUTS over the population parameters (1000 draws after 500 tuning steps, target "
-        "acceptance 0.9), each "
-        "eta drawn per posterior draw; full: the same joint model with every eta sampled by "
-        "NUTS (1000 + 1000, 0.995); two-stage",
+        help="full (default): the joint model with every eta sampled by NUTS (1000 draws "
+        "after 1000 tuning steps, target acceptance 0.995); marginal: each subject's random "
+        "effects integrated out by quadrature, NUTS over the population parameters (1000 "
+        "after 500, 0.95), each eta drawn per posterior draw; two-stage",
     )
     fit.add_argument("--format", choices=("table", "json"), default="table")
     fit.add_argument("--out", type=Path, help="write the fit DataTree (netCDF)")
