@@ -371,3 +371,21 @@ def test_cli_workers_and_scheduler_exclude_each_other(capsys, tmp_path):
         )
     assert stop.value.code == EXIT_INPUT
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["joint", "marginal", "two_stage"])
+def test_replicate_prepares_and_records_its_own_method(spec, method, monkeypatch):
+    """prepare() compiles the model of the replicate's method (it compiled the full model for
+    every method), and the provenance names that method."""
+    import asuc_bayes.inference.population as population
+
+    prepared = []
+    monkeypatch.setattr(
+        population,
+        "prepare_population_model",
+        lambda spec, n, *, prior, method="joint": prepared.append(method),
+    )
+    replicate = PopulationReplicate(spec, 10, method=method)
+    replicate.prepare()
+    assert prepared == [method]
+    assert replicate.provenance()["method"] == method

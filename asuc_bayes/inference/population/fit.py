@@ -108,9 +108,8 @@ def fit_population(
         ``marginal`` (the joint model with each subject's random effects integrated
         out by quadrature, NUTS over the population parameters only, then each subject's η
         drawn given each population draw; :mod:`asuc_bayes.inference.population_marginal`),
-        ``joint`` (default:
-        the same model with every η sampled by NUTS: "full") or ``two_stage`` (see
-        :mod:`asuc_bayes.inference.population.model`).
+        ``joint`` (the default: the same model with every η sampled by NUTS, "full") or
+        ``two_stage`` (see :mod:`asuc_bayes.inference.population.model`).
     settings
         Sampler settings (4 chains × 1000 draws after 1000 tuning steps by default).
     random_seed
