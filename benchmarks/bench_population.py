@@ -5,13 +5,14 @@ Target of the issue: a 72-patient joint fit (4 chains x 1000 draws) in <= 2 minu
 2-core machine, beside the same model sampled by plain PyMC NUTS.
 
 Usage: ``python benchmarks/bench_population.py [--cohorts 8] [--n 72] [--skip-pymc]
-[--out results.json]``; the gates study of the default (marginal) fit:
+[--out results.json]``; the gates study of the default fit:
 ``python benchmarks/bench_population.py --gates --sizes 72 120 300 --cohorts 10
-[--full-cohorts 1] [--out gates.json]``: fits ``--cohorts`` simulated cohorts of each size
-with the default method and counts those passing every gate (R-hat <= 1.01, bulk ESS >= 400
-over the population parameters and every eta, no divergence), with times; in the same run
-fits ``--full-cohorts`` of them with plain PyMC NUTS on the full model (``method="joint"``,
-``sampler="pymc"``) and with nutpie on the full model. Cohorts are simulated with
+[--full-cohorts 1] [--method marginal] [--out gates.json]``: fits ``--cohorts`` simulated
+cohorts of each size with the default method (or ``--method``) and counts those passing
+every gate (R-hat <= 1.01, bulk ESS >= 400 over the population parameters and every eta,
+no divergence), with times; in the same run fits ``--full-cohorts`` of them with plain PyMC
+NUTS on the full model (``method="joint"``, ``sampler="pymc"``) and with nutpie on the full
+model. Cohorts are simulated with
 ``simulate_cohort`` (seeds 1, 2, ...) from the model file's point estimates and fitted
 with the weak priors; the coverage of the 50/90/95 % central intervals of the nine
 population parameters is counted over all cohorts (the true value is known), with its
@@ -51,6 +52,12 @@ def main() -> None:
     parser.add_argument("--gates", action="store_true", help="the default fit's gates study")
     parser.add_argument("--sizes", type=int, nargs="+", default=[72, 120])
     parser.add_argument("--full-cohorts", type=int, default=1)
+    parser.add_argument(
+        "--method",
+        choices=["marginal", "joint", "two_stage"],
+        default=None,
+        help="the gates study's method (default: the fit's default)",
+    )
     args = parser.parse_args()
     spec = load_model()
     truth = point_values(spec)
@@ -186,18 +193,27 @@ def gates_study(spec, args, truth) -> dict:
         fits = []
         for seed in range(1, args.cohorts + 1):
             cohort = simulate_cohort(spec, n, random_seed=1000 * n + seed)
-            fit, seconds = timed_fit(cohort, spec, random_seed=seed)
+            method = {"method": args.method} if args.method else {}
+            fit, seconds = timed_fit(cohort, spec, random_seed=seed, **method)
             entry = _entry(fit, seconds, 1000 * n + seed, truth)
             fits.append(entry)
+            times = ", ".join(
+                f"{label} {entry[key]:.0f}"
+                for label, key in (
+                    ("rule", "rule_seconds"),
+                    ("compile", "compile_seconds"),
+                    ("sampling", "sampling_seconds"),
+                    ("eta", "random_effects_seconds"),
+                )
+                if key in entry
+            )
             print(
-                f"n={n} cohort {seed}: {seconds:.0f} s (rule {entry['rule_seconds']:.0f}, "
-                f"compile {entry['compile_seconds']:.0f}, sampling "
-                f"{entry['sampling_seconds']:.0f}, eta {entry['random_effects_seconds']:.0f}), "
+                f"n={n} cohort {seed}: {seconds:.0f} s ({times}), "
                 f"R-hat {entry['rhat_max']:.4f} ({entry['rhat_max_at']}), ESS "
                 f"{entry['ess_bulk_min']:.0f} ({entry['ess_bulk_min_at']}), "
                 f"{entry['divergences']} div, importance ESS min "
-                f"{entry['importance_ess_min']:.1f}, converged {bool(entry['converged'])}, "
-                f"load {entry['load']:.1f}",
+                f"{entry.get('importance_ess_min', float('nan')):.1f}, "
+                f"converged {bool(entry['converged'])}, load {entry['load']:.1f}",
                 flush=True,
             )
         full = []
