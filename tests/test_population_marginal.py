@@ -203,16 +203,20 @@ def test_graph_equals_numpy(spec, data, rule):
     np.testing.assert_allclose(got, expected, rtol=1e-10)
 
 
-@pytest.mark.parametrize("omega_v", [None, 0.05])
-def test_random_effects_follow_the_exact_conditional_posterior(spec, data, rule, omega_v):
+@pytest.mark.parametrize("omegas", [None, (None, 0.05), (2.0, 2.0)])
+def test_random_effects_follow_the_exact_conditional_posterior(spec, data, rule, omegas):
     """At one population point repeated 4000 times, each subject's drawn (ln CL, ln V) has
     the mean and SD of its exact conditional posterior (dense grid), within 4 MC SEs; also
-    with ω_V far below the rule's cells (the proposal's random-effect-density half)."""
+    with ω_V far below the rule's cells (the proposal's random-effect-density half) and with
+    wide ω (proposals far in the tails, where the outcome's hazard overflows)."""
     import xarray as xr
 
     point = random_points(spec, 1, seed=11)[0]
-    if omega_v is not None:
-        point = dataclasses.replace(point, omega_v=omega_v)
+    omega_v = None
+    if omegas is not None:
+        omega_cl, omega_v = omegas
+        point = dataclasses.replace(point, omega_cl=omega_cl or point.omega_cl, omega_v=omega_v)
+        omega_v = omega_v if omega_v < 0.1 else None
     n_draws = 4000
     posterior = xr.Dataset(
         {
@@ -225,7 +229,7 @@ def test_random_effects_follow_the_exact_conditional_posterior(spec, data, rule,
     for i in range(data.n_subjects):
         subject = SubjectData.of(data, i)
         centre = rule.subjects[i].centre
-        half = 8 * rule.subjects[i].sd
+        half = 8 * np.maximum(rule.subjects[i].sd, [point.omega_cl, point.omega_v])
         a = np.linspace(centre[0] - half[0], centre[0] + half[0], 401)
         b = np.linspace(centre[1] - half[1], centre[1] + half[1], 401)
         if omega_v is not None:  # the posterior lies within the narrow prior: grid that

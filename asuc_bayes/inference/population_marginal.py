@@ -1014,7 +1014,8 @@ def _draw_subject(spec, subject: SubjectData, rule: SubjectRule, point, n_propos
     proposal = np.where(rng.random(cells.shape)[..., None] < 0.5, from_cells, from_prior)
     prop_cl, prop_v = proposal[..., 0], proposal[..., 1]
     prop_prediction, prop_x = subject.predictions(spec, prop_cl, prop_v)
-    target = subject.log_density(spec, point, prop_cl, prop_v, prop_prediction, prop_x)
+    with np.errstate(over="ignore", invalid="ignore"):  # far proposals: density 0 (below)
+        target = subject.log_density(spec, point, prop_cl, prop_v, prop_prediction, prop_x)
     prior_terms = -0.5 * ((proposal - mu) / omega) ** 2 - np.log(omega)
     log_prior = prior_terms.sum(axis=-1) - math.log(2 * math.pi)
     log_q = np.logaddexp(_cell_log_density(rule, log_p, prop_cl, prop_v), log_prior) - math.log(2)
