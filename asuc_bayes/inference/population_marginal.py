@@ -1020,7 +1020,8 @@ def _draw_subject(spec, subject: SubjectData, rule: SubjectRule, point, n_propos
     log_prior = prior_terms.sum(axis=-1) - math.log(2 * math.pi)
     log_q = np.logaddexp(_cell_log_density(rule, log_p, prop_cl, prop_v), log_prior) - math.log(2)
     log_w = target - log_q
-    log_w = np.where(np.isfinite(log_w), log_w, -np.inf)
+    # non-finite (overflowed) and astronomically small weights are zero weights
+    log_w = np.where(np.isfinite(log_w) & (log_w > -1e100), log_w, -np.inf)
     chosen = np.argmax(log_w + rng.gumbel(size=log_w.shape), axis=1)[:, None]
     ess = np.exp(2 * logsumexp(log_w, axis=1) - logsumexp(2 * log_w, axis=1))
     pick = lambda values: np.take_along_axis(values, chosen, axis=1)[:, 0]  # noqa: E731
