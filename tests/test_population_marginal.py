@@ -265,11 +265,11 @@ def test_default_settings_per_method():
 
 @pytest.mark.slow  # one marginal model compilation and a 40-subject fit
 def test_marginal_fit_converges_and_keeps_the_fit_schema(spec, tmp_path):
-    """The marginal fit of a simulated 40-subject cohort passes the R-hat and bulk-ESS gates
-    (a few divergences were seen on this cohort: the fit then says unconverged, and the
-    method is not the default for that reason; README), its
-    DataTree has the schema the other commands read (per-subject eta_cl, eta_v, cl, v,
-    ln_auc_cl; population parameters), it round-trips through cohort_of_fit, and every
+    """The marginal fit of a simulated 40-subject cohort passes every gate (R-hat, bulk ESS,
+    no divergence: the previous rule, a midpoint grid, had 1-3 divergences on this cohort in
+    the lower ω_V tail where it was inaccurate; README), its DataTree has the schema the
+    other commands read (per-subject eta_cl, eta_v, cl, v, ln_auc_cl; population
+    parameters), it round-trips through cohort_of_fit, and every
     population parameter's 99 % CrI covers the truth."""
     from asuc_bayes.inference.population import cohort_of_fit, fit_population, load_fit
     from asuc_bayes.inference.population_draws import PARAMETER_NAMES, point_values
@@ -279,7 +279,7 @@ def test_marginal_fit_converges_and_keeps_the_fit_schema(spec, tmp_path):
     d = fit.diagnostics
     print("\nmarginal fit:", d)
     assert d["rhat_max"] <= 1.01 and d["ess_bulk_min"] >= 400, d
-    assert fit.status == ("ok" if d["divergences"] == 0 else "unconverged"), d
+    assert d["divergences"] == 0 and fit.status == "ok", d
     assert fit.tree.attrs["method"] == "marginal"
     posterior = fit.tree["posterior"]
     for name in ("eta_cl", "eta_v", "cl", "v", "ln_auc_cl"):
@@ -316,7 +316,7 @@ def test_sbc_style_ranks_of_a_few_replicates(spec):
     from asuc_bayes.studies.sbc import PopulationReplicate, posterior_ranks
 
     replicate = PopulationReplicate(
-        spec, 24, settings=default_settings("marginal", chains=2), method="marginal"
+        spec, 24, settings=default_settings("marginal", chains=2, draws=1000), method="marginal"
     )
     rng = np.random.default_rng(0)
     ranks = []
