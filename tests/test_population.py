@@ -339,6 +339,7 @@ def test_parameter_recovery_on_a_72_patient_cohort(spec, cohort72):
     fit = fit_population(
         cohort72.patients,
         spec,
+        method="joint",  # the full model (the marginal fit has its own recovery test)
         settings=PopulationSettings(draws=500, tune=1000),
         random_seed=1,
     )

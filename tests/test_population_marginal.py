@@ -255,6 +255,32 @@ def test_fit_cli_rejects_contradicting_methods(tmp_path, capsys):
     assert "--two-stage contradicts --method full" in capsys.readouterr().err
 
 
+def test_the_default_method_is_marginal_everywhere(spec):
+    """fit_population, the fit and sbc commands, SBC replicates and model preparation share
+    one default method; a replicate with an unknown method is refused."""
+    import inspect
+
+    from asuc_bayes.inference.population import (
+        DEFAULT_METHOD,
+        fit_population,
+        prepare_population_model,
+    )
+    from asuc_bayes.interfaces.cli.arguments import FIT_METHODS, fit_method
+    from asuc_bayes.interfaces.cli.parser import build_parser
+    from asuc_bayes.studies.sbc import PopulationReplicate, run_population_sbc
+
+    assert DEFAULT_METHOD == "marginal"
+    for function in (fit_population, prepare_population_model, run_population_sbc):
+        assert inspect.signature(function).parameters["method"].default == DEFAULT_METHOD
+    assert PopulationReplicate(spec, 10).method == DEFAULT_METHOD
+    parser = build_parser()
+    assert fit_method(parser.parse_args(["fit", "cohort.csv"])) == DEFAULT_METHOD
+    sbc = parser.parse_args(["sbc", "--replicates", "2", "--subjects", "10", "--out", "x"])
+    assert FIT_METHODS[sbc.method] == DEFAULT_METHOD
+    with pytest.raises(ValueError, match="method must be one of marginal, joint, two_stage"):
+        PopulationReplicate(spec, 10, method="full")
+
+
 def test_default_settings_per_method():
     from asuc_bayes.inference.population import default_settings
 

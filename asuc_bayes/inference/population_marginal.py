@@ -95,7 +95,7 @@ __all__ = [
 #: Sampler settings of a marginal fit when none are given: ~10 parameters need fewer draws
 #: and a lower target acceptance than the full model (README, "Population model": bulk ESS
 #: min 1135 from 4 × 500 draws on the 40-subject test cohort, ~1600 from 4 × 1000 at 72-120).
-MARGINAL_DRAWS = 500
+MARGINAL_DRAWS = 1000
 MARGINAL_TUNE = 500
 MARGINAL_TARGET_ACCEPT = 0.95
 #: Nodes per axis tried per subject and axis, coarsest first (before pruning).

@@ -57,7 +57,7 @@ import xarray as xr
 
 from asuc_bayes._version import __version__
 from asuc_bayes.inference.engine import Engine
-from asuc_bayes.inference.population import PopulationSettings
+from asuc_bayes.inference.population import DEFAULT_METHOD, METHODS, PopulationSettings
 from asuc_bayes.spec.config import PARAMETER_NAMES, ModelSpec
 from asuc_bayes.studies.simulate import CohortDesign, simulate_cohort
 
@@ -396,8 +396,8 @@ class PopulationReplicate:
     design
         The simulated cohorts' design (:class:`~asuc_bayes.studies.simulate.CohortDesign`).
     method
-        The fit's method (:func:`~asuc_bayes.inference.population.fit_population`): ``"joint"``
-        (the full model, default) or ``"marginal"``.
+        The fit's method (:func:`~asuc_bayes.inference.population.fit_population`):
+        ``"marginal"`` (the default) or ``"joint"`` (the full model).
     """
 
     spec: ModelSpec
@@ -405,13 +405,15 @@ class PopulationReplicate:
     prior: str = "published"
     settings: PopulationSettings = SBC_SETTINGS
     design: CohortDesign | None = None
-    method: str = "joint"
+    method: str = DEFAULT_METHOD
 
     def __post_init__(self):
         if isinstance(self.n_subjects, bool) or not isinstance(self.n_subjects, int):
             raise ValueError(f"n_subjects must be a whole number, got {self.n_subjects!r}")
         if self.n_subjects < 2:
             raise ValueError(f"n_subjects must be at least 2, got {self.n_subjects}")
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
         self.spec.priors(self.prior)  # ModelSpecError naming the declared sets
 
     @property
@@ -576,6 +578,7 @@ def run_population_sbc(
     engine: Engine | None = None,
     design: CohortDesign | None = None,
     progress: Callable[[int, int], None] | None = None,
+    method: str = DEFAULT_METHOD,
 ) -> SBCResult:
     """SBC of the hierarchical population model (see the module docstring).
 
@@ -594,6 +597,8 @@ def run_population_sbc(
         As in :func:`run_sbc`.
     design
         :class:`~asuc_bayes.studies.simulate.CohortDesign` of the simulated cohorts.
+    method
+        The fit's method (:func:`~asuc_bayes.inference.population.fit_population`).
 
     Raises
     ------
@@ -610,7 +615,9 @@ def run_population_sbc(
             f"chains x draws = {settings.chains * settings.draws} posterior draws cannot give "
             f"{n_rank_draws} rank draws: raise --draws/--chains or lower --rank-draws"
         )
-    replicate = PopulationReplicate(spec, n_subjects, prior=prior, settings=settings, design=design)
+    replicate = PopulationReplicate(
+        spec, n_subjects, prior=prior, settings=settings, design=design, method=method
+    )
     attrs = replicate.provenance()
     attrs["cohort_design"] = repr(design) if design is not None else "CohortDesign() defaults"
     return run_sbc(

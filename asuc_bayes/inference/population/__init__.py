@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from asuc_bayes.inference.fit_tree import convergence
 from asuc_bayes.inference.population.data import (
+    DEFAULT_METHOD,
     METHODS,
     OBSERVATION_COLUMNS,
     SUBJECT_COLUMNS,
@@ -70,6 +71,7 @@ _combined_checks = combined_checks
 _json_diagnostic = finite_or_none
 
 __all__ = [
+    "DEFAULT_METHOD",
     "INDIVIDUAL",
     "INIT_JITTER",
     "INIT_LOG10_HAZARD_AT_REF",

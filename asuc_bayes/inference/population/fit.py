@@ -19,6 +19,7 @@ from asuc_bayes.inference.fit_tree import (
 )
 from asuc_bayes.inference.forecast.summary import summary_statistics
 from asuc_bayes.inference.population.data import (
+    DEFAULT_METHOD,
     METHODS,
     CohortData,
     PopulationSettings,
@@ -89,7 +90,7 @@ def fit_population(
     spec: ModelSpec,
     *,
     prior: str = "weak",
-    method: Literal["marginal", "joint", "two_stage"] = "joint",
+    method: Literal["marginal", "joint", "two_stage"] = DEFAULT_METHOD,
     settings: PopulationSettings | None = None,
     random_seed: int = 0,
 ) -> PopulationFit:
@@ -105,13 +106,15 @@ def fit_population(
     prior
         Name of the prior set in the model file (``weak`` or ``published``).
     method
-        ``marginal`` (the joint model with each subject's random effects integrated
-        out by quadrature, NUTS over the population parameters only, then each subject's η
-        drawn given each population draw; :mod:`asuc_bayes.inference.population_marginal`),
-        ``joint`` (the default: the same model with every η sampled by NUTS, "full") or
+        ``marginal`` (the default: the joint model with each subject's random effects
+        integrated out by quadrature, NUTS over the population parameters only, then each
+        subject's η drawn given each population draw;
+        :mod:`asuc_bayes.inference.population_marginal`), ``joint`` (the same model with every
+        η sampled by NUTS, "full") or
         ``two_stage`` (see :mod:`asuc_bayes.inference.population.model`).
     settings
-        Sampler settings (4 chains × 1000 draws after 1000 tuning steps by default).
+        Sampler settings (by default :func:`default_settings` of the method: 4 chains, the
+        marginal fit 1000 draws after 500 tuning steps, the others 1000 after 1000).
     random_seed
         Seed of the sampler.
     """

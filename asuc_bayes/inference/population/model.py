@@ -38,6 +38,7 @@ import pytensor.tensor as pt
 
 from asuc_bayes.graphs.numerics import reproducible_numba
 from asuc_bayes.inference.population.data import (
+    DEFAULT_METHOD,
     OBSERVATION_COLUMNS,
     SUBJECT_COLUMNS,
     CohortData,
@@ -342,7 +343,7 @@ def prepare_population_model(
     n_subjects: int,
     *,
     prior: str = "weak",
-    method: Literal["marginal", "joint", "two_stage"] = "joint",
+    method: Literal["marginal", "joint", "two_stage"] = DEFAULT_METHOD,
 ) -> None:
     """Compile (once per process) the nutpie model that
     :func:`~asuc_bayes.inference.population.fit.fit_population` uses for cohorts of

@@ -74,10 +74,10 @@ FIT_METHODS = {"marginal": "marginal", "full": "joint", "two-stage": "two_stage"
 
 def fit_method(args: argparse.Namespace) -> str:
     """The :func:`asuc_bayes.inference.population.fit_population` method of ``--method`` and
-    ``--two-stage`` (full by default; raises ``ValueError`` when they contradict)."""
+    ``--two-stage`` (marginal by default; raises ``ValueError`` when they contradict)."""
     if args.two_stage and args.method not in (None, "two-stage"):
         raise ValueError(f"--two-stage contradicts --method {args.method} (give one of them)")
-    return FIT_METHODS[args.method or ("two-stage" if args.two_stage else "full")]
+    return FIT_METHODS[args.method or ("two-stage" if args.two_stage else "marginal")]
 
 
 def library_fit_settings(args: argparse.Namespace) -> LibraryFitSettings:

@@ -95,7 +95,7 @@ exit codes: 0 ok; 2 bad options
 """
 
 FIT_EXAMPLES = """examples:
-  asuc-bayes fit cohort.csv                                 weak priors, table
+  asuc-bayes fit cohort.csv                                 weak priors, marginal fit, table
   asuc-bayes fit cohort.csv --prior published --out fit.nc --seed 3
   asuc-bayes fit cohort.csv --two-stage --format json
   asuc-bayes fit cohort.csv --method full                   every eta sampled by NUTS

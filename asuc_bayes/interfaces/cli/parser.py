@@ -273,10 +273,10 @@ def add_fit_command(sub: argparse._SubParsersAction) -> None:
         "--method",
         choices=tuple(FIT_METHODS),
         default=None,
-        help="full (default): the joint model with every eta sampled by NUTS (1000 draws "
-        "after 1000 tuning steps, target acceptance 0.995); marginal: each subject's random "
-        "effects integrated out by quadrature, NUTS over the population parameters (1000 "
-        "after 500, 0.95), each eta drawn per posterior draw; two-stage",
+        help="marginal (default): each subject's random effects integrated out by quadrature, "
+        "NUTS over the population parameters (1000 draws after 500 tuning steps, target "
+        "acceptance 0.95), each eta drawn per posterior draw; full: the joint model with every "
+        "eta sampled by NUTS (1000 after 1000, 0.995); two-stage",
     )
     fit.add_argument("--format", choices=("table", "json"), default="table")
     fit.add_argument("--out", type=Path, help="write the fit DataTree (netCDF)")
@@ -330,6 +330,12 @@ def add_sbc_command(sub: argparse._SubParsersAction) -> None:
         "--prior",
         default="published",
         help="prior set of the model file, drawn from and fitted with: published|weak",
+    )
+    sbc.add_argument(
+        "--method",
+        choices=tuple(FIT_METHODS),
+        default="marginal",
+        help="the fits' method, as in fit --method (marginal)",
     )
     sbc.add_argument("--draws", type=int, default=500, help="draws per chain (500)")
     sbc.add_argument("--tune", type=int, default=500, help="tuning steps per chain (500)")

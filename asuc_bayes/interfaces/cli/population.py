@@ -11,7 +11,7 @@ from typing import Any
 
 from asuc_bayes.data.dataset import read_patients
 from asuc_bayes.inference.engine import Engine, EngineError
-from asuc_bayes.interfaces.cli.arguments import fit_method, library_fit_settings
+from asuc_bayes.interfaces.cli.arguments import FIT_METHODS, fit_method, library_fit_settings
 from asuc_bayes.interfaces.cli.common import (
     EXIT_OK,
     EXIT_UNCONVERGED,
@@ -173,7 +173,8 @@ def run_sbc(args: argparse.Namespace) -> int:
         settings = PopulationSettings(
             draws=args.draws, tune=args.tune, chains=args.chains, target_accept=args.target_accept
         )
-        PopulationReplicate(spec, args.subjects, prior=args.prior, settings=settings)
+        method = FIT_METHODS[args.method]
+        PopulationReplicate(spec, args.subjects, prior=args.prior, settings=settings, method=method)
         if settings.chains * settings.draws < args.rank_draws:
             raise ValueError(
                 f"--chains x --draws = {settings.chains * settings.draws} draws cannot be "
@@ -192,6 +193,7 @@ def run_sbc(args: argparse.Namespace) -> int:
                 args.subjects,
                 prior=args.prior,
                 settings=settings,
+                method=method,
                 n_rank_draws=args.rank_draws,
                 random_seed=args.seed,
                 engine=engine,
