@@ -297,11 +297,17 @@ def test_marginal_fit_converges_and_keeps_the_fit_schema(spec, tmp_path):
     other commands read (per-subject eta_cl, eta_v, cl, v, ln_auc_cl; population
     parameters), it round-trips through cohort_of_fit, and every
     population parameter's 99 % CrI covers the truth."""
-    from asuc_bayes.inference.population import cohort_of_fit, fit_population, load_fit
+    from asuc_bayes.inference.population import (
+        cohort_of_fit,
+        default_settings,
+        fit_population,
+        load_fit,
+    )
     from asuc_bayes.inference.population_draws import PARAMETER_NAMES, point_values
 
     cohort = simulate_cohort(spec, 40, random_seed=21)
-    fit = fit_population(cohort.patients, spec, method="marginal", random_seed=4)
+    settings = default_settings("marginal", draws=500)  # half the default: test time
+    fit = fit_population(cohort.patients, spec, method="marginal", settings=settings, random_seed=4)
     d = fit.diagnostics
     print("\nmarginal fit:", d)
     assert d["rhat_max"] <= 1.01 and d["ess_bulk_min"] >= 400, d
