@@ -1017,8 +1017,7 @@ def _draw_subject(spec, subject: SubjectData, rule: SubjectRule, point, n_propos
     prop_prediction, prop_x = subject.predictions(spec, prop_cl, prop_v)
     with np.errstate(over="ignore", invalid="ignore"):  # far proposals: density 0 (below)
         target = subject.log_density(spec, point, prop_cl, prop_v, prop_prediction, prop_x)
-    prior_terms = -0.5 * ((proposal - mu) / omega) ** 2 - np.log(omega)
-    log_prior = prior_terms.sum(axis=-1) - math.log(2 * math.pi)
+    log_prior = _normal_logpdf(proposal - mu, omega, np).sum(axis=-1)
     log_q = np.logaddexp(_cell_log_density(rule, log_p, prop_cl, prop_v), log_prior) - math.log(2)
     log_w = target - log_q
     # non-finite (overflowed) and astronomically small weights are zero weights
