@@ -46,7 +46,7 @@ from asuc_bayes.pk.kernels import concentration
 from asuc_bayes.spec.config import ModelSpec
 from asuc_bayes.spec.residual import PREDICTION_FLOOR_MG_L, add_residual_error
 from asuc_bayes.strict_json import dumps_json
-from asuc_bayes.studies.simulate import simulate_patients
+from asuc_bayes.studies.simulate import designed_patients
 
 __all__ = [
     "INTERVAL_LEVELS",
@@ -121,7 +121,9 @@ def simulate_scenario(
     """``n`` virtual patients sampled under ``scenario``, and their truth.
 
     Covariates, regimens and true random effects come from
-    :func:`asuc_bayes.studies.simulate.simulate_patients`; the concentrations at the scenario's days
+    :func:`asuc_bayes.studies.simulate.designed_patients` (the calibrated Table-1 design of
+    the population simulator: weight, CRP, the regimens centres give, whole vials); the
+    concentrations at the scenario's days
     are drawn with the model's residual error. Assay limits: LLOQ 0.3 mg/L, ULOQ 60 mg/L
     (rarely reached at these days), or the scenario's LLOQ, in which case patients are drawn
     until ``n`` have their sample below it (selection on observed data keeps the posterior
@@ -135,12 +137,10 @@ def simulate_scenario(
     rows = []
     batch = 0
     while len(patients) < n:
-        cohort = simulate_patients(
+        cohort = designed_patients(
             spec,
             n=max(n, 50),
             random_seed=int(np.random.SeedSequence([random_seed, batch]).generate_state(1)[0]),
-            max_samples=0,
-            min_samples=0,
             id_prefix=f"{scenario.name}-{batch}-",
         )
         batch += 1

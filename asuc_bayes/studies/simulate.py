@@ -1,6 +1,8 @@
 """Virtual ASUC patients drawn from the model, with their true individual parameters.
 
-:func:`simulate_patients` draws patients for forecasting studies (concentrations only).
+:func:`simulate_patients` draws patients with concentrations in a simple design of its own (kept:
+the forecasting tests and benchmarks name patients it draws); :func:`designed_patients` draws
+patients without samples in the calibrated design below (the comparison study's patients).
 :func:`simulate_cohort` draws Table-1-like cohorts (model card, section 3) for population
 fits, calibrated to the paper over repeated 72-patient cohorts (:class:`CohortDesign`
 documents every value): weight median 63 kg [IQR 56-75], CRP median 30 mg/L [7-82], the
@@ -69,6 +71,7 @@ __all__ = [
     "Regimen",
     "SimulatedCohort",
     "cohort_summary",
+    "designed_patients",
     "simulate_cohort",
     "simulate_patients",
     "true_parameters",
@@ -185,6 +188,44 @@ def simulate_patients(
             )
         )
         rows.append({"id": draft.id, "eta_cl": eta_cl, "eta_v": eta_v, "cl": cl, "v": v})
+    return SimulatedCohort(patients=tuple(patients), truth=pd.DataFrame(rows).set_index("id"))
+
+
+def designed_patients(
+    spec: ModelSpec,
+    n: int,
+    random_seed: int,
+    *,
+    design: CohortDesign | None = None,
+    id_prefix: str = "SIM",
+) -> SimulatedCohort:
+    """``n`` virtual patients of the Table-1 design, without samples: covariates and the
+    planned regimen as :func:`simulate_cohort` draws them (:class:`CohortDesign`), true η
+    from the model. For forecasting studies that set their own sampling
+    (:func:`asuc_bayes.studies.comparison.simulate_scenario`).
+
+    Examples
+    --------
+    >>> from asuc_bayes.spec.config import load_model
+    >>> cohort = designed_patients(load_model(), n=4, random_seed=2)
+    >>> [p.observations for p in cohort.patients], sorted(cohort.truth.columns)
+    ([(), (), (), ()], ['cl', 'eta_cl', 'eta_v', 'v'])
+    """
+    design = design or CohortDesign()
+    if n < 1:
+        raise ValueError(f"n must be a positive number of patients, got {n}")
+    rng = np.random.default_rng(random_seed)
+    pk = spec.pk
+    patients, rows = [], []
+    for index in range(n):
+        pid = f"{id_prefix}{index + 1:04d}"
+        weight, crp = draw_weight_crp(design, rng)
+        doses = tuple(planned_doses(design, weight, pk.default_infusion_duration_day, rng))
+        eta_cl, eta_v = (float(value) for value in rng.normal(0.0, [pk.omega_cl, pk.omega_v]))
+        patient = Patient(id=pid, weight_kg=weight, crp_mg_l=crp, doses=doses)
+        cl, v = true_parameters(spec, patient, eta_cl, eta_v)
+        patients.append(patient)
+        rows.append({"id": pid, "eta_cl": eta_cl, "eta_v": eta_v, "cl": cl, "v": v})
     return SimulatedCohort(patients=tuple(patients), truth=pd.DataFrame(rows).set_index("id"))
 
 
