@@ -35,7 +35,7 @@ bench-population: $(STAMP)
 
 # Simulation-based calibration of the population fit (~11 min on 2 cores; README, section SBC).
 bench-sbc: $(STAMP)
-	$(VENV)/bin/asuc-bayes sbc --replicates 50 --subjects 36 --workers 2 --seed 1 --out benchmarks/sbc
+	$(VENV)/bin/asuc-bayes sbc --replicates 50 --subjects 36 --method full --workers 2 --seed 1 --out benchmarks/sbc
 
 # Cost per patient and throughput for 1-1000 patients (cold, warm, workers) and population fit
 # time against cohort size (~35 min on the 2-core machine; benchmarks/README.md). Options via ARGS.
