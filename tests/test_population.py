@@ -299,7 +299,7 @@ def cohort_csv(tmp_path_factory, cohort72):
 def test_fit_cli_json_contract_table_and_out(cohort_csv, tmp_path, capsys):
     """Small sampling settings: the contract, not the numbers."""
     out = tmp_path / "fit.nc"
-    common = ["--draws", "150", "--tune", "200", "--chains", "2", "--allow-unconverged"]
+    common = ["--draws", "100", "--tune", "100", "--chains", "2", "--allow-unconverged"]
     code = main(
         ["fit", str(cohort_csv), "--format", "json", "--out", str(out), "--seed", "3", *common]
     )
