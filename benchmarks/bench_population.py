@@ -53,6 +53,9 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[72, 120])
     parser.add_argument("--full-cohorts", type=int, default=1)
     parser.add_argument(
+        "--first-cohort", type=int, default=1, help="resume a gates study at this cohort"
+    )
+    parser.add_argument(
         "--method",
         choices=["marginal", "joint", "two_stage"],
         default=None,
@@ -191,7 +194,7 @@ def gates_study(spec, args, truth) -> dict:
     report: dict = {"sizes": {}}
     for n in args.sizes:
         fits = []
-        for seed in range(1, args.cohorts + 1):
+        for seed in range(args.first_cohort, args.cohorts + 1):
             cohort = simulate_cohort(spec, n, random_seed=1000 * n + seed)
             method = {"method": args.method} if args.method else {}
             fit, seconds = timed_fit(cohort, spec, random_seed=seed, **method)
