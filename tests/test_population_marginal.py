@@ -338,7 +338,7 @@ def test_marginal_fit_converges_and_keeps_the_fit_schema(spec, tmp_path):
     assert summary["status"] == fit.status and summary["method"] == "marginal"
 
 
-@pytest.mark.slow  # three 24-subject fits (one compilation)
+@pytest.mark.slow  # three 16-subject fits (one compilation); ~1 min each on 2 loaded cores
 def test_sbc_style_ranks_of_a_few_replicates(spec):
     """Three SBC replicates of the marginal fit (θ̃ from the published prior, a cohort
     simulated at θ̃, fitted): every fit passes its gates, and the 27 ranks of the truths
@@ -348,7 +348,7 @@ def test_sbc_style_ranks_of_a_few_replicates(spec):
     from asuc_bayes.studies.sbc import PopulationReplicate, posterior_ranks
 
     replicate = PopulationReplicate(
-        spec, 24, settings=default_settings("marginal", chains=2, draws=1000), method="marginal"
+        spec, 16, settings=default_settings("marginal", chains=2, draws=1000), method="marginal"
     )
     rng = np.random.default_rng(0)
     ranks = []

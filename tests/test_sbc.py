@@ -261,6 +261,10 @@ def test_bad_replicate_options(spec):
 
 TINY = PopulationSettings(draws=100, tune=100, chains=2)
 TINY_SUBJECTS = 10
+#: The engine check below is about where replicates run, not how they are fitted: the full
+#: model is the cheapest fit (the marginal fit's calibration has its own SBC test, in
+#: tests/test_population_marginal.py).
+TINY_METHOD = "joint"
 
 #: Dask's scheduler start-up leaves a socket for the garbage collector (see test_batch.py).
 DASK_SOCKET_WARNINGS = (
@@ -271,7 +275,9 @@ DASK_SOCKET_WARNINGS = (
 
 @pytest.fixture(scope="module")
 def tiny_in_process(spec) -> SBCResult:
-    return run_population_sbc(spec, 3, TINY_SUBJECTS, settings=TINY, random_seed=4)
+    return run_population_sbc(
+        spec, 3, TINY_SUBJECTS, settings=TINY, random_seed=4, method=TINY_METHOD
+    )
 
 
 def _comparable(result: SBCResult) -> xr.Dataset:
@@ -297,7 +303,7 @@ def test_tiny_real_sbc_local_cluster_equals_this_process(spec, tiny_in_process):
     assert ds.attrs["prior"] == "published" and ds.attrs["n_subjects"] == TINY_SUBJECTS
     with Engine(workers=2) as engine:
         distributed = run_population_sbc(
-            spec, 3, TINY_SUBJECTS, settings=TINY, random_seed=4, engine=engine
+            spec, 3, TINY_SUBJECTS, settings=TINY, random_seed=4, engine=engine, method=TINY_METHOD
         )
     assert distributed.dataset.attrs["engine"] == "local cluster of 2 worker processes"
     xr.testing.assert_equal(_comparable(distributed), _comparable(tiny_in_process))
