@@ -142,6 +142,15 @@ def test_cli_compare_patient_library(tmp_path, capsys):
     assert out["model"]["name"] == "wojciechowski2017"
     assert out["patients"][0]["id"] == "L001"
     assert out["patients"][0]["status"] == ("ok" if code == 0 else "unconverged")
+    # the text shows the JSON's numbers
+    argv = ["compare-patient", str(data), "--id", "L001", "--model", "wojciechowski2017"]
+    assert main(argv) == code
+    text = capsys.readouterr().out
+    entry = out["patients"][0]
+    assert text.startswith("model: ") and "patient L001: " in text
+    assert f"MAP plug-in {entry['risk_90d']['map_plug_in']:.1%}" in text
+    assert f"ln(AUC/CL)    MAP {entry['intervals']['ln_auc_cl']['map']:.3g} " in text
+    assert f"P(high risk) {entry['p_high_risk']:.2f} posterior" in text
     # a model needing a covariate the dataset lacks: a clear error, exit 2
     assert main(["compare-patient", str(data), "--model", "fasanmade2009"]) == 2
     assert "needs covariate SEX" in capsys.readouterr().err

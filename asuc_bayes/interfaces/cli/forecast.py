@@ -282,10 +282,8 @@ def run_compare_patient(args: argparse.Namespace) -> int:
 def compare_patient_library(args: argparse.Namespace) -> int:
     """``compare-patient --model NAME`` for a library model
     (:mod:`asuc_bayes.studies.library_compare`)."""
-    from asuc_bayes.studies.library_compare import (
-        compare_library_patient,
-        format_library_comparison,
-    )
+    from asuc_bayes.interfaces.report import format_library_comparison
+    from asuc_bayes.studies.library_compare import compare_library_patient
 
     try:
         declaration, patients, units = library_patients(args, args.model)

@@ -49,6 +49,48 @@ def format_comparison(comparisons: list[dict], spec: ModelSpec) -> str:
     return "\n".join(blocks)
 
 
+def format_library_comparison(declaration, comparisons) -> str:
+    """Text blocks of :class:`~asuc_bayes.studies.library_compare.LibraryComparison` entries
+    (``compare-patient --model NAME``), as :func:`format_comparison` shows the ASUC model."""
+    lines = [f"model: {declaration.label}  ({declaration.structure}; {declaration.source})"]
+    for c in comparisons:
+        e = c.to_json()
+        lines += ["", f"patient {e['id']}: {e['status'].upper()}  (posterior by {e['method']})"]
+        lines += [
+            f"  imputed {i['covariate']} = {i['value']:g} {i['unit']} ({i['reason']})"
+            for i in e["imputed"]
+        ]
+        risk = e["risk_90d"]
+        if risk is not None:
+            low, high = (percent_text(x) for x in risk["posterior_95"])
+            lines.append(
+                f"  90-day risk   MAP plug-in {percent_text(risk['map_plug_in'])}   posterior "
+                f"mean {percent_text(risk['posterior_mean'])} [95% CrI {low}, {high}]   "
+                f"Laplace mean {percent_text(risk['laplace_mean'])}"
+            )
+        for key, label in (
+            ("cl", "CL (L/day)"),
+            ("v", "V/V1 (L)"),
+            ("auc_w2_4", "AUC w2-4"),
+            ("ln_auc_cl", "ln(AUC/CL)"),
+        ):
+            i = e["intervals"][key]
+            laplace = ", ".join(number_text(x) for x in i["laplace_95"])
+            posterior = ", ".join(number_text(x) for x in i["posterior_95"])
+            lines.append(
+                f"  {label:<13} MAP {number_text(i['map'])} Laplace 95% [{laplace}]   "
+                f"posterior mean {number_text(i['posterior_mean'])} 95% [{posterior}]"
+            )
+        if e["p_high_risk"] is not None:
+            laplace_p = number_text(e["p_high_risk_laplace"], "{:.2f}")
+            lines.append(
+                f"  P(high risk) {e['p_high_risk']:.2f} posterior ({e['posterior_class']}), "
+                f"{laplace_p} Laplace   MAP class {e['map_class']}"
+            )
+        lines.append("  FLAGS: " + ", ".join(e["flags"]) if e["flags"] else "  no flags")
+    return "\n".join(lines)
+
+
 def format_study(studies) -> str:
     """Scenario metrics, posterior beside MAP + Laplace (from ``run_study``)."""
     header = (
