@@ -40,6 +40,7 @@ __all__ = [
     "check_result_tree",
     "netcdf_attrs",
     "provenance_attrs",
+    "sampler_attrs",
     "software_attrs",
 ]
 
@@ -99,6 +100,21 @@ def provenance_attrs(
     return attrs
 
 
+def sampler_attrs(settings: Any) -> dict[str, Any]:
+    """The ``sampler`` of :func:`provenance_attrs` for a patient forecast's settings (anything
+    with ``sampler``, ``initial_draws``, ``adaptive``, ``tune``, ``chains``, ``target_accept``:
+    :class:`~asuc_bayes.inference.forecast.SamplerSettings`,
+    :class:`~asuc_bayes.inference.sampler.SamplerOptions`)."""
+    return {
+        "sampler": settings.sampler,
+        "draws": settings.initial_draws,
+        "adaptive_draws": settings.adaptive,
+        "tune": settings.tune,
+        "chains": settings.chains,
+        "target_accept": settings.target_accept,
+    }
+
+
 def _storable(value: Any) -> Any:
     if isinstance(value, bool | np.bool_):
         return int(value)
@@ -142,6 +158,10 @@ RESULT_SCHEMAS: dict[str, ResultSchema] = {
             "observed_data",
             "constant_data",
         ),
+        attrs=(*_PROVENANCE, "patient_id", "status", "random_seed"),
+    ),
+    "library patient forecast": ResultSchema(
+        groups=("posterior", "point_estimates", "observed_data", "constant_data"),
         attrs=(*_PROVENANCE, "patient_id", "status", "random_seed"),
     ),
     "asuc_bayes population fit": ResultSchema(

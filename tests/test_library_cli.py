@@ -133,3 +133,36 @@ def test_csv_rows_carry_the_json_numbers(dataset, capsys):
         )
     assert bool(row["outcome_extrapolated"]) is True
     assert row["diag_method"] == entry["diagnostics"]["method"]
+
+
+def test_out_writes_each_patients_datatree_with_the_json_numbers(tmp_path, dataset, capsys):
+    """``--out`` with a library model: one netCDF file, a checked DataTree per patient whose
+    draws give the JSON's summaries and whose provenance names the model file and seed."""
+    import numpy as np
+
+    from asuc_bayes.inference.forecast import load_results
+    from asuc_bayes.provenance import ResultSchemaError, check_result_tree
+
+    out = tmp_path / "forecasts.nc"
+    argv = ["forecast", str(dataset), "--model", "wojciechowski2017", "--seed", "4"]
+    assert main([*argv, "--format", "json", "--out", str(out)]) == EXIT_OK
+    printed = json.loads(capsys.readouterr().out)
+    (entry,) = printed["patients"]
+    tree = load_results(out)["P1"]
+    assert tree.attrs["model_sha256"] == printed["model"]["sha256"]
+    assert tree.attrs["random_seed"] == patient_seed(4, "P1")
+    assert tree.attrs["status"] == entry["status"]
+    posterior = tree["posterior"]
+    for name in ("ln_auc_cl", "risk_90d", "cl"):
+        assert float(posterior[name].mean()) == pytest.approx(entry["posterior"][name]["mean"])
+    assert float(posterior["eta_Q"].median()) == pytest.approx(entry["eta"]["eta_Q"]["q50"])
+    points = tree["point_estimates"]
+    np.testing.assert_allclose(points["eta"].sel(estimate="map"), entry["map"]["eta"])
+    ipred = [o["ipred"] for o in entry["observations"]]
+    assert list(points["ipred"].values) == pytest.approx(ipred)
+    assert list(tree["constant_data"]["dose_amount_mg"].values) == [400.0, 400.0]
+    assert list(tree["observed_data"]["concentration"].values) == [9.5]
+    damaged = tree.copy()
+    del damaged["point_estimates"]
+    with pytest.raises(ResultSchemaError, match="missing group point_estimates"):
+        check_result_tree(damaged, "library patient forecast")

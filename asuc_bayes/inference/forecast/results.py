@@ -27,7 +27,7 @@ from asuc_bayes.inference.forecast.summary import (
     summarize_draws,
     summary_from_tree,
 )
-from asuc_bayes.provenance import check_result_tree, netcdf_attrs, provenance_attrs
+from asuc_bayes.provenance import check_result_tree, netcdf_attrs, provenance_attrs, sampler_attrs
 from asuc_bayes.spec.config import ModelSpec
 
 __all__ = [
@@ -256,14 +256,7 @@ def provenance(spec: ModelSpec, settings: SamplerSettings, seed: int) -> dict[st
         model_sha256=spec.sha256,
         model_variants=spec.variants,
         random_seed=seed,
-        sampler={
-            "sampler": settings.sampler,
-            "draws": settings.initial_draws,
-            "adaptive_draws": settings.adaptive,
-            "tune": settings.tune,
-            "chains": settings.chains,
-            "target_accept": settings.target_accept,
-        },
+        sampler=sampler_attrs(settings),
     )
 
 
@@ -288,6 +281,10 @@ def results_tree(results: list[PatientForecast] | dict[str, xr.DataTree]) -> xr.
     return xr.DataTree.from_dict({"/": root, **children})
 
 
+#: The kinds of patient forecast a results file may hold.
+FORECAST_KINDS = ("patient forecast", "library patient forecast")
+
+
 def save_results(results: list[PatientForecast] | dict[str, xr.DataTree], path) -> None:
     """Write all patients' DataTrees to one netCDF file (one group per patient)."""
     results_tree(results).to_netcdf(path, engine="h5netcdf")
@@ -295,8 +292,11 @@ def save_results(results: list[PatientForecast] | dict[str, xr.DataTree], path) 
 
 def load_results(path) -> xr.DataTree:
     """Read back a file written by :func:`save_results`; each patient's groups and provenance
-    are checked (:func:`asuc_bayes.provenance.check_result_tree`)."""
+    are checked (:func:`asuc_bayes.provenance.check_result_tree`) for its kind: a forecast
+    of the default path or of a library model (:mod:`asuc_bayes.inference.library_tree`)."""
     tree = xr.load_datatree(path, engine="h5netcdf")
     for patient_id, node in tree.children.items():
-        check_result_tree(node, "patient forecast", f"{path}: patient {patient_id}")
+        kind = node.attrs.get("kind")
+        kind = kind if kind in FORECAST_KINDS else "patient forecast"
+        check_result_tree(node, kind, f"{path}: patient {patient_id}")
     return tree

@@ -240,7 +240,6 @@ def library_plan_inputs(args: argparse.Namespace):
 #: Options of ``forecast`` that the library-model path does not take yet, and their defaults.
 NOT_FOR_LIBRARY_MODELS = {
     "report": None,
-    "out": None,
     "workers": 1,
     "scheduler": None,
     "checkpoint": None,
@@ -250,6 +249,7 @@ NOT_FOR_LIBRARY_MODELS = {
 
 #: Options of ``optimize`` that library models and model averaging do not take yet.
 NOT_FOR_LIBRARY_DOSING = {
+    "out": None,
     "report": None,
     "timing_days": None,
     "timing_dose_mg": None,

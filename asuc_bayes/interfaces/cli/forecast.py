@@ -26,6 +26,7 @@ from asuc_bayes.interfaces.cli.common import (
     default_inputs,
     error,
     exit_for_unconverged,
+    file_sha256,
     for_each_library_patient,
     identified_fit,
     input_error,
@@ -139,6 +140,8 @@ def forecast_library(args: argparse.Namespace) -> int:
         ]
     except INPUT_ERRORS as exc:  # a missing covariate: where it comes from
         return input_error(exc)
+    if args.out:
+        save_library_results(args, declaration, patients, results, options)
     if args.format == "table":
         print(format_library_table(declaration, results))
         for result in results:
@@ -153,6 +156,28 @@ def forecast_library(args: argparse.Namespace) -> int:
         }
         print(dumps_json(payload))
     return exit_for_unconverged([r.id for r in results if r.status != "ok"], args)
+
+
+def save_library_results(args, declaration, patients, results, options) -> None:
+    """``--out`` of a library-model forecast: every patient's DataTree in one netCDF file
+    (:mod:`asuc_bayes.inference.library_tree`)."""
+    from asuc_bayes.inference.forecast import patient_seed, save_results
+    from asuc_bayes.inference.library_tree import library_forecast_tree
+
+    sha256 = file_sha256(declaration.path)
+    trees = {
+        result.id: library_forecast_tree(
+            result,
+            patient,
+            declaration,
+            model_sha256=sha256,
+            random_seed=patient_seed(args.seed, patient.id),
+            options=options,
+        )
+        for patient, result in zip(patients, results, strict=True)
+    }
+    save_results(trees, args.out)
+    print(f"asuc-bayes: results written to {args.out}", file=sys.stderr)
 
 
 def forecast_batch(args: argparse.Namespace) -> int:

@@ -61,7 +61,7 @@ def forecast_library_fit(args: argparse.Namespace, fit: FitIdentity, tree) -> in
     from asuc_bayes.interfaces.report import format_library_table
 
     what = f"a library model's popPK fit (--model {args.model})"
-    refused = refused_option(args, NOT_FOR_LIBRARY_MODELS, what)
+    refused = refused_option(args, {**NOT_FOR_LIBRARY_MODELS, "out": None}, what)
     if refused:
         return error(refused)
     if args.population_draws < 1:
