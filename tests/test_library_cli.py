@@ -152,6 +152,7 @@ def test_out_writes_each_patients_datatree_with_the_json_numbers(tmp_path, datas
     assert tree.attrs["model_sha256"] == printed["model"]["sha256"]
     assert tree.attrs["random_seed"] == patient_seed(4, "P1")
     assert tree.attrs["status"] == entry["status"]
+    assert json.loads(tree.attrs["covariates"]) == entry["covariates"]
     posterior = tree["posterior"]
     for name in ("ln_auc_cl", "risk_90d", "cl"):
         assert float(posterior[name].mean()) == pytest.approx(entry["posterior"][name]["mean"])

@@ -7,8 +7,9 @@ model; dims chain, draw), ``point_estimates`` (the same at the MAP and a priori,
 and ``constant_data`` (record times and censoring, the doses). Root attributes: the provenance
 of :func:`asuc_bayes.provenance.provenance_attrs` (kind ``library patient forecast``, the
 model file's name, path and sha256, the seed and sampler settings), ``patient_id``,
-``status``, the diagnostics (``diagnostics_*``), the outcome model's source and the imputed
-covariates. :func:`asuc_bayes.inference.forecast.save_results` writes a file of them;
+``status``, the diagnostics (``diagnostics_*``), the outcome model's source, and as JSON text
+the imputed covariates, how per-record covariates were used and the warnings.
+:func:`asuc_bayes.inference.forecast.save_results` writes a file of them;
 :func:`asuc_bayes.inference.forecast.load_results` reads it back and checks each patient's
 schema.
 
@@ -40,7 +41,11 @@ LIBRARY_FORECAST_KIND = "library patient forecast"
 
 
 def _quantities(derived: Derived, dims: tuple[str, ...]) -> dict[str, tuple]:
-    values = {**derived.parameters, **derived.contract()}
+    contract = derived.contract()
+    clash = sorted(set(derived.parameters) & set(contract))
+    if clash:  # a model file's parameter named as a derived quantity: never overwrite it
+        raise ValueError(f"individual parameter(s) {clash} clash with the derived quantities")
+    values = {**derived.parameters, **contract}
     return {name: (dims, np.asarray(v, dtype=float)) for name, v in values.items()}
 
 
@@ -135,6 +140,8 @@ def library_forecast_tree(
             "high_risk_threshold": float(result.high_risk_threshold),
         }
     attrs["imputed"] = json.dumps(result.imputed_json())
+    attrs["covariates"] = json.dumps(result.covariates.to_json())
+    attrs["warnings"] = json.dumps(list(result.warnings))
     observed, constant = _data(result, patient)
     return xr.DataTree.from_dict(
         {
