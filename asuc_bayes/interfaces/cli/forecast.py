@@ -141,7 +141,10 @@ def forecast_library(args: argparse.Namespace) -> int:
     except INPUT_ERRORS as exc:  # a missing covariate: where it comes from
         return input_error(exc)
     if args.out:
-        save_library_results(args, declaration, patients, results, options)
+        try:
+            save_library_results(args, declaration, patients, results, options)
+        except ValueError as exc:  # a model file whose names the tree cannot hold
+            return error(f"--out {args.out}: {exc}")
     if args.format == "table":
         print(format_library_table(declaration, results))
         for result in results:
