@@ -211,6 +211,30 @@ def test_optimize_csv_equals_the_json(capsys):
     assert _same(row["target_risk"], plan["target_risk"])
     assert row["status"] == plan["status"]
     assert _same(row["diag_rhat_max"], plan["diagnostics"]["rhat_max"])
+    assert row["mode"] == "risk" and row["trough_status"] == ""
+
+
+def _trough_cells_match(row: dict[str, str], plan: dict) -> None:
+    """The trough columns of an ``optimize`` CSV row carry the JSON plan's trough answer."""
+    from asuc_bayes.interfaces.output import TROUGH_FIELDS
+
+    for column, path in TROUGH_FIELDS.items():
+        value = plan
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        assert _same(row[column], value), (column, row[column], value)
+
+
+def test_optimize_trough_csv_carries_the_trough_answer(capsys):
+    """Trough mode's CSV rows hold the maintenance answer (they were empty dosing columns)."""
+    argv = ["optimize", "--example", "--id", FIRST, "--trough-target", "5", "--seed", "1"]
+    assert main([*argv, "--format", "json"]) == EXIT_OK
+    plan = _strict(capsys.readouterr().out)["patients"][0]
+    assert main([*argv, "--format", "csv"]) == EXIT_OK
+    (row,) = _csv_rows(capsys.readouterr().out)
+    assert row["mode"] == "trough" and row["trough_status"] == plan["trough"]["status"]
+    assert row["trough_q50"] != "" and row["dose_mg"] == ""
+    _trough_cells_match(row, plan)
 
 
 def _seed_without_true_high_risk(spec, scenario: str, n: int) -> int:

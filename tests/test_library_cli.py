@@ -167,3 +167,39 @@ def test_out_writes_each_patients_datatree_with_the_json_numbers(tmp_path, datas
     del damaged["point_estimates"]
     with pytest.raises(ResultSchemaError, match="missing group point_estimates"):
         check_result_tree(damaged, "library patient forecast")
+
+
+@pytest.mark.parametrize("mode", [[], ["--trough-target", "5"]], ids=["risk", "trough"])
+def test_optimize_csv_carries_the_json_numbers(dataset, capsys, mode):
+    """``optimize --model NAME --format csv``: the forecast's columns and the plan's, the JSON's
+    numbers (risk mode: the recommended dose's mean risk; trough mode: the trough answer)."""
+    import csv
+    import io
+
+    from asuc_bayes.interfaces.output import TROUGH_FIELDS, library_dosing_columns
+
+    argv = ["optimize", str(dataset), "--model", "wojciechowski2017", "--seed", "2", *mode]
+    assert main([*argv, "--format", "json"]) == EXIT_OK
+    (plan,) = json.loads(capsys.readouterr().out)["patients"]
+    assert main([*argv, "--format", "csv"]) == EXIT_OK
+    text = capsys.readouterr().out
+    assert text.splitlines()[0].split(",") == list(library_dosing_columns(["CL", "V1", "Q", "V2"]))
+    (row,) = csv.DictReader(io.StringIO(text))
+    assert row["id"] == "P1" and row["model"] == "wojciechowski2017"
+    assert row["mode"] == plan["mode"] and row["status"] == plan["status"]
+    assert float(row["diag_rhat_max"]) == plan["diagnostics"]["rhat_max"]
+    if plan["mode"] == "risk":
+        assert float(row["dose_mg"]) == plan["recommended"]["dose_mg"]
+        assert float(row["dose_risk_90d"]) == plan["recommended"]["risk_90d"]["mean"]
+        assert float(row["map_dose_mg"]) == plan["map_recommended"]["dose_mg"]
+        assert row["trough_status"] == ""
+    else:
+        assert row["dose_mg"] == "" and row["trough_status"] == plan["trough"]["status"]
+        for column, path in TROUGH_FIELDS.items():
+            value = plan
+            for key in path:
+                value = value[key]
+            if isinstance(value, bool):
+                assert row[column] == str(value).lower(), column
+            else:
+                assert row[column] == str(value) or float(row[column]) == value, column

@@ -23,7 +23,16 @@ without parsing nested JSON. Column names:
   ``probability``), ``feasible``, the recommended dose (``dose_mg``, ``dose_mg_kg``,
   ``vials``, ``dose_time_day``) and its posterior mean 90-day risk ``dose_risk_90d``,
   ``dose_p_high_risk`` and ``dose_p_meets_target``, and the MAP's dose (``map_dose_mg``,
-  ``map_dose_mg_kg``, ``map_dose_feasible``, ``map_dose_risk_90d``).
+  ``map_dose_mg_kg``, ``map_dose_feasible``, ``map_dose_risk_90d``); then ``mode``
+  (``risk`` | ``trough``) and the maintenance trough answer of trough mode
+  (``--trough-target``; :data:`TROUGH_FIELDS`): ``trough_target_mg_l``,
+  ``trough_probability``, ``trough_status``, for the planned interval ``trough_interval_day``,
+  ``trough_feasible``, ``trough_dose_mg``, ``trough_dose_mg_kg``, ``trough_q2.5``,
+  ``trough_q50``, ``trough_q97.5`` (mg/L), ``trough_p_above_target``, and for the planned dose
+  ``trough_for_dose_mg`` with its ``trough_longest_interval_day``;
+- under a library model (``--model NAME``) the rows of ``forecast --model NAME``
+  (:func:`library_forecast_columns`), then the same dosing columns
+  (:func:`library_dosing_columns`).
 
 An empty cell is a value that does not apply or is undefined (an error row's numbers, a
 missing MAP, R-hat of constant draws: ``null`` in the JSON).
@@ -54,6 +63,8 @@ __all__ = [
     "dumps_json",
     "finite_json",
     "forecast_row",
+    "library_dosing_columns",
+    "library_dosing_row",
     "library_forecast_columns",
     "library_forecast_row",
     "write_csv",
@@ -113,7 +124,26 @@ DOSING_FIELDS: dict[str, tuple[str, ...]] = {
     "map_dose_feasible": ("map_recommended", "feasible"),
     "map_dose_risk_90d": ("map_recommended", "risk_90d"),
 }
-DOSING_COLUMNS: tuple[str, ...] = (*FORECAST_COLUMNS, *DOSING_FIELDS)
+#: Trough mode's columns (``optimize --trough-target``), with the JSON key of each.
+TROUGH_FIELDS: dict[str, tuple[str, ...]] = {
+    "mode": ("mode",),
+    "trough_target_mg_l": ("trough", "target_mg_l"),
+    "trough_probability": ("trough", "probability"),
+    "trough_status": ("trough", "status"),
+    "trough_interval_day": ("trough", "for_interval", "interval_day"),
+    "trough_feasible": ("trough", "for_interval", "feasible"),
+    "trough_dose_mg": ("trough", "for_interval", "dose_mg"),
+    "trough_dose_mg_kg": ("trough", "for_interval", "dose_mg_kg"),
+    "trough_q2.5": ("trough", "for_interval", "trough_mg_l", "q2.5"),
+    "trough_q50": ("trough", "for_interval", "trough_mg_l", "q50"),
+    "trough_q97.5": ("trough", "for_interval", "trough_mg_l", "q97.5"),
+    "trough_p_above_target": ("trough", "for_interval", "p_trough_above_target"),
+    "trough_for_dose_mg": ("trough", "for_dose", "dose_mg"),
+    "trough_longest_interval_day": ("trough", "for_dose", "longest_interval_day"),
+}
+#: A library model's dose plan gives the recommended dose's risk as a posterior summary.
+LIBRARY_DOSING_FIELDS = {**DOSING_FIELDS, "dose_risk_90d": ("recommended", "risk_90d", "mean")}
+DOSING_COLUMNS: tuple[str, ...] = (*FORECAST_COLUMNS, *DOSING_FIELDS, *TROUGH_FIELDS)
 
 
 def _get(entry: Mapping[str, Any], *path: str) -> Any:
@@ -176,15 +206,32 @@ def library_forecast_row(entry: Mapping[str, Any]) -> dict[str, Any]:
     return row
 
 
+def _with_plan(
+    row: dict[str, Any], plan: Mapping[str, Any], fields: Mapping[str, tuple[str, ...]]
+) -> dict[str, Any]:
+    if plan.get("error") is not None:
+        row["status"], row["error"] = "error", plan["error"]
+    for column, path in {**fields, **TROUGH_FIELDS}.items():
+        row[column] = _get(plan, *path)
+    return row
+
+
 def dosing_row(forecast: Mapping[str, Any], plan: Mapping[str, Any]) -> dict[str, Any]:
     """The ``optimize`` CSV row: the patient's forecast entry and its dosing plan entry (an
     error entry ``{"id", "error"}`` for a patient whose request was refused)."""
-    row = forecast_row(forecast)
-    if plan.get("error") is not None:
-        row["status"], row["error"] = "error", plan["error"]
-    for column, path in DOSING_FIELDS.items():
-        row[column] = _get(plan, *path)
-    return row
+    return _with_plan(forecast_row(forecast), plan, DOSING_FIELDS)
+
+
+def library_dosing_columns(parameter_names: Iterable[str]) -> tuple[str, ...]:
+    """``optimize --model NAME --format csv`` columns: :func:`library_forecast_columns`, then
+    the dosing columns of :data:`DOSING_COLUMNS`."""
+    return (*library_forecast_columns(parameter_names), *DOSING_FIELDS, *TROUGH_FIELDS)
+
+
+def library_dosing_row(forecast: Mapping[str, Any], plan: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``optimize --model NAME`` CSV row: the patient's ``forecast --model NAME`` entry
+    and its dosing plan entry (or an error entry ``{"id", "error"}``)."""
+    return _with_plan(library_forecast_row(forecast), plan, LIBRARY_DOSING_FIELDS)
 
 
 def _cell(value: Any) -> Any:

@@ -270,11 +270,13 @@ def refused_option(
     return None
 
 
-def refused_dosing_option(args: argparse.Namespace, what: str) -> str | None:
+def refused_dosing_option(
+    args: argparse.Namespace, what: str, *, takes_csv: bool = False
+) -> str | None:
     """The error for an option the library-model dosing paths (``what``: a library model or
-    model averaging) do not take, or None."""
+    model averaging; ``takes_csv``: whether it writes ``--format csv``) do not take, or None."""
     refused = {**NOT_FOR_LIBRARY_MODELS, **NOT_FOR_LIBRARY_DOSING}
     message = refused_option(args, refused, what)
-    if message is None and args.format == "csv":
+    if message is None and args.format == "csv" and not takes_csv:
         return f"--format csv: not available yet with {what}; fix: --format json or table"
     return message

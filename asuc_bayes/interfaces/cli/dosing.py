@@ -28,7 +28,14 @@ from asuc_bayes.interfaces.cli.common import (
     write_reports,
 )
 from asuc_bayes.interfaces.cli.model_average import run_model_average
-from asuc_bayes.interfaces.output import DOSING_COLUMNS, dosing_row, dumps_json, write_csv
+from asuc_bayes.interfaces.output import (
+    DOSING_COLUMNS,
+    dosing_row,
+    dumps_json,
+    library_dosing_columns,
+    library_dosing_row,
+    write_csv,
+)
 from asuc_bayes.spec.config import is_library_declaration
 
 
@@ -104,7 +111,7 @@ def optimize_library(args: argparse.Namespace) -> int:
     from asuc_bayes.interfaces.report import format_library_dosing
     from asuc_bayes.spec import MissingCovariateError
 
-    refused = refused_dosing_option(args, f"a library model (--model {args.model})")
+    refused = refused_dosing_option(args, f"a library model (--model {args.model})", takes_csv=True)
     if refused:
         return error(refused)
     try:
@@ -132,7 +139,20 @@ def optimize_library(args: argparse.Namespace) -> int:
     if args.format == "json":
         entries = [plan.to_json() for plan in plans] + errors
         print(dumps_json({"model": declaration_json(declaration), "patients": entries}))
+    elif args.format == "csv":
+        write_library_dosing_csv(plans, errors)
     else:
         print(format_library_dosing(declaration, plans))
     forecasts = [plan.posterior.forecast for plan in plans]
     return exit_after_errors(errors, [f.id for f in forecasts if f.status != "ok"], args)
+
+
+def write_library_dosing_csv(plans: list, errors: list[dict]) -> None:
+    """``optimize --model NAME --format csv``: one row per patient, the forecast's columns and
+    the plan's (:func:`asuc_bayes.interfaces.output.library_dosing_row`); a refused
+    patient's row is an error row."""
+    forecasts = {plan.posterior.forecast.id: plan.posterior.forecast.to_json() for plan in plans}
+    entries = [plan.to_json() for plan in plans] + errors
+    names = list(dict.fromkeys(n for f in forecasts.values() for n in f["parameters"]))
+    rows = [library_dosing_row(forecasts.get(e["id"], {"id": e["id"]}), e) for e in entries]
+    write_csv(rows, library_dosing_columns(names), sys.stdout)
