@@ -126,6 +126,16 @@ CASES = {
         "effects[0]",
         "needs a reference",
     ),
+    "parameter named like a reported quantity": (
+        VALID + '\n[parameters.ln_auc_cl]\nvalue = 1.0\nsource = "Test 2020, Table 1"\n',
+        "parameters.ln_auc_cl",
+        "reserved",
+    ),
+    "derived parameter with the random-effect prefix": (
+        VALID + '\n[derived.eta_CL]\nproduct_of = ["CL", "V"]\n',
+        "derived.eta_CL",
+        "reserved",
+    ),
     "not a number": (
         VALID.replace("value = 0.3\n", 'value = "0.3"\n'),
         "parameters.CL.value",
@@ -189,3 +199,14 @@ def test_ambiguous_reference_needs_an_explicit_imputation(tmp_path):
     with pytest.raises(MissingCovariateError, match="no single reference value"):
         individual_parameters(decl, {}, impute="reference")
     assert individual_parameters(decl, {}, impute={"ALB": 4.0})["CL"] == pytest.approx(0.3)
+
+
+def test_reserved_names_are_the_quantities_every_forecast_reports():
+    """The names a model file may not give a parameter are exactly those of the derived
+    quantities beside the parameters (so a forecast never overwrites one with the other)."""
+    from asuc_bayes.inference.derived import Derived
+    from asuc_bayes.spec.declaration import RESERVED_PARAMETER_NAMES
+
+    one = np.ones(2)
+    derived = Derived({"CL": one}, one, one, one, one, one)
+    assert set(derived.contract()) == set(RESERVED_PARAMETER_NAMES)

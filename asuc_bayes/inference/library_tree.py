@@ -43,7 +43,7 @@ LIBRARY_FORECAST_KIND = "library patient forecast"
 def _quantities(derived: Derived, dims: tuple[str, ...]) -> dict[str, tuple]:
     contract = derived.contract()
     clash = sorted(set(derived.parameters) & set(contract))
-    if clash:  # a model file's parameter named as a derived quantity: never overwrite it
+    if clash:  # the model file loader refuses such names (RESERVED_PARAMETER_NAMES)
         raise ValueError(f"individual parameter(s) {clash} clash with the derived quantities")
     values = {**derived.parameters, **contract}
     return {name: (dims, np.asarray(v, dtype=float)) for name, v in values.items()}

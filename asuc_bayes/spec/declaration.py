@@ -36,6 +36,8 @@ from asuc_bayes.spec.residual import residual_form
 from asuc_bayes.spec.units import convert
 
 __all__ = [
+    "RESERVED_PARAMETER_NAMES",
+    "RESERVED_PARAMETER_PREFIX",
     "Covariate",
     "CovariateEffect",
     "DerivedParameter",
@@ -55,6 +57,14 @@ __all__ = [
     "individual_parameters",
     "with_outcome_from",
 ]
+
+
+#: Names a model file's parameters may not take: the patient-level quantities every forecast
+#: reports beside them (:meth:`asuc_bayes.inference.derived.Derived.contract`), which share
+#: one namespace with the parameters in the JSON and the result DataTrees. Random effects are
+#: stored as ``eta_<parameter>``, so that prefix is reserved too.
+RESERVED_PARAMETER_NAMES = ("cl", "v", "auc_w2_4", "ln_auc_cl", "risk_90d")
+RESERVED_PARAMETER_PREFIX = "eta_"
 
 
 def cv_percent_to_variance(cv_percent: float) -> float:

@@ -41,6 +41,8 @@ import numpy as np
 from asuc_bayes.spec.config import ModelSpecError, model_directory, read_toml
 from asuc_bayes.spec.covariates import COVARIATE_FORMS, covariate_form
 from asuc_bayes.spec.declaration import (
+    RESERVED_PARAMETER_NAMES,
+    RESERVED_PARAMETER_PREFIX,
     Covariate,
     CovariateEffect,
     DerivedParameter,
@@ -183,6 +185,7 @@ class _Parser:
             for n, t in self.table("parameters").items()
         )
         derived = self.derived()
+        self.reject_reserved_names(parameters, derived)
         known = {p.name for p in parameters} | {d.name for d in derived}
         for n in structural:
             if n not in known:
@@ -223,6 +226,19 @@ class _Parser:
             available_variants=descriptions,
             notes=str(model.get("notes", "")),
         )
+
+    def reject_reserved_names(self, parameters, derived) -> None:
+        for kind, items in (("parameters", parameters), ("derived", derived)):
+            for item in items:
+                if item.name in RESERVED_PARAMETER_NAMES or item.name.startswith(
+                    RESERVED_PARAMETER_PREFIX
+                ):
+                    raise self.fail(
+                        f"{kind}.{item.name}",
+                        f"the name '{item.name}' is reserved for what every forecast reports "
+                        f"({', '.join(RESERVED_PARAMETER_NAMES)}, {RESERVED_PARAMETER_PREFIX}*)",
+                        f"rename it, e.g. [{kind}.{item.name.upper()}] (names are case-sensitive)",
+                    )
 
     def apply_variants(self, variants: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
         declared = self.raw.pop("variants", {})
