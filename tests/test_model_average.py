@@ -279,6 +279,49 @@ def test_cli_table_and_an_excluded_model(dataset, capsys):
 
 def test_cli_refuses_options_it_does_not_take(dataset, capsys):
     models = ["--model-average", "niyigena2025,fasanmade2009"]
-    for extra in (["--format", "csv"], ["--model", "wojciechowski2017"], ["--out", "x.nc"]):
+    for extra in (["--model", "wojciechowski2017"], ["--out", "x.nc"]):
         assert main(["forecast", str(dataset), *models, *extra]) == EXIT_INPUT
         assert "fix:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["forecast", "optimize"])
+def test_cli_csv_rows_carry_the_json_numbers(dataset, capsys, command):
+    """``--format csv``: one row per patient with the averaged risk, each model's weight,
+    evidence and risk in ``<model>_*`` columns (an excluded model's reason in
+    ``<model>_excluded``), and with ``optimize`` the averaged dose; equal to the JSON."""
+    import csv
+    import io
+
+    args = ["--model-average", "niyigena2025,wojciechowski2017", "--seed", "3"]
+    assert main([command, str(dataset), *args, "--format", "json"]) == EXIT_OK
+    entries = {e["id"]: e for e in json.loads(capsys.readouterr().out)["patients"]}
+    assert main([command, str(dataset), *args, "--format", "csv"]) == EXIT_OK
+    rows = {r["id"]: r for r in csv.DictReader(io.StringIO(capsys.readouterr().out))}
+    assert set(rows) == set(entries) and {"P1", "P2"} <= set(rows)
+    for pid, row in rows.items():
+        average = entries[pid]["model_average"]
+        assert row["status"] == entries[pid]["status"]
+        assert row["risk_class"] == average["risk_class"]
+        assert float(row["p_high_risk"]) == pytest.approx(average["p_high"], rel=1e-12)
+        for s in ("mean", "q2.5", "q97.5"):
+            assert float(row[f"risk_90d_{s}"]) == pytest.approx(average["risk"][s], rel=1e-12)
+        for model in average["models"]:
+            name = model["name"]
+            assert float(row[f"{name}_weight"]) == pytest.approx(model["weight"], rel=1e-12)
+            assert float(row[f"{name}_log_marginal_likelihood"]) == pytest.approx(
+                model["log_marginal_likelihood"], rel=1e-12
+            )
+            assert float(row[f"{name}_risk_90d_q50"]) == pytest.approx(model["risk"]["q50"])
+            assert row[f"{name}_excluded"] == ""
+        for excluded in average["excluded"]:
+            assert row[f"{excluded['name']}_excluded"] == excluded["reason"]
+            assert row[f"{excluded['name']}_status"] == "excluded"
+            assert row[f"{excluded['name']}_weight"] == ""
+        if command == "optimize":
+            dose = average["dose"]
+            assert row["mode"] == dose["mode"] == "risk"
+            assert float(row["dose_mg"]) == dose["dose_mg"]
+            assert float(row["dose_p_meets_target"]) == pytest.approx(dose["p_meets_target"])
+        else:
+            assert "dose_mg" not in row
+    assert rows["P2"]["wojciechowski2017_status"] == "excluded"

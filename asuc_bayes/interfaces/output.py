@@ -67,6 +67,8 @@ __all__ = [
     "library_dosing_row",
     "library_forecast_columns",
     "library_forecast_row",
+    "model_average_columns",
+    "model_average_row",
     "write_csv",
 ]
 
@@ -232,6 +234,91 @@ def library_dosing_row(forecast: Mapping[str, Any], plan: Mapping[str, Any]) -> 
     """The ``optimize --model NAME`` CSV row: the patient's ``forecast --model NAME`` entry
     and its dosing plan entry (or an error entry ``{"id", "error"}``)."""
     return _with_plan(library_forecast_row(forecast), plan, LIBRARY_DOSING_FIELDS)
+
+
+#: Per-model columns of ``--model-average --format csv`` (``<model>_<field>``), with the key of
+#: each in the model's entry of ``model_average.models`` (JSON).
+AVERAGED_MODEL_FIELDS: dict[str, tuple[str, ...]] = {
+    "status": ("status",),
+    "weight": ("weight",),
+    "aic_weight": ("aic_weight",),
+    "log_marginal_likelihood": ("log_marginal_likelihood",),
+    "marginal_method": ("marginal_method",),
+    "marginal_mcse": ("marginal_mcse",),
+    "marginal_pareto_k": ("marginal_pareto_k",),
+    "extrapolated": ("extrapolated",),
+    **{f"risk_90d_{s}": ("risk", s) for s in STATISTICS},
+    "p_high_risk": ("p_high",),
+}
+#: ``optimize --model-average --format csv``: the dose chosen on the averaged curve.
+AVERAGED_DOSE_FIELDS: dict[str, tuple[str, ...]] = {
+    "mode": ("mode",),
+    "feasible": ("feasible",),
+    "dose_mg": ("dose_mg",),
+    "dose_mg_kg": ("dose_mg_kg",),
+    "vials": ("vials",),
+    "dose_time_day": ("time_day",),
+    "target_risk": ("target_risk",),
+    "criterion": ("criterion",),
+    "probability": ("probability",),
+    "dose_risk_90d_mean": ("risk_90d", "mean"),
+    "dose_p_high_risk": ("p_high_risk",),
+    "dose_p_meets_target": ("p_meets_target",),
+    "trough_target_mg_l": ("trough_target_mg_l",),
+    "trough_p_above_target": ("p_trough_above_target",),
+}
+
+
+def model_average_columns(model_names: Iterable[str], *, dosing: bool) -> tuple[str, ...]:
+    """``--model-average --format csv`` columns: the averaged risk (as ``risk_90d`` of
+    :data:`FORECAST_COLUMNS`), ``random_seed``, ``notes``; then for each model (by its model
+    file's name) ``<model>_excluded`` (the reason, empty when it applies) and the fields of
+    :data:`AVERAGED_MODEL_FIELDS`; with ``optimize`` the averaged dose's columns."""
+    return (
+        "id",
+        "status",
+        "error",
+        "risk_class",
+        "p_high_risk",
+        *(f"risk_90d_{s}" for s in STATISTICS),
+        *(f"risk_90d_mcse_{s}" for s in MCSE_STATISTICS),
+        "random_seed",
+        "notes",
+        *(
+            f"{name}_{field}"
+            for name in model_names
+            for field in ("excluded", *AVERAGED_MODEL_FIELDS)
+        ),
+        *(AVERAGED_DOSE_FIELDS if dosing else ()),
+    )
+
+
+def model_average_row(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """The CSV row of one patient's ``--model-average`` JSON entry (or an error entry
+    ``{"id", "error"}``)."""
+    average = entry.get("model_average") or {}
+    row: dict[str, Any] = {
+        "id": entry.get("id"),
+        "status": entry.get("status", "error" if entry.get("error") else None),
+        "error": entry.get("error"),
+        "risk_class": average.get("risk_class"),
+        "p_high_risk": average.get("p_high"),
+        "random_seed": average.get("random_seed"),
+        "notes": "; ".join(average.get("notes") or ()),
+    }
+    for s in STATISTICS:
+        row[f"risk_90d_{s}"] = _get(average, "risk", s)
+    for s in MCSE_STATISTICS:
+        row[f"risk_90d_mcse_{s}"] = _get(average, "risk", "mcse", s)
+    for model in average.get("models") or ():
+        for field, path in AVERAGED_MODEL_FIELDS.items():
+            row[f"{model['name']}_{field}"] = _get(model, *path)
+    for excluded in average.get("excluded") or ():
+        row[f"{excluded['name']}_excluded"] = excluded["reason"]
+        row[f"{excluded['name']}_status"] = "excluded"
+    for column, path in AVERAGED_DOSE_FIELDS.items():
+        row[column] = _get(average.get("dose") or {}, *path)
+    return row
 
 
 def _cell(value: Any) -> Any:

@@ -4,6 +4,7 @@ models, per patient (:mod:`asuc_bayes.decisions.model_average`)."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 from asuc_bayes.data.dataset import InputError
 from asuc_bayes.interfaces.cli.arguments import library_plan_inputs, refused_dosing_option
@@ -13,7 +14,13 @@ from asuc_bayes.interfaces.cli.common import (
     exit_after_errors,
     library_patients,
 )
-from asuc_bayes.interfaces.output import dumps_json
+from asuc_bayes.interfaces.output import (
+    dumps_json,
+    model_average_columns,
+    model_average_row,
+    write_csv,
+)
+from asuc_bayes.spec import load_declaration
 from asuc_bayes.spec.config import DEFAULT_MODEL
 
 
@@ -31,13 +38,15 @@ def run_model_average(args: argparse.Namespace) -> int:
 
     if args.model != DEFAULT_MODEL or args.variant:
         return error("--model-average replaces --model and --variant; fix: leave them out")
-    refused = refused_dosing_option(args, "--model-average")
+    refused = refused_dosing_option(args, "--model-average", takes_csv=True)
     if refused:
         return error(refused)
     try:
         # the patients are read with the first model's default infusion duration
         _, patients, units = library_patients(args, args.model_average[0])
         options, request, plan_options = library_plan_inputs(args)
+        # the CSV's per-model columns, by each model file's name
+        names = [load_declaration(name).name for name in args.model_average]
     except INPUT_ERRORS as exc:
         return error(str(exc))
     averages, errors = [], []
@@ -56,9 +65,12 @@ def run_model_average(args: argparse.Namespace) -> int:
             )
         except (ModelAverageError, InputError, DosingError) as exc:
             errors.append({"id": patient.id, "error": str(exc)})
+    entries = [average.to_json() for average in averages] + errors
     if args.format == "json":
-        entries = [average.to_json() for average in averages] + errors
         print(dumps_json({"models": list(args.model_average), "patients": entries}))
+    elif args.format == "csv":
+        columns = model_average_columns(names, dosing=args.command == "optimize")
+        write_csv([model_average_row(entry) for entry in entries], columns, sys.stdout)
     else:
         print(format_model_average(averages))
     return exit_after_errors(errors, [a.patient_id for a in averages if a.status != "ok"], args)
