@@ -2,7 +2,7 @@
 VENV ?= .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: example test lint format bench browser bench-population bench-sbc bench-scale
+.PHONY: example test lint format bench browser bench-population bench-sbc bench-sbc-marginal bench-scale
 
 $(STAMP): pyproject.toml scripts/make-venv
 	bash scripts/make-venv $(VENV)
@@ -36,6 +36,10 @@ bench-population: $(STAMP)
 # Simulation-based calibration of the population fit (~11 min on 2 cores; README, section SBC).
 bench-sbc: $(STAMP)
 	$(VENV)/bin/asuc-bayes sbc --replicates 50 --subjects 36 --method full --workers 2 --seed 1 --out benchmarks/sbc
+
+# SBC of the default (marginal) fit (~50 min on the 2-core machine)
+bench-sbc-marginal: $(STAMP)
+	$(VENV)/bin/asuc-bayes sbc --replicates 30 --subjects 24 --method marginal --draws 1000 --tune 500 --chains 2 --workers 1 --seed 1 --out benchmarks/sbc-marginal
 
 # Cost per patient and throughput for 1-1000 patients (cold, warm, workers) and population fit
 # time against cohort size (~35 min on the 2-core machine; benchmarks/README.md). Options via ARGS.
