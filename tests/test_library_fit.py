@@ -82,7 +82,7 @@ def test_recovery_of_typical_values():
     machine and recovered CL 0.300, V1 3.31, but failed R-hat at one subject's eta_Q (2 x 300
     draws after 500 steps gave V1 2.2: too short to leave a wrong mode)."""
     data, _ = _data("wojciechowski2017", 40, RICH)
-    settings = LibraryFitSettings(tune=1500, target_accept=0.95)
+    settings = LibraryFitSettings(draws=1000, tune=1500, target_accept=0.95)
     fit = fit_library_population(data, settings=settings, random_seed=1)
     posterior = fit.tree["posterior"].to_dataset()
     cl = float(np.median(posterior["typical_CL"].values))
