@@ -81,7 +81,7 @@ def add_sampling_options(parser: argparse.ArgumentParser, population: bool = Fal
         type=int,
         default=1000 if population else None,
         help=(
-            "draws per chain (1000; at most 100000)"
+            "draws per chain (1000; 2000 for a library popPK fit; at most 100000)"
             if population
             else "draws per chain (default: adaptive, 1000 extended up to 8000 until the tail "
             "quantiles' MCSE is <= 0.05 SD; at most 100000)"
@@ -112,7 +112,8 @@ def add_sampling_options(parser: argparse.ArgumentParser, population: bool = Fal
         type=float,
         default=0.95,
         help=(
-            "NUTS target acceptance (0.95 with --method marginal, 0.995 otherwise; one run)"
+            "NUTS target acceptance (0.95 with --method marginal, 0.99 for a library popPK "
+            "fit, 0.995 otherwise; one run)"
             if population
             else "NUTS target acceptance (0.95; escalated to 0.99 on failure)"
         ),
