@@ -75,6 +75,27 @@ def _fit_args(*extra: str):
     return build_parser().parse_args(["fit", "cohort.csv", "--model", "wojciechowski2017", *extra])
 
 
+def test_fit_help_states_the_library_fit_defaults():
+    """The help texts of fit spell the library popPK fit's defaults out; they must be the
+    defaults of LibraryFitSettings, not a stale copy."""
+    import argparse
+
+    from asuc_bayes.inference.library_population import LibraryFitSettings
+
+    defaults = LibraryFitSettings()
+    parser = build_parser()
+    fit = next(
+        action.choices["fit"]
+        for action in parser._actions
+        if isinstance(action, argparse._SubParsersAction)
+    )
+    helps = {a.dest: a.help for a in fit._actions}
+    stated = f"{defaults.draws} draws after {defaults.tune}, {defaults.target_accept:g}"
+    assert stated in helps["method"]
+    assert f"{defaults.draws} for a library popPK fit" in helps["draws"]
+    assert f"{defaults.target_accept:g} for a library popPK fit" in helps["target_accept"]
+
+
 def test_library_fit_settings_without_draws_are_the_defaults():
     """``fit --model NAME`` leaves --draws, --tune and --target-accept None when not given:
     the library fit's own defaults apply (this raised a TypeError)."""
