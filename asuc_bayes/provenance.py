@@ -34,6 +34,7 @@ from asuc_bayes._version import __version__
 from asuc_bayes.errors import AsucBayesError
 
 __all__ = [
+    "MODEL_AVERAGE_KIND",
     "RESULT_SCHEMAS",
     "ResultSchema",
     "ResultSchemaError",
@@ -147,6 +148,9 @@ class ResultSchema:
 
 _PROVENANCE = ("kind", "model_name", "model_sha256", "asuc_bayes_version")
 
+#: The ``kind`` of a patient's model-averaged forecast (``forecast --model-average --out``).
+MODEL_AVERAGE_KIND = "model-averaged patient forecast"
+
 #: The checked schema of each kind of result (the ``kind`` root attribute).
 RESULT_SCHEMAS: dict[str, ResultSchema] = {
     "patient forecast": ResultSchema(
@@ -162,6 +166,10 @@ RESULT_SCHEMAS: dict[str, ResultSchema] = {
     ),
     "library patient forecast": ResultSchema(
         groups=("posterior", "point_estimates", "observed_data", "constant_data"),
+        attrs=(*_PROVENANCE, "patient_id", "status", "random_seed"),
+    ),
+    "model-averaged patient forecast": ResultSchema(
+        groups=("average", "weights", "models"),
         attrs=(*_PROVENANCE, "patient_id", "status", "random_seed"),
     ),
     "asuc_bayes population fit": ResultSchema(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -277,11 +278,60 @@ def test_cli_table_and_an_excluded_model(dataset, capsys):
     assert "AVERAGE" in table and "wojciechowski2017 excluded" in table
 
 
-def test_cli_refuses_options_it_does_not_take(dataset, capsys):
+def test_cli_refuses_options_it_does_not_take(dataset, capsys, tmp_path):
     models = ["--model-average", "niyigena2025,fasanmade2009"]
-    for extra in (["--model", "wojciechowski2017"], ["--out", "x.nc"]):
-        assert main(["forecast", str(dataset), *models, *extra]) == EXIT_INPUT
-        assert "fix:" in capsys.readouterr().err
+    for command, extra in (
+        ("forecast", ["--model", "wojciechowski2017"]),
+        ("forecast", ["--report", str(tmp_path / "r.html")]),
+    ):
+        assert main([command, str(dataset), *models, *extra]) == EXIT_INPUT
+        err = capsys.readouterr().err
+        assert "fix:" in err and extra[0] in err
+
+
+def test_cli_out_round_trips_every_number_of_the_json(dataset, capsys, tmp_path):
+    """``forecast --model-average --out``: each patient's tree holds the averaged risk draws
+    (their mean is the JSON's), the weights and evidence by model, each model's own forecast
+    tree with its provenance (the sha256 of its model file) and the excluded models; the file
+    reads back through ``load_results``, which checks every model's schema too."""
+    import hashlib
+
+    from asuc_bayes.inference.forecast import load_results
+    from asuc_bayes.spec import load_declaration
+
+    out = tmp_path / "average.nc"
+    args = ["--model-average", "niyigena2025,wojciechowski2017", "--seed", "3"]
+    assert main(["forecast", str(dataset), *args, "--format", "json", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    entries = {e["id"]: e for e in json.loads(captured.out)["patients"]}
+    assert f"results written to {out}" in captured.err
+    tree = load_results(out)
+    assert set(tree.children) == set(entries)
+    for pid, entry in entries.items():
+        node, average = tree[pid], entry["model_average"]
+        assert node.attrs["kind"] == "model-averaged patient forecast"
+        assert node.attrs["patient_id"] == pid and node.attrs["status"] == entry["status"]
+        risk = node["average"]["risk_90d"].values
+        assert risk.size == 4000 and float(risk.mean()) == pytest.approx(average["risk"]["mean"])
+        weights = node["weights"].to_dataset()
+        names = [m["name"] for m in average["models"]]
+        assert list(weights["model"].values) == names == list(node["models"].children)
+        for i, model in enumerate(average["models"]):
+            assert float(weights["weight"][i]) == pytest.approx(model["weight"], rel=1e-12)
+            assert float(weights["log_marginal_likelihood"][i]) == pytest.approx(
+                model["log_marginal_likelihood"], rel=1e-12
+            )
+            child = node["models"][model["name"]]
+            assert child.attrs["kind"] == "library patient forecast"
+            path = load_declaration(model["name"]).path
+            digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+            assert child.attrs["model_sha256"] == digest
+            assert child.attrs["status"] == model["status"]
+        shas = node.attrs["model_sha256"].split(",")
+        assert len(shas) == len(names) and node.attrs["model_name"] == ",".join(names)
+        excluded = json.loads(node.attrs["excluded"])
+        assert [e["name"] for e in excluded] == [e["name"] for e in average["excluded"]]
+    assert json.loads(tree["P2"].attrs["excluded"])[0]["name"] == "wojciechowski2017"
 
 
 @pytest.mark.parametrize("command", ["forecast", "optimize"])

@@ -81,6 +81,7 @@ __all__ = [
     "format_model_average",
     "mixture_draws",
     "model_evidence",
+    "model_seeds",
     "parse_model_list",
 ]
 
@@ -400,6 +401,19 @@ class ModelAverage:
 MIXTURE_DRAWS = 4000
 
 
+def model_seeds(random_seed: int) -> tuple[int, int]:
+    """The seeds of a patient's model average: (every model's posterior, the mixture and the
+    averaged dose), derived from the patient's seed.
+
+    Examples
+    --------
+    >>> model_seeds(1) == model_seeds(1) != model_seeds(2)
+    True
+    """
+    first, second = np.random.SeedSequence(random_seed).generate_state(2)
+    return int(first), int(second)
+
+
 def average_patient(
     models: Sequence[str],
     patient: Patient,
@@ -424,7 +438,7 @@ def average_patient(
     asuc_bayes.decisions.dosing.DosingError
         A dosing request this patient cannot take.
     """
-    seeds = np.random.SeedSequence(random_seed).generate_state(2)
+    seeds = model_seeds(random_seed)
     fits, excluded = [], []
     for name in models:
         fit = fit_model(name, patient, units, random_seed=int(seeds[0]), options=options)

@@ -27,7 +27,13 @@ from asuc_bayes.inference.forecast.summary import (
     summarize_draws,
     summary_from_tree,
 )
-from asuc_bayes.provenance import check_result_tree, netcdf_attrs, provenance_attrs, sampler_attrs
+from asuc_bayes.provenance import (
+    MODEL_AVERAGE_KIND,
+    check_result_tree,
+    netcdf_attrs,
+    provenance_attrs,
+    sampler_attrs,
+)
 from asuc_bayes.spec.config import ModelSpec
 
 __all__ = [
@@ -282,7 +288,7 @@ def results_tree(results: list[PatientForecast] | dict[str, xr.DataTree]) -> xr.
 
 
 #: The kinds of patient forecast a results file may hold.
-FORECAST_KINDS = ("patient forecast", "library patient forecast")
+FORECAST_KINDS = ("patient forecast", "library patient forecast", MODEL_AVERAGE_KIND)
 
 
 def save_results(results: list[PatientForecast] | dict[str, xr.DataTree], path) -> None:
@@ -293,10 +299,15 @@ def save_results(results: list[PatientForecast] | dict[str, xr.DataTree], path) 
 def load_results(path) -> xr.DataTree:
     """Read back a file written by :func:`save_results`; each patient's groups and provenance
     are checked (:func:`asuc_bayes.provenance.check_result_tree`) for its kind: a forecast
-    of the default path or of a library model (:mod:`asuc_bayes.inference.library_tree`)."""
+    of the default path, of a library model (:mod:`asuc_bayes.inference.library_tree`) or a
+    model average (:mod:`asuc_bayes.decisions.model_average_tree`; each model's tree too)."""
     tree = xr.load_datatree(path, engine="h5netcdf")
     for patient_id, node in tree.children.items():
         kind = node.attrs.get("kind")
         kind = kind if kind in FORECAST_KINDS else "patient forecast"
         check_result_tree(node, kind, f"{path}: patient {patient_id}")
+        if kind == MODEL_AVERAGE_KIND:
+            for name, model in node["models"].children.items():
+                source = f"{path}: patient {patient_id}, model {name}"
+                check_result_tree(model, "library patient forecast", source)
     return tree

@@ -271,11 +271,14 @@ def refused_option(
 
 
 def refused_dosing_option(
-    args: argparse.Namespace, what: str, *, takes_csv: bool = False
+    args: argparse.Namespace, what: str, *, takes_csv: bool = False, takes: tuple[str, ...] = ()
 ) -> str | None:
     """The error for an option the library-model dosing paths (``what``: a library model or
-    model averaging; ``takes_csv``: whether it writes ``--format csv``) do not take, or None."""
+    model averaging; ``takes_csv``: whether it writes ``--format csv``; ``takes``: options of
+    :data:`NOT_FOR_LIBRARY_DOSING` this path does take) do not take, or None."""
     refused = {**NOT_FOR_LIBRARY_MODELS, **NOT_FOR_LIBRARY_DOSING}
+    for option in takes:
+        refused.pop(option)
     message = refused_option(args, refused, what)
     if message is None and args.format == "csv" and not takes_csv:
         return f"--format csv: not available yet with {what}; fix: --format json or table"

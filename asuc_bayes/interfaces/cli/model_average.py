@@ -38,7 +38,9 @@ def run_model_average(args: argparse.Namespace) -> int:
 
     if args.model != DEFAULT_MODEL or args.variant:
         return error("--model-average replaces --model and --variant; fix: leave them out")
-    refused = refused_dosing_option(args, "--model-average", takes_csv=True)
+    # forecast --out writes every patient's model average (optimize: not yet)
+    takes = ("out",) if args.command == "forecast" else ()
+    refused = refused_dosing_option(args, "--model-average", takes_csv=True, takes=takes)
     if refused:
         return error(refused)
     try:
@@ -65,6 +67,8 @@ def run_model_average(args: argparse.Namespace) -> int:
             )
         except (ModelAverageError, InputError, DosingError) as exc:
             errors.append({"id": patient.id, "error": str(exc)})
+    if getattr(args, "out", None):
+        save_model_averages(args, averages, patients, options)
     entries = [average.to_json() for average in averages] + errors
     if args.format == "json":
         print(dumps_json({"models": list(args.model_average), "patients": entries}))
@@ -74,3 +78,18 @@ def run_model_average(args: argparse.Namespace) -> int:
     else:
         print(format_model_average(averages))
     return exit_after_errors(errors, [a.patient_id for a in averages if a.status != "ok"], args)
+
+
+def save_model_averages(args: argparse.Namespace, averages, patients, options) -> None:
+    """``forecast --model-average --out``: every patient's model average in one netCDF file
+    (:mod:`asuc_bayes.decisions.model_average_tree`; a patient no model applies to has none)."""
+    from asuc_bayes.decisions.model_average_tree import model_average_tree
+    from asuc_bayes.inference.forecast import save_results
+
+    by_id = {patient.id: patient for patient in patients}
+    trees = {
+        average.patient_id: model_average_tree(average, by_id[average.patient_id], options=options)
+        for average in averages
+    }
+    save_results(trees, args.out)
+    print(f"asuc-bayes: results written to {args.out}", file=sys.stderr)
