@@ -65,9 +65,88 @@ def test_missing_covariate_and_unsupported_options(tmp_path, dataset, capsys):
     path.write_text(DATA.replace(",ALB,ADA", "").replace(",3.5,0", ""))
     assert main(["forecast", str(path), "--model", "wojciechowski2017"]) == EXIT_INPUT
     assert "needs covariate ALB" in capsys.readouterr().err
-    report = str(tmp_path / "r.html")
-    code = main(["forecast", str(dataset), "--model", "wojciechowski2017", "--report", report])
-    assert code == EXIT_INPUT and "--report: not available yet" in capsys.readouterr().err
+    code = main(["forecast", str(dataset), "--model", "wojciechowski2017", "--workers", "2"])
+    assert code == EXIT_INPUT and "--workers: not available yet" in capsys.readouterr().err
+
+
+def _report_text(path) -> str:
+    import html
+    import re
+
+    text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", path.read_text())
+    text = re.sub(r"<style>.*?</style>", "", text, flags=re.S)
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", text)))
+
+
+def test_report_states_the_json_numbers_the_model_and_the_extrapolation(tmp_path, dataset, capsys):
+    """``--report`` with a library model: the page names the model, its file's sha256 and the
+    seed, shows the JSON's risk, P(high risk), individual parameters and covariates, embeds
+    both figures, and says that the risk borrows the ASUC outcome model."""
+    report = tmp_path / "r.html"
+    argv = ["forecast", str(dataset), "--model", "wojciechowski2017", "--seed", "4"]
+    assert main([*argv, "--format", "json", "--report", str(report)]) == EXIT_OK
+    captured = capsys.readouterr()
+    printed = json.loads(captured.out)
+    (entry,) = printed["patients"]
+    assert f"report written to {report}" in captured.err
+    page = report.read_text()
+    assert page.count("data:image/png;base64,") == 2 and "{{" not in page
+    text = _report_text(report)
+    risk = entry["posterior"]["risk_90d"]
+    assert f"posterior mean risk {100 * risk['mean']:.1f} %" in text
+    assert f"P(high risk) {entry['p_high_risk']:.2f}" in text
+    assert printed["model"]["sha256"] in text and "wojciechowski2017" in text
+    assert (
+        f"per-patient seed, derived from it and the patient ID, is {patient_seed(4, 'P1')}" in text
+    )
+    assert "Extrapolated risk" in text and "Niyigena et al. (2025)" in text
+    q = entry["parameters"]["Q"]
+    assert f"Q L/day {q['mean']:.3g} {q['sd']:.3g} {q['q50']:.3g}" in text
+    assert "ALB 3.5 g/dL" in text and "ADA 0 " in text
+    assert "WARNING" not in text and "MAP (published tool)" not in text
+
+
+def test_report_warns_when_unconverged_and_escapes_the_patient_id(dataset):
+    import dataclasses
+
+    from asuc_bayes.inference.covariates import baseline_covariates
+    from asuc_bayes.interfaces.report.library_html import LibraryReportItem, library_report_html
+
+    patient = read_patients(dataset).patients[0]
+    declaration = load_declaration("wojciechowski2017")
+    covariates = baseline_covariates(patient, declaration)
+    result = forecast_library_patient(
+        declaration, patient, covariates, attach_outcome=True, random_seed=1
+    )
+    result = dataclasses.replace(result, status="unconverged", id="<script>x</script>")
+    item = LibraryReportItem(result, patient, declaration, covariates, "abc", 1)
+    page = library_report_html(item)
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert "WARNING: this posterior did not pass the convergence checks" in page
+
+
+def test_predictions_group_holds_the_map_and_a_priori_curves(tmp_path, dataset, capsys):
+    """The curves of ``--out``'s ``predictions`` group pass through the records' IPRED (MAP)
+    and PRED (a priori), read off the JSON, at the record times (linear interpolation on the
+    half-day grid: within 1 %), and the posterior band holds the median curve."""
+    import numpy as np
+
+    from asuc_bayes.inference.forecast import load_results
+
+    out = tmp_path / "forecasts.nc"
+    argv = ["forecast", str(dataset), "--model", "wojciechowski2017", "--seed", "4"]
+    assert main([*argv, "--format", "json", "--out", str(out)]) == EXIT_OK
+    (entry,) = json.loads(capsys.readouterr().out)["patients"]
+    predictions = load_results(out)["P1"]["predictions"]
+    time = predictions["time"].values
+    for record in entry["observations"]:
+        at = record["time"]
+        map_value = np.interp(at, time, predictions["concentration_map"].values)
+        prior_value = np.interp(at, time, predictions["concentration_a_priori"].values)
+        assert map_value == pytest.approx(record["ipred"], rel=0.01)
+        assert prior_value == pytest.approx(record["pred"], rel=0.01)
+    curves = predictions["concentration"].values.reshape(-1, time.size)
+    assert curves.shape[0] >= 900 and np.all(np.isfinite(curves))
 
 
 def test_explicit_imputation_is_applied_and_reported(tmp_path, dataset, capsys):

@@ -230,6 +230,7 @@ def assemble_forecast(
         outcome_source=None if outcome is None else outcome.source_model,
         warnings=tuple(warnings),
         covariates=covariate_use(problem),
+        problem=problem,
     )
 
 

@@ -2,7 +2,9 @@
 
 Groups: ``posterior`` (each random effect by the model file's name, each individual
 parameter, and ``cl``, ``v``, ``auc_w2_4``, ``ln_auc_cl``, ``risk_90d`` with an outcome
-model; dims chain, draw), ``point_estimates`` (the same at the MAP and a priori, η = 0; dim
+model; dims chain, draw), ``predictions`` (concentration curves: :func:`library_predictions`;
+when the forecast carries its problem, as every forecast made here does),
+``point_estimates`` (the same at the MAP and a priori, η = 0; dim
 ``estimate``; and the records' ``pred``/``ipred``), ``observed_data`` (the records' values)
 and ``constant_data`` (record times and censoring, the doses). Root attributes: the provenance
 of :func:`asuc_bayes.provenance.provenance_attrs` (kind ``library patient forecast``, the
@@ -34,7 +36,10 @@ from asuc_bayes.inference.sampler import SamplerOptions
 from asuc_bayes.provenance import netcdf_attrs, provenance_attrs, sampler_attrs
 from asuc_bayes.spec import ModelDeclaration
 
-__all__ = ["LIBRARY_FORECAST_KIND", "library_forecast_tree"]
+__all__ = ["LIBRARY_FORECAST_KIND", "library_forecast_tree", "library_predictions"]
+
+#: Concentration curves are kept for about this many posterior draws (evenly thinned).
+CURVES = 1000
 
 #: The ``kind`` root attribute of a library-model patient forecast.
 LIBRARY_FORECAST_KIND = "library patient forecast"
@@ -57,6 +62,40 @@ def _posterior(result: LibraryForecast) -> xr.Dataset:
     variables |= _quantities(result.draws, ("chain", "draw"))
     coords = {"chain": np.arange(chains), "draw": np.arange(draws)}
     return xr.Dataset(variables, coords=coords)
+
+
+def library_predictions(result: LibraryForecast, patient: Patient) -> xr.Dataset | None:
+    """The ``predictions`` group: the central concentration (mg/L) on the plot grid
+    (:func:`~asuc_bayes.inference.forecast.quantities.curve_times_to`) for about
+    :data:`CURVES` evenly thinned posterior draws, at the MAP and a priori (η = 0); None when
+    the forecast does not carry its problem."""
+    from asuc_bayes.inference.forecast.quantities import curve_times_to
+
+    problem = result.problem
+    if problem is None or len(patient.doses) == 0:
+        return None
+    outcome = problem.declaration.outcome
+    time_day = curve_times_to(0.0 if outcome is None else outcome.auc_window_day[1], patient)
+    chains, draws = result.eta.shape[:2]
+    stride = max(1, -(-chains * draws // CURVES))
+    kept = np.arange(0, draws, stride)
+    curve = problem.predict(result.eta[:, kept], time_day)
+    points = problem.predict(
+        np.stack([np.asarray(result.map.eta, dtype=float), np.zeros(len(result.eta_names))]),
+        time_day,
+    )
+    predictions = xr.Dataset(
+        {
+            "concentration": (("chain", "draw", "time"), curve),
+            "concentration_map": (("time",), points[0]),
+            "concentration_a_priori": (("time",), points[1]),
+        },
+        coords={"chain": np.arange(chains), "draw": kept, "time": time_day},
+        attrs={"thinning": f"every {stride}th posterior draw (draw labels match)"},
+    )
+    predictions["time"].attrs["units"] = "day"
+    predictions["concentration"].attrs["units"] = "mg/L"
+    return predictions
 
 
 def _point_estimates(result: LibraryForecast) -> xr.Dataset:
@@ -143,12 +182,14 @@ def library_forecast_tree(
     attrs["covariates"] = json.dumps(result.covariates.to_json())
     attrs["warnings"] = json.dumps(list(result.warnings))
     observed, constant = _data(result, patient)
-    return xr.DataTree.from_dict(
-        {
-            "/": xr.Dataset(attrs=attrs),
-            "posterior": _posterior(result),
-            "point_estimates": _point_estimates(result),
-            "observed_data": observed,
-            "constant_data": constant,
-        }
-    )
+    groups = {
+        "/": xr.Dataset(attrs=attrs),
+        "posterior": _posterior(result),
+        "point_estimates": _point_estimates(result),
+        "observed_data": observed,
+        "constant_data": constant,
+    }
+    predictions = library_predictions(result, patient)
+    if predictions is not None:
+        groups["predictions"] = predictions
+    return xr.DataTree.from_dict(groups)

@@ -181,6 +181,9 @@ class LibraryForecast:
     outcome_source: str | None = None
     warnings: tuple[str, ...] = field(default=())
     covariates: CovariateUse = field(default_factory=CovariateUse)
+    #: the :class:`~asuc_bayes.inference.PatientProblem` it was drawn for (its concentration
+    #: curves: :func:`asuc_bayes.inference.library_tree.library_predictions`), or None
+    problem: Any = field(default=None, repr=False, compare=False)
 
     @property
     def p_high_risk(self) -> float | None:

@@ -64,7 +64,12 @@ def _figure(width: float, height: float) -> tuple[Figure, Any]:
 
 
 def concentration_figure(
-    forecast, *, log_scale: bool = True, width: float = 8.0, height: float = 4.8
+    forecast,
+    *,
+    log_scale: bool = True,
+    width: float = 8.0,
+    height: float = 4.8,
+    map_label: str = "MAP (published tool)",
 ) -> Figure:
     """The concentration–time course of one patient's forecast.
 
@@ -76,6 +81,8 @@ def concentration_figure(
         Logarithmic concentration axis (troughs and censored samples stay visible).
     width, height
         Figure size in inches.
+    map_label
+        The legend of the MAP curve.
 
     Returns
     -------
@@ -155,7 +162,7 @@ def concentration_figure(
         Line2D([], [], color=POSTERIOR_COLOUR, lw=2.0, label="a posteriori (posterior median)"),
         Patch(color=POSTERIOR_COLOUR, alpha=0.22, label=f"{percent} % credible band"),
         Line2D([], [], color=PRIOR_COLOUR, lw=1.4, ls="--", label="a priori (typical patient)"),
-        Line2D([], [], color=MAP_COLOUR, lw=1.2, ls=":", label="MAP (published tool)"),
+        Line2D([], [], color=MAP_COLOUR, lw=1.2, ls=":", label=map_label),
         Patch(
             color=WINDOW_COLOUR, alpha=0.35, label=f"AUC window (day {window[0]:g}–{window[1]:g})"
         ),

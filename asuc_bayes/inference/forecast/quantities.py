@@ -107,7 +107,14 @@ def patient_concentration(
 
 def curve_times(spec: ModelSpec, patient: Patient) -> np.ndarray:
     """Plot grid: every half day to day 90 plus each infusion's end (the peaks)."""
-    end = max(CURVE_END_DAY, spec.tte.auc_window_day[1], float(patient.dose_time_day.max()) + 14)
+    return curve_times_to(spec.tte.auc_window_day[1], patient)
+
+
+def curve_times_to(window_end_day: float, patient: Patient) -> np.ndarray:
+    """Plot grid to day 90, the end of the AUC window, 14 days after the last infusion and the
+    last record (whichever is latest): every half day plus each infusion's end (the peaks)."""
+    last_record = float(np.max(patient.obs_time_day, initial=0.0))
+    end = max(CURVE_END_DAY, window_end_day, float(patient.dose_time_day.max()) + 14, last_record)
     grid = np.linspace(0.0, end, round(end * 2) + 1)
     peaks = patient.dose_time_day + patient.dose_duration_day
     return np.unique(np.concatenate([grid, peaks[peaks <= end]]))

@@ -113,9 +113,8 @@ def forecast_library(args: argparse.Namespace) -> int:
     from asuc_bayes.interfaces.report import format_library_table
 
     what = f"a library model (--model {args.model})"
-    refused = refused_option(
-        args, NOT_FOR_LIBRARY_MODELS, what, f", or use --model {DEFAULT_MODEL}"
-    )
+    not_taken = {k: v for k, v in NOT_FOR_LIBRARY_MODELS.items() if k != "report"}
+    refused = refused_option(args, not_taken, what, f", or use --model {DEFAULT_MODEL}")
     if refused:
         return error(refused)
     try:
@@ -123,11 +122,12 @@ def forecast_library(args: argparse.Namespace) -> int:
         declaration, patients, units = library_patients(args, args.model, allow_unsupported=True)
         options = library_sampler_options(args, adaptive=True)
         impute = imputation(args.impute, declaration)
+        covariates = [baseline_covariates(patient, declaration, units) for patient in patients]
         results = [
             forecast_library_patient(
                 declaration,
                 patient,
-                baseline_covariates(patient, declaration, units),
+                patient_covariates,
                 impute=impute,
                 attach_outcome=declaration.outcome is None,
                 random_seed=patient_seed(args.seed, patient.id),
@@ -136,10 +136,14 @@ def forecast_library(args: argparse.Namespace) -> int:
                     patient, declaration, units, args.covariates or "nonmem"
                 ),
             )
-            for patient in patients
+            for patient, patient_covariates in zip(patients, covariates, strict=True)
         ]
     except INPUT_ERRORS as exc:  # a missing covariate: where it comes from
         return input_error(exc)
+    if args.report:
+        written = write_library_report_files(args, declaration, patients, covariates, results)
+        if written != EXIT_OK:
+            return written
     if args.out:
         try:
             save_library_results(args, declaration, patients, results, options)
@@ -159,6 +163,34 @@ def forecast_library(args: argparse.Namespace) -> int:
         }
         print(dumps_json(payload))
     return exit_for_unconverged([r.id for r in results if r.status != "ok"], args)
+
+
+def write_library_report_files(args, declaration, patients, covariates, results) -> int:
+    """``forecast --model NAME --report FILE``: one HTML report per patient
+    (:mod:`asuc_bayes.interfaces.report.library_html`); :data:`EXIT_OK`, or
+    :data:`EXIT_INPUT` when a file cannot be written."""
+    from asuc_bayes.inference.forecast import patient_seed
+    from asuc_bayes.interfaces.report.library_html import LibraryReportItem, write_library_reports
+
+    sha256 = file_sha256(declaration.path)
+    items = [
+        LibraryReportItem(
+            result, patient, declaration, dict(given), sha256, patient_seed(args.seed, patient.id)
+        )
+        for patient, given, result in zip(patients, covariates, results, strict=True)
+    ]
+    try:
+        written = write_library_reports(
+            items,
+            args.report,
+            random_seed=args.seed,
+            options=library_sampler_options(args, adaptive=True),
+        )
+    except OSError as exc:
+        return error(f"--report {args.report}: {exc.strerror or exc}")
+    where = written[0] if len(written) == 1 else f"{len(written)} files ({written[0]} ...)"
+    print(f"asuc-bayes: report written to {where}", file=sys.stderr)
+    return EXIT_OK
 
 
 def save_library_results(args, declaration, patients, results, options) -> None:

@@ -70,7 +70,6 @@ def patient_report_html(
         The seed the user gave (shown under provenance); the per-patient sampler seed derived
         from it is shown only as a technical detail. ``None``: only the sampler's seed.
     """
-    from asuc_bayes.decisions.dosing import concentration_text
     from asuc_bayes.inference.forecast import ESS_BULK_MIN, RHAT_MAX
     from asuc_bayes.interfaces.plots import (
         concentration_figure,
@@ -97,16 +96,7 @@ def patient_report_html(
     rows = summary_rows(summary)
     doses, samples = _input_rows(forecast.patient)
     threshold = spec.tte.high_risk_threshold
-    environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("asuc_bayes.interfaces", "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-    )
-    environment.filters["pct"] = lambda value: f"{100 * value:.1f} %"
-    environment.filters["mgl"] = concentration_text
-    template = environment.get_template("patient_report.html")
-    return template.render(
+    return render_report(
         s=summary,
         d=summary["diagnostics"],
         p=dict(forecast.tree.attrs),
@@ -121,9 +111,27 @@ def patient_report_html(
         map_class="high" if summary["map"]["ln_auc_cl"] < threshold else "low",
         gates={"rhat": RHAT_MAX, "ess": ESS_BULK_MIN},
         method_text=method_text(summary["diagnostics"]),
-        interpretation=interpretation(summary, spec),
+        interpretation=interpretation(summary, threshold),
+        library=None,
+        map_label="MAP (published tool)",
         generated_at=generated_at,
     )
+
+
+def render_report(**context) -> str:
+    """The patient report template (``templates/patient_report.html``) rendered with
+    ``context`` (escaped; a missing name is an error)."""
+    from asuc_bayes.decisions.dosing import concentration_text
+
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("asuc_bayes.interfaces", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    environment.filters["pct"] = lambda value: f"{100 * value:.1f} %"
+    environment.filters["mgl"] = concentration_text
+    return environment.get_template("patient_report.html").render(**context)
 
 
 def _clinical_dosing(dosing: dict | None) -> dict | None:

@@ -168,9 +168,11 @@ def format_table(results, spec: ModelSpec) -> str:
     return "\n".join(blocks)
 
 
-def interpretation(summary: dict, spec: ModelSpec) -> list[str]:
-    """Plain-language sentences about one patient's forecast (no advice beyond the numbers)."""
-    threshold = spec.tte.high_risk_threshold
+def interpretation(
+    summary: dict, threshold: float, map_source: str = "The published tool"
+) -> list[str]:
+    """Plain-language sentences about one patient's forecast (no advice beyond the numbers);
+    ``threshold``: the high-risk threshold of ln(AUC/CL); ``map_source``: who reports the MAP."""
     risk = summary["posterior"]["risk_90d"]
     p_high = summary["p_high_risk"]
     side = "at least" if summary["risk_class"] == "high" else "below"
@@ -182,7 +184,7 @@ def interpretation(summary: dict, spec: ModelSpec) -> list[str]:
         f"the exposure marker ln(AUC day 14–28 / CL) is below {threshold:g} (high risk) is "
         f"{p_high:.0%}, {side} one half; its most likely value is "
         f"{summary['posterior']['ln_auc_cl']['q50']:.2f}.",
-        "The published tool reports a single most likely value (MAP): a "
+        f"{map_source} reports a single most likely value (MAP): a "
         f"{summary['map']['risk_90d']:.0%} risk. The posterior above shows how far the truth "
         "may be from that value.",
     ]
