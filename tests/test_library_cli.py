@@ -65,8 +65,27 @@ def test_missing_covariate_and_unsupported_options(tmp_path, dataset, capsys):
     path.write_text(DATA.replace(",ALB,ADA", "").replace(",3.5,0", ""))
     assert main(["forecast", str(path), "--model", "wojciechowski2017"]) == EXIT_INPUT
     assert "needs covariate ALB" in capsys.readouterr().err
-    code = main(["forecast", str(dataset), "--model", "wojciechowski2017", "--workers", "2"])
-    assert code == EXIT_INPUT and "--workers: not available yet" in capsys.readouterr().err
+    checkpoint = str(tmp_path / "ck")
+    code = main(
+        ["forecast", str(dataset), "--model", "wojciechowski2017", "--checkpoint", checkpoint]
+    )
+    assert code == EXIT_INPUT and "--checkpoint: not available yet" in capsys.readouterr().err
+
+
+def test_workers_give_the_same_bytes_as_one_process(tmp_path, capsys):
+    """``--workers 2`` (a local Dask cluster) forecasts every patient with its own seed: the
+    JSON is the same, byte for byte, as in this process."""
+    from asuc_bayes.studies.library_simulate import simulate_library_cohort
+    from asuc_bayes.studies.simulate import write_cohort
+
+    cohort = simulate_library_cohort("faelens2021", 5, random_seed=2, outcome=False)
+    data, _ = write_cohort(cohort, tmp_path / "c.csv")
+    argv = ["forecast", str(data), "--model", "faelens2021", "--format", "json", "--seed", "7"]
+    assert main(argv) == EXIT_OK
+    alone = capsys.readouterr().out
+    assert main([*argv, "--workers", "2"]) == EXIT_OK
+    assert capsys.readouterr().out == alone
+    assert [p["id"] for p in json.loads(alone)["patients"]] == [p.id for p in cohort.patients]
 
 
 def _report_text(path) -> str:

@@ -106,14 +106,15 @@ def forecast_library(args: argparse.Namespace) -> int:
     """``forecast --model NAME`` for a library model (any structure and random effects): the
     posterior of each patient by :func:`asuc_bayes.inference.forecast_library_patient`, with the
     ASUC outcome model attached (flagged extrapolated) to a model that has none."""
-    from asuc_bayes.inference import forecast_library_patient
+    from asuc_bayes.inference import PatientProblem
     from asuc_bayes.inference.covariates import baseline_covariates
-    from asuc_bayes.inference.forecast import patient_seed
+    from asuc_bayes.inference.library_batch import LibraryJob, forecast_library_batch
     from asuc_bayes.inference.schedule import covariate_schedule
     from asuc_bayes.interfaces.report import format_library_table
 
     what = f"a library model (--model {args.model})"
-    not_taken = {k: v for k, v in NOT_FOR_LIBRARY_MODELS.items() if k != "report"}
+    taken = ("report", "workers", "scheduler")
+    not_taken = {k: v for k, v in NOT_FOR_LIBRARY_MODELS.items() if k not in taken}
     refused = refused_option(args, not_taken, what, f", or use --model {DEFAULT_MODEL}")
     if refused:
         return error(refused)
@@ -123,21 +124,33 @@ def forecast_library(args: argparse.Namespace) -> int:
         options = library_sampler_options(args, adaptive=True)
         impute = imputation(args.impute, declaration)
         covariates = [baseline_covariates(patient, declaration, units) for patient in patients]
-        results = [
-            forecast_library_patient(
-                declaration,
+        jobs = [
+            LibraryJob(
                 patient,
-                patient_covariates,
+                given,
+                covariate_schedule(patient, declaration, units, args.covariates or "nonmem"),
+            )
+            for patient, given in zip(patients, covariates, strict=True)
+        ]
+        # every job is checked here (covariates bound, plausibility): errors before the work
+        for job in jobs:
+            PatientProblem.from_patient(
+                declaration, job.patient, job.covariates, impute=impute, schedule=job.schedule
+            )
+        engine = Engine(workers=args.workers, scheduler=args.scheduler)
+        with Progress("forecast", len(jobs), args.quiet) as progress:
+            results = forecast_library_batch(
+                declaration,
+                jobs,
                 impute=impute,
                 attach_outcome=declaration.outcome is None,
-                random_seed=patient_seed(args.seed, patient.id),
+                random_seed=args.seed,
                 options=options,
-                schedule=covariate_schedule(
-                    patient, declaration, units, args.covariates or "nonmem"
-                ),
+                engine=engine,
+                progress=progress,
             )
-            for patient, patient_covariates in zip(patients, covariates, strict=True)
-        ]
+    except EngineError as exc:
+        return error(str(exc))
     except INPUT_ERRORS as exc:  # a missing covariate: where it comes from
         return input_error(exc)
     if args.report:
