@@ -212,6 +212,33 @@ class Engine:
                 yield start + offset, result
             future.release()
 
+    def map_in_order(
+        self,
+        function: Callable[..., Any],
+        items: Iterable[Any],
+        *,
+        chunk_size: int | None = 1,
+        progress: Callable[[int, int], None] | None = None,
+        **constant: Any,
+    ) -> list[Any]:
+        """Every ``function(item, **constant)`` (as :meth:`map`, inside ``with self``) in the
+        items' order; ``progress(done, total)`` after each result arrives.
+
+        Examples
+        --------
+        >>> Engine().map_in_order(abs, [-2, 1, -3])
+        [2, 1, 3]
+        """
+        items = list(items)
+        results: list[Any] = [None] * len(items)
+        with self:
+            mapped = self.map(function, items, chunk_size=chunk_size, **constant)
+            for done, (index, result) in enumerate(mapped, start=1):
+                results[index] = result
+                if progress is not None:
+                    progress(done, len(items))
+        return results
+
     def n_workers(self) -> int:
         """Worker processes of the cluster (1 in this process)."""
         if self._client is None:

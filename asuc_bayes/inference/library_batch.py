@@ -82,23 +82,14 @@ def forecast_library_batch(
 ) -> list[LibraryForecast]:
     """Every job's forecast, in the jobs' order (see the module docstring); ``progress(done,
     total)`` after each patient."""
-    engine = engine or Engine()
-    results: list[LibraryForecast | None] = [None] * len(jobs)
-    with engine:
-        for done, (index, result) in enumerate(
-            engine.map(
-                _forecast_job,
-                jobs,
-                chunk_size=None,
-                declaration=declaration,
-                impute=impute,
-                attach_outcome=attach_outcome,
-                random_seed=random_seed,
-                options=options,
-            ),
-            start=1,
-        ):
-            results[index] = result
-            if progress is not None:
-                progress(done, len(jobs))
-    return [r for r in results if r is not None]
+    return (engine or Engine()).map_in_order(
+        _forecast_job,
+        jobs,
+        chunk_size=None,
+        progress=progress,
+        declaration=declaration,
+        impute=impute,
+        attach_outcome=attach_outcome,
+        random_seed=random_seed,
+        options=options,
+    )

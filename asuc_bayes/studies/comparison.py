@@ -451,18 +451,12 @@ def run_study(
     engine = engine or Engine()
     patients, truth = simulate_scenario(spec, scenario, n, random_seed)
     items = [(patient, truth.loc[patient.id]) for patient in patients]
-    rows: list[dict[str, Any] | None] = [None] * len(items)
     constant: dict[str, Any] = {"spec": spec, "settings": settings, "random_seed": random_seed}
     if engine.distributed:  # one core per worker process
         constant["settings"] = replace(settings or SamplerSettings(), cores=1)
     elif forecaster is not None:
         constant["forecaster"] = forecaster
-    with engine:
-        results = engine.map(_study_task, items, chunk_size=None, **constant)
-        for done, (index, row) in enumerate(results, start=1):
-            rows[index] = row
-            if progress is not None:
-                progress(done, len(items))
+    rows = engine.map_in_order(_study_task, items, chunk_size=None, progress=progress, **constant)
     table = pd.DataFrame(rows).set_index("id")
     return StudyResult(scenario, table, _metrics(table, spec.tte.high_risk_threshold))
 

@@ -682,22 +682,14 @@ def validate_cohort(
         probabilities(np.zeros((1, len(declarations))), np.array(prior_weights, dtype=float))
         prior_weights = tuple(float(x) for x in prior_weights)
     items = [(p, _covariates(covariates_of, p)) for p in patients]
-    results: list[PatientValidation | None] = [None] * len(items)
-    engine = engine or Engine()
-    with engine:
-        for done, (index, result) in enumerate(
-            engine.map(
-                _validate_task,
-                items,
-                chunk_size=chunk_size,
-                declarations=declarations,
-                random_seed=random_seed,
-                # only when given (a Dask scatter of None is avoided)
-                **({} if prior_weights is None else {"prior_weights": prior_weights}),
-            ),
-            start=1,
-        ):
-            results[index] = result
-            if progress is not None:
-                progress(done, len(items))
-    return summarise([r for r in results if r is not None], prior_weights)
+    results: list[PatientValidation] = (engine or Engine()).map_in_order(
+        _validate_task,
+        items,
+        chunk_size=chunk_size,
+        progress=progress,
+        declarations=declarations,
+        random_seed=random_seed,
+        # only when given (a Dask scatter of None is avoided)
+        **({} if prior_weights is None else {"prior_weights": prior_weights}),
+    )
+    return summarise(results, prior_weights)
