@@ -60,7 +60,7 @@ def test_forecast_and_compare_patient_agree_on_a_tie(tied_forecast, spec):
     assert comparison["p_high_risk"] == 0.5
     assert summary["risk_class"] == comparison["posterior_class"] == "high"
     assert "risk class (high when P(high risk) >= 0.5): HIGH" in format_table([tied_forecast], spec)
-    sentences = " ".join(interpretation(summary, spec))
+    sentences = " ".join(interpretation(summary, spec.tte.high_risk_threshold))
     assert "classed as HIGH risk" in sentences and "at least one half" in sentences
     document = patient_report_html(tied_forecast)
     assert '<div class="value high">HIGH</div>' in document
