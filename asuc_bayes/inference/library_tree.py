@@ -40,6 +40,8 @@ __all__ = ["LIBRARY_FORECAST_KIND", "library_forecast_tree", "library_prediction
 
 #: Concentration curves are kept for about this many posterior draws (evenly thinned).
 CURVES = 1000
+#: Curves computed together (bounds the memory of a long dosing history's superposition).
+_CURVE_BLOCK = 50
 
 #: The ``kind`` root attribute of a library-model patient forecast.
 LIBRARY_FORECAST_KIND = "library patient forecast"
@@ -79,7 +81,13 @@ def library_predictions(result: LibraryForecast, patient: Patient) -> xr.Dataset
     chains, draws = result.eta.shape[:2]
     stride = max(1, -(-chains * draws // CURVES))
     kept = np.arange(0, draws, stride)
-    curve = problem.predict(result.eta[:, kept], time_day)
+    draws_of_curves = result.eta[:, kept].reshape(-1, result.eta.shape[-1])
+    curve = np.concatenate(  # in blocks: (draws, times, doses) intermediates stay small
+        [
+            problem.predict(draws_of_curves[start : start + _CURVE_BLOCK], time_day)
+            for start in range(0, len(draws_of_curves), _CURVE_BLOCK)
+        ]
+    ).reshape(chains, kept.size, time_day.size)
     points = problem.predict(
         np.stack([np.asarray(result.map.eta, dtype=float), np.zeros(len(result.eta_names))]),
         time_day,
