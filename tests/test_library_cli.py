@@ -125,6 +125,30 @@ def test_report_states_the_json_numbers_the_model_and_the_extrapolation(tmp_path
     assert "WARNING" not in text and "MAP (published tool)" not in text
 
 
+@pytest.mark.parametrize("mode", [[], ["--trough-target", "5"]], ids=["risk", "trough"])
+def test_optimize_report_carries_the_plan_of_the_json(tmp_path, dataset, capsys, mode):
+    """``optimize --model NAME --report``: the library report with the dose section of the
+    plan printed as JSON (risk mode: the recommended dose, its risk and the MAP's; trough
+    mode: the answer and the dose table) and the dose figure embedded."""
+    report = tmp_path / "dose.html"
+    argv = ["optimize", str(dataset), "--model", "wojciechowski2017", "--seed", "4", *mode]
+    assert main([*argv, "--format", "json", "--report", str(report)]) == EXIT_OK
+    (plan,) = json.loads(capsys.readouterr().out)["patients"]
+    page = report.read_text()
+    assert page.count("data:image/png;base64,") == 3
+    text = _report_text(report)
+    assert "Individual parameters" in text and "Extrapolated risk" in text
+    if mode:
+        trough = plan["trough"]
+        assert "Maintenance dose to a trough target" in text and trough["answer"] in text
+    else:
+        rec, map_rec = plan["recommended"], plan["map_recommended"]
+        assert "Dose at day 14 to a target risk" in text
+        assert f"{rec['dose_mg']:g} mg ({rec['dose_mg_kg']:.1f} mg/kg)" in text
+        assert f"90-day risk {100 * rec['risk_90d']['mean']:.1f} %" in text
+        assert f"The MAP (point estimate) would recommend {map_rec['dose_mg']:g} mg" in text
+
+
 def test_report_warns_when_unconverged_and_escapes_the_patient_id(dataset):
     import dataclasses
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from asuc_bayes.data.dataset import InputError, example_path, read_patients
-from asuc_bayes.interfaces.cli.arguments import spec_and_settings
+from asuc_bayes.interfaces.cli.arguments import library_sampler_options, spec_and_settings
 from asuc_bayes.spec.config import ModelSpecError
 from asuc_bayes.spec.declaration import MissingCovariateError
 
@@ -289,6 +289,37 @@ def write_reports(forecasts: list, dosing: dict[str, dict], args: argparse.Names
     try:
         written = write_patient_reports(
             forecasts, args.report, dosing=dosing, random_seed=args.seed
+        )
+    except OSError as exc:
+        return error(f"--report {args.report}: {exc.strerror or exc}")
+    where = written[0] if len(written) == 1 else f"{len(written)} files ({written[0]} ...)"
+    print(f"asuc-bayes: report written to {where}", file=sys.stderr)
+    return EXIT_OK
+
+
+def write_library_report_files(
+    args, declaration, patients, covariates, results, dosing: dict[str, dict] | None = None
+) -> int:
+    """``forecast``/``optimize --model NAME --report FILE``: one HTML report per patient
+    (:mod:`asuc_bayes.interfaces.report.library_html`; ``dosing``: patient ID → its dose plan's
+    JSON); :data:`EXIT_OK`, or :data:`EXIT_INPUT` when a file cannot be written."""
+    from asuc_bayes.inference.forecast import patient_seed
+    from asuc_bayes.interfaces.report.library_html import LibraryReportItem, write_library_reports
+
+    sha256 = file_sha256(declaration.path)
+    items = [
+        LibraryReportItem(
+            result, patient, declaration, dict(given), sha256, patient_seed(args.seed, patient.id)
+        )
+        for patient, given, result in zip(patients, covariates, results, strict=True)
+    ]
+    try:
+        written = write_library_reports(
+            items,
+            args.report,
+            random_seed=args.seed,
+            options=library_sampler_options(args, adaptive=True),
+            dosing=dosing,
         )
     except OSError as exc:
         return error(f"--report {args.report}: {exc.strerror or exc}")

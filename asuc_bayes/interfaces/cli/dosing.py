@@ -25,6 +25,7 @@ from asuc_bayes.interfaces.cli.common import (
     library_patients,
     note_library_only_options,
     spec_json,
+    write_library_report_files,
     write_reports,
 )
 from asuc_bayes.interfaces.cli.model_average import run_model_average
@@ -111,7 +112,8 @@ def optimize_library(args: argparse.Namespace) -> int:
     from asuc_bayes.interfaces.report import format_library_dosing
     from asuc_bayes.spec import MissingCovariateError
 
-    refused = refused_dosing_option(args, f"a library model (--model {args.model})", takes_csv=True)
+    what = f"a library model (--model {args.model})"
+    refused = refused_dosing_option(args, what, takes_csv=True, takes=("report",))
     if refused:
         return error(refused)
     try:
@@ -120,18 +122,20 @@ def optimize_library(args: argparse.Namespace) -> int:
         impute = imputation(args.impute, declaration)
     except INPUT_ERRORS as exc:
         return error(str(exc))
-    plans, errors = [], []
+    plans, errors, planned = [], [], []
     for patient in patients:
         try:
+            covariates = baseline_covariates(patient, declaration, units)
             posterior = library_posterior(
                 declaration,
                 patient,
-                baseline_covariates(patient, declaration, units),
+                covariates,
                 impute=impute,
                 random_seed=patient_seed(args.seed, patient.id),
                 options=options,
             )
             plans.append(plan_library_dosing(posterior, request, plan))
+            planned.append((patient, covariates))
         except MissingCovariateError as exc:
             errors.append({"id": patient.id, "error": f"{exc} {MISSING_COVARIATE_HINT}"})
         except (InputError, DosingError) as exc:
@@ -144,6 +148,17 @@ def optimize_library(args: argparse.Namespace) -> int:
     else:
         print(format_library_dosing(declaration, plans))
     forecasts = [plan.posterior.forecast for plan in plans]
+    if args.report and plans:
+        written = write_library_report_files(
+            args,
+            declaration,
+            [patient for patient, _ in planned],
+            [covariates for _, covariates in planned],
+            forecasts,
+            dosing={plan.posterior.forecast.id: plan.to_json() for plan in plans},
+        )
+        if written != EXIT_OK:
+            return written
     return exit_after_errors(errors, [f.id for f in forecasts if f.status != "ok"], args)
 
 

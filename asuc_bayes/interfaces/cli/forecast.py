@@ -37,6 +37,7 @@ from asuc_bayes.interfaces.cli.common import (
     spec_json,
     unconverged_exit,
     write_library_csv,
+    write_library_report_files,
     write_reports,
 )
 from asuc_bayes.interfaces.cli.model_average import run_model_average
@@ -176,34 +177,6 @@ def forecast_library(args: argparse.Namespace) -> int:
         }
         print(dumps_json(payload))
     return exit_for_unconverged([r.id for r in results if r.status != "ok"], args)
-
-
-def write_library_report_files(args, declaration, patients, covariates, results) -> int:
-    """``forecast --model NAME --report FILE``: one HTML report per patient
-    (:mod:`asuc_bayes.interfaces.report.library_html`); :data:`EXIT_OK`, or
-    :data:`EXIT_INPUT` when a file cannot be written."""
-    from asuc_bayes.inference.forecast import patient_seed
-    from asuc_bayes.interfaces.report.library_html import LibraryReportItem, write_library_reports
-
-    sha256 = file_sha256(declaration.path)
-    items = [
-        LibraryReportItem(
-            result, patient, declaration, dict(given), sha256, patient_seed(args.seed, patient.id)
-        )
-        for patient, given, result in zip(patients, covariates, results, strict=True)
-    ]
-    try:
-        written = write_library_reports(
-            items,
-            args.report,
-            random_seed=args.seed,
-            options=library_sampler_options(args, adaptive=True),
-        )
-    except OSError as exc:
-        return error(f"--report {args.report}: {exc.strerror or exc}")
-    where = written[0] if len(written) == 1 else f"{len(written)} files ({written[0]} ...)"
-    print(f"asuc-bayes: report written to {where}", file=sys.stderr)
-    return EXIT_OK
 
 
 def save_library_results(args, declaration, patients, results, options) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from asuc_bayes.interfaces.report.patient_html import (
+    _clinical_dosing,
     _input_rows,
     _seed_text,
     render_report,
@@ -98,7 +99,11 @@ class LibraryReportItem:
 
 
 def library_report_html(
-    item: LibraryReportItem, *, options=None, random_seed: int | None = None
+    item: LibraryReportItem,
+    *,
+    options=None,
+    random_seed: int | None = None,
+    dosing: dict | None = None,
 ) -> str:
     """One self-contained HTML page about one patient's library-model forecast.
 
@@ -111,6 +116,9 @@ def library_report_html(
     options, random_seed
         The sampler options and the seed the user gave (the per-patient seed derived from it
         is ``item.sampler_seed``).
+    dosing
+        Optional JSON of the patient's dose plan (``optimize --model NAME``: risk or trough
+        mode), or ``{"error": text}``: the report's dose section, as the patient report's.
 
     Examples
     --------
@@ -131,7 +139,13 @@ def library_report_html(
     result, patient, declaration = item.result, item.patient, item.declaration
     from asuc_bayes.inference.forecast import ESS_BULK_MIN, RHAT_MAX
     from asuc_bayes.inference.library_tree import library_forecast_tree
-    from asuc_bayes.interfaces.plots import concentration_figure, figure_png, ln_ratio_figure
+    from asuc_bayes.interfaces.plots import (
+        concentration_figure,
+        dose_risk_figure,
+        dose_trough_figure,
+        figure_png,
+        ln_ratio_figure,
+    )
 
     outcome = result.problem.declaration.outcome
     if outcome is None or result.high_risk_threshold is None:
@@ -155,8 +169,10 @@ def library_report_html(
     images = {
         "concentration": encoded(concentration_figure(view, map_label=MAP_LABEL)),
         "ln_ratio": encoded(ln_ratio_figure(view, summary=summary)),
-        "dose_risk": None,
-        "dose_trough": None,
+        "dose_risk": encoded(dose_risk_figure(dosing)) if dosing and dosing.get("curve") else None,
+        "dose_trough": encoded(dose_trough_figure(dosing["trough"]))
+        if dosing and dosing.get("trough")
+        else None,
     }
     doses, samples = _input_rows(patient)
     threshold = outcome.high_risk_threshold
@@ -170,7 +186,7 @@ def library_report_html(
         doses=doses,
         samples=samples,
         images=images,
-        dosing=None,
+        dosing=_clinical_dosing(dosing),
         seed=_seed_text(view, random_seed),
         threshold=f"{threshold:g}",
         map_class="high" if summary["map"]["ln_auc_cl"] < threshold else "low",
@@ -197,11 +213,18 @@ def write_library_reports(
     *,
     random_seed: int | None = None,
     options=None,
+    dosing: dict[str, dict] | None = None,
 ) -> list[Path]:
     """Write one report per patient (where:
-    :func:`~asuc_bayes.interfaces.report.patient_html.report_paths`); return the paths."""
+    :func:`~asuc_bayes.interfaces.report.patient_html.report_paths`; ``dosing``: patient ID →
+    its dose plan's JSON); return the paths."""
     paths = report_paths(path, [item.result.id for item in items])
     for item, target in zip(items, paths, strict=True):
-        html = library_report_html(item, options=options, random_seed=random_seed)
+        html = library_report_html(
+            item,
+            options=options,
+            random_seed=random_seed,
+            dosing=(dosing or {}).get(item.result.id),
+        )
         target.write_text(html, encoding="utf-8")
     return paths
