@@ -23,9 +23,11 @@ Examples
 from __future__ import annotations
 
 import datetime
+import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,6 +41,7 @@ __all__ = [
     "ResultSchema",
     "ResultSchemaError",
     "check_result_tree",
+    "file_sha256",
     "netcdf_attrs",
     "provenance_attrs",
     "sampler_attrs",
@@ -66,6 +69,11 @@ def software_attrs() -> dict[str, str]:
         "asuc_bayes_version": __version__,
         **{f"{name}_version": _version(name) for name in PACKAGES},
     }
+
+
+def file_sha256(path: str | Path | None) -> str:
+    """SHA-256 of the file at ``path`` (hex; ``""`` for no path): a model file's identity."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else ""
 
 
 def provenance_attrs(

@@ -282,7 +282,8 @@ def test_cli_refuses_options_it_does_not_take(dataset, capsys, tmp_path):
     models = ["--model-average", "niyigena2025,fasanmade2009"]
     for command, extra in (
         ("forecast", ["--model", "wojciechowski2017"]),
-        ("forecast", ["--report", str(tmp_path / "r.html")]),
+        ("forecast", ["--workers", "2"]),
+        ("optimize", ["--report", str(tmp_path / "r.html")]),
     ):
         assert main([command, str(dataset), *models, *extra]) == EXIT_INPUT
         err = capsys.readouterr().err
@@ -375,3 +376,36 @@ def test_cli_csv_rows_carry_the_json_numbers(dataset, capsys, command):
         else:
             assert "dose_mg" not in row
     assert rows["P2"]["wojciechowski2017_status"] == "excluded"
+
+
+def test_cli_report_states_the_json_numbers(dataset, capsys, tmp_path):
+    """``forecast --model-average --report``: one page per patient with the averaged risk,
+    each model's weight, AIC weight, evidence and risk as in the JSON, the excluded models with
+    their reason, the figure, and each model file's sha256."""
+    import hashlib
+    import html
+    import re
+
+    from asuc_bayes.spec import load_declaration
+
+    report = tmp_path / "average.html"
+    args = ["--model-average", "niyigena2025,wojciechowski2017", "--seed", "3"]
+    assert main(["forecast", str(dataset), *args, "--format", "json", "--report", str(report)]) == 0
+    entries = {e["id"]: e for e in json.loads(capsys.readouterr().out)["patients"]}
+    for pid, entry in entries.items():
+        page = (tmp_path / f"average-{pid}.html").read_text()
+        assert page.count("data:image/png;base64,") == 1 and "{{" not in page
+        text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", page)
+        text = re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", text)))
+        average = entry["model_average"]
+        assert f"posterior mean risk {100 * average['risk']['mean']:.1f} %" in text
+        assert f"P(high risk) {average['p_high']:.2f}" in text
+        for model in average["models"]:
+            name = model["name"] + (" *" if model["extrapolated"] else "")
+            assert f"{name} {model['weight']:.3f}" in text
+            assert f"{model['log_marginal_likelihood']:.2f} {model['marginal_method']}" in text
+            path = Path(load_declaration(model["name"]).path)
+            assert hashlib.sha256(path.read_bytes()).hexdigest() in text
+        for excluded in average["excluded"]:
+            assert f"{excluded['name']}: {excluded['reason']}" in text
+    assert "Models that could not be applied" in (tmp_path / "average-P2.html").read_text()

@@ -21,9 +21,7 @@ Examples
 
 from __future__ import annotations
 
-import hashlib
 import json
-from pathlib import Path
 
 import numpy as np
 import xarray as xr
@@ -32,13 +30,14 @@ from asuc_bayes.data.types import Patient
 from asuc_bayes.decisions.model_average import ModelAverage, model_seeds
 from asuc_bayes.inference.library_tree import library_forecast_tree
 from asuc_bayes.inference.sampler import SamplerOptions
-from asuc_bayes.provenance import MODEL_AVERAGE_KIND, provenance_attrs, sampler_attrs
+from asuc_bayes.provenance import (
+    MODEL_AVERAGE_KIND,
+    file_sha256,
+    provenance_attrs,
+    sampler_attrs,
+)
 
 __all__ = ["MODEL_AVERAGE_KIND", "model_average_tree"]
-
-
-def _sha256(path: str | None) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else ""
 
 
 def _number(value: float | None) -> float:
@@ -90,7 +89,7 @@ def model_average_tree(
             posterior.forecast,
             patient,
             declaration,
-            model_sha256=_sha256(declaration.path),
+            model_sha256=file_sha256(declaration.path),
             random_seed=model_seed,
             options=options,
         )

@@ -9,6 +9,7 @@ web app and the HTML report.
 - :func:`dose_risk_figure` — 90-day risk against the dose chosen (from a dose recommendation),
   the recommended and the MAP-recommended doses as labelled lines inside the axes.
 - :func:`dose_trough_figure` — trough against the maintenance dose (from a trough plan).
+- :func:`model_average_figure` — the 90-day risk under each model and under their average.
 - :func:`figure_png` — PNG bytes of a figure (for embedding as base64).
 
 Every figure is a :class:`matplotlib.figure.Figure` built without pyplot, so that concurrent
@@ -43,6 +44,7 @@ __all__ = [
     "dose_trough_figure",
     "figure_png",
     "ln_ratio_figure",
+    "model_average_figure",
 ]
 
 #: Central credible band of the concentration curves.
@@ -264,6 +266,52 @@ def ln_ratio_figure(
         Line2D([], [], color=PRIOR_COLOUR, lw=1.2, ls="--", label=f"a priori {prior_value:.2f}"),
     ]
     ax.legend(handles=handles, fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return figure
+
+
+#: Colours of the models in a model average (Okabe–Ito, without the mixture's black).
+MODEL_COLOURS = ("#E69F00", "#56B4E9", "#009E73", "#CC79A7", "#0072B2", "#D55E00")
+
+
+def model_average_figure(
+    model_draws: Mapping[str, np.ndarray],
+    weights: Mapping[str, float],
+    mixture: np.ndarray,
+    *,
+    width: float = 8.0,
+    height: float = 3.4,
+) -> Figure:
+    """Posterior densities of the 90-day risk under each model (``model_draws``: name →
+    draws; labelled with its ``weights``) and of the weighted mixture (``mixture``, its draws).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(1)
+    >>> a, b = rng.beta(2, 20, 4000), rng.beta(4, 12, 4000)
+    >>> figure = model_average_figure({"a": a, "b": b}, {"a": 0.7, "b": 0.3}, a)
+    >>> [line.get_label() for line in figure.axes[0].get_legend().get_lines()]
+    ['a (weight 0.70)', 'b (weight 0.30)', 'model average']
+    """
+    values = np.concatenate([np.ravel(v) for v in model_draws.values()] + [np.ravel(mixture)])
+    high = min(1.0, float(np.quantile(values, 0.999)) * 1.15 + 0.01)
+    grid = np.linspace(0.0, high, 400)
+    figure, ax = _figure(width, height)
+    top = 0.0
+    for (name, draws), colour in zip(model_draws.items(), MODEL_COLOURS * 4, strict=False):
+        density = _density(np.ravel(draws), grid)
+        top = max(top, float(density.max()))
+        ax.plot(
+            grid * 100, density, color=colour, lw=1.4, label=f"{name} (weight {weights[name]:.2f})"
+        )
+    density = _density(np.ravel(mixture), grid)
+    top = max(top, float(density.max()))
+    ax.plot(grid * 100, density, color="black", lw=2.4, label="model average")
+    ax.set_xlim(0, high * 100)
+    ax.set_ylim(0, top * 1.1)
+    ax.set_yticks([])
+    ax.set_xlabel("90-day colectomy risk (%)")
+    ax.set_ylabel("posterior density")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return figure
 
 

@@ -9,7 +9,6 @@ functions that need them (tests/test_startup.py).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from asuc_bayes.data.dataset import InputError, example_path, read_patients
 from asuc_bayes.interfaces.cli.arguments import library_sampler_options, spec_and_settings
+from asuc_bayes.provenance import file_sha256
 from asuc_bayes.spec.config import ModelSpecError
 from asuc_bayes.spec.declaration import MissingCovariateError
 
@@ -117,11 +117,6 @@ def exit_after_errors(
     if errors:
         return EXIT_INPUT
     return exit_for_unconverged(unconverged, args)
-
-
-def file_sha256(path: str) -> str:
-    """SHA-256 of the file at ``path`` (hex; ``""`` for no path)."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else ""
 
 
 def declaration_json(declaration: ModelDeclaration, *, source: bool = False) -> dict[str, Any]:

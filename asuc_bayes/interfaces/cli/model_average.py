@@ -9,6 +9,7 @@ import sys
 from asuc_bayes.data.dataset import InputError
 from asuc_bayes.interfaces.cli.arguments import library_plan_inputs, refused_dosing_option
 from asuc_bayes.interfaces.cli.common import (
+    EXIT_OK,
     INPUT_ERRORS,
     error,
     exit_after_errors,
@@ -38,8 +39,8 @@ def run_model_average(args: argparse.Namespace) -> int:
 
     if args.model != DEFAULT_MODEL or args.variant:
         return error("--model-average replaces --model and --variant; fix: leave them out")
-    # forecast --out writes every patient's model average (optimize: not yet)
-    takes = ("out",) if args.command == "forecast" else ()
+    # forecast --out / --report write every patient's model average (optimize: not yet)
+    takes = ("out", "report") if args.command == "forecast" else ()
     refused = refused_dosing_option(args, "--model-average", takes_csv=True, takes=takes)
     if refused:
         return error(refused)
@@ -69,6 +70,10 @@ def run_model_average(args: argparse.Namespace) -> int:
             errors.append({"id": patient.id, "error": str(exc)})
     if getattr(args, "out", None):
         save_model_averages(args, averages, patients, options)
+    if getattr(args, "report", None) and averages:
+        written = write_average_reports(args, averages, patients)
+        if written != EXIT_OK:
+            return written
     entries = [average.to_json() for average in averages] + errors
     if args.format == "json":
         print(dumps_json({"models": list(args.model_average), "patients": entries}))
@@ -93,3 +98,19 @@ def save_model_averages(args: argparse.Namespace, averages, patients, options) -
     }
     save_results(trees, args.out)
     print(f"asuc-bayes: results written to {args.out}", file=sys.stderr)
+
+
+def write_average_reports(args: argparse.Namespace, averages, patients) -> int:
+    """``forecast --model-average --report FILE``: one HTML report per patient
+    (:mod:`asuc_bayes.interfaces.report.model_average_html`); :data:`EXIT_OK`, or
+    :data:`EXIT_INPUT` when a file cannot be written."""
+    from asuc_bayes.interfaces.report.model_average_html import write_model_average_reports
+
+    by_id = {patient.id: patient for patient in patients}
+    try:
+        written = write_model_average_reports(averages, by_id, args.report, random_seed=args.seed)
+    except OSError as exc:
+        return error(f"--report {args.report}: {exc.strerror or exc}")
+    where = written[0] if len(written) == 1 else f"{len(written)} files ({written[0]} ...)"
+    print(f"asuc-bayes: report written to {where}", file=sys.stderr)
+    return EXIT_OK

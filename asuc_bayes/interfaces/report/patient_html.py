@@ -118,9 +118,10 @@ def patient_report_html(
     )
 
 
-def render_report(**context) -> str:
-    """The patient report template (``templates/patient_report.html``) rendered with
-    ``context`` (escaped; a missing name is an error)."""
+def report_environment():
+    """The Jinja environment of the report templates (``templates/``): HTML-escaped, a
+    missing name an error, filters ``pct`` (a fraction as a percentage) and ``mgl`` (a
+    concentration)."""
     from asuc_bayes.decisions.dosing import concentration_text
 
     environment = jinja2.Environment(
@@ -131,7 +132,13 @@ def render_report(**context) -> str:
     )
     environment.filters["pct"] = lambda value: f"{100 * value:.1f} %"
     environment.filters["mgl"] = concentration_text
-    return environment.get_template("patient_report.html").render(**context)
+    return environment
+
+
+def render_report(**context) -> str:
+    """The patient report template (``templates/patient_report.html``) rendered with
+    ``context`` (escaped; a missing name is an error)."""
+    return report_environment().get_template("patient_report.html").render(**context)
 
 
 def _clinical_dosing(dosing: dict | None) -> dict | None:
