@@ -408,4 +408,8 @@ def test_cli_report_states_the_json_numbers(dataset, capsys, tmp_path):
             assert hashlib.sha256(path.read_bytes()).hexdigest() in text
         for excluded in average["excluded"]:
             assert f"{excluded['name']}: {excluded['reason']}" in text
+            assert text.count(excluded["reason"]) == 1  # not repeated under the notes
+        for note in average["notes"]:
+            if " excluded: " not in note:
+                assert note in text
     assert "Models that could not be applied" in (tmp_path / "average-P2.html").read_text()

@@ -59,6 +59,12 @@ def model_average_report_html(average, patient, *, random_seed: int) -> str:
             avg=summary,
             models=summary["models"],
             excluded=summary["excluded"],
+            # an excluded model's note repeats its reason, listed above it
+            notes=[
+                note
+                for note in summary["notes"]
+                if not any(note.startswith(f"{e['name']} excluded:") for e in summary["excluded"])
+            ],
             any_extrapolated=any(m["extrapolated"] for m in summary["models"]),
             image=base64.b64encode(figure_png(figure)).decode("ascii"),
             doses=doses,
