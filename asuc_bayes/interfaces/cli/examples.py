@@ -8,8 +8,11 @@ FORECAST_EXAMPLES = """examples:
   asuc-bayes forecast patients.csv --report report.html   one HTML report per patient
     (with the week-2 dose to a 20 % mean risk; 'asuc-bayes optimize' for other targets)
   asuc-bayes forecast patients.csv --model fit.nc   integrate over a population fit's posterior
+  asuc-bayes forecast cohort.csv --model wojciechowski2017 --report report.html --out f.nc
+    a library model: one HTML report per patient, and every posterior in one netCDF file
   asuc-bayes forecast cohort.csv --model-average niyigena2025,wojciechowski2017
     per patient: posterior model probabilities, each model's risk and the averaged risk
+    (--report average.html: one page per patient; --out average.nc: the draws and weights)
   asuc-bayes forecast cohort.csv --workers 2 --checkpoint runs/c1 --format json
     batch: 2 worker processes, resumable; a bad patient is an error row, not the end
 
