@@ -9,16 +9,21 @@ import base64
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asuc_bayes.interfaces.report.patient_html import (
-    _clinical_dosing,
-    _input_rows,
-    _seed_text,
+    clinical_dosing,
+    input_rows,
     render_report,
     report_paths,
+    seed_text,
 )
 from asuc_bayes.interfaces.report.tables import interpretation, method_text, summary_rows
+
+if TYPE_CHECKING:
+    from asuc_bayes.data.types import Patient
+    from asuc_bayes.inference.result import LibraryForecast
+    from asuc_bayes.spec import ModelDeclaration
 
 __all__ = ["LibraryReportItem", "library_report_html", "write_library_reports"]
 
@@ -90,9 +95,9 @@ class LibraryReportItem:
     """One patient's report inputs: the forecast, the patient, the model file as given, the
     covariates entered, the file's sha256 and the per-patient sampler seed."""
 
-    result: Any
-    patient: Any
-    declaration: Any
+    result: LibraryForecast
+    patient: Patient
+    declaration: ModelDeclaration
     covariates: Mapping[str, Any]
     model_sha256: str
     sampler_seed: int
@@ -174,7 +179,7 @@ def library_report_html(
         if dosing and dosing.get("trough")
         else None,
     }
-    doses, samples = _input_rows(patient)
+    doses, samples = input_rows(patient)
     threshold = outcome.high_risk_threshold
     notes = [*summary.get("notes", []), *summary.get("warnings", [])]
     return render_report(
@@ -186,8 +191,8 @@ def library_report_html(
         doses=doses,
         samples=samples,
         images=images,
-        dosing=_clinical_dosing(dosing),
-        seed=_seed_text(view, random_seed),
+        dosing=clinical_dosing(dosing),
+        seed=seed_text(view, random_seed),
         threshold=f"{threshold:g}",
         map_class="high" if summary["map"]["ln_auc_cl"] < threshold else "low",
         gates={"rhat": RHAT_MAX, "ess": ESS_BULK_MIN},

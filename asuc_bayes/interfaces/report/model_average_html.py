@@ -12,7 +12,7 @@ import numpy as np
 
 from asuc_bayes._version import __version__
 from asuc_bayes.interfaces.report.patient_html import (
-    _input_rows,
+    input_rows,
     report_environment,
     report_paths,
 )
@@ -46,7 +46,7 @@ def model_average_report_html(average, patient, *, random_seed: int) -> str:
     }
     weights = {m.evidence.name: m.weight for m in average.models}
     figure = model_average_figure(draws, weights, average.risk_draws)
-    doses, samples = _input_rows(patient)
+    doses, samples = input_rows(patient)
     provenance = [
         {"name": m.evidence.name, "sha256": file_sha256(m.evidence.posterior.declaration.path)}
         for m in average.models

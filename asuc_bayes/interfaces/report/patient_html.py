@@ -17,7 +17,8 @@ jinja2 = lazy_module("jinja2")  # the HTML report only: not on a forecast's tabl
 DOSE_ROWS_MG_KG_DIGITS = 1
 
 
-def _input_rows(patient) -> tuple[list[dict], list[dict]]:
+def input_rows(patient) -> tuple[list[dict], list[dict]]:
+    """The report's dose and sample table rows of ``patient`` (formatted text)."""
     doses = [
         {
             "day": f"{d.time_day:g}",
@@ -94,7 +95,7 @@ def patient_report_html(
         else None,
     }
     rows = summary_rows(summary)
-    doses, samples = _input_rows(forecast.patient)
+    doses, samples = input_rows(forecast.patient)
     threshold = spec.tte.high_risk_threshold
     return render_report(
         s=summary,
@@ -105,8 +106,8 @@ def patient_report_html(
         doses=doses,
         samples=samples,
         images=images,
-        dosing=_clinical_dosing(dosing),
-        seed=_seed_text(forecast, random_seed),
+        dosing=clinical_dosing(dosing),
+        seed=seed_text(forecast, random_seed),
         threshold=f"{threshold:g}",
         map_class="high" if summary["map"]["ln_auc_cl"] < threshold else "low",
         gates={"rhat": RHAT_MAX, "ess": ESS_BULK_MIN},
@@ -141,7 +142,7 @@ def render_report(**context) -> str:
     return report_environment().get_template("patient_report.html").render(**context)
 
 
-def _clinical_dosing(dosing: dict | None) -> dict | None:
+def clinical_dosing(dosing: dict | None) -> dict | None:
     """``dosing`` for clinicians: an error without command-line options, and the interval
     rows worth showing of a trough plan."""
     if dosing is None:
@@ -162,7 +163,7 @@ def _clinical_dosing(dosing: dict | None) -> dict | None:
     return dosing
 
 
-def _seed_text(forecast, random_seed: int | None) -> dict[str, str]:
+def seed_text(forecast, random_seed: int | None) -> dict[str, str]:
     """The seed the user gave, and the sampler's per-patient seed as a technical detail."""
     sampler = str(forecast.tree.attrs.get("random_seed", "unknown"))
     if random_seed is None:
