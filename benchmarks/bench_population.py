@@ -216,7 +216,9 @@ def gates_study(spec, args, truth) -> dict:
                 f"{entry['ess_bulk_min']:.0f} ({entry['ess_bulk_min_at']}), "
                 f"{entry['divergences']} div, importance ESS min "
                 f"{entry.get('importance_ess_min', float('nan')):.1f}, "
-                f"converged {bool(entry['converged'])}, load {entry['load']:.1f}",
+                f"converged {bool(entry['converged'])}, load {entry['load']:.1f}, "
+                f"90 % CrIs cover {sum(entry['covered_90'].values())} of "
+                f"{len(entry['covered_90'])}",  # per cohort: an interrupted study keeps it
                 flush=True,
             )
         full = []
