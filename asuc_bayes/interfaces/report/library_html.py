@@ -5,20 +5,15 @@ notes, and a visible caveat when the 90-day risk borrows the ASUC outcome model.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from asuc_bayes.interfaces.report.patient_html import (
-    clinical_dosing,
-    input_rows,
-    render_report,
+    render_forecast_page,
     report_paths,
-    seed_text,
 )
-from asuc_bayes.interfaces.report.tables import interpretation, method_text, summary_rows
 
 if TYPE_CHECKING:
     from asuc_bayes.data.types import Patient
@@ -40,15 +35,10 @@ class _Outcome:
 
 @dataclass(frozen=True)
 class _FigureView:
-    """A library forecast as the report's figures read one: ``tree``, ``spec.tte`` and
-    ``summary()``."""
+    """A library forecast as the report's figures read one: ``tree`` and ``spec.tte``."""
 
     tree: Any
     spec: Any
-    summary_json: dict
-
-    def summary(self) -> dict:
-        return self.summary_json
 
 
 @dataclass(frozen=True)
@@ -141,17 +131,9 @@ def library_report_html(
     >>> "Extrapolated risk" in page and "Individual parameters" in page
     True
     """
-    result, patient, declaration = item.result, item.patient, item.declaration
-    from asuc_bayes.inference.forecast import ESS_BULK_MIN, RHAT_MAX
     from asuc_bayes.inference.library_tree import library_forecast_tree
-    from asuc_bayes.interfaces.plots import (
-        concentration_figure,
-        dose_risk_figure,
-        dose_trough_figure,
-        figure_png,
-        ln_ratio_figure,
-    )
 
+    result, patient, declaration = item.result, item.patient, item.declaration
     outcome = result.problem.declaration.outcome
     if outcome is None or result.high_risk_threshold is None:
         raise ValueError("the report needs an outcome model (attach the ASUC one)")
@@ -164,40 +146,16 @@ def library_report_html(
         options=options,
     )
     summary = result.to_json()
-    view = _FigureView(
-        tree, _Spec(_Outcome(outcome.auc_window_day, outcome.high_risk_threshold)), summary
-    )
-
-    def encoded(figure) -> str:
-        return base64.b64encode(figure_png(figure)).decode("ascii")
-
-    images = {
-        "concentration": encoded(concentration_figure(view, map_label=MAP_LABEL)),
-        "ln_ratio": encoded(ln_ratio_figure(view, summary=summary)),
-        "dose_risk": encoded(dose_risk_figure(dosing)) if dosing and dosing.get("curve") else None,
-        "dose_trough": encoded(dose_trough_figure(dosing["trough"]))
-        if dosing and dosing.get("trough")
-        else None,
-    }
-    doses, samples = input_rows(patient)
-    threshold = outcome.high_risk_threshold
+    view = _FigureView(tree, _Spec(_Outcome(outcome.auc_window_day, outcome.high_risk_threshold)))
     notes = [*summary.get("notes", []), *summary.get("warnings", [])]
-    return render_report(
-        s=summary,
-        d=summary["diagnostics"],
-        p=dict(tree.attrs),
-        patient=patient,
-        rows=summary_rows(summary),
-        doses=doses,
-        samples=samples,
-        images=images,
-        dosing=clinical_dosing(dosing),
-        seed=seed_text(view, random_seed),
-        threshold=f"{threshold:g}",
-        map_class="high" if summary["map"]["ln_auc_cl"] < threshold else "low",
-        gates={"rhat": RHAT_MAX, "ess": ESS_BULK_MIN},
-        method_text=method_text(summary["diagnostics"]),
-        interpretation=interpretation(summary, threshold, "A point (MAP) forecast"),
+    return render_forecast_page(
+        view,
+        summary,
+        patient,
+        dosing=dosing,
+        random_seed=random_seed,
+        map_label=MAP_LABEL,
+        map_source="A point (MAP) forecast",
         library={
             "title": declaration.title,
             "population": declaration.population,
@@ -207,8 +165,6 @@ def library_report_html(
             "covariates": _covariate_rows(result, item.covariates),
             "notes": notes,
         },
-        map_label=MAP_LABEL,
-        generated_at=None,
     )
 
 

@@ -71,6 +71,32 @@ def patient_report_html(
         The seed the user gave (shown under provenance); the per-patient sampler seed derived
         from it is shown only as a technical detail. ``None``: only the sampler's seed.
     """
+    return render_forecast_page(
+        forecast,
+        forecast.summary(),
+        forecast.patient,
+        dosing=dosing,
+        random_seed=random_seed,
+        generated_at=generated_at,
+    )
+
+
+def render_forecast_page(
+    forecast,
+    summary: dict,
+    patient,
+    *,
+    dosing: dict | None = None,
+    random_seed: int | None = None,
+    generated_at: str | None = None,
+    map_label: str = "MAP (published tool)",
+    map_source: str = "The published tool",
+    library: dict | None = None,
+) -> str:
+    """The patient report page of a forecast as the figures read one (``forecast.tree``,
+    ``forecast.spec.tte``), its JSON ``summary`` and ``patient``: figures, risk cards, tables,
+    dose section, interpretation, diagnostics and provenance; ``map_label``/``map_source``
+    name the MAP; ``library``: the library model's own section (None: the ASUC model's)."""
     from asuc_bayes.inference.forecast import ESS_BULK_MIN, RHAT_MAX
     from asuc_bayes.interfaces.plots import (
         concentration_figure,
@@ -80,29 +106,25 @@ def patient_report_html(
         ln_ratio_figure,
     )
 
-    spec = forecast.spec
-    summary = forecast.summary()
-
     def encoded(figure) -> str:
         return base64.b64encode(figure_png(figure)).decode("ascii")
 
     images = {
-        "concentration": encoded(concentration_figure(forecast)),
-        "ln_ratio": encoded(ln_ratio_figure(forecast)),
+        "concentration": encoded(concentration_figure(forecast, map_label=map_label)),
+        "ln_ratio": encoded(ln_ratio_figure(forecast, summary=summary)),
         "dose_risk": encoded(dose_risk_figure(dosing)) if dosing and dosing.get("curve") else None,
         "dose_trough": encoded(dose_trough_figure(dosing["trough"]))
         if dosing and dosing.get("trough")
         else None,
     }
-    rows = summary_rows(summary)
-    doses, samples = input_rows(forecast.patient)
-    threshold = spec.tte.high_risk_threshold
+    doses, samples = input_rows(patient)
+    threshold = forecast.spec.tte.high_risk_threshold
     return render_report(
         s=summary,
         d=summary["diagnostics"],
         p=dict(forecast.tree.attrs),
-        patient=forecast.patient,
-        rows=rows,
+        patient=patient,
+        rows=summary_rows(summary),
         doses=doses,
         samples=samples,
         images=images,
@@ -112,9 +134,9 @@ def patient_report_html(
         map_class="high" if summary["map"]["ln_auc_cl"] < threshold else "low",
         gates={"rhat": RHAT_MAX, "ess": ESS_BULK_MIN},
         method_text=method_text(summary["diagnostics"]),
-        interpretation=interpretation(summary, threshold),
-        library=None,
-        map_label="MAP (published tool)",
+        interpretation=interpretation(summary, threshold, map_source),
+        library=library,
+        map_label=map_label,
         generated_at=generated_at,
     )
 
