@@ -217,6 +217,7 @@ def test_cli_optimize_library_model_errors(dataset, tmp_path, capsys):
     code = main(["optimize", str(no_albumin), "--model", MODEL])
     err = capsys.readouterr().err
     assert code == EXIT_INPUT and "needs covariate ALB" in err
+    assert "--impute" in err and "impute=" not in err  # the CLI's option, not the API's
     code = main(["optimize", str(dataset), "--model", MODEL, "--dose-time", "10"])
     err = capsys.readouterr().err
     assert code == EXIT_INPUT and "--dose-time" in err

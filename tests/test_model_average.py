@@ -272,7 +272,9 @@ def test_cli_table_and_an_excluded_model(dataset, capsys):
     assert main(["forecast", str(dataset), *args, "--format", "json", "--id", "P2"]) == EXIT_OK
     average = json.loads(capsys.readouterr().out)["patients"][0]["model_average"]
     assert [e["name"] for e in average["excluded"]] == ["wojciechowski2017"]
-    assert "ALB" in average["excluded"][0]["reason"]
+    reason = average["excluded"][0]["reason"]
+    assert "ALB" in reason and "request an imputation" in reason
+    assert "impute=" not in reason  # the Python API's syntax is not shown to a CLI user
     assert main(["forecast", str(dataset), *args]) == EXIT_OK
     table = capsys.readouterr().out
     assert "AVERAGE" in table and "wojciechowski2017 excluded" in table

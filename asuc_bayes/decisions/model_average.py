@@ -191,7 +191,10 @@ def fit_model(
         posterior = library_posterior(
             declaration, patient, covariates, random_seed=random_seed, options=options
         )
-    except (MissingCovariateError, InputError) as exc:
+    except MissingCovariateError as exc:
+        # the reason is shown by the CLI and the report too: no API syntax in it
+        return ExcludedModel(declaration.name, exc.problem)
+    except InputError as exc:
         return ExcludedModel(declaration.name, str(exc))
     evidence = model_evidence(posterior, random_seed=random_seed)
     return ModelEvidence(

@@ -301,7 +301,22 @@ class Imputation:
 
 
 class MissingCovariateError(AsucBayesError, ValueError):
-    """The patient lacks a covariate the model needs (and no imputation was requested)."""
+    """The patient lacks a covariate the model needs (and no imputation was requested).
+
+    ``problem`` states what is missing in words any interface can show; the message adds the
+    fix in the Python API's terms (``impute=``), which a command-line interface replaces with
+    its own option.
+
+    Examples
+    --------
+    >>> exc = MissingCovariateError("model 'm' needs ALB", fix="impute={'ALB': value}")
+    >>> str(exc), exc.problem
+    ("model 'm' needs ALB; impute={'ALB': value}", "model 'm' needs ALB")
+    """
+
+    def __init__(self, problem: str, *, fix: str) -> None:
+        super().__init__(f"{problem}; {fix}")
+        self.problem = problem
 
 
 @dataclass(frozen=True)
@@ -353,7 +368,8 @@ def _reference_imputation(declaration: ModelDeclaration, name: str) -> Imputatio
     if len(references) != 1:
         raise MissingCovariateError(
             f"model '{declaration.name}': covariate {name} has no single reference value "
-            f"({sorted(references)}); impute it explicitly (impute={{'{name}': value}})"
+            f"({sorted(references)}), so it cannot be imputed with the reference; give a value",
+            fix=f"impute it explicitly (impute={{'{name}': value}})",
         )
     return Imputation(name, references.pop(), covariate.unit, "model's reference value")
 
@@ -378,8 +394,8 @@ def _patient_value(
         covariate = declaration.covariate(name)
         raise MissingCovariateError(
             f"model '{declaration.name}' needs covariate {name} ({covariate.description or name}, "
-            f"in {covariate.unit}) but the patient has none; give it, or request an imputation "
-            f"(impute={{'{name}': value}} or impute='reference')"
+            f"in {covariate.unit}) but the patient has none; give it, or request an imputation",
+            fix=f"impute={{'{name}': value}} or impute='reference'",
         )
     imputed.append(imputation)
     return imputation.value, imputation.unit

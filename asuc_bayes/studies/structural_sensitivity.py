@@ -174,7 +174,7 @@ def structural_alternative(
         )
     except MissingCovariateError as exc:
         return StructuralAlternative(
-            name, structure, "missing_covariates", missing=missing, message=str(exc)
+            name, structure, "missing_covariates", missing=missing, message=exc.problem
         )
     except ValueError as exc:
         return StructuralAlternative(name, structure, "error", message=str(exc))

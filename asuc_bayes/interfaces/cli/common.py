@@ -52,7 +52,7 @@ def input_error(exc: Exception) -> int:
     """:func:`error` for one of :data:`INPUT_ERRORS`; a covariate a library model needs and
     the patient lacks with where it comes from."""
     if isinstance(exc, MissingCovariateError):
-        return error(f"{exc} {MISSING_COVARIATE_HINT}")
+        return error(f"{exc.problem} {MISSING_COVARIATE_HINT}")
     return error(str(exc))
 
 

@@ -137,7 +137,7 @@ def optimize_library(args: argparse.Namespace) -> int:
             plans.append(plan_library_dosing(posterior, request, plan))
             planned.append((patient, covariates))
         except MissingCovariateError as exc:
-            errors.append({"id": patient.id, "error": f"{exc} {MISSING_COVARIATE_HINT}"})
+            errors.append({"id": patient.id, "error": f"{exc.problem} {MISSING_COVARIATE_HINT}"})
         except (InputError, DosingError) as exc:
             errors.append({"id": patient.id, "error": str(exc)})
     if args.format == "json":
