@@ -285,7 +285,7 @@ def test_cli_refuses_options_it_does_not_take(dataset, capsys, tmp_path):
     for command, extra in (
         ("forecast", ["--model", "wojciechowski2017"]),
         ("forecast", ["--workers", "2"]),
-        ("optimize", ["--report", str(tmp_path / "r.html")]),
+        ("optimize", ["--next-sample"]),
     ):
         assert main([command, str(dataset), *models, *extra]) == EXIT_INPUT
         err = capsys.readouterr().err
@@ -415,3 +415,64 @@ def test_cli_report_states_the_json_numbers(dataset, capsys, tmp_path):
             if " excluded: " not in note:
                 assert note in text
     assert "Models that could not be applied" in (tmp_path / "average-P2.html").read_text()
+
+
+def _page_text(path: Path) -> tuple[str, str]:
+    """(the page, its visible text with the images left out and the spaces collapsed)."""
+    import html
+    import re
+
+    page = path.read_text()
+    text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", page)
+    text = re.sub(r"<style>.*?</style>", "", text, flags=re.S)
+    return page, re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", text)))
+
+
+@pytest.mark.parametrize("mode", ["risk", "trough"])
+def test_cli_optimize_report_states_the_json_dose(dataset, capsys, tmp_path, mode):
+    """``optimize --model-average --report``: the page adds the dose chosen on the averaged
+    curve with its goal, every row of the averaged curve, each model's own choice and its value
+    at the averaged dose (read from that model's own curve in the JSON), and a second figure;
+    every number as in the JSON."""
+    report = tmp_path / "plan.html"
+    extra = ["--trough-target", "5"] if mode == "trough" else ["--target-risk", "0.12"]
+    args = ["--model-average", "niyigena2025,wojciechowski2017", "--id", "P1", "--seed", "2"]
+    args += [*extra, "--format", "json", "--report", str(report)]
+    code = main(["optimize", str(dataset), *args])
+    assert code == EXIT_OK
+    (entry,) = json.loads(capsys.readouterr().out)["patients"]
+    dose = entry["model_average"]["dose"]
+    assert dose["mode"] == mode
+    page, text = _page_text(report)
+    assert page.count("data:image/png;base64,") == 2 and "{{" not in page
+    assert f"{dose['dose_mg']:g} mg ({dose['dose_mg_kg']:.1f} mg/kg)" in text
+    weights = {m["name"]: m["weight"] for m in entry["model_average"]["models"]}
+    if mode == "risk":
+        risk = dose["risk_90d"]
+        assert f"averaged 90-day risk {100 * risk['mean']:.1f} % (95 % CrI" in text
+        assert f"P(risk ≤ target) {dose['p_meets_target']:.2f}" in text
+        assert "90-day risk ≤ 12.0 %" in text
+        for row in dose["curve"]:
+            assert (
+                f"{row['dose_mg']:g} {row['dose_mg_kg']:.1f} {100 * row['risk_mean']:.1f} % "
+                f"{row['p_high_risk']:.2f} {row['p_meets_target']:.2f}"
+            ) in text
+    else:
+        assert f"averaged P(trough ≥ target) {dose['p_trough_above_target']:.2f}" in text
+        assert "P(trough ≥ 5 mg/L) ≥ 0.80" in text and "every 56 days" in text
+        for row in dose["curve"]:
+            assert (
+                f"{row['dose_mg']:g} {row['dose_mg_kg']:.1f} {row['p_trough_above_target']:.2f}"
+            ) in text
+    verdict = "Dose on the averaged curve:" if dose["feasible"] else "No dose up to the cap"
+    assert verdict in text
+    for name, plan in dose["per_model"].items():
+        if mode == "risk":
+            own, rows, key = plan["recommended"]["dose_mg"], plan["curve"], "risk_mean"
+        else:
+            chosen = plan["trough"]["for_interval"]
+            own, rows, key = chosen["dose_mg"], chosen["curve"], "p_trough_above_target"
+        (at,) = [row[key] for row in rows if row["dose_mg"] == dose["dose_mg"]]
+        shown = f"{100 * at:.1f} %" if key == "risk_mean" else f"{at:.2f}"
+        assert f"{name} {weights[name]:.3f} {own:g} " in text
+        assert f"{shown}" in text.split(f"{name} {weights[name]:.3f} {own:g} ", 1)[1][:40]

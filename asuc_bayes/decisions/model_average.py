@@ -82,6 +82,8 @@ __all__ = [
     "mixture_draws",
     "model_evidence",
     "model_seeds",
+    "own_choice",
+    "own_curve",
     "parse_model_list",
 ]
 
@@ -652,7 +654,7 @@ def _dose_lines(dose: AveragedDose) -> list[str]:
     else:
         goal = f"P(trough >= {dose.trough_target_mg_l:g} mg/L) >= {dose.request.probability:.0%}"
         detail = f"averaged P(trough >= target) {dose.p_meets_target:.2f}"
-    own = ", ".join(f"{name} {_own_dose(plan):g} mg" for name, plan in dose.per_model.items())
+    own = ", ".join(f"{name} {own_choice(plan)[0]:g} mg" for name, plan in dose.per_model.items())
     return [
         f"  averaged dose ({goal}, day {dose.request.dose_time_day:g}): {verdict} "
         f"{dose.dose_mg:g} mg ({dose.dose_mg / dose.weight_kg:.1f} mg/kg): {detail}",
@@ -660,7 +662,18 @@ def _dose_lines(dose: AveragedDose) -> list[str]:
     ]
 
 
-def _own_dose(plan: Mapping[str, Any]) -> float:
+def own_choice(plan: Mapping[str, Any]) -> tuple[float, bool]:
+    """(dose in mg, whether it reaches the target) that one model's own plan chooses
+    (``plan``: an entry of :attr:`AveragedDose.per_model`; the cap when not reached)."""
     if plan["mode"] == "trough":
-        return float(plan["trough"]["for_interval"]["dose_mg"])
-    return float(plan["recommended"]["dose_mg"])
+        chosen = plan["trough"]["for_interval"]
+        return float(chosen["dose_mg"]), bool(chosen["feasible"])
+    return float(plan["recommended"]["dose_mg"]), bool(plan["feasible"])
+
+
+def own_curve(plan: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The dose curve rows of one model's own plan (risk mode: ``dose_mg``, ``risk_mean``,
+    ``p_meets_target``, …; trough mode: ``dose_mg``, ``p_trough_above_target``, …)."""
+    if plan["mode"] == "trough":
+        return plan["trough"]["for_interval"]["curve"]
+    return plan["curve"]

@@ -39,8 +39,8 @@ def run_model_average(args: argparse.Namespace) -> int:
 
     if args.model != DEFAULT_MODEL or args.variant:
         return error("--model-average replaces --model and --variant; fix: leave them out")
-    # forecast --out / --report write every patient's model average (optimize: not yet)
-    takes = ("out", "report") if args.command == "forecast" else ()
+    # forecast --out / --report write every patient's model average, optimize --report too
+    takes = ("out", "report") if args.command == "forecast" else ("report",)
     refused = refused_dosing_option(args, "--model-average", takes_csv=True, takes=takes)
     if refused:
         return error(refused)
@@ -101,7 +101,7 @@ def save_model_averages(args: argparse.Namespace, averages, patients, options) -
 
 
 def write_average_reports(args: argparse.Namespace, averages, patients) -> int:
-    """``forecast --model-average --report FILE``: one HTML report per patient
+    """``forecast``/``optimize --model-average --report FILE``: one HTML report per patient
     (:mod:`asuc_bayes.interfaces.report.model_average_html`); :data:`EXIT_OK`, or
     :data:`EXIT_INPUT` when a file cannot be written."""
     from asuc_bayes.interfaces.report.model_average_html import write_model_average_reports
