@@ -189,3 +189,19 @@ def test_a_started_engine_given_to_a_function_keeps_its_one_cluster():
         assert engine._client is client  # still running after the inner block
         assert sorted(engine.map(abs, [-1, 2])) == [(0, 1), (1, 2)]
     assert engine._client is None
+
+
+def _constants(item, **constant):
+    return item, constant
+
+
+@DASK_SOCKET_WARNINGS[0]
+@DASK_SOCKET_WARNINGS[1]
+def test_constants_reach_the_workers_unchanged():
+    """Every ``constant`` of ``Engine.map`` arrives as the object given: an empty dict, a dict
+    (whose keys must not become cluster keys), a tuple (not turned into a list), None."""
+    constant = {"empty": {}, "units": {"WT": "kg"}, "models": ("a", "b"), "none": None}
+    with Engine(workers=2) as engine:
+        results = engine.map_in_order(_constants, [1, 2], **constant)
+    assert results == [(1, constant), (2, constant)]
+    assert all(type(got["models"]) is tuple for _, got in results)

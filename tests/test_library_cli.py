@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from page_text import visible_text
 
 from asuc_bayes.data.dataset import read_patients
 from asuc_bayes.inference import forecast_library_patient
@@ -90,12 +91,7 @@ def test_workers_give_the_same_bytes_as_one_process(tmp_path, capsys):
 
 
 def _report_text(path) -> str:
-    import html
-    import re
-
-    text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", path.read_text())
-    text = re.sub(r"<style>.*?</style>", "", text, flags=re.S)
-    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", text)))
+    return visible_text(path.read_text())
 
 
 def test_report_states_the_json_numbers_the_model_and_the_extrapolation(tmp_path, dataset, capsys):

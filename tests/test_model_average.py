@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.special
+from page_text import visible_text
 
 from asuc_bayes.data.dataset import CovariateRecord, Dose, Observation, Patient
 from asuc_bayes.decisions.dosing import DosingRequest, PlanOptions
@@ -284,12 +285,17 @@ def test_cli_refuses_options_it_does_not_take(dataset, capsys, tmp_path):
     models = ["--model-average", "niyigena2025,fasanmade2009"]
     for command, extra in (
         ("forecast", ["--model", "wojciechowski2017"]),
-        ("forecast", ["--workers", "2"]),
+        ("forecast", ["--checkpoint", str(tmp_path / "ck")]),
         ("optimize", ["--next-sample"]),
     ):
         assert main([command, str(dataset), *models, *extra]) == EXIT_INPUT
         err = capsys.readouterr().err
         assert "fix:" in err and extra[0] in err
+    # optimize runs patients on Dask only with --model-average
+    for model in (["--model", "wojciechowski2017"], []):
+        assert main(["optimize", str(dataset), *model, "--workers", "2"]) == EXIT_INPUT
+        err = capsys.readouterr().err
+        assert "--workers" in err and "fix:" in err and "Traceback" not in err
 
 
 def test_cli_out_round_trips_every_number_of_the_json(dataset, capsys, tmp_path):
@@ -385,8 +391,6 @@ def test_cli_report_states_the_json_numbers(dataset, capsys, tmp_path):
     each model's weight, AIC weight, evidence and risk as in the JSON, the excluded models with
     their reason, the figure, and each model file's sha256."""
     import hashlib
-    import html
-    import re
 
     from asuc_bayes.spec import load_declaration
 
@@ -397,8 +401,7 @@ def test_cli_report_states_the_json_numbers(dataset, capsys, tmp_path):
     for pid, entry in entries.items():
         page = (tmp_path / f"average-{pid}.html").read_text()
         assert page.count("data:image/png;base64,") == 1 and "{{" not in page
-        text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", page)
-        text = re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", text)))
+        text = visible_text(page)
         average = entry["model_average"]
         assert f"posterior mean risk {100 * average['risk']['mean']:.1f} %" in text
         assert f"P(high risk) {average['p_high']:.2f}" in text
@@ -418,14 +421,9 @@ def test_cli_report_states_the_json_numbers(dataset, capsys, tmp_path):
 
 
 def _page_text(path: Path) -> tuple[str, str]:
-    """(the page, its visible text with the images left out and the spaces collapsed)."""
-    import html
-    import re
-
+    """(the page, its visible text)."""
     page = path.read_text()
-    text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", page)
-    text = re.sub(r"<style>.*?</style>", "", text, flags=re.S)
-    return page, re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", text)))
+    return page, visible_text(page)
 
 
 @pytest.mark.parametrize("mode", ["risk", "trough"])
@@ -476,3 +474,31 @@ def test_cli_optimize_report_states_the_json_dose(dataset, capsys, tmp_path, mod
         shown = f"{100 * at:.1f} %" if key == "risk_mean" else f"{at:.2f}"
         assert f"{name} {weights[name]:.3f} {own:g} " in text
         assert f"{shown}" in text.split(f"{name} {weights[name]:.3f} {own:g} ", 1)[1][:40]
+
+
+def test_workers_give_the_same_bytes_as_one_process(dataset, capsys):
+    """``--model-average --workers 2`` (a local Dask cluster) averages every patient with its
+    own seed: the JSON of ``forecast`` and ``optimize`` is the same, byte for byte, as in this
+    process (P2, to whom only one model applies, included)."""
+    for command in ("forecast", "optimize"):
+        argv = [command, str(dataset), "--model-average", "niyigena2025,wojciechowski2017"]
+        argv += ["--format", "json", "--seed", "5"]
+        assert main(argv) == EXIT_OK
+        alone = capsys.readouterr().out
+        assert main([*argv, "--workers", "2"]) == EXIT_OK
+        assert capsys.readouterr().out == alone
+        assert [p["id"] for p in json.loads(alone)["patients"]] == ["P1", "P2"]
+
+
+def test_a_patient_no_model_applies_to_is_a_failure_in_its_place(dataset):
+    """:func:`average_patients`: a patient none of the models can be applied to is a
+    :class:`PatientFailure` in its place (the others go on); with the CLI, an error row and
+    exit 2 after the others."""
+    from asuc_bayes import read_patients
+    from asuc_bayes.decisions.model_average_batch import PatientFailure, average_patients
+
+    patients = read_patients(dataset).patients
+    results = average_patients(["wojciechowski2017", "faelens2021"], patients, random_seed=1)
+    assert [r.patient_id for r in results] == ["P1", "P2"]
+    assert not isinstance(results[0], PatientFailure)
+    assert isinstance(results[1], PatientFailure) and "ALB" in results[1].error

@@ -199,8 +199,11 @@ class Engine:
 
         if chunk_size is None:
             chunk_size = auto_chunk_size(len(items), self.n_workers())
+        # each value as one object (wrapped: scatter would spread a list, tuple or dict over
+        # futures, a dict's keys becoming cluster keys, and fail on an empty one)
         shared = {
-            name: self._client.scatter(value, broadcast=True) for name, value in constant.items()
+            name: self._client.scatter([value], broadcast=True)[0]
+            for name, value in constant.items()
         }
         starts = range(0, len(items), chunk_size)
         chunks = [items[start : start + chunk_size] for start in starts]

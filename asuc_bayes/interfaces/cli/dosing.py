@@ -47,6 +47,11 @@ def run_optimize(args: argparse.Namespace) -> int:
         return run_model_average(args)
     if is_library_declaration(args.model):
         return optimize_library(args)
+    if args.workers != 1 or args.scheduler:
+        return error(
+            "--workers/--scheduler: optimize runs patients on Dask only with --model-average; "
+            "fix: leave them out (each patient's plan takes seconds here)"
+        )
     note_library_only_options(args)
     from asuc_bayes.decisions.dosing import DosingError, check_request, plan_dosing
     from asuc_bayes.inference.forecast import forecast_patients, patient_seed

@@ -6,11 +6,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from asuc_bayes.data.dataset import InputError
+from asuc_bayes.inference.engine import Engine, EngineError
 from asuc_bayes.interfaces.cli.arguments import library_plan_inputs, refused_dosing_option
 from asuc_bayes.interfaces.cli.common import (
     EXIT_OK,
     INPUT_ERRORS,
+    Progress,
     error,
     exit_after_errors,
     library_patients,
@@ -29,18 +30,15 @@ def run_model_average(args: argparse.Namespace) -> int:
     """``forecast``/``optimize --model-average A,B,C``: per patient the models' weights, risks
     and the averaged risk (and dose) of
     :func:`asuc_bayes.decisions.model_average.average_patient`."""
-    from asuc_bayes.decisions.dosing import DosingError
-    from asuc_bayes.decisions.model_average import (
-        ModelAverageError,
-        average_patient,
-        format_model_average,
-    )
-    from asuc_bayes.inference.forecast import patient_seed
+    from asuc_bayes.decisions.model_average import format_model_average
+    from asuc_bayes.decisions.model_average_batch import PatientFailure, average_patients
 
     if args.model != DEFAULT_MODEL or args.variant:
         return error("--model-average replaces --model and --variant; fix: leave them out")
-    # forecast --out / --report write every patient's model average, optimize --report too
+    # forecast --out / --report write every patient's model average, optimize --report too;
+    # both run the patients on a Dask cluster with --workers / --scheduler
     takes = ("out", "report") if args.command == "forecast" else ("report",)
+    takes += ("workers", "scheduler")
     refused = refused_dosing_option(args, "--model-average", takes_csv=True, takes=takes)
     if refused:
         return error(refused)
@@ -50,24 +48,25 @@ def run_model_average(args: argparse.Namespace) -> int:
         options, request, plan_options = library_plan_inputs(args)
         # the CSV's per-model columns, by each model file's name
         names = [load_declaration(name).name for name in args.model_average]
+        engine = Engine(workers=args.workers, scheduler=args.scheduler)
+        with Progress(args.command, len(patients), args.quiet) as progress:
+            results = average_patients(
+                args.model_average,
+                patients,
+                units,
+                random_seed=args.seed,
+                options=options,
+                request=request,
+                plan_options=plan_options,
+                engine=engine,
+                progress=progress,
+            )
+    except EngineError as exc:
+        return error(str(exc))
     except INPUT_ERRORS as exc:
         return error(str(exc))
-    averages, errors = [], []
-    for patient in patients:
-        try:
-            averages.append(
-                average_patient(
-                    args.model_average,
-                    patient,
-                    units,
-                    random_seed=patient_seed(args.seed, patient.id),
-                    options=options,
-                    request=request,
-                    plan_options=plan_options,
-                )
-            )
-        except (ModelAverageError, InputError, DosingError) as exc:
-            errors.append({"id": patient.id, "error": str(exc)})
+    averages = [r for r in results if not isinstance(r, PatientFailure)]
+    errors = [r.to_json() for r in results if isinstance(r, PatientFailure)]
     if getattr(args, "out", None):
         save_model_averages(args, averages, patients, options)
     if getattr(args, "report", None) and averages:

@@ -134,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_sampling_options(optimize)
     add_model_average_option(optimize)
     add_unconverged_option(optimize)
+    add_quiet_option(optimize)
+    add_engine_options(
+        optimize.add_argument_group("batch", "with --model-average: many patients on Dask")
+    )
 
     sensitivity = add_command(
         sub,
