@@ -1,5 +1,6 @@
 """A worked tutorial of asuc_bayes's Python API: from a patient file to a posterior, an HTML
-report, a dose recommendation and a small cohort study.
+report, a dose recommendation, a small cohort study, and the patient under other published
+models and averaged over them.
 
 Run it from the repository (after ``make example``, which also compiles and caches the model):
 
@@ -10,7 +11,12 @@ Everything below uses the public API only: ``asuc_bayes`` (load_model, read_pati
 Forecaster, results_json, save_results, DosingRequest, recommend_dose, plan_dosing),
 ``asuc_bayes.interfaces.report.write_patient_reports``,
 ``asuc_bayes.studies.simulate.simulate_patients`` and
-``asuc_bayes.inference.forecast.derived_quantities``.
+``asuc_bayes.inference.forecast.derived_quantities``; for the model library
+``asuc_bayes.spec`` (available_declarations, load_declaration),
+``asuc_bayes.inference.forecast_library_patient``,
+``asuc_bayes.inference.covariates.baseline_covariates``,
+``asuc_bayes.decisions.model_average.average_patient`` and
+``asuc_bayes.interfaces.report.model_average_html.write_model_average_reports``.
 The test suite runs this script (tests/test_tutorial.py) with a few patients.
 """
 
@@ -143,12 +149,62 @@ def cohort_study(spec, forecaster, n_patients: int, seed: int = 11) -> dict[str,
     return scores
 
 
+# -- 6. Questions about models ----------------------------------------------------------
+# Other published infliximab models are model files of the library (docs/LIBRARY.md). A
+# NONMEM-style CSV carries the covariates they need as columns (here albumin, ALB in g/dL, and
+# anti-drug antibodies, ADA 0/1), read exactly as a pharmacometrician writes them.
+LIBRARY_CSV = """ID,TIME,EVID,AMT,DV,WT,CRP,ALB,ADA
+T02,0,1,400,.,70,30,3.5,0
+T02,7,0,0,14,70,30,3.5,0
+T02,14,1,400,.,70,30,3.5,0
+"""
+
+
+def questions_about_models(out: Path) -> None:
+    """Step 6: one patient under another published model (two compartments, albumin,
+    antibodies), then averaged over two models with weights from the patient's own data."""
+    from asuc_bayes.decisions.model_average import average_patient
+    from asuc_bayes.inference import forecast_library_patient
+    from asuc_bayes.inference.covariates import baseline_covariates
+    from asuc_bayes.interfaces.report.model_average_html import write_model_average_reports
+    from asuc_bayes.spec import available_declarations, load_declaration
+
+    print(f"library: {', '.join(available_declarations())}")
+    data = out / "library.csv"
+    data.write_text(LIBRARY_CSV)
+    (patient,) = read_patients(data).patients
+    # The model file declares its structure, covariates and their units; the patient's
+    # covariates are bound and checked against plausibility limits in those units.
+    declaration = load_declaration("wojciechowski2017")
+    covariates = baseline_covariates(patient, declaration)
+    # A model without its own outcome model borrows the ASUC one, and the result says so.
+    forecast = forecast_library_patient(
+        declaration, patient, covariates, attach_outcome=True, random_seed=3
+    )
+    risk = forecast.to_json()["posterior"]["risk_90d"]
+    print(
+        f"{patient.id} under {declaration.name}: {forecast.status}, 90-day risk "
+        f"{risk['mean']:.1%} (extrapolated outcome model: {forecast.extrapolated_outcome})"
+    )
+    # Bayesian model averaging: each model's weight is its marginal likelihood of the
+    # patient's concentrations (equal prior weights); the averaged risk is the mixture.
+    average = average_patient(["niyigena2025", "wojciechowski2017"], patient, random_seed=3)
+    weights = ", ".join(f"{m.evidence.name} {m.weight:.2f}" for m in average.models)
+    print(f"model weights: {weights}; averaged 90-day risk {average.risk['mean']:.1%}")
+    (page,) = write_model_average_reports(
+        [average], {patient.id: patient}, out / "average.html", random_seed=3
+    )
+    print(f"model-average report: {page}")
+
+
 def main(out: Path, cohort: int = 20) -> dict[str, float]:
     """Run the whole tutorial, writing into ``out``; returns the cohort study's scores."""
     out.mkdir(parents=True, exist_ok=True)
     spec, forecaster, result = forecast_one_patient(out)
     recommend(result)
-    return cohort_study(spec, forecaster, cohort)
+    scores = cohort_study(spec, forecaster, cohort)
+    questions_about_models(out)
+    return scores
 
 
 if __name__ == "__main__":

@@ -27,4 +27,12 @@ def test_tutorial_runs_and_writes_its_outputs(tmp_path, capsys, forecaster):
     assert "T01" in html and "<html" in html.lower()
     assert (tmp_path / "forecast.nc").stat().st_size > 0
     assert scores["patients"] == 3
+    for step in (
+        "library: ",
+        "under wojciechowski2017: ok",
+        "model weights:",
+        "model-average report",
+    ):
+        assert step in out
+    assert "niyigena2025" in (tmp_path / "average.html").read_text()
     assert 0 <= scores["cl_95_coverage"] <= 1 and 0 <= scores["risk_class_accuracy"] <= 1
