@@ -9,6 +9,7 @@ choice."""
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,12 @@ from asuc_bayes.interfaces.report.patient_html import (
 )
 from asuc_bayes.provenance import file_sha256
 
-__all__ = ["dose_criterion", "model_average_report_html", "write_model_average_reports"]
+__all__ = [
+    "DoseCriterion",
+    "dose_criterion",
+    "model_average_report_html",
+    "write_model_average_reports",
+]
 
 
 def model_average_report_html(average, patient, *, random_seed: int) -> str:
@@ -87,29 +93,35 @@ def model_average_report_html(average, patient, *, random_seed: int) -> str:
     )
 
 
-def dose_criterion(dose: dict) -> dict:
-    """What the averaged dose must reach (``dose``: the JSON of
-    :class:`~asuc_bayes.decisions.model_average.AveragedDose`): the curve column it is read
-    from (``key``), its name (``quantity``) and the ``threshold``, a fraction; ``at_most``
-    when the value must stay at or below it (the mean risk), else at or above.
+@dataclass(frozen=True)
+class DoseCriterion:
+    """What the averaged dose must reach: the curve column it is read from (``key``), its
+    name (``quantity``) and the ``threshold``, a fraction (the mean risk must stay at or
+    below it; a probability reach it)."""
+
+    key: str
+    quantity: str
+    threshold: float
+
+
+def dose_criterion(dose: dict) -> DoseCriterion:
+    """The :class:`DoseCriterion` of an averaged dose (``dose``: the JSON of
+    :class:`~asuc_bayes.decisions.model_average.AveragedDose`).
 
     Examples
     --------
     >>> dose = {"mode": "risk", "criterion": "mean", "target_risk": 0.2, "probability": 0.8}
-    >>> dose_criterion(dose)["key"], dose_criterion(dose)["threshold"]
-    ('risk_mean', 0.2)
+    >>> dose_criterion(dose)
+    DoseCriterion(key='risk_mean', quantity='posterior mean 90-day risk', threshold=0.2)
     """
     if dose["mode"] == "trough":
         quantity = f"P(trough ≥ {dose['trough_target_mg_l']:g} mg/L)"
-        return _criterion("p_trough_above_target", quantity, dose["probability"], False)
+        return DoseCriterion("p_trough_above_target", quantity, float(dose["probability"]))
     if dose["criterion"] == "mean":
-        return _criterion("risk_mean", "posterior mean 90-day risk", dose["target_risk"], True)
+        quantity = "posterior mean 90-day risk"
+        return DoseCriterion("risk_mean", quantity, float(dose["target_risk"]))
     quantity = f"P(90-day risk ≤ {100 * dose['target_risk']:g} %)"
-    return _criterion("p_meets_target", quantity, dose["probability"], False)
-
-
-def _criterion(key: str, quantity: str, threshold: float, at_most: bool) -> dict:
-    return {"key": key, "quantity": quantity, "threshold": float(threshold), "at_most": at_most}
+    return DoseCriterion("p_meets_target", quantity, float(dose["probability"]))
 
 
 def _model_value(plan: dict, key: str, dose_mg: float) -> float | None:
@@ -122,7 +134,8 @@ def _model_value(plan: dict, key: str, dose_mg: float) -> float | None:
 
 def _dose_models(dose: dict, weights: dict[str, float]) -> list[dict]:
     """Per model: its weight, its own choice and the criterion at the averaged dose."""
-    key = dose_criterion(dose)["key"]
+    key = dose_criterion(dose).key
+    weight_kg = dose["dose_mg"] / dose["dose_mg_kg"]
     rows = []
     for name, plan in dose["per_model"].items():
         dose_mg, feasible = own_choice(plan)
@@ -131,7 +144,7 @@ def _dose_models(dose: dict, weights: dict[str, float]) -> list[dict]:
                 "name": name,
                 "weight": weights[name],
                 "dose_mg": dose_mg,
-                "dose_mg_kg": dose_mg / (dose["dose_mg"] / dose["dose_mg_kg"]),
+                "dose_mg_kg": dose_mg / weight_kg,
                 "feasible": feasible,
                 "at_averaged_dose": _model_value(plan, key, dose["dose_mg"]),
             }
@@ -157,7 +170,7 @@ def _dose_image(dose: dict, weights: dict[str, float]) -> str:
     from asuc_bayes.interfaces.plots import figure_png, model_average_dose_figure
 
     goal = dose_criterion(dose)
-    key = goal["key"]
+    key = goal.key
     rows = dose["curve"]
     curves = {
         name: (
@@ -172,8 +185,8 @@ def _dose_image(dose: dict, weights: dict[str, float]) -> str:
         np.array([row[key] for row in rows], dtype=float),
         curves,
         weights,
-        threshold=goal["threshold"],
-        quantity=goal["quantity"],
+        threshold=goal.threshold,
+        quantity=goal.quantity,
         chosen_mg=dose["dose_mg"],
         feasible=dose["feasible"],
         dose_label=(
