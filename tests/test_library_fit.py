@@ -123,7 +123,13 @@ def test_cli_fit_library_refuses_what_does_not_apply(tmp_path, capsys):
     cohort = simulate_library_cohort("wojciechowski2017", 3, random_seed=2)
     data, _ = write_cohort(cohort, tmp_path / "c.csv")
     base = ["fit", str(data), "--model", "wojciechowski2017"]
-    for extra in (["--two-stage"], ["--prior", "published"], ["--sampler", "pymc"]):
+    refused = (
+        ["--two-stage"],
+        ["--method", "full"],
+        ["--prior", "published"],
+        ["--sampler", "pymc"],
+    )
+    for extra in refused:
         assert main([*base, *extra]) == 2
         assert extra[0] in capsys.readouterr().err
     assert main(["fit", str(data), "--model", "fasanmade2009"]) == 2

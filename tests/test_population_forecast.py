@@ -214,6 +214,17 @@ def test_forecast_cli_with_a_population_fit(spec, tmp_path, capsys):
     assert payload["model"]["population_fit"]["file"] == str(path)
     assert main(["forecast", "--example", "--model", str(path), "--variant", "log_crp"]) == 2
     capsys.readouterr()
+    # options this path would ignore are refused, naming the option, before any work
+    for extra in (
+        ["--report", str(tmp_path / "r.html")],
+        ["--workers", "2"],
+        ["--checkpoint", str(tmp_path / "ck")],
+        ["--sampler", "nutpie"],
+    ):
+        assert main(["forecast", "--example", "--model", str(path), *extra]) == 2
+        err = capsys.readouterr().err
+        assert extra[0] in err and "FIT.nc" in err and "fix:" in err
+    assert not (tmp_path / "r.html").exists() and not (tmp_path / "ck").exists()
     # CSV: the JSON's numbers, one row per patient; the fit named on stderr
     csv_args = ["forecast", "--example", "--id", "P01", "--model", str(path)]
     csv_args += ["--population-draws", "20", "--draws", "200", "--format", "csv"]

@@ -268,6 +268,13 @@ def forecast_population(args: argparse.Namespace) -> int:
         if args.variant:
             raise ValueError("--variant cannot be combined with a population fit (--model *.nc)")
         fit = identified_fit(args.model, args.allow_unconverged, "--model")
+        if not fit.library:
+            # the ASUC fit's forecast runs in this process, NUTS per patient, no report yet
+            refused = refused_option(
+                args, NOT_FOR_LIBRARY_MODELS, "a population fit (--model FIT.nc)"
+            )
+            if refused:
+                return error(refused)
         if fit.library:
             from asuc_bayes.inference.fit_tree import read_fit
             from asuc_bayes.interfaces.cli.library_fit import forecast_library_fit

@@ -98,6 +98,7 @@ def fit_library(args: argparse.Namespace) -> int:
 
     for option, given in (
         ("--two-stage", args.two_stage),
+        ("--method", args.method is not None),
         ("--prior", args.prior != "weak"),
         ("--sampler", args.sampler != "nutpie"),
     ):
