@@ -215,7 +215,8 @@ def gates_study(spec, args, truth) -> dict:
                 f"R-hat {entry['rhat_max']:.4f} ({entry['rhat_max_at']}), ESS "
                 f"{entry['ess_bulk_min']:.0f} ({entry['ess_bulk_min_at']}), "
                 f"{entry['divergences']} div, importance ESS min "
-                f"{entry.get('importance_ess_min', float('nan')):.1f}, "
+                f"{entry.get('importance_ess_min', float('nan')):.1f} "
+                f"(below 10: {entry.get('importance_ess_low_share', float('nan')):.2%}), "
                 f"converged {bool(entry['converged'])}, load {entry['load']:.1f}, "
                 f"90 % CrIs cover {sum(entry['covered_90'].values())} of "
                 f"{len(entry['covered_90'])}",  # per cohort: an interrupted study keeps it

@@ -226,6 +226,7 @@ def test_random_effects_follow_the_exact_conditional_posterior(spec, data, rule,
     )
     effects = draw_random_effects(spec, posterior, data, rule, random_seed=2)
     assert effects.importance_ess_median > 0.5 * 64
+    assert 0.0 <= effects.importance_ess_low_share < 0.05  # poor resamplings are rare
     for i in range(data.n_subjects):
         subject = SubjectData.of(data, i)
         centre = rule.subjects[i].centre

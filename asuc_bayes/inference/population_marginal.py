@@ -116,6 +116,9 @@ PRIOR_POWER = 0.5
 N_PROPOSALS = 64
 #: Upper node counts of the buckets of subjects (one padded table of nodes per bucket).
 BUCKETS = (27, 81, 243, 729, 2187, 6561, 66049)
+#: An importance resampling whose weights' Kish ESS is below this is counted as poor
+#: (``diagnostics_importance_ess_low_share``: the share of (draw, subject) pairs).
+LOW_IMPORTANCE_ESS = 10.0
 #: Population draws per chunk of the importance resampling (bounds memory).
 _CHUNK_DRAWS = 200
 
@@ -943,7 +946,8 @@ def sample_marginal(spec, priors, data, rule: QuadratureRule, settings, seed: in
 class RandomEffectDraws:
     """Per (chain, draw, subject): η_CL, η_V, CL (L/day), V (L), x = ln(AUC_w2-4/CL); and
     the Kish effective sample size of the importance weights (min and median over every
-    draw and subject)."""
+    draw and subject, and the share of (draw, subject) pairs below
+    :data:`LOW_IMPORTANCE_ESS`)."""
 
     eta_cl: np.ndarray
     eta_v: np.ndarray
@@ -952,6 +956,7 @@ class RandomEffectDraws:
     ln_auc_cl: np.ndarray
     importance_ess_min: float
     importance_ess_median: float
+    importance_ess_low_share: float
 
 
 def points_of_posterior(posterior) -> MarginalPoint:
@@ -1077,6 +1082,7 @@ def draw_random_effects(
         ln_auc_cl=out[4].reshape(full),
         importance_ess_min=float(ess.min()),
         importance_ess_median=float(np.median(ess)),
+        importance_ess_low_share=float(np.mean(ess < LOW_IMPORTANCE_ESS)),
     )
 
 
@@ -1108,6 +1114,7 @@ def fit_marginal(spec: ModelSpec, priors: PopulationPriors, data, settings, rand
     checks = {
         "importance_ess_min": effects.importance_ess_min,
         "importance_ess_median": effects.importance_ess_median,
+        "importance_ess_low_share": effects.importance_ess_low_share,
         "quadrature_nodes": int(rule.n_nodes.sum()),
     }
     timing = {
