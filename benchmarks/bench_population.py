@@ -176,10 +176,15 @@ def _entry(fit, seconds, seed, truth) -> dict:
     d = fit.diagnostics
     posterior = fit.tree["posterior"]
     covered = {}
+    missed = []
     for name in PARAMETER_NAMES:
         low, high = np.quantile(posterior[name].values, [0.05, 0.95])
         covered[name] = bool(low <= truth[name] <= high)
+        if not covered[name]:
+            side = "below" if truth[name] < low else "above"
+            missed.append(f"{name} truth {truth[name]:.3g} {side} [{low:.3g}, {high:.3g}]")
     return {
+        "missed_90": "; ".join(missed) or "none",
         "seed": seed,
         "seconds": seconds,
         "load": _load(),
@@ -219,7 +224,7 @@ def gates_study(spec, args, truth) -> dict:
                 f"(below 10: {entry.get('importance_ess_low_share', float('nan')):.2%}), "
                 f"converged {bool(entry['converged'])}, load {entry['load']:.1f}, "
                 f"90 % CrIs cover {sum(entry['covered_90'].values())} of "
-                f"{len(entry['covered_90'])}",  # per cohort: an interrupted study keeps it
+                f"{len(entry['covered_90'])} (missed: {entry['missed_90']})",  # kept per cohort
                 flush=True,
             )
         full = []
