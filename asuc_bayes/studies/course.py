@@ -44,9 +44,14 @@ __all__ = [
     "planned_doses",
     "sample_times",
     "settle_event_time",
+    "taken_before",
 ]
 
-#: Earliest recorded time of a colectomy or censoring record (day).
+#: Earliest recorded day of a censoring record, and the shortest sampling window (day). An
+#: event before it keeps its own day (3 significant digits): recording it here instead would put
+#: the likelihood h(t) e^{-H(t)} at a day the patient did not reach, which for the rare
+#: virtual patient with an extreme exposure (ln(AUC/CL) of -10 to -40, about 1 in 250) is
+#: e^{-H} with H up to e^16 at the true parameters.
 MINIMUM_OBSERVED_DAY = 0.05
 
 
@@ -131,10 +136,21 @@ def settle_event_time(
 
 
 def observed_course(planned: Sequence[Dose], event_day: float, end_day: float) -> ObservedCourse:
-    """The record: an event by ``end_day`` at its day (0.01 d), else censoring at ``end_day``."""
+    """The record: an event by ``end_day`` at its day (0.01 d; to 3 significant digits before
+    :data:`MINIMUM_OBSERVED_DAY`), else censoring at ``end_day`` (at least that minimum).
+
+    >>> observed_course([Dose(0.0, 400.0, 0.08)], 31.234, 90.0)[:2]
+    (True, 31.23)
+    >>> observed_course([Dose(0.0, 400.0, 0.08)], 4.0123e-08, 90.0)[:2]
+    (True, 4.01e-08)
+    """
     event = event_day <= end_day
-    observed = float(np.round(event_day, 2)) if event else end_day
-    observed = max(observed, MINIMUM_OBSERVED_DAY)
+    if not event:
+        observed = max(end_day, MINIMUM_OBSERVED_DAY)
+    elif event_day >= MINIMUM_OBSERVED_DAY:
+        observed = float(np.round(event_day, 2))
+    else:
+        observed = float(f"{event_day:.3g}")
     return ObservedCourse(bool(event), observed, tuple(doses_before(planned, observed)))
 
 
@@ -168,9 +184,22 @@ def draw_samples(
         )
     )
     window_end = min(
-        observed_day,
+        max(observed_day, MINIMUM_OBSERVED_DAY),
         design.sampling_window_day,
         planned[-1].time_day + design.sampling_after_last_dose_day,
     )
+    # The window never ends before MINIMUM_OBSERVED_DAY, so that the random stream is the same
+    # whatever day an early event has: the caller drops the samples on or after such an event
+    # (taken_before) once their residual errors are drawn.
     times = sample_times(design, window_end, n_samples, rng)
     return times, int(rng.integers(len(design.centres)))
+
+
+def taken_before(times: np.ndarray, observed_day: float) -> np.ndarray:
+    """Which sample days fall before the record's day: all of them, except after an event
+    earlier than :data:`MINIMUM_OBSERVED_DAY` (the shortest sampling window).
+
+    >>> taken_before(np.array([0.02, 0.04]), 0.03).tolist()
+    [True, False]
+    """
+    return np.asarray(times) < observed_day

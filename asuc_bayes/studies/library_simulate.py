@@ -67,6 +67,7 @@ from asuc_bayes.studies.course import (
     observed_course,
     planned_doses,
     settle_event_time,
+    taken_before,
 )
 from asuc_bayes.studies.simulate import CohortDesign, SimulatedCohort
 from asuc_bayes.studies.validation.npde import simulate_records
@@ -311,6 +312,8 @@ def _one_patient(decl, pid: str, design: CohortDesign, omega, outcome: bool, rng
     shell = Patient(pid, weight, crp, doses)
     problem = _problem(decl, shell, covariates, times)
     values = simulate_records(problem, eta[None, :], rng)[0] if times.size else np.zeros(0)
+    kept = taken_before(times, observed)
+    times, values = times[kept], values[kept]
     record = CovariateRecord(
         0.0,
         tuple(

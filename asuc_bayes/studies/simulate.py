@@ -62,6 +62,7 @@ from asuc_bayes.studies.course import (
     observed_course,
     planned_doses,
     settle_event_time,
+    taken_before,
 )
 
 __all__ = [
@@ -538,6 +539,8 @@ def simulate_cohort(
         observations = noisy_observations(
             spec, sample_days, recorded, cl, v, design.centres[centre], rng
         )
+        kept = taken_before(sample_days, observed_time)
+        observations = [o for o, keep in zip(observations, kept, strict=True) if keep]
         patients.append(
             Patient(
                 id=pid,
