@@ -151,6 +151,9 @@ def test_cli_compare_patient_library(tmp_path, capsys):
     assert f"MAP plug-in {entry['risk_90d']['map_plug_in']:.1%}" in text
     assert f"ln(AUC/CL)    MAP {entry['intervals']['ln_auc_cl']['map']:.3g} " in text
     assert f"P(high risk) {entry['p_high_risk']:.2f} posterior" in text
+    # a sampler the library path would not honour: refused as by forecast --model NAME
+    assert main([*argv, "--sampler", "pymc"]) == 2
+    assert "--sampler: not available yet with a library model" in capsys.readouterr().err
     # a model needing a covariate the dataset lacks: a clear error, exit 2
     assert main(["compare-patient", str(data), "--model", "fasanmade2009"]) == 2
     assert "needs covariate SEX" in capsys.readouterr().err

@@ -338,6 +338,14 @@ def compare_patient_library(args: argparse.Namespace) -> int:
     from asuc_bayes.interfaces.report import format_library_comparison
     from asuc_bayes.studies.library_compare import compare_library_patient
 
+    refused = refused_option(
+        args,
+        {"sampler": NOT_FOR_LIBRARY_MODELS["sampler"]},
+        f"a library model (--model {args.model})",
+        f", or use --model {DEFAULT_MODEL}",
+    )
+    if refused:  # as forecast --model NAME: IMH with its own NUTS fallback, not a choice
+        return error(refused)
     try:
         declaration, patients, units = library_patients(args, args.model)
         comparisons = for_each_library_patient(
