@@ -50,7 +50,7 @@ __all__ = [
 #: Earliest recorded day of a censoring record, and the shortest sampling window (day). An
 #: event before it keeps its own day (3 significant digits): recording it here instead would put
 #: the likelihood h(t) e^{-H(t)} at a day the patient did not reach, which for the rare
-#: virtual patient with an extreme exposure (ln(AUC/CL) of -10 to -40, about 1 in 250) is
+#: virtual patient with an extreme exposure (ln(AUC/CL) of -3 to -40, about 1 in 250) is
 #: e^{-H} with H up to e^16 at the true parameters.
 MINIMUM_OBSERVED_DAY = 0.05
 
