@@ -11,7 +11,7 @@ from asuc_bayes.data.dataset import InputError, read_cohort, read_patients, writ
 from asuc_bayes.inference.population_draws import PopulationDraws
 from asuc_bayes.interfaces.cli import main
 from asuc_bayes.pk.kernels import auc_interval, weibull_cumulative_hazard
-from asuc_bayes.studies.simulate import TABLE1, cohort_summary, simulate_cohort
+from asuc_bayes.studies.simulate import TABLE1, CohortDesign, cohort_summary, simulate_cohort
 
 
 @pytest.fixture(scope="module")
@@ -137,20 +137,13 @@ def test_event_times_solve_the_weibull_model_with_the_doses_given(spec, big_coho
     assert (truth.ln_auc_cl != truth.ln_auc_cl_planned).sum() > 0  # the case does occur
 
 
-def test_event_records_give_back_the_weibull_parameters(spec, big_cohort):
-    """The records and the fitted likelihood agree: maximum likelihood of (ln λ, ln γ, β) on
-    the recorded days and flags, with the true x, written here from H(t) = λ t^γ e^{β (x −
-    x_ref)}, lands within 3.5 standard errors (numerical Hessian) of the truth. An event
-    recorded later than it happened fails this (the old floor at day 0.05: β at 8.3 SE here).
-    The offset that remains (here z 2.7 and -2.8 for ln λ and ln γ; 2.6 and -3.2 at 20 000
-    patients, i.e. γ ~5 % low) is the model's, not the records': x counts the doses given,
-    and a colectomy before day 28 cancels the later ones, so x depends on the event time and
-    h(t; x) e^{-H(t; x)} with x at its recorded value is not exactly the density of the
-    simulated times (about 0.4 posterior SD of γ at 300 subjects)."""
+def weibull_ml_z(spec, truth) -> np.ndarray:
+    """z = (estimate − truth) / SE of (ln λ, ln γ, β) by maximum likelihood on the recorded
+    days and flags with the true x, written here from H(t) = λ t^γ e^{β (x − x_ref)}
+    (standard errors from a numerical Hessian)."""
     from scipy.optimize import minimize
 
     tte = spec.tte
-    truth = big_cohort.truth
     t, event = truth["observed_time_day"].to_numpy(), truth["event"].to_numpy()
     x = truth["ln_auc_cl"].to_numpy() - tte.x_ref
 
@@ -162,6 +155,7 @@ def test_event_records_give_back_the_weibull_parameters(spec, big_cohort):
     fit = minimize(
         negative_log_likelihood, true, method="Nelder-Mead", options={"xatol": 1e-8, "fatol": 1e-10}
     )
+    assert fit.success
     step, eye = 1e-3, np.eye(3) * 1e-3
     hessian = np.array(
         [
@@ -177,10 +171,52 @@ def test_event_records_give_back_the_weibull_parameters(spec, big_cohort):
     ) / (4 * step**2)
     z = (fit.x - true) / np.sqrt(np.diag(np.linalg.inv(hessian)))
     print(f"z of (ln λ, ln γ, β): {np.round(z, 2)}")
-    assert fit.success and np.all(np.abs(z) < 3.5), z
+    return z
+
+
+def test_event_records_give_back_the_weibull_parameters(spec, big_cohort):
+    """The records and the fitted likelihood agree: maximum likelihood of (ln λ, ln γ, β)
+    with the true x lands within 3.5 standard errors of the truth. An event recorded later
+    than it happened fails this (the old floor at day 0.05: β at 8.3 SE here).
+    The offset that remains (here z 2.7 and -2.8 for ln λ and ln γ; 2.6 and -3.2 at 20 000
+    patients, i.e. γ ~5 % low) is the model's, not the records': x counts the doses given,
+    and a colectomy before day 28 cancels the later ones, so x depends on the event time and
+    h(t; x) e^{-H(t; x)} with x at its recorded value is not exactly the density of the
+    simulated times (about 0.4 posterior SD of γ at 300 subjects)."""
+    truth = big_cohort.truth
+    z = weibull_ml_z(spec, truth)
+    assert np.all(np.abs(z) < 3.5), z
     early = truth[(truth.event == 1) & (truth.latent_event_time_day < 0.05)]
     assert len(early) > 0  # the case the check is about occurs in this cohort
     np.testing.assert_allclose(early.observed_time_day, early.latent_event_time_day, rtol=5e-3)
+
+
+def test_a_design_where_colectomy_cancels_no_infusion_follows_the_fitted_model(spec, big_cohort):
+    """infusions_stop_at_colectomy=False: every planned infusion recorded, and each event
+    time solving H(T; x) = E with x of those records, so the Weibull likelihood with the
+    recorded x is exactly the density the times were drawn from (the clinical design,
+    same seed, does cancel infusions)."""
+    exact = simulate_cohort(
+        spec, 1440, random_seed=11, design=CohortDesign(infusions_stop_at_colectomy=False)
+    )
+    truth, clinical = exact.truth, big_cohort.truth
+    assert (clinical.infusions_given < clinical.infusions_planned).sum() > 20
+    assert (truth.infusions_given == truth.infusions_planned).all()
+    np.testing.assert_array_equal(truth.ln_auc_cl, truth.ln_auc_cl_planned)
+    hazard = weibull_cumulative_hazard(
+        truth["latent_event_time_day"].to_numpy(),
+        truth["ln_auc_cl"].to_numpy(),
+        baseline_lambda=spec.tte.baseline_lambda,
+        gamma=spec.tte.gamma.estimate,
+        beta=spec.tte.beta.estimate,
+        x_ref=spec.tte.x_ref,
+        form=spec.tte.form,
+    )
+    np.testing.assert_allclose(hazard, truth["cumulative_hazard_at_event"], rtol=1e-8)
+    for patient in exact.patients:
+        assert np.all(patient.obs_time_day < patient.events[0].time_day)
+    z = weibull_ml_z(spec, truth)
+    assert np.all(np.abs(z) < 3.5), z
 
 
 def test_cohort_is_reproducible_and_population_uncertainty_changes_it(spec):

@@ -115,15 +115,21 @@ def doses_before(planned: Sequence[Dose], day: float) -> list[Dose]:
 
 
 def settle_event_time(
-    planned: Sequence[Dose], event_day_given: Callable[[list[Dose]], float]
+    planned: Sequence[Dose],
+    event_day_given: Callable[[list[Dose]], float],
+    *,
+    stops_infusions: bool = True,
 ) -> tuple[float, bool]:
     """The event day T = event_day_given(doses before T), as a fixed point from the plan.
 
     Infliximab stops at colectomy, so the covariate of the event time depends on the event
     time itself; iterating from the planned regimen can only remove infusions (β < 0), so
     it settles within as many steps as there are infusions. Returns the day and whether
-    it settled.
+    it settled. With ``stops_infusions=False`` (``CohortDesign.infusions_stop_at_colectomy``)
+    the covariate is the planned regimen's: T = event_day_given(planned).
     """
+    if not stops_infusions:
+        return float(event_day_given(list(planned))), True
     given = list(planned)
     event_day = np.inf
     for _ in range(len(planned) + 1):
@@ -135,9 +141,12 @@ def settle_event_time(
     return event_day, False
 
 
-def observed_course(planned: Sequence[Dose], event_day: float, end_day: float) -> ObservedCourse:
+def observed_course(
+    planned: Sequence[Dose], event_day: float, end_day: float, *, stops_infusions: bool = True
+) -> ObservedCourse:
     """The record: an event by ``end_day`` at its day (0.01 d; to 3 significant digits before
-    :data:`MINIMUM_OBSERVED_DAY`), else censoring at ``end_day`` (at least that minimum).
+    :data:`MINIMUM_OBSERVED_DAY`), else censoring at ``end_day`` (at least that minimum), and
+    the infusions given before that day (every planned one with ``stops_infusions=False``).
 
     >>> observed_course([Dose(0.0, 400.0, 0.08)], 31.234, 90.0)[:2]
     (True, 31.23)
@@ -151,7 +160,8 @@ def observed_course(planned: Sequence[Dose], event_day: float, end_day: float) -
         observed = float(np.round(event_day, 2))
     else:
         observed = float(f"{event_day:.3g}")
-    return ObservedCourse(bool(event), observed, tuple(doses_before(planned, observed)))
+    given = doses_before(planned, observed) if stops_infusions else planned
+    return ObservedCourse(bool(event), observed, tuple(given))
 
 
 def sample_times(

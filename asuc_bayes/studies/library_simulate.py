@@ -298,6 +298,7 @@ def _one_patient(decl, pid: str, design: CohortDesign, omega, outcome: bool, rng
     eta = rng.multivariate_normal(np.zeros(omega.shape[0]), omega)
     target, _, end = draw_follow_up(design, rng)
     event_time = math.inf
+    stops = design.infusions_stop_at_colectomy
     if outcome:
         event_time, _ = settle_event_time(
             planned,
@@ -306,8 +307,9 @@ def _one_patient(decl, pid: str, design: CohortDesign, omega, outcome: bool, rng
                 target,
                 _ln_ratio(decl, Patient(pid, weight, crp, tuple(given)), covariates, eta),
             ),
+            stops_infusions=stops,
         )
-    event, observed, doses = observed_course(planned, event_time, end)
+    event, observed, doses = observed_course(planned, event_time, end, stops_infusions=stops)
     times, centre = draw_samples(design, planned, observed, rng)
     shell = Patient(pid, weight, crp, doses)
     problem = _problem(decl, shell, covariates, times)
