@@ -3,7 +3,7 @@
 Coverage of the 90 % CrIs in the gates study is ~0.82 at 120 and 300 subjects, under 0.90.
 A bias of the model against the simulator shrinks in absolute terms but not in standard errors
 as cohorts grow, so it shows on one large cohort: this script simulates ``n`` subjects at the
-model file's values (``simulate_cohort``, seed ``1000·n + 1`` as the gates study), maximises
+model file's values (``simulate_cohort``, seed ``1000·n + K`` as the gates study), maximises
 the marginal likelihood of the nine population parameters (the default fit's quadrature rule,
 every random effect integrated out; no prior) with L-BFGS-B on PyTensor's gradient, and prints
 each estimate beside the truth with its standard error (inverse Hessian by central differences
