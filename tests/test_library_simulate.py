@@ -207,3 +207,28 @@ def test_cli_simulate_library(tmp_path, capsys):
     assert all(not p.events for p in read_patients(tmp_path / "d.csv").patients)
     assert main(["simulate", "--model", "wojciechowski2017", "--population-uncertainty"]) == 2
     assert "--population-uncertainty" in capsys.readouterr().err
+
+
+def test_a_design_without_cancelled_infusions_keeps_the_doses_after_a_colectomy():
+    """The design flag reaches library cohorts: by default no infusion follows a colectomy;
+    with ``infusions_stop_at_colectomy=False`` the planned ones after it stay in the records
+    (and no sample is taken after it in either)."""
+
+    def doses_after_event(cohort) -> int:
+        count = 0
+        for patient in cohort.patients:
+            (event,) = patient.events
+            assert np.all(patient.obs_time_day < event.time_day)
+            if event.event:
+                count += int(np.sum(patient.dose_time_day > event.time_day))
+        return count
+
+    clinical = simulate_library_cohort("fasanmade2009", 200, random_seed=7)
+    kept = simulate_library_cohort(
+        "fasanmade2009",
+        200,
+        random_seed=7,
+        design=CohortDesign(infusions_stop_at_colectomy=False),
+    )
+    assert doses_after_event(clinical) == 0
+    assert doses_after_event(kept) > 0
