@@ -7,8 +7,8 @@ model file's values (``simulate_cohort``, seed ``1000·n + K`` as the gates stud
 the marginal likelihood of the nine population parameters (the default fit's quadrature rule,
 every random effect integrated out; no prior) with L-BFGS-B on PyTensor's gradient, and prints
 each estimate beside the truth with its standard error (inverse Hessian by central differences
-of the gradient, carried to each parameter's own scale by 20 000 draws of the Gaussian
-approximation) and z = (estimate − truth) / SE. Without bias |z| > 3 has probability ~0.003
+of the gradient, the forecasts' ``finite_difference_hessian``, carried to each parameter's own
+scale by 20 000 draws of the Gaussian approximation) and z = (estimate − truth) / SE. Without bias |z| > 3 has probability ~0.003
 per parameter.
 
 ``--no-cancelled-infusions`` simulates with ``CohortDesign(infusions_stop_at_colectomy=False)``:
@@ -38,6 +38,7 @@ import pytensor.tensor as pt
 from scipy.optimize import minimize
 
 import asuc_bayes.inference.population_marginal as M
+from asuc_bayes.inference.forecast import finite_difference_hessian
 from asuc_bayes.inference.population import CohortData
 from asuc_bayes.spec.config import PARAMETER_NAMES, load_model
 from asuc_bayes.studies.simulate import CohortDesign, simulate_cohort
@@ -101,7 +102,7 @@ def one_cohort(n: int, cohort_k: int, tolerance: float, prune: float, design: Co
         f"L-BFGS-B: {result.nfev} evaluations, {time.perf_counter() - t:.0f} s, "
         f"converged {result.success} ({result.message}), |gradient| {np.abs(result.jac).max():.2g}"
     )
-    hessian = central_hessian(lambda x: f(x)[1], result.x)
+    hessian = finite_difference_hessian(f, result.x)  # of −ln L: f gives −ln L and its gradient
     covariance = np.linalg.inv(hessian)
     rng = np.random.default_rng(1)
     draws = rng.multivariate_normal(result.x, covariance, size=20_000)
@@ -121,17 +122,6 @@ def one_cohort(n: int, cohort_k: int, tolerance: float, prune: float, design: Co
         )
     print(f"load {os.getloadavg()[0]:.1f}", flush=True)
     return covered
-
-
-def central_hessian(gradient, x: np.ndarray, step: float = 1e-4) -> np.ndarray:
-    """Hessian of the negative log likelihood by central differences of its gradient."""
-    columns = []
-    for i in range(len(x)):
-        e = np.zeros_like(x)
-        e[i] = step
-        columns.append((gradient(x + e) - gradient(x - e)) / (2 * step))
-    h = np.array(columns)
-    return (h + h.T) / 2
 
 
 if __name__ == "__main__":
