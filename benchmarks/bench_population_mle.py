@@ -8,8 +8,8 @@ the marginal likelihood of the nine population parameters (the default fit's qua
 every random effect integrated out; no prior) with L-BFGS-B on PyTensor's gradient, and prints
 each estimate beside the truth with its standard error (inverse Hessian by central differences
 of the gradient, the forecasts' ``finite_difference_hessian``, carried to each parameter's own
-scale by 20 000 draws of the Gaussian approximation) and z = (estimate − truth) / SE. Without bias |z| > 3 has probability ~0.003
-per parameter.
+scale by 20 000 draws of the Gaussian approximation) and z = (estimate − truth) / SE. Without
+bias |z| > 3 has probability ~0.003 per parameter.
 
 ``--no-cancelled-infusions`` simulates with ``CohortDesign(infusions_stop_at_colectomy=False)``:
 every planned infusion given, so the records follow the fitted model exactly (by default a
