@@ -67,7 +67,8 @@ def test_pytensor_forms_match_scipy_including_far_tails(name):
 
 def test_log_phi_both_namespaces_far_tails():
     pt = pytest.importorskip("pytensor.tensor")
-    z = np.concatenate([np.linspace(-60, 10, 141), [-1.0, -1.0 - 1e-12, 37.0]])
+    z = np.concatenate([np.linspace(-60, 10, 141), [-1.0, -1.0 - 1e-12, -1e-12, 0.0, 37.0]])
+    z = np.concatenate([z, np.random.default_rng(1).normal(0.0, 4.0, 2000)])
     expected = stats.norm.logcdf(z)
     np.testing.assert_allclose(log_phi(z), expected, rtol=1e-12, atol=1e-300)
     zt = pt.dvector("z")
@@ -77,6 +78,19 @@ def test_log_phi_both_namespaces_far_tails():
     z0 = -60.0
     series = -0.5 * z0**2 - np.log(-z0) - 0.5 * np.log(2 * np.pi) + np.log1p(-1 / z0**2 + 3 / z0**4)
     assert got[0] == pytest.approx(series, rel=1e-12)
+
+
+def test_log_phi_gradient_is_the_inverse_mills_ratio():
+    """d ln Φ(z)/dz of the graph (autodiff through both branches) equals φ(z)/Φ(z) from
+    scipy, on either side of the branch point z = 0 and far in the lower tail."""
+    pt = pytest.importorskip("pytensor.tensor")
+    import pytensor
+
+    z = np.concatenate([np.linspace(-38, 9, 95), [-1e-9, 0.0, 1e-9]])
+    zt = pt.dvector("z")
+    gradient = pytensor.grad(log_phi(zt, pt).sum(), zt).eval({zt: z})
+    expected = np.exp(stats.norm.logpdf(z) - stats.norm.logcdf(z))
+    np.testing.assert_allclose(gradient, expected, rtol=1e-10)
 
 
 def test_observation_log_likelihood_pytensor_equals_numpy():

@@ -496,9 +496,12 @@ class QuadratureRule:
             node_stats[:, 1] = np.bincount(measured_node, form.log_scale(y, f, unit, np), size)
             node_stats[:, 2] = np.bincount(measured_node, minlength=size)
             measured_node, measured_data = measured_node[:0], measured_data[:0]
+        node_start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        node_start[-1] += 1  # the padding node (ln weight −1e30) closes the last segment
         return {
             "subject_data": np.stack([data.weight_kg, data.crp_mg_l], axis=1),
             "node_subject": self.node_subject,
+            "node_start": node_start,
             "node_data": self.node_data,
             "node_axis": self.node_axis,
             "axis_data": self.axis_data,
@@ -833,8 +836,8 @@ def _rule_log_marginal(spec, point: MarginalPoint, rule: dict, xp=np):
     measured, censored = rule["measured_data"], rule["censored_data"]
     density = form.log_density(measured[:, 0], measured[:, 1], sigma, xp)
     m3 = form.log_censored(censored[:, 0], censored[:, 2], sigma, censored[:, 1], xp)
-    gathers = [rule[f"gather_{b}"] for b in range(len(BUCKETS))]
     if xp is np:
+        gathers = [rule[f"gather_{b}"] for b in range(len(BUCKETS))]
         terms = terms + np.bincount(rule["measured_node"], density, len(terms))
         terms = terms + np.bincount(rule["censored_node"], m3, len(terms))
         out = np.zeros(len(subject))
@@ -842,14 +845,12 @@ def _rule_log_marginal(spec, point: MarginalPoint, rule: dict, xp=np):
         for gather in gathers:
             out[node_subject[gather[:, 0]]] = logsumexp(terms[gather], axis=1)
         return out
+    from asuc_bayes.graphs.segment_ops import segment_logsumexp  # PyTensor: graph builds only
+
     terms = xp.inc_subtensor(terms[rule["measured_node"]], density)
     terms = xp.inc_subtensor(terms[rule["censored_node"]], m3)
-    total = 0.0
-    for gather in gathers:
-        table = terms[gather]
-        peak = xp.max(table, axis=1, keepdims=True)
-        total = total + (xp.log(xp.exp(table - peak).sum(axis=1)) + peak[:, 0]).sum()
-    return total
+    log_marginal, _ = segment_logsumexp(terms, rule["node_start"])
+    return log_marginal.sum()
 
 
 def subject_log_marginal(spec: ModelSpec, point: MarginalPoint, data, rule: QuadratureRule):
@@ -864,8 +865,14 @@ def subject_log_marginal(spec: ModelSpec, point: MarginalPoint, data, rule: Quad
 
 
 def _graph_data(values: dict) -> dict:
-    """The model data the graph reads (``node_subject`` only maps NumPy results)."""
-    return {name: value for name, value in values.items() if name != "node_subject"}
+    """The model data the graph reads: not ``node_subject`` nor the padded ``gather_*``
+    tables, which only the NumPy evaluation uses (the graph's log-sum-exp runs over each
+    subject's segment of nodes, ``node_start``)."""
+    return {
+        name: value
+        for name, value in values.items()
+        if name != "node_subject" and not name.startswith("gather_")
+    }
 
 
 def build_marginal_model(spec: ModelSpec, priors: PopulationPriors, values: dict):

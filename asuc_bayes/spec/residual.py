@@ -73,9 +73,11 @@ def residual_form(name: str) -> ResidualForm:
 def log_phi(z: Any, xp: Any = np) -> Any:
     """ln Φ(z), the log standard-normal CDF, accurate in both tails.
 
-    NumPy: :func:`scipy.special.log_ndtr` (as grid.py). Other namespaces (pytensor.tensor):
-    for z < −1, ln Φ(z) = ln(erfcx(−z/√2)/2) − z²/2, which neither underflows nor loses digits
-    far in the lower tail; otherwise ln Φ(z) = log1p(−erfc(z/√2)/2).
+    NumPy: :func:`scipy.special.log_ndtr` (as grid.py). Other namespaces (pytensor.tensor),
+    from one scaled complementary error function E = erfcx(|z|/√2): for z < 0,
+    ln Φ(z) = ln(E/2) − z²/2, which neither underflows nor loses digits far in the lower tail;
+    for z ≥ 0, ln Φ(z) = log1p(−E e^(−z²/2)/2). (Two error functions, erfcx below z = −1 and
+    erfc above, cost twice as much in a population fit's censored terms, measured.)
 
     Examples
     --------
@@ -87,9 +89,11 @@ def log_phi(z: Any, xp: Any = np) -> Any:
         from scipy.special import log_ndtr
 
         return log_ndtr(z)
-    lower = xp.log(xp.erfcx(-z / _SQRT2) / 2.0) - z * z / 2.0
-    upper = xp.log1p(-xp.erfc(z / _SQRT2) / 2.0)
-    return xp.where(z < -1.0, lower, upper)
+    scaled = xp.erfcx(xp.where(z < 0.0, -z, z) / _SQRT2)  # |z| (abs has no slope at 0)
+    half_square = z * z / 2.0
+    lower = xp.log(scaled / 2.0) - half_square
+    upper = xp.log1p(-scaled * xp.exp(-half_square) / 2.0)
+    return xp.where(z < 0.0, lower, upper)
 
 
 def _float64(sigma: Mapping[str, Any]) -> dict[str, Any]:
