@@ -180,6 +180,41 @@ def test_node_weights_against_quadrature(mu, omega, step):
         assert tent == pytest.approx(plain, rel=1e-12), j
 
 
+def test_adjacent_node_weights_equal_the_elementwise_ones(spec, data, rule):
+    """The weights that share the normal CDF and density between neighbouring nodes
+    (``adjacent``, the model's) equal those computed node by node, on every axis of the
+    rule laid end to end as in the graph, at ω from far below to above the cells; and so do
+    their gradients in the graph."""
+    import pytensor
+    import pytensor.tensor as pt
+
+    from asuc_bayes.inference.population_marginal import axis_log_weights
+
+    table = rule.model_data(data)["axis_data"]
+    owner = rule.model_data(data)["axis_subject"]
+    axis = owner[:, 0] * 2 + owner[:, 1]  # μ is constant along each axis: its mid-point
+    middle = np.bincount(axis, table[:, 0]) / np.bincount(axis)
+    centre_of_axis = middle + np.random.default_rng(4).normal(0.0, 0.3, len(middle))
+    centre = centre_of_axis[axis]
+    for omega in (0.01, 0.1, 0.4, 3.0):
+        args = (*table.T, centre, omega)
+        shared = axis_log_weights(*args, adjacent=True)
+        np.testing.assert_allclose(shared, axis_log_weights(*args), rtol=1e-11, atol=1e-11)
+        mu, width = pt.dvector("mu"), pt.dscalar("omega")
+        gradients = [
+            pytensor.function(
+                [mu, width],
+                pytensor.grad(
+                    axis_log_weights(*table.T, mu[axis], width, pt, adjacent=adjacent).sum(),
+                    [mu, width],
+                ),
+            )(centre_of_axis, omega)
+            for adjacent in (True, False)
+        ]
+        for got, expected in zip(*gradients, strict=True):
+            np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-8)  # cancellation
+
+
 def test_too_coarse_a_rule_fails_the_same_check(spec, data):
     """The reference can tell: one 5 × 5 rule per subject misses by more than TOLERANCE."""
     coarse = quadrature_rule(spec, data, levels=(5,))
