@@ -4,19 +4,18 @@ simulated cohorts, joint vs two-stage, and coverage of the population parameters
 Target of the issue: a 72-patient joint fit (4 chains x 1000 draws) in <= 2 minutes on the
 2-core machine, beside the same model sampled by plain PyMC NUTS.
 
-Usage: ``python benchmarks/bench_population.py [--cohorts 8] [--n 72] [--skip-pymc]
-[--out results.json]``; the gates study of the default fit:
-``python benchmarks/bench_population.py --gates --sizes 72 120 300 --cohorts 10
-[--full-cohorts 1] [--method marginal] [--out gates.json]``: fits ``--cohorts`` simulated
-cohorts of each size with the default method (or ``--method``) and counts those passing
-every gate (R-hat <= 1.01, bulk ESS >= 400 over the population parameters and every eta,
-no divergence), with times; in the same run fits ``--full-cohorts`` of them with plain PyMC
-NUTS on the full model (``method="joint"``, ``sampler="pymc"``) and with nutpie on the full
-model. Cohorts are simulated with
-``simulate_cohort`` (seeds 1, 2, ...) from the model file's point estimates and fitted
-with the weak priors; the coverage of the 50/90/95 % central intervals of the nine
-population parameters is counted over all cohorts (the true value is known), with its
-binomial standard error.
+Usage: ``python benchmarks/bench_population.py [--cohorts 8] [--n 72] [--skip-pymc] [--out
+results.json]``; the gates study of the default fit: ``python benchmarks/bench_population.py
+--gates --sizes 72 120 300 --cohorts 10 [--full-cohorts 1] [--method marginal]
+[--no-cancelled-infusions] [--out gates.json]``: fits ``--cohorts`` simulated cohorts of each
+size with the default method (or ``--method``) and counts those passing every gate (R-hat <=
+1.01, bulk ESS >= 400 over the population parameters and every eta, no divergence), with times;
+in the same run fits ``--full-cohorts`` of them with plain PyMC NUTS on the full model
+(``method="joint"``, ``sampler="pymc"``) and with nutpie on the full model. Cohorts are
+simulated with ``simulate_cohort`` (seeds 1, 2, ...) from the model file's point estimates and
+fitted with the weak priors; the coverage of the 50/90/95 % central intervals of the nine
+population parameters is counted over all cohorts (the true value is known), with its binomial
+standard error.
 """
 
 from __future__ import annotations
@@ -31,7 +30,7 @@ from asuc_bayes import load_model
 from asuc_bayes.inference.population import PopulationSettings, default_settings, fit_population
 from asuc_bayes.inference.population_draws import PARAMETER_NAMES, point_values
 from asuc_bayes.spec.config import TTE_PARAMETER_NAMES
-from asuc_bayes.studies.simulate import simulate_cohort
+from asuc_bayes.studies.simulate import CohortDesign, simulate_cohort
 
 LEVELS = (0.5, 0.9, 0.95)
 
@@ -60,6 +59,12 @@ def main() -> None:
         choices=["marginal", "joint", "two_stage"],
         default=None,
         help="the gates study's method (default: the fit's default)",
+    )
+    parser.add_argument(
+        "--no-cancelled-infusions",
+        action="store_true",
+        help="gates study: cohorts whose colectomies cancel no infusion "
+        "(CohortDesign(infusions_stop_at_colectomy=False): the data follow the fitted model)",
     )
     args = parser.parse_args()
     spec = load_model()
@@ -200,7 +205,8 @@ def gates_study(spec, args, truth) -> dict:
     for n in args.sizes:
         fits = []
         for seed in range(args.first_cohort, args.cohorts + 1):
-            cohort = simulate_cohort(spec, n, random_seed=1000 * n + seed)
+            design = CohortDesign(infusions_stop_at_colectomy=not args.no_cancelled_infusions)
+            cohort = simulate_cohort(spec, n, random_seed=1000 * n + seed, design=design)
             method = {"method": args.method} if args.method else {}
             fit, seconds = timed_fit(cohort, spec, random_seed=seed, **method)
             entry = _entry(fit, seconds, 1000 * n + seed, truth)
