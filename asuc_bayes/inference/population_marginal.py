@@ -62,7 +62,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -329,9 +331,30 @@ def observation_terms(spec, residual_sd, value, measured, sign, prediction, xp=n
     values (``measured`` 1), ln Φ(s·z) of censored ones (``sign`` s = +1 below the LLOQ, −1
     above the ULOQ, the limit as value). Arguments broadcast."""
     form, sigma = legacy_residual(spec.pk.residual_form, residual_sd)
+    if xp is np and np.ndim(measured) == 1:  # one flag per record (last axis): each term once
+        return _observation_terms_by_kind(form, sigma, value, measured > 0, sign, prediction)
     density = form.log_density(value, prediction, sigma, xp)
     censored = form.log_censored(value, prediction, sigma, sign, xp)
     return xp.where(measured > 0, density, censored)
+
+
+def _observation_terms_by_kind(form, sigma, value, kept, sign, prediction) -> np.ndarray:
+    """:func:`observation_terms` in NumPy with the records (last axis) split by kind: the
+    residual density of the measured ones and ln Φ of the censored ones only, instead of both
+    for every record (the NumPy evaluations of the η draws evaluate every node per draw)."""
+    value, sign = np.broadcast_to(value, kept.shape), np.broadcast_to(sign, kept.shape)
+    prediction = np.asarray(prediction, dtype=float)
+    scale = np.asarray(next(iter(sigma.values())), dtype=float)
+    shape = np.broadcast_shapes(prediction.shape, scale.shape, kept.shape)
+    out = np.empty(shape)
+    prediction = np.broadcast_to(prediction, shape)
+    if kept.any():
+        out[..., kept] = form.log_density(value[kept], prediction[..., kept], sigma, np)
+    if not kept.all():
+        out[..., ~kept] = form.log_censored(
+            value[~kept], prediction[..., ~kept], sigma, sign[~kept], np
+        )
+    return out
 
 
 def censoring_arrays(data) -> tuple[np.ndarray, np.ndarray]:
@@ -1084,21 +1107,28 @@ def draw_random_effects(
     *,
     random_seed: int = 0,
     n_proposals: int = N_PROPOSALS,
+    workers: int | None = None,
 ) -> RandomEffectDraws:
     """Each subject's (η_CL, η_V) drawn from p(η_i | data_i, φ) for every population draw φ
     of ``posterior`` (chain, draw): sampling-importance resampling with the proposal
     p̂_k(φ)-weighted uniform on the rule's cells (p̂_k the node's share of the integral at
     φ), so weights are nearly flat; one of ``n_proposals`` kept ∝ its weight (module
-    docstring). Exact as ``n_proposals`` → ∞; the weights' ESS is reported."""
+    docstring). Exact as ``n_proposals`` → ∞; the weights' ESS is reported.
+
+    Subjects are drawn on ``workers`` threads (default: the machine's cores; NumPy releases
+    the GIL in its array operations). Each subject has its own generator spawned from
+    ``random_seed``, so the draws do not depend on ``workers`` (tested)."""
     if n_proposals < 1:
         raise ValueError(f"n_proposals must be positive, got {n_proposals}")
+    workers = workers or os.cpu_count() or 1
     shape = posterior["theta_cl"].shape  # (chain, draw)
     point = points_of_posterior(posterior)
     n_draws = point.theta_cl.shape[0]
     out = np.zeros((5, n_draws, data.n_subjects))
     ess = np.zeros((n_draws, data.n_subjects))
     rngs = np.random.SeedSequence(random_seed).spawn(data.n_subjects)
-    for i in range(data.n_subjects):
+
+    def draw(i: int) -> None:
         subject = SubjectData.of(data, i)
         rng = np.random.default_rng(rngs[i])
         for start in range(0, n_draws, _CHUNK_DRAWS):
@@ -1116,6 +1146,9 @@ def draw_random_effects(
             out[3, chunk, i] = log_v
             out[4, chunk, i] = x
             ess[chunk, i] = weights_ess
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(draw, range(data.n_subjects)))  # list(): re-raise a subject's error
     full = (*shape, data.n_subjects)
     return RandomEffectDraws(
         eta_cl=out[0].reshape(full),
