@@ -378,7 +378,7 @@ def _grid_moments(log_density, lo, hi, n: int) -> tuple[np.ndarray, np.ndarray]:
     return mean, (centred * weight[:, None]).T @ centred
 
 
-def _reference_moments(spec: ModelSpec, data, prior_power: float):
+def _reference_moments(spec: ModelSpec, data, prior_power: float, workers: int | None = None):
     """Mean (subject, 2) and covariance (subject, 2, 2) of each subject's (ln CL, ln V)
     under its whole integrand (concentrations and colectomy record) at the model file's
     point estimates, with the prior tempered by ``prior_power`` (ω / √power: wider, to cover
@@ -390,21 +390,29 @@ def _reference_moments(spec: ModelSpec, data, prior_power: float):
         omega_cl=base.omega_cl / math.sqrt(prior_power),
         omega_v=base.omega_v / math.sqrt(prior_power),
     )
-    n = data.n_subjects
-    mean = np.zeros((n, 2))
-    covariance = np.zeros((n, 2, 2))
-    for i in range(n):
+    sd = np.array([tempered.omega_cl, tempered.omega_v])
+
+    def moments(i: int):
         subject = SubjectData.of(data, i)
         mu = np.array(log_typical_values(spec, base, subject.weight_kg, subject.crp_mg_l))
-        sd = np.array([tempered.omega_cl, tempered.omega_v])
 
-        def density(log_cl, log_v, subject=subject):
+        def density(log_cl, log_v):
             return subject.log_density(spec, tempered, log_cl, log_v)
 
         m, c = _grid_moments(density, mu - 8 * sd, mu + 8 * sd, 161)
         half = 8 * np.sqrt(np.diag(c)) + 1e-3
-        mean[i], covariance[i] = _grid_moments(density, m - half, m + half, 121)
-    return mean, covariance
+        return _grid_moments(density, m - half, m + half, 121)
+
+    mean, covariance = zip(*_per_subject(moments, data.n_subjects, workers), strict=True)
+    return np.array(mean).reshape(-1, 2), np.array(covariance).reshape(-1, 2, 2)
+
+
+def _per_subject(function, n_subjects: int, workers: int | None = None) -> list:
+    """``[function(i) for i in range(n_subjects)]`` on ``workers`` threads (default: one per
+    core; NumPy releases the GIL in its array operations); the results in subject order, a
+    subject's error re-raised."""
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        return list(pool.map(function, range(n_subjects)))
 
 
 # -- the rule ------------------------------------------------------------------------------
@@ -771,15 +779,17 @@ def quadrature_rule(
     prior_power: float = PRIOR_POWER,
     tolerance: float = TOLERANCE,
     prune: float = PRUNE,
+    workers: int | None = None,
 ) -> QuadratureRule:
-    """Every subject's rule (module docstring), refined and pruned at :func:`refinement_points`."""
+    """Every subject's rule (module docstring), refined and pruned at :func:`refinement_points`,
+    subjects on ``workers`` threads (default: one per core; the rule does not depend on it)."""
     if not levels or min(levels) < 2:
         raise ValueError(f"levels must be node counts >= 2, got {levels!r}")
     if half_width <= 0:
         raise ValueError(f"half_width must be positive, got {half_width}")
     if not 0 < prior_power <= 1:
         raise ValueError(f"prior_power must be in (0, 1], got {prior_power}")
-    centre, covariance = _reference_moments(spec, data, prior_power)
+    centre, covariance = _reference_moments(spec, data, prior_power, workers)
     sd = np.sqrt(np.diagonal(covariance, axis1=1, axis2=2)) + 1e-4
     pivot_mean, pivot_precision = _pivots(spec, data, centre, sd, prior_power)
     points = stack_points(refinement_points(spec))
@@ -793,16 +803,20 @@ def quadrature_rule(
         [],
     )
     n_nodes = n_axis_nodes = 0
-    for i in range(data.n_subjects):
+
+    def subject_rule(i: int):
         subject = SubjectData.of(data, i)
         pivot = (pivot_mean[i], pivot_precision[i])
         rule = _subject_rule(
             spec, subject, centre[i], sd[i], pivot, points, levels, half_width, tolerance, prune
         )
+        return subject, rule, *subject.predictions(spec, *rule.nodes())
+
+    for i, (subject, rule, prediction, x) in enumerate(
+        _per_subject(subject_rule, data.n_subjects, workers)
+    ):
         rules.append(rule)
-        log_cl, log_v = rule.nodes()
-        prediction, x = subject.predictions(spec, log_cl, log_v)
-        k = len(log_cl)
+        k = len(rule.kept)
         node_rows.append(
             np.column_stack(
                 [
@@ -1120,7 +1134,6 @@ def draw_random_effects(
     ``random_seed``, so the draws do not depend on ``workers`` (tested)."""
     if n_proposals < 1:
         raise ValueError(f"n_proposals must be positive, got {n_proposals}")
-    workers = workers or os.cpu_count() or 1
     shape = posterior["theta_cl"].shape  # (chain, draw)
     point = points_of_posterior(posterior)
     n_draws = point.theta_cl.shape[0]
@@ -1147,8 +1160,7 @@ def draw_random_effects(
             out[4, chunk, i] = x
             ess[chunk, i] = weights_ess
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(draw, range(data.n_subjects)))  # list(): re-raise a subject's error
+    _per_subject(draw, data.n_subjects, workers)
     full = (*shape, data.n_subjects)
     return RandomEffectDraws(
         eta_cl=out[0].reshape(full),
