@@ -532,9 +532,11 @@ class QuadratureRule:
         """Values of the marginal model's ``pm.Data`` containers: measured records as
         per-node sufficient statistics (``node_stats``: Σ g², Σ h, count; when the residual
         form is a scale family, :func:`_is_scale_family`) or else as (observation, node)
-        pairs, censored pairs apart (each gets only its own term), and the subjects in
-        buckets of similar node counts (:data:`BUCKETS`), each bucket's table of node indices
-        padded to its largest subject only."""
+        pairs, censored pairs apart (each gets only its own term); ``node_start``, where
+        each subject's run of nodes starts (the graph's log-sum-exp per subject,
+        :func:`asuc_bayes.graphs.segment_ops.segment_logsumexp`); and, for the NumPy
+        evaluation, the subjects in buckets of similar node counts (:data:`BUCKETS`), each
+        bucket's table of node indices padded to its largest subject only."""
         measured = self.pair_data[:, 1] > 0
         node = self.pair_index[:, 1]
         padding = len(self.node_subject) - 1
