@@ -15,6 +15,7 @@ from asuc_bayes.inference.population_marginal import (
     MarginalPoint,
     SubjectData,
     _rule_log_marginal,
+    build_marginal_model,
     draw_random_effects,
     log_typical_values,
     quadrature_rule,
@@ -399,16 +400,35 @@ def test_sbc_style_ranks_of_a_few_replicates(spec):
 
 
 def test_per_node_sufficient_statistics_equal_the_pairs(spec, data, rule, monkeypatch):
-    """The measured records' per-node sums (Σ g², Σ h) give the same log marginal as one
-    term per (observation, node) pair, for the proportional and log-normal errors."""
+    """The measured records' per-node sums (Σ g², Σ h) and the censored pairs' ln Φ(c/σ)
+    (one numba pass, :mod:`asuc_bayes.graphs.censored_ops`) give the same log marginal as
+    one term per (observation, node) pair through the residual form, for the proportional
+    and log-normal errors, in NumPy and in the graph."""
+    import pytensor
+
     import asuc_bayes.inference.population_marginal as marginal
 
     values = rule.model_data(data)
     assert len(values["measured_node"]) == 0 and values["node_stats"][:, 2].sum() > 0
+    assert len(values["censored_node"]) == 0 and len(values["scaled_node"]) > 0
     point = random_points(spec, 1, seed=13)[0]
     fast = subject_log_marginal(spec, point, data, rule)
+    model = build_marginal_model(spec, spec.priors("weak"), values)
     monkeypatch.setattr(marginal, "_is_scale_family", lambda *args: False)
+    monkeypatch.setattr(marginal, "_scaled_censored", lambda *args: None)
+    pairs = rule.model_data(data)
+    assert len(pairs["scaled_node"]) == 0 and len(pairs["censored_node"]) > 0
     np.testing.assert_allclose(fast, subject_log_marginal(spec, point, data, rule), rtol=1e-10)
+    slow_model = build_marginal_model(spec, spec.priors("weak"), pairs)
+    at = slow_model.initial_point()
+    logp_grad = [
+        pytensor.function(m.value_vars, [m.logp(), *pytensor.grad(m.logp(), m.value_vars)])
+        for m in (model, slow_model)
+    ]
+    args = [at[v.name] for v in model.value_vars]
+    assert [v.name for v in model.value_vars] == [v.name for v in slow_model.value_vars]
+    for got, want in zip(logp_grad[0](*args), logp_grad[1](*args), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-9)
     y, f = np.array([2.0, 30.0]), np.array([3.0, 20.0])
     monkeypatch.undo()
     assert marginal._is_scale_family("proportional", y, f)

@@ -69,7 +69,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.special import logsumexp
+from scipy.special import log_ndtr, logsumexp
 
 from asuc_bayes.data.dataset import BELOW_LLOQ, MEASURED
 from asuc_bayes.inference.fit_tree import trace_result
@@ -566,6 +566,11 @@ class QuadratureRule:
             measured_node, measured_data = measured_node[:0], measured_data[:0]
         node_start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         node_start[-1] += 1  # the padding node (ln weight −1e30) closes the last segment
+        censored_node, censored_data = node[~measured], self.pair_data[~measured][:, [0, 2, 3]]
+        scaled = _scaled_censored(self.residual_form, censored_data)
+        scaled_node = censored_node if scaled is not None else censored_node[:0]
+        if scaled is not None:
+            censored_node, censored_data = censored_node[:0], censored_data[:0]
         return {
             "subject_data": np.stack([data.weight_kg, data.crp_mg_l], axis=1),
             "node_subject": self.node_subject,
@@ -577,8 +582,10 @@ class QuadratureRule:
             "node_stats": node_stats,
             "measured_node": measured_node,
             "measured_data": measured_data,
-            "censored_node": node[~measured],
-            "censored_data": self.pair_data[~measured][:, [0, 2, 3]],
+            "censored_node": censored_node,
+            "censored_data": censored_data,
+            "scaled_node": scaled_node,
+            "scaled_censored": np.zeros(0) if scaled is None else scaled,
             **gathers,
         }
 
@@ -600,6 +607,24 @@ def _is_scale_family(residual_form: str, y: np.ndarray, f: np.ndarray) -> bool:
         if not np.allclose(exact, fast, rtol=1e-9, atol=1e-9):
             return False
     return True
+
+
+def _scaled_censored(residual_form: str, censored: np.ndarray) -> np.ndarray | None:
+    """c = s·z(limit, f; σ = 1) of each censored (record, node) pair (``censored``: limit,
+    sign, prediction), when the M3 term is ln Φ(c/σ) (scale families, checked numerically at
+    two σ on these pairs): the pairs then enter the graph through
+    :func:`asuc_bayes.graphs.censored_ops.censored_terms`. ``None`` otherwise."""
+    if len(censored) == 0:
+        return None
+    limit, sign, f = censored[:, 0], censored[:, 1], censored[:, 2]
+    form, unit = legacy_residual(residual_form, 1.0)
+    scaled = sign * form.z(limit, np.maximum(f, PREDICTION_FLOOR_MG_L), unit, np)
+    for sd in (0.3, 0.7):
+        _, sigma = legacy_residual(residual_form, sd)
+        exact = form.log_censored(limit, f, sigma, sign, np)
+        if not np.allclose(exact, log_ndtr(scaled / sd), rtol=1e-9, atol=1e-9):
+            return None
+    return scaled
 
 
 def refinement_points(spec: ModelSpec) -> list[MarginalPoint]:
@@ -912,18 +937,29 @@ def _rule_log_marginal(spec, point: MarginalPoint, rule: dict, xp=np):
     density = form.log_density(measured[:, 0], measured[:, 1], sigma, xp)
     m3 = form.log_censored(censored[:, 0], censored[:, 2], sigma, censored[:, 1], xp)
     if xp is np:
+        from asuc_bayes.graphs.censored_ops import censored_terms_kernel
+
         gathers = [rule[f"gather_{b}"] for b in range(len(BUCKETS))]
         terms = terms + np.bincount(rule["measured_node"], density, len(terms))
         terms = terms + np.bincount(rule["censored_node"], m3, len(terms))
+        scaled_terms, _ = censored_terms_kernel(
+            float(point.residual_sd), rule["scaled_censored"], rule["scaled_node"], len(terms)
+        )
+        terms = terms + scaled_terms
         out = np.zeros(len(subject))
         node_subject = rule["node_subject"]
         for gather in gathers:
             out[node_subject[gather[:, 0]]] = logsumexp(terms[gather], axis=1)
         return out
-    from asuc_bayes.graphs.segment_ops import segment_logsumexp  # PyTensor: graph builds only
+    from asuc_bayes.graphs.censored_ops import censored_terms  # PyTensor: graph builds only
+    from asuc_bayes.graphs.segment_ops import segment_logsumexp
 
     terms = xp.inc_subtensor(terms[rule["measured_node"]], density)
     terms = xp.inc_subtensor(terms[rule["censored_node"]], m3)
+    scaled_terms, _ = censored_terms(
+        point.residual_sd, rule["scaled_censored"], rule["scaled_node"], terms.shape[0]
+    )
+    terms = terms + scaled_terms
     log_marginal, _ = segment_logsumexp(terms, rule["node_start"])
     return log_marginal.sum()
 
