@@ -9,7 +9,8 @@ it in one numba pass over the nodes and returns, with the segments' log-sum-exps
 node's share of its segment (softmax within the segment), which is the gradient:
 ∂ ln p_i / ∂ t_k = e^{t_k − ln p_i}. The padded tables were not what made the gradient
 slow under the numba backend that nutpie uses (README, "Speed" of the population model);
-the Op is kept for the simpler graph and the memory.
+the Op is kept for the simpler graph and the memory. The NumPy evaluation of the same
+likelihood (``subject_log_marginal``) calls the same kernel.
 
 Examples
 --------

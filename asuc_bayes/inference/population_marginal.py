@@ -116,8 +116,6 @@ HALF_WIDTH = 5.0
 PRIOR_POWER = 0.5
 #: Proposals per (draw, subject) of the importance resampling of η.
 N_PROPOSALS = 64
-#: Upper node counts of the buckets of subjects (one padded table of nodes per bucket).
-BUCKETS = (27, 81, 243, 729, 2187, 6561, 66049)
 #: An importance resampling whose weights' Kish ESS is below this is counted as poor
 #: (``diagnostics_importance_ess_low_share``: the share of (draw, subject) pairs).
 LOW_IMPORTANCE_ESS = 10.0
@@ -508,8 +506,6 @@ class QuadratureRule:
         (pair, 2): (observation, node) of each observation of a subject at each node of it.
     pair_data
         (pair, 4): observation value, measured (1/0), censoring sign, prediction at the node.
-    gather
-        (subject, max nodes): each subject's node indices, padded with the padding node.
     """
 
     subjects: tuple[SubjectRule, ...]
@@ -521,7 +517,6 @@ class QuadratureRule:
     axis_subject: np.ndarray
     pair_index: np.ndarray
     pair_data: np.ndarray
-    gather: np.ndarray
 
     @property
     def n_nodes(self) -> np.ndarray:
@@ -532,26 +527,13 @@ class QuadratureRule:
         """Values of the marginal model's ``pm.Data`` containers: measured records as
         per-node sufficient statistics (``node_stats``: Σ g², Σ h, count; when the residual
         form is a scale family, :func:`_is_scale_family`) or else as (observation, node)
-        pairs, censored pairs apart (each gets only its own term); ``node_start``, where
-        each subject's run of nodes starts (the graph's log-sum-exp per subject,
-        :func:`asuc_bayes.graphs.segment_ops.segment_logsumexp`); and, for the NumPy
-        evaluation, the subjects in buckets of similar node counts (:data:`BUCKETS`), each
-        bucket's table of node indices padded to its largest subject only."""
+        pairs, censored pairs apart (each gets only its own term: ``scaled_censored``, c of
+        ln Φ(c/σ), for a scale family, :func:`_scaled_censored`); and ``node_start``, where
+        each subject's run of nodes starts (the log-sum-exp per subject,
+        :func:`asuc_bayes.graphs.segment_ops.segment_logsumexp`)."""
         measured = self.pair_data[:, 1] > 0
         node = self.pair_index[:, 1]
-        padding = len(self.node_subject) - 1
         counts = self.n_nodes
-        first = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        gathers = {}
-        lower = 0
-        for b, upper in enumerate(BUCKETS):
-            members = np.flatnonzero((counts > lower) & (counts <= upper))
-            width = max(1, int(counts[members].max()) if len(members) else 1)
-            gather = np.full((len(members), width), padding, dtype=np.int64)
-            for row, i in enumerate(members):
-                gather[row, : counts[i]] = first[i] + np.arange(counts[i])
-            gathers[f"gather_{b}"] = gather
-            lower = upper
         measured_node = node[measured]
         measured_data = self.pair_data[measured][:, [0, 3]]
         node_stats = np.zeros((len(self.node_subject), 3))
@@ -586,7 +568,6 @@ class QuadratureRule:
             "censored_data": censored_data,
             "scaled_node": scaled_node,
             "scaled_censored": np.zeros(0) if scaled is None else scaled,
-            **gathers,
         }
 
 
@@ -880,12 +861,6 @@ def quadrature_rule(
         )
         n_nodes += k
     padding = np.array([[-1e30, 0.0, 1.0, 0.0]])
-    counts = [len(r.kept) for r in rules]
-    gather = np.full((data.n_subjects, max(counts)), n_nodes)
-    start = 0
-    for i, k in enumerate(counts):
-        gather[i, :k] = np.arange(start, start + k)
-        start += k
     return QuadratureRule(
         subjects=tuple(rules),
         residual_form=spec.pk.residual_form,
@@ -896,7 +871,6 @@ def quadrature_rule(
         axis_subject=np.concatenate(axis_subject).astype(np.int64),
         pair_index=np.concatenate([p[0] for p in pair_rows]).astype(np.int64).reshape(-1, 2),
         pair_data=np.concatenate([p[1] for p in pair_rows]).reshape(-1, 4),
-        gather=gather,
     )
 
 
@@ -938,19 +912,15 @@ def _rule_log_marginal(spec, point: MarginalPoint, rule: dict, xp=np):
     m3 = form.log_censored(censored[:, 0], censored[:, 2], sigma, censored[:, 1], xp)
     if xp is np:
         from asuc_bayes.graphs.censored_ops import censored_terms_kernel
+        from asuc_bayes.graphs.segment_ops import segment_logsumexp_kernel
 
-        gathers = [rule[f"gather_{b}"] for b in range(len(BUCKETS))]
         terms = terms + np.bincount(rule["measured_node"], density, len(terms))
         terms = terms + np.bincount(rule["censored_node"], m3, len(terms))
         scaled_terms, _ = censored_terms_kernel(
             float(point.residual_sd), rule["scaled_censored"], rule["scaled_node"], len(terms)
         )
         terms = terms + scaled_terms
-        out = np.zeros(len(subject))
-        node_subject = rule["node_subject"]
-        for gather in gathers:
-            out[node_subject[gather[:, 0]]] = logsumexp(terms[gather], axis=1)
-        return out
+        return segment_logsumexp_kernel(terms, rule["node_start"])[0]
     from asuc_bayes.graphs.censored_ops import censored_terms  # PyTensor: graph builds only
     from asuc_bayes.graphs.segment_ops import segment_logsumexp
 
@@ -976,14 +946,9 @@ def subject_log_marginal(spec: ModelSpec, point: MarginalPoint, data, rule: Quad
 
 
 def _graph_data(values: dict) -> dict:
-    """The model data the graph reads: not ``node_subject`` nor the padded ``gather_*``
-    tables, which only the NumPy evaluation uses (the graph's log-sum-exp runs over each
+    """The model data the graph reads: not ``node_subject`` (the log-sum-exp runs over each
     subject's segment of nodes, ``node_start``)."""
-    return {
-        name: value
-        for name, value in values.items()
-        if name != "node_subject" and not name.startswith("gather_")
-    }
+    return {name: value for name, value in values.items() if name != "node_subject"}
 
 
 def build_marginal_model(spec: ModelSpec, priors: PopulationPriors, values: dict):
