@@ -260,6 +260,13 @@ def test_weibull_log_likelihood_and_risk(form):
     np.testing.assert_allclose(
         kernels.weibull_risk(t, x, form=form, **WEIBULL), 1 - np.exp(-cum), rtol=1e-12
     )
+    # ln t given once (the marginal population model's node data) changes nothing
+    given = kernels.weibull_log_likelihood(
+        t, event, x, form=form, log_time_day=np.log(t), **WEIBULL
+    )
+    np.testing.assert_array_equal(
+        given, kernels.weibull_log_likelihood(t, event, x, form=form, **WEIBULL)
+    )
     # The reference form by hand: H = λ t^γ exp(β (x − x_ref))
     if form == "lambda_t_gamma":
         by_hand = 10**-2.95 * t**1.08 * np.exp(-0.56 * (x - 6.563))

@@ -196,13 +196,15 @@ def _normal_logpdf(value, sd, xp):
     return -0.5 * (value / sd) ** 2 - xp.log(sd) - 0.5 * math.log(2 * math.pi)
 
 
-def outcome_log_likelihood(spec, point, x, event_time_day, event, xp=np):
-    """The Weibull log-likelihood of the colectomy record at x = ln(AUC/CL)."""
+def outcome_log_likelihood(spec, point, x, event_time_day, event, xp=np, log_time_day=None):
+    """The Weibull log-likelihood of the colectomy record at x = ln(AUC/CL) (``log_time_day``:
+    ln of the event time, when computed once)."""
     return kernels.weibull_log_likelihood(
         event_time_day,
         event,
         x,
         xp=xp,
+        log_time_day=log_time_day,
         **kernels.weibull_parameters(
             spec.tte,
             baseline_lambda=point.tte_lambda,
@@ -493,8 +495,9 @@ class QuadratureRule:
     node_subject
         (node,) subject of each node (all subjects' nodes, then one padding node).
     node_data
-        (node, 4): −ln g at the node (:meth:`SubjectRule.log_over_pivot`; −1e30 for the
-        padding node), x = ln(AUC/CL), the subject's event time (day) and event indicator.
+        (node, 5): −ln g at the node (:meth:`SubjectRule.log_over_pivot`; −1e30 for the
+        padding node), x = ln(AUC/CL), the subject's event time (day), event indicator and
+        ln of the event time (computed once here, not at every evaluation).
     node_axis
         (node, 2): each node's rows in ``axis_data`` (its ln CL and its ln V axis node).
     axis_data
@@ -832,6 +835,7 @@ def quadrature_rule(
                     x,
                     np.full(k, subject.event_time_day),
                     np.full(k, subject.event),
+                    np.full(k, np.log(subject.event_time_day)),
                 ]
             )
         )
@@ -860,7 +864,7 @@ def quadrature_rule(
             )
         )
         n_nodes += k
-    padding = np.array([[-1e30, 0.0, 1.0, 0.0]])
+    padding = np.array([[-1e30, 0.0, 1.0, 0.0, 0.0]])
     return QuadratureRule(
         subjects=tuple(rules),
         residual_form=spec.pk.residual_form,
@@ -898,7 +902,7 @@ def _rule_log_marginal(spec, point: MarginalPoint, rule: dict, xp=np):
         node[:, 0]
         + log_t[node_axis[:, 0]]
         + log_t[node_axis[:, 1]]
-        + outcome_log_likelihood(spec, point, node[:, 1], node[:, 2], node[:, 3], xp)
+        + outcome_log_likelihood(spec, point, node[:, 1], node[:, 2], node[:, 3], xp, node[:, 4])
     )
     form, sigma = legacy_residual(spec.pk.residual_form, point.residual_sd)
     stats = rule["node_stats"]

@@ -128,10 +128,12 @@ def weibull_log_cumulative_hazard(
     x_ref,
     form="lambda_t_gamma",
     xp: Any = np,
+    log_time_day=None,
 ):
     """ln H(t) of :func:`weibull_cumulative_hazard`, written on the log scale so that it
-    neither underflows nor overflows for extreme covariates (ln H0(t) + β (x − x_ref))."""
-    log_time = xp.log(time_day)
+    neither underflows nor overflows for extreme covariates (ln H0(t) + β (x − x_ref)).
+    ``log_time_day``, when given, is ln t computed once (data evaluated many times)."""
+    log_time = xp.log(time_day) if log_time_day is None else log_time_day
     if form == "lambda_t_gamma":
         log_baseline = xp.log(baseline_lambda) + gamma * log_time
     elif form == "lambda_t_all_gamma":
@@ -141,9 +143,13 @@ def weibull_log_cumulative_hazard(
     return log_baseline + beta * (covariate - x_ref)
 
 
-def weibull_log_likelihood(time_day, event, covariate, xp: Any = np, **params):
+def weibull_log_likelihood(time_day, event, covariate, xp: Any = np, log_time_day=None, **params):
     """Right-censored log-likelihood: event · ln h(t) − H(t), with ln h = ln γ + ln H − ln t
-    (h = dH/dt = γ H / t) and ln H from :func:`weibull_log_cumulative_hazard`."""
-    log_cumulative = weibull_log_cumulative_hazard(time_day, covariate, xp=xp, **params)
-    log_hazard = xp.log(params["gamma"]) + log_cumulative - xp.log(time_day)
+    (h = dH/dt = γ H / t) and ln H from :func:`weibull_log_cumulative_hazard` (``log_time_day``
+    as there)."""
+    log_time = xp.log(time_day) if log_time_day is None else log_time_day
+    log_cumulative = weibull_log_cumulative_hazard(
+        time_day, covariate, xp=xp, log_time_day=log_time, **params
+    )
+    log_hazard = xp.log(params["gamma"]) + log_cumulative - log_time
     return event * log_hazard - xp.exp(log_cumulative)
