@@ -290,6 +290,9 @@ def test_fit_cli_rejects_contradicting_methods(tmp_path, capsys):
 
     assert main(["fit", str(tmp_path / "none.csv"), "--two-stage", "--method", "full"]) == 2
     assert "--two-stage contradicts --method full" in capsys.readouterr().err
+    args = ["fit", str(tmp_path / "none.csv"), "--sampler", "pymc", "--adaptation", "low_rank"]
+    assert main(args) == 2
+    assert "adaptation 'low_rank' needs the nutpie sampler" in capsys.readouterr().err
 
 
 def test_the_default_method_is_marginal_everywhere(spec):
@@ -324,6 +327,15 @@ def test_default_settings_per_method():
     assert default_settings("marginal").target_accept == 0.95
     assert default_settings("joint").target_accept == 0.995
     assert default_settings("marginal", draws=None, chains=3).chains == 3
+    assert default_settings("marginal").adaptation == "low_rank"
+    assert default_settings("joint").adaptation == "diag"
+    # PyMC's NUTS has no low-rank mass matrix: a marginal fit with it falls back to diag,
+    # and asking for both is refused
+    assert default_settings("marginal", sampler="pymc").adaptation == "diag"
+    with pytest.raises(ValueError, match="needs the nutpie sampler"):
+        default_settings("marginal", sampler="pymc", adaptation="low_rank")
+    with pytest.raises(ValueError, match="adaptation must be"):
+        default_settings("marginal", adaptation="dense")
 
 
 @pytest.mark.slow  # one marginal model compilation and a 40-subject fit

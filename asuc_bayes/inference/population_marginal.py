@@ -83,6 +83,7 @@ _SQRT2 = math.sqrt(2.0)
 __all__ = [
     "HALF_WIDTH",
     "LEVELS",
+    "MARGINAL_ADAPTATION",
     "N_PROPOSALS",
     "PRIOR_POWER",
     "MarginalPoint",
@@ -100,6 +101,13 @@ __all__ = [
 MARGINAL_DRAWS = 1000
 MARGINAL_TUNE = 500
 MARGINAL_TARGET_ACCEPT = 0.95
+#: nutpie's mass matrix of a marginal fit: low rank (the population parameters are
+#: correlated, e.g. θ_CL with the CRP exponent). Same cohort and seed, diagonal against low
+#: rank: 72 subjects 11.1 against 8.0 leapfrog steps per draw, bulk ESS min 1966 against 2676,
+#: sampling 182 against 139 s; 120 subjects 11.4 against 8.3, 1626 against 3054, 337 against
+#: 333 s (README, "Population model";
+#: ``benchmarks/results/population-marginal-2026-12-07-adaptation.txt``).
+MARGINAL_ADAPTATION = "low_rank"
 #: Nodes per axis tried per subject and axis, coarsest first (before pruning).
 LEVELS = (9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257)
 #: An axis is refined while that changes the log integral by more than this at a test point.

@@ -64,6 +64,9 @@ class PopulationSettings:
     target_accept: float = 0.995
     cores: int | None = None
     sampler: Literal["nutpie", "pymc"] = "nutpie"
+    #: nutpie's mass matrix: "diag" or "low_rank" (diagonal plus the leading directions of
+    #: the draws' and gradients' covariance; nutpie only)
+    adaptation: Literal["diag", "low_rank"] = "diag"
 
     def __post_init__(self):
         for name in ("draws", "tune", "chains"):
@@ -76,6 +79,13 @@ class PopulationSettings:
             raise ValueError(f"target_accept must be in [0.5, 1), got {self.target_accept}")
         if self.sampler not in ("nutpie", "pymc"):
             raise ValueError(f"sampler must be 'nutpie' or 'pymc', got {self.sampler!r}")
+        if self.adaptation not in ("diag", "low_rank"):
+            raise ValueError(f"adaptation must be 'diag' or 'low_rank', got {self.adaptation!r}")
+        if self.adaptation != "diag" and self.sampler != "nutpie":
+            raise ValueError(
+                "adaptation 'low_rank' needs the nutpie sampler: use sampler 'nutpie' or "
+                "adaptation 'diag'"
+            )
 
 
 @dataclass(frozen=True, eq=False)
@@ -313,8 +323,9 @@ def _refuse_steady_state(patients) -> None:
 
 def default_settings(method: str = DEFAULT_METHOD, **overrides) -> PopulationSettings:
     """The sampler settings of a fit ``method`` (4 chains; the marginal model's ~10
-    parameters 1000 draws after 500 tuning steps at target acceptance 0.95, the full model
-    1000 + 1000 at 0.995), with ``overrides`` (``None`` values ignored).
+    parameters 1000 draws after 500 tuning steps at target acceptance 0.95 with nutpie's
+    low-rank mass matrix, the full model 1000 + 1000 at 0.995 with a diagonal one), with
+    ``overrides`` (``None`` values ignored).
 
     Examples
     --------
@@ -322,8 +333,10 @@ def default_settings(method: str = DEFAULT_METHOD, **overrides) -> PopulationSet
     (500, 200)
     """
     base = {}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
     if method == "marginal":
         from asuc_bayes.inference.population_marginal import (
+            MARGINAL_ADAPTATION,
             MARGINAL_DRAWS,
             MARGINAL_TARGET_ACCEPT,
             MARGINAL_TUNE,
@@ -331,7 +344,9 @@ def default_settings(method: str = DEFAULT_METHOD, **overrides) -> PopulationSet
 
         base = {"draws": MARGINAL_DRAWS, "tune": MARGINAL_TUNE}
         base["target_accept"] = MARGINAL_TARGET_ACCEPT
-    base.update({k: v for k, v in overrides.items() if v is not None})
+        if overrides.get("sampler", "nutpie") == "nutpie":  # PyMC's NUTS: diagonal only
+            base["adaptation"] = MARGINAL_ADAPTATION
+    base.update(overrides)
     return PopulationSettings(**base)
 
 

@@ -114,7 +114,8 @@ def fit_population(
         ``two_stage`` (see :mod:`asuc_bayes.inference.population.model`).
     settings
         Sampler settings (by default :func:`default_settings` of the method: 4 chains, the
-        marginal fit 1000 draws after 500 tuning steps, the others 1000 after 1000).
+        marginal fit 1000 draws after 500 tuning steps with a low-rank mass matrix, the
+        others 1000 after 1000 with a diagonal one).
     random_seed
         Seed of the sampler.
     """
@@ -236,6 +237,7 @@ def population_fit_tree(
             "tune": settings.tune,
             "chains": settings.chains,
             "target_accept": settings.target_accept,
+            "adaptation": settings.adaptation,
         },
         attrs={
             "x_ref": spec.tte.x_ref,
@@ -302,6 +304,7 @@ def fit_summary(tree: xr.DataTree) -> dict[str, Any]:
             "tune": int(attrs["tune"]),
             "target_accept": float(attrs["target_accept"]),
             "sampler": str(attrs["sampler"]),
+            "adaptation": str(attrs.get("adaptation", "diag")),  # fits before 2026-12-07
             "compile_seconds": float(diagnostics["compile_seconds"]),
             "sampling_seconds": float(diagnostics["sampling_seconds"]),
         },

@@ -21,7 +21,8 @@ __all__ = ["combined_checks", "nutpie_trace", "pymc_trace", "sample_model"]
 
 
 def nutpie_trace(compiled, settings: PopulationSettings, seed: int):
-    """nutpie's NUTS on a compiled model with ``settings`` (no progress bar, no warm-up)."""
+    """nutpie's NUTS on a compiled model with ``settings`` (its mass-matrix adaptation; no
+    progress bar, no warm-up kept)."""
     import nutpie
 
     return nutpie.sample(
@@ -32,6 +33,7 @@ def nutpie_trace(compiled, settings: PopulationSettings, seed: int):
         cores=settings.cores,
         seed=seed,
         target_accept=settings.target_accept,
+        adaptation=settings.adaptation,
         progress_bar=False,
         save_warmup=False,
     )

@@ -92,6 +92,7 @@ def library_fit_settings(args: argparse.Namespace) -> LibraryFitSettings:
         "tune": args.tune,
         "chains": args.chains,
         "target_accept": args.target_accept,
+        "adaptation": getattr(args, "adaptation", None),
     }
     return LibraryFitSettings(**{name: value for name, value in given.items() if value is not None})
 

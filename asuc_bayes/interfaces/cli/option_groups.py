@@ -120,6 +120,13 @@ def add_sampling_options(parser: argparse.ArgumentParser, population: bool = Fal
     )
     if population:
         parser.add_argument("--sampler", choices=("nutpie", "pymc"), default="nutpie")
+        parser.add_argument(
+            "--adaptation",
+            choices=("diag", "low_rank"),
+            default=None,
+            help="nutpie's mass matrix: diag, or low_rank (diagonal plus the posterior's "
+            "leading correlations; the default of --method marginal, diag otherwise)",
+        )
     else:
         parser.add_argument(
             "--sampler",

@@ -66,6 +66,7 @@ def run_fit(args: argparse.Namespace) -> int:
             chains=args.chains,
             sampler=args.sampler,
             target_accept=args.target_accept,
+            adaptation=args.adaptation,
         )
         cohort = read_cohort(
             args.data, default_infusion_duration_day=spec.pk.default_infusion_duration_day
