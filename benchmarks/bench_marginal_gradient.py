@@ -38,7 +38,8 @@ def measure(spec, priors, n: int) -> None:
     values = rule.model_data(data)
     ms = gradient_ms(M.build_marginal_model(spec, priors, values))
     full_ms = gradient_ms(build_population_model(spec, priors, data, "joint"))
-    nodes, pairs = int(rule.n_nodes.sum()), len(values["censored_node"])
+    nodes = int(rule.n_nodes.sum())
+    pairs = len(values["censored_node"]) + len(values["scaled_node"])
     print(
         f"n={n}: rule {rule_s:.0f} s, nodes {nodes}, censored pairs {pairs}, "
         f"logp+grad {ms:.1f} ms (full model {full_ms:.3f} ms, ratio {ms / full_ms:.0f}), "
