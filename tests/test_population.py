@@ -312,7 +312,9 @@ def test_fit_cli_json_contract_table_and_out(cohort_csv, tmp_path, capsys):
         assert stats["q2.5"] <= stats["q50"] <= stats["q97.5"]
     assert 0.05 < summary["parameters"]["iiv_cl_cv"]["mean"] < 3  # a fraction, not percent
     assert {"rhat_max", "ess_bulk_min", "divergences"} <= set(summary["diagnostics"])
+    assert summary["diagnostics"]["adaptation"] == "low_rank"  # the marginal fit's default
     tree = load_fit(out)
+    assert tree.attrs["adaptation"] == "low_rank"
     assert tree["posterior"]["eta_cl"].dims == ("chain", "draw", "subject")
     assert tree.attrs["prior"] == "weak" and tree.attrs["model_sha256"]
     code = main(["fit", str(cohort_csv), "--seed", "3", *common])
