@@ -104,8 +104,8 @@ MARGINAL_TARGET_ACCEPT = 0.95
 #: nutpie's mass matrix of a marginal fit: low rank (the population parameters are
 #: correlated, e.g. θ_CL with the CRP exponent). Same cohort and seed, diagonal against low
 #: rank: 72 subjects 11.1 against 8.0 leapfrog steps per draw, bulk ESS min 1966 against 2676,
-#: sampling 182 against 139 s; 120 subjects 11.4 against 8.3, 1626 against 3054, 337 against
-#: 333 s (README, "Population model";
+#: sampling 182 against 139 s; 120 subjects 11.4 against 8.3, 1626 against 3054, 315 against
+#: 254 s alone (a first run under load: 337 against 333 s) (README, "Population model";
 #: ``benchmarks/results/population-marginal-2026-12-07-adaptation.txt``).
 MARGINAL_ADAPTATION = "low_rank"
 #: Nodes per axis tried per subject and axis, coarsest first (before pruning).
