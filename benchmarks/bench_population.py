@@ -7,9 +7,10 @@ Target of the issue: a 72-patient joint fit (4 chains x 1000 draws) in <= 2 minu
 Usage: ``python benchmarks/bench_population.py [--cohorts 8] [--n 72] [--skip-pymc] [--out
 results.json]``; the gates study of the default fit: ``python benchmarks/bench_population.py
 --gates --sizes 72 120 300 --cohorts 10 [--full-cohorts 1] [--method marginal]
-[--no-cancelled-infusions] [--out gates.json]``: fits ``--cohorts`` simulated cohorts of each
-size with the default method (or ``--method``) and counts those passing every gate (R-hat <=
-1.01, bulk ESS >= 400 over the population parameters and every eta, no divergence), with times;
+[--no-cancelled-infusions] [--tune 300] [--out gates.json]``:
+fits ``--cohorts`` simulated cohorts of each size with the default method (or ``--method``;
+``--tune``: its warm-up draws per chain) and counts those passing every gate (R-hat <= 1.01,
+bulk ESS >= 400 over the population parameters and every eta, no divergence), with times;
 in the same run fits ``--full-cohorts`` of them with plain PyMC NUTS on the full model
 (``method="joint"``, ``sampler="pymc"``) and with nutpie on the full model. Cohorts are
 simulated with ``simulate_cohort`` (seeds 1, 2, ...) from the model file's point estimates and
@@ -27,7 +28,12 @@ import time
 import numpy as np
 
 from asuc_bayes import load_model
-from asuc_bayes.inference.population import PopulationSettings, default_settings, fit_population
+from asuc_bayes.inference.population import (
+    DEFAULT_METHOD,
+    PopulationSettings,
+    default_settings,
+    fit_population,
+)
 from asuc_bayes.inference.population_draws import PARAMETER_NAMES, point_values
 from asuc_bayes.spec.config import TTE_PARAMETER_NAMES
 from asuc_bayes.studies.simulate import CohortDesign, simulate_cohort
@@ -65,6 +71,12 @@ def main() -> None:
         action="store_true",
         help="gates study: cohorts whose colectomies cancel no infusion "
         "(CohortDesign(infusions_stop_at_colectomy=False): the data follow the fitted model)",
+    )
+    parser.add_argument(
+        "--tune",
+        type=int,
+        default=None,
+        help="gates study: warm-up draws per chain (default: the method's default)",
     )
     args = parser.parse_args()
     spec = load_model()
@@ -208,6 +220,9 @@ def gates_study(spec, args, truth) -> dict:
             design = CohortDesign(infusions_stop_at_colectomy=not args.no_cancelled_infusions)
             cohort = simulate_cohort(spec, n, random_seed=1000 * n + seed, design=design)
             method = {"method": args.method} if args.method else {}
+            if args.tune is not None:
+                chosen = args.method or DEFAULT_METHOD
+                method["settings"] = default_settings(chosen, tune=args.tune)
             fit, seconds = timed_fit(cohort, spec, random_seed=seed, **method)
             entry = _entry(fit, seconds, 1000 * n + seed, truth)
             fits.append(entry)

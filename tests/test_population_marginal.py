@@ -447,6 +447,28 @@ def test_per_node_sufficient_statistics_equal_the_pairs(spec, data, rule, monkey
     assert marginal._is_scale_family("log_normal", y, f)
 
 
+def test_node_likelihood_from_sufficient_statistics_equals_the_records(spec, data, rule):
+    """Each subject's nodes' ln p(y, t, d | node) per population draw from the marginal
+    model's per-node data (sufficient statistics, censored pairs' c, outcome data) equals the
+    subject's records evaluated at the nodes, for several draws at once; a residual form
+    kept as pairs gives no node data (the η draws then use the records)."""
+    from asuc_bayes.inference.population_marginal import SubjectNodes, stack_points
+
+    values = rule.model_data(data)
+    nodes = SubjectNodes.all_of(values, rule.n_nodes)
+    assert nodes is not None and len(nodes) == data.n_subjects
+    assert sum(len(n.scaled_censored) for n in nodes) == len(values["scaled_censored"]) > 0
+    point = stack_points(random_points(spec, 5, seed=21))
+    for i in range(data.n_subjects):
+        subject = SubjectData.of(data, i)
+        want = subject.log_likelihood(spec, point, *rule.subjects[i].nodes())
+        got = nodes[i].log_likelihood(spec, point)
+        assert got.shape == want.shape == (5, rule.n_nodes[i])
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+    pairs = dict(values, measured_node=np.array([0]))
+    assert SubjectNodes.all_of(pairs, rule.n_nodes) is None
+
+
 def test_observation_terms_split_by_kind_equal_the_elementwise_choice(spec):
     """The NumPy evaluation that computes each record's own term only (one flag per record)
     equals the choice between both terms for every record (flags broadcast to the full

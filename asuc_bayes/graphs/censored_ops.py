@@ -41,6 +41,7 @@ __all__ = [
     "CensoredTerms",
     "censored_terms",
     "censored_terms_kernel",
+    "censored_terms_per_scale",
     "erfc_small",
     "erfcx_large",
     "log_phi_and_mills",
@@ -175,6 +176,27 @@ def censored_terms_kernel(scale: float, scaled: np.ndarray, node: np.ndarray, n_
         terms[k] += log_cdf
         slopes[k] -= mills * w * inverse
     return terms, slopes
+
+
+@numba.njit(cache=True, nogil=True)
+def censored_terms_per_scale(
+    scales: np.ndarray, scaled: np.ndarray, node: np.ndarray, n_nodes: int
+):
+    """Σ_p ln Φ(c_p/σ_d) per node (columns) for each scale σ_d of ``scales`` (rows): the sums
+    of :func:`censored_terms_kernel` at many σ (the random-effect draws evaluate every node at
+    every population draw).
+
+    Examples
+    --------
+    >>> scaled, node = np.array([-0.5, 2.0, 0.3]), np.array([0, 0, 2])
+    >>> terms = censored_terms_per_scale(np.array([0.4, 0.8]), scaled, node, 3)
+    >>> bool(np.allclose(terms[1], censored_terms_kernel(0.8, scaled, node, 3)[0]))
+    True
+    """
+    out = np.empty((len(scales), n_nodes))
+    for row in range(len(scales)):
+        out[row] = censored_terms_kernel(scales[row], scaled, node, n_nodes)[0]
+    return out
 
 
 class CensoredTerms(Op):

@@ -592,13 +592,11 @@ def _is_scale_family(residual_form: str, y: np.ndarray, f: np.ndarray) -> bool:
     floored = np.maximum(f, PREDICTION_FLOOR_MG_L)
     g2 = form.z(y, floored, unit, np) ** 2
     h = form.log_scale(y, floored, unit, np)
-    for sd in (0.3, 0.7):
-        _, sigma = legacy_residual(residual_form, sd)
-        exact = form.log_density(y, f, sigma, np)
-        fast = -0.5 * g2 / sd**2 - math.log(sd) - h - 0.5 * math.log(2 * math.pi)
-        if not np.allclose(exact, fast, rtol=1e-9, atol=1e-9):
-            return False
-    return True
+    return _agrees_at_two_scales(
+        residual_form,
+        lambda sigma: form.log_density(y, f, sigma, np),
+        lambda sd: -0.5 * g2 / sd**2 - math.log(sd) - h - 0.5 * math.log(2 * math.pi),
+    )
 
 
 def _scaled_censored(residual_form: str, censored: np.ndarray) -> np.ndarray | None:
@@ -611,12 +609,23 @@ def _scaled_censored(residual_form: str, censored: np.ndarray) -> np.ndarray | N
     limit, sign, f = censored[:, 0], censored[:, 1], censored[:, 2]
     form, unit = legacy_residual(residual_form, 1.0)
     scaled = sign * form.z(limit, np.maximum(f, PREDICTION_FLOOR_MG_L), unit, np)
+    agrees = _agrees_at_two_scales(
+        residual_form,
+        lambda sigma: form.log_censored(limit, f, sigma, sign, np),
+        lambda sd: log_ndtr(scaled / sd),
+    )
+    return scaled if agrees else None
+
+
+def _agrees_at_two_scales(residual_form: str, exact, fast) -> bool:
+    """Whether ``exact(σ)`` (the residual form's own terms, σ its parameters at residual SD
+    sd) equals ``fast(sd)`` (a rewriting through σ-free data) to 1e-9 at sd = 0.3 and 0.7:
+    the numerical check that lets :meth:`QuadratureRule.model_data` use the rewriting."""
     for sd in (0.3, 0.7):
         _, sigma = legacy_residual(residual_form, sd)
-        exact = form.log_censored(limit, f, sigma, sign, np)
-        if not np.allclose(exact, log_ndtr(scaled / sd), rtol=1e-9, atol=1e-9):
-            return None
-    return scaled
+        if not np.allclose(exact(sigma), fast(sd), rtol=1e-9, atol=1e-9):
+            return False
+    return True
 
 
 def refinement_points(spec: ModelSpec) -> list[MarginalPoint]:
@@ -721,13 +730,17 @@ class SubjectData:
         outcome = outcome_log_likelihood(spec, point, x, self.event_time_day, self.event)
         return concentrations + outcome
 
+    def log_prior(self, spec, point, log_cl, log_v):
+        """ln N(ln CL; μ_CL, ω²_CL) N(ln V; μ_V, ω²_V), the random-effect density."""
+        mu_cl, mu_v = log_typical_values(spec, point, self.weight_kg, self.crp_mg_l)
+        return _normal_logpdf(log_cl - mu_cl, point.omega_cl, np) + _normal_logpdf(
+            log_v - mu_v, point.omega_v, np
+        )
+
     def log_density(self, spec, point, log_cl, log_v, prediction=None, x=None):
         """ln of the integrand at (ln CL, ln V) (broadcast against ``point``'s arrays);
         ``prediction`` (..., n_obs) and ``x`` if already known there."""
-        mu_cl, mu_v = log_typical_values(spec, point, self.weight_kg, self.crp_mg_l)
-        prior = _normal_logpdf(log_cl - mu_cl, point.omega_cl, np) + _normal_logpdf(
-            log_v - mu_v, point.omega_v, np
-        )
+        prior = self.log_prior(spec, point, log_cl, log_v)
         return prior + self.log_likelihood(spec, point, log_cl, log_v, prediction, x)
 
 
@@ -886,6 +899,17 @@ def quadrature_rule(
     )
 
 
+def _stats_log_likelihood(residual_sd, stats, xp=np):
+    """Σ_j ln p(y_j | f_kj, σ) of each node's measured records from its sufficient statistics
+    (``stats``: Σ g², Σ h, count; :meth:`QuadratureRule.model_data`): −½ G/σ² − m ln σ − H −
+    m ln √(2π) (broadcast against ``residual_sd``)."""
+    return -(
+        0.5 * stats[:, 0] / residual_sd**2
+        + stats[:, 2] * (xp.log(residual_sd) + 0.5 * math.log(2 * math.pi))
+        + stats[:, 1]
+    )
+
+
 def _rule_log_marginal(spec, point: MarginalPoint, rule: dict, xp=np):
     """ln p(y_i, t_i, d_i | φ) by the rule (``rule``: :meth:`QuadratureRule.model_data`):
     per subject (subject,) over NumPy, their sum over PyTensor."""
@@ -913,12 +937,7 @@ def _rule_log_marginal(spec, point: MarginalPoint, rule: dict, xp=np):
         + outcome_log_likelihood(spec, point, node[:, 1], node[:, 2], node[:, 3], xp, node[:, 4])
     )
     form, sigma = legacy_residual(spec.pk.residual_form, point.residual_sd)
-    stats = rule["node_stats"]
-    terms = terms - (
-        0.5 * stats[:, 0] / point.residual_sd**2
-        + stats[:, 2] * (xp.log(point.residual_sd) + 0.5 * math.log(2 * math.pi))
-        + stats[:, 1]
-    )
+    terms = terms + _stats_log_likelihood(point.residual_sd, rule["node_stats"], xp)
     measured, censored = rule["measured_data"], rule["censored_data"]
     density = form.log_density(measured[:, 0], measured[:, 1], sigma, xp)
     m3 = form.log_censored(censored[:, 0], censored[:, 2], sigma, censored[:, 1], xp)
@@ -1064,6 +1083,54 @@ def points_of_posterior(posterior) -> MarginalPoint:
     )
 
 
+@dataclass(frozen=True)
+class SubjectNodes:
+    """One subject's nodes as the marginal likelihood holds them (its rows of
+    :meth:`QuadratureRule.model_data`): each node's outcome data (x, event time and indicator,
+    ln event time), the sufficient statistics of its measured records and its censored pairs'
+    c of ln Φ(c/σ), the pairs' nodes counted from the subject's first node."""
+
+    node_data: np.ndarray
+    node_stats: np.ndarray
+    scaled_censored: np.ndarray
+    scaled_node: np.ndarray
+
+    @classmethod
+    def all_of(cls, values: dict, n_nodes: np.ndarray) -> list[SubjectNodes] | None:
+        """Every subject's nodes from ``values`` (:meth:`QuadratureRule.model_data`) and the
+        rule's nodes per subject; ``None`` when records remain as (observation, node) pairs
+        (a residual form outside the scale family)."""
+        if len(values["measured_node"]) or len(values["censored_node"]):
+            return None
+        start = np.concatenate([[0], np.cumsum(n_nodes)])
+        pair_subject = values["node_subject"][values["scaled_node"]]
+        bounds = np.searchsorted(pair_subject, np.arange(len(n_nodes) + 1))
+        return [
+            cls(
+                values["node_data"][start[i] : start[i + 1]],
+                values["node_stats"][start[i] : start[i + 1]],
+                values["scaled_censored"][bounds[i] : bounds[i + 1]],
+                values["scaled_node"][bounds[i] : bounds[i + 1]] - start[i],
+            )
+            for i in range(len(n_nodes))
+        ]
+
+    def log_likelihood(self, spec: ModelSpec, point: MarginalPoint) -> np.ndarray:
+        """ln p(y, t, d | node) at every node (columns) for each population draw of ``point``
+        (arrays (draw, 1); rows): the same terms as the marginal likelihood's."""
+        from asuc_bayes.graphs.censored_ops import censored_terms_per_scale
+
+        node = self.node_data
+        outcome = outcome_log_likelihood(
+            spec, point, node[:, 1], node[:, 2], node[:, 3], np, node[:, 4]
+        )
+        residual_sd = np.asarray(point.residual_sd, dtype=float).reshape(-1, 1)
+        censored = censored_terms_per_scale(
+            residual_sd[:, 0], self.scaled_censored, self.scaled_node, len(node)
+        )
+        return outcome + _stats_log_likelihood(residual_sd, self.node_stats) + censored
+
+
 def _sample_cells(log_p: np.ndarray, n: int, rng) -> np.ndarray:
     """``n`` cell indices per row of normalised log probabilities (row, cell), by inverse
     CDF on the rows' CDFs laid end to end (each row r shifted by r)."""
@@ -1094,16 +1161,29 @@ def _cell_log_density(rule: SubjectRule, log_p: np.ndarray, log_cl, log_v) -> np
     return np.where(node >= 0, share, -np.inf) - math.log(rule.step[0] * rule.step[1])
 
 
-def _draw_subject(spec, subject: SubjectData, rule: SubjectRule, point, n_proposals, rng):
+def _draw_subject(
+    spec,
+    subject: SubjectData,
+    rule: SubjectRule,
+    nodes: SubjectNodes | None,
+    point,
+    n_proposals,
+    rng,
+):
     """(ln CL, ln V, x, importance ESS) per population draw in ``point`` (draw, 1).
 
     Proposal: an equal mixture of the rule's cells (a cell chosen with its node's share of
     the integrand at the draw, a uniform point inside it) and the random-effect density
     N(μ, ω²) itself, which covers the conditional posterior when ω is small against the
-    cells."""
+    cells. The integrand at the nodes comes from ``nodes`` (per-node sufficient statistics)
+    when given, else from the subject's records."""
     log_cl, log_v = rule.nodes()
-    prediction, x = subject.predictions(spec, log_cl, log_v)
-    node_terms = subject.log_density(spec, point, log_cl, log_v, prediction, x)  # (draw, node)
+    if nodes is None:
+        node_terms = subject.log_density(spec, point, log_cl, log_v)  # (draw, node)
+    else:
+        node_terms = subject.log_prior(spec, point, log_cl, log_v) + nodes.log_likelihood(
+            spec, point
+        )
     log_p = node_terms - logsumexp(node_terms, axis=1, keepdims=True)
     cells = _sample_cells(log_p, n_proposals, rng)  # (draw, proposal)
     jitter = rule.step * (rng.random((*cells.shape, 2)) - 0.5)
@@ -1155,6 +1235,7 @@ def draw_random_effects(
     out = np.zeros((5, n_draws, data.n_subjects))
     ess = np.zeros((n_draws, data.n_subjects))
     rngs = np.random.SeedSequence(random_seed).spawn(data.n_subjects)
+    nodes = SubjectNodes.all_of(rule.model_data(data), rule.n_nodes)
 
     def draw(i: int) -> None:
         subject = SubjectData.of(data, i)
@@ -1165,7 +1246,7 @@ def draw_random_effects(
                 *(getattr(point, f.name)[chunk] for f in dataclasses.fields(point))
             )
             log_cl, log_v, x, weights_ess = _draw_subject(
-                spec, subject, rule.subjects[i], part, n_proposals, rng
+                spec, subject, rule.subjects[i], nodes and nodes[i], part, n_proposals, rng
             )
             mu_cl, mu_v = log_typical_values(spec, part, subject.weight_kg, subject.crp_mg_l)
             out[0, chunk, i] = log_cl - mu_cl[:, 0]
