@@ -11,12 +11,12 @@ from scipy.special import logsumexp
 from scipy.stats import norm
 
 from asuc_bayes.inference.population import CohortData
+from asuc_bayes.inference.population_effects import draw_random_effects
 from asuc_bayes.inference.population_marginal import (
     MarginalPoint,
     SubjectData,
     _rule_log_marginal,
     build_marginal_model,
-    draw_random_effects,
     log_typical_values,
     quadrature_rule,
     subject_log_marginal,
@@ -366,7 +366,8 @@ def test_marginal_fit_converges_and_keeps_the_fit_schema(spec, tmp_path):
     for name in ("eta_cl", "eta_v", "cl", "v", "ln_auc_cl"):
         assert posterior[name].dims == ("chain", "draw", "subject")
     # each draw's CL is the covariate model at that draw's θ with that draw's η
-    from asuc_bayes.inference.population_marginal import log_typical_values, points_of_posterior
+    from asuc_bayes.inference.population_effects import points_of_posterior
+    from asuc_bayes.inference.population_marginal import log_typical_values
 
     point = points_of_posterior(posterior)
     data = CohortData.from_patients(cohort.patients)
@@ -452,7 +453,8 @@ def test_node_likelihood_from_sufficient_statistics_equals_the_records(spec, dat
     model's per-node data (sufficient statistics, censored pairs' c, outcome data) equals the
     subject's records evaluated at the nodes, for several draws at once; a residual form
     kept as pairs gives no node data (the η draws then use the records)."""
-    from asuc_bayes.inference.population_marginal import SubjectNodes, stack_points
+    from asuc_bayes.inference.population_effects import SubjectNodes
+    from asuc_bayes.inference.population_marginal import stack_points
 
     values = rule.model_data(data)
     nodes = SubjectNodes.all_of(values, rule.n_nodes)

@@ -35,13 +35,9 @@ nodes are fixed in (ln CL, ln V), each node's predicted concentrations and x are
 only through the residual SD, the node weights and the Weibull parameters. Accuracy against
 a dense brute-force grid: tests/test_population_marginal.py and README ("Population model").
 
-**Individual random effects.** For every posterior draw φ each subject's (η_CL, η_V) is
-drawn from its conditional posterior p(η_i | y_i, t_i, d_i, φ) by sampling-importance
-resampling: :data:`N_PROPOSALS` proposals from an equal mixture of the rule's cells (a cell
-chosen with its node's share of the integrand at φ, a uniform point inside it) and the
-random-effect density N(μ_i, ω²) itself, weighted by the exact conditional density over the
-mixture density, one kept ∝ its weight. The Kish effective sample size of the weights is
-reported (``diagnostics_importance_ess_min``).
+Each subject's random effects, drawn exactly given each population draw:
+:mod:`asuc_bayes.inference.population_effects`. The fit (NUTS over φ, then those draws):
+:mod:`asuc_bayes.inference.population_marginal_fit`.
 
 Examples
 --------
@@ -63,7 +59,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -72,7 +67,6 @@ import numpy as np
 from scipy.special import log_ndtr, logsumexp
 
 from asuc_bayes.data.dataset import BELOW_LLOQ, MEASURED
-from asuc_bayes.inference.fit_tree import trace_result
 from asuc_bayes.pk import kernels
 from asuc_bayes.spec.config import ModelSpec, PopulationPriors
 from asuc_bayes.spec.legacy import legacy_residual
@@ -84,12 +78,10 @@ __all__ = [
     "HALF_WIDTH",
     "LEVELS",
     "MARGINAL_ADAPTATION",
-    "N_PROPOSALS",
     "PRIOR_POWER",
     "MarginalPoint",
     "QuadratureRule",
     "build_marginal_model",
-    "draw_random_effects",
     "log_typical_values",
     "quadrature_rule",
     "subject_log_marginal",
@@ -122,13 +114,6 @@ SMALL_OMEGA = 0.25
 HALF_WIDTH = 5.0
 #: Power of the prior in the reference posterior that places each rule (< 1: wider).
 PRIOR_POWER = 0.5
-#: Proposals per (draw, subject) of the importance resampling of η.
-N_PROPOSALS = 64
-#: An importance resampling whose weights' Kish ESS is below this is counted as poor
-#: (``diagnostics_importance_ess_low_share``: the share of (draw, subject) pairs).
-LOW_IMPORTANCE_ESS = 10.0
-#: Population draws per chunk of the importance resampling (bounds memory).
-_CHUNK_DRAWS = 200
 
 
 @dataclass(frozen=True)
@@ -1013,310 +998,3 @@ def build_marginal_model(spec: ModelSpec, priors: PopulationPriors, values: dict
         )
         pm.Potential("marginal_loglik", _rule_log_marginal(spec, point, bound, pt))
     return model
-
-
-_COMPILED: dict[tuple, Any] = {}
-
-
-def _compiled(spec: ModelSpec, priors: PopulationPriors, values: dict):
-    """nutpie's compiled marginal model (cached per process: one compilation serves every
-    cohort of any size), with ``values`` bound."""
-    from asuc_bayes.inference.population.model import INIT_LOG10_HAZARD_AT_REF, compile_jittered
-
-    key = (repr(spec), priors)
-    if key not in _COMPILED:
-        model = build_marginal_model(spec, priors, values)
-        _COMPILED[key] = compile_jittered(
-            model, {"tte_log10_hazard_at_ref": INIT_LOG10_HAZARD_AT_REF}
-        )
-    return _COMPILED[key].with_data(**_graph_data(values))
-
-
-def prepare_marginal_model(spec: ModelSpec, priors: PopulationPriors) -> None:
-    """Compile the marginal model once in this process (e.g. on every worker)."""
-    from asuc_bayes.inference.population.data import CohortData, placeholder_cohort
-
-    duration = spec.pk.default_infusion_duration_day
-    data = CohortData.from_patients(placeholder_cohort(2, duration), duration)
-    _compiled(spec, priors, quadrature_rule(spec, data, levels=(9,)).model_data(data))
-
-
-def sample_marginal(spec, priors, data, rule: QuadratureRule, settings, seed: int):
-    """NUTS (nutpie) over the population parameters: posterior and sampler statistics
-    (xarray Datasets) and the compile/sampling times."""
-    from asuc_bayes.inference.population.sampling import nutpie_trace
-
-    started = time.perf_counter()
-    compiled = _compiled(spec, priors, rule.model_data(data))
-    compiled_at = time.perf_counter()
-    trace = nutpie_trace(compiled, settings, seed)
-    return trace_result(trace, started, compiled_at, time.perf_counter())
-
-
-# -- each subject's random effects, drawn exactly given each population draw ----------------
-
-
-@dataclass(frozen=True)
-class RandomEffectDraws:
-    """Per (chain, draw, subject): η_CL, η_V, CL (L/day), V (L), x = ln(AUC_w2-4/CL); and
-    the Kish effective sample size of the importance weights (min and median over every
-    draw and subject, and the share of (draw, subject) pairs below
-    :data:`LOW_IMPORTANCE_ESS`)."""
-
-    eta_cl: np.ndarray
-    eta_v: np.ndarray
-    cl: np.ndarray
-    v: np.ndarray
-    ln_auc_cl: np.ndarray
-    importance_ess_min: float
-    importance_ess_median: float
-    importance_ess_low_share: float
-
-
-def points_of_posterior(posterior) -> MarginalPoint:
-    """The population draws of a posterior Dataset as one point of arrays (draw, 1)."""
-    return MarginalPoint(
-        *(
-            np.asarray(posterior[f.name].values, dtype=float).reshape(-1, 1)
-            for f in dataclasses.fields(MarginalPoint)
-        )
-    )
-
-
-@dataclass(frozen=True)
-class SubjectNodes:
-    """One subject's nodes as the marginal likelihood holds them (its rows of
-    :meth:`QuadratureRule.model_data`): each node's outcome data (x, event time and indicator,
-    ln event time), the sufficient statistics of its measured records and its censored pairs'
-    c of ln Φ(c/σ), the pairs' nodes counted from the subject's first node."""
-
-    node_data: np.ndarray
-    node_stats: np.ndarray
-    scaled_censored: np.ndarray
-    scaled_node: np.ndarray
-
-    @classmethod
-    def all_of(cls, values: dict, n_nodes: np.ndarray) -> list[SubjectNodes] | None:
-        """Every subject's nodes from ``values`` (:meth:`QuadratureRule.model_data`) and the
-        rule's nodes per subject; ``None`` when records remain as (observation, node) pairs
-        (a residual form outside the scale family)."""
-        if len(values["measured_node"]) or len(values["censored_node"]):
-            return None
-        start = np.concatenate([[0], np.cumsum(n_nodes)])
-        pair_subject = values["node_subject"][values["scaled_node"]]
-        bounds = np.searchsorted(pair_subject, np.arange(len(n_nodes) + 1))
-        return [
-            cls(
-                values["node_data"][start[i] : start[i + 1]],
-                values["node_stats"][start[i] : start[i + 1]],
-                values["scaled_censored"][bounds[i] : bounds[i + 1]],
-                values["scaled_node"][bounds[i] : bounds[i + 1]] - start[i],
-            )
-            for i in range(len(n_nodes))
-        ]
-
-    def log_likelihood(self, spec: ModelSpec, point: MarginalPoint) -> np.ndarray:
-        """ln p(y, t, d | node) at every node (columns) for each population draw of ``point``
-        (arrays (draw, 1); rows): the same terms as the marginal likelihood's."""
-        from asuc_bayes.graphs.censored_ops import censored_terms_per_scale
-
-        node = self.node_data
-        outcome = outcome_log_likelihood(
-            spec, point, node[:, 1], node[:, 2], node[:, 3], np, node[:, 4]
-        )
-        residual_sd = np.asarray(point.residual_sd, dtype=float).reshape(-1, 1)
-        censored = censored_terms_per_scale(
-            residual_sd[:, 0], self.scaled_censored, self.scaled_node, len(node)
-        )
-        return outcome + _stats_log_likelihood(residual_sd, self.node_stats) + censored
-
-
-def _sample_cells(log_p: np.ndarray, n: int, rng) -> np.ndarray:
-    """``n`` cell indices per row of normalised log probabilities (row, cell), by inverse
-    CDF on the rows' CDFs laid end to end (each row r shifted by r)."""
-    rows, cells = log_p.shape
-    cdf = np.cumsum(np.exp(log_p), axis=1)
-    cdf /= cdf[:, -1:]
-    offset = np.arange(rows)[:, None]
-    flat = (cdf + offset).ravel()
-    uniform = rng.random((rows, n)) + offset
-    index = np.searchsorted(flat, uniform.ravel(), side="right").reshape(rows, n)
-    return np.clip(index - offset * cells, 0, cells - 1)
-
-
-def _cell_log_density(rule: SubjectRule, log_p: np.ndarray, log_cl, log_v) -> np.ndarray:
-    """ln density of the cell proposal at points (draw, proposal): the share ``log_p`` (draw,
-    node) of the cell (a node's ± half spacing square) holding each point over the cell's
-    area; −inf outside every kept cell."""
-    axis_cl, axis_v = rule.axes()
-    j_cl = np.rint((log_cl - axis_cl[0]) / rule.step[0]).astype(np.int64)
-    j_v = np.rint((log_v - axis_v[0]) / rule.step[1]).astype(np.int64)
-    n_cl, n_v = rule.shape
-    inside = (j_cl >= 0) & (j_cl < n_cl) & (j_v >= 0) & (j_v < n_v)
-    position = np.full(n_cl * n_v, -1)
-    position[rule.kept] = np.arange(len(rule.kept))
-    node = position[np.where(inside, j_cl * n_v + j_v, 0)]
-    node = np.where(inside, node, -1)
-    share = np.take_along_axis(log_p, np.maximum(node, 0), axis=1)
-    return np.where(node >= 0, share, -np.inf) - math.log(rule.step[0] * rule.step[1])
-
-
-def _draw_subject(
-    spec,
-    subject: SubjectData,
-    rule: SubjectRule,
-    nodes: SubjectNodes | None,
-    point,
-    n_proposals,
-    rng,
-):
-    """(ln CL, ln V, x, importance ESS) per population draw in ``point`` (draw, 1).
-
-    Proposal: an equal mixture of the rule's cells (a cell chosen with its node's share of
-    the integrand at the draw, a uniform point inside it) and the random-effect density
-    N(μ, ω²) itself, which covers the conditional posterior when ω is small against the
-    cells. The integrand at the nodes comes from ``nodes`` (per-node sufficient statistics)
-    when given, else from the subject's records."""
-    log_cl, log_v = rule.nodes()
-    if nodes is None:
-        node_terms = subject.log_density(spec, point, log_cl, log_v)  # (draw, node)
-    else:
-        node_terms = subject.log_prior(spec, point, log_cl, log_v) + nodes.log_likelihood(
-            spec, point
-        )
-    log_p = node_terms - logsumexp(node_terms, axis=1, keepdims=True)
-    cells = _sample_cells(log_p, n_proposals, rng)  # (draw, proposal)
-    jitter = rule.step * (rng.random((*cells.shape, 2)) - 0.5)
-    from_cells = np.stack([log_cl[cells], log_v[cells]], axis=-1) + jitter
-    mu_cl, mu_v = log_typical_values(spec, point, subject.weight_kg, subject.crp_mg_l)
-    omega = np.stack(np.broadcast_arrays(point.omega_cl, point.omega_v), axis=-1)  # (draw, 1, 2)
-    mu = np.stack(np.broadcast_arrays(mu_cl, mu_v), axis=-1)
-    from_prior = mu + omega * rng.standard_normal((*cells.shape, 2))
-    proposal = np.where(rng.random(cells.shape)[..., None] < 0.5, from_cells, from_prior)
-    prop_cl, prop_v = proposal[..., 0], proposal[..., 1]
-    prop_prediction, prop_x = subject.predictions(spec, prop_cl, prop_v)
-    with np.errstate(over="ignore", invalid="ignore"):  # far proposals: density 0 (below)
-        target = subject.log_density(spec, point, prop_cl, prop_v, prop_prediction, prop_x)
-    log_prior = _normal_logpdf(proposal - mu, omega, np).sum(axis=-1)
-    log_q = np.logaddexp(_cell_log_density(rule, log_p, prop_cl, prop_v), log_prior) - math.log(2)
-    log_w = target - log_q
-    # non-finite (overflowed) and astronomically small weights are zero weights
-    log_w = np.where(np.isfinite(log_w) & (log_w > -1e100), log_w, -np.inf)
-    chosen = np.argmax(log_w + rng.gumbel(size=log_w.shape), axis=1)[:, None]
-    ess = np.exp(2 * logsumexp(log_w, axis=1) - logsumexp(2 * log_w, axis=1))
-    pick = lambda values: np.take_along_axis(values, chosen, axis=1)[:, 0]  # noqa: E731
-    return pick(prop_cl), pick(prop_v), pick(prop_x), ess
-
-
-def draw_random_effects(
-    spec: ModelSpec,
-    posterior,
-    data,
-    rule: QuadratureRule,
-    *,
-    random_seed: int = 0,
-    n_proposals: int = N_PROPOSALS,
-    workers: int | None = None,
-) -> RandomEffectDraws:
-    """Each subject's (η_CL, η_V) drawn from p(η_i | data_i, φ) for every population draw φ
-    of ``posterior`` (chain, draw): sampling-importance resampling with the proposal
-    p̂_k(φ)-weighted uniform on the rule's cells (p̂_k the node's share of the integral at
-    φ), so weights are nearly flat; one of ``n_proposals`` kept ∝ its weight (module
-    docstring). Exact as ``n_proposals`` → ∞; the weights' ESS is reported.
-
-    Subjects are drawn on ``workers`` threads (default: the machine's cores; NumPy releases
-    the GIL in its array operations). Each subject has its own generator spawned from
-    ``random_seed``, so the draws do not depend on ``workers`` (tested)."""
-    if n_proposals < 1:
-        raise ValueError(f"n_proposals must be positive, got {n_proposals}")
-    shape = posterior["theta_cl"].shape  # (chain, draw)
-    point = points_of_posterior(posterior)
-    n_draws = point.theta_cl.shape[0]
-    out = np.zeros((5, n_draws, data.n_subjects))
-    ess = np.zeros((n_draws, data.n_subjects))
-    rngs = np.random.SeedSequence(random_seed).spawn(data.n_subjects)
-    nodes = SubjectNodes.all_of(rule.model_data(data), rule.n_nodes)
-
-    def draw(i: int) -> None:
-        subject = SubjectData.of(data, i)
-        rng = np.random.default_rng(rngs[i])
-        for start in range(0, n_draws, _CHUNK_DRAWS):
-            chunk = slice(start, start + _CHUNK_DRAWS)
-            part = MarginalPoint(
-                *(getattr(point, f.name)[chunk] for f in dataclasses.fields(point))
-            )
-            log_cl, log_v, x, weights_ess = _draw_subject(
-                spec, subject, rule.subjects[i], nodes and nodes[i], part, n_proposals, rng
-            )
-            mu_cl, mu_v = log_typical_values(spec, part, subject.weight_kg, subject.crp_mg_l)
-            out[0, chunk, i] = log_cl - mu_cl[:, 0]
-            out[1, chunk, i] = log_v - mu_v[:, 0]
-            out[2, chunk, i] = log_cl
-            out[3, chunk, i] = log_v
-            out[4, chunk, i] = x
-            ess[chunk, i] = weights_ess
-
-    _per_subject(draw, data.n_subjects, workers)
-    full = (*shape, data.n_subjects)
-    return RandomEffectDraws(
-        eta_cl=out[0].reshape(full),
-        eta_v=out[1].reshape(full),
-        cl=np.exp(out[2]).reshape(full),
-        v=np.exp(out[3]).reshape(full),
-        ln_auc_cl=out[4].reshape(full),
-        importance_ess_min=float(ess.min()),
-        importance_ess_median=float(np.median(ess)),
-        importance_ess_low_share=float(np.mean(ess < LOW_IMPORTANCE_ESS)),
-    )
-
-
-def fit_marginal(spec: ModelSpec, priors: PopulationPriors, data, settings, random_seed: int):
-    """The marginal fit of :func:`asuc_bayes.inference.population.fit_population`: the rule, NUTS
-    over the population parameters, each subject's random effects per draw.
-
-    Returns the posterior (population parameters and, per subject, ``eta_cl``, ``eta_v``,
-    ``cl``, ``v``, ``ln_auc_cl``), the sampler statistics, extra diagnostics (the importance
-    weights' ESS, the rule's node count) and timings.
-    """
-    started = time.perf_counter()
-    rule = quadrature_rule(spec, data)
-    ruled = time.perf_counter()
-    if settings.sampler == "nutpie":
-        posterior, stats, timing = sample_marginal(spec, priors, data, rule, settings, random_seed)
-    else:
-        posterior, stats, timing = _sample_pymc(spec, priors, data, rule, settings, random_seed)
-    drawn_at = time.perf_counter()
-    effects = draw_random_effects(spec, posterior, data, rule, random_seed=random_seed + 1)
-    finished = time.perf_counter()
-    dims = ("chain", "draw", "subject")
-    posterior = posterior.assign(
-        {
-            name: (dims, getattr(effects, name))
-            for name in ("eta_cl", "eta_v", "cl", "v", "ln_auc_cl")
-        }
-    ).assign_coords(subject=list(data.ids))
-    checks = {
-        "importance_ess_min": effects.importance_ess_min,
-        "importance_ess_median": effects.importance_ess_median,
-        "importance_ess_low_share": effects.importance_ess_low_share,
-        "quadrature_nodes": int(rule.n_nodes.sum()),
-    }
-    timing = {
-        **timing,
-        "rule_seconds": ruled - started,
-        "random_effects_seconds": finished - drawn_at,
-    }
-    return posterior, stats, checks, timing
-
-
-def _sample_pymc(spec, priors, data, rule: QuadratureRule, settings, seed: int):
-    """:func:`sample_marginal` with PyMC's own NUTS (``sampler="pymc"``)."""
-    from asuc_bayes.inference.population.model import INIT_LOG10_HAZARD_AT_REF
-    from asuc_bayes.inference.population.sampling import pymc_trace
-
-    started = time.perf_counter()
-    model = build_marginal_model(spec, priors, rule.model_data(data))
-    compiled_at = time.perf_counter()
-    initvals = {"tte_log10_hazard_at_ref": INIT_LOG10_HAZARD_AT_REF}
-    trace = pymc_trace(model, settings, seed, initvals)
-    return trace_result(trace, started, compiled_at, time.perf_counter())

@@ -126,7 +126,7 @@ def fit_population(
     priors = spec.priors(prior)
     data = CohortData.from_patients(patients, spec.pk.default_infusion_duration_day)
     if method == "marginal":
-        from asuc_bayes.inference.population_marginal import fit_marginal
+        from asuc_bayes.inference.population_marginal_fit import fit_marginal
 
         posterior, stats, checks, timing = fit_marginal(spec, priors, data, settings, random_seed)
         checks = {**convergence(posterior, int(stats["diverging"].sum()), GATED), **checks}

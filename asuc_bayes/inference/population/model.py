@@ -351,7 +351,7 @@ def prepare_population_model(
     is sampling only."""
     priors = spec.priors(prior)
     if method == "marginal":  # one compilation serves every cohort size
-        from asuc_bayes.inference.population_marginal import prepare_marginal_model
+        from asuc_bayes.inference.population_marginal_fit import prepare_marginal_model
 
         prepare_marginal_model(spec, priors)
         return
