@@ -471,6 +471,40 @@ def test_node_likelihood_from_sufficient_statistics_equals_the_records(spec, dat
     assert SubjectNodes.all_of(pairs, rule.n_nodes) is None
 
 
+def test_the_scale_family_checks_refuse_a_form_that_is_not_one(monkeypatch):
+    """The sufficient statistics and the censored Op are used only where the residual form's
+    own terms equal them on the data (at two σ): a form whose terms differ by 1e-6 is kept
+    as (observation, node) pairs."""
+    import asuc_bayes.inference.population_marginal as marginal
+
+    y, f = np.array([2.0, 30.0]), np.array([3.0, 20.0])
+    censored = np.array([[1.0, 1.0, 3.0], [30.0, -1.0, 20.0], [0.5, 1.0, 1e-3]])
+    assert marginal._is_scale_family("proportional", y, f)
+    assert marginal._scaled_censored("proportional", censored) is not None
+    real = marginal.legacy_residual
+
+    class Shifted:
+        def __init__(self, form):
+            self.form = form
+
+        def __getattr__(self, name):
+            return getattr(self.form, name)
+
+        def log_density(self, *args):
+            return self.form.log_density(*args) + 1e-6
+
+        def log_censored(self, *args):
+            return self.form.log_censored(*args) + 1e-6
+
+    def shifted(form, sd):
+        residual, sigma = real(form, sd)
+        return Shifted(residual), sigma
+
+    monkeypatch.setattr(marginal, "legacy_residual", shifted)
+    assert not marginal._is_scale_family("proportional", y, f)
+    assert marginal._scaled_censored("proportional", censored) is None
+
+
 def test_observation_terms_split_by_kind_equal_the_elementwise_choice(spec):
     """The NumPy evaluation that computes each record's own term only (one flag per record)
     equals the choice between both terms for every record (flags broadcast to the full

@@ -64,7 +64,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.special import log_ndtr, logsumexp
+from scipy.special import logsumexp
 
 from asuc_bayes.data.dataset import BELOW_LLOQ, MEASURED
 from asuc_bayes.pk import kernels
@@ -586,18 +586,22 @@ def _is_scale_family(residual_form: str, y: np.ndarray, f: np.ndarray) -> bool:
 
 def _scaled_censored(residual_form: str, censored: np.ndarray) -> np.ndarray | None:
     """c = s·z(limit, f; σ = 1) of each censored (record, node) pair (``censored``: limit,
-    sign, prediction), when the M3 term is ln Φ(c/σ) (scale families, checked numerically at
-    two σ on these pairs): the pairs then enter the graph through
-    :func:`asuc_bayes.graphs.censored_ops.censored_terms`. ``None`` otherwise."""
+    sign, prediction), when the M3 term is ln Φ(c/σ) (scale families): the pairs then enter
+    the graph through :func:`asuc_bayes.graphs.censored_ops.censored_terms`. ``None``
+    otherwise. Checked numerically at two σ on these pairs: the residual form's own M3 terms
+    against the Op's kernel (its own ln Φ, so the check also covers that second copy)."""
+    from asuc_bayes.graphs.censored_ops import censored_terms_kernel
+
     if len(censored) == 0:
         return None
     limit, sign, f = censored[:, 0], censored[:, 1], censored[:, 2]
     form, unit = legacy_residual(residual_form, 1.0)
     scaled = sign * form.z(limit, np.maximum(f, PREDICTION_FLOOR_MG_L), unit, np)
+    pair = np.arange(len(scaled))
     agrees = _agrees_at_two_scales(
         residual_form,
         lambda sigma: form.log_censored(limit, f, sigma, sign, np),
-        lambda sd: log_ndtr(scaled / sd),
+        lambda sd: censored_terms_kernel(sd, scaled, pair, len(scaled))[0],
     )
     return scaled if agrees else None
 
