@@ -451,9 +451,10 @@ def test_per_node_sufficient_statistics_equal_the_pairs(spec, data, rule, monkey
 def test_node_likelihood_from_sufficient_statistics_equals_the_records(spec, data, rule):
     """Each subject's nodes' ln p(y, t, d | node) per population draw from the marginal
     model's per-node data (sufficient statistics, censored pairs' c, outcome data) equals the
-    subject's records evaluated at the nodes, for several draws at once; a residual form
-    kept as pairs gives no node data (the η draws then use the records)."""
-    from asuc_bayes.inference.population_effects import SubjectNodes
+    subject's records evaluated at the nodes, for several draws at once, and so does the
+    random-effect density gathered from the axes; a residual form kept as pairs gives no node
+    data (the η draws then use the records)."""
+    from asuc_bayes.inference.population_effects import SubjectNodes, _node_log_prior
     from asuc_bayes.inference.population_marginal import stack_points
 
     values = rule.model_data(data)
@@ -467,6 +468,9 @@ def test_node_likelihood_from_sufficient_statistics_equals_the_records(spec, dat
         got = nodes[i].log_likelihood(spec, point)
         assert got.shape == want.shape == (5, rule.n_nodes[i])
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+        prior = subject.log_prior(spec, point, *rule.subjects[i].nodes())
+        on_axes = _node_log_prior(spec, subject, rule.subjects[i], point)
+        np.testing.assert_allclose(on_axes, prior, rtol=1e-12, atol=1e-12)
     pairs = dict(values, measured_node=np.array([0]))
     assert SubjectNodes.all_of(pairs, rule.n_nodes) is None
 

@@ -158,6 +158,18 @@ def _cell_log_density(rule: SubjectRule, log_p: np.ndarray, log_cl, log_v) -> np
     return np.where(node >= 0, share, -np.inf) - math.log(rule.step[0] * rule.step[1])
 
 
+def _node_log_prior(spec, subject: SubjectData, rule: SubjectRule, point) -> np.ndarray:
+    """The random-effect density at the rule's nodes (draw, node): N(ln CL; μ_CL, ω²_CL) on
+    the ln CL axis plus N(ln V; μ_V, ω²_V) on the ln V axis, each evaluated once per axis
+    node and gathered (a node count's worth of work instead of the density at every node)."""
+    axis_cl, axis_v = rule.axes()
+    mu_cl, mu_v = log_typical_values(spec, point, subject.weight_kg, subject.crp_mg_l)
+    on_cl = _normal_logpdf(axis_cl - mu_cl, point.omega_cl, np)
+    on_v = _normal_logpdf(axis_v - mu_v, point.omega_v, np)
+    j = rule.index
+    return on_cl[..., j[:, 0]] + on_v[..., j[:, 1]]
+
+
 def _draw_subject(
     spec,
     subject: SubjectData,
@@ -178,9 +190,7 @@ def _draw_subject(
     if nodes is None:
         node_terms = subject.log_density(spec, point, log_cl, log_v)  # (draw, node)
     else:
-        node_terms = subject.log_prior(spec, point, log_cl, log_v) + nodes.log_likelihood(
-            spec, point
-        )
+        node_terms = _node_log_prior(spec, subject, rule, point) + nodes.log_likelihood(spec, point)
     log_p = node_terms - logsumexp(node_terms, axis=1, keepdims=True)
     cells = _sample_cells(log_p, n_proposals, rng)  # (draw, proposal)
     jitter = rule.step * (rng.random((*cells.shape, 2)) - 0.5)
