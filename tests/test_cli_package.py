@@ -76,11 +76,13 @@ def _fit_args(*extra: str):
 
 
 def test_fit_help_states_the_library_fit_defaults():
-    """The help texts of fit spell the library popPK fit's defaults out; they must be the
-    defaults of LibraryFitSettings, not a stale copy."""
+    """The help texts of fit spell the library popPK fit's and the marginal fit's defaults
+    out; they must be the defaults of LibraryFitSettings and default_settings("marginal"),
+    not a stale copy."""
     import argparse
 
     from asuc_bayes.inference.library_population import LibraryFitSettings
+    from asuc_bayes.inference.population import default_settings
 
     defaults = LibraryFitSettings()
     parser = build_parser()
@@ -92,6 +94,12 @@ def test_fit_help_states_the_library_fit_defaults():
     helps = {a.dest: a.help for a in fit._actions}
     stated = f"{defaults.draws} draws after {defaults.tune}, {defaults.target_accept:g}"
     assert stated in helps["method"]
+    marginal = default_settings("marginal")
+    stated = (
+        f"({marginal.draws} draws after {marginal.tune} tuning steps, target acceptance "
+        f"{marginal.target_accept:g}, low-rank mass matrix)"
+    )
+    assert marginal.adaptation == "low_rank" and stated in " ".join(helps["method"].split())
     assert f"{defaults.draws} for a library popPK fit" in helps["draws"]
     assert f"{defaults.target_accept:g} for a library popPK fit" in helps["target_accept"]
 

@@ -1,12 +1,11 @@
 """Each subject's random effects, drawn exactly given each population draw of a marginal fit.
 
-For every posterior draw φ each subject's (η_CL, η_V) is
-drawn from its conditional posterior p(η_i | y_i, t_i, d_i, φ) by sampling-importance
-resampling: :data:`N_PROPOSALS` proposals from an equal mixture of the rule's cells (a cell
-chosen with its node's share of the integrand at φ, a uniform point inside it) and the
-random-effect density N(μ_i, ω²) itself, weighted by the exact conditional density over the
-mixture density, one kept ∝ its weight. The Kish effective sample size of the weights is
-reported (``diagnostics_importance_ess_min``).
+For every posterior draw φ each subject's (η_CL, η_V) is drawn from its conditional posterior
+p(η_i | y_i, t_i, d_i, φ) by sampling-importance resampling: :data:`N_PROPOSALS` proposals
+from an equal mixture of the rule's cells (a cell chosen with its node's share of the
+integrand at φ, a uniform point inside it) and the random-effect density N(μ_i, ω²) itself,
+weighted by the exact conditional density over the mixture density, one kept ∝ its weight.
+The Kish effective sample size of the weights is reported (``diagnostics_importance_ess_min``).
 
 The integrand at the rule's nodes comes from the marginal model's own per-node data
 (:class:`SubjectNodes`: the sufficient statistics of the measured records, the censored pairs'

@@ -323,14 +323,14 @@ def _refuse_steady_state(patients) -> None:
 
 def default_settings(method: str = DEFAULT_METHOD, **overrides) -> PopulationSettings:
     """The sampler settings of a fit ``method`` (4 chains; the marginal model's ~10
-    parameters 1000 draws after 500 tuning steps at target acceptance 0.95 with nutpie's
+    parameters 1000 draws after 300 tuning steps at target acceptance 0.95 with nutpie's
     low-rank mass matrix, the full model 1000 + 1000 at 0.995 with a diagonal one), with
     ``overrides`` (``None`` values ignored).
 
     Examples
     --------
     >>> default_settings("marginal").tune, default_settings("joint", draws=200).draws
-    (500, 200)
+    (300, 200)
     """
     base = {}
     overrides = {k: v for k, v in overrides.items() if v is not None}

@@ -114,7 +114,7 @@ def fit_population(
         ``two_stage`` (see :mod:`asuc_bayes.inference.population.model`).
     settings
         Sampler settings (by default :func:`default_settings` of the method: 4 chains, the
-        marginal fit 1000 draws after 500 tuning steps with a low-rank mass matrix, the
+        marginal fit 1000 draws after 300 tuning steps with a low-rank mass matrix, the
         others 1000 after 1000 with a diagonal one).
     random_seed
         Seed of the sampler.
