@@ -7,10 +7,12 @@ Target of the issue: a 72-patient joint fit (4 chains x 1000 draws) in <= 2 minu
 Usage: ``python benchmarks/bench_population.py [--cohorts 8] [--n 72] [--skip-pymc] [--out
 results.json]``; the gates study of the default fit: ``python benchmarks/bench_population.py
 --gates --sizes 72 120 300 --cohorts 10 [--full-cohorts 1] [--method marginal]
-[--no-cancelled-infusions] [--tune 300] [--out gates.json]``:
+[--no-cancelled-infusions] [--tune 300] [--draws 500] [--out gates.json]``:
 fits ``--cohorts`` simulated cohorts of each size with the default method (or ``--method``;
-``--tune``: its warm-up draws per chain) and counts those passing every gate (R-hat <= 1.01,
-bulk ESS >= 400 over the population parameters and every eta, no divergence), with times;
+``--tune`` and ``--draws``: its warm-up and kept draws per chain; each line also counts the
+leapfrog steps of the kept draws, a cost the machine's load does not change) and counts
+those passing every gate (R-hat <= 1.01, bulk ESS >= 400 over the population parameters and
+every eta, no divergence), with times;
 in the same run fits ``--full-cohorts`` of them with plain PyMC NUTS on the full model
 (``method="joint"``, ``sampler="pymc"``) and with nutpie on the full model. Cohorts are
 simulated with ``simulate_cohort`` (seeds 1, 2, ...) from the model file's point estimates and
@@ -77,6 +79,12 @@ def main() -> None:
         type=int,
         default=None,
         help="gates study: warm-up draws per chain (default: the method's default)",
+    )
+    parser.add_argument(
+        "--draws",
+        type=int,
+        default=None,
+        help="gates study: kept draws per chain (default: the method's default)",
     )
     args = parser.parse_args()
     spec = load_model()
@@ -189,6 +197,15 @@ def _load() -> float:
         return float(handle.read().split()[0])
 
 
+def _leapfrog_steps(fit) -> int:
+    """Leapfrog steps of the kept draws over all chains (-1 when the sampler did not record
+    them)."""
+    stats = fit.tree.children.get("sample_stats")
+    if stats is None or "n_steps" not in stats:
+        return -1
+    return int(stats["n_steps"].sum())
+
+
 def _entry(fit, seconds, seed, truth) -> dict:
     d = fit.diagnostics
     posterior = fit.tree["posterior"]
@@ -205,6 +222,8 @@ def _entry(fit, seconds, seed, truth) -> dict:
         "seed": seed,
         "seconds": seconds,
         "load": _load(),
+        "draws": int(posterior.sizes["chain"] * posterior.sizes["draw"]),
+        "leapfrog_steps": _leapfrog_steps(fit),
         "means": {name: float(posterior[name].mean()) for name in PARAMETER_NAMES},
         "covered_90": covered,
         **{k: v for k, v in d.items() if isinstance(v, (int, float, str))},
@@ -220,9 +239,9 @@ def gates_study(spec, args, truth) -> dict:
             design = CohortDesign(infusions_stop_at_colectomy=not args.no_cancelled_infusions)
             cohort = simulate_cohort(spec, n, random_seed=1000 * n + seed, design=design)
             method = {"method": args.method} if args.method else {}
-            if args.tune is not None:
+            if args.tune is not None or args.draws is not None:
                 chosen = args.method or DEFAULT_METHOD
-                method["settings"] = default_settings(chosen, tune=args.tune)
+                method["settings"] = default_settings(chosen, tune=args.tune, draws=args.draws)
             fit, seconds = timed_fit(cohort, spec, random_seed=seed, **method)
             entry = _entry(fit, seconds, 1000 * n + seed, truth)
             fits.append(entry)
@@ -237,7 +256,8 @@ def gates_study(spec, args, truth) -> dict:
                 if key in entry
             )
             print(
-                f"n={n} cohort {seed}: {seconds:.0f} s ({times}), "
+                f"n={n} cohort {seed}: {seconds:.0f} s ({times}), {entry['draws']} draws, "
+                f"{entry['leapfrog_steps']} leapfrog steps, "
                 f"R-hat {entry['rhat_max']:.4f} ({entry['rhat_max_at']}), ESS "
                 f"{entry['ess_bulk_min']:.0f} ({entry['ess_bulk_min_at']}), "
                 f"{entry['divergences']} div, importance ESS min "

@@ -15,6 +15,7 @@ from asuc_bayes.inference.population_effects import draw_random_effects
 from asuc_bayes.inference.population_marginal import (
     MarginalPoint,
     SubjectData,
+    _graph_data,
     _rule_log_marginal,
     build_marginal_model,
     log_typical_values,
@@ -230,7 +231,7 @@ def test_graph_equals_numpy(spec, data, rule):
     import pytensor.tensor as pt
 
     point = random_points(spec, 1, seed=8)[0]
-    values = rule.model_data(data)
+    values = _graph_data(rule.model_data(data))
     symbolic = MarginalPoint(*(pt.as_tensor_variable(np.float64(v)) for v in vars(point).values()))
     got = _rule_log_marginal(
         spec, symbolic, {k: pt.as_tensor_variable(v) for k, v in values.items()}, pt

@@ -124,7 +124,7 @@ class SubjectNodes:
         censored = censored_terms_per_scale(
             residual_sd[:, 0], self.scaled_censored, self.scaled_node, len(node)
         )
-        return outcome + _stats_log_likelihood(residual_sd, self.node_stats) + censored
+        return outcome + _stats_log_likelihood(residual_sd, *self.node_stats.T) + censored
 
 
 def _sample_cells(log_p: np.ndarray, n: int, rng) -> np.ndarray:

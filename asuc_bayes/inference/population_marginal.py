@@ -898,31 +898,27 @@ def quadrature_rule(
     )
 
 
-def _stats_log_likelihood(residual_sd, stats, xp=np):
+def _stats_log_likelihood(residual_sd, sum_squares, sum_log_scale, count, xp=np):
     """Σ_j ln p(y_j | f_kj, σ) of each node's measured records from its sufficient statistics
-    (``stats``: Σ g², Σ h, count; :meth:`QuadratureRule.model_data`): −½ G/σ² − m ln σ − H −
-    m ln √(2π) (broadcast against ``residual_sd``)."""
+    (:meth:`QuadratureRule.model_data`, ``node_stats``: Σ g², Σ h, count):
+    −½ G/σ² − m ln σ − H − m ln √(2π) (broadcast against ``residual_sd``)."""
     return -(
-        0.5 * stats[:, 0] / residual_sd**2
-        + stats[:, 2] * (xp.log(residual_sd) + 0.5 * math.log(2 * math.pi))
-        + stats[:, 1]
+        0.5 * sum_squares / residual_sd**2
+        + count * (xp.log(residual_sd) + 0.5 * math.log(2 * math.pi))
+        + sum_log_scale
     )
 
 
 def _rule_log_marginal(spec, point: MarginalPoint, rule: dict, xp=np):
-    """ln p(y_i, t_i, d_i | φ) by the rule (``rule``: :meth:`QuadratureRule.model_data`):
-    per subject (subject,) over NumPy, their sum over PyTensor."""
+    """ln p(y_i, t_i, d_i | φ) by the rule (``rule``: :func:`_graph_data` of
+    :meth:`QuadratureRule.model_data`, its tables column by column): per subject (subject,)
+    over NumPy, their sum over PyTensor."""
     node, subject = rule["node_data"], rule["subject_data"]
-    mu_cl, mu_v = log_typical_values(spec, point, subject[:, 0], subject[:, 1], xp)
+    mu_cl, mu_v = log_typical_values(spec, point, subject[0], subject[1], xp)
     axis = rule["axis_data"]
-    axis_subject, axis_dim = rule["axis_subject"][:, 0], rule["axis_subject"][:, 1]
+    axis_subject, axis_dim = rule["axis_subject"][0], rule["axis_subject"][1]
     log_t = axis_log_weights(
-        axis[:, 0],
-        axis[:, 1],
-        axis[:, 2],
-        axis[:, 3],
-        axis[:, 4],
-        axis[:, 5],
+        *(axis[k] for k in range(6)),
         xp.where(axis_dim < 1, mu_cl[axis_subject], mu_v[axis_subject]),
         xp.where(axis_dim < 1, point.omega_cl, point.omega_v),
         xp,
@@ -930,16 +926,17 @@ def _rule_log_marginal(spec, point: MarginalPoint, rule: dict, xp=np):
     )
     node_axis = rule["node_axis"]
     terms = (
-        node[:, 0]
-        + log_t[node_axis[:, 0]]
-        + log_t[node_axis[:, 1]]
-        + outcome_log_likelihood(spec, point, node[:, 1], node[:, 2], node[:, 3], xp, node[:, 4])
+        node[0]
+        + log_t[node_axis[0]]
+        + log_t[node_axis[1]]
+        + outcome_log_likelihood(spec, point, node[1], node[2], node[3], xp, node[4])
     )
     form, sigma = legacy_residual(spec.pk.residual_form, point.residual_sd)
-    terms = terms + _stats_log_likelihood(point.residual_sd, rule["node_stats"], xp)
+    stats = rule["node_stats"]
+    terms = terms + _stats_log_likelihood(point.residual_sd, stats[0], stats[1], stats[2], xp)
     measured, censored = rule["measured_data"], rule["censored_data"]
-    density = form.log_density(measured[:, 0], measured[:, 1], sigma, xp)
-    m3 = form.log_censored(censored[:, 0], censored[:, 2], sigma, censored[:, 1], xp)
+    density = form.log_density(measured[0], measured[1], sigma, xp)
+    m3 = form.log_censored(censored[0], censored[2], sigma, censored[1], xp)
     if xp is np:
         from asuc_bayes.graphs.censored_ops import censored_terms_kernel
         from asuc_bayes.graphs.segment_ops import segment_logsumexp_kernel
@@ -969,16 +966,23 @@ def subject_log_marginal(spec: ModelSpec, point: MarginalPoint, data, rule: Quad
 
     The same function, over ``pytensor.tensor``, is the marginal model's likelihood.
     """
-    return _rule_log_marginal(spec, point, rule.model_data(data))
+    return _rule_log_marginal(spec, point, _graph_data(rule.model_data(data)))
 
 
 # -- the model and its sampling ------------------------------------------------------------
 
 
 def _graph_data(values: dict) -> dict:
-    """The model data the graph reads: not ``node_subject`` (the log-sum-exp runs over each
-    subject's segment of nodes, ``node_start``)."""
-    return {name: value for name, value in values.items() if name != "node_subject"}
+    """The model data the likelihood reads (:meth:`QuadratureRule.model_data`): not
+    ``node_subject`` (the log-sum-exp runs over each subject's segment of nodes,
+    ``node_start``), and every table column by column (row k of the result is column k of
+    the table), so that each column the graph reads is contiguous memory: one log density +
+    gradient at 120 subjects is ~1.13× cheaper than with strided columns (README, "Speed")."""
+    return {
+        name: np.ascontiguousarray(value.T) if value.ndim == 2 else value
+        for name, value in values.items()
+        if name != "node_subject"
+    }
 
 
 def build_marginal_model(spec: ModelSpec, priors: PopulationPriors, values: dict):
