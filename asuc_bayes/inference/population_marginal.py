@@ -90,6 +90,9 @@ __all__ = [
 #: Sampler settings of a marginal fit when none are given: ~10 parameters need fewer draws
 #: and a lower target acceptance than the full model (README, "Population model": bulk ESS
 #: min 1135 from 4 × 500 draws on the 40-subject test cohort, ~1600 from 4 × 1000 at 72-120).
+#: 4 × 500 with the low-rank matrix passed the gates on 10/10 cohorts at 72 subjects but 9/10
+#: at 120 (R-hat 1.0107 at ω_V; 1.0035 with 1000), so 1000 stays
+#: (``benchmarks/results/population-marginal-2026-12-07-draws-500.txt``).
 MARGINAL_DRAWS = 1000
 #: Warm-up draws per chain: 300 since 2026-12-07 (500 before). Same cohort 120001, rule and
 #: seed with the low-rank matrix: 500 took 24 011 warm-up + 33 300 sampling leapfrog steps,
