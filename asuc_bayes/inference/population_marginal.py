@@ -980,7 +980,8 @@ def _graph_data(values: dict) -> dict:
     ``node_subject`` (the log-sum-exp runs over each subject's segment of nodes,
     ``node_start``), and every table column by column (row k of the result is column k of
     the table), so that each column the graph reads is contiguous memory: one log density +
-    gradient at 120 subjects is ~1.13× cheaper than with strided columns (README, "Speed")."""
+    gradient at 120 subjects was 1.05–1.18× cheaper than with strided columns on a quiet
+    machine and 1.2–1.7× under load (README, "Population model")."""
     return {
         name: np.ascontiguousarray(value.T) if value.ndim == 2 else value
         for name, value in values.items()
