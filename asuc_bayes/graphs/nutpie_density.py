@@ -53,12 +53,19 @@ pytensor = lazy_module("pytensor")
 pt = lazy_module("pytensor.tensor")
 
 __all__ = [
+    "EXPAND_SIGNATURE",
     "INPUT_LAYOUT",
+    "LOGP_CALLBACK_TAIL",
+    "LOGP_SIGNATURE",
     "CachedDensity",
+    "NutpieCallbackSampler",
+    "cache_dir",
+    "callback_from_source",
     "eta_density",
     "eta_from_whitened",
     "pack_data",
     "sampler_density",
+    "transform_adapter",
 ]
 
 #: (data name, kind): the order of the flat data buffer after its three-entry header
@@ -87,6 +94,21 @@ _COUNTS = {"dose": "n_dose", "obs": "n_obs", "special": "n_special"}
 #: Bump when the generated callback's source or the buffer layout changes meaning.
 CALLBACK_VERSION = 4  # 2: censoring codes in the buffer; 3: compiled without fast-math;
 # 4: doses at steady state or cut by a reset in the buffer (a third count in the header)
+
+
+#: The last lines of a log density callback's source, after ``value, gradient = inner(...)``:
+#: nutpie's return codes (0 ok, 1 an error, 3 a non-finite gradient, 4 a non-finite value).
+LOGP_CALLBACK_TAIL = (
+    "        logp[()] = value[()]",
+    "        out[...] = gradient",
+    "        if not np.all(np.isfinite(out)):",
+    "            return 3",
+    "        if not np.isfinite(value[()]):",
+    "            return 4",
+    "    except Exception:  # noqa: BLE001",
+    "        return 1",
+    "    return 0",
+)
 
 
 def _callback_source(function_name: str) -> str:
@@ -118,15 +140,7 @@ def _callback_source(function_name: str) -> str:
         "        out = numba.carray(out_, (2,))",
         "        logp = numba.carray(logp_, ())",
         f"        value, gradient = inner(x, {', '.join(arguments)})",
-        "        logp[()] = value[()]",
-        "        out[...] = gradient",
-        "        if not np.all(np.isfinite(out)):",
-        "            return 3",
-        "        if not np.isfinite(value[()]):",
-        "            return 4",
-        "    except Exception:  # noqa: BLE001",
-        "        return 1",
-        "    return 0",
+        *LOGP_CALLBACK_TAIL,
     ]
     return "\n".join(lines) + "\n"
 
@@ -247,7 +261,7 @@ if _CallbackCacheLocator not in CacheImpl._locator_classes:
     CacheImpl._locator_classes.insert(0, _CallbackCacheLocator)
 
 
-def _callback_from_source(source: str, function_name: str, environment: dict, cache_key: str):
+def callback_from_source(source: str, function_name: str, environment: dict, cache_key: str):
     """The Python function defined by ``source``, registered for caching under ``cache_key``
     (what PyTensor's ``compile_numba_function_src`` does, without importing PyTensor)."""
     exec(compile(source, "<asuc_bayes callback>", "exec"), environment)
@@ -256,9 +270,18 @@ def _callback_from_source(source: str, function_name: str, environment: dict, ca
     return function
 
 
-_LOGP_SIGNATURE = numba.types.int64(
+#: nutpie's log density callback: (dim, x, gradient out, value out, user data) -> status.
+LOGP_SIGNATURE = numba.types.int64(
     numba.types.uint64,
     numba.types.CPointer(numba.types.double),
+    numba.types.CPointer(numba.types.double),
+    numba.types.CPointer(numba.types.double),
+    numba.types.voidptr,
+)
+#: nutpie's expansion callback: (dim, expanded, x, out, user data) -> status.
+EXPAND_SIGNATURE = numba.types.int64(
+    numba.types.uint64,
+    numba.types.uint64,
     numba.types.CPointer(numba.types.double),
     numba.types.CPointer(numba.types.double),
     numba.types.voidptr,
@@ -297,9 +320,9 @@ class CachedDensity:
             "|".join([name, key, source, str(CALLBACK_VERSION), _graph_sources_digest()]).encode()
         ).hexdigest()
         environment = {"inner": None, "np": np, "numba": numba, "__name__": __name__}
-        callback = _callback_from_source(source, function_name, environment, self.cache_key)
+        callback = callback_from_source(source, function_name, environment, self.cache_key)
         try:  # a cache hit never looks at ``inner``
-            self.cfunc = numba.cfunc(_LOGP_SIGNATURE, cache=True)(callback)
+            self.cfunc = numba.cfunc(LOGP_SIGNATURE, cache=True)(callback)
         except TypingError:  # cache miss: compile the graph, then the callback
             reproducible_numba()
             value, logp = build()
@@ -311,7 +334,7 @@ class CachedDensity:
             with warnings.catch_warnings():
                 # Uncacheable graph (dynamic globals): it still works, compiled per process.
                 warnings.filterwarnings("ignore", message="Cannot cache compiled function")
-                self.cfunc = numba.cfunc(_LOGP_SIGNATURE, cache=True)(callback)
+                self.cfunc = numba.cfunc(LOGP_SIGNATURE, cache=True)(callback)
         self.loaded_from_cache = bool(self.cfunc.cache_hits)
         pointer = ctypes.c_void_p
         self._call = ctypes.CFUNCTYPE(
@@ -378,15 +401,8 @@ def _identity_expand():
     """C callback copying the whitened point to the stored draw (η is derived afterwards)."""
     global _IDENTITY_EXPAND
     if _IDENTITY_EXPAND is None:
-        signature = numba.types.int64(
-            numba.types.uint64,
-            numba.types.uint64,
-            numba.types.CPointer(numba.types.double),
-            numba.types.CPointer(numba.types.double),
-            numba.types.voidptr,
-        )
 
-        @numba.cfunc(signature, cache=True)
+        @numba.cfunc(EXPAND_SIGNATURE, cache=True)
         def expand(dim, expanded, x_, out_, user_data_):  # pragma: no cover - compiled
             if dim != 2 or expanded != 2:
                 return -1
@@ -399,8 +415,35 @@ def _identity_expand():
     return _IDENTITY_EXPAND
 
 
+class NutpieCallbackSampler:
+    """nutpie's sampler over a compiled model's ``_make_model`` (its ``CompiledModel``
+    protocol): the part every callback model shares."""
+
+    def _make_sampler(
+        self, settings, init_mean, cores, progress_type, extra_callback, extra_callback_rate, store
+    ):
+        from nutpie import _lib
+
+        return _lib.PySampler.from_pymc(
+            settings,
+            cores,
+            self._make_model(init_mean),
+            progress_type,
+            extra_callback,
+            extra_callback_rate,
+            store,
+        )
+
+
+def transform_adapter(*args, **kwargs):
+    """nutpie's transform adapter without a log density function of its own."""
+    from nutpie.transform_adapter import make_transform_adapter
+
+    return make_transform_adapter()(*args, **kwargs, logp_fn=None)
+
+
 @dataclass(frozen=True)
-class CallbackModel:
+class CallbackModel(NutpieCallbackSampler):
     """A nutpie ``CompiledModel`` over :class:`CachedDensity` with one patient's buffer.
 
     Draws are stored as ``eta_whitened`` (dims ``random_effect``).
@@ -426,21 +469,6 @@ class CallbackModel:
     def with_data(self, **data) -> CallbackModel:
         return dataclasses.replace(self, user_data=pack_data(data))
 
-    def _make_sampler(
-        self, settings, init_mean, cores, progress_type, extra_callback, extra_callback_rate, store
-    ):
-        from nutpie import _lib
-
-        return _lib.PySampler.from_pymc(
-            settings,
-            cores,
-            self._make_model(init_mean),
-            progress_type,
-            extra_callback,
-            extra_callback_rate,
-            store,
-        )
-
     def _make_model(self, init_mean):
         import pandas as pd
         from nutpie import _lib
@@ -453,11 +481,6 @@ class CallbackModel:
             ["eta_whitened"], ["float64"], [(2,)], sizes, {"eta_whitened": ("random_effect",)}
         )
 
-        def make_adapter(*args, **kwargs):
-            from nutpie.transform_adapter import make_transform_adapter
-
-            return make_transform_adapter()(*args, **kwargs, logp_fn=None)
-
         return _lib.PyMcModel(
-            logp, expand, variables, 2, sizes, coords, _initial_point, make_adapter
+            logp, expand, variables, 2, sizes, coords, _initial_point, transform_adapter
         )

@@ -23,17 +23,18 @@ _COMPILED: dict[tuple, Any] = {}
 
 
 def _compiled(spec: ModelSpec, priors: PopulationPriors, values: dict):
-    """nutpie's compiled marginal model (cached per process: one compilation serves every
-    cohort of any size), with ``values`` bound."""
-    from asuc_bayes.inference.population.model import INIT_LOG10_HAZARD_AT_REF, compile_jittered
+    """nutpie's compiled marginal model with ``values`` bound: disk-cached C callbacks
+    (:mod:`asuc_bayes.inference.population_marginal_callback`; one compilation serves every
+    cohort of any size and every later process), loaded once per process."""
+    from asuc_bayes.inference.population.model import INIT_LOG10_HAZARD_AT_REF
+    from asuc_bayes.inference.population_marginal_callback import MarginalCallbacks
 
     key = (repr(spec), priors)
+    graph_values = _graph_data(values)
     if key not in _COMPILED:
-        model = build_marginal_model(spec, priors, values)
-        _COMPILED[key] = compile_jittered(
-            model, {"tte_log10_hazard_at_ref": INIT_LOG10_HAZARD_AT_REF}
-        )
-    return _COMPILED[key].with_data(**_graph_data(values))
+        initial = {"tte_log10_hazard_at_ref": INIT_LOG10_HAZARD_AT_REF}
+        _COMPILED[key] = MarginalCallbacks(spec, priors, values, initial)
+    return _COMPILED[key].model(graph_values)
 
 
 def prepare_marginal_model(spec: ModelSpec, priors: PopulationPriors) -> None:
