@@ -86,6 +86,12 @@ def main() -> None:
         default=None,
         help="gates study: kept draws per chain (default: the method's default)",
     )
+    parser.add_argument(
+        "--target-accept",
+        type=float,
+        default=None,
+        help="gates study: NUTS target acceptance (default: the method's default)",
+    )
     args = parser.parse_args()
     spec = load_model()
     truth = point_values(spec)
@@ -239,9 +245,14 @@ def gates_study(spec, args, truth) -> dict:
             design = CohortDesign(infusions_stop_at_colectomy=not args.no_cancelled_infusions)
             cohort = simulate_cohort(spec, n, random_seed=1000 * n + seed, design=design)
             method = {"method": args.method} if args.method else {}
-            if args.tune is not None or args.draws is not None:
+            chosen_settings = {
+                "tune": args.tune,
+                "draws": args.draws,
+                "target_accept": args.target_accept,
+            }
+            if any(value is not None for value in chosen_settings.values()):
                 chosen = args.method or DEFAULT_METHOD
-                method["settings"] = default_settings(chosen, tune=args.tune, draws=args.draws)
+                method["settings"] = default_settings(chosen, **chosen_settings)
             fit, seconds = timed_fit(cohort, spec, random_seed=seed, **method)
             entry = _entry(fit, seconds, 1000 * n + seed, truth)
             fits.append(entry)
