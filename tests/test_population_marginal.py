@@ -325,7 +325,7 @@ def test_the_default_method_is_marginal_everywhere(spec):
 def test_default_settings_per_method():
     from asuc_bayes.inference.population import default_settings
 
-    assert default_settings("marginal").target_accept == 0.95
+    assert default_settings("marginal").target_accept == 0.8
     assert default_settings("joint").target_accept == 0.995
     assert default_settings("marginal", draws=None, chains=3).chains == 3
     assert default_settings("marginal").adaptation == "low_rank"

@@ -323,7 +323,7 @@ def _refuse_steady_state(patients) -> None:
 
 def default_settings(method: str = DEFAULT_METHOD, **overrides) -> PopulationSettings:
     """The sampler settings of a fit ``method`` (4 chains; the marginal model's ~10
-    parameters 1000 draws after 300 tuning steps at target acceptance 0.95 with nutpie's
+    parameters 1000 draws after 300 tuning steps at target acceptance 0.8 with nutpie's
     low-rank mass matrix, the full model 1000 + 1000 at 0.995 with a diagonal one), with
     ``overrides`` (``None`` values ignored).
 

@@ -112,7 +112,7 @@ def add_sampling_options(parser: argparse.ArgumentParser, population: bool = Fal
         type=float,
         default=0.95,
         help=(
-            "NUTS target acceptance (0.95 with --method marginal, 0.99 for a library popPK "
+            "NUTS target acceptance (0.8 with --method marginal, 0.99 for a library popPK "
             "fit, 0.995 otherwise; one run)"
             if population
             else "NUTS target acceptance (0.95; escalated to 0.99 on failure)"
