@@ -134,3 +134,21 @@ def test_pack_rejects_data_outside_the_layout(values):
         pack_marginal_data({**data, "node_axis": data["node_axis"].astype(float)}, 9, 17)
     with pytest.raises(ValueError, match="expected containers"):
         pack_marginal_data({k: v for k, v in data.items() if k != "node_stats"}, 9, 17)
+
+
+def test_unreadable_metadata_is_a_cache_miss(tmp_path, compiled):
+    """A missing, truncated or foreign metadata file makes the callbacks be built again
+    instead of loading callbacks with the wrong names or sizes."""
+    import dataclasses
+    import json
+
+    from asuc_bayes.inference.population_marginal_callback import _read_metadata
+
+    path = tmp_path / "marginal-key.json"
+    assert _read_metadata(path) is None
+    path.write_text('{"n_dim": 9')
+    assert _read_metadata(path) is None
+    path.write_text(json.dumps({"n_dim": 9}))
+    assert _read_metadata(path) is None
+    path.write_text(json.dumps(dataclasses.asdict(compiled.callbacks.metadata)))
+    assert _read_metadata(path) == compiled.callbacks.metadata

@@ -79,7 +79,26 @@ CALLBACK_VERSION = 1
 
 def pack_marginal_data(values: dict[str, np.ndarray], n_dim: int, n_expanded: int) -> np.ndarray:
     """The flat buffer the callbacks read (module docstring) from the model's data
-    ``values`` (:func:`~asuc_bayes.inference.population_marginal._graph_data`)."""
+    ``values`` (:func:`~asuc_bayes.inference.population_marginal._graph_data`).
+
+    Examples
+    --------
+    >>> from asuc_bayes.inference.population import CohortData
+    >>> from asuc_bayes.inference.population_marginal import _graph_data, quadrature_rule
+    >>> from asuc_bayes.spec.config import load_model
+    >>> from asuc_bayes.studies.simulate import simulate_cohort
+    >>> spec = load_model()
+    >>> data = CohortData.from_patients(simulate_cohort(spec, 2, random_seed=1).patients)
+    >>> values = _graph_data(quadrature_rule(spec, data, levels=(5,)).model_data(data))
+    >>> buffer = pack_marginal_data(values, 9, 17)
+    >>> int(buffer[0]) == len(buffer), buffer[1:3].tolist()
+    (True, [9.0, 17.0])
+    >>> node_axis = values["node_axis"]  # int64, read back bit for bit
+    >>> start = HEADER + sum(values[k].size for k, _, _ in MARGINAL_LAYOUT[:3])
+    >>> bool(np.array_equal(buffer[start : start + node_axis.size].view(np.int64),
+    ...                     node_axis.ravel()))
+    True
+    """
     names = {name for name, _, _ in MARGINAL_LAYOUT}
     if set(values) != names:
         raise ValueError(
@@ -259,20 +278,23 @@ class MarginalCallbacks:
         expand_callback = callback_from_source(
             expand_source, expand_name, expand_environment, self.cache_key + "-expand"
         )
-        try:  # a cache hit never looks at ``inner``
-            if not metadata_path.exists():
-                raise TypingError("no metadata")
-            self.metadata = _Metadata(**json.loads(metadata_path.read_text()))
-            self.logp = numba.cfunc(LOGP_SIGNATURE, cache=True)(logp_callback)
-            self.expand = numba.cfunc(EXPAND_SIGNATURE, cache=True)(expand_callback)
-        except TypingError:  # a miss: build and compile, then write the cache
+        self.metadata = _read_metadata(metadata_path)
+        compile_callbacks = lambda: (  # noqa: E731
+            numba.cfunc(LOGP_SIGNATURE, cache=True)(logp_callback),
+            numba.cfunc(EXPAND_SIGNATURE, cache=True)(expand_callback),
+        )
+        if self.metadata is not None:
+            try:  # a cache hit never looks at ``inner`` (None here)
+                self.logp, self.expand = compile_callbacks()
+            except TypingError:  # not in numba's cache
+                self.metadata = None
+        if self.metadata is None:  # a miss: build and compile, then write the cache
             logp_inner, expand_inner, self.metadata = _build(spec, priors, values, initial)
             logp_environment["inner"], expand_environment["inner"] = logp_inner, expand_inner
             with warnings.catch_warnings():
                 # An uncacheable graph or cache directory: it still works, compiled per process.
                 warnings.filterwarnings("ignore", message="Cannot cache compiled function")
-                self.logp = numba.cfunc(LOGP_SIGNATURE, cache=True)(logp_callback)
-                self.expand = numba.cfunc(EXPAND_SIGNATURE, cache=True)(expand_callback)
+                self.logp, self.expand = compile_callbacks()
             _write_json(metadata_path, dataclasses.asdict(self.metadata))
         self.loaded_from_cache = bool(self.logp.cache_hits) and bool(self.expand.cache_hits)
 
@@ -286,6 +308,14 @@ class MarginalCallbacks:
             user_data=pack_marginal_data(values, meta.n_dim, meta.n_expanded),
             reparameterized_names=list(meta.reparameterized_names),
         )
+
+
+def _read_metadata(path) -> _Metadata | None:
+    """The metadata written beside the callbacks; ``None`` if absent or unreadable (a miss)."""
+    try:
+        return _Metadata(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
 
 
 def _write_json(path, content: dict) -> None:
