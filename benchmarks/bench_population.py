@@ -92,6 +92,12 @@ def main() -> None:
         default=None,
         help="gates study: NUTS target acceptance (default: the method's default)",
     )
+    parser.add_argument(
+        "--sampler",
+        choices=("nutpie", "pymc", "imh"),
+        default=None,
+        help="gates study: the sampler (default: the method's default)",
+    )
     args = parser.parse_args()
     spec = load_model()
     truth = point_values(spec)
@@ -203,6 +209,21 @@ def _load() -> float:
         return float(handle.read().split()[0])
 
 
+def _cost(entry: dict) -> str:
+    """The sampler's work: NUTS's leapfrog steps, or the independence sampler's evaluations
+    with its k̂, efficiency and smallest chain acceptance."""
+    if entry.get("sampler_used") != "imh":
+        refused = entry.get("imh_refused")
+        return f"{entry['leapfrog_steps']} leapfrog steps" + (
+            f" (imh refused: {refused})" if refused else ""
+        )
+    return (
+        f"imh {entry['imh_evaluations']} evaluations, k-hat {entry['imh_khat']:.2f}, "
+        f"efficiency {entry['imh_importance_efficiency']:.2f}, "
+        f"acceptance min {entry['imh_acceptance_min']:.2f}"
+    )
+
+
 def _leapfrog_steps(fit) -> int:
     """Leapfrog steps of the kept draws over all chains (-1 when the sampler did not record
     them)."""
@@ -249,6 +270,7 @@ def gates_study(spec, args, truth) -> dict:
                 "tune": args.tune,
                 "draws": args.draws,
                 "target_accept": args.target_accept,
+                "sampler": args.sampler,
             }
             if any(value is not None for value in chosen_settings.values()):
                 chosen = args.method or DEFAULT_METHOD
@@ -268,7 +290,7 @@ def gates_study(spec, args, truth) -> dict:
             )
             print(
                 f"n={n} cohort {seed}: {seconds:.0f} s ({times}), {entry['draws']} draws, "
-                f"{entry['leapfrog_steps']} leapfrog steps, "
+                f"{_cost(entry)}, "
                 f"R-hat {entry['rhat_max']:.4f} ({entry['rhat_max_at']}), ESS "
                 f"{entry['ess_bulk_min']:.0f} ({entry['ess_bulk_min_at']}), "
                 f"{entry['divergences']} div, importance ESS min "

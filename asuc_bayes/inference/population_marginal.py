@@ -78,6 +78,7 @@ __all__ = [
     "HALF_WIDTH",
     "LEVELS",
     "MARGINAL_ADAPTATION",
+    "MARGINAL_SAMPLER",
     "PRIOR_POWER",
     "MarginalPoint",
     "QuadratureRule",
@@ -94,6 +95,11 @@ __all__ = [
 #: at 120 (R-hat 1.0107 at ω_V; 1.0035 with 1000), so 1000 stays
 #: (``benchmarks/results/population-marginal-2026-12-07-draws-500.txt``).
 MARGINAL_DRAWS = 1000
+#: The marginal fit's sampler: independence Metropolis–Hastings from the Laplace approximation
+#: (:mod:`asuc_bayes.inference.population_marginal_imh`), NUTS when that run is refused. Measured
+#: against NUTS in the gates study (README, "Population model",
+#: ``benchmarks/results/population-marginal-2026-12-07-imh.txt``).
+MARGINAL_SAMPLER = "imh"
 #: Warm-up draws per chain: 300 since 2026-12-07 (500 before). Same cohort 120001, rule and
 #: seed with the low-rank matrix: 500 took 24 011 warm-up + 33 300 sampling leapfrog steps,
 #: 300 took 16 527 + 31 200 (bulk ESS min 3054 against 3116), 200 took 12 503 + 32 800;

@@ -5,6 +5,7 @@ NUTS over the population parameters, then each subject's random effects per draw
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from asuc_bayes.inference.fit_tree import trace_result
@@ -47,15 +48,92 @@ def prepare_marginal_model(spec: ModelSpec, priors: PopulationPriors) -> None:
 
 
 def sample_marginal(spec, priors, data, rule: QuadratureRule, settings, seed: int):
-    """NUTS (nutpie) over the population parameters: posterior and sampler statistics
-    (xarray Datasets) and the compile/sampling times."""
+    """The population parameters' posterior: independence Metropolis–Hastings from the
+    Laplace approximation (``settings.sampler`` ``"imh"``,
+    :mod:`asuc_bayes.inference.population_marginal_imh`) when its run is usable and passes
+    the gates on the population parameters, else NUTS (nutpie). Returns the posterior and
+    sampler statistics (xarray Datasets), what the sampler reported (``checks``: the sampler
+    used and, after an independence run, its k̂, efficiency, acceptance and why NUTS was used
+    instead, if it was) and the compile/sampling times."""
     from asuc_bayes.inference.population.sampling import nutpie_trace
 
     started = time.perf_counter()
     compiled = _compiled(spec, priors, rule.model_data(data))
     compiled_at = time.perf_counter()
+    checks: dict[str, Any] = {"sampler_used": "nutpie"}
+    if settings.sampler == "imh":
+        result = _independence(compiled, settings, seed)
+        checks = result.checks
+        if result.posterior is not None:
+            timing = {
+                "compile_seconds": compiled_at - started,
+                "sampling_seconds": time.perf_counter() - compiled_at,
+            }
+            return result.posterior, result.stats, checks, timing
     trace = nutpie_trace(compiled, settings, seed)
-    return trace_result(trace, started, compiled_at, time.perf_counter())
+    posterior, stats, timing = trace_result(trace, started, compiled_at, time.perf_counter())
+    return posterior, stats, checks, timing
+
+
+@dataclass(frozen=True)
+class _IndependenceResult:
+    posterior: Any
+    stats: Any
+    checks: dict[str, Any]
+
+
+def _independence(compiled, settings, seed: int) -> _IndependenceResult:
+    """An independence run on the compiled model (``settings.tune`` burn-in proposals per
+    chain), kept if usable and its population parameters pass the gates; the checks name
+    the sampler that will produce the draws and why."""
+    import numpy as np
+    import xarray as xr
+
+    from asuc_bayes.inference.fit_tree import convergence
+    from asuc_bayes.inference.population_marginal_imh import (
+        expanded_posterior,
+        independence_posterior,
+    )
+    from asuc_bayes.spec.config import PARAMETER_NAMES
+
+    start = np.asarray(compiled.callbacks.metadata.start, dtype=float)
+    outcome = independence_posterior(
+        compiled,
+        start,
+        chains=settings.chains,
+        draws=settings.draws,
+        burn=settings.tune,
+        random_seed=seed,
+        workers=settings.cores,
+    )
+    checks: dict[str, Any] = {
+        "imh_khat": outcome.khat,
+        "imh_importance_efficiency": outcome.importance_efficiency,
+        "imh_acceptance_min": (
+            float(np.min(outcome.acceptance)) if outcome.acceptance is not None else float("nan")
+        ),
+        "imh_evaluations": outcome.evaluations,
+    }
+    refused = outcome.refused
+    posterior = stats = None
+    if outcome.usable:
+        posterior = expanded_posterior(compiled, outcome.draws)
+        gates = convergence(posterior, 0, PARAMETER_NAMES)
+        if not gates["converged"]:
+            refused = (
+                f"gates failed (R-hat {gates['rhat_max']:.4f} at {gates['rhat_max_at']}, "
+                f"bulk ESS {gates['ess_bulk_min']:.0f} at {gates['ess_bulk_min_at']})"
+            )
+            posterior = None
+        else:
+            shape = outcome.draws.shape[:2]
+            stats = xr.Dataset(
+                {"diverging": (("chain", "draw"), np.zeros(shape, dtype=bool))},
+                coords={"chain": posterior["chain"], "draw": posterior["draw"]},
+            )
+    checks["sampler_used"] = "nutpie" if refused else "imh"
+    checks["imh_refused"] = refused
+    return _IndependenceResult(posterior, stats, checks)
 
 
 def fit_marginal(spec: ModelSpec, priors: PopulationPriors, data, settings, random_seed: int):
@@ -69,10 +147,13 @@ def fit_marginal(spec: ModelSpec, priors: PopulationPriors, data, settings, rand
     started = time.perf_counter()
     rule = quadrature_rule(spec, data)
     ruled = time.perf_counter()
-    if settings.sampler == "nutpie":
-        posterior, stats, timing = sample_marginal(spec, priors, data, rule, settings, random_seed)
-    else:
+    if settings.sampler == "pymc":
         posterior, stats, timing = _sample_pymc(spec, priors, data, rule, settings, random_seed)
+        sampled = {"sampler_used": "pymc"}
+    else:
+        posterior, stats, sampled, timing = sample_marginal(
+            spec, priors, data, rule, settings, random_seed
+        )
     drawn_at = time.perf_counter()
     effects = draw_random_effects(spec, posterior, data, rule, random_seed=random_seed + 1)
     finished = time.perf_counter()
@@ -84,6 +165,7 @@ def fit_marginal(spec: ModelSpec, priors: PopulationPriors, data, settings, rand
         }
     ).assign_coords(subject=list(data.ids))
     checks = {
+        **sampled,
         "importance_ess_min": effects.importance_ess_min,
         "importance_ess_median": effects.importance_ess_median,
         "importance_ess_low_share": effects.importance_ess_low_share,

@@ -63,7 +63,10 @@ class PopulationSettings:
     #: "Population model", Measured)
     target_accept: float = 0.995
     cores: int | None = None
-    sampler: Literal["nutpie", "pymc"] = "nutpie"
+    #: "imh" (marginal fits only): independence Metropolis–Hastings from the Laplace
+    #: approximation, NUTS (nutpie, these settings) when it is refused
+    #: (:mod:`asuc_bayes.inference.population_marginal_imh`)
+    sampler: Literal["nutpie", "pymc", "imh"] = "nutpie"
     #: nutpie's mass matrix: "diag" or "low_rank" (diagonal plus the leading directions of
     #: the draws' and gradients' covariance; nutpie only)
     adaptation: Literal["diag", "low_rank"] = "diag"
@@ -77,11 +80,11 @@ class PopulationSettings:
             raise ValueError("chains must be at least 2 (R-hat needs them)")
         if not 0.5 <= self.target_accept < 1:
             raise ValueError(f"target_accept must be in [0.5, 1), got {self.target_accept}")
-        if self.sampler not in ("nutpie", "pymc"):
-            raise ValueError(f"sampler must be 'nutpie' or 'pymc', got {self.sampler!r}")
+        if self.sampler not in ("nutpie", "pymc", "imh"):
+            raise ValueError(f"sampler must be 'nutpie', 'pymc' or 'imh', got {self.sampler!r}")
         if self.adaptation not in ("diag", "low_rank"):
             raise ValueError(f"adaptation must be 'diag' or 'low_rank', got {self.adaptation!r}")
-        if self.adaptation != "diag" and self.sampler != "nutpie":
+        if self.adaptation != "diag" and self.sampler == "pymc":
             raise ValueError(
                 "adaptation 'low_rank' needs the nutpie sampler: use sampler 'nutpie' or "
                 "adaptation 'diag'"
@@ -323,14 +326,17 @@ def _refuse_steady_state(patients) -> None:
 
 def default_settings(method: str = DEFAULT_METHOD, **overrides) -> PopulationSettings:
     """The sampler settings of a fit ``method`` (4 chains; the marginal model's ~10
-    parameters 1000 draws after 300 tuning steps at target acceptance 0.8 with nutpie's
-    low-rank mass matrix, the full model 1000 + 1000 at 0.995 with a diagonal one), with
-    ``overrides`` (``None`` values ignored).
+    parameters 1000 draws per chain by independence Metropolis–Hastings from the Laplace
+    approximation, 300 burn-in proposals, or, when that run is refused, by NUTS after 300
+    tuning steps at target acceptance 0.8 with nutpie's low-rank mass matrix; the full model
+    1000 + 1000 at 0.995 with a diagonal one), with ``overrides`` (``None`` values ignored).
 
     Examples
     --------
     >>> default_settings("marginal").tune, default_settings("joint", draws=200).draws
     (300, 200)
+    >>> default_settings("marginal").sampler, default_settings("joint").sampler
+    ('imh', 'nutpie')
     """
     base = {}
     overrides = {k: v for k, v in overrides.items() if v is not None}
@@ -338,13 +344,14 @@ def default_settings(method: str = DEFAULT_METHOD, **overrides) -> PopulationSet
         from asuc_bayes.inference.population_marginal import (
             MARGINAL_ADAPTATION,
             MARGINAL_DRAWS,
+            MARGINAL_SAMPLER,
             MARGINAL_TARGET_ACCEPT,
             MARGINAL_TUNE,
         )
 
-        base = {"draws": MARGINAL_DRAWS, "tune": MARGINAL_TUNE}
+        base = {"draws": MARGINAL_DRAWS, "tune": MARGINAL_TUNE, "sampler": MARGINAL_SAMPLER}
         base["target_accept"] = MARGINAL_TARGET_ACCEPT
-        if overrides.get("sampler", "nutpie") == "nutpie":  # PyMC's NUTS: diagonal only
+        if overrides.get("sampler", MARGINAL_SAMPLER) != "pymc":  # PyMC's NUTS: diagonal only
             base["adaptation"] = MARGINAL_ADAPTATION
     base.update(overrides)
     return PopulationSettings(**base)

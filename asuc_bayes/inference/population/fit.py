@@ -123,6 +123,11 @@ def fit_population(
         settings = default_settings(method)
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if settings.sampler == "imh" and method != "marginal":
+        raise ValueError(
+            f"sampler 'imh' needs method 'marginal' (method {method!r} samples every "
+            "subject's random effects: hundreds of dimensions); use sampler 'nutpie'"
+        )
     priors = spec.priors(prior)
     data = CohortData.from_patients(patients, spec.pk.default_infusion_duration_day)
     if method == "marginal":
@@ -304,6 +309,13 @@ def fit_summary(tree: xr.DataTree) -> dict[str, Any]:
             "tune": int(attrs["tune"]),
             "target_accept": float(attrs["target_accept"]),
             "sampler": str(attrs["sampler"]),
+            # the sampler that produced the draws (fits before 2026-12-07: the one asked for)
+            "sampler_used": str(diagnostics.get("sampler_used", attrs["sampler"])),
+            "imh_refused": str(diagnostics.get("imh_refused", "")),
+            "imh_khat": finite_or_none(diagnostics.get("imh_khat", float("nan"))),
+            "imh_acceptance_min": finite_or_none(
+                diagnostics.get("imh_acceptance_min", float("nan"))
+            ),
             "adaptation": str(attrs.get("adaptation", "diag")),  # fits before 2026-12-07
             "compile_seconds": float(diagnostics["compile_seconds"]),
             "sampling_seconds": float(diagnostics["sampling_seconds"]),

@@ -75,7 +75,8 @@ def add_impute_option(parser: argparse.ArgumentParser) -> None:
 
 def add_sampling_options(parser: argparse.ArgumentParser, population: bool = False) -> None:
     """Draws, tuning, chains, seed, target acceptance, sampler and the model options; a
-    ``population`` fit has no independence sampler (its posterior has hundreds of dimensions)."""
+    ``population`` fit has an independence sampler only with ``--method marginal`` (the other
+    methods sample hundreds of dimensions)."""
     parser.add_argument(
         "--draws",
         type=int,
@@ -119,7 +120,15 @@ def add_sampling_options(parser: argparse.ArgumentParser, population: bool = Fal
         ),
     )
     if population:
-        parser.add_argument("--sampler", choices=("nutpie", "pymc"), default="nutpie")
+        parser.add_argument(
+            "--sampler",
+            choices=("imh", "nutpie", "pymc"),
+            default=None,
+            help="imh (--method marginal only): independence Metropolis-Hastings from the "
+            "Laplace approximation of the population parameters, NUTS (nutpie) if its "
+            "importance weights' Pareto k-hat exceeds 0.7 or it fails a gate; nutpie: NUTS; "
+            "pymc: PyMC's own NUTS (default: imh with --method marginal, nutpie otherwise)",
+        )
         parser.add_argument(
             "--adaptation",
             choices=("diag", "low_rank"),

@@ -101,7 +101,7 @@ def fit_library(args: argparse.Namespace) -> int:
         ("--two-stage", args.two_stage),
         ("--method", args.method is not None),
         ("--prior", args.prior != "weak"),
-        ("--sampler", args.sampler != "nutpie"),
+        ("--sampler", args.sampler not in (None, "nutpie")),
     ):
         if given:
             return error(

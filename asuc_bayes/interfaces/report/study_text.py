@@ -282,6 +282,21 @@ FIT_ROWS = (
 )
 
 
+def _fit_sampler_text(d: dict) -> str:
+    """The sampler that produced a fit's draws, and why NUTS if the independence sampler was
+    asked for and refused."""
+    used = d.get("sampler_used", d["sampler"])
+    if used == "imh":
+        khat, acceptance = d.get("imh_khat"), d.get("imh_acceptance_min")
+        return (
+            "independence Metropolis-Hastings (Laplace proposal, Pareto k-hat "
+            f"{'n/a' if khat is None else format(khat, '.2f')}, acceptance >= "
+            f"{'n/a' if acceptance is None else format(acceptance, '.2f')})"
+        )
+    refused = d.get("imh_refused") or ""
+    return f"NUTS ({used})" + (f" [imh refused: {refused}]" if refused else "")
+
+
 def format_fit(summary: dict, published: dict) -> str:
     """A population fit's posterior (mean, 95 % CrI) beside Table 2 (estimate, bootstrap CI)."""
     d = summary["diagnostics"]
@@ -289,8 +304,9 @@ def format_fit(summary: dict, published: dict) -> str:
         f"population fit: {summary['n_subjects']} subjects, {summary['n_concentrations']} "
         f"concentrations, {summary['n_events']} colectomies; prior '{summary['prior']}', "
         f"{summary['method']} fit",
-        f"NUTS ({d['sampler']}) {d['chains']} chains x {d['draws']} draws: {d['divergences']} "
-        f"divergences, R-hat max {diagnostic_text(d['rhat_max'], '.3f')} ({d['rhat_max_at']}), "
+        f"{_fit_sampler_text(d)} {d['chains']} chains x {d['draws']} draws: "
+        f"{d['divergences']} divergences, R-hat max "
+        f"{diagnostic_text(d['rhat_max'], '.3f')} ({d['rhat_max_at']}), "
         f"bulk ESS min {diagnostic_text(d['ess_bulk_min'], '.0f')} ({d['ess_bulk_min_at']}) over "
         "the population parameters and "
         f"every eta; {d['sampling_seconds']:.0f} s sampling, "

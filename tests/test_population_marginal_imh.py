@@ -1,0 +1,191 @@
+"""Independence Metropolis–Hastings over the marginal model's population parameters: the
+Laplace approximation against exact Gaussians, the draws against a skewed target's exact
+moments and quantiles, the refusal of a target with heavier tails than the proposal, and the
+marginal fit through it against the same fit by NUTS."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.special
+import scipy.stats
+
+from asuc_bayes.inference import population_marginal_imh as imh
+from asuc_bayes.inference.diagnostics import rank_diagnostics
+from asuc_bayes.spec.config import load_model
+from asuc_bayes.studies.simulate import simulate_cohort
+
+
+class Gaussian:
+    """N(mean, covariance): log density and gradient."""
+
+    def __init__(self, mean, covariance):
+        self.mean, self.precision = np.asarray(mean), np.linalg.inv(covariance)
+
+    def log_density(self, x):
+        d = x - self.mean
+        return float(-0.5 * d @ self.precision @ d), -self.precision @ d
+
+
+class SkewedTarget:
+    """x0 = ln G with G ~ Gamma(5, 1) (left-skewed), x1 | x0 ~ N(0.5 x0, 0.3²)."""
+
+    shape = 5.0
+
+    def log_density(self, x):
+        x0, x1 = x
+        value = self.shape * x0 - np.exp(x0) - 0.5 * ((x1 - 0.5 * x0) / 0.3) ** 2
+        gradient = np.array(
+            [self.shape - np.exp(x0) + 0.5 * (x1 - 0.5 * x0) / 0.09, -(x1 - 0.5 * x0) / 0.09]
+        )
+        return float(value), gradient
+
+
+class HeavyTarget:
+    """A bivariate t with 0.5 degrees of freedom: far heavier tails than the t(5) proposal's
+    (the weights' tail index is 5 / (5 − 0.5), so their Pareto k is 0.9)."""
+
+    def log_density(self, x):
+        q = float(x @ x)
+        return -1.25 * np.log1p(2.0 * q), -5.0 * x / (1.0 + 2.0 * q)
+
+
+class Flat:
+    def log_density(self, x):
+        return 0.0, np.zeros_like(x)
+
+
+def test_laplace_fit_of_a_gaussian_is_the_gaussian():
+    covariance = np.array([[0.04, 0.018, 0.0], [0.018, 0.09, -0.01], [0.0, -0.01, 0.25]])
+    mean = np.array([0.3, -1.2, 2.0])
+    fit = imh.laplace_fit(Gaussian(mean, covariance), np.zeros(3))
+    np.testing.assert_allclose(fit.mode, mean, atol=1e-5)
+    np.testing.assert_allclose(fit.chol @ fit.chol.T, covariance, rtol=1e-5, atol=1e-9)
+    assert np.allclose(fit.chol, np.tril(fit.chol)) and fit.evaluations > 3
+
+
+def test_a_flat_density_has_no_laplace_approximation():
+    with pytest.raises(imh.LaplaceFailure, match="not positive definite"):
+        imh.laplace_fit(Flat(), np.zeros(2))
+    outcome = imh.independence_posterior(
+        Flat(), np.zeros(2), chains=2, draws=10, burn=5, random_seed=1
+    )
+    assert not outcome.usable and "positive definite" in outcome.refused
+
+
+def test_draws_match_a_skewed_targets_exact_moments_and_quantiles():
+    """Means, SDs and 5/50/95 % quantiles of x0 = ln Gamma(5) (exact: digamma, trigamma, the
+    gamma quantiles) and the mean of x1 = 0.5 x0 + noise, within 4 Monte Carlo SEs."""
+    outcome = imh.independence_posterior(
+        SkewedTarget(), np.zeros(2), chains=4, draws=2000, burn=100, random_seed=7
+    )
+    assert outcome.usable, outcome.refused
+    assert outcome.khat <= imh.KHAT_MAX and 0.3 < outcome.importance_efficiency <= 1.0
+    draws = outcome.draws
+    assert draws.shape == (4, 2000, 2)
+    rhat, ess = rank_diagnostics(draws)
+    assert np.all(rhat < 1.01) and np.all(ess > 1000), (rhat, ess)
+    x0, x1 = draws[..., 0].ravel(), draws[..., 1].ravel()
+    n_eff = float(ess.min())
+    exact_mean, exact_var = scipy.special.digamma(5.0), scipy.special.polygamma(1, 5.0)
+    assert abs(x0.mean() - exact_mean) < 4 * np.sqrt(exact_var / n_eff)
+    assert abs(x1.mean() - 0.5 * exact_mean) < 4 * np.sqrt((0.25 * exact_var + 0.09) / n_eff)
+    assert abs(x0.std() / np.sqrt(exact_var) - 1) < 4 / np.sqrt(2 * n_eff)
+    for q in (0.05, 0.5, 0.95):
+        exact = np.log(scipy.stats.gamma.ppf(q, 5.0))
+        # the quantile's SE: sqrt(q(1 - q)/n) / density at the quantile
+        density = np.exp(5.0 * exact - np.exp(exact) - scipy.special.gammaln(5.0))
+        se = np.sqrt(q * (1 - q) / n_eff) / density
+        assert abs(np.quantile(x0, q) - exact) < 4 * se, q
+
+
+def test_draws_do_not_depend_on_the_threads():
+    runs = [
+        imh.independence_posterior(
+            SkewedTarget(), np.zeros(2), chains=2, draws=100, burn=10, random_seed=3, workers=w
+        )
+        for w in (1, 2)
+    ]
+    np.testing.assert_array_equal(runs[0].draws, runs[1].draws)
+    assert runs[0].khat == runs[1].khat
+
+
+def test_a_target_with_heavier_tails_than_the_proposal_is_refused():
+    """Against a t(0.5) the weights grow like |x|^4.5 in the t(5) proposal's tails: their
+    Pareto k (0.9) is above the limit, so the run is refused whatever its chains look like."""
+    outcome = imh.independence_posterior(
+        HeavyTarget(), np.full(2, 0.5), chains=4, draws=2000, burn=100, random_seed=2
+    )
+    assert outcome.khat > imh.KHAT_MAX and not outcome.usable
+    assert "Pareto" in outcome.refused
+
+
+def test_importance_diagnostics_against_known_tails():
+    rng = np.random.default_rng(5)
+    for k in (0.9, 1.3):  # Pareto weights with tail index 1/k
+        khat, _ = imh.importance_diagnostics(-k * np.log(rng.uniform(size=20000)))
+        assert abs(khat - k) < 0.15, (k, khat)
+    khat, efficiency = imh.importance_diagnostics(np.array([0.0, -np.inf, -np.inf]))
+    assert np.isnan(khat) and efficiency == 0.0
+
+
+def test_imh_needs_the_marginal_method():
+    from asuc_bayes.inference.population import default_settings, fit_population
+
+    spec = load_model()
+    cohort = simulate_cohort(spec, 4, random_seed=3)
+    settings = default_settings("joint", sampler="imh")
+    with pytest.raises(ValueError, match="sampler 'imh' needs method 'marginal'"):
+        fit_population(cohort.patients, spec, method="joint", settings=settings)
+
+
+@pytest.mark.slow  # two 40-subject marginal fits (~1-2 min on 2 cores)
+def test_the_marginal_fit_by_imh_agrees_with_nuts_and_records_its_sampler():
+    """The same 40-subject cohort by the independence sampler and by NUTS: both pass the
+    gates, the independence run is used (k̂ within the limit) and every population
+    parameter's posterior mean agrees within 4 combined Monte Carlo SEs, its SD within 10 %."""
+    from asuc_bayes.inference.population import default_settings, fit_population
+    from asuc_bayes.spec.config import PARAMETER_NAMES
+
+    spec = load_model()
+    cohort = simulate_cohort(spec, 40, random_seed=21)
+    fits = {
+        sampler: fit_population(
+            cohort.patients,
+            spec,
+            method="marginal",
+            settings=default_settings("marginal", sampler=sampler),
+            random_seed=4,
+        )
+        for sampler in ("imh", "nutpie")
+    }
+    d = fits["imh"].diagnostics
+    assert d["sampler_used"] == "imh" and d["imh_refused"] == "" and d["converged"], d
+    assert d["imh_khat"] <= imh.KHAT_MAX and d["imh_evaluations"] > 4 * 1000 * imh.IMH_THIN
+    assert fits["nutpie"].diagnostics["sampler_used"] == "nutpie"
+    for name in PARAMETER_NAMES:
+        a, b = (fits[s].tree["posterior"][name].values for s in ("imh", "nutpie"))
+        _, ess_a = rank_diagnostics(a[..., None])
+        _, ess_b = rank_diagnostics(b[..., None])
+        se = np.sqrt(a.var() / ess_a[0] + b.var() / ess_b[0])
+        assert abs(a.mean() - b.mean()) < 4 * se, name
+        assert abs(a.std() / b.std() - 1) < 0.1, name
+
+
+@pytest.mark.slow  # one 12-subject fit by NUTS after a refused independence run
+def test_a_refused_independence_run_hands_the_fit_to_nuts(monkeypatch):
+    from asuc_bayes.inference.population import default_settings, fit_population
+
+    monkeypatch.setattr(imh, "KHAT_MAX", -1.0)
+    spec = load_model()
+    cohort = simulate_cohort(spec, 12, random_seed=5)
+    fit = fit_population(
+        cohort.patients,
+        spec,
+        method="marginal",
+        settings=default_settings("marginal", sampler="imh", draws=200, tune=100),
+        random_seed=1,
+    )
+    d = fit.diagnostics
+    assert d["sampler_used"] == "nutpie" and d["imh_refused"].startswith("Pareto k̂"), d
+    assert "n_steps" in fit.tree["sample_stats"]
