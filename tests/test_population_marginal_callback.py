@@ -49,7 +49,8 @@ def compiled(spec, priors, values) -> MarginalCallbackModel:
 
 @pytest.mark.parametrize(("n", "seed"), [(6, 11), (9, 12)], ids=["template", "another"])
 def test_callbacks_equal_pymc_log_density_and_expansion(spec, priors, compiled, n, seed):
-    """Log density, gradient and stored variables at random unconstrained points against
+    """Log density (with its gradient, and alone), gradient and stored variables at random
+    unconstrained points against
     PyMC's own compiled functions (its default backend) of a model built on the same data;
     the second cohort, of another size, only reaches the callbacks through the buffer."""
     values = cohort_values(spec, n, seed)
@@ -67,6 +68,7 @@ def test_callbacks_equal_pymc_log_density_and_expansion(spec, priors, compiled, 
         point = dict(zip(names, x, strict=True))
         value, gradient = callback.log_density(x)
         np.testing.assert_allclose(value, logp(point), rtol=1e-10)
+        np.testing.assert_allclose(callback.log_density_value(x), logp(point), rtol=1e-10)
         np.testing.assert_allclose(gradient, dlogp(point), rtol=1e-7, atol=1e-9)
         expanded = callback.expanded(x)
         np.testing.assert_array_equal(expanded[: meta.n_dim], x)

@@ -110,6 +110,31 @@ def test_draws_do_not_depend_on_the_threads():
     assert runs[0].khat == runs[1].khat
 
 
+def test_chains_failing_the_check_are_doubled_once_and_thinned():
+    """A failed check continues every chain by as many proposals again and keeps every second
+    state: the first half of the kept draws are the first run's odd states; the second
+    check's answer is final."""
+    kwargs = dict(chains=2, draws=100, burn=10, random_seed=3)
+    plain = imh.independence_posterior(SkewedTarget(), np.zeros(2), **kwargs)
+    answers = iter(["first check failed", "second check failed"])
+    asked = []
+
+    def check(draws):
+        asked.append(draws.shape)
+        return next(answers)
+
+    doubled = imh.independence_posterior(SkewedTarget(), np.zeros(2), check=check, **kwargs)
+    assert asked == [(2, 100, 2), (2, 100, 2)] and doubled.extended
+    assert doubled.refused == "second check failed" and not doubled.usable
+    np.testing.assert_array_equal(doubled.draws[:, :50], plain.draws[:, 1::2])
+    assert doubled.evaluations > plain.evaluations + 2 * 100 * imh.IMH_THIN - 1
+    passing = imh.independence_posterior(
+        SkewedTarget(), np.zeros(2), check=lambda draws: "", **kwargs
+    )
+    assert not passing.extended and passing.usable
+    np.testing.assert_array_equal(passing.draws, plain.draws)
+
+
 def test_a_target_with_heavier_tails_than_the_proposal_is_refused():
     """Against a t(0.5) the weights grow like |x|^4.5 in the t(5) proposal's tails: their
     Pareto k (0.9) is above the limit, so the run is refused whatever its chains look like."""

@@ -161,6 +161,29 @@ def _logp_source(function_name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _value_source(function_name: str) -> str:
+    """Source of the log-density-only callback, nutpie's log density signature with the
+    gradient output left untouched: for samplers that need no gradient (the independence
+    sampler of :mod:`asuc_bayes.inference.population_marginal_imh`), about half the cost."""
+    lines = [
+        f"def {function_name}(dim, x_, out_, logp_, user_data_):",
+        "    try:",
+        *_unpack_lines(),
+        "        if dim != int(header[1]):",
+        "            return -1",
+        "        x = numba.carray(x_, (dim,))",
+        "        logp = numba.carray(logp_, ())",
+        f"        (value,) = inner(x, {_arguments()})",
+        "        logp[()] = value[()]",
+        "        if not np.isfinite(value[()]):",
+        "            return 4",
+        "    except Exception:  # noqa: BLE001",
+        "        return 1",
+        "    return 0",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def _expand_source(function_name: str) -> str:
     """Source of the expansion callback ``function_name(dim, expanded, x, out, user_data)``:
     the stored variables at the sampler's point (0 ok, −1 wrong sizes, −2 error)."""
@@ -253,8 +276,16 @@ class MarginalCallbacks:
         import numba
         from numba.core.errors import TypingError
 
-        logp_name, expand_name = "asuc_marginal_logp", "asuc_marginal_expand"
-        logp_source, expand_source = _logp_source(logp_name), _expand_source(expand_name)
+        names = {
+            "logp": "asuc_marginal_logp",
+            "value": "asuc_marginal_value",
+            "expand": "asuc_marginal_expand",
+        }
+        sources = {
+            "logp": _logp_source(names["logp"]),
+            "value": _value_source(names["value"]),
+            "expand": _expand_source(names["expand"]),
+        }
         self.cache_key = hashlib.sha256(
             "|".join(
                 [
@@ -262,41 +293,48 @@ class MarginalCallbacks:
                     repr(spec),
                     repr(priors),
                     repr(sorted(initial.items())),
-                    logp_source,
-                    expand_source,
+                    *sources.values(),
                     str(CALLBACK_VERSION),
                     _sources_digest(),
                 ]
             ).encode()
         ).hexdigest()
         metadata_path = cache_dir() / f"marginal-{self.cache_key}.json"
-        logp_environment = {"inner": None, "np": np, "numba": numba, "__name__": __name__}
-        expand_environment = dict(logp_environment)
-        logp_callback = callback_from_source(
-            logp_source, logp_name, logp_environment, self.cache_key + "-logp"
-        )
-        expand_callback = callback_from_source(
-            expand_source, expand_name, expand_environment, self.cache_key + "-expand"
-        )
+        environments = {
+            kind: {"inner": None, "np": np, "numba": numba, "__name__": __name__} for kind in names
+        }
+        callbacks = {
+            kind: callback_from_source(
+                sources[kind], names[kind], environments[kind], f"{self.cache_key}-{kind}"
+            )
+            for kind in names
+        }
+        signatures = {"logp": LOGP_SIGNATURE, "value": LOGP_SIGNATURE, "expand": EXPAND_SIGNATURE}
         self.metadata = _read_metadata(metadata_path)
-        compile_callbacks = lambda: (  # noqa: E731
-            numba.cfunc(LOGP_SIGNATURE, cache=True)(logp_callback),
-            numba.cfunc(EXPAND_SIGNATURE, cache=True)(expand_callback),
-        )
+
+        def compile_callbacks():
+            compiled = {
+                kind: numba.cfunc(signatures[kind], cache=True)(callbacks[kind]) for kind in names
+            }
+            return compiled["logp"], compiled["value"], compiled["expand"]
+
         if self.metadata is not None:
             try:  # a cache hit never looks at ``inner`` (None here)
-                self.logp, self.expand = compile_callbacks()
+                self.logp, self.value, self.expand = compile_callbacks()
             except TypingError:  # not in numba's cache
                 self.metadata = None
         if self.metadata is None:  # a miss: build and compile, then write the cache
-            logp_inner, expand_inner, self.metadata = _build(spec, priors, values, initial)
-            logp_environment["inner"], expand_environment["inner"] = logp_inner, expand_inner
+            inner, self.metadata = _build(spec, priors, values, initial)
+            for kind in names:
+                environments[kind]["inner"] = inner[kind]
             with warnings.catch_warnings():
                 # An uncacheable graph or cache directory: it still works, compiled per process.
                 warnings.filterwarnings("ignore", message="Cannot cache compiled function")
-                self.logp, self.expand = compile_callbacks()
+                self.logp, self.value, self.expand = compile_callbacks()
             _write_json(metadata_path, dataclasses.asdict(self.metadata))
-        self.loaded_from_cache = bool(self.logp.cache_hits) and bool(self.expand.cache_hits)
+        self.loaded_from_cache = all(
+            bool(callback.cache_hits) for callback in (self.logp, self.value, self.expand)
+        )
 
     def model(self, values: dict) -> MarginalCallbackModel:
         """A nutpie compiled model of these callbacks with the data ``values`` bound."""
@@ -344,21 +382,26 @@ def _build(spec, priors, values: dict, initial: dict):
     initial_point = make_initial_point_fn(
         model=model, overrides=initial, jitter_rvs=set(), return_transformed=True
     )
-    n_dim, n_expanded, logp_pt, expand_pt, start, shape_info, reparameterized = _make_functions(
-        model,
-        mode="NUMBA",
-        compute_grad=True,
-        join_expanded=True,
-        pymc_initial_point_fn=initial_point,
-    )
+    functions = [
+        _make_functions(
+            model,
+            mode="NUMBA",
+            compute_grad=gradient,
+            join_expanded=True,
+            pymc_initial_point_fn=initial_point,
+        )
+        for gradient in (True, False)
+    ]
+    n_dim, n_expanded, logp_pt, expand_pt, start, shape_info, reparameterized = functions[0]
+    value_pt = functions[1][2]
     position = {name: k for k, (name, _, _) in enumerate(MARGINAL_LAYOUT)}
-    inner = []
-    for function in (logp_pt, expand_pt):
+    inner = {}
+    for kind, function in (("logp", logp_pt), ("value", value_pt), ("expand", expand_pt)):
         shared = [variable.name for variable in function.get_shared()]
         unknown = set(shared) - set(position)
         if unknown:
             raise RuntimeError(f"marginal model data outside MARGINAL_LAYOUT: {sorted(unknown)}")
-        inner.append(_reordered(function.vm.jit_fn, [position[name] for name in shared]))
+        inner[kind] = _reordered(function.vm.jit_fn, [position[name] for name in shared])
     dims, coords = _prepare_dims_and_coords(model, shape_info, reparameterized)
     names, slices, shapes = shape_info
     metadata = _Metadata(
@@ -372,7 +415,7 @@ def _build(spec, priors, values: dict, initial: dict):
         reparameterized_names=list(reparameterized),
         start=[float(v) for v in start(0)],
     )
-    return inner[0], inner[1], metadata
+    return inner, metadata
 
 
 def _plain(value):
@@ -421,22 +464,31 @@ class MarginalCallbackModel(NutpieCallbackSampler):
     def log_density(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """Value and gradient of the log density at the unconstrained point ``x`` (nutpie's
         coordinates), through the C callback; ``(-inf, 0)`` where it cannot be evaluated."""
+        value, gradient = self._call(self.callbacks.logp.address, x)
+        return value, gradient if np.isfinite(value) else np.zeros(self.n_dim)
+
+    def log_density_value(self, x: np.ndarray) -> float:
+        """The log density alone at ``x`` (the value callback: no gradient computed);
+        ``-inf`` where it cannot be evaluated."""
+        return self._call(self.callbacks.value.address, x)[0]
+
+    def _call(self, address: int, x: np.ndarray) -> tuple[float, np.ndarray]:
+        """(value, gradient buffer) of a callback of nutpie's log density signature at
+        ``x``; the value ``-inf`` on a non-zero status."""
         import ctypes
 
         x = np.ascontiguousarray(x, dtype=float)
         gradient, value = np.zeros(self.n_dim), np.zeros(())
         pointer = ctypes.c_void_p
         call = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_uint64, pointer, pointer, pointer, pointer)
-        status = call(self.callbacks.logp.address)(
+        status = call(address)(
             self.n_dim,
             x.ctypes.data,
             gradient.ctypes.data,
             value.ctypes.data,
             self.user_data.ctypes.data,
         )
-        if status != 0:
-            return -np.inf, np.zeros(self.n_dim)
-        return float(value), gradient
+        return (float(value) if status == 0 else -np.inf), gradient
 
     def expanded(self, x: np.ndarray) -> np.ndarray:
         """The stored variables at the unconstrained point ``x``, through the C callback."""

@@ -84,17 +84,18 @@ class _IndependenceResult:
 
 def _independence(compiled, settings, seed: int) -> _IndependenceResult:
     """An independence run on the compiled model (``settings.tune`` burn-in proposals per
-    chain), kept if usable and its population parameters pass the gates; the checks name
-    the sampler that will produce the draws and why."""
+    chain; doubled once if its population parameters fail the gates), kept if usable and
+    passing them; the checks name the sampler that will produce the draws and why."""
     import numpy as np
     import xarray as xr
 
-    from asuc_bayes.inference.fit_tree import convergence
     from asuc_bayes.inference.population_marginal_imh import (
         expanded_posterior,
         independence_posterior,
     )
-    from asuc_bayes.spec.config import PARAMETER_NAMES
+
+    def gates(draws) -> str:
+        return _gate_failure(expanded_posterior(compiled, draws))
 
     start = np.asarray(compiled.callbacks.metadata.start, dtype=float)
     outcome = independence_posterior(
@@ -105,35 +106,41 @@ def _independence(compiled, settings, seed: int) -> _IndependenceResult:
         burn=settings.tune,
         random_seed=seed,
         workers=settings.cores,
+        check=gates,
     )
     checks: dict[str, Any] = {
+        "sampler_used": "nutpie" if outcome.refused else "imh",
+        "imh_refused": outcome.refused,
         "imh_khat": outcome.khat,
         "imh_importance_efficiency": outcome.importance_efficiency,
         "imh_acceptance_min": (
             float(np.min(outcome.acceptance)) if outcome.acceptance is not None else float("nan")
         ),
         "imh_evaluations": outcome.evaluations,
+        "imh_extended": int(outcome.extended),
     }
-    refused = outcome.refused
-    posterior = stats = None
-    if outcome.usable:
-        posterior = expanded_posterior(compiled, outcome.draws)
-        gates = convergence(posterior, 0, PARAMETER_NAMES)
-        if not gates["converged"]:
-            refused = (
-                f"gates failed (R-hat {gates['rhat_max']:.4f} at {gates['rhat_max_at']}, "
-                f"bulk ESS {gates['ess_bulk_min']:.0f} at {gates['ess_bulk_min_at']})"
-            )
-            posterior = None
-        else:
-            shape = outcome.draws.shape[:2]
-            stats = xr.Dataset(
-                {"diverging": (("chain", "draw"), np.zeros(shape, dtype=bool))},
-                coords={"chain": posterior["chain"], "draw": posterior["draw"]},
-            )
-    checks["sampler_used"] = "nutpie" if refused else "imh"
-    checks["imh_refused"] = refused
+    if outcome.refused:
+        return _IndependenceResult(None, None, checks)
+    posterior = expanded_posterior(compiled, outcome.draws)
+    stats = xr.Dataset(
+        {"diverging": (("chain", "draw"), np.zeros(outcome.draws.shape[:2], dtype=bool))},
+        coords={"chain": posterior["chain"], "draw": posterior["draw"]},
+    )
     return _IndependenceResult(posterior, stats, checks)
+
+
+def _gate_failure(posterior) -> str:
+    """Why the population parameters of ``posterior`` fail the gates ("" if they pass)."""
+    from asuc_bayes.inference.fit_tree import convergence
+    from asuc_bayes.spec.config import PARAMETER_NAMES
+
+    gates = convergence(posterior, 0, PARAMETER_NAMES)
+    if gates["converged"]:
+        return ""
+    return (
+        f"gates failed (R-hat {gates['rhat_max']:.4f} at {gates['rhat_max_at']}, "
+        f"bulk ESS {gates['ess_bulk_min']:.0f} at {gates['ess_bulk_min_at']})"
+    )
 
 
 def fit_marginal(spec: ModelSpec, priors: PopulationPriors, data, settings, random_seed: int):

@@ -39,8 +39,10 @@ Examples
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -140,8 +142,9 @@ def laplace_fit(model: DensityModel, start: np.ndarray) -> LaplaceFit:
 class IndependenceOutcome:
     """An independence run: kept draws (chain, draw, dim) in the unconstrained coordinates,
     each chain's acceptance rate, the Pareto k̂ and Kish efficiency (ESS / n) of the
-    proposals' importance weights, the log-density evaluations (Laplace included), and the
-    reason not to use it (empty when usable)."""
+    proposals' importance weights, the log-density evaluations (Laplace included), the
+    reason not to use it (empty when usable) and whether the chains were doubled
+    (:func:`independence_posterior`'s ``check``)."""
 
     draws: np.ndarray | None
     acceptance: np.ndarray | None
@@ -149,6 +152,7 @@ class IndependenceOutcome:
     importance_efficiency: float
     evaluations: int
     refused: str = ""
+    extended: bool = False
 
     @property
     def usable(self) -> bool:
@@ -157,10 +161,13 @@ class IndependenceOutcome:
 
 def _batch_log_density(model: DensityModel, workers: int):
     """Log densities of points (n, dim) on ``workers`` threads (the C callback releases the
-    GIL); −inf where the model cannot evaluate one."""
+    GIL), by the model's ``log_density_value`` when it has one (no gradient); −inf where the
+    model cannot evaluate one."""
+
+    value = getattr(model, "log_density_value", None)
 
     def one(x):
-        return model.log_density(x)[0]
+        return value(x) if value is not None else model.log_density(x)[0]
 
     def batch(points: np.ndarray) -> np.ndarray:
         with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -204,43 +211,59 @@ def independence_posterior(
     burn: int,
     random_seed: int,
     workers: int | None = None,
+    check: Callable[[np.ndarray], str] | None = None,
 ) -> IndependenceOutcome:
     """Independence Metropolis–Hastings from the Laplace approximation of ``model`` (module
     docstring): ``chains`` × ``draws`` kept draws after ``burn`` proposals per chain, every
     :data:`IMH_THIN`-th state. The draws do not depend on ``workers`` (all proposals and
-    uniforms come from ``random_seed``'s generator before any evaluation)."""
+    uniforms come from ``random_seed``'s generator before any evaluation).
+
+    ``check`` (draws (chain, draw, dim) → "" or why they fail, e.g. the gates) is asked once;
+    on a failure every chain is continued by as many proposals again, every second state of
+    the doubled chains is kept (``draws`` per chain, as before) and ``check`` is asked again:
+    its answer is then final (``extended`` in the outcome)."""
     try:
         laplace = laplace_fit(model, start)
     except LaplaceFailure as failure:
         return IndependenceOutcome(None, None, math.nan, math.nan, 0, str(failure))
     batch = _batch_log_density(model, workers or os.cpu_count() or 1)
     proposal = StudentTProposal(len(laplace.mode), IMH_DF, IMH_SCALE)
-    evaluated: list[tuple[np.ndarray, np.ndarray]] = []
+    evaluated: list[np.ndarray] = []
 
     def log_target(z: np.ndarray) -> np.ndarray:
         values = batch(laplace.mode + z @ laplace.chol.T)
-        evaluated.append((z, values))
+        evaluated.append(values - proposal.log_density(z))
         return values
+
+    def outcome(z: np.ndarray, extended: bool, refused: str = "") -> IndependenceOutcome:
+        log_weight = np.concatenate(evaluated)
+        khat, efficiency = importance_diagnostics(log_weight)
+        if not math.isfinite(khat):
+            refused = "the importance weights' Pareto k̂ could not be estimated"
+        elif khat > KHAT_MAX:
+            refused = f"Pareto k̂ {khat:.2f} > {KHAT_MAX}"
+        return IndependenceOutcome(
+            laplace.mode + z @ laplace.chol.T,
+            run.acceptance,
+            khat,
+            efficiency,
+            laplace.evaluations + len(log_weight),
+            refused,
+            extended,
+        )
 
     run = IndependenceChains(
         log_target, proposal, chains=chains, burn=burn, thin=IMH_THIN, random_seed=random_seed
     )
-    z = run.extend(draws)
-    proposals, values = evaluated[0]
-    log_weight = values - proposal.log_density(proposals)
-    khat, efficiency = importance_diagnostics(log_weight)
-    evaluations = laplace.evaluations + len(log_weight)
-    refused = "" if khat <= KHAT_MAX else f"Pareto k̂ {khat:.2f} > {KHAT_MAX}"
-    if not math.isfinite(khat):
-        refused = "the importance weights' Pareto k̂ could not be estimated"
-    return IndependenceOutcome(
-        laplace.mode + z @ laplace.chol.T,
-        run.acceptance,
-        khat,
-        efficiency,
-        evaluations,
-        refused,
-    )
+    kept = run.extend(draws)
+    first = outcome(kept, False)
+    if not first.usable or check is None or not check(first.draws):
+        return first
+    doubled = np.concatenate([kept, run.extend(draws)], axis=1)[:, 1::2]
+    second = outcome(doubled, True)
+    if not second.usable:
+        return second
+    return dataclasses.replace(second, refused=check(second.draws))
 
 
 def expanded_posterior(model: Any, draws: np.ndarray):
