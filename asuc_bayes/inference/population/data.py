@@ -53,7 +53,8 @@ OBSERVATION_COLUMNS = ("value_mg_l", "measured")
 
 @dataclass(frozen=True)
 class PopulationSettings:
-    """NUTS settings of a population fit (nutpie, numba backend)."""
+    """Sampler settings of a population fit (NUTS by nutpie or PyMC; for a marginal fit also
+    independence Metropolis–Hastings, ``sampler="imh"``, the default)."""
 
     draws: int = 1000
     tune: int = 1000
