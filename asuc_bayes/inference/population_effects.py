@@ -20,9 +20,13 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import logsumexp
 
 from asuc_bayes.graphs.censored_ops import censored_terms_per_scale
+from asuc_bayes.inference.population_effects_kernels import (
+    cell_log_density,
+    normalised_cells,
+    resample,
+)
 from asuc_bayes.inference.population_marginal import (
     MarginalPoint,
     QuadratureRule,
@@ -127,34 +131,12 @@ class SubjectNodes:
         return outcome + _stats_log_likelihood(residual_sd, *self.node_stats.T) + censored
 
 
-def _sample_cells(log_p: np.ndarray, n: int, rng) -> np.ndarray:
-    """``n`` cell indices per row of normalised log probabilities (row, cell), by inverse
-    CDF on the rows' CDFs laid end to end (each row r shifted by r)."""
-    rows, cells = log_p.shape
-    cdf = np.cumsum(np.exp(log_p), axis=1)
-    cdf /= cdf[:, -1:]
-    offset = np.arange(rows)[:, None]
-    flat = (cdf + offset).ravel()
-    uniform = rng.random((rows, n)) + offset
-    index = np.searchsorted(flat, uniform.ravel(), side="right").reshape(rows, n)
-    return np.clip(index - offset * cells, 0, cells - 1)
-
-
-def _cell_log_density(rule: SubjectRule, log_p: np.ndarray, log_cl, log_v) -> np.ndarray:
-    """ln density of the cell proposal at points (draw, proposal): the share ``log_p`` (draw,
-    node) of the cell (a node's ± half spacing square) holding each point over the cell's
-    area; −inf outside every kept cell."""
-    axis_cl, axis_v = rule.axes()
-    j_cl = np.rint((log_cl - axis_cl[0]) / rule.step[0]).astype(np.int64)
-    j_v = np.rint((log_v - axis_v[0]) / rule.step[1]).astype(np.int64)
-    n_cl, n_v = rule.shape
-    inside = (j_cl >= 0) & (j_cl < n_cl) & (j_v >= 0) & (j_v < n_v)
-    position = np.full(n_cl * n_v, -1)
+def _cell_position(rule: SubjectRule) -> np.ndarray:
+    """Each grid index j_CL·n_V + j_V of the rule's tensor grid mapped to its kept node, −1
+    where the node was pruned."""
+    position = np.full(rule.shape[0] * rule.shape[1], -1, dtype=np.int64)
     position[rule.kept] = np.arange(len(rule.kept))
-    node = position[np.where(inside, j_cl * n_v + j_v, 0)]
-    node = np.where(inside, node, -1)
-    share = np.take_along_axis(log_p, np.maximum(node, 0), axis=1)
-    return np.where(node >= 0, share, -np.inf) - math.log(rule.step[0] * rule.step[1])
+    return position
 
 
 def _node_log_prior(spec, subject: SubjectData, rule: SubjectRule, point) -> np.ndarray:
@@ -190,8 +172,7 @@ def _draw_subject(
         node_terms = subject.log_density(spec, point, log_cl, log_v)  # (draw, node)
     else:
         node_terms = _node_log_prior(spec, subject, rule, point) + nodes.log_likelihood(spec, point)
-    log_p = node_terms - logsumexp(node_terms, axis=1, keepdims=True)
-    cells = _sample_cells(log_p, n_proposals, rng)  # (draw, proposal)
+    log_p, cells = normalised_cells(node_terms, rng.random((node_terms.shape[0], n_proposals)))
     jitter = rule.step * (rng.random((*cells.shape, 2)) - 0.5)
     from_cells = np.stack([log_cl[cells], log_v[cells]], axis=-1) + jitter
     mu_cl, mu_v = log_typical_values(spec, point, subject.weight_kg, subject.crp_mg_l)
@@ -199,17 +180,24 @@ def _draw_subject(
     mu = np.stack(np.broadcast_arrays(mu_cl, mu_v), axis=-1)
     from_prior = mu + omega * rng.standard_normal((*cells.shape, 2))
     proposal = np.where(rng.random(cells.shape)[..., None] < 0.5, from_cells, from_prior)
-    prop_cl, prop_v = proposal[..., 0], proposal[..., 1]
+    prop_cl, prop_v = np.ascontiguousarray(proposal[..., 0]), np.ascontiguousarray(proposal[..., 1])
     prop_prediction, prop_x = subject.predictions(spec, prop_cl, prop_v)
     with np.errstate(over="ignore", invalid="ignore"):  # far proposals: density 0 (below)
         target = subject.log_density(spec, point, prop_cl, prop_v, prop_prediction, prop_x)
     log_prior = _normal_logpdf(proposal - mu, omega, np).sum(axis=-1)
-    log_q = np.logaddexp(_cell_log_density(rule, log_p, prop_cl, prop_v), log_prior) - math.log(2)
-    log_w = target - log_q
-    # non-finite (overflowed) and astronomically small weights are zero weights
-    log_w = np.where(np.isfinite(log_w) & (log_w > -1e100), log_w, -np.inf)
-    chosen = np.argmax(log_w + rng.gumbel(size=log_w.shape), axis=1)[:, None]
-    ess = np.exp(2 * logsumexp(log_w, axis=1) - logsumexp(2 * log_w, axis=1))
+    origin = np.array([axis[0] for axis in rule.axes()])
+    on_cells = cell_log_density(
+        log_p,
+        prop_cl,
+        prop_v,
+        origin,
+        np.asarray(rule.step, dtype=float),
+        np.asarray(rule.shape, dtype=np.int64),
+        _cell_position(rule),
+    )
+    log_q = np.logaddexp(on_cells, log_prior) - math.log(2)
+    chosen, ess = resample(np.asarray(target, dtype=float), log_q, rng.gumbel(size=log_q.shape))
+    chosen = chosen[:, None]
     pick = lambda values: np.take_along_axis(values, chosen, axis=1)[:, 0]  # noqa: E731
     return pick(prop_cl), pick(prop_v), pick(prop_x), ess
 
