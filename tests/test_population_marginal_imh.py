@@ -187,6 +187,7 @@ def test_the_marginal_fit_by_imh_agrees_with_nuts_and_records_its_sampler():
     d = fits["imh"].diagnostics
     assert d["sampler_used"] == "imh" and d["imh_refused"] == "" and d["converged"], d
     assert d["imh_khat"] <= imh.KHAT_MAX and d["imh_evaluations"] > 4 * 1000 * imh.IMH_THIN
+    assert d["imh_burn"] == imh.IMH_BURN and d["imh_thin"] in (imh.IMH_THIN, 2 * imh.IMH_THIN)
     assert fits["nutpie"].diagnostics["sampler_used"] == "nutpie"
     for name in PARAMETER_NAMES:
         a, b = (fits[s].tree["posterior"][name].values for s in ("imh", "nutpie"))
@@ -214,3 +215,67 @@ def test_a_refused_independence_run_hands_the_fit_to_nuts(monkeypatch):
     d = fit.diagnostics
     assert d["sampler_used"] == "nutpie" and d["imh_refused"].startswith("Pareto k̂"), d
     assert "n_steps" in fit.tree["sample_stats"]
+
+
+def test_the_fit_help_states_the_warm_up_and_the_burn_in():
+    """``fit --help`` quotes the marginal fit's NUTS warm-up and the independence sampler's
+    own burn-in as the code sets them."""
+    from asuc_bayes.inference.population_marginal import MARGINAL_TUNE
+    from asuc_bayes.interfaces.cli.parser import build_parser
+
+    parser = build_parser()
+    fit = parser._subparsers._group_actions[0].choices["fit"]
+    text = " ".join(fit.format_help().split())
+    assert f"({MARGINAL_TUNE} with --method marginal" in text
+    assert f"burns in {imh.IMH_BURN} proposals" in text
+
+
+def _displaced_laplace(monkeypatch, mean, covariance, shift_sd, scale):
+    """Make ``laplace_fit`` return a wrong approximation of N(mean, covariance): its mode
+    ``shift_sd`` SDs off along every axis, its scale ``scale`` × the true one."""
+    chol = np.linalg.cholesky(covariance)
+    wrong = imh.LaplaceFit(mean + shift_sd * np.sqrt(np.diag(covariance)), scale * chol, 0.0, 7)
+    monkeypatch.setattr(imh, "laplace_fit", lambda model, start: wrong)
+
+
+def test_a_misplaced_proposal_is_moved_to_the_pilots_weighted_moments(monkeypatch):
+    """A Laplace approximation 1.5 SDs off and half as wide as the target gives a pilot k̂
+    above ``ADAPT_KHAT``; the proposal is moved to the pilot's importance-weighted moments,
+    the final k̂ is within the limit and the draws have the exact Gaussian's means and SDs
+    within 4 Monte Carlo SEs; the discarded pilots' evaluations are counted."""
+    covariance = np.array([[0.04, 0.018, 0.0], [0.018, 0.09, -0.01], [0.0, -0.01, 0.25]])
+    mean = np.array([0.3, -1.2, 2.0])
+    _displaced_laplace(monkeypatch, mean, covariance, 1.5, 0.5)
+    outcome = imh.independence_posterior(
+        Gaussian(mean, covariance), np.zeros(3), chains=4, draws=1000, burn=100, random_seed=5
+    )
+    assert outcome.adaptations >= 1 and outcome.usable, outcome
+    assert outcome.khat <= imh.KHAT_MAX
+    pilot_evaluations = 4 * (100 + 1000 // imh.PILOT_SHARE * imh.IMH_THIN)
+    total = 4 * (100 + 1000 * imh.IMH_THIN) + outcome.adaptations * pilot_evaluations + 7
+    assert outcome.evaluations == total
+    rhat, ess = rank_diagnostics(outcome.draws)
+    assert np.all(rhat < 1.01), rhat
+    sd = np.sqrt(np.diag(covariance))
+    draws = outcome.draws.reshape(-1, 3)
+    np.testing.assert_array_less(np.abs(draws.mean(0) - mean), 4 * sd / np.sqrt(ess))
+    np.testing.assert_array_less(np.abs(draws.std(0) / sd - 1), 4 / np.sqrt(2 * ess))
+
+
+def test_a_good_laplace_proposal_is_not_adapted():
+    covariance = np.diag([0.04, 0.09])
+    outcome = imh.independence_posterior(
+        Gaussian(np.zeros(2), covariance), np.ones(2), chains=2, draws=200, burn=20, random_seed=2
+    )
+    assert outcome.usable and outcome.adaptations == 0
+
+
+def test_the_fit_text_names_the_sampler_and_the_adaptation():
+    from asuc_bayes.interfaces.report.study_text import _fit_sampler_text
+
+    imh_fit = {"sampler": "imh", "sampler_used": "imh", "imh_khat": 0.31}
+    assert "Laplace proposal, Pareto k-hat 0.31, acceptance >= n/a" in _fit_sampler_text(imh_fit)
+    moved = _fit_sampler_text({**imh_fit, "imh_adaptations": 2, "imh_acceptance_min": 0.4})
+    assert "moved 2x to a pilot's weighted moments" in moved and ">= 0.40" in moved
+    refused = {"sampler": "imh", "sampler_used": "nutpie", "imh_refused": "Pareto k̂ 0.9 > 0.7"}
+    assert _fit_sampler_text(refused) == "NUTS (nutpie) [imh refused: Pareto k̂ 0.9 > 0.7]"

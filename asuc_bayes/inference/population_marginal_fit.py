@@ -83,13 +83,16 @@ class _IndependenceResult:
 
 
 def _independence(compiled, settings, seed: int) -> _IndependenceResult:
-    """An independence run on the compiled model (``settings.tune`` burn-in proposals per
-    chain; doubled once if its population parameters fail the gates), kept if usable and
-    passing them; the checks name the sampler that will produce the draws and why."""
+    """An independence run on the compiled model (its own burn-in,
+    :data:`~asuc_bayes.inference.population_marginal_imh.IMH_BURN`; doubled once if its
+    population parameters fail the gates), kept if usable and passing them; the checks name
+    the sampler that will produce the draws and why, its burn-in and thinning."""
     import numpy as np
     import xarray as xr
 
     from asuc_bayes.inference.population_marginal_imh import (
+        IMH_BURN,
+        IMH_THIN,
         expanded_posterior,
         independence_posterior,
     )
@@ -103,7 +106,7 @@ def _independence(compiled, settings, seed: int) -> _IndependenceResult:
         start,
         chains=settings.chains,
         draws=settings.draws,
-        burn=settings.tune,
+        burn=IMH_BURN,
         random_seed=seed,
         workers=settings.cores,
         check=gates,
@@ -118,6 +121,9 @@ def _independence(compiled, settings, seed: int) -> _IndependenceResult:
         ),
         "imh_evaluations": outcome.evaluations,
         "imh_extended": int(outcome.extended),
+        "imh_adaptations": outcome.adaptations,
+        "imh_burn": IMH_BURN,
+        "imh_thin": IMH_THIN * (2 if outcome.extended else 1),
     }
     if outcome.refused:
         return _IndependenceResult(None, None, checks)

@@ -93,8 +93,9 @@ def add_sampling_options(parser: argparse.ArgumentParser, population: bool = Fal
         type=int,
         default=1000,
         help=(
-            "NUTS warm-up steps per chain (500 with --method marginal, 1000 otherwise; "
-            "at most 100000)"
+            "NUTS warm-up steps per chain (300 with --method marginal, whose default imh "
+            "sampler burns in 100 proposals of its own and uses --tune only for a fit it "
+            "hands to NUTS; 1000 otherwise; at most 100000)"
             if population
             else "NUTS warm-up steps per chain (1000; at most 100000)"
         )

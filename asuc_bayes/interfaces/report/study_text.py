@@ -288,8 +288,12 @@ def _fit_sampler_text(d: dict) -> str:
     used = d.get("sampler_used", d["sampler"])
     if used == "imh":
         khat, acceptance = d.get("imh_khat"), d.get("imh_acceptance_min")
+        moved = d.get("imh_adaptations", 0)
+        source = "Laplace proposal" + (
+            f" moved {moved}x to a pilot's weighted moments" if moved else ""
+        )
         return (
-            "independence Metropolis-Hastings (Laplace proposal, Pareto k-hat "
+            f"independence Metropolis-Hastings ({source}, Pareto k-hat "
             f"{'n/a' if khat is None else format(khat, '.2f')}, acceptance >= "
             f"{'n/a' if acceptance is None else format(acceptance, '.2f')})"
         )
