@@ -211,7 +211,8 @@ def _load() -> float:
 
 def _cost(entry: dict) -> str:
     """The sampler's work: NUTS's leapfrog steps, or the independence sampler's evaluations
-    with its k̂, efficiency and smallest chain acceptance."""
+    with its k̂, efficiency, smallest chain acceptance, the moves of its proposal to a pilot's
+    weighted moments and whether its chains were doubled."""
     if entry.get("sampler_used") != "imh":
         refused = entry.get("imh_refused")
         return f"{entry['leapfrog_steps']} leapfrog steps" + (
@@ -220,7 +221,9 @@ def _cost(entry: dict) -> str:
     return (
         f"imh {entry['imh_evaluations']} evaluations, k-hat {entry['imh_khat']:.2f}, "
         f"efficiency {entry['imh_importance_efficiency']:.2f}, "
-        f"acceptance min {entry['imh_acceptance_min']:.2f}"
+        f"acceptance min {entry['imh_acceptance_min']:.2f}, "
+        f"adapted {entry.get('imh_adaptations', 0)}x, "
+        f"{'doubled' if entry.get('imh_extended') else 'not doubled'}"
     )
 
 

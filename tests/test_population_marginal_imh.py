@@ -279,3 +279,45 @@ def test_the_fit_text_names_the_sampler_and_the_adaptation():
     assert "moved 2x to a pilot's weighted moments" in moved and ">= 0.40" in moved
     refused = {"sampler": "imh", "sampler_used": "nutpie", "imh_refused": "Pareto k̂ 0.9 > 0.7"}
     assert _fit_sampler_text(refused) == "NUTS (nutpie) [imh refused: Pareto k̂ 0.9 > 0.7]"
+
+
+def test_a_whole_run_failing_its_check_with_a_heavy_tail_is_moved(monkeypatch):
+    """When the pilot is not moved but the whole run fails its check with k̂ above
+    ``ADAPT_KHAT`` (here lowered below any k̂), the proposal is moved to the whole run's
+    weighted moments and fresh chains are judged (no doubling when they pass); the discarded
+    run's evaluations count."""
+    covariance = np.diag([0.04, 0.09, 0.25])
+    mean = np.array([0.3, -1.2, 2.0])
+    _displaced_laplace(monkeypatch, mean, covariance, 0.5, 0.8)
+    monkeypatch.setattr(imh, "ADAPT_KHAT", -1.0)  # any k̂ calls for a move
+    real_moved, calls = imh._moved, []
+
+    def moved_after_the_pilot(run):
+        calls.append(len(run.log_weight))
+        return None if len(calls) == 1 else real_moved(run)
+
+    monkeypatch.setattr(imh, "_moved", moved_after_the_pilot)
+    asked = []
+
+    def check(draws):
+        asked.append(draws.shape)
+        return "" if len(asked) > 1 else "first run failed"
+
+    outcome = imh.independence_posterior(
+        Gaussian(mean, covariance),
+        np.zeros(3),
+        chains=4,
+        draws=1000,
+        burn=100,
+        random_seed=5,
+        check=check,
+    )
+    assert outcome.adaptations == 1 and not outcome.extended and outcome.usable, outcome
+    assert asked == [(4, 1000, 3), (4, 1000, 3)]
+    assert outcome.evaluations == 2 * 4 * (100 + 1000 * imh.IMH_THIN) + 7
+    rhat, ess = rank_diagnostics(outcome.draws)
+    assert np.all(rhat < 1.01), rhat
+    draws = outcome.draws.reshape(-1, 3)
+    np.testing.assert_array_less(
+        np.abs(draws.mean(0) - mean), 4 * np.sqrt(np.diag(covariance) / ess)
+    )

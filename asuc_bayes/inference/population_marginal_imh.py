@@ -17,10 +17,11 @@ The run, in the sampler's unconstrained coordinates x:
 2. proposals from a multivariate t (:data:`IMH_DF`, :data:`IMH_SCALE`) in the whitened
    coordinates z = L⁻¹(x − mode), L L' the inverse Hessian;
 3. chains started at their first proposal, :data:`IMH_BURN` burn-in proposals each, every
-   :data:`IMH_THIN`-th state kept; the first quarter of the kept draws is a pilot, and when
-   its proposals' Pareto k̂ exceeds :data:`ADAPT_KHAT` the proposal is moved to their
-   importance-weighted mean and covariance and the chains start again (at most
-   :data:`MAX_ADAPTATIONS` times: the posterior can be skewed away from its mode);
+   :data:`IMH_THIN`-th state kept. The first quarter of the kept draws is a pilot: when its
+   proposals' Pareto k̂ exceeds :data:`ADAPT_KHAT` (or a whole run's does, and the run fails
+   the gates), the proposal is moved to their importance-weighted mean and covariance and
+   the chains start again, at most :data:`MAX_ADAPTATIONS` times (the posterior can be
+   skewed away from its mode);
 4. the Pareto k̂ of the proposals' importance weights (PSIS, ``arviz_stats``): above
    :data:`KHAT_MAX` the weights' tail is too heavy for the chains to be trusted, whatever their
    R-hat (an independence sampler cannot see what it rarely proposes).
@@ -100,7 +101,9 @@ PILOT_SHARE = 4
 #: Measured with 4000 proposals, 120 subjects: cohort 120004 (k̂ 0.83, efficiency 0.05 from
 #: the Laplace approximation, its weighted mean 0.9 SD from the mode along θ_CL and θ_V): one
 #: move gave k̂ 0.58 (efficiency 0.23), a second 0.27 (0.34); cohort 120008 (0.51, 0.28):
-#: 0.36 (0.37), then 0.16 (0.44).
+#: 0.36 (0.37), then 0.16 (0.44). In the fit, cohort 120004's first move gave a pilot k̂ of
+#: 0.35 but 0.53 over the whole run, whose chains then failed the gates (bulk ESS 95): a
+#: whole run that fails its check is moved too when its k̂ is above this.
 ADAPT_KHAT = 0.5
 MAX_ADAPTATIONS = 2
 #: Central-difference step of the Hessian (unconstrained coordinates, posterior SDs ~0.02–0.3).
@@ -283,26 +286,69 @@ class _ProposalRun:
             return None
 
 
-def _adapted_run(batch, laplace: LaplaceFit, *, chains, burn, pilot, random_seed):
-    """(the run, its pilot's kept draws (chain, pilot, dim) in z, the adaptations made, the
-    log densities spent on discarded runs): chains from the Laplace approximation's proposal;
-    while the pilot's Pareto k̂ exceeds :data:`ADAPT_KHAT` (at most :data:`MAX_ADAPTATIONS`
-    times) the proposal is moved to the pilot's importance-weighted mean and covariance and
-    the chains start again from it."""
-    seeds = [random_seed, *np.random.SeedSequence(random_seed).spawn(MAX_ADAPTATIONS)]
-    centre, chol, spent = laplace.mode, laplace.chol, 0
-    for adaptations, seed in enumerate(seeds):
-        run = _ProposalRun(batch, centre, chol, chains=chains, burn=burn, random_seed=seed)
-        kept = run.chains.extend(pilot)
-        khat, _ = importance_diagnostics(run.log_weight)
-        if not khat > ADAPT_KHAT or adaptations == MAX_ADAPTATIONS:
-            return run, kept, adaptations, spent
-        moments = run.weighted_moments()
-        if moments is None:
-            return run, kept, adaptations, spent
-        spent += len(run.log_weight)
-        centre, chol = moments
-    raise AssertionError("unreachable")  # pragma: no cover
+def _moved(run: _ProposalRun) -> tuple[np.ndarray, np.ndarray] | None:
+    """The weighted moments of ``run``'s proposals when their Pareto k̂ exceeds
+    :data:`ADAPT_KHAT` (and the moments can be estimated), else ``None``."""
+    khat, _ = importance_diagnostics(run.log_weight)
+    return run.weighted_moments() if khat > ADAPT_KHAT else None
+
+
+@dataclass
+class _Runs:
+    """The successive proposals' runs of one independence fit: the current run, its kept
+    draws (chain, draw, dim) in z, the adaptations made and the log densities spent on
+    discarded runs (the Laplace fit's included)."""
+
+    batch: Callable[[np.ndarray], np.ndarray]
+    chains: int
+    burn: int
+    seeds: list
+    spent: int
+    adaptations: int = 0
+    run: _ProposalRun | None = None
+    kept: np.ndarray | None = None
+
+    def start(self, centre: np.ndarray, chol: np.ndarray, draws: int) -> None:
+        """New chains from the proposal at ``centre``, ``chol``, ``draws`` kept per chain; the
+        current run, if any, is discarded (its evaluations counted, an adaptation made)."""
+        if self.run is not None:
+            self.spent += len(self.run.log_weight)
+            self.adaptations += 1
+        self.run = _ProposalRun(
+            self.batch,
+            centre,
+            chol,
+            chains=self.chains,
+            burn=self.burn,
+            random_seed=self.seeds[self.adaptations],
+        )
+        self.kept = self.run.chains.extend(draws)
+
+    def extend(self, draws: int) -> None:
+        self.kept = np.concatenate([self.kept, self.run.chains.extend(draws)], axis=1)
+
+    def moved(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The next proposal when the current one's k̂ calls for a move and moves are left."""
+        return None if self.adaptations == MAX_ADAPTATIONS else _moved(self.run)
+
+    def outcome(self, z: np.ndarray, extended: bool) -> IndependenceOutcome:
+        log_weight = self.run.log_weight
+        khat, efficiency = importance_diagnostics(log_weight)
+        refused = ""
+        if not math.isfinite(khat):
+            refused = "the importance weights' Pareto k̂ could not be estimated"
+        elif khat > KHAT_MAX:
+            refused = f"Pareto k̂ {khat:.2f} > {KHAT_MAX}"
+        return IndependenceOutcome(
+            self.run.to_x(z),
+            self.run.chains.acceptance,
+            khat,
+            efficiency,
+            self.spent + len(log_weight),
+            refused,
+            extended,
+            self.adaptations,
+        )
 
 
 def independence_posterior(
@@ -321,55 +367,50 @@ def independence_posterior(
     :data:`IMH_THIN`-th state. The draws do not depend on ``workers`` (all proposals and
     uniforms come from ``random_seed``'s generators before any evaluation).
 
-    The first ``draws`` // :data:`PILOT_SHARE` kept draws per chain are a pilot: when their
-    proposals' Pareto k̂ exceeds :data:`ADAPT_KHAT`, the proposal is moved to their
-    importance-weighted mean and covariance and the chains start again (at most
-    :data:`MAX_ADAPTATIONS` times; ``adaptations`` in the outcome). k̂, the efficiency and
-    the draws are those of the last proposal's chains.
+    The proposal is moved to the importance-weighted mean and covariance of a run's
+    proposals, and the chains start again from it, when their Pareto k̂ exceeds
+    :data:`ADAPT_KHAT` (at most :data:`MAX_ADAPTATIONS` times; ``adaptations`` in the
+    outcome): after a pilot (the first ``draws`` // :data:`PILOT_SHARE` kept draws per
+    chain), and after a whole run that fails ``check``. k̂, the efficiency and the draws are
+    those of the last proposal's chains.
 
-    ``check`` (draws (chain, draw, dim) → "" or why they fail, e.g. the gates) is asked once;
-    on a failure every chain is continued by as many proposals again, every second state of
-    the doubled chains is kept (``draws`` per chain, as before) and ``check`` is asked again:
-    its answer is then final (``extended`` in the outcome)."""
+    ``check`` (draws (chain, draw, dim) → "" or why they fail, e.g. the gates) is asked of
+    each whole run; when the last proposal's run fails it, every chain is continued by as
+    many proposals again, every second state of the doubled chains is kept (``draws`` per
+    chain, as before) and ``check`` is asked again: its answer is then final (``extended`` in
+    the outcome)."""
     try:
         laplace = laplace_fit(model, start)
     except LaplaceFailure as failure:
         return IndependenceOutcome(None, None, math.nan, math.nan, 0, str(failure))
-    batch = _batch_log_density(model, workers or os.cpu_count() or 1)
-    pilot = max(1, draws // PILOT_SHARE)
-    run, kept, adaptations, spent = _adapted_run(
-        batch, laplace, chains=chains, burn=burn, pilot=pilot, random_seed=random_seed
+    runs = _Runs(
+        _batch_log_density(model, workers or os.cpu_count() or 1),
+        chains,
+        burn,
+        [random_seed, *np.random.SeedSequence(random_seed).spawn(MAX_ADAPTATIONS)],
+        laplace.evaluations,
     )
+    pilot = min(draws, max(1, draws // PILOT_SHARE))
+    proposal = (laplace.mode, laplace.chol)
+    while proposal is not None:  # pilots: moved while their k̂ is too high
+        runs.start(*proposal, pilot)
+        proposal = runs.moved()
     if draws > pilot:
-        kept = np.concatenate([kept, run.chains.extend(draws - pilot)], axis=1)
-
-    def outcome(z: np.ndarray, extended: bool) -> IndependenceOutcome:
-        log_weight = run.log_weight
-        khat, efficiency = importance_diagnostics(log_weight)
-        refused = ""
-        if not math.isfinite(khat):
-            refused = "the importance weights' Pareto k̂ could not be estimated"
-        elif khat > KHAT_MAX:
-            refused = f"Pareto k̂ {khat:.2f} > {KHAT_MAX}"
-        return IndependenceOutcome(
-            run.to_x(z),
-            run.chains.acceptance,
-            khat,
-            efficiency,
-            laplace.evaluations + spent + len(log_weight),
-            refused,
-            extended,
-            adaptations,
-        )
-
-    first = outcome(kept, False)
-    if not first.usable or check is None or not check(first.draws):
-        return first
-    doubled = np.concatenate([kept, run.chains.extend(draws)], axis=1)[:, 1::2]
-    second = outcome(doubled, True)
-    if not second.usable:
-        return second
-    return dataclasses.replace(second, refused=check(second.draws))
+        runs.extend(draws - pilot)
+    result = runs.outcome(runs.kept, False)
+    if not result.usable or check is None or not check(result.draws):
+        return result
+    proposal = runs.moved()
+    if proposal is not None:  # a failed whole run with a heavy tail: one more proposal
+        runs.start(*proposal, draws)
+        result = runs.outcome(runs.kept, False)
+        if not result.usable or not check(result.draws):
+            return result
+    doubled = np.concatenate([runs.kept, runs.run.chains.extend(draws)], axis=1)[:, 1::2]
+    result = runs.outcome(doubled, True)
+    if not result.usable:
+        return result
+    return dataclasses.replace(result, refused=check(result.draws))
 
 
 def expanded_posterior(model: Any, draws: np.ndarray):
