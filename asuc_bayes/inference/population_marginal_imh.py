@@ -170,10 +170,10 @@ def laplace_fit(model: DensityModel, start: np.ndarray) -> LaplaceFit:
 class IndependenceOutcome:
     """An independence run: kept draws (chain, draw, dim) in the unconstrained coordinates,
     each chain's acceptance rate, the Pareto k̂ and Kish efficiency (ESS / n) of the
-    proposals' importance weights, the log-density evaluations (Laplace included), the
-    reason not to use it (empty when usable), whether the chains were doubled
-    (:func:`independence_posterior`'s ``check``) and how many times the proposal was moved to
-    a pilot's weighted moments."""
+    proposals' importance weights, the log-density evaluations (the Laplace fit's and the
+    discarded runs' included), the reason not to use it (empty when usable), whether the
+    chains were doubled (:func:`independence_posterior`'s ``check``) and how many times the
+    proposal was moved to a run's weighted moments."""
 
     draws: np.ndarray | None
     acceptance: np.ndarray | None
@@ -273,6 +273,8 @@ class _ProposalRun:
         not positive definite."""
         log_weight, points = self.log_weight, np.concatenate(self.points)
         finite = np.isfinite(log_weight)
+        if not finite.any():
+            return None
         weight = np.exp(log_weight[finite] - log_weight[finite].max())
         weight /= weight.sum()
         points = points[finite]
