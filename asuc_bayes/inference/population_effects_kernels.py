@@ -15,8 +15,7 @@ over (draw, node) arrays:
   sample size.
 
 Random numbers are drawn by the caller (NumPy generators), so the draws still depend only on
-the seed. Each kernel's NumPy equivalent is in the tests (``tests/test_population_effects_
-kernels.py``).
+the seed. Each kernel's NumPy equivalent is in ``tests/test_population_effects_kernels.py``.
 
 Examples
 --------

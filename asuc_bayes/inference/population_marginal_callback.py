@@ -142,17 +142,28 @@ def _arguments() -> str:
     return ", ".join(f"a{k}" for k in range(len(MARGINAL_LAYOUT)))
 
 
+_DIM_CHECK = "dim != int(header[1])"
+
+
+def _callback_head(signature: str, wrong_size: str, code: int) -> list[str]:
+    """The opening lines every callback shares: its ``def``, the unpacking of the bound data,
+    ``return code`` when ``wrong_size`` holds, and the point ``x`` as an array."""
+    return [
+        f"def {signature}:",
+        "    try:",
+        *_unpack_lines(),
+        f"        if {wrong_size}:",
+        f"            return {code}",
+        "        x = numba.carray(x_, (dim,))",
+    ]
+
+
 def _logp_source(function_name: str) -> str:
     """Source of the log density callback ``function_name(dim, x, grad_out, logp_out,
     user_data)``: nutpie's return codes (0 ok, −1 wrong dimension, 1 error, 3/4 a non-finite
     gradient/value)."""
     lines = [
-        f"def {function_name}(dim, x_, out_, logp_, user_data_):",
-        "    try:",
-        *_unpack_lines(),
-        "        if dim != int(header[1]):",
-        "            return -1",
-        "        x = numba.carray(x_, (dim,))",
+        *_callback_head(f"{function_name}(dim, x_, out_, logp_, user_data_)", _DIM_CHECK, -1),
         "        out = numba.carray(out_, (dim,))",
         "        logp = numba.carray(logp_, ())",
         f"        value, gradient = inner(x, {_arguments()})",
@@ -167,12 +178,7 @@ def _value_source(function_name: str) -> str:
     sampler of :mod:`asuc_bayes.inference.population_marginal_imh`): 1.3× cheaper than
     with the gradient on cohort 120001 (the value itself is most of the cost)."""
     lines = [
-        f"def {function_name}(dim, x_, out_, logp_, user_data_):",
-        "    try:",
-        *_unpack_lines(),
-        "        if dim != int(header[1]):",
-        "            return -1",
-        "        x = numba.carray(x_, (dim,))",
+        *_callback_head(f"{function_name}(dim, x_, out_, logp_, user_data_)", _DIM_CHECK, -1),
         "        logp = numba.carray(logp_, ())",
         f"        (value,) = inner(x, {_arguments()})",
         "        logp[()] = value[()]",
@@ -189,12 +195,11 @@ def _expand_source(function_name: str) -> str:
     """Source of the expansion callback ``function_name(dim, expanded, x, out, user_data)``:
     the stored variables at the sampler's point (0 ok, −1 wrong sizes, −2 error)."""
     lines = [
-        f"def {function_name}(dim, expanded, x_, out_, user_data_):",
-        "    try:",
-        *_unpack_lines(),
-        "        if dim != int(header[1]) or expanded != int(header[2]):",
-        "            return -1",
-        "        x = numba.carray(x_, (dim,))",
+        *_callback_head(
+            f"{function_name}(dim, expanded, x_, out_, user_data_)",
+            f"{_DIM_CHECK} or expanded != int(header[2])",
+            -1,
+        ),
         "        out = numba.carray(out_, (expanded,))",
         f"        (values,) = inner(x, {_arguments()})",
         "        out[...] = values",
