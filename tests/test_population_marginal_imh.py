@@ -276,7 +276,7 @@ def test_the_fit_text_names_the_sampler_and_the_adaptation():
     imh_fit = {"sampler": "imh", "sampler_used": "imh", "imh_khat": 0.31}
     assert "Laplace proposal, Pareto k-hat 0.31, acceptance >= n/a" in _fit_sampler_text(imh_fit)
     moved = _fit_sampler_text({**imh_fit, "imh_adaptations": 2, "imh_acceptance_min": 0.4})
-    assert "moved 2x to a pilot's weighted moments" in moved and ">= 0.40" in moved
+    assert "moved 2x to a run's weighted moments" in moved and ">= 0.40" in moved
     refused = {"sampler": "imh", "sampler_used": "nutpie", "imh_refused": "Pareto k̂ 0.9 > 0.7"}
     assert _fit_sampler_text(refused) == "NUTS (nutpie) [imh refused: Pareto k̂ 0.9 > 0.7]"
 

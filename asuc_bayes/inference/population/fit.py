@@ -316,7 +316,7 @@ def fit_summary(tree: xr.DataTree) -> dict[str, Any]:
             "imh_acceptance_min": finite_or_none(
                 diagnostics.get("imh_acceptance_min", float("nan"))
             ),
-            # times the proposal was moved to a pilot's weighted moments (stop 40 on)
+            # times the proposal was moved to a run's weighted moments (stop 40 on)
             "imh_adaptations": int(diagnostics.get("imh_adaptations", 0)),
             "adaptation": str(attrs.get("adaptation", "diag")),  # fits before 2026-12-07
             "compile_seconds": float(diagnostics["compile_seconds"]),

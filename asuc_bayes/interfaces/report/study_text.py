@@ -290,7 +290,7 @@ def _fit_sampler_text(d: dict) -> str:
         khat, acceptance = d.get("imh_khat"), d.get("imh_acceptance_min")
         moved = d.get("imh_adaptations", 0)
         source = "Laplace proposal" + (
-            f" moved {moved}x to a pilot's weighted moments" if moved else ""
+            f" moved {moved}x to a run's weighted moments" if moved else ""
         )
         return (
             f"independence Metropolis-Hastings ({source}, Pareto k-hat "
