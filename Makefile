@@ -8,9 +8,11 @@ $(STAMP): pyproject.toml scripts/make-venv
 	bash scripts/make-venv $(VENV)
 	touch $(STAMP)
 
-# Also the one-time compilation of the model's densities (cached on disk: no later command pays).
+# Also the one-time compilation of the model's densities (cached on disk: no later command pays),
+# and of the default population fit's (marginal, weak priors; ~25 s once).
 example: $(STAMP)
 	$(VENV)/bin/asuc-bayes forecast --example
+	$(VENV)/bin/python -c "from asuc_bayes import load_model; from asuc_bayes.inference.population import prepare_population_model; prepare_population_model(load_model(), 2)"
 
 # Debian's chromium for the browser tests (apt-get, only when /usr/bin/chromium is missing).
 # If it cannot be installed, the browser tests fail with a message saying so.

@@ -278,8 +278,9 @@ def add_fit_command(sub: argparse._SubParsersAction) -> None:
         choices=tuple(FIT_METHODS),
         default=None,
         help="marginal (default): each subject's random effects integrated out by quadrature, "
-        "NUTS over the population parameters (1000 draws after 300 tuning steps, target "
-        "acceptance 0.8, low-rank mass matrix), each eta drawn per posterior draw; full: "
+        "the population parameters by independence Metropolis-Hastings from the Laplace "
+        "approximation (1000 draws per chain; NUTS, 300 tuning steps, target acceptance 0.8, "
+        "low-rank mass matrix, when it is refused), each eta drawn per posterior draw; full: "
         "the joint model with every eta sampled by NUTS (1000 after 1000, 0.995); two-stage. "
         "A PK-only library model (--model NAME) is fitted as popPK, every eta sampled (2000 "
         "draws after 1000, 0.99)",
