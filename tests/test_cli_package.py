@@ -96,10 +96,12 @@ def test_fit_help_states_the_library_fit_defaults():
     assert stated in helps["method"]
     marginal = default_settings("marginal")
     stated = (
-        f"({marginal.draws} draws after {marginal.tune} tuning steps, target acceptance "
-        f"{marginal.target_accept:g}, low-rank mass matrix)"
+        f"independence Metropolis-Hastings from the Laplace approximation ({marginal.draws} "
+        f"draws per chain; NUTS, {marginal.tune} tuning steps, target acceptance "
+        f"{marginal.target_accept:g}, low-rank mass matrix, when it is refused)"
     )
-    assert marginal.adaptation == "low_rank" and stated in " ".join(helps["method"].split())
+    assert marginal.sampler == "imh" and marginal.adaptation == "low_rank"
+    assert stated in " ".join(helps["method"].split())
     assert f"{defaults.draws} for a library popPK fit" in helps["draws"]
     assert f"{defaults.target_accept:g} for a library popPK fit" in helps["target_accept"]
 
