@@ -321,3 +321,20 @@ def test_a_whole_run_failing_its_check_with_a_heavy_tail_is_moved(monkeypatch):
     np.testing.assert_array_less(
         np.abs(draws.mean(0) - mean), 4 * np.sqrt(np.diag(covariance) / ess)
     )
+
+
+def test_weighted_moments_recover_a_target_from_importance_weights():
+    """Draws of N(0, I) weighted by N(m, S)/N(0, I) have mean ≈ m and covariance ≈ S (the
+    importance identity, an independent check); a singular sample gives None."""
+    from asuc_bayes.inference.independence import weighted_moments
+
+    rng = np.random.default_rng(8)
+    target_mean, target_cov = np.array([0.3, -0.2]), np.array([[0.5, 0.1], [0.1, 0.3]])
+    points = rng.standard_normal((200_000, 2))
+    log_weight = scipy.stats.multivariate_normal(target_mean, target_cov).logpdf(
+        points
+    ) - scipy.stats.multivariate_normal(np.zeros(2), np.eye(2)).logpdf(points)
+    mean, covariance = weighted_moments(points, np.exp(log_weight))
+    np.testing.assert_allclose(mean, target_mean, atol=0.01)
+    np.testing.assert_allclose(covariance, target_cov, atol=0.01)
+    assert weighted_moments(np.outer(np.arange(5.0), [1.0, 2.0])) is None

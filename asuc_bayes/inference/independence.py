@@ -40,6 +40,7 @@ __all__ = [
     "StudentTProposal",
     "independence_metropolis",
     "multivariate_t_logpdf",
+    "weighted_moments",
 ]
 
 
@@ -244,3 +245,27 @@ def _chain_states(log_weight, log_uniform, index):  # pragma: no cover - compile
                 current = step
                 current_weight = weight
             index[chain, step] = current
+
+
+def weighted_moments(
+    points: np.ndarray, weight: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(mean, covariance) of ``points`` (n, dim) with importance ``weight`` (n,; ``None``:
+    equal), the covariance NumPy's reliability-weighted one; ``None`` when it is not finite or
+    is singular (smallest eigenvalue ≤ 1e-10 × the largest). The moments a proposal is moved
+    to after a first importance sample or independence run.
+
+    Examples
+    --------
+    >>> mean, cov = weighted_moments(np.array([[0.0, 1.0], [2.0, 3.0], [4.0, 2.0]]))
+    >>> mean.tolist(), bool(np.allclose(cov, [[4.0, 1.0], [1.0, 1.0]]))
+    ([2.0, 2.0], True)
+    >>> weighted_moments(np.array([[1.0, 2.0], [2.0, 4.0]])) is None  # on a line: singular
+    True
+    """
+    flat = np.asarray(points, dtype=float)
+    covariance = np.atleast_2d(np.cov(flat.T, aweights=weight))
+    eigenvalues = np.linalg.eigvalsh(0.5 * (covariance + covariance.T))
+    if not np.all(np.isfinite(eigenvalues)) or eigenvalues[0] <= 1e-10 * eigenvalues[-1]:
+        return None
+    return np.average(flat, axis=0, weights=weight), covariance

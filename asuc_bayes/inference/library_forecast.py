@@ -27,6 +27,7 @@ import numpy as np
 
 from asuc_bayes.data.dataset import Patient
 from asuc_bayes.inference.derived import DEFAULT_AUC_WINDOW_DAY, Derived, derived_quantities
+from asuc_bayes.inference.independence import weighted_moments
 from asuc_bayes.inference.map import MapResult, find_map, single_threaded_blas
 from asuc_bayes.inference.precision import run_precision, until_precise
 from asuc_bayes.inference.problem import PatientProblem
@@ -108,12 +109,11 @@ def moment_matched(
     the NUTS fallback took ~30 s). Any proposal leaves IMH and importance sampling exact; their
     gates decide as before.
     """
-    flat = np.asarray(eta, dtype=float).reshape(-1, mode.eta.size)
-    covariance = np.atleast_2d(np.cov(flat.T, aweights=weight))
-    eigenvalues = np.linalg.eigvalsh(0.5 * (covariance + covariance.T))
-    if not np.all(np.isfinite(eigenvalues)) or eigenvalues[0] <= 1e-10 * eigenvalues[-1]:
+    moments = weighted_moments(np.asarray(eta, dtype=float).reshape(-1, mode.eta.size), weight)
+    if moments is None:
         return None
-    return replace(mode, eta=np.average(flat, axis=0, weights=weight), covariance=covariance)
+    mean, covariance = moments
+    return replace(mode, eta=mean, covariance=covariance)
 
 
 def _nuts_precise(problem: PatientProblem, mode, options: SamplerOptions, random_seed: int):

@@ -53,7 +53,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from asuc_bayes.inference.independence import IndependenceChains, StudentTProposal
+from asuc_bayes.inference.independence import (
+    IndependenceChains,
+    StudentTProposal,
+    weighted_moments,
+)
 
 __all__ = [
     "ADAPT_KHAT",
@@ -268,22 +272,21 @@ class _ProposalRun:
 
     def weighted_moments(self) -> tuple[np.ndarray, np.ndarray] | None:
         """The importance-weighted mean of the evaluated proposals and the Cholesky factor of
-        their weighted covariance: the target's moments estimated from this run; ``None``
-        when the weights hold too few points for a covariance (Kish ESS < 2 × dim) or it is
-        not positive definite."""
+        their weighted covariance (:func:`~asuc_bayes.inference.independence.weighted_moments`):
+        the target's moments estimated from this run; ``None`` when the weights hold too few
+        points for a covariance (Kish ESS < 2 × dim) or it is singular."""
         log_weight, points = self.log_weight, np.concatenate(self.points)
         finite = np.isfinite(log_weight)
         if not finite.any():
             return None
         weight = np.exp(log_weight[finite] - log_weight[finite].max())
-        weight /= weight.sum()
-        points = points[finite]
-        if 1.0 / (weight**2).sum() < 2 * points.shape[1]:
+        if weight.sum() ** 2 / (weight**2).sum() < 2 * points.shape[1]:
             return None
-        mean = weight @ points
-        centred = points - mean
+        moments = weighted_moments(points[finite], weight)
+        if moments is None:
+            return None
         try:
-            return mean, np.linalg.cholesky(centred.T @ (centred * weight[:, None]))
+            return moments[0], np.linalg.cholesky(moments[1])
         except np.linalg.LinAlgError:
             return None
 
